@@ -1,0 +1,19 @@
+//! salesai's core: the domain's types, its pure logic and the traits through which the rest of
+//! the program reaches the outside world.
+//!
+//! Architecture invariant: this crate does no IO. It knows nothing of SQL, HTTP or object
+//! storage; it names what salesai needs (`Store`, `BlobStore`) and the other crates provide it.
+//! That keeps the rules of the product (case numbers, queue backoff, error codes) testable in
+//! microseconds and identical for every backend.
+
+pub mod app;
+pub mod blob;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod queue;
+pub mod store;
+pub mod token;
+
+pub use app::App;
+pub use error::ErrorCode;

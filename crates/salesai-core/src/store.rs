@@ -1,0 +1,211 @@
+//! The storage interface: everything salesai keeps, behind one trait with one implementation
+//! per backend (SQLite for the embedded default, PostgreSQL for teams). HTTP handlers and
+//! workers hold an `Arc<dyn Store>` and never know which backend they talk to.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Conversation, CreatedConversation, NewConversation, Role};
+use crate::queue::{
+    Enqueued, FailOutcome, Job, JobDetail, JobFailure, JobFilter, Lease, NewJob, QueueSettings,
+    QueueStats, Reaped,
+};
+
+/// A storage failure, by what callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error; usually transient.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The input broke a rule the database enforces.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database was migrated by a newer salesai than this binary.
+    #[error(
+        "the database schema is at version {database} but this salesai only knows up to {binary}; \
+         run the newer salesai release, or roll the schema back with that release's `salesai migrate down`"
+    )]
+    SchemaTooNew {
+        /// The database's newest applied migration.
+        database: i64,
+        /// The newest migration this binary carries.
+        binary: i64,
+    },
+    /// Anything else.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// The stable error code for this failure.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            StoreError::InvalidInput(_) | StoreError::NotFound(_) => crate::ErrorCode::InvalidInput,
+            _ => crate::ErrorCode::DatabaseError,
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which backend a store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded default.
+    Sqlite,
+    /// The team server.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// An API token to store. The token itself is shown once and never stored; only its hash is.
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    /// A human name, unique among live tokens.
+    pub name: String,
+    /// What the token may do.
+    pub role: Role,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+}
+
+/// A stored API token (without the secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// The token id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used to authenticate.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked token authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Everything salesai stores.
+///
+/// Architecture invariant: multi-step writes happen inside one method, in one transaction
+/// (a conversation and its first job, a case number and its conversation), so no caller can
+/// leave half-written state behind.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// A cheap round trip, for `/ready`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- queue ---
+
+    /// Enqueues one job (or returns the existing one with the same idempotency key).
+    async fn enqueue(&self, job: NewJob) -> StoreResult<Enqueued>;
+
+    /// Enqueues several jobs in one transaction.
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Enqueued>>;
+
+    /// Leases up to `max` due jobs of `queue` to `worker_id`, unless the queue is paused.
+    async fn claim(&self, queue: &str, worker_id: &str, max: u32) -> StoreResult<Vec<Job>>;
+
+    /// Marks a leased job completed. False when the lease was lost.
+    async fn complete(&self, lease: &Lease) -> StoreResult<bool>;
+
+    /// Marks several leased jobs completed in one statement; returns how many were still held.
+    async fn complete_many(&self, leases: &[Lease]) -> StoreResult<u64>;
+
+    /// Records a failed attempt and queues the job again after a backoff, or moves it to dead.
+    async fn fail(&self, lease: &Lease, failure: &JobFailure) -> StoreResult<FailOutcome>;
+
+    /// Puts a leased job back for `run_at` without spending an attempt: a provider said
+    /// "retry after", which is not the job's fault. The reschedule is still recorded in the
+    /// job's history under `code`.
+    async fn reschedule(
+        &self,
+        lease: &Lease,
+        run_at: DateTime<Utc>,
+        code: &str,
+        message: &str,
+    ) -> StoreResult<bool>;
+
+    /// Returns leased jobs to the queue at once without spending an attempt (graceful
+    /// shutdown ran out of time).
+    async fn release(&self, leases: &[Lease]) -> StoreResult<u64>;
+
+    /// Extends the leases of jobs a live worker still runs.
+    async fn extend_leases(&self, leases: &[Lease]) -> StoreResult<u64>;
+
+    /// Returns jobs whose lease ran out to the queue, or to dead when their attempts are spent.
+    async fn reap_expired_leases(&self) -> StoreResult<Reaped>;
+
+    /// Every queue's settings, the built-in queues always included.
+    async fn queue_settings(&self) -> StoreResult<Vec<QueueSettings>>;
+
+    /// One queue's settings (defaults when the queue has never been configured).
+    async fn get_queue_settings(&self, queue: &str) -> StoreResult<QueueSettings>;
+
+    /// Saves a queue's settings (the paused flag included).
+    async fn put_queue_settings(&self, settings: &QueueSettings) -> StoreResult<()>;
+
+    /// Lists jobs, newest first.
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>>;
+
+    /// One job with its attempt history.
+    async fn get_job(&self, id: i64) -> StoreResult<Option<JobDetail>>;
+
+    /// Queues matching dead jobs again with fresh attempts; returns their ids.
+    async fn retry_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<i64>>;
+
+    /// Deletes matching jobs that are not running (or, with `dry_run`, only lists them);
+    /// returns the ids deleted or that would be.
+    async fn purge_jobs(&self, filter: &JobFilter, dry_run: bool) -> StoreResult<Vec<i64>>;
+
+    /// Depth, age and recent outcomes.
+    async fn queue_stats(&self) -> StoreResult<QueueStats>;
+
+    // --- conversations ---
+
+    /// Creates a conversation: finds or creates its opportunity by customer number, allocates
+    /// its case number and enqueues its first job, all in one transaction.
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<CreatedConversation>;
+
+    /// One conversation.
+    async fn get_conversation(&self, id: &str) -> StoreResult<Option<Conversation>>;
+
+    // --- API tokens ---
+
+    /// Stores a token's hash.
+    async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken>;
+
+    /// The live token with this hash, touching its `last_used_at`.
+    async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+
+    /// All tokens, revoked ones included.
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
+
+    /// Revokes the live token with this name or id; false when there is none.
+    async fn revoke_api_token(&self, name_or_id: &str) -> StoreResult<bool>;
+
+    // --- external events ---
+
+    /// Records that an external event (a Slack event id, a file id) was handled; false when it
+    /// already was, on any node.
+    async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool>;
+}

@@ -1,0 +1,14 @@
+DROP TABLE external_events;
+DROP TABLE job_attempts;
+DROP TABLE jobs;
+DROP TABLE queue_settings;
+DROP TABLE api_tokens;
+DROP TABLE analyses;
+DROP TABLE agent_outputs;
+DROP TABLE transcript_chunks;
+DROP TABLE transcript_segments;
+DROP TABLE conversation_stage_events;
+DROP TABLE conversations;
+DROP TABLE case_sequences;
+DROP TABLE opportunities;
+DROP TABLE users;

@@ -1,0 +1,42 @@
+//! Mapping sqlx's errors onto the core's `StoreError`.
+
+use salesai_core::store::StoreError;
+
+/// Classifies a sqlx error: connection trouble is `Unavailable` (retryable), constraint
+/// violations are `InvalidInput`, the rest is `Other`. The message never holds a password,
+/// because sqlx errors carry no connection URL.
+pub(crate) fn map(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
+        sqlx::Error::RowNotFound => StoreError::NotFound("row".to_owned()),
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() || db.is_foreign_key_violation() || db.is_check_violation()
+            {
+                StoreError::InvalidInput(db.message().to_owned())
+            } else if is_busy(db.as_ref()) {
+                StoreError::Unavailable(db.message().to_owned())
+            } else {
+                StoreError::Other(err.to_string())
+            }
+        }
+        _ => StoreError::Other(err.to_string()),
+    }
+}
+
+/// Whether a database error is a unique-constraint violation (used to resolve races between
+/// two inserts of the same idempotency key).
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+    // SQLITE_BUSY (5), SQLITE_LOCKED (6); PostgreSQL's lock_not_available and serialization.
+    matches!(
+        db.code().as_deref(),
+        Some("5") | Some("6") | Some("517") | Some("55P03") | Some("40001") | Some("40P01")
+    )
+}

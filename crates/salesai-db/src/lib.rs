@@ -1,0 +1,125 @@
+//! The `Store` trait's two implementations — SQLite for the embedded default, PostgreSQL for
+//! teams — with their migrations and the queue's SQL.
+//!
+//! Both backends implement the same contract and are tested by the same story tests; each
+//! keeps its own SQL because the two differ where it matters (SQLite has one writer and stores
+//! times as integer milliseconds; PostgreSQL has `FOR UPDATE SKIP LOCKED` and `timestamptz`).
+
+mod error;
+pub mod migrate;
+mod postgres;
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use salesai_core::store::{Backend, Store, StoreError, StoreResult};
+
+pub use migrate::{MigrationState, Migrator};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Connections in the pool (PostgreSQL; SQLite uses a small fixed pool).
+    pub max_connections: u32,
+    /// How long to wait for a connection or a lock before giving up.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connected database of either backend.
+#[derive(Clone)]
+pub enum Database {
+    /// `sqlite://…`
+    Sqlite(SqliteStore),
+    /// `postgres://…` or `postgresql://…`
+    Postgres(PgStore),
+}
+
+impl Database {
+    /// Connects to the database a URL names. SQLite files (and their folders) are created when
+    /// missing, so the embedded default needs nothing set up.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Database> {
+        if url.starts_with("sqlite:") {
+            Ok(Database::Sqlite(SqliteStore::connect(url, options).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres(PgStore::connect(url, options).await?))
+        } else {
+            Err(StoreError::InvalidInput(format!(
+                "DATABASE_URL must start with sqlite:// or postgres:// (got {:?})",
+                url.split(':').next().unwrap_or_default()
+            )))
+        }
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Database::Sqlite(_) => Backend::Sqlite,
+            Database::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The migrator for this database.
+    pub fn migrator(&self) -> Migrator {
+        match self {
+            Database::Sqlite(store) => Migrator::Sqlite(store.pool().clone()),
+            Database::Postgres(store) => Migrator::Postgres(store.pool().clone()),
+        }
+    }
+
+    /// The database as the core's `Store`.
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Database::Sqlite(store) => Arc::new(store.clone()),
+            Database::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// Closes the pool, waiting for connections to return.
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(store) => store.pool().close().await,
+            Database::Postgres(store) => store.pool().close().await,
+        }
+    }
+}
+
+/// Redacts the password in a database URL, for logs and error messages.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => raw.split('@').next_back().unwrap_or_default().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://./data/salesai.db"),
+            "sqlite://./data/salesai.db"
+        );
+    }
+}

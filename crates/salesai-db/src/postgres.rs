@@ -1,0 +1,959 @@
+//! The PostgreSQL store: the team server, shared by any number of `serve` and `worker` nodes.
+//!
+//! Claims use `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on each other's rows
+//! and never take the same job; time comes from the database (`now()`), so the nodes' clocks
+//! do not have to agree.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use salesai_core::domain::{
+    CaseNumber, Conversation, ConversationStatus, ConversationType, CreatedConversation,
+    NewConversation, Role, StageError,
+};
+use salesai_core::queue::{
+    BUILTIN_QUEUES, Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter,
+    JobStatus, Lease, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
+    WindowStats, backoff_delay,
+};
+use salesai_core::store::{ApiToken, Backend, NewApiToken, Store, StoreError, StoreResult};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use crate::ConnectOptions;
+use crate::error::{is_unique_violation, map};
+
+/// The PostgreSQL implementation of `Store`.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const JOB_COLUMNS: &str = "id, queue, kind, payload, status, attempts, max_attempts, run_at, locked_by, \
+     lease_expires_at, last_error_code, last_error_message, idempotency_key, conversation_id, \
+     created_at, updated_at, finished_at";
+
+impl PgStore {
+    /// Connects to the database a `postgres://` URL names.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
+        let connect: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::InvalidInput(format!("invalid PostgreSQL URL: {e}")))?;
+        let connect = connect.application_name("salesai");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    crate::redact_url(url)
+                ))
+            })?;
+        Ok(PgStore { pool })
+    }
+
+    /// The connection pool, for migrations and diagnostics.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn job_from_row(row: &PgRow) -> StoreResult<Job> {
+    let status: String = row.try_get("status").map_err(map)?;
+    Ok(Job {
+        id: row.try_get("id").map_err(map)?,
+        queue: row.try_get("queue").map_err(map)?,
+        kind: row.try_get("kind").map_err(map)?,
+        payload: row.try_get("payload").map_err(map)?,
+        status: JobStatus::parse(&status).map_err(|e| StoreError::Other(e.0))?,
+        attempts: row.try_get::<i32, _>("attempts").map_err(map)? as u32,
+        max_attempts: row.try_get::<i32, _>("max_attempts").map_err(map)? as u32,
+        run_at: row.try_get("run_at").map_err(map)?,
+        locked_by: row.try_get("locked_by").map_err(map)?,
+        lease_expires_at: row.try_get("lease_expires_at").map_err(map)?,
+        last_error_code: row.try_get("last_error_code").map_err(map)?,
+        last_error_message: row.try_get("last_error_message").map_err(map)?,
+        idempotency_key: row.try_get("idempotency_key").map_err(map)?,
+        conversation_id: row.try_get("conversation_id").map_err(map)?,
+        created_at: row.try_get("created_at").map_err(map)?,
+        updated_at: row.try_get("updated_at").map_err(map)?,
+        finished_at: row.try_get("finished_at").map_err(map)?,
+    })
+}
+
+fn settings_from_row(row: &PgRow) -> StoreResult<QueueSettings> {
+    Ok(QueueSettings {
+        name: row.try_get("name").map_err(map)?,
+        paused: row.try_get("paused").map_err(map)?,
+        max_batch: row.try_get::<i32, _>("max_batch").map_err(map)? as u32,
+        max_concurrency: row.try_get::<i32, _>("max_concurrency").map_err(map)? as u32,
+        max_attempts: row.try_get::<i32, _>("max_attempts").map_err(map)? as u32,
+        backoff_base_ms: row.try_get::<i64, _>("backoff_base_ms").map_err(map)? as u64,
+        backoff_max_ms: row.try_get::<i64, _>("backoff_max_ms").map_err(map)? as u64,
+        lease_secs: row.try_get::<i64, _>("lease_secs").map_err(map)? as u64,
+    })
+}
+
+fn token_from_row(row: &PgRow) -> StoreResult<ApiToken> {
+    let role: String = row.try_get("role").map_err(map)?;
+    Ok(ApiToken {
+        id: row.try_get("id").map_err(map)?,
+        name: row.try_get("name").map_err(map)?,
+        role: Role::parse(&role).map_err(|e| StoreError::Other(e.0))?,
+        created_at: row.try_get("created_at").map_err(map)?,
+        last_used_at: row.try_get("last_used_at").map_err(map)?,
+        revoked_at: row.try_get("revoked_at").map_err(map)?,
+    })
+}
+
+async fn settings_in(conn: &mut sqlx::PgConnection, queue: &str) -> StoreResult<QueueSettings> {
+    let row = sqlx::query("SELECT * FROM queue_settings WHERE name = $1")
+        .bind(queue)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map)?;
+    match row {
+        Some(row) => settings_from_row(&row),
+        None => Ok(QueueSettings::defaults_for(queue)),
+    }
+}
+
+async fn enqueue_in(conn: &mut sqlx::PgConnection, job: &NewJob) -> StoreResult<Enqueued> {
+    salesai_core::queue::parse_queue_name(&job.queue).map_err(|e| StoreError::InvalidInput(e.0))?;
+    let max_attempts = match job.max_attempts {
+        Some(n) => n,
+        None => settings_in(conn, &job.queue).await?.max_attempts,
+    };
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, run_at, \
+         idempotency_key, conversation_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'queued', 0, $4, COALESCE($5, now()), $6, $7, now(), now()) \
+         ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+         RETURNING id",
+    )
+    .bind(&job.queue)
+    .bind(&job.kind)
+    .bind(&job.payload)
+    .bind(max_attempts as i32)
+    .bind(job.run_at)
+    .bind(&job.idempotency_key)
+    .bind(&job.conversation_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    match id {
+        Some(id) => Ok(Enqueued { id, created: true }),
+        None => {
+            let id: i64 =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE queue = $1 AND idempotency_key = $2")
+                    .bind(&job.queue)
+                    .bind(&job.idempotency_key)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(map)?;
+            Ok(Enqueued { id, created: false })
+        }
+    }
+}
+
+/// Appends the WHERE clause for a job filter (the caller has written a WHERE already).
+fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
+    if let Some(queue) = &filter.queue {
+        qb.push(" AND queue = ").push_bind(queue.clone());
+    }
+    if let Some(status) = filter.status {
+        qb.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(kind) = &filter.kind {
+        qb.push(" AND kind = ").push_bind(kind.clone());
+    }
+    if let Some(older) = filter.older_than {
+        qb.push(" AND updated_at < ").push_bind(older);
+    }
+    if let Some(ids) = &filter.ids {
+        qb.push(" AND id = ANY(").push_bind(ids.clone()).push(")");
+    }
+}
+
+async fn record_attempt(
+    conn: &mut sqlx::PgConnection,
+    lease: &Lease,
+    outcome: &str,
+    code: Option<&str>,
+    message: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, attempt, worker_id, outcome, error_code, error_message, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, now())",
+    )
+    .bind(lease.job_id)
+    .bind(lease.attempt as i32)
+    .bind(&lease.worker_id)
+    .bind(outcome)
+    .bind(code)
+    .bind(message)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+async fn unlease(
+    conn: &mut sqlx::PgConnection,
+    lease: &Lease,
+    run_at: Option<DateTime<Utc>>,
+    outcome: &str,
+    code: &str,
+    message: &str,
+) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = COALESCE($1, now()), \
+         locked_by = NULL, lease_expires_at = NULL, last_error_code = $2, last_error_message = $3, \
+         updated_at = now() WHERE id = $4 AND status = 'running' AND attempts = $5 AND locked_by = $6",
+    )
+    .bind(run_at)
+    .bind(code)
+    .bind(message)
+    .bind(lease.job_id)
+    .bind(lease.attempt as i32)
+    .bind(&lease.worker_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?
+    .rows_affected();
+    if changed == 1 {
+        record_attempt(conn, lease, outcome, Some(code), Some(message)).await?;
+    }
+    Ok(changed == 1)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, job: NewJob) -> StoreResult<Enqueued> {
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        enqueue_in(&mut conn, &job).await
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Enqueued>> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            out.push(enqueue_in(&mut tx, job).await?);
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+
+    async fn claim(&self, queue: &str, worker_id: &str, max: u32) -> StoreResult<Vec<Job>> {
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+             lease_expires_at = now() + make_interval(secs => COALESCE( \
+                 (SELECT lease_secs FROM queue_settings WHERE name = $2), 60)), \
+             updated_at = now() \
+             WHERE id IN (SELECT id FROM jobs WHERE queue = $2 AND status = 'queued' AND run_at <= now() \
+                          AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE name = $2 AND paused) \
+                          ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(worker_id)
+            .bind(queue)
+            .bind(i64::from(max.max(1)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (j.run_at, j.id));
+        Ok(jobs)
+    }
+
+    async fn complete(&self, lease: &Lease) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
+             locked_by = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3",
+        )
+        .bind(lease.job_id)
+        .bind(lease.attempt as i32)
+        .bind(&lease.worker_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn complete_many(&self, leases: &[Lease]) -> StoreResult<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = leases.iter().map(|l| l.job_id).collect();
+        let attempts: Vec<i32> = leases.iter().map(|l| l.attempt as i32).collect();
+        let workers: Vec<String> = leases.iter().map(|l| l.worker_id.clone()).collect();
+        let changed = sqlx::query(
+            "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
+             locked_by = NULL, lease_expires_at = NULL \
+             FROM unnest($1::bigint[], $2::int[], $3::text[]) AS l(id, attempt, worker) \
+             WHERE jobs.id = l.id AND jobs.status = 'running' AND jobs.attempts = l.attempt \
+             AND jobs.locked_by = l.worker",
+        )
+        .bind(ids)
+        .bind(attempts)
+        .bind(workers)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed)
+    }
+
+    async fn fail(&self, lease: &Lease, failure: &JobFailure) -> StoreResult<FailOutcome> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let row = sqlx::query(
+            "SELECT queue, attempts, max_attempts FROM jobs \
+             WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3 FOR UPDATE",
+        )
+        .bind(lease.job_id)
+        .bind(lease.attempt as i32)
+        .bind(&lease.worker_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+        let Some(row) = row else {
+            return Ok(FailOutcome::LeaseLost);
+        };
+        let queue: String = row.try_get("queue").map_err(map)?;
+        let attempts = row.try_get::<i32, _>("attempts").map_err(map)? as u32;
+        let max_attempts = row.try_get::<i32, _>("max_attempts").map_err(map)? as u32;
+        let settings = settings_in(&mut tx, &queue).await?;
+        let outcome = if failure.retryable && attempts < max_attempts {
+            let delay = backoff_delay(&settings, attempts, rand::rng().random::<f64>());
+            let run_at: DateTime<Utc> = sqlx::query_scalar(
+                "UPDATE jobs SET status = 'queued', run_at = now() + make_interval(secs => $1), \
+                 locked_by = NULL, lease_expires_at = NULL, last_error_code = $2, \
+                 last_error_message = $3, updated_at = now() WHERE id = $4 RETURNING run_at",
+            )
+            .bind(delay.as_secs_f64())
+            .bind(&failure.code)
+            .bind(&failure.message)
+            .bind(lease.job_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+            FailOutcome::Retrying { run_at }
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET status = 'dead', locked_by = NULL, lease_expires_at = NULL, \
+                 last_error_code = $1, last_error_message = $2, updated_at = now(), finished_at = now() \
+                 WHERE id = $3",
+            )
+            .bind(&failure.code)
+            .bind(&failure.message)
+            .bind(lease.job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            FailOutcome::Dead
+        };
+        record_attempt(
+            &mut tx,
+            lease,
+            "failed",
+            Some(&failure.code),
+            Some(&failure.message),
+        )
+        .await?;
+        tx.commit().await.map_err(map)?;
+        Ok(outcome)
+    }
+
+    async fn reschedule(
+        &self,
+        lease: &Lease,
+        run_at: DateTime<Utc>,
+        code: &str,
+        message: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let done = unlease(&mut tx, lease, Some(run_at), "rescheduled", code, message).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(done)
+    }
+
+    async fn release(&self, leases: &[Lease]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let mut total = 0;
+        for lease in leases {
+            if unlease(
+                &mut tx,
+                lease,
+                None,
+                "released",
+                "RELEASED",
+                "worker shut down before the job finished",
+            )
+            .await?
+            {
+                total += 1;
+            }
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(total)
+    }
+
+    async fn extend_leases(&self, leases: &[Lease]) -> StoreResult<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = leases.iter().map(|l| l.job_id).collect();
+        let attempts: Vec<i32> = leases.iter().map(|l| l.attempt as i32).collect();
+        let workers: Vec<String> = leases.iter().map(|l| l.worker_id.clone()).collect();
+        let changed = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => COALESCE( \
+                 (SELECT lease_secs FROM queue_settings WHERE name = jobs.queue), 60)) \
+             FROM unnest($1::bigint[], $2::int[], $3::text[]) AS l(id, attempt, worker) \
+             WHERE jobs.id = l.id AND jobs.status = 'running' AND jobs.attempts = l.attempt \
+             AND jobs.locked_by = l.worker",
+        )
+        .bind(ids)
+        .bind(attempts)
+        .bind(workers)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed)
+    }
+
+    async fn reap_expired_leases(&self) -> StoreResult<Reaped> {
+        // One statement: the locked rows are recorded in the history and moved together, and
+        // SKIP LOCKED lets several nodes reap at once without waiting on each other.
+        let rows = sqlx::query(
+            "WITH expired AS ( \
+                 SELECT id, attempts, max_attempts, locked_by FROM jobs \
+                 WHERE status = 'running' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED), \
+             history AS ( \
+                 INSERT INTO job_attempts (job_id, attempt, worker_id, outcome, error_code, error_message, finished_at) \
+                 SELECT id, attempts, locked_by, 'lease_expired', 'LEASE_EXPIRED', \
+                        'lease expired while held by ' || COALESCE(locked_by, '?'), now() FROM expired), \
+             moved AS ( \
+                 UPDATE jobs SET \
+                   status = CASE WHEN expired.attempts >= expired.max_attempts THEN 'dead' ELSE 'queued' END, \
+                   finished_at = CASE WHEN expired.attempts >= expired.max_attempts THEN now() ELSE NULL END, \
+                   run_at = now(), last_error_code = 'LEASE_EXPIRED', \
+                   last_error_message = 'lease expired while held by ' || COALESCE(expired.locked_by, '?'), \
+                   locked_by = NULL, lease_expires_at = NULL, updated_at = now() \
+                 FROM expired WHERE jobs.id = expired.id RETURNING jobs.status) \
+             SELECT status, COUNT(*) AS n FROM moved GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        let mut reaped = Reaped::default();
+        for row in rows {
+            let status: String = row.try_get("status").map_err(map)?;
+            let n: i64 = row.try_get("n").map_err(map)?;
+            match status.as_str() {
+                "dead" => reaped.dead = n as u64,
+                _ => reaped.requeued = n as u64,
+            }
+        }
+        Ok(reaped)
+    }
+
+    async fn queue_settings(&self) -> StoreResult<Vec<QueueSettings>> {
+        let rows = sqlx::query("SELECT * FROM queue_settings ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        let mut all = rows
+            .iter()
+            .map(settings_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let queues: Vec<String> = sqlx::query_scalar("SELECT DISTINCT queue FROM jobs")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        for name in BUILTIN_QUEUES.iter().map(|s| s.to_string()).chain(queues) {
+            if !all.iter().any(|s| s.name == name) {
+                all.push(QueueSettings::defaults_for(&name));
+            }
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    async fn get_queue_settings(&self, queue: &str) -> StoreResult<QueueSettings> {
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        settings_in(&mut conn, queue).await
+    }
+
+    async fn put_queue_settings(&self, settings: &QueueSettings) -> StoreResult<()> {
+        settings
+            .validate()
+            .map_err(|e| StoreError::InvalidInput(e.0))?;
+        sqlx::query(
+            "INSERT INTO queue_settings (name, paused, max_batch, max_concurrency, max_attempts, \
+             backoff_base_ms, backoff_max_ms, lease_secs, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) \
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, max_batch = excluded.max_batch, \
+             max_concurrency = excluded.max_concurrency, max_attempts = excluded.max_attempts, \
+             backoff_base_ms = excluded.backoff_base_ms, backoff_max_ms = excluded.backoff_max_ms, \
+             lease_secs = excluded.lease_secs, updated_at = excluded.updated_at",
+        )
+        .bind(&settings.name)
+        .bind(settings.paused)
+        .bind(settings.max_batch as i32)
+        .bind(settings.max_concurrency as i32)
+        .bind(settings.max_attempts as i32)
+        .bind(settings.backoff_base_ms as i64)
+        .bind(settings.backoff_max_ms as i64)
+        .bind(settings.lease_secs as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>> {
+        let mut qb =
+            QueryBuilder::<Postgres>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE TRUE"));
+        push_filter(&mut qb, filter);
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit.unwrap_or(100)));
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn get_job(&self, id: i64) -> StoreResult<Option<JobDetail>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        let Some(row) = row else { return Ok(None) };
+        let job = job_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT attempt, worker_id, outcome, error_code, error_message, finished_at \
+             FROM job_attempts WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        let attempts = rows
+            .iter()
+            .map(|r| {
+                Ok(JobAttempt {
+                    attempt: r.try_get::<i32, _>("attempt").map_err(map)? as u32,
+                    worker_id: r.try_get("worker_id").map_err(map)?,
+                    outcome: r.try_get("outcome").map_err(map)?,
+                    error_code: r.try_get("error_code").map_err(map)?,
+                    error_message: r.try_get("error_message").map_err(map)?,
+                    finished_at: r.try_get("finished_at").map_err(map)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(JobDetail { job, attempts }))
+    }
+
+    async fn retry_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<i64>> {
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = now(), updated_at = now(), \
+             finished_at = NULL WHERE status = 'dead'",
+        );
+        push_filter(&mut qb, filter);
+        qb.push(" RETURNING id");
+        let mut ids: Vec<i64> = qb
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn purge_jobs(&self, filter: &JobFilter, dry_run: bool) -> StoreResult<Vec<i64>> {
+        if filter.status == Some(JobStatus::Running) {
+            return Err(StoreError::InvalidInput(
+                "running jobs cannot be purged: pause the queue and let them finish first".into(),
+            ));
+        }
+        let mut qb = if dry_run {
+            QueryBuilder::<Postgres>::new("SELECT id FROM jobs WHERE status <> 'running'")
+        } else {
+            QueryBuilder::<Postgres>::new("DELETE FROM jobs WHERE status <> 'running'")
+        };
+        push_filter(&mut qb, filter);
+        qb.push(if dry_run {
+            " ORDER BY id"
+        } else {
+            " RETURNING id"
+        });
+        let mut ids: Vec<i64> = qb
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        let settings = self.queue_settings().await?;
+        let mut queues: Vec<QueueStatsRow> = settings
+            .iter()
+            .map(|s| QueueStatsRow {
+                queue: s.name.clone(),
+                paused: s.paused,
+                ..Default::default()
+            })
+            .collect();
+        let depth =
+            sqlx::query("SELECT queue, status, COUNT(*) AS n FROM jobs GROUP BY queue, status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?;
+        for row in depth {
+            let queue: String = row.try_get("queue").map_err(map)?;
+            let status: String = row.try_get("status").map_err(map)?;
+            let n: i64 = row.try_get("n").map_err(map)?;
+            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
+                q.depth.insert(status, n as u64);
+            }
+        }
+        let oldest = sqlx::query(
+            "SELECT queue, EXTRACT(EPOCH FROM now() - MIN(run_at))::float8 AS age FROM jobs \
+             WHERE status = 'queued' AND run_at <= now() GROUP BY queue",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        for row in oldest {
+            let queue: String = row.try_get("queue").map_err(map)?;
+            let age: f64 = row.try_get("age").map_err(map)?;
+            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
+                q.oldest_waiting_secs = age.max(0.0) as u64;
+            }
+        }
+        let expired = sqlx::query(
+            "SELECT queue, COUNT(*) AS n FROM jobs WHERE status = 'running' AND lease_expires_at < now() GROUP BY queue",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        for row in expired {
+            let queue: String = row.try_get("queue").map_err(map)?;
+            let n: i64 = row.try_get("n").map_err(map)?;
+            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
+                q.expired_leases = n as u64;
+            }
+        }
+        let mut windows = Vec::new();
+        for (name, seconds) in STATS_WINDOWS {
+            let completed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'completed' \
+                 AND finished_at >= now() - make_interval(secs => $1)",
+            )
+            .bind(seconds as f64)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)?;
+            let failures = sqlx::query(
+                "SELECT COALESCE(error_code, 'INTERNAL') AS code, COUNT(*) AS n FROM job_attempts \
+                 WHERE finished_at >= now() - make_interval(secs => $1) AND outcome <> 'released' \
+                 GROUP BY error_code",
+            )
+            .bind(seconds as f64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+            let mut window = WindowStats {
+                window: name.to_owned(),
+                seconds,
+                completed: completed as u64,
+                ..Default::default()
+            };
+            for row in failures {
+                let code: String = row.try_get("code").map_err(map)?;
+                let n: i64 = row.try_get("n").map_err(map)?;
+                window.failures_by_code.insert(code, n as u64);
+            }
+            windows.push(window);
+        }
+        Ok(QueueStats { queues, windows })
+    }
+
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<CreatedConversation> {
+        // Two uploads with the same idempotency key may race past the lookup; the loser hits
+        // the unique index, rolls back, and on its second pass finds the winner's row.
+        for pass in 0..2 {
+            match self.try_create_conversation(&new).await {
+                Err(CreateError::DuplicateKey) if pass == 0 => continue,
+                Err(CreateError::DuplicateKey) => {
+                    return Err(StoreError::Other(
+                        "idempotency key conflict did not resolve".into(),
+                    ));
+                }
+                Err(CreateError::Store(e)) => return Err(e),
+                Ok(created) => return Ok(created),
+            }
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    async fn get_conversation(&self, id: &str) -> StoreResult<Option<Conversation>> {
+        let row = sqlx::query("SELECT * FROM conversations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        let Some(row) = row else { return Ok(None) };
+        let status = ConversationStatus::parse(&row.try_get::<String, _>("status").map_err(map)?)
+            .map_err(|e| StoreError::Other(e.0))?;
+        let error = match row
+            .try_get::<Option<String>, _>("error_code")
+            .map_err(map)?
+        {
+            Some(code) => Some(StageError {
+                stage: ConversationStatus::parse(
+                    &row.try_get::<Option<String>, _>("error_stage")
+                        .map_err(map)?
+                        .unwrap_or_else(|| "pending".into()),
+                )
+                .map_err(|e| StoreError::Other(e.0))?,
+                code,
+                message: row
+                    .try_get::<Option<String>, _>("error_message")
+                    .map_err(map)?
+                    .unwrap_or_default(),
+                retryable: row
+                    .try_get::<Option<bool>, _>("error_retryable")
+                    .map_err(map)?
+                    .unwrap_or(false),
+            }),
+            None => None,
+        };
+        Ok(Some(Conversation {
+            id: row.try_get("id").map_err(map)?,
+            case_number: CaseNumber::parse(&row.try_get::<String, _>("case_number").map_err(map)?)
+                .map_err(|e| StoreError::Other(e.0))?,
+            opportunity_id: row.try_get("opportunity_id").map_err(map)?,
+            product_line: row.try_get("product_line").map_err(map)?,
+            conversation_type: ConversationType::parse(
+                &row.try_get::<String, _>("conversation_type").map_err(map)?,
+            )
+            .map_err(|e| StoreError::Other(e.0))?,
+            title: row.try_get("title").map_err(map)?,
+            status,
+            error,
+            blob_key: row.try_get("blob_key").map_err(map)?,
+            rep_user_id: row.try_get("rep_user_id").map_err(map)?,
+            conversation_date: row.try_get("conversation_date").map_err(map)?,
+            metadata: row.try_get("metadata").map_err(map)?,
+            created_at: row.try_get("created_at").map_err(map)?,
+            updated_at: row.try_get("updated_at").map_err(map)?,
+        }))
+    }
+
+    async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken> {
+        let row = sqlx::query(
+            "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, now()) RETURNING *",
+        )
+        .bind(&token.name)
+        .bind(token.role.as_str())
+        .bind(&token.token_hash)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::InvalidInput(format!(
+                    "a live token named {:?} already exists; revoke it first or pick another name",
+                    token.name
+                ))
+            } else {
+                map(e)
+            }
+        })?;
+        token_from_row(&row)
+    }
+
+    async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let row = sqlx::query(
+            "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = $1 AND revoked_at IS NULL RETURNING *",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_api_token(&self, name_or_id: &str) -> StoreResult<bool> {
+        let id = name_or_id.parse::<i64>().ok();
+        let changed = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = now() WHERE revoked_at IS NULL AND (name = $1 OR id = $2)",
+        )
+        .bind(name_or_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "INSERT INTO external_events (source, event_id, received_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (source, event_id) DO NOTHING",
+        )
+        .bind(source)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+}
+
+enum CreateError {
+    DuplicateKey,
+    Store(StoreError),
+}
+
+impl From<StoreError> for CreateError {
+    fn from(value: StoreError) -> Self {
+        CreateError::Store(value)
+    }
+}
+
+fn create_map(err: sqlx::Error) -> CreateError {
+    if is_unique_violation(&err) {
+        CreateError::DuplicateKey
+    } else {
+        CreateError::Store(map(err))
+    }
+}
+
+impl PgStore {
+    async fn try_create_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> Result<CreatedConversation, CreateError> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        if let Some(key) = &new.idempotency_key {
+            let existing = sqlx::query(
+                "SELECT c.id, c.case_number, c.opportunity_id, \
+                 (SELECT MIN(j.id) FROM jobs j WHERE j.conversation_id = c.id) AS job_id \
+                 FROM conversations c WHERE c.idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            if let Some(row) = existing {
+                let case: String = row.try_get("case_number").map_err(map)?;
+                return Ok(CreatedConversation {
+                    id: row.try_get("id").map_err(map)?,
+                    case_number: CaseNumber::parse(&case).map_err(|e| StoreError::Other(e.0))?,
+                    opportunity_id: row.try_get("opportunity_id").map_err(map)?,
+                    job_id: row
+                        .try_get::<Option<i64>, _>("job_id")
+                        .map_err(map)?
+                        .unwrap_or(0),
+                    created: false,
+                });
+            }
+        }
+        let opportunity_id: String = sqlx::query_scalar(
+            "INSERT INTO opportunities (id, customer_number, company_name, product_line, status, \
+             status_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'new', now(), now(), now()) \
+             ON CONFLICT (customer_number) DO UPDATE SET updated_at = excluded.updated_at RETURNING id",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(new.customer_number.as_str())
+        .bind(&new.customer_name)
+        .bind(&new.product_line)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        let sequence: i32 = sqlx::query_scalar(
+            "INSERT INTO case_sequences (period, prefix, last_value) VALUES ($1, $2, 1) \
+             ON CONFLICT (period, prefix) DO UPDATE SET last_value = case_sequences.last_value + 1 \
+             RETURNING last_value",
+        )
+        .bind(new.case_period.as_str())
+        .bind(new.case_prefix.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        let case_number = CaseNumber::new(&new.case_period, &new.case_prefix, sequence as u64);
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO conversations (id, case_number, opportunity_id, product_line, conversation_type, \
+             title, status, blob_key, conversation_date, rep_user_id, metadata, idempotency_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, now(), now())",
+        )
+        .bind(&id)
+        .bind(case_number.as_str())
+        .bind(&opportunity_id)
+        .bind(&new.product_line)
+        .bind(new.conversation_type.as_str())
+        .bind(&new.title)
+        .bind(&new.blob_key)
+        .bind(new.conversation_date)
+        .bind(&new.rep_user_id)
+        .bind(&new.metadata)
+        .bind(&new.idempotency_key)
+        .execute(&mut *tx)
+        .await
+        .map_err(create_map)?;
+        sqlx::query(
+            "INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES ($1, 'pending', now())",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        let mut job = new.first_job.clone();
+        job.conversation_id = Some(id.clone());
+        let enqueued = enqueue_in(&mut tx, &job).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(CreatedConversation {
+            id,
+            case_number,
+            opportunity_id,
+            job_id: enqueued.id,
+            created: true,
+        })
+    }
+}

@@ -1,0 +1,1034 @@
+//! The SQLite store: the embedded default.
+//!
+//! SQLite has one writer at a time. Every write transaction therefore starts with
+//! `BEGIN IMMEDIATE` (take the write lock first, wait up to the busy timeout), which avoids the
+//! "read snapshot cannot be upgraded" failure of deferred transactions; single-statement writes
+//! such as the claim are atomic on their own. WAL mode lets readers run beside the writer.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use salesai_core::domain::{
+    CaseNumber, Conversation, ConversationStatus, ConversationType, CreatedConversation,
+    NewConversation, Role, StageError,
+};
+use salesai_core::queue::{
+    BUILTIN_QUEUES, Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter,
+    JobStatus, Lease, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
+    WindowStats, backoff_delay,
+};
+use salesai_core::store::{ApiToken, Backend, NewApiToken, Store, StoreError, StoreResult};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+
+use crate::ConnectOptions;
+use crate::error::{is_unique_violation, map};
+
+/// The SQLite implementation of `Store`.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A stored millisecond timestamp as a `DateTime`.
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn opt_ms(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.map(from_ms)
+}
+
+const JOB_COLUMNS: &str = "id, queue, kind, payload, status, attempts, max_attempts, run_at, locked_by, \
+     lease_expires_at, last_error_code, last_error_message, idempotency_key, conversation_id, \
+     created_at, updated_at, finished_at";
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file a `sqlite://` URL names.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidInput(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.acquire_timeout)
+            .foreign_keys(true);
+        let path = connect.get_filename().to_path_buf();
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create the database folder {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.clamp(2, 8))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot open SQLite database {}: {e}",
+                    path.display()
+                ))
+            })?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The connection pool, for migrations and diagnostics.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)
+    }
+}
+
+fn job_from_row(row: &SqliteRow) -> StoreResult<Job> {
+    let payload: String = row.try_get("payload").map_err(map)?;
+    let status: String = row.try_get("status").map_err(map)?;
+    Ok(Job {
+        id: row.try_get("id").map_err(map)?,
+        queue: row.try_get("queue").map_err(map)?,
+        kind: row.try_get("kind").map_err(map)?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Other(format!("job payload is not JSON: {e}")))?,
+        status: JobStatus::parse(&status).map_err(|e| StoreError::Other(e.0))?,
+        attempts: row.try_get::<i64, _>("attempts").map_err(map)? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts").map_err(map)? as u32,
+        run_at: from_ms(row.try_get("run_at").map_err(map)?),
+        locked_by: row.try_get("locked_by").map_err(map)?,
+        lease_expires_at: opt_ms(row.try_get("lease_expires_at").map_err(map)?),
+        last_error_code: row.try_get("last_error_code").map_err(map)?,
+        last_error_message: row.try_get("last_error_message").map_err(map)?,
+        idempotency_key: row.try_get("idempotency_key").map_err(map)?,
+        conversation_id: row.try_get("conversation_id").map_err(map)?,
+        created_at: from_ms(row.try_get("created_at").map_err(map)?),
+        updated_at: from_ms(row.try_get("updated_at").map_err(map)?),
+        finished_at: opt_ms(row.try_get("finished_at").map_err(map)?),
+    })
+}
+
+fn settings_from_row(row: &SqliteRow) -> StoreResult<QueueSettings> {
+    Ok(QueueSettings {
+        name: row.try_get("name").map_err(map)?,
+        paused: row.try_get::<i64, _>("paused").map_err(map)? != 0,
+        max_batch: row.try_get::<i64, _>("max_batch").map_err(map)? as u32,
+        max_concurrency: row.try_get::<i64, _>("max_concurrency").map_err(map)? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts").map_err(map)? as u32,
+        backoff_base_ms: row.try_get::<i64, _>("backoff_base_ms").map_err(map)? as u64,
+        backoff_max_ms: row.try_get::<i64, _>("backoff_max_ms").map_err(map)? as u64,
+        lease_secs: row.try_get::<i64, _>("lease_secs").map_err(map)? as u64,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> StoreResult<ApiToken> {
+    let role: String = row.try_get("role").map_err(map)?;
+    Ok(ApiToken {
+        id: row.try_get("id").map_err(map)?,
+        name: row.try_get("name").map_err(map)?,
+        role: Role::parse(&role).map_err(|e| StoreError::Other(e.0))?,
+        created_at: from_ms(row.try_get("created_at").map_err(map)?),
+        last_used_at: opt_ms(row.try_get("last_used_at").map_err(map)?),
+        revoked_at: opt_ms(row.try_get("revoked_at").map_err(map)?),
+    })
+}
+
+async fn settings_in(conn: &mut sqlx::SqliteConnection, queue: &str) -> StoreResult<QueueSettings> {
+    let row = sqlx::query("SELECT * FROM queue_settings WHERE name = ?")
+        .bind(queue)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map)?;
+    match row {
+        Some(row) => settings_from_row(&row),
+        None => Ok(QueueSettings::defaults_for(queue)),
+    }
+}
+
+async fn enqueue_in(conn: &mut sqlx::SqliteConnection, job: &NewJob) -> StoreResult<Enqueued> {
+    salesai_core::queue::parse_queue_name(&job.queue).map_err(|e| StoreError::InvalidInput(e.0))?;
+    let settings = settings_in(conn, &job.queue).await?;
+    let now = now_ms();
+    let run_at = job.run_at.map_or(now, |t| t.timestamp_millis());
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, run_at, \
+         idempotency_key, conversation_id, created_at, updated_at) \
+         VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+         RETURNING id",
+    )
+    .bind(&job.queue)
+    .bind(&job.kind)
+    .bind(job.payload.to_string())
+    .bind(i64::from(job.max_attempts.unwrap_or(settings.max_attempts)))
+    .bind(run_at)
+    .bind(&job.idempotency_key)
+    .bind(&job.conversation_id)
+    .bind(now)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    match id {
+        Some(id) => Ok(Enqueued { id, created: true }),
+        None => {
+            let id: i64 =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE queue = ? AND idempotency_key = ?")
+                    .bind(&job.queue)
+                    .bind(&job.idempotency_key)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(map)?;
+            Ok(Enqueued { id, created: false })
+        }
+    }
+}
+
+/// Appends the WHERE clause for a job filter (the caller has written `WHERE 1 = 1`).
+fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
+    if let Some(queue) = &filter.queue {
+        qb.push(" AND queue = ").push_bind(queue.clone());
+    }
+    if let Some(status) = filter.status {
+        qb.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(kind) = &filter.kind {
+        qb.push(" AND kind = ").push_bind(kind.clone());
+    }
+    if let Some(older) = filter.older_than {
+        qb.push(" AND updated_at < ")
+            .push_bind(older.timestamp_millis());
+    }
+    if let Some(ids) = &filter.ids {
+        qb.push(" AND id IN (");
+        let mut sep = qb.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        if ids.is_empty() {
+            sep.push("NULL");
+        }
+        qb.push(")");
+    }
+}
+
+async fn record_attempt(
+    conn: &mut sqlx::SqliteConnection,
+    lease: &Lease,
+    outcome: &str,
+    code: Option<&str>,
+    message: Option<&str>,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, attempt, worker_id, outcome, error_code, error_message, finished_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(lease.job_id)
+    .bind(i64::from(lease.attempt))
+    .bind(&lease.worker_id)
+    .bind(outcome)
+    .bind(code)
+    .bind(message)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+/// Takes the job back from a lease without spending the attempt.
+async fn unlease(
+    conn: &mut sqlx::SqliteConnection,
+    lease: &Lease,
+    run_at: i64,
+    outcome: &str,
+    code: &str,
+    message: &str,
+) -> StoreResult<bool> {
+    let now = now_ms();
+    let changed = sqlx::query(
+        "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = ?, locked_by = NULL, \
+         lease_expires_at = NULL, last_error_code = ?, last_error_message = ?, updated_at = ? \
+         WHERE id = ? AND status = 'running' AND attempts = ? AND locked_by = ?",
+    )
+    .bind(run_at)
+    .bind(code)
+    .bind(message)
+    .bind(now)
+    .bind(lease.job_id)
+    .bind(i64::from(lease.attempt))
+    .bind(&lease.worker_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?
+    .rows_affected();
+    if changed == 1 {
+        record_attempt(conn, lease, outcome, Some(code), Some(message), now).await?;
+    }
+    Ok(changed == 1)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, job: NewJob) -> StoreResult<Enqueued> {
+        let mut tx = self.write_tx().await?;
+        let out = enqueue_in(&mut tx, &job).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Enqueued>> {
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            out.push(enqueue_in(&mut tx, job).await?);
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+
+    async fn claim(&self, queue: &str, worker_id: &str, max: u32) -> StoreResult<Vec<Job>> {
+        let settings = self.get_queue_settings(queue).await?;
+        let now = now_ms();
+        let lease_until = now + (settings.lease_secs as i64) * 1000;
+        // One statement: atomic under SQLite's single writer. The paused check is inside it,
+        // so a pause that has committed stops every later claim on every process.
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = ?, \
+             lease_expires_at = ?, updated_at = ? \
+             WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = 'queued' AND run_at <= ? \
+                          AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE name = ? AND paused = 1) \
+                          ORDER BY run_at, id LIMIT ?) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(worker_id)
+            .bind(lease_until)
+            .bind(now)
+            .bind(queue)
+            .bind(now)
+            .bind(queue)
+            .bind(i64::from(max.max(1)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (j.run_at, j.id));
+        Ok(jobs)
+    }
+
+    async fn complete(&self, lease: &Lease) -> StoreResult<bool> {
+        let now = now_ms();
+        let changed = sqlx::query(
+            "UPDATE jobs SET status = 'completed', finished_at = ?, updated_at = ?, locked_by = NULL, \
+             lease_expires_at = NULL WHERE id = ? AND status = 'running' AND attempts = ? AND locked_by = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(lease.job_id)
+        .bind(i64::from(lease.attempt))
+        .bind(&lease.worker_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn complete_many(&self, leases: &[Lease]) -> StoreResult<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let mut total = 0;
+        for lease in leases {
+            total += sqlx::query(
+                "UPDATE jobs SET status = 'completed', finished_at = ?, updated_at = ?, locked_by = NULL, \
+                 lease_expires_at = NULL WHERE id = ? AND status = 'running' AND attempts = ? AND locked_by = ?",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(lease.job_id)
+            .bind(i64::from(lease.attempt))
+            .bind(&lease.worker_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(total)
+    }
+
+    async fn fail(&self, lease: &Lease, failure: &JobFailure) -> StoreResult<FailOutcome> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(
+            "SELECT queue, attempts, max_attempts FROM jobs \
+             WHERE id = ? AND status = 'running' AND attempts = ? AND locked_by = ?",
+        )
+        .bind(lease.job_id)
+        .bind(i64::from(lease.attempt))
+        .bind(&lease.worker_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+        let Some(row) = row else {
+            return Ok(FailOutcome::LeaseLost);
+        };
+        let queue: String = row.try_get("queue").map_err(map)?;
+        let attempts = row.try_get::<i64, _>("attempts").map_err(map)? as u32;
+        let max_attempts = row.try_get::<i64, _>("max_attempts").map_err(map)? as u32;
+        let settings = settings_in(&mut tx, &queue).await?;
+        let now = now_ms();
+        let outcome = if failure.retryable && attempts < max_attempts {
+            let delay = backoff_delay(&settings, attempts, rand::rng().random::<f64>());
+            let run_at = now + delay.as_millis() as i64;
+            sqlx::query(
+                "UPDATE jobs SET status = 'queued', run_at = ?, locked_by = NULL, lease_expires_at = NULL, \
+                 last_error_code = ?, last_error_message = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(run_at)
+            .bind(&failure.code)
+            .bind(&failure.message)
+            .bind(now)
+            .bind(lease.job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            FailOutcome::Retrying {
+                run_at: from_ms(run_at),
+            }
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET status = 'dead', locked_by = NULL, lease_expires_at = NULL, \
+                 last_error_code = ?, last_error_message = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+            )
+            .bind(&failure.code)
+            .bind(&failure.message)
+            .bind(now)
+            .bind(now)
+            .bind(lease.job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            FailOutcome::Dead
+        };
+        record_attempt(
+            &mut tx,
+            lease,
+            "failed",
+            Some(&failure.code),
+            Some(&failure.message),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(map)?;
+        Ok(outcome)
+    }
+
+    async fn reschedule(
+        &self,
+        lease: &Lease,
+        run_at: DateTime<Utc>,
+        code: &str,
+        message: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = unlease(
+            &mut tx,
+            lease,
+            run_at.timestamp_millis(),
+            "rescheduled",
+            code,
+            message,
+        )
+        .await?;
+        tx.commit().await.map_err(map)?;
+        Ok(done)
+    }
+
+    async fn release(&self, leases: &[Lease]) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let mut total = 0;
+        for lease in leases {
+            if unlease(
+                &mut tx,
+                lease,
+                now_ms(),
+                "released",
+                "RELEASED",
+                "worker shut down before the job finished",
+            )
+            .await?
+            {
+                total += 1;
+            }
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(total)
+    }
+
+    async fn extend_leases(&self, leases: &[Lease]) -> StoreResult<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let mut total = 0;
+        for lease in leases {
+            total += sqlx::query(
+                "UPDATE jobs SET lease_expires_at = ? + 1000 * COALESCE( \
+                   (SELECT lease_secs FROM queue_settings WHERE name = jobs.queue), 60) \
+                 WHERE id = ? AND status = 'running' AND attempts = ? AND locked_by = ?",
+            )
+            .bind(now)
+            .bind(lease.job_id)
+            .bind(i64::from(lease.attempt))
+            .bind(&lease.worker_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(total)
+    }
+
+    async fn reap_expired_leases(&self) -> StoreResult<Reaped> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, attempt, worker_id, outcome, error_code, error_message, finished_at) \
+             SELECT id, attempts, locked_by, 'lease_expired', 'LEASE_EXPIRED', \
+                    'lease expired while held by ' || COALESCE(locked_by, '?'), ? \
+             FROM jobs WHERE status = 'running' AND lease_expires_at < ?",
+        )
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        let statuses: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET \
+               status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+               finished_at = CASE WHEN attempts >= max_attempts THEN ? ELSE NULL END, \
+               run_at = ?, \
+               last_error_code = 'LEASE_EXPIRED', \
+               last_error_message = 'lease expired while held by ' || COALESCE(locked_by, '?'), \
+               locked_by = NULL, lease_expires_at = NULL, updated_at = ? \
+             WHERE status = 'running' AND lease_expires_at < ? RETURNING status",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(Reaped {
+            requeued: statuses.iter().filter(|s| *s == "queued").count() as u64,
+            dead: statuses.iter().filter(|s| *s == "dead").count() as u64,
+        })
+    }
+
+    async fn queue_settings(&self) -> StoreResult<Vec<QueueSettings>> {
+        let rows = sqlx::query("SELECT * FROM queue_settings ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        let mut all = rows
+            .iter()
+            .map(settings_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let queues: Vec<String> = sqlx::query_scalar("SELECT DISTINCT queue FROM jobs")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        for name in BUILTIN_QUEUES.iter().map(|s| s.to_string()).chain(queues) {
+            if !all.iter().any(|s| s.name == name) {
+                all.push(QueueSettings::defaults_for(&name));
+            }
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    async fn get_queue_settings(&self, queue: &str) -> StoreResult<QueueSettings> {
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        settings_in(&mut conn, queue).await
+    }
+
+    async fn put_queue_settings(&self, settings: &QueueSettings) -> StoreResult<()> {
+        settings
+            .validate()
+            .map_err(|e| StoreError::InvalidInput(e.0))?;
+        sqlx::query(
+            "INSERT INTO queue_settings (name, paused, max_batch, max_concurrency, max_attempts, \
+             backoff_base_ms, backoff_max_ms, lease_secs, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, max_batch = excluded.max_batch, \
+             max_concurrency = excluded.max_concurrency, max_attempts = excluded.max_attempts, \
+             backoff_base_ms = excluded.backoff_base_ms, backoff_max_ms = excluded.backoff_max_ms, \
+             lease_secs = excluded.lease_secs, updated_at = excluded.updated_at",
+        )
+        .bind(&settings.name)
+        .bind(i64::from(settings.paused))
+        .bind(i64::from(settings.max_batch))
+        .bind(i64::from(settings.max_concurrency))
+        .bind(i64::from(settings.max_attempts))
+        .bind(settings.backoff_base_ms as i64)
+        .bind(settings.backoff_max_ms as i64)
+        .bind(settings.lease_secs as i64)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>> {
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1"));
+        push_filter(&mut qb, filter);
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit.unwrap_or(100)));
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn get_job(&self, id: i64) -> StoreResult<Option<JobDetail>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        let Some(row) = row else { return Ok(None) };
+        let job = job_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT attempt, worker_id, outcome, error_code, error_message, finished_at \
+             FROM job_attempts WHERE job_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        let attempts = rows
+            .iter()
+            .map(|r| {
+                Ok(JobAttempt {
+                    attempt: r.try_get::<i64, _>("attempt").map_err(map)? as u32,
+                    worker_id: r.try_get("worker_id").map_err(map)?,
+                    outcome: r.try_get("outcome").map_err(map)?,
+                    error_code: r.try_get("error_code").map_err(map)?,
+                    error_message: r.try_get("error_message").map_err(map)?,
+                    finished_at: from_ms(r.try_get("finished_at").map_err(map)?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(JobDetail { job, attempts }))
+    }
+
+    async fn retry_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<i64>> {
+        let now = now_ms();
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = ",
+        );
+        qb.push_bind(now)
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(", finished_at = NULL WHERE status = 'dead'");
+        push_filter(&mut qb, filter);
+        qb.push(" RETURNING id");
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<i64> = qb
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(ids)
+    }
+
+    async fn purge_jobs(&self, filter: &JobFilter, dry_run: bool) -> StoreResult<Vec<i64>> {
+        if filter.status == Some(JobStatus::Running) {
+            return Err(StoreError::InvalidInput(
+                "running jobs cannot be purged: pause the queue and let them finish first".into(),
+            ));
+        }
+        let mut qb = if dry_run {
+            QueryBuilder::<Sqlite>::new("SELECT id FROM jobs WHERE status <> 'running'")
+        } else {
+            QueryBuilder::<Sqlite>::new("DELETE FROM jobs WHERE status <> 'running'")
+        };
+        push_filter(&mut qb, filter);
+        qb.push(if dry_run {
+            " ORDER BY id"
+        } else {
+            " RETURNING id"
+        });
+        let mut ids: Vec<i64> = if dry_run {
+            qb.build_query_scalar()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?
+        } else {
+            let mut tx = self.write_tx().await?;
+            let ids = qb
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map)?;
+            tx.commit().await.map_err(map)?;
+            ids
+        };
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        let now = now_ms();
+        let settings = self.queue_settings().await?;
+        let mut queues: Vec<QueueStatsRow> = settings
+            .iter()
+            .map(|s| QueueStatsRow {
+                queue: s.name.clone(),
+                paused: s.paused,
+                ..Default::default()
+            })
+            .collect();
+        let depth =
+            sqlx::query("SELECT queue, status, COUNT(*) AS n FROM jobs GROUP BY queue, status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?;
+        for row in depth {
+            let queue: String = row.try_get("queue").map_err(map)?;
+            let status: String = row.try_get("status").map_err(map)?;
+            let n: i64 = row.try_get("n").map_err(map)?;
+            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
+                q.depth.insert(status, n as u64);
+            }
+        }
+        let oldest = sqlx::query(
+            "SELECT queue, MIN(run_at) AS oldest FROM jobs WHERE status = 'queued' AND run_at <= ? GROUP BY queue",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        for row in oldest {
+            let queue: String = row.try_get("queue").map_err(map)?;
+            let at: i64 = row.try_get("oldest").map_err(map)?;
+            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
+                q.oldest_waiting_secs = ((now - at).max(0) / 1000) as u64;
+            }
+        }
+        let expired = sqlx::query(
+            "SELECT queue, COUNT(*) AS n FROM jobs WHERE status = 'running' AND lease_expires_at < ? GROUP BY queue",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        for row in expired {
+            let queue: String = row.try_get("queue").map_err(map)?;
+            let n: i64 = row.try_get("n").map_err(map)?;
+            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
+                q.expired_leases = n as u64;
+            }
+        }
+        let mut windows = Vec::new();
+        for (name, seconds) in STATS_WINDOWS {
+            let since = now - (seconds as i64) * 1000;
+            let completed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'completed' AND finished_at >= ?",
+            )
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)?;
+            let failures = sqlx::query(
+                "SELECT COALESCE(error_code, 'INTERNAL') AS code, COUNT(*) AS n FROM job_attempts \
+                 WHERE finished_at >= ? AND outcome <> 'released' GROUP BY error_code",
+            )
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+            let mut window = WindowStats {
+                window: name.to_owned(),
+                seconds,
+                completed: completed as u64,
+                ..Default::default()
+            };
+            for row in failures {
+                let code: String = row.try_get("code").map_err(map)?;
+                let n: i64 = row.try_get("n").map_err(map)?;
+                window.failures_by_code.insert(code, n as u64);
+            }
+            windows.push(window);
+        }
+        Ok(QueueStats { queues, windows })
+    }
+
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<CreatedConversation> {
+        let mut tx = self.write_tx().await?;
+        if let Some(key) = &new.idempotency_key {
+            let existing = sqlx::query(
+                "SELECT c.id, c.case_number, c.opportunity_id, \
+                 (SELECT MIN(j.id) FROM jobs j WHERE j.conversation_id = c.id) AS job_id \
+                 FROM conversations c WHERE c.idempotency_key = ?",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            if let Some(row) = existing {
+                let case: String = row.try_get("case_number").map_err(map)?;
+                return Ok(CreatedConversation {
+                    id: row.try_get("id").map_err(map)?,
+                    case_number: CaseNumber::parse(&case).map_err(|e| StoreError::Other(e.0))?,
+                    opportunity_id: row.try_get("opportunity_id").map_err(map)?,
+                    job_id: row
+                        .try_get::<Option<i64>, _>("job_id")
+                        .map_err(map)?
+                        .unwrap_or(0),
+                    created: false,
+                });
+            }
+        }
+        let now = now_ms();
+        let opportunity_id: String = sqlx::query_scalar(
+            "INSERT INTO opportunities (id, customer_number, company_name, product_line, status, \
+             status_changed_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'new', ?, ?, ?) \
+             ON CONFLICT (customer_number) DO UPDATE SET updated_at = excluded.updated_at RETURNING id",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(new.customer_number.as_str())
+        .bind(&new.customer_name)
+        .bind(&new.product_line)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        let sequence: i64 = sqlx::query_scalar(
+            "INSERT INTO case_sequences (period, prefix, last_value) VALUES (?, ?, 1) \
+             ON CONFLICT (period, prefix) DO UPDATE SET last_value = last_value + 1 RETURNING last_value",
+        )
+        .bind(new.case_period.as_str())
+        .bind(new.case_prefix.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        let case_number = CaseNumber::new(&new.case_period, &new.case_prefix, sequence as u64);
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO conversations (id, case_number, opportunity_id, product_line, conversation_type, \
+             title, status, blob_key, conversation_date, rep_user_id, metadata, idempotency_key, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(case_number.as_str())
+        .bind(&opportunity_id)
+        .bind(&new.product_line)
+        .bind(new.conversation_type.as_str())
+        .bind(&new.title)
+        .bind(&new.blob_key)
+        .bind(new.conversation_date.map(|d| d.timestamp_millis()))
+        .bind(&new.rep_user_id)
+        .bind(new.metadata.to_string())
+        .bind(&new.idempotency_key)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::InvalidInput(format!("conversation could not be created: {e}"))
+            } else {
+                map(e)
+            }
+        })?;
+        sqlx::query("INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES (?, 'pending', ?)")
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let mut job = new.first_job.clone();
+        job.conversation_id = Some(id.clone());
+        let enqueued = enqueue_in(&mut tx, &job).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(CreatedConversation {
+            id,
+            case_number,
+            opportunity_id,
+            job_id: enqueued.id,
+            created: true,
+        })
+    }
+
+    async fn get_conversation(&self, id: &str) -> StoreResult<Option<Conversation>> {
+        let row = sqlx::query("SELECT * FROM conversations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        let Some(row) = row else { return Ok(None) };
+        let status = ConversationStatus::parse(&row.try_get::<String, _>("status").map_err(map)?)
+            .map_err(|e| StoreError::Other(e.0))?;
+        let error = match row
+            .try_get::<Option<String>, _>("error_code")
+            .map_err(map)?
+        {
+            Some(code) => Some(StageError {
+                stage: ConversationStatus::parse(
+                    &row.try_get::<Option<String>, _>("error_stage")
+                        .map_err(map)?
+                        .unwrap_or_else(|| "pending".into()),
+                )
+                .map_err(|e| StoreError::Other(e.0))?,
+                code,
+                message: row
+                    .try_get::<Option<String>, _>("error_message")
+                    .map_err(map)?
+                    .unwrap_or_default(),
+                retryable: row
+                    .try_get::<Option<i64>, _>("error_retryable")
+                    .map_err(map)?
+                    .unwrap_or(0)
+                    != 0,
+            }),
+            None => None,
+        };
+        let metadata: String = row.try_get("metadata").map_err(map)?;
+        Ok(Some(Conversation {
+            id: row.try_get("id").map_err(map)?,
+            case_number: CaseNumber::parse(&row.try_get::<String, _>("case_number").map_err(map)?)
+                .map_err(|e| StoreError::Other(e.0))?,
+            opportunity_id: row.try_get("opportunity_id").map_err(map)?,
+            product_line: row.try_get("product_line").map_err(map)?,
+            conversation_type: ConversationType::parse(
+                &row.try_get::<String, _>("conversation_type").map_err(map)?,
+            )
+            .map_err(|e| StoreError::Other(e.0))?,
+            title: row.try_get("title").map_err(map)?,
+            status,
+            error,
+            blob_key: row.try_get("blob_key").map_err(map)?,
+            rep_user_id: row.try_get("rep_user_id").map_err(map)?,
+            conversation_date: opt_ms(row.try_get("conversation_date").map_err(map)?),
+            metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+            created_at: from_ms(row.try_get("created_at").map_err(map)?),
+            updated_at: from_ms(row.try_get("updated_at").map_err(map)?),
+        }))
+    }
+
+    async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken> {
+        let row = sqlx::query(
+            "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+        )
+        .bind(&token.name)
+        .bind(token.role.as_str())
+        .bind(&token.token_hash)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::InvalidInput(format!(
+                    "a live token named {:?} already exists; revoke it first or pick another name",
+                    token.name
+                ))
+            } else {
+                map(e)
+            }
+        })?;
+        token_from_row(&row)
+    }
+
+    async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let row = sqlx::query(
+            "UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ? AND revoked_at IS NULL RETURNING *",
+        )
+        .bind(now_ms())
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_api_token(&self, name_or_id: &str) -> StoreResult<bool> {
+        let id = name_or_id.parse::<i64>().ok();
+        let changed = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND (name = ? OR id = ?)",
+        )
+        .bind(now_ms())
+        .bind(name_or_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "INSERT INTO external_events (source, event_id, received_at) VALUES (?, ?, ?) \
+             ON CONFLICT (source, event_id) DO NOTHING",
+        )
+        .bind(source)
+        .bind(event_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+}

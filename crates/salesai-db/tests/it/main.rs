@@ -1,0 +1,553 @@
+//! Store stories: every test runs on SQLite always and on PostgreSQL when
+//! `SALESAI_TEST_POSTGRES_URL` is set (always in CI).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use salesai_core::domain::{
+    CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber, NewConversation,
+    Role,
+};
+use salesai_core::queue::{
+    CONVERSATIONS, FailOutcome, JobFailure, JobFilter, JobStatus, NewJob, QueueSettings,
+};
+use salesai_core::store::{NewApiToken, Store, StoreError};
+use salesai_db::testing::TestDb;
+
+macro_rules! story {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = salesai_db::testing::TestDb::sqlite().await;
+                super::$name(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = salesai_db::testing::TestDb::postgres().await else {
+                    return;
+                };
+                super::$name(&db).await;
+            }
+        }
+    };
+}
+
+fn job(kind: &str) -> NewJob {
+    NewJob::new(CONVERSATIONS, kind, serde_json::json!({ "n": 1 }))
+}
+
+fn failure(code: &str, retryable: bool) -> JobFailure {
+    JobFailure {
+        code: code.into(),
+        message: format!("{code} happened"),
+        retryable,
+    }
+}
+
+async fn fast_backoff(store: &Arc<dyn Store>, queue: &str) {
+    let settings = QueueSettings {
+        backoff_base_ms: 0,
+        backoff_max_ms: 0,
+        ..store.get_queue_settings(queue).await.unwrap()
+    };
+    store.put_queue_settings(&settings).await.unwrap();
+}
+
+story!(migrations_are_checked);
+async fn migrations_are_checked(db: &TestDb) {
+    let migrator = db.database.migrator();
+    assert_eq!(
+        migrator.current_version().await.unwrap(),
+        migrator.latest_known()
+    );
+    assert!(
+        migrator.up().await.unwrap().is_empty(),
+        "second up is a no-op"
+    );
+    let status = migrator.status().await.unwrap();
+    assert!(status.iter().all(|s| s.applied_at.is_some() && s.known));
+
+    // Down to zero and up again: the down migrations really undo the schema.
+    assert_eq!(migrator.down_to(0).await.unwrap(), vec![1]);
+    assert_eq!(migrator.current_version().await.unwrap(), 0);
+    assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
+    assert_eq!(migrator.up().await.unwrap(), vec![1]);
+    db.store().enqueue(job("noop")).await.unwrap();
+
+    // A schema from a newer release is refused with a clear message.
+    let pretend = "INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (999, 'future', 'x', ";
+    let sql = match db.database.backend() {
+        salesai_core::store::Backend::Sqlite => format!("{pretend} 0)"),
+        salesai_core::store::Backend::Postgres => format!("{pretend} now())"),
+    };
+    match &db.database {
+        salesai_db::Database::Sqlite(s) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+        salesai_db::Database::Postgres(s) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+    }
+    let err = migrator.check().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { database: 999, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer salesai release"));
+    assert!(migrator.up().await.is_err());
+}
+
+story!(enqueue_claim_complete);
+async fn enqueue_claim_complete(db: &TestDb) {
+    let store = db.store();
+    let first = store.enqueue(job("a").idempotency_key("k1")).await.unwrap();
+    let again = store.enqueue(job("a").idempotency_key("k1")).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(first.id, again.id);
+    let many = store
+        .enqueue_many((0..9).map(|_| job("b")).collect())
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 9);
+
+    let claimed = store.claim(CONVERSATIONS, "w1", 4).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert_eq!(claimed[0].id, first.id, "oldest first");
+    assert!(
+        claimed
+            .iter()
+            .all(|j| j.status == JobStatus::Running && j.attempts == 1)
+    );
+    let other = store.claim(CONVERSATIONS, "w2", 100).await.unwrap();
+    assert_eq!(other.len(), 6, "no job is claimed twice");
+    let mine: HashSet<i64> = claimed.iter().map(|j| j.id).collect();
+    assert!(other.iter().all(|j| !mine.contains(&j.id)));
+
+    assert!(store.complete(&claimed[0].lease().unwrap()).await.unwrap());
+    assert!(
+        !store.complete(&claimed[0].lease().unwrap()).await.unwrap(),
+        "completes once"
+    );
+    let leases: Vec<_> = other.iter().map(|j| j.lease().unwrap()).collect();
+    assert_eq!(store.complete_many(&leases).await.unwrap(), 6);
+    let stats = store.queue_stats().await.unwrap();
+    let row = stats
+        .queues
+        .iter()
+        .find(|q| q.queue == CONVERSATIONS)
+        .unwrap();
+    assert_eq!(row.depth.get("completed"), Some(&7));
+    assert_eq!(row.depth.get("running"), Some(&3));
+    assert_eq!(stats.windows[0].window, "10m");
+    assert_eq!(stats.windows[0].completed, 7);
+}
+
+story!(retry_backoff_dead_and_back);
+async fn retry_backoff_dead_and_back(db: &TestDb) {
+    let store = db.store();
+    let id = store.enqueue(job("flaky")).await.unwrap().id;
+
+    // With the default backoff the retry waits: the job is not claimable straight away.
+    let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    let outcome = store
+        .fail(
+            &claimed[0].lease().unwrap(),
+            &failure("GROQ_API_ERROR", true),
+        )
+        .await
+        .unwrap();
+    let FailOutcome::Retrying { run_at } = outcome else {
+        panic!("expected a retry, got {outcome:?}")
+    };
+    assert!(run_at > Utc::now() + chrono::Duration::milliseconds(1000));
+    assert!(store.claim(CONVERSATIONS, "w", 1).await.unwrap().is_empty());
+
+    // Make backoff instant and burn the remaining attempts.
+    sqlx_force_due(db, id).await;
+    fast_backoff(&store, CONVERSATIONS).await;
+    let second = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    assert_eq!(second[0].attempts, 2);
+    let outcome = store
+        .fail(
+            &second[0].lease().unwrap(),
+            &failure("GROQ_API_ERROR", true),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, FailOutcome::Retrying { .. }));
+    let third = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    assert_eq!(third[0].attempts, 3);
+    let outcome = store
+        .fail(&third[0].lease().unwrap(), &failure("GROQ_API_ERROR", true))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FailOutcome::Dead);
+
+    let detail = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(detail.job.status, JobStatus::Dead);
+    assert_eq!(
+        detail.job.last_error_code.as_deref(),
+        Some("GROQ_API_ERROR")
+    );
+    assert_eq!(detail.job.kind, "flaky");
+    assert_eq!(detail.job.payload, serde_json::json!({ "n": 1 }));
+    assert_eq!(detail.attempts.len(), 3);
+    assert!(detail.attempts.iter().all(|a| a.outcome == "failed"));
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!(
+        stats.windows[0].failures_by_code.get("GROQ_API_ERROR"),
+        Some(&3)
+    );
+
+    // A terminal failure goes dead at once.
+    let terminal = store.enqueue(job("bad")).await.unwrap().id;
+    let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    assert_eq!(claimed[0].id, terminal);
+    let outcome = store
+        .fail(
+            &claimed[0].lease().unwrap(),
+            &failure("INVALID_INPUT", false),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, FailOutcome::Dead);
+
+    // Retry one from dead, then all matching.
+    let dead = JobFilter {
+        status: Some(JobStatus::Dead),
+        ..Default::default()
+    };
+    assert_eq!(store.list_jobs(&dead).await.unwrap().len(), 2);
+    let one = store
+        .retry_jobs(&JobFilter {
+            ids: Some(vec![id]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one, vec![id]);
+    let back = store.get_job(id).await.unwrap().unwrap().job;
+    assert_eq!((back.status, back.attempts), (JobStatus::Queued, 0));
+    assert_eq!(store.retry_jobs(&dead).await.unwrap(), vec![terminal]);
+    assert!(store.list_jobs(&dead).await.unwrap().is_empty());
+    let claimed = store.claim(CONVERSATIONS, "w", 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+}
+
+async fn sqlx_force_due(db: &TestDb, id: i64) {
+    match &db.database {
+        salesai_db::Database::Sqlite(s) => {
+            sqlx::query("UPDATE jobs SET run_at = 0 WHERE id = ?")
+                .bind(id)
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+        salesai_db::Database::Postgres(s) => {
+            sqlx::query("UPDATE jobs SET run_at = now() - interval '1 second' WHERE id = $1")
+                .bind(id)
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+story!(rate_limits_do_not_spend_attempts);
+async fn rate_limits_do_not_spend_attempts(db: &TestDb) {
+    let store = db.store();
+    let id = store.enqueue(job("stt")).await.unwrap().id;
+    for _ in 0..5 {
+        let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+        assert_eq!(claimed[0].attempts, 1, "a rate limit is not an attempt");
+        let later = Utc::now() - chrono::Duration::milliseconds(1);
+        assert!(
+            store
+                .reschedule(
+                    &claimed[0].lease().unwrap(),
+                    later,
+                    "RATE_LIMITED",
+                    "retry-after 0"
+                )
+                .await
+                .unwrap()
+        );
+    }
+    let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    let until = Utc::now() + chrono::Duration::seconds(30);
+    store
+        .reschedule(
+            &claimed[0].lease().unwrap(),
+            until,
+            "RATE_LIMITED",
+            "retry-after 30",
+        )
+        .await
+        .unwrap();
+    let detail = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(detail.job.attempts, 0);
+    assert!(detail.job.run_at >= until - chrono::Duration::milliseconds(5));
+    assert_eq!(detail.attempts.len(), 6);
+    assert!(
+        store.claim(CONVERSATIONS, "w", 1).await.unwrap().is_empty(),
+        "waits for retry-after"
+    );
+}
+
+story!(pause_and_resume);
+async fn pause_and_resume(db: &TestDb) {
+    let store = db.store();
+    let mut settings = store.get_queue_settings(CONVERSATIONS).await.unwrap();
+    settings.paused = true;
+    store.put_queue_settings(&settings).await.unwrap();
+    for _ in 0..3 {
+        store.enqueue(job("x")).await.unwrap();
+    }
+    assert!(
+        store
+            .claim(CONVERSATIONS, "w", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .get_queue_settings(CONVERSATIONS)
+            .await
+            .unwrap()
+            .paused
+    );
+    let stats = store.queue_stats().await.unwrap();
+    assert!(
+        stats
+            .queues
+            .iter()
+            .any(|q| q.queue == CONVERSATIONS && q.paused)
+    );
+    settings.paused = false;
+    store.put_queue_settings(&settings).await.unwrap();
+    assert_eq!(store.claim(CONVERSATIONS, "w", 10).await.unwrap().len(), 3);
+}
+
+story!(expired_leases_return_jobs);
+async fn expired_leases_return_jobs(db: &TestDb) {
+    let store = db.store();
+    let settings = QueueSettings {
+        lease_secs: 1,
+        max_attempts: 2,
+        ..QueueSettings::defaults_for(CONVERSATIONS)
+    };
+    store.put_queue_settings(&settings).await.unwrap();
+    let id = store.enqueue(job("slow")).await.unwrap().id;
+    let first = store.claim(CONVERSATIONS, "dead-worker", 1).await.unwrap();
+    let extended = store
+        .extend_leases(&[first[0].lease().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(extended, 1);
+    assert_eq!(store.reap_expired_leases().await.unwrap().requeued, 0);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let reaped = store.reap_expired_leases().await.unwrap();
+    assert_eq!((reaped.requeued, reaped.dead), (1, 0));
+    assert!(
+        !store.complete(&first[0].lease().unwrap()).await.unwrap(),
+        "old lease is void"
+    );
+    assert_eq!(
+        store
+            .fail(&first[0].lease().unwrap(), &failure("X", true))
+            .await
+            .unwrap(),
+        FailOutcome::LeaseLost
+    );
+
+    let second = store.claim(CONVERSATIONS, "w2", 1).await.unwrap();
+    assert_eq!((second[0].id, second[0].attempts), (id, 2));
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let reaped = store.reap_expired_leases().await.unwrap();
+    assert_eq!(
+        (reaped.requeued, reaped.dead),
+        (0, 1),
+        "attempts spent: dead"
+    );
+    let detail = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(detail.job.last_error_code.as_deref(), Some("LEASE_EXPIRED"));
+    assert_eq!(detail.attempts.len(), 2);
+
+    // Graceful shutdown releases without spending an attempt.
+    let other = store.enqueue(job("again")).await.unwrap().id;
+    let held = store.claim(CONVERSATIONS, "w3", 1).await.unwrap();
+    assert_eq!(store.release(&[held[0].lease().unwrap()]).await.unwrap(), 1);
+    let job = store.get_job(other).await.unwrap().unwrap().job;
+    assert_eq!((job.status, job.attempts), (JobStatus::Queued, 0));
+}
+
+story!(purge_dry_run_matches_purge);
+async fn purge_dry_run_matches_purge(db: &TestDb) {
+    let store = db.store();
+    for kind in ["a", "a", "b", "a"] {
+        store.enqueue(job(kind)).await.unwrap();
+    }
+    let held = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    assert_eq!(held[0].kind, "a");
+    let filter = JobFilter {
+        queue: Some(CONVERSATIONS.into()),
+        kind: Some("a".into()),
+        ..Default::default()
+    };
+    let would = store.purge_jobs(&filter, true).await.unwrap();
+    assert_eq!(would.len(), 2, "the running job is spared");
+    let before = store.list_jobs(&JobFilter::default()).await.unwrap().len();
+    assert_eq!(before, 4, "dry run deletes nothing");
+    let did = store.purge_jobs(&filter, false).await.unwrap();
+    assert_eq!(would, did);
+    assert_eq!(
+        store.list_jobs(&JobFilter::default()).await.unwrap().len(),
+        2
+    );
+    let running = JobFilter {
+        status: Some(JobStatus::Running),
+        ..Default::default()
+    };
+    assert!(store.purge_jobs(&running, true).await.is_err());
+    let old = JobFilter {
+        older_than: Some(Utc::now() - chrono::Duration::hours(1)),
+        ..Default::default()
+    };
+    assert!(store.purge_jobs(&old, true).await.unwrap().is_empty());
+}
+
+fn new_conversation(customer: &str, key: Option<String>) -> NewConversation {
+    NewConversation {
+        customer_number: CustomerNumber::parse(customer).unwrap(),
+        customer_name: "Cafe".into(),
+        product_line: "ichef".into(),
+        case_prefix: CasePrefix::parse("IC").unwrap(),
+        case_period: CasePeriod::at(Utc::now(), chrono_tz::Asia::Taipei),
+        conversation_type: ConversationType::DiscoveryCall,
+        title: "first call".into(),
+        conversation_date: Some(Utc::now()),
+        rep_user_id: None,
+        blob_key: Some("audio/x.flac".into()),
+        metadata: serde_json::json!({ "store_type": "cafe" }),
+        first_job: NewJob::new(CONVERSATIONS, "conversation.prepare", serde_json::json!({})),
+        idempotency_key: key,
+    }
+}
+
+story!(concurrent_case_numbers_are_distinct);
+async fn concurrent_case_numbers_are_distinct(db: &TestDb) {
+    let store = db.store();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        let customer = format!("C{}", i % 7);
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_conversation(new_conversation(&customer, None))
+                .await
+        }));
+    }
+    let mut cases = HashSet::new();
+    let mut opportunities = HashSet::new();
+    for task in tasks {
+        let created = task.await.unwrap().unwrap();
+        assert!(created.created);
+        cases.insert(created.case_number.to_string());
+        opportunities.insert(created.opportunity_id);
+        let conversation = store.get_conversation(&created.id).await.unwrap().unwrap();
+        assert_eq!(conversation.status, ConversationStatus::Pending);
+        let job = store.get_job(created.job_id).await.unwrap().unwrap().job;
+        assert_eq!(job.conversation_id.as_deref(), Some(created.id.as_str()));
+    }
+    assert_eq!(cases.len(), 50, "50 distinct case numbers");
+    assert_eq!(
+        opportunities.len(),
+        7,
+        "opportunities found by customer number"
+    );
+    let mut sequences: Vec<u32> = cases
+        .iter()
+        .map(|c| c.rsplit("IC").next().unwrap().parse().unwrap())
+        .collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=50).collect::<Vec<_>>());
+    let jobs = store
+        .list_jobs(&JobFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 50, "each conversation has exactly its one job");
+
+    // Idempotent upload: same key, same conversation.
+    let a = store
+        .create_conversation(new_conversation("C1", Some("upload-1".into())))
+        .await
+        .unwrap();
+    let b = store
+        .create_conversation(new_conversation("C1", Some("upload-1".into())))
+        .await
+        .unwrap();
+    assert!(a.created && !b.created);
+    assert_eq!(
+        (a.id, a.case_number, a.job_id),
+        (b.id, b.case_number, b.job_id)
+    );
+}
+
+story!(tokens_and_external_events);
+async fn tokens_and_external_events(db: &TestDb) {
+    let store = db.store();
+    let hash = salesai_core::token::hash_token("sai_secret");
+    let token = store
+        .create_api_token(NewApiToken {
+            name: "ops".into(),
+            role: Role::Admin,
+            token_hash: hash.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(token.role, Role::Admin);
+    let dup = store
+        .create_api_token(NewApiToken {
+            name: "ops".into(),
+            role: Role::Rep,
+            token_hash: "other".into(),
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::InvalidInput(_))));
+    let found = store.authenticate_api_token(&hash).await.unwrap().unwrap();
+    assert!(found.last_used_at.is_some());
+    assert!(
+        store
+            .authenticate_api_token("nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.revoke_api_token("ops").await.unwrap());
+    assert!(!store.revoke_api_token("ops").await.unwrap());
+    assert!(store.authenticate_api_token(&hash).await.unwrap().is_none());
+    assert_eq!(store.list_api_tokens().await.unwrap().len(), 1);
+
+    assert!(store.record_external_event("slack", "Ev1").await.unwrap());
+    assert!(!store.record_external_event("slack", "Ev1").await.unwrap());
+    assert!(
+        store
+            .record_external_event("slack-file", "Ev1")
+            .await
+            .unwrap()
+    );
+}
