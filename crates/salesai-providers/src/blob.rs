@@ -57,7 +57,9 @@ impl BlobConfig {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("blob URL {url:?} names no bucket; use s3://BUCKET/PREFIX"));
+                return Err(format!(
+                    "blob URL {url:?} names no bucket; use s3://BUCKET/PREFIX"
+                ));
             }
             Ok(BlobConfig::S3(S3Config {
                 bucket: bucket.to_owned(),

@@ -1,1 +1,123 @@
+//! The job runner: claims jobs from the durable queue with a lease, runs their handlers,
+//! renews the leases of jobs still running, returns the jobs of dead workers to the queue, and
+//! shuts down gracefully.
+//!
+//! Architecture invariant: handlers are idempotent. A job may run more than once (its worker
+//! died after finishing but before recording it), so a handler checks its own checkpoints
+//! before paying for work again.
 
+mod builtin;
+mod runner;
+
+pub use builtin::register_builtin;
+pub use runner::{WorkerOptions, run};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use salesai_core::queue::Job;
+use salesai_core::{App, ErrorCode};
+
+/// Why a job attempt did not succeed, and what the queue should do about it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobError {
+    /// Try again after the queue's backoff (until the attempts are spent).
+    Retryable {
+        /// The stable code.
+        code: ErrorCode,
+        /// What happened.
+        message: String,
+    },
+    /// Do not try again: the job goes to dead at once.
+    Terminal {
+        /// The stable code.
+        code: ErrorCode,
+        /// What happened.
+        message: String,
+    },
+    /// A provider asked us to come back at `at` (a 429's `retry-after`). Not an attempt.
+    RetryAt {
+        /// When to run again.
+        at: DateTime<Utc>,
+        /// The stable code (usually `RATE_LIMITED`).
+        code: ErrorCode,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl JobError {
+    /// A retryable failure.
+    pub fn retryable(code: ErrorCode, message: impl Into<String>) -> Self {
+        JobError::Retryable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A terminal failure.
+    pub fn terminal(code: ErrorCode, message: impl Into<String>) -> Self {
+        JobError::Terminal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A failure with the code's default retryability.
+    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        if code.retryable_by_default() {
+            JobError::retryable(code, message)
+        } else {
+            JobError::terminal(code, message)
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            JobError::Retryable { code, .. }
+            | JobError::Terminal { code, .. }
+            | JobError::RetryAt { code, .. } => *code,
+        }
+    }
+}
+
+/// Runs jobs of one kind.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    /// Does the job's work. Must be idempotent (see the crate docs).
+    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError>;
+}
+
+/// The handlers a node runs, by job kind.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Registers `handler` for `kind`, replacing any earlier one.
+    pub fn register(&mut self, kind: &str, handler: Arc<dyn JobHandler>) -> &mut Self {
+        self.handlers.insert(kind.to_owned(), handler);
+        self
+    }
+
+    /// The handler for `kind`.
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn JobHandler>> {
+        self.handlers.get(kind)
+    }
+
+    /// The kinds this registry handles, sorted.
+    pub fn kinds(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        kinds.sort_unstable();
+        kinds
+    }
+}

@@ -86,9 +86,15 @@ async fn blob_story(blobs: &dyn BlobStore) {
     // 12 MiB in 64 KiB pieces: more than two multipart parts.
     let key = BlobKey::parse("audio/2026/11/call.flac").unwrap();
     let (stream, data) = chunks(12 * 1024 * 1024 + 17, 64 * 1024);
-    assert_eq!(blobs.put_stream(&key, stream).await.unwrap(), data.len() as u64);
+    assert_eq!(
+        blobs.put_stream(&key, stream).await.unwrap(),
+        data.len() as u64
+    );
     assert_eq!(blobs.size(&key).await.unwrap(), Some(data.len() as u64));
-    assert!(read_all(blobs, &key).await == data, "round trip is byte-exact");
+    assert!(
+        read_all(blobs, &key).await == data,
+        "round trip is byte-exact"
+    );
 
     // A small blob replaces a big one entirely.
     let (stream, small) = chunks(10, 3);
@@ -133,7 +139,9 @@ async fn local_folder() {
 
 #[tokio::test]
 async fn s3_compatible_server() {
-    let Some(blobs) = s3_store().await else { return };
+    let Some(blobs) = s3_store().await else {
+        return;
+    };
     assert!(blobs.describe().starts_with("s3://"));
     blob_story(&blobs).await;
 }
@@ -163,7 +171,9 @@ fn blob_urls_parse() {
         BlobConfig::Local { .. }
     ));
     match BlobConfig::parse("s3://bucket/a/b/", s3_defaults()).unwrap() {
-        BlobConfig::S3(s3) => assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("bucket", "a/b")),
+        BlobConfig::S3(s3) => {
+            assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("bucket", "a/b"))
+        }
         other => panic!("{other:?}"),
     }
     assert!(BlobConfig::parse("gs://x", s3_defaults()).is_err());
@@ -172,5 +182,8 @@ fn blob_urls_parse() {
         secret_access_key: Some(SecretString::from("hunter2")),
         ..s3_defaults()
     };
-    assert!(!format!("{s3:?}").contains("hunter2"), "Debug hides the secret");
+    assert!(
+        !format!("{s3:?}").contains("hunter2"),
+        "Debug hides the secret"
+    );
 }
