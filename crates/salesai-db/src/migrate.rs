@@ -71,7 +71,7 @@ pub enum Migrator {
 }
 
 /// An arbitrary constant: the advisory lock that serialises migrations across nodes.
-const PG_MIGRATION_LOCK: i64 = 0x5a1e_5a1_0001;
+const PG_MIGRATION_LOCK: i64 = 0x05a1_e5a1_0001;
 
 impl Migrator {
     /// The migrations this binary carries for this backend.

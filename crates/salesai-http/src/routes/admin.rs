@@ -1,0 +1,244 @@
+//! The admin API for the queue: what `salesai queue …` does, over HTTP, for the admin role.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use salesai_core::App;
+use salesai_core::domain::Role;
+use salesai_core::queue::{
+    JobDetail, JobFilter, JobStatus, QueueSettings, QueueSettingsPatch, QueueStats,
+    parse_queue_name,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Caller, RequireRole};
+use crate::error::ApiError;
+
+/// The routes, nested under `/api/v1/admin`.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/queues", get(list_queues))
+        .route("/queues/{name}", patch(update_queue))
+        .route("/queues/{name}/pause", post(pause_queue))
+        .route("/queues/{name}/resume", post(resume_queue))
+        .route("/jobs", get(list_jobs))
+        .route("/jobs/retry", post(retry_jobs))
+        .route("/jobs/purge", post(purge_jobs))
+        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/retry", post(retry_job))
+}
+
+/// Every queue's settings and numbers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueuesResponse {
+    /// Settings per queue.
+    pub settings: Vec<QueueSettings>,
+    /// Depth, age and recent outcomes.
+    pub stats: QueueStats,
+}
+
+async fn list_queues(
+    caller: Caller,
+    State(app): State<App>,
+) -> Result<Json<QueuesResponse>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    Ok(Json(QueuesResponse {
+        settings: app.store.queue_settings().await?,
+        stats: app.store.queue_stats().await?,
+    }))
+}
+
+async fn update_queue(
+    caller: Caller,
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Json(patch): Json<QueueSettingsPatch>,
+) -> Result<Json<QueueSettings>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let name = parse_queue_name(&name).map_err(|e| ApiError::BadRequest(e.0))?;
+    let current = app.store.get_queue_settings(&name).await?;
+    let next = patch
+        .apply(&current)
+        .map_err(|e| ApiError::BadRequest(e.0))?;
+    app.store.put_queue_settings(&next).await?;
+    tracing::info!(event = "queue.settings_changed", queue = %name, by = %caller.token.name, "queue settings changed");
+    Ok(Json(next))
+}
+
+async fn set_paused(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    paused: bool,
+) -> Result<Json<QueueSettings>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let name = parse_queue_name(name).map_err(|e| ApiError::BadRequest(e.0))?;
+    let mut settings = app.store.get_queue_settings(&name).await?;
+    settings.paused = paused;
+    app.store.put_queue_settings(&settings).await?;
+    tracing::info!(event = if paused { "queue.paused" } else { "queue.resumed" }, queue = %name, by = %caller.token.name, "queue {}", if paused { "paused" } else { "resumed" });
+    Ok(Json(settings))
+}
+
+async fn pause_queue(
+    caller: Caller,
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<QueueSettings>, ApiError> {
+    set_paused(&app, &caller, &name, true).await
+}
+
+async fn resume_queue(
+    caller: Caller,
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<QueueSettings>, ApiError> {
+    set_paused(&app, &caller, &name, false).await
+}
+
+/// Job selection, as query parameters or a JSON body.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct FilterParams {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only jobs unchanged for this many seconds.
+    pub older_than_secs: Option<u64>,
+    /// At most this many (listings).
+    pub limit: Option<u32>,
+    /// Only list what would be deleted (purge).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl FilterParams {
+    fn to_filter(&self) -> Result<JobFilter, ApiError> {
+        Ok(JobFilter {
+            queue: self
+                .queue
+                .as_deref()
+                .map(parse_queue_name)
+                .transpose()
+                .map_err(|e| ApiError::BadRequest(e.0))?,
+            status: self
+                .status
+                .as_deref()
+                .map(JobStatus::parse)
+                .transpose()
+                .map_err(|e| ApiError::BadRequest(e.0))?,
+            kind: self.kind.clone(),
+            older_than: self
+                .older_than_secs
+                .map(|s| Utc::now() - chrono::Duration::seconds(s as i64)),
+            ids: None,
+            limit: Some(self.limit.unwrap_or(100).min(10_000)),
+        })
+    }
+}
+
+async fn list_jobs(
+    caller: Caller,
+    State(app): State<App>,
+    Query(params): Query<FilterParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let jobs = app.store.list_jobs(&params.to_filter()?).await?;
+    Ok(Json(serde_json::json!({ "jobs": jobs })))
+}
+
+async fn get_job(
+    caller: Caller,
+    State(app): State<App>,
+    Path(id): Path<i64>,
+) -> Result<Json<JobDetail>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    app.store
+        .get_job(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))
+}
+
+/// The ids a bulk operation touched.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IdsResponse {
+    /// How many.
+    pub count: usize,
+    /// Which.
+    pub ids: Vec<i64>,
+    /// True when nothing was changed (purge dry run).
+    pub dry_run: bool,
+}
+
+async fn retry_job(
+    caller: Caller,
+    State(app): State<App>,
+    Path(id): Path<i64>,
+) -> Result<Json<IdsResponse>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let ids = app
+        .store
+        .retry_jobs(&JobFilter {
+            ids: Some(vec![id]),
+            ..Default::default()
+        })
+        .await?;
+    if ids.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no dead job {id}; only dead jobs can be retried"
+        )));
+    }
+    Ok(Json(IdsResponse {
+        count: ids.len(),
+        ids,
+        dry_run: false,
+    }))
+}
+
+async fn retry_jobs(
+    caller: Caller,
+    State(app): State<App>,
+    Json(params): Json<FilterParams>,
+) -> Result<Json<IdsResponse>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let mut filter = params.to_filter()?;
+    filter.status = Some(JobStatus::Dead);
+    let ids = app.store.retry_jobs(&filter).await?;
+    tracing::info!(event = "queue.retried", count = ids.len(), by = %caller.token.name, "dead jobs retried");
+    Ok(Json(IdsResponse {
+        count: ids.len(),
+        ids,
+        dry_run: false,
+    }))
+}
+
+async fn purge_jobs(
+    caller: Caller,
+    State(app): State<App>,
+    Json(params): Json<FilterParams>,
+) -> Result<Json<IdsResponse>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let filter = params.to_filter()?;
+    if filter.queue.is_none()
+        && filter.status.is_none()
+        && filter.kind.is_none()
+        && filter.older_than.is_none()
+    {
+        return Err(ApiError::BadRequest(
+            "purge needs at least one of queue, status, kind or older_than_secs".into(),
+        ));
+    }
+    let ids = app.store.purge_jobs(&filter, params.dry_run).await?;
+    if !params.dry_run {
+        tracing::warn!(event = "queue.purged", count = ids.len(), by = %caller.token.name, "jobs purged");
+    }
+    Ok(Json(IdsResponse {
+        count: ids.len(),
+        ids,
+        dry_run: params.dry_run,
+    }))
+}

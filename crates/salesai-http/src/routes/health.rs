@@ -1,0 +1,114 @@
+//! `/health` (liveness), `/ready` (readiness with per-check detail) and `/metrics`.
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use salesai_core::App;
+use salesai_core::blob::BlobKey;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+
+/// The routes.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// Liveness: the process answers. Touches nothing else, so a slow database cannot get a
+/// healthy process restarted.
+async fn health() -> impl IntoResponse {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// One readiness check's result.
+#[derive(Debug, Serialize)]
+struct Check {
+    ok: bool,
+    duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn check<F, T, E>(work: F) -> Check
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let started = Instant::now();
+    let result = tokio::time::timeout(CHECK_TIMEOUT, work).await;
+    let duration_ms = (started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
+    match result {
+        Ok(Ok(_)) => Check {
+            ok: true,
+            duration_ms,
+            error: None,
+        },
+        Ok(Err(err)) => Check {
+            ok: false,
+            duration_ms,
+            error: Some(err.to_string()),
+        },
+        Err(_) => Check {
+            ok: false,
+            duration_ms,
+            error: Some(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+        },
+    }
+}
+
+/// Readiness: the database answers, blob storage answers, the queue tables are readable.
+async fn ready(State(app): State<App>) -> impl IntoResponse {
+    let probe_key = BlobKey::parse("probes/ready").expect("static key is valid");
+    let (database, storage, queue) = tokio::join!(
+        check(app.store.ping()),
+        check(app.blobs.size(&probe_key)),
+        check(app.store.queue_settings()),
+    );
+    let ok = database.ok && storage.ok && queue.ok;
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if !ok {
+        tracing::warn!(
+            event = "http.not_ready",
+            database = database.ok,
+            storage = storage.ok,
+            queue = queue.ok,
+            "not ready"
+        );
+    }
+    (
+        status,
+        Json(json!({
+            "status": if ok { "ready" } else { "unavailable" },
+            "backend": app.store.backend().as_str(),
+            "checks": { "database": database, "storage": storage, "queue": queue },
+        })),
+    )
+}
+
+/// Prometheus metrics, with the queue gauges read fresh from the shared database.
+async fn metrics(State(app): State<App>) -> Result<impl IntoResponse, ApiError> {
+    let stats = app.store.queue_stats().await?;
+    app.metrics.set_queue_stats(&stats);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    ))
+}

@@ -1,0 +1,4 @@
+//! Route modules; each owns its routes and its request and response types.
+
+pub mod admin;
+pub mod health;

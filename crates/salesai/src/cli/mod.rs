@@ -1,0 +1,90 @@
+//! The command line: one subcommand per operation of the runbook.
+
+mod bench;
+mod migrate;
+mod output;
+mod queue;
+mod serve;
+mod storage;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigArgs};
+
+/// salesai: sales-call intelligence server. Every setting can come from salesai.toml, an
+/// environment variable or a flag (in increasing priority).
+#[derive(Parser, Debug)]
+#[command(name = "salesai", version, about, long_about = None, max_term_width = 110)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    settings: ConfigArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP server and the workers in one process (the default deployment)
+    Serve(serve::ServeArgs),
+    /// Run workers only: a scale-out node sharing the database and storage
+    Worker,
+    /// Show or change the database schema version
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
+    /// Inspect and operate the job queues (status, dead letters, pause, purge, retry)
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// Check blob storage
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
+    /// Manage API tokens
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Measure performance
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Print the resolved configuration (secrets redacted)
+    Config,
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&cli.settings)?;
+    match cli.command {
+        Command::Serve(args) => {
+            crate::runtime::init_logging(&config, "info");
+            serve::serve(&config, !args.no_workers, true).await
+        }
+        Command::Worker => {
+            crate::runtime::init_logging(&config, "info");
+            serve::serve(&config, true, false).await
+        }
+        Command::Migrate(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            migrate::run(&config, cmd).await
+        }
+        Command::Queue(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            queue::run(&config, cmd).await
+        }
+        Command::Storage(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            storage::run(&config, cmd).await
+        }
+        Command::Token(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            token::run(&config, cmd).await
+        }
+        Command::Bench(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            bench::run(&config, cmd).await
+        }
+        Command::Config => {
+            println!("{config:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

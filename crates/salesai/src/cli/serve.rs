@@ -1,0 +1,76 @@
+//! `salesai serve` and `salesai worker`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use salesai_worker::{Registry, WorkerOptions};
+
+use crate::config::Config;
+
+/// Options of `serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Serve HTTP only; run workers elsewhere with `salesai worker`
+    #[arg(long)]
+    pub no_workers: bool,
+}
+
+/// The job kinds this binary runs.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    salesai_worker::register_builtin(&mut registry);
+    registry
+}
+
+/// Runs HTTP and/or workers until SIGTERM or ctrl-c.
+pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result<ExitCode> {
+    let (app, database) = crate::runtime::open_app(config).await?;
+    let shutdown = crate::runtime::shutdown_signal();
+    tracing::info!(
+        event = "process.started",
+        backend = app.store.backend().as_str(),
+        storage = %app.blobs.describe(),
+        http,
+        workers,
+        version = env!("CARGO_PKG_VERSION"),
+        "salesai started"
+    );
+
+    let worker = workers.then(|| {
+        let options = WorkerOptions {
+            queues: config.worker_queues.clone(),
+            poll_interval: Duration::from_millis(config.worker_poll_ms.max(10)),
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            ..WorkerOptions::new(config.worker_id.clone())
+        };
+        tokio::spawn(salesai_worker::run(
+            app.clone(),
+            registry(),
+            options,
+            shutdown.clone(),
+        ))
+    });
+
+    if http {
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("failed to listen on {}; is another salesai running? set SALESAI_BIND to use another address", config.bind))?;
+        let local = listener.local_addr()?;
+        tracing::info!(event = "http.listening", address = %local, "listening on http://{local}");
+        let router = salesai_http::router(app.clone());
+        let stop = shutdown.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("HTTP server failed")?;
+    } else {
+        shutdown.cancelled().await;
+    }
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
+    database.close().await;
+    tracing::info!(event = "process.stopped", "salesai stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,452 @@
+//! Configuration: defaults, then an optional `salesai.toml`, then environment variables, then
+//! flags — each later source overriding the earlier. Only the binary reads configuration.
+//!
+//! Every setting is one field of [`ConfigArgs`] with its flag and its environment variable, so
+//! `salesai --help` lists them all and `.env.example` documents them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::builder::BoolishValueParser;
+use salesai_providers::blob::{BlobConfig, S3Config};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The settings as flags and environment variables. All optional: a missing one falls back to
+/// the config file, then to the default.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ConfigArgs {
+    /// TOML file with any of the settings below (keys are the flag names with `_`)
+    /// [default: ./salesai.toml when it exists]
+    #[arg(long, env = "SALESAI_CONFIG", global = true, help_heading = "Settings")]
+    pub config: Option<PathBuf>,
+    /// Folder for the embedded database and blobs [default: ./data]
+    #[arg(
+        long,
+        env = "SALESAI_DATA_DIR",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// Database: sqlite://PATH or postgres://USER:PASS@HOST/DB [default: sqlite://<data_dir>/salesai.db]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub database_url: Option<String>,
+    /// Connections in the database pool [default: 10]
+    #[arg(
+        long,
+        env = "SALESAI_DB_MAX_CONNECTIONS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub db_max_connections: Option<u32>,
+    /// Blob storage: a folder, file:///PATH or s3://BUCKET/PREFIX [default: <data_dir>/blobs]
+    #[arg(
+        long,
+        env = "SALESAI_BLOB_URL",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub blob_url: Option<String>,
+    /// S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com (empty for AWS)
+    #[arg(
+        long,
+        env = "SALESAI_S3_ENDPOINT",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub s3_endpoint: Option<String>,
+    /// S3 region ("auto" for R2) [default: auto]
+    #[arg(
+        long,
+        env = "SALESAI_S3_REGION",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub s3_region: Option<String>,
+    /// S3 access key id
+    #[arg(
+        long,
+        env = "SALESAI_S3_ACCESS_KEY_ID",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment variable to the flag)
+    #[arg(
+        long,
+        env = "SALESAI_S3_SECRET_ACCESS_KEY",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub s3_secret_access_key: Option<String>,
+    /// Allow http:// S3 endpoints (local MinIO) [default: false]
+    #[arg(long, env = "SALESAI_S3_ALLOW_HTTP", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
+    pub s3_allow_http: Option<bool>,
+    /// Virtual-hosted-style S3 requests instead of path style [default: false]
+    #[arg(long, env = "SALESAI_S3_VIRTUAL_HOSTED_STYLE", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
+    pub s3_virtual_hosted_style: Option<bool>,
+    /// Address the HTTP server listens on [default: 127.0.0.1:3000]
+    #[arg(long, env = "SALESAI_BIND", global = true, help_heading = "Settings")]
+    pub bind: Option<SocketAddr>,
+    /// The team's time zone (IANA name) for case-number months and daily reports [default: Asia/Taipei]
+    #[arg(
+        long,
+        env = "SALESAI_TIME_ZONE",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub time_zone: Option<String>,
+    /// Log format: json or text [default: json]
+    #[arg(
+        long,
+        env = "SALESAI_LOG_FORMAT",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or salesai_worker=debug,info [default: info for serve/worker, warn otherwise]
+    #[arg(long, env = "SALESAI_LOG", global = true, help_heading = "Settings")]
+    pub log: Option<String>,
+    /// This node's worker id in leases and logs [default: <hostname>-<pid>]
+    #[arg(
+        long,
+        env = "SALESAI_WORKER_ID",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub worker_id: Option<String>,
+    /// Queues this node works on, comma-separated [default: conversations,notifications,maintenance]
+    #[arg(
+        long,
+        env = "SALESAI_WORKER_QUEUES",
+        global = true,
+        value_delimiter = ',',
+        help_heading = "Settings"
+    )]
+    pub worker_queues: Option<Vec<String>>,
+    /// Milliseconds an idle worker waits before polling again [default: 250]
+    #[arg(
+        long,
+        env = "SALESAI_WORKER_POLL_MS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub worker_poll_ms: Option<u64>,
+    /// Seconds shutdown waits for running jobs before returning them to the queue [default: 30]
+    #[arg(
+        long,
+        env = "SALESAI_SHUTDOWN_GRACE_SECS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// The same settings in `salesai.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    db_max_connections: Option<u32>,
+    blob_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_allow_http: Option<bool>,
+    s3_virtual_hosted_style: Option<bool>,
+    bind: Option<SocketAddr>,
+    time_zone: Option<String>,
+    log_format: Option<String>,
+    log: Option<String>,
+    worker_id: Option<String>,
+    worker_queues: Option<Vec<String>>,
+    worker_poll_ms: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line with a stable `event` field.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// The resolved configuration. `Debug` redacts every secret.
+#[derive(Clone)]
+pub struct Config {
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// The database URL (may hold a password).
+    pub database_url: SecretString,
+    /// Pool size.
+    pub db_max_connections: u32,
+    /// The blob URL as given.
+    pub blob_url: String,
+    /// Blob storage.
+    pub blob: BlobConfig,
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// The team's time zone.
+    pub time_zone: chrono_tz::Tz,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter, when set.
+    pub log: Option<String>,
+    /// This node's worker id.
+    pub worker_id: String,
+    /// Queues this node works on.
+    pub worker_queues: Vec<String>,
+    /// Idle poll interval.
+    pub worker_poll_ms: u64,
+    /// Shutdown grace period.
+    pub shutdown_grace_secs: u64,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &salesai_db::redact_url(self.database_url.expose_secret()),
+            )
+            .field("db_max_connections", &self.db_max_connections)
+            .field("blob", &self.blob)
+            .field("bind", &self.bind)
+            .field("time_zone", &self.time_zone)
+            .field("log_format", &self.log_format)
+            .field("worker_id", &self.worker_id)
+            .field("worker_queues", &self.worker_queues)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Resolves the configuration from the flags/environment and the config file.
+    pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("salesai.toml").exists() => read_file(Path::new("salesai.toml"))?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("salesai.db").display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            bail!(
+                "DATABASE_URL must start with sqlite:// or postgres:// (got {})",
+                salesai_db::redact_url(&database_url)
+            );
+        }
+        let blob_url = args
+            .blob_url
+            .clone()
+            .or(file.blob_url)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| data_dir.join("blobs").display().to_string());
+        let s3 = S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: args
+                .s3_endpoint
+                .clone()
+                .or(file.s3_endpoint)
+                .filter(|s| !s.is_empty()),
+            region: args
+                .s3_region
+                .clone()
+                .or(file.s3_region)
+                .unwrap_or_else(|| "auto".into()),
+            access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id),
+            secret_access_key: args
+                .s3_secret_access_key
+                .clone()
+                .or(file.s3_secret_access_key)
+                .map(SecretString::from),
+            allow_http: args.s3_allow_http.or(file.s3_allow_http).unwrap_or(false),
+            virtual_hosted_style: args
+                .s3_virtual_hosted_style
+                .or(file.s3_virtual_hosted_style)
+                .unwrap_or(false),
+        };
+        let blob = BlobConfig::parse(&blob_url, s3).map_err(anyhow::Error::msg)?;
+        let time_zone_name = args
+            .time_zone
+            .clone()
+            .or(file.time_zone)
+            .unwrap_or_else(|| "Asia/Taipei".into());
+        let time_zone: chrono_tz::Tz = time_zone_name.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "unknown time zone {time_zone_name:?}; use an IANA name such as Asia/Taipei or Europe/Berlin"
+            )
+        })?;
+        let log_format = match args
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .unwrap_or_else(|| "json".into())
+            .as_str()
+        {
+            "json" => LogFormat::Json,
+            "text" | "pretty" => LogFormat::Text,
+            other => bail!("unknown log format {other:?}; use json or text"),
+        };
+        let worker_queues = args
+            .worker_queues
+            .clone()
+            .or(file.worker_queues)
+            .unwrap_or_else(|| {
+                salesai_core::queue::BUILTIN_QUEUES
+                    .iter()
+                    .map(|q| q.to_string())
+                    .collect()
+            });
+        for queue in &worker_queues {
+            salesai_core::queue::parse_queue_name(queue).map_err(|e| anyhow::anyhow!(e.0))?;
+        }
+        Ok(Config {
+            data_dir,
+            database_url: SecretString::from(database_url),
+            db_max_connections: args
+                .db_max_connections
+                .or(file.db_max_connections)
+                .unwrap_or(10),
+            blob_url,
+            blob,
+            bind: args
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+            time_zone,
+            log_format,
+            log: args.log.clone().or(file.log),
+            worker_id: args
+                .worker_id
+                .clone()
+                .or(file.worker_id)
+                .unwrap_or_else(default_worker_id),
+            worker_queues,
+            worker_poll_ms: args.worker_poll_ms.or(file.worker_poll_ms).unwrap_or(250),
+            shutdown_grace_secs: args
+                .shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .unwrap_or(30),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| {
+        format!(
+            "config file {} is not valid (keys are the setting names in `salesai --help`, with _ for -)",
+            path.display()
+        )
+    })
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_nothing() {
+        let config = Config::load(&ConfigArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.database_url.expose_secret(),
+            "sqlite://./data/salesai.db"
+        );
+        assert_eq!(config.blob_url, "./data/blobs");
+        assert_eq!(config.bind.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.time_zone, chrono_tz::Asia::Taipei);
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salesai.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/salesai\"\nbind = \"0.0.0.0:8080\"\ndatabase_url = \"postgres://u:pw@db/x\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&ConfigArgs {
+            config: Some(path.clone()),
+            bind: Some("127.0.0.1:9000".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:9000", "flag beats file");
+        assert_eq!(config.blob_url, "/srv/salesai/blobs", "file beats default");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("pw"), "Debug redacts the password: {debug}");
+
+        std::fs::write(&path, "bnid = \"typo\"\n").unwrap();
+        let err = Config::load(&ConfigArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("bnid"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_say_what_to_do() {
+        let bad_db = Config::load(&ConfigArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        });
+        assert!(
+            bad_db
+                .unwrap_err()
+                .to_string()
+                .contains("sqlite:// or postgres://")
+        );
+        let bad_tz = Config::load(&ConfigArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            time_zone: Some("Mars/Base".into()),
+            ..Default::default()
+        });
+        assert!(bad_tz.unwrap_err().to_string().contains("IANA"));
+    }
+}

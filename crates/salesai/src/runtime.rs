@@ -1,0 +1,105 @@
+//! Wiring shared by the commands: logging, opening the database and storage, building the
+//! `App`, and the shutdown signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use salesai_core::App;
+use salesai_core::metrics::Metrics;
+use salesai_db::{ConnectOptions, Database};
+use salesai_providers::blob::ObjectBlobStore;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// Starts logging to stderr. `default_filter` applies when no filter is configured.
+pub fn init_logging(config: &Config, default_filter: &str) {
+    let filter = EnvFilter::try_new(config.log.as_deref().unwrap_or(default_filter))
+        .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// Connects to the database without touching its schema.
+pub async fn connect(config: &Config) -> anyhow::Result<Database> {
+    let url = config.database_url.expose_secret();
+    Database::connect(
+        url,
+        &ConnectOptions {
+            max_connections: config.db_max_connections,
+            acquire_timeout: Duration::from_secs(10),
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "failed to open the database {}",
+            salesai_db::redact_url(url)
+        )
+    })
+}
+
+/// Connects, applies pending migrations (refusing a schema newer than this binary) and opens
+/// blob storage.
+pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
+    let database = connect(config).await?;
+    let applied = database
+        .migrator()
+        .up()
+        .await
+        .context("failed to bring the database schema up to date")?;
+    if !applied.is_empty() {
+        tracing::info!(event = "db.migrated", versions = ?applied, "applied migrations");
+    }
+    let blobs = ObjectBlobStore::open(&config.blob).context("failed to open blob storage")?;
+    let app = App {
+        store: database.store(),
+        blobs: Arc::new(blobs),
+        metrics: Arc::new(Metrics::new()),
+        time_zone: config.time_zone,
+    };
+    Ok((app, database))
+}
+
+/// A token cancelled on SIGTERM or ctrl-c.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        trigger.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!(event = "process.shutdown_requested", "shutdown requested");
+        trigger.cancel();
+    });
+    token
+}
