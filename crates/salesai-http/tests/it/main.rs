@@ -1,0 +1,495 @@
+//! The real router on port 0 against real stores: health, readiness, metrics and the admin
+//! API with its authentication.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use salesai_core::App;
+use salesai_core::blob::{BlobError, BlobKey, BlobStore, ByteStream};
+use salesai_core::domain::Role;
+use salesai_core::queue::{CONVERSATIONS, JobFailure, JobStatus, NewJob};
+use salesai_core::store::NewApiToken;
+use salesai_db::testing::TestDb;
+use salesai_providers::blob::{BlobConfig, ObjectBlobStore, S3Config};
+use serde_json::{Value, json};
+
+macro_rules! story {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = salesai_db::testing::TestDb::sqlite().await;
+                super::$name(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = salesai_db::testing::TestDb::postgres().await else {
+                    return;
+                };
+                super::$name(&db).await;
+            }
+        }
+    };
+}
+
+/// The application served on an ephemeral port.
+struct TestApp {
+    base: String,
+    app: App,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    async fn spawn(db: &TestDb) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BlobConfig::parse(
+            dir.path().to_str().unwrap(),
+            S3Config {
+                bucket: String::new(),
+                prefix: String::new(),
+                endpoint: None,
+                region: "auto".into(),
+                access_key_id: None,
+                secret_access_key: None,
+                allow_http: false,
+                virtual_hosted_style: false,
+            },
+        )
+        .unwrap();
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::open(&config).unwrap());
+        Self::spawn_with(db, blobs, dir).await
+    }
+
+    async fn spawn_with(db: &TestDb, blobs: Arc<dyn BlobStore>, dir: tempfile::TempDir) -> TestApp {
+        let app = App {
+            store: db.store(),
+            blobs,
+            metrics: Arc::new(salesai_core::metrics::Metrics::new()),
+            time_zone: chrono_tz::Asia::Taipei,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = salesai_http::router(app.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        TestApp {
+            base,
+            app,
+            client: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn token(&self, name: &str, role: Role) -> String {
+        let secret = salesai_core::token::generate_token();
+        self.app
+            .store
+            .create_api_token(NewApiToken {
+                name: name.into(),
+                role,
+                token_hash: salesai_core::token::hash_token(&secret),
+            })
+            .await
+            .unwrap();
+        secret
+    }
+
+    fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+}
+
+story!(health_ready_and_metrics);
+async fn health_ready_and_metrics(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let health = t
+        .client
+        .get(format!("{}/health", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(health.headers().contains_key("x-request-id"));
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+
+    let echoed = t
+        .client
+        .get(format!("{}/health", t.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "abc-123");
+
+    let ready = t
+        .client
+        .get(format!("{}/ready", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    for check in ["database", "storage", "queue"] {
+        assert_eq!(body["checks"][check]["ok"], true, "{check}: {body}");
+    }
+
+    t.app
+        .store
+        .enqueue(NewJob::new(CONVERSATIONS, "x", json!({})))
+        .await
+        .unwrap();
+    let metrics = t
+        .client
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics")
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(r#"salesai_queue_depth{queue="conversations",status="queued"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"salesai_queue_oldest_waiting_seconds{queue="conversations"}"#));
+    assert!(
+        text.contains(r#"salesai_http_requests_total{method="GET",route="/ready",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("salesai_http_request_duration_seconds_bucket"));
+}
+
+/// Storage that is down.
+struct BrokenBlobs;
+
+#[async_trait]
+impl BlobStore for BrokenBlobs {
+    fn describe(&self) -> String {
+        "broken".into()
+    }
+    async fn put_stream(&self, _: &BlobKey, _: ByteStream) -> Result<u64, BlobError> {
+        Err(BlobError::Unavailable("connection refused".into()))
+    }
+    async fn get_stream(&self, _: &BlobKey) -> Result<ByteStream, BlobError> {
+        Err(BlobError::Unavailable("connection refused".into()))
+    }
+    async fn size(&self, _: &BlobKey) -> Result<Option<u64>, BlobError> {
+        Err(BlobError::Unavailable("connection refused".into()))
+    }
+    async fn delete(&self, _: &BlobKey) -> Result<(), BlobError> {
+        Err(BlobError::Unavailable("connection refused".into()))
+    }
+}
+
+story!(ready_reports_the_failing_check);
+async fn ready_reports_the_failing_check(db: &TestDb) {
+    let t = TestApp::spawn_with(db, Arc::new(BrokenBlobs), tempfile::tempdir().unwrap()).await;
+    let ready = t
+        .client
+        .get(format!("{}/ready", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"]["database"]["ok"], true);
+    assert_eq!(body["checks"]["storage"]["ok"], false);
+    assert!(
+        body["checks"]["storage"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused")
+    );
+    // Liveness does not depend on storage.
+    let health = t
+        .client
+        .get(format!("{}/health", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+story!(admin_api_needs_an_admin_token);
+async fn admin_api_needs_an_admin_token(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let anonymous = t
+        .client
+        .get(format!("{}/api/v1/admin/queues", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = anonymous.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("salesai token create")
+    );
+    assert_eq!(
+        t.get("/api/v1/admin/queues", "sai_wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let rep = t.token("rep", Role::Rep).await;
+    let forbidden = t.get("/api/v1/admin/queues", &rep).send().await.unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    let service = t.token("svc", Role::Service).await;
+    assert_eq!(
+        t.post("/api/v1/admin/queues/conversations/pause", &service)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let admin = t.token("ops", Role::Admin).await;
+    assert_eq!(
+        t.get("/api/v1/admin/queues", &admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // A revoked token stops working at once.
+    t.app.store.revoke_api_token("ops").await.unwrap();
+    assert_eq!(
+        t.get("/api/v1/admin/queues", &admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+story!(admin_api_operates_the_queue);
+async fn admin_api_operates_the_queue(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let admin = t.token("ops", Role::Admin).await;
+    let store = &t.app.store;
+
+    // Pause: enqueues still succeed, nothing is dispatched.
+    let paused: Value = t
+        .post("/api/v1/admin/queues/conversations/pause", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paused["paused"], true);
+    for kind in ["a", "a", "b"] {
+        store
+            .enqueue(NewJob::new(CONVERSATIONS, kind, json!({})))
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .claim(CONVERSATIONS, "w", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let queues: Value = t
+        .get("/api/v1/admin/queues", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = queues["stats"]["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "conversations")
+        .unwrap()
+        .clone();
+    assert_eq!(row["paused"], true);
+    assert_eq!(row["depth"]["queued"], 3);
+    t.post("/api/v1/admin/queues/conversations/resume", &admin)
+        .send()
+        .await
+        .unwrap();
+
+    // Settings: valid patch applies, invalid one is a 400 that says why.
+    let patched: Value = t
+        .client
+        .patch(format!("{}/api/v1/admin/queues/conversations", t.base))
+        .bearer_auth(&admin)
+        .json(&json!({ "max_concurrency": 10, "max_batch": 10 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["max_concurrency"], 10);
+    let bad = t
+        .client
+        .patch(format!("{}/api/v1/admin/queues/conversations", t.base))
+        .bearer_auth(&admin)
+        .json(&json!({ "max_batch": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_batch")
+    );
+
+    // A dead job: inspect, retry one.
+    let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    let dead_id = claimed[0].id;
+    store
+        .fail(
+            &claimed[0].lease().unwrap(),
+            &JobFailure {
+                code: "INVALID_INPUT".into(),
+                message: "bad file".into(),
+                retryable: false,
+            },
+        )
+        .await
+        .unwrap();
+    let listed: Value = t
+        .get("/api/v1/admin/jobs?status=dead", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 1);
+    let detail: Value = t
+        .get(&format!("/api/v1/admin/jobs/{dead_id}"), &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["job"]["last_error_code"], "INVALID_INPUT");
+    assert_eq!(detail["attempts"][0]["outcome"], "failed");
+    assert_eq!(
+        t.get("/api/v1/admin/jobs/999999", &admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.get("/api/v1/admin/jobs?status=bogus", &admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let retried: Value = t
+        .post(&format!("/api/v1/admin/jobs/{dead_id}/retry"), &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(retried["ids"], json!([dead_id]));
+    assert_eq!(
+        store.get_job(dead_id).await.unwrap().unwrap().job.status,
+        JobStatus::Queued
+    );
+    assert_eq!(
+        t.post(&format!("/api/v1/admin/jobs/{dead_id}/retry"), &admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND,
+        "only dead jobs can be retried"
+    );
+
+    // Purge: needs a filter; the dry run lists exactly what the purge deletes.
+    let unfiltered = t
+        .post("/api/v1/admin/jobs/purge", &admin)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unfiltered.status(), StatusCode::BAD_REQUEST);
+    let dry: Value = t
+        .post("/api/v1/admin/jobs/purge", &admin)
+        .json(&json!({ "queue": "conversations", "kind": "a", "dry_run": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["dry_run"], true);
+    let real: Value = t
+        .post("/api/v1/admin/jobs/purge", &admin)
+        .json(&json!({ "queue": "conversations", "kind": "a" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["ids"], real["ids"]);
+    assert_eq!(real["count"], 2);
+
+    // Bulk retry of dead jobs by filter.
+    let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    store
+        .fail(
+            &claimed[0].lease().unwrap(),
+            &JobFailure {
+                code: "STORAGE_ERROR".into(),
+                message: "r2 down".into(),
+                retryable: false,
+            },
+        )
+        .await
+        .unwrap();
+    let bulk: Value = t
+        .post("/api/v1/admin/jobs/retry", &admin)
+        .json(&json!({ "queue": "conversations" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bulk["count"], 1);
+}
