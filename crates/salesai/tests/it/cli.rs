@@ -1,0 +1,420 @@
+//! The commands of the runbook, run as an operator would.
+
+use std::time::Duration;
+
+use salesai_db::testing::TestDb;
+
+use crate::{Running, free_port, run, salesai, stderr, stdout, wait_until_up};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_nothing_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = salesai(dir.path());
+    command
+        .arg("serve")
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{port}"));
+    let mut server = Running::start(command);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/health"), &server).await;
+    let client = reqwest::Client::new();
+    let ready = client.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for queue in ["conversations", "notifications", "maintenance"] {
+        assert!(
+            metrics.contains(&format!(
+                "salesai_queue_depth{{queue=\"{queue}\",status=\"queued\"}} 0"
+            )),
+            "{metrics}"
+        );
+    }
+    assert!(
+        dir.path().join("data/salesai.db").exists(),
+        "embedded default database"
+    );
+    assert!(
+        dir.path().join("data/blobs").is_dir(),
+        "embedded default blob folder"
+    );
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(30)).success());
+    let log = server.log_text();
+    for event in [
+        "process.started",
+        "http.listening",
+        "worker.started",
+        "worker.stopped",
+        "process.stopped",
+    ] {
+        assert!(
+            log.contains(&format!("\"event\":\"{event}\"")),
+            "missing {event} in:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres_and_s3() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let endpoint = match std::env::var("SALESAI_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => e,
+        _ => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "SALESAI_TEST_S3_ENDPOINT is not set but CI=true"
+            );
+            return;
+        }
+    };
+    let bucket = format!("salesai-serve-{}", free_port());
+    let client = reqwest::Client::new();
+    assert!(
+        client
+            .put(format!("{endpoint}/{bucket}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = salesai(dir.path());
+    command
+        .arg("serve")
+        .env("SALESAI_BIND", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", &db.url)
+        .env("SALESAI_BLOB_URL", format!("s3://{bucket}/salesai"))
+        .env("SALESAI_S3_ENDPOINT", &endpoint)
+        .env("SALESAI_S3_REGION", "us-east-1")
+        .env("SALESAI_S3_ACCESS_KEY_ID", "test")
+        .env("SALESAI_S3_SECRET_ACCESS_KEY", "test-secret-value")
+        .env("SALESAI_S3_ALLOW_HTTP", "true");
+    let mut server = Running::start(command);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/health"), &server).await;
+    let ready: serde_json::Value = client
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["backend"], "postgres");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("salesai_queue_depth{queue=\"conversations\",status=\"queued\"} 0"));
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(30)).success());
+    assert!(
+        !dir.path().join("data/blobs").exists(),
+        "no local folder when S3 is configured"
+    );
+    let log = server.log_text();
+    assert!(
+        !log.contains("test-secret-value"),
+        "secrets never reach the log"
+    );
+
+    // The same storage answers `storage check`.
+    let mut check = salesai(dir.path());
+    check
+        .args(["storage", "check", "--json"])
+        .env("SALESAI_BLOB_URL", format!("s3://{bucket}/salesai"))
+        .env("SALESAI_S3_ENDPOINT", &endpoint)
+        .env("SALESAI_S3_REGION", "us-east-1")
+        .env("SALESAI_S3_ACCESS_KEY_ID", "test")
+        .env("SALESAI_S3_SECRET_ACCESS_KEY", "test-secret-value")
+        .env("SALESAI_S3_ALLOW_HTTP", "true");
+    let out = run(&mut check);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["bytes"], 65536);
+}
+
+#[test]
+fn tokens_are_shown_once_and_stored_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        run(salesai(dir.path()).args(["token", "create", "--name", "ops", "--role", "admin"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let secret = stdout(&out).trim().to_owned();
+    assert!(secret.starts_with("sai_") && secret.len() == 68, "{secret}");
+    assert!(stderr(&out).contains("shown only now"));
+    let db = std::fs::read(dir.path().join("data/salesai.db")).unwrap();
+    let db_text = String::from_utf8_lossy(&db);
+    assert!(!db_text.contains(&secret), "only the hash is stored");
+
+    let dup = run(salesai(dir.path()).args(["token", "create", "--name", "ops", "--role", "rep"]));
+    assert!(!dup.status.success());
+    assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
+    let bad_role =
+        run(salesai(dir.path()).args(["token", "create", "--name", "x", "--role", "root"]));
+    assert!(!bad_role.status.success());
+    assert!(stderr(&bad_role).contains("admin, manager, service or rep"));
+
+    let list = stdout(&run(salesai(dir.path()).args(["token", "list"])));
+    assert!(
+        list.contains("ops") && list.contains("admin") && list.contains("live"),
+        "{list}"
+    );
+    assert!(!list.contains(&secret));
+    assert!(
+        run(salesai(dir.path()).args(["token", "revoke", "ops"]))
+            .status
+            .success()
+    );
+    let list = stdout(&run(salesai(dir.path()).args(["token", "list", "--json"])));
+    let tokens: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert!(tokens[0]["revoked_at"].is_string());
+    assert!(
+        !run(salesai(dir.path()).args(["token", "revoke", "ops"]))
+            .status
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_commands_operate_the_queue() {
+    use salesai_core::queue::{CONVERSATIONS, JobFailure, NewJob};
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite().await;
+    let url = db.url.clone();
+    let q = |args: &[&str]| {
+        let mut command = salesai(dir.path());
+        command
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("SALESAI_DATA_DIR", dir.path());
+        run(&mut command)
+    };
+    let store = db.store();
+    for kind in ["a", "a", "b", "c"] {
+        store
+            .enqueue(NewJob::new(CONVERSATIONS, kind, serde_json::json!({})))
+            .await
+            .unwrap();
+    }
+
+    let out = q(&["queue", "pause", "conversations"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        store
+            .claim(CONVERSATIONS, "w", 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "paused"
+    );
+    let status = stdout(&q(&["queue", "status"]));
+    assert!(status.contains("conversations  PAUSED   4"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&q(&["queue", "status", "--json"]))).unwrap();
+    assert_eq!(json["stats"]["queues"][0]["depth"]["queued"], 4);
+    assert!(q(&["queue", "resume", "conversations"]).status.success());
+    assert!(!q(&["queue", "pause", "No Such"]).status.success());
+
+    let out = q(&[
+        "queue",
+        "set",
+        "conversations",
+        "--max-concurrency",
+        "10",
+        "--max-batch",
+        "10",
+    ]);
+    assert!(stdout(&out).contains("concurrency 10"), "{}", stderr(&out));
+    let out = q(&["queue", "set", "conversations", "--max-attempts", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("max_attempts"));
+
+    // One job dies; show, list and retry it.
+    let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    store
+        .fail(
+            &claimed[0].lease().unwrap(),
+            &JobFailure {
+                code: "GROQ_API_ERROR".into(),
+                message: "quota exceeded".into(),
+                retryable: false,
+            },
+        )
+        .await
+        .unwrap();
+    let id = claimed[0].id.to_string();
+    let list = stdout(&q(&["queue", "list", "--status", "dead"]));
+    assert!(
+        list.contains("GROQ_API_ERROR") && list.contains("quota exceeded"),
+        "{list}"
+    );
+    let show = stdout(&q(&["queue", "show", &id]));
+    assert!(
+        show.contains("last error  GROQ_API_ERROR: quota exceeded"),
+        "{show}"
+    );
+    assert!(show.contains("failed"), "{show}");
+    assert!(!q(&["queue", "show", "99999"]).status.success());
+    assert!(
+        !q(&["queue", "retry"]).status.success(),
+        "retry needs an id or --all"
+    );
+    let out = q(&["queue", "retry", &id]);
+    assert!(
+        stdout(&out).contains("queued 1 job(s) again"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Purge: a filter is required; the dry run lists exactly what is then deleted.
+    assert!(!q(&["queue", "purge"]).status.success());
+    let dry: serde_json::Value = serde_json::from_str(&stdout(&q(&[
+        "queue",
+        "purge",
+        "--kind",
+        "a",
+        "--dry-run",
+        "--json",
+    ])))
+    .unwrap();
+    let real: serde_json::Value =
+        serde_json::from_str(&stdout(&q(&["queue", "purge", "--kind", "a", "--json"]))).unwrap();
+    assert_eq!(dry["ids"], real["ids"]);
+    assert_eq!(real["count"], 2);
+    let remaining = stdout(&q(&["queue", "list", "--json"]));
+    let remaining: serde_json::Value = serde_json::from_str(&remaining).unwrap();
+    assert_eq!(remaining.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn storage_check_reports_latency_and_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(salesai(dir.path()).args(["storage", "check"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("write")
+            && text.contains("read")
+            && text.contains("delete")
+            && text.contains("ok"),
+        "{text}"
+    );
+
+    let out = run(salesai(dir.path())
+        .args(["storage", "check"])
+        .env("SALESAI_BLOB_URL", "s3://missing/x")
+        .env("SALESAI_S3_ENDPOINT", "http://127.0.0.1:9")
+        .env("SALESAI_S3_ALLOW_HTTP", "true")
+        .env("SALESAI_S3_ACCESS_KEY_ID", "a")
+        .env("SALESAI_S3_SECRET_ACCESS_KEY", "b"));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("STORAGE_ERROR"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_and_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(salesai(dir.path()).args(["migrate", "status"]));
+    assert!(stdout(&out).contains("pending"), "{}", stdout(&out));
+    assert!(
+        run(salesai(dir.path()).args(["migrate", "up"]))
+            .status
+            .success()
+    );
+    let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
+    assert!(
+        status.contains("applied") && status.contains("schema at 1"),
+        "{status}"
+    );
+
+    // A release that migrated further: this binary refuses to run.
+    let url = format!("sqlite://{}", dir.path().join("data/salesai.db").display());
+    let database = salesai_db::Database::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    if let salesai_db::Database::Sqlite(s) = &database {
+        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (2, 'future', 'x', 0)")
+            .execute(s.pool())
+            .await
+            .unwrap();
+    }
+    database.close().await;
+    let out = run(salesai(dir.path()).args(["serve", "--bind", "127.0.0.1:0"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("schema is at version 2") && err.contains("only knows up to 1"),
+        "{err}"
+    );
+    let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
+    assert!(status.contains("applied by a newer salesai"), "{status}");
+
+    assert!(
+        !run(salesai(dir.path()).args(["migrate", "down", "--to", "0"]))
+            .status
+            .success(),
+        "cannot roll back a migration this binary does not know"
+    );
+}
+
+#[test]
+fn bad_configuration_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(salesai(dir.path())
+        .args(["queue", "status"])
+        .env("DATABASE_URL", "mysql://x"));
+    assert!(
+        stderr(&out).contains("sqlite:// or postgres://"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(dir.path().join("salesai.toml"), "bind = 3000\n").unwrap();
+    let out = run(salesai(dir.path()).args(["config"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("salesai.toml is not valid"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        dir.path().join("salesai.toml"),
+        "bind = \"127.0.0.1:4000\"\n",
+    )
+    .unwrap();
+    let out = run(salesai(dir.path())
+        .args(["config"])
+        .env("DATABASE_URL", "postgres://u:hunter2@db/x"));
+    let text = stdout(&out);
+    assert!(
+        text.contains("127.0.0.1:4000") && !text.contains("hunter2"),
+        "{text}"
+    );
+    let help = stdout(&run(salesai(dir.path()).arg("--help")));
+    for env in [
+        "DATABASE_URL",
+        "SALESAI_BLOB_URL",
+        "SALESAI_S3_ENDPOINT",
+        "SALESAI_BIND",
+        "SALESAI_WORKER_QUEUES",
+    ] {
+        assert!(help.contains(env), "--help lists {env}");
+    }
+}

@@ -1,0 +1,7 @@
+//! The `salesai` binary as users run it: real processes, real signals, both backends.
+
+mod cli;
+mod process;
+mod workers;
+
+pub use process::*;
