@@ -629,7 +629,10 @@ impl Store for PgStore {
             })
             .collect();
         let depth =
-            sqlx::query("SELECT queue, status, COUNT(*) AS n FROM jobs GROUP BY queue, status")
+            sqlx::query("SELECT queue, 'queued' AS status, COUNT(*) AS n FROM jobs WHERE status = 'queued' GROUP BY queue \
+             UNION ALL SELECT queue, 'running', COUNT(*) FROM jobs WHERE status = 'running' GROUP BY queue \
+             UNION ALL SELECT queue, 'completed', COUNT(*) FROM jobs WHERE status = 'completed' GROUP BY queue \
+             UNION ALL SELECT queue, 'dead', COUNT(*) FROM jobs WHERE status = 'dead' GROUP BY queue")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map)?;

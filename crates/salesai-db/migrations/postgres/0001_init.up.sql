@@ -167,8 +167,8 @@ CREATE TABLE jobs (
 CREATE UNIQUE INDEX jobs_idempotency_idx ON jobs (queue, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX jobs_dispatch_idx ON jobs (queue, run_at, id) WHERE status = 'queued';
 CREATE INDEX jobs_lease_idx ON jobs (lease_expires_at) WHERE status = 'running';
-CREATE INDEX jobs_queue_status_idx ON jobs (queue, status);
-CREATE INDEX jobs_finished_idx ON jobs (finished_at) WHERE status = 'completed';
+CREATE INDEX jobs_finished_idx ON jobs (finished_at, queue) WHERE status = 'completed';
+CREATE INDEX jobs_dead_idx ON jobs (queue, updated_at) WHERE status = 'dead';
 CREATE INDEX jobs_conversation_idx ON jobs (conversation_id) WHERE conversation_id IS NOT NULL;
 
 CREATE TABLE job_attempts (
