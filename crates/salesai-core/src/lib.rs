@@ -6,6 +6,7 @@
 //! That keeps the rules of the product (case numbers, queue backoff, error codes) testable in
 //! microseconds and identical for every backend.
 
+pub mod analysis;
 pub mod app;
 pub mod blob;
 pub mod domain;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod queue;
 pub mod store;
 pub mod token;
+pub mod transcript;
 
 pub use app::App;
 pub use error::ErrorCode;
