@@ -12,6 +12,7 @@ pub mod blob;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod product_line;
 pub mod queue;
 pub mod store;
 pub mod token;

@@ -6,11 +6,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Conversation, CreatedConversation, NewConversation, Role};
+use crate::domain::{
+    Conversation, ConversationStatus, CreatedConversation, NewConversation, Role, StageError,
+};
 use crate::queue::{
     Enqueued, FailOutcome, Job, JobDetail, JobFailure, JobFilter, Lease, NewJob, QueueSettings,
     QueueStats, Reaped,
 };
+use crate::transcript::Segment;
 
 /// A storage failure, by what callers branch on.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,76 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+}
+
+/// Selects conversations. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConversationFilter {
+    /// Only this status.
+    pub status: Option<ConversationStatus>,
+    /// Only this product line.
+    pub product_line: Option<String>,
+    /// Only this rep (user id).
+    pub rep_user_id: Option<String>,
+    /// Only this customer.
+    pub customer_number: Option<String>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub to: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u32,
+}
+
+/// A status transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageEvent {
+    /// The status entered.
+    pub status: ConversationStatus,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One agent's saved output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRun {
+    /// The agent (`buyer`, …).
+    pub agent: String,
+    /// `rules` or `llm`.
+    pub engine: String,
+    /// The model, for LLM runs.
+    pub model: Option<String>,
+    /// The validated output.
+    pub output: serde_json::Value,
+    /// Prompt tokens, for LLM runs.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens, for LLM runs.
+    pub completion_tokens: Option<i64>,
+    /// How long the agent took.
+    pub latency_ms: Option<i64>,
+}
+
+/// A completed analysis as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAnalysis {
+    /// `rules` or `llm`.
+    pub engine: String,
+    /// Overall score.
+    pub overall_score: crate::domain::Score,
+    /// Qualification band.
+    pub qualification: String,
+    /// PDCM Pain.
+    pub pain_score: crate::domain::Score,
+    /// PDCM Decision.
+    pub decision_score: crate::domain::Score,
+    /// PDCM Champion.
+    pub champion_score: crate::domain::Score,
+    /// PDCM Metrics.
+    pub metrics_score: crate::domain::Score,
+    /// The derived scores and risks (JSON of `DerivedScores`).
+    pub result: serde_json::Value,
 }
 
 /// An API token to store. The token itself is shown once and never stored; only its hash is.
@@ -188,6 +261,52 @@ pub trait Store: Send + Sync + 'static {
 
     /// One conversation.
     async fn get_conversation(&self, id: &str) -> StoreResult<Option<Conversation>>;
+
+    /// The conversation with this case number.
+    async fn find_conversation_by_case(
+        &self,
+        case_number: &str,
+    ) -> StoreResult<Option<Conversation>>;
+
+    /// Conversations matching a filter, newest first.
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> StoreResult<Vec<Conversation>>;
+
+    /// Moves a conversation to `status` and records the transition's time. A failure sets the
+    /// error; any other status clears it (a retry starts clean).
+    async fn set_conversation_status(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        error: Option<&StageError>,
+    ) -> StoreResult<()>;
+
+    /// Every status transition of a conversation, oldest first.
+    async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>>;
+
+    /// Replaces a conversation's transcript.
+    async fn save_transcript(&self, id: &str, segments: &[Segment]) -> StoreResult<()>;
+
+    /// A conversation's transcript (empty when not transcribed yet).
+    async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>>;
+
+    /// Saves one agent's output: the checkpoint a retry resumes after.
+    async fn save_agent_output(&self, id: &str, run: &AgentRun) -> StoreResult<()>;
+
+    /// The agent outputs saved so far.
+    async fn get_agent_outputs(&self, id: &str) -> StoreResult<Vec<AgentRun>>;
+
+    /// Deletes agent outputs and the analysis, keeping the transcript (re-analysis).
+    async fn clear_analysis(&self, id: &str) -> StoreResult<()>;
+
+    /// Saves the analysis and marks the conversation completed, in one transaction; updates
+    /// the opportunity's latest score.
+    async fn complete_analysis(&self, id: &str, analysis: &StoredAnalysis) -> StoreResult<()>;
+
+    /// The conversation's analysis, once completed.
+    async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>>;
 
     // --- API tokens ---
 

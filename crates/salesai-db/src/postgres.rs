@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use salesai_core::domain::Score;
 use salesai_core::domain::{
     CaseNumber, Conversation, ConversationStatus, ConversationType, CreatedConversation,
     NewConversation, Role, StageError,
@@ -16,7 +17,11 @@ use salesai_core::queue::{
     JobStatus, Lease, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
     WindowStats, backoff_delay,
 };
-use salesai_core::store::{ApiToken, Backend, NewApiToken, Store, StoreError, StoreResult};
+use salesai_core::store::{
+    AgentRun, ApiToken, Backend, ConversationFilter, NewApiToken, StageEvent, Store, StoreError,
+    StoreResult, StoredAnalysis,
+};
+use salesai_core::transcript::Segment;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
@@ -227,6 +232,54 @@ async fn unlease(
         record_attempt(conn, lease, outcome, Some(code), Some(message)).await?;
     }
     Ok(changed == 1)
+}
+
+fn conversation_from_row(row: &PgRow) -> StoreResult<Conversation> {
+    let status = ConversationStatus::parse(&row.try_get::<String, _>("status").map_err(map)?)
+        .map_err(|e| StoreError::Other(e.0))?;
+    let error = match row
+        .try_get::<Option<String>, _>("error_code")
+        .map_err(map)?
+    {
+        Some(code) => Some(StageError {
+            stage: ConversationStatus::parse(
+                &row.try_get::<Option<String>, _>("error_stage")
+                    .map_err(map)?
+                    .unwrap_or_else(|| "pending".into()),
+            )
+            .map_err(|e| StoreError::Other(e.0))?,
+            code,
+            message: row
+                .try_get::<Option<String>, _>("error_message")
+                .map_err(map)?
+                .unwrap_or_default(),
+            retryable: row
+                .try_get::<Option<bool>, _>("error_retryable")
+                .map_err(map)?
+                .unwrap_or(false),
+        }),
+        None => None,
+    };
+    Ok(Conversation {
+        id: row.try_get("id").map_err(map)?,
+        case_number: CaseNumber::parse(&row.try_get::<String, _>("case_number").map_err(map)?)
+            .map_err(|e| StoreError::Other(e.0))?,
+        opportunity_id: row.try_get("opportunity_id").map_err(map)?,
+        product_line: row.try_get("product_line").map_err(map)?,
+        conversation_type: ConversationType::parse(
+            &row.try_get::<String, _>("conversation_type").map_err(map)?,
+        )
+        .map_err(|e| StoreError::Other(e.0))?,
+        title: row.try_get("title").map_err(map)?,
+        status,
+        error,
+        blob_key: row.try_get("blob_key").map_err(map)?,
+        rep_user_id: row.try_get("rep_user_id").map_err(map)?,
+        conversation_date: row.try_get("conversation_date").map_err(map)?,
+        metadata: row.try_get("metadata").map_err(map)?,
+        created_at: row.try_get("created_at").map_err(map)?,
+        updated_at: row.try_get("updated_at").map_err(map)?,
+    })
 }
 
 #[async_trait]
@@ -730,51 +783,299 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map)?;
-        let Some(row) = row else { return Ok(None) };
-        let status = ConversationStatus::parse(&row.try_get::<String, _>("status").map_err(map)?)
-            .map_err(|e| StoreError::Other(e.0))?;
-        let error = match row
-            .try_get::<Option<String>, _>("error_code")
-            .map_err(map)?
-        {
-            Some(code) => Some(StageError {
-                stage: ConversationStatus::parse(
-                    &row.try_get::<Option<String>, _>("error_stage")
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
+    async fn find_conversation_by_case(
+        &self,
+        case_number: &str,
+    ) -> StoreResult<Option<Conversation>> {
+        let row = sqlx::query("SELECT * FROM conversations WHERE case_number = $1")
+            .bind(case_number)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> StoreResult<Vec<Conversation>> {
+        let mut qb = QueryBuilder::<Postgres>::new(
+            "SELECT c.* FROM conversations c JOIN opportunities o ON o.id = c.opportunity_id WHERE TRUE",
+        );
+        if let Some(status) = filter.status {
+            qb.push(" AND c.status = ").push_bind(status.as_str());
+        }
+        if let Some(line) = &filter.product_line {
+            qb.push(" AND c.product_line = ").push_bind(line.clone());
+        }
+        if let Some(rep) = &filter.rep_user_id {
+            qb.push(" AND c.rep_user_id = ").push_bind(rep.clone());
+        }
+        if let Some(customer) = &filter.customer_number {
+            qb.push(" AND o.customer_number = ")
+                .push_bind(customer.clone());
+        }
+        if let Some(from) = filter.from {
+            qb.push(" AND c.created_at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            qb.push(" AND c.created_at < ").push_bind(to);
+        }
+        qb.push(" ORDER BY c.created_at DESC, c.id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit.clamp(1, 500)))
+            .push(" OFFSET ")
+            .push_bind(i64::from(filter.offset));
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn set_conversation_status(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        error: Option<&StageError>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let changed = sqlx::query(
+            "UPDATE conversations SET status = $1, error_stage = $2, error_code = $3, error_message = $4, \
+             error_retryable = $5, updated_at = now() WHERE id = $6",
+        )
+        .bind(status.as_str())
+        .bind(error.map(|e| e.stage.as_str()))
+        .bind(error.map(|e| e.code.clone()))
+        .bind(error.map(|e| e.message.clone()))
+        .bind(error.map(|e| e.retryable))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("conversation {id}")));
+        }
+        sqlx::query("INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES ($1, $2, now())")
+            .bind(id)
+            .bind(status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>> {
+        let rows = sqlx::query("SELECT status, at FROM conversation_stage_events WHERE conversation_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StageEvent {
+                    status: ConversationStatus::parse(
+                        &r.try_get::<String, _>("status").map_err(map)?,
+                    )
+                    .map_err(|e| StoreError::Other(e.0))?,
+                    at: r.try_get("at").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_transcript(&self, id: &str, segments: &[Segment]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        sqlx::query("DELETE FROM transcript_segments WHERE conversation_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let seqs: Vec<i32> = (0..segments.len() as i32).collect();
+        let speakers: Vec<Option<String>> = segments.iter().map(|s| s.speaker.clone()).collect();
+        let starts: Vec<i32> = segments
+            .iter()
+            .map(|s| s.start_ms.min(i32::MAX as u64) as i32)
+            .collect();
+        let ends: Vec<i32> = segments
+            .iter()
+            .map(|s| s.end_ms.min(i32::MAX as u64) as i32)
+            .collect();
+        let texts: Vec<String> = segments.iter().map(|s| s.text.clone()).collect();
+        sqlx::query(
+            "INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text) \
+             SELECT $1, * FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::text[])",
+        )
+        .bind(id)
+        .bind(seqs)
+        .bind(speakers)
+        .bind(starts)
+        .bind(ends)
+        .bind(texts)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>> {
+        let rows = sqlx::query("SELECT speaker, start_ms, end_ms, text FROM transcript_segments WHERE conversation_id = $1 ORDER BY seq")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Segment {
+                    speaker: r.try_get("speaker").map_err(map)?,
+                    start_ms: r.try_get::<i32, _>("start_ms").map_err(map)? as u64,
+                    end_ms: r.try_get::<i32, _>("end_ms").map_err(map)? as u64,
+                    text: r.try_get("text").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_agent_output(&self, id: &str, run: &AgentRun) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
+             model = excluded.model, output = excluded.output, prompt_tokens = excluded.prompt_tokens, \
+             completion_tokens = excluded.completion_tokens, latency_ms = excluded.latency_ms, created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(&run.agent)
+        .bind(&run.engine)
+        .bind(&run.model)
+        .bind(&run.output)
+        .bind(run.prompt_tokens.map(|v| v as i32))
+        .bind(run.completion_tokens.map(|v| v as i32))
+        .bind(run.latency_ms.map(|v| v as i32))
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_agent_outputs(&self, id: &str) -> StoreResult<Vec<AgentRun>> {
+        let rows = sqlx::query(
+            "SELECT * FROM agent_outputs WHERE conversation_id = $1 ORDER BY created_at, agent",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentRun {
+                    agent: r.try_get("agent").map_err(map)?,
+                    engine: r.try_get("engine").map_err(map)?,
+                    model: r.try_get("model").map_err(map)?,
+                    output: r.try_get("output").map_err(map)?,
+                    prompt_tokens: r
+                        .try_get::<Option<i32>, _>("prompt_tokens")
                         .map_err(map)?
-                        .unwrap_or_else(|| "pending".into()),
-                )
-                .map_err(|e| StoreError::Other(e.0))?,
-                code,
-                message: row
-                    .try_get::<Option<String>, _>("error_message")
-                    .map_err(map)?
-                    .unwrap_or_default(),
-                retryable: row
-                    .try_get::<Option<bool>, _>("error_retryable")
-                    .map_err(map)?
-                    .unwrap_or(false),
-            }),
-            None => None,
+                        .map(i64::from),
+                    completion_tokens: r
+                        .try_get::<Option<i32>, _>("completion_tokens")
+                        .map_err(map)?
+                        .map(i64::from),
+                    latency_ms: r
+                        .try_get::<Option<i32>, _>("latency_ms")
+                        .map_err(map)?
+                        .map(i64::from),
+                })
+            })
+            .collect()
+    }
+
+    async fn clear_analysis(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        for sql in [
+            "DELETE FROM agent_outputs WHERE conversation_id = $1",
+            "DELETE FROM analyses WHERE conversation_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn complete_analysis(&self, id: &str, analysis: &StoredAnalysis) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        sqlx::query(
+            "INSERT INTO analyses (conversation_id, engine, overall_score, qualification, pain_score, decision_score, \
+             champion_score, metrics_score, result, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) \
+             ON CONFLICT (conversation_id) DO UPDATE SET engine = excluded.engine, overall_score = excluded.overall_score, \
+             qualification = excluded.qualification, pain_score = excluded.pain_score, decision_score = excluded.decision_score, \
+             champion_score = excluded.champion_score, metrics_score = excluded.metrics_score, result = excluded.result, \
+             created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(&analysis.engine)
+        .bind(i32::from(analysis.overall_score.value()))
+        .bind(&analysis.qualification)
+        .bind(i32::from(analysis.pain_score.value()))
+        .bind(i32::from(analysis.decision_score.value()))
+        .bind(i32::from(analysis.champion_score.value()))
+        .bind(i32::from(analysis.metrics_score.value()))
+        .bind(&analysis.result)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        sqlx::query(
+            "UPDATE conversations SET status = 'completed', error_stage = NULL, error_code = NULL, error_message = NULL, \
+             error_retryable = NULL, updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        sqlx::query("INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES ($1, 'completed', now())")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        sqlx::query(
+            "UPDATE opportunities SET latest_score = $1, updated_at = now() WHERE id = (SELECT opportunity_id FROM conversations WHERE id = $2)",
+        )
+        .bind(i32::from(analysis.overall_score.value()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>> {
+        let row = sqlx::query("SELECT * FROM analyses WHERE conversation_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        let Some(r) = row else { return Ok(None) };
+        let score = |name: &str| -> StoreResult<Score> {
+            Score::new(i64::from(
+                r.try_get::<Option<i32>, _>(name).map_err(map)?.unwrap_or(0),
+            ))
+            .map_err(|e| StoreError::Other(e.0))
         };
-        Ok(Some(Conversation {
-            id: row.try_get("id").map_err(map)?,
-            case_number: CaseNumber::parse(&row.try_get::<String, _>("case_number").map_err(map)?)
-                .map_err(|e| StoreError::Other(e.0))?,
-            opportunity_id: row.try_get("opportunity_id").map_err(map)?,
-            product_line: row.try_get("product_line").map_err(map)?,
-            conversation_type: ConversationType::parse(
-                &row.try_get::<String, _>("conversation_type").map_err(map)?,
-            )
-            .map_err(|e| StoreError::Other(e.0))?,
-            title: row.try_get("title").map_err(map)?,
-            status,
-            error,
-            blob_key: row.try_get("blob_key").map_err(map)?,
-            rep_user_id: row.try_get("rep_user_id").map_err(map)?,
-            conversation_date: row.try_get("conversation_date").map_err(map)?,
-            metadata: row.try_get("metadata").map_err(map)?,
-            created_at: row.try_get("created_at").map_err(map)?,
-            updated_at: row.try_get("updated_at").map_err(map)?,
+        Ok(Some(StoredAnalysis {
+            engine: r.try_get("engine").map_err(map)?,
+            overall_score: score("overall_score")?,
+            qualification: r.try_get("qualification").map_err(map)?,
+            pain_score: score("pain_score")?,
+            decision_score: score("decision_score")?,
+            champion_score: score("champion_score")?,
+            metrics_score: score("metrics_score")?,
+            result: r.try_get("result").map_err(map)?,
         }))
     }
 

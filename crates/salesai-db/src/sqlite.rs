@@ -10,6 +10,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use salesai_core::domain::Score;
 use salesai_core::domain::{
     CaseNumber, Conversation, ConversationStatus, ConversationType, CreatedConversation,
     NewConversation, Role, StageError,
@@ -19,7 +20,11 @@ use salesai_core::queue::{
     JobStatus, Lease, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
     WindowStats, backoff_delay,
 };
-use salesai_core::store::{ApiToken, Backend, NewApiToken, Store, StoreError, StoreResult};
+use salesai_core::store::{
+    AgentRun, ApiToken, Backend, ConversationFilter, NewApiToken, StageEvent, Store, StoreError,
+    StoreResult, StoredAnalysis,
+};
+use salesai_core::transcript::Segment;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -281,6 +286,56 @@ async fn unlease(
         record_attempt(conn, lease, outcome, Some(code), Some(message), now).await?;
     }
     Ok(changed == 1)
+}
+
+fn conversation_from_row(row: &SqliteRow) -> StoreResult<Conversation> {
+    let status = ConversationStatus::parse(&row.try_get::<String, _>("status").map_err(map)?)
+        .map_err(|e| StoreError::Other(e.0))?;
+    let error = match row
+        .try_get::<Option<String>, _>("error_code")
+        .map_err(map)?
+    {
+        Some(code) => Some(StageError {
+            stage: ConversationStatus::parse(
+                &row.try_get::<Option<String>, _>("error_stage")
+                    .map_err(map)?
+                    .unwrap_or_else(|| "pending".into()),
+            )
+            .map_err(|e| StoreError::Other(e.0))?,
+            code,
+            message: row
+                .try_get::<Option<String>, _>("error_message")
+                .map_err(map)?
+                .unwrap_or_default(),
+            retryable: row
+                .try_get::<Option<i64>, _>("error_retryable")
+                .map_err(map)?
+                .unwrap_or(0)
+                != 0,
+        }),
+        None => None,
+    };
+    let metadata: String = row.try_get("metadata").map_err(map)?;
+    Ok(Conversation {
+        id: row.try_get("id").map_err(map)?,
+        case_number: CaseNumber::parse(&row.try_get::<String, _>("case_number").map_err(map)?)
+            .map_err(|e| StoreError::Other(e.0))?,
+        opportunity_id: row.try_get("opportunity_id").map_err(map)?,
+        product_line: row.try_get("product_line").map_err(map)?,
+        conversation_type: ConversationType::parse(
+            &row.try_get::<String, _>("conversation_type").map_err(map)?,
+        )
+        .map_err(|e| StoreError::Other(e.0))?,
+        title: row.try_get("title").map_err(map)?,
+        status,
+        error,
+        blob_key: row.try_get("blob_key").map_err(map)?,
+        rep_user_id: row.try_get("rep_user_id").map_err(map)?,
+        conversation_date: opt_ms(row.try_get("conversation_date").map_err(map)?),
+        metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+        created_at: from_ms(row.try_get("created_at").map_err(map)?),
+        updated_at: from_ms(row.try_get("updated_at").map_err(map)?),
+    })
 }
 
 #[async_trait]
@@ -912,53 +967,294 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map)?;
-        let Some(row) = row else { return Ok(None) };
-        let status = ConversationStatus::parse(&row.try_get::<String, _>("status").map_err(map)?)
-            .map_err(|e| StoreError::Other(e.0))?;
-        let error = match row
-            .try_get::<Option<String>, _>("error_code")
-            .map_err(map)?
-        {
-            Some(code) => Some(StageError {
-                stage: ConversationStatus::parse(
-                    &row.try_get::<Option<String>, _>("error_stage")
-                        .map_err(map)?
-                        .unwrap_or_else(|| "pending".into()),
-                )
-                .map_err(|e| StoreError::Other(e.0))?,
-                code,
-                message: row
-                    .try_get::<Option<String>, _>("error_message")
-                    .map_err(map)?
-                    .unwrap_or_default(),
-                retryable: row
-                    .try_get::<Option<i64>, _>("error_retryable")
-                    .map_err(map)?
-                    .unwrap_or(0)
-                    != 0,
-            }),
-            None => None,
-        };
-        let metadata: String = row.try_get("metadata").map_err(map)?;
-        Ok(Some(Conversation {
-            id: row.try_get("id").map_err(map)?,
-            case_number: CaseNumber::parse(&row.try_get::<String, _>("case_number").map_err(map)?)
-                .map_err(|e| StoreError::Other(e.0))?,
-            opportunity_id: row.try_get("opportunity_id").map_err(map)?,
-            product_line: row.try_get("product_line").map_err(map)?,
-            conversation_type: ConversationType::parse(
-                &row.try_get::<String, _>("conversation_type").map_err(map)?,
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
+    async fn find_conversation_by_case(
+        &self,
+        case_number: &str,
+    ) -> StoreResult<Option<Conversation>> {
+        let row = sqlx::query("SELECT * FROM conversations WHERE case_number = ?")
+            .bind(case_number)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> StoreResult<Vec<Conversation>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT c.* FROM conversations c JOIN opportunities o ON o.id = c.opportunity_id WHERE 1 = 1",
+        );
+        if let Some(status) = filter.status {
+            qb.push(" AND c.status = ").push_bind(status.as_str());
+        }
+        if let Some(line) = &filter.product_line {
+            qb.push(" AND c.product_line = ").push_bind(line.clone());
+        }
+        if let Some(rep) = &filter.rep_user_id {
+            qb.push(" AND c.rep_user_id = ").push_bind(rep.clone());
+        }
+        if let Some(customer) = &filter.customer_number {
+            qb.push(" AND o.customer_number = ")
+                .push_bind(customer.clone());
+        }
+        if let Some(from) = filter.from {
+            qb.push(" AND c.created_at >= ")
+                .push_bind(from.timestamp_millis());
+        }
+        if let Some(to) = filter.to {
+            qb.push(" AND c.created_at < ")
+                .push_bind(to.timestamp_millis());
+        }
+        qb.push(" ORDER BY c.created_at DESC, c.id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit.clamp(1, 500)))
+            .push(" OFFSET ")
+            .push_bind(i64::from(filter.offset));
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn set_conversation_status(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        error: Option<&StageError>,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query(
+            "UPDATE conversations SET status = ?, error_stage = ?, error_code = ?, error_message = ?, \
+             error_retryable = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(error.map(|e| e.stage.as_str()))
+        .bind(error.map(|e| e.code.clone()))
+        .bind(error.map(|e| e.message.clone()))
+        .bind(error.map(|e| i64::from(e.retryable)))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("conversation {id}")));
+        }
+        sqlx::query(
+            "INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES (?, ?, ?)",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>> {
+        let rows = sqlx::query("SELECT status, at FROM conversation_stage_events WHERE conversation_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StageEvent {
+                    status: ConversationStatus::parse(
+                        &r.try_get::<String, _>("status").map_err(map)?,
+                    )
+                    .map_err(|e| StoreError::Other(e.0))?,
+                    at: from_ms(r.try_get("at").map_err(map)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn save_transcript(&self, id: &str, segments: &[Segment]) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM transcript_segments WHERE conversation_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        for (seq, segment) in segments.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text) VALUES (?, ?, ?, ?, ?, ?)",
             )
-            .map_err(|e| StoreError::Other(e.0))?,
-            title: row.try_get("title").map_err(map)?,
-            status,
-            error,
-            blob_key: row.try_get("blob_key").map_err(map)?,
-            rep_user_id: row.try_get("rep_user_id").map_err(map)?,
-            conversation_date: opt_ms(row.try_get("conversation_date").map_err(map)?),
-            metadata: serde_json::from_str(&metadata).unwrap_or_default(),
-            created_at: from_ms(row.try_get("created_at").map_err(map)?),
-            updated_at: from_ms(row.try_get("updated_at").map_err(map)?),
+            .bind(id)
+            .bind(seq as i64)
+            .bind(&segment.speaker)
+            .bind(segment.start_ms as i64)
+            .bind(segment.end_ms as i64)
+            .bind(&segment.text)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>> {
+        let rows = sqlx::query("SELECT speaker, start_ms, end_ms, text FROM transcript_segments WHERE conversation_id = ? ORDER BY seq")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Segment {
+                    speaker: r.try_get("speaker").map_err(map)?,
+                    start_ms: r.try_get::<i64, _>("start_ms").map_err(map)? as u64,
+                    end_ms: r.try_get::<i64, _>("end_ms").map_err(map)? as u64,
+                    text: r.try_get("text").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_agent_output(&self, id: &str, run: &AgentRun) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
+             model = excluded.model, output = excluded.output, prompt_tokens = excluded.prompt_tokens, \
+             completion_tokens = excluded.completion_tokens, latency_ms = excluded.latency_ms, created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(&run.agent)
+        .bind(&run.engine)
+        .bind(&run.model)
+        .bind(run.output.to_string())
+        .bind(run.prompt_tokens)
+        .bind(run.completion_tokens)
+        .bind(run.latency_ms)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_agent_outputs(&self, id: &str) -> StoreResult<Vec<AgentRun>> {
+        let rows = sqlx::query(
+            "SELECT * FROM agent_outputs WHERE conversation_id = ? ORDER BY created_at, agent",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                let output: String = r.try_get("output").map_err(map)?;
+                Ok(AgentRun {
+                    agent: r.try_get("agent").map_err(map)?,
+                    engine: r.try_get("engine").map_err(map)?,
+                    model: r.try_get("model").map_err(map)?,
+                    output: serde_json::from_str(&output)
+                        .map_err(|e| StoreError::Other(e.to_string()))?,
+                    prompt_tokens: r.try_get("prompt_tokens").map_err(map)?,
+                    completion_tokens: r.try_get("completion_tokens").map_err(map)?,
+                    latency_ms: r.try_get("latency_ms").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn clear_analysis(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        for sql in [
+            "DELETE FROM agent_outputs WHERE conversation_id = ?",
+            "DELETE FROM analyses WHERE conversation_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn complete_analysis(&self, id: &str, analysis: &StoredAnalysis) -> StoreResult<()> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO analyses (conversation_id, engine, overall_score, qualification, pain_score, decision_score, \
+             champion_score, metrics_score, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (conversation_id) DO UPDATE SET engine = excluded.engine, overall_score = excluded.overall_score, \
+             qualification = excluded.qualification, pain_score = excluded.pain_score, decision_score = excluded.decision_score, \
+             champion_score = excluded.champion_score, metrics_score = excluded.metrics_score, result = excluded.result, \
+             created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(&analysis.engine)
+        .bind(i64::from(analysis.overall_score))
+        .bind(&analysis.qualification)
+        .bind(i64::from(analysis.pain_score))
+        .bind(i64::from(analysis.decision_score))
+        .bind(i64::from(analysis.champion_score))
+        .bind(i64::from(analysis.metrics_score))
+        .bind(analysis.result.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        sqlx::query(
+            "UPDATE conversations SET status = 'completed', error_stage = NULL, error_code = NULL, error_message = NULL, \
+             error_retryable = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        sqlx::query("INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES (?, 'completed', ?)")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        sqlx::query(
+            "UPDATE opportunities SET latest_score = ?, updated_at = ? WHERE id = (SELECT opportunity_id FROM conversations WHERE id = ?)",
+        )
+        .bind(i64::from(analysis.overall_score))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>> {
+        let row = sqlx::query("SELECT * FROM analyses WHERE conversation_id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        let Some(r) = row else { return Ok(None) };
+        let score = |name: &str| -> StoreResult<Score> {
+            Score::new(r.try_get::<Option<i64>, _>(name).map_err(map)?.unwrap_or(0))
+                .map_err(|e| StoreError::Other(e.0))
+        };
+        let result: String = r.try_get("result").map_err(map)?;
+        Ok(Some(StoredAnalysis {
+            engine: r.try_get("engine").map_err(map)?,
+            overall_score: score("overall_score")?,
+            qualification: r.try_get("qualification").map_err(map)?,
+            pain_score: score("pain_score")?,
+            decision_score: score("decision_score")?,
+            champion_score: score("champion_score")?,
+            metrics_score: score("metrics_score")?,
+            result: serde_json::from_str(&result).map_err(|e| StoreError::Other(e.to_string()))?,
         }))
     }
 
