@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::analysis::engine::Analyzer;
 use crate::blob::BlobStore;
 use crate::metrics::Metrics;
+use crate::product_line::ProductLine;
 use crate::store::Store;
 
 /// What a request handler or a job needs from the outside world, chosen once by the binary.
@@ -20,4 +22,22 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The team's time zone: case-number months and daily reports use its boundaries.
     pub time_zone: chrono_tz::Tz,
+    /// The product lines this deployment serves.
+    pub product_lines: Arc<Vec<ProductLine>>,
+    /// The engine that runs the analysis agents (an LLM, or the offline rules).
+    pub analyzer: Arc<dyn Analyzer>,
+    /// The largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl App {
+    /// The product line with this id, or the `default` line when there is no such line.
+    pub fn product_line(&self, id: &str) -> &ProductLine {
+        self.product_lines
+            .iter()
+            .find(|l| l.id == id)
+            .or_else(|| self.product_lines.iter().find(|l| l.id == "default"))
+            .or_else(|| self.product_lines.first())
+            .expect("at least one product line is configured")
+    }
 }

@@ -11,6 +11,7 @@ pub mod app;
 pub mod blob;
 pub mod domain;
 pub mod error;
+pub mod media;
 pub mod metrics;
 pub mod product_line;
 pub mod queue;

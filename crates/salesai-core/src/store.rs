@@ -283,6 +283,17 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&StageError>,
     ) -> StoreResult<()>;
 
+    /// Restarts a conversation at `status` with `job`, in one transaction: clears the error,
+    /// optionally deletes the agent outputs and analysis (re-analysis), and enqueues the job.
+    /// Returns the job id.
+    async fn restart_conversation(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        job: crate::queue::NewJob,
+        clear_analysis: bool,
+    ) -> StoreResult<i64>;
+
     /// Every status transition of a conversation, oldest first.
     async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>>;
 

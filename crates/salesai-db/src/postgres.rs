@@ -866,6 +866,52 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn restart_conversation(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        job: NewJob,
+        clear_analysis: bool,
+    ) -> StoreResult<i64> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let changed = sqlx::query(
+            "UPDATE conversations SET status = $1, error_stage = NULL, error_code = NULL, error_message = NULL, \
+             error_retryable = NULL, updated_at = now() WHERE id = $2",
+        )
+        .bind(status.as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("conversation {id}")));
+        }
+        if clear_analysis {
+            for sql in [
+                "DELETE FROM agent_outputs WHERE conversation_id = $1",
+                "DELETE FROM analyses WHERE conversation_id = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+            }
+        }
+        sqlx::query("INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES ($1, $2, now())")
+            .bind(id)
+            .bind(status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let mut job = job;
+        job.conversation_id = Some(id.to_owned());
+        let enqueued = enqueue_in(&mut tx, &job).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(enqueued.id)
+    }
+
     async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>> {
         let rows = sqlx::query("SELECT status, at FROM conversation_stage_events WHERE conversation_id = $1 ORDER BY id")
             .bind(id)

@@ -19,6 +19,12 @@ pub enum ApiError {
     Forbidden(String),
     /// 404.
     NotFound(String),
+    /// 409: the resource is not in a state that allows this.
+    Conflict(String),
+    /// 413.
+    PayloadTooLarge(String),
+    /// 415 with the accepted formats.
+    UnsupportedMedia(String),
     /// 503: a dependency is down; retry later.
     Unavailable(ErrorCode, String),
     /// 500.
@@ -47,6 +53,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Forbidden(msg) => (StatusCode::FORBIDDEN, ErrorCode::InvalidInput, msg),
             ApiError::NotFound(msg) => (StatusCode::NOT_FOUND, ErrorCode::InvalidInput, msg),
+            ApiError::Conflict(msg) => (StatusCode::CONFLICT, ErrorCode::InvalidInput, msg),
+            ApiError::PayloadTooLarge(msg) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::AudioTooLarge, msg),
+            ApiError::UnsupportedMedia(msg) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::InvalidInput, msg),
             ApiError::Unavailable(code, cause) => {
                 tracing::error!(event = "http.unavailable", error_code = %code, error = %cause, "dependency unavailable");
                 (

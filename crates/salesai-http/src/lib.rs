@@ -28,6 +28,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(routes::health::routes())
         .nest("/api/v1/admin", routes::admin::routes())
+        .nest("/api/v1/conversations", routes::conversations::routes())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             observe::observe,

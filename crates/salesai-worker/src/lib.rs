@@ -7,9 +7,11 @@
 //! before paying for work again.
 
 mod builtin;
+pub mod jobs;
 mod runner;
 
 pub use builtin::register_builtin;
+pub use jobs::register_pipeline;
 pub use runner::{WorkerOptions, run};
 
 use std::collections::HashMap;

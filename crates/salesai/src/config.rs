@@ -94,6 +94,14 @@ pub struct ConfigArgs {
     /// Virtual-hosted-style S3 requests instead of path style [default: false]
     #[arg(long, env = "SALESAI_S3_VIRTUAL_HOSTED_STYLE", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
     pub s3_virtual_hosted_style: Option<bool>,
+    /// Largest upload accepted, in megabytes [default: 500]
+    #[arg(
+        long,
+        env = "SALESAI_MAX_UPLOAD_MB",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub max_upload_mb: Option<u64>,
     /// Address the HTTP server listens on [default: 127.0.0.1:3000]
     #[arg(long, env = "SALESAI_BIND", global = true, help_heading = "Settings")]
     pub bind: Option<SocketAddr>,
@@ -165,6 +173,7 @@ struct FileConfig {
     s3_secret_access_key: Option<String>,
     s3_allow_http: Option<bool>,
     s3_virtual_hosted_style: Option<bool>,
+    max_upload_mb: Option<u64>,
     bind: Option<SocketAddr>,
     time_zone: Option<String>,
     log_format: Option<String>,
@@ -197,6 +206,8 @@ pub struct Config {
     pub blob_url: String,
     /// Blob storage.
     pub blob: BlobConfig,
+    /// Largest upload, megabytes.
+    pub max_upload_mb: u64,
     /// Listen address.
     pub bind: SocketAddr,
     /// The team's time zone.
@@ -337,6 +348,7 @@ impl Config {
                 .unwrap_or(10),
             blob_url,
             blob,
+            max_upload_mb: args.max_upload_mb.or(file.max_upload_mb).unwrap_or(500),
             bind: args
                 .bind
                 .or(file.bind)

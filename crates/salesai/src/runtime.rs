@@ -70,6 +70,9 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         blobs: Arc::new(blobs),
         metrics: Arc::new(Metrics::new()),
         time_zone: config.time_zone,
+        product_lines: Arc::new(salesai_core::product_line::builtin()),
+        analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
+        max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
     };
     Ok((app, database))
 }

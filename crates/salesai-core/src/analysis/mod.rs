@@ -6,6 +6,7 @@
 //! Missing information is `None` or empty, never guessed. Every score is a [`Score`] (0–100).
 
 pub mod derive;
+pub mod engine;
 pub mod rules;
 
 use serde::{Deserialize, Serialize};

@@ -558,33 +558,73 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
     use salesai_core::store::{AgentRun, ConversationFilter, StoredAnalysis};
     use salesai_core::transcript::Segment;
     let store = db.store();
-    let created = store.create_conversation(new_conversation("C-9", None)).await.unwrap();
+    let created = store
+        .create_conversation(new_conversation("C-9", None))
+        .await
+        .unwrap();
     let id = created.id.as_str();
     assert_eq!(
-        store.find_conversation_by_case(created.case_number.as_str()).await.unwrap().unwrap().id,
+        store
+            .find_conversation_by_case(created.case_number.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         id
     );
-    store.set_conversation_status(id, ConversationStatus::Preparing, None).await.unwrap();
+    store
+        .set_conversation_status(id, ConversationStatus::Preparing, None)
+        .await
+        .unwrap();
     let error = StageError {
         stage: ConversationStatus::Preparing,
         code: "STT_NOT_CONFIGURED".into(),
         message: "no provider".into(),
         retryable: false,
     };
-    store.set_conversation_status(id, ConversationStatus::Failed, Some(&error)).await.unwrap();
+    store
+        .set_conversation_status(id, ConversationStatus::Failed, Some(&error))
+        .await
+        .unwrap();
     let failed = store.get_conversation(id).await.unwrap().unwrap();
     assert_eq!(failed.error, Some(error));
-    store.set_conversation_status(id, ConversationStatus::Analyzing, None).await.unwrap();
-    assert_eq!(store.get_conversation(id).await.unwrap().unwrap().error, None, "retry clears the error");
-    assert!(store.set_conversation_status("nope", ConversationStatus::Failed, None).await.is_err());
+    store
+        .set_conversation_status(id, ConversationStatus::Analyzing, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_conversation(id).await.unwrap().unwrap().error,
+        None,
+        "retry clears the error"
+    );
+    assert!(
+        store
+            .set_conversation_status("nope", ConversationStatus::Failed, None)
+            .await
+            .is_err()
+    );
 
     let segments = vec![
-        Segment { speaker: Some("Rep".into()), start_ms: 0, end_ms: 1500, text: "Hello".into() },
-        Segment { speaker: None, start_ms: 1500, end_ms: 4000, text: "我們每天都很忙".into() },
+        Segment {
+            speaker: Some("Rep".into()),
+            start_ms: 0,
+            end_ms: 1500,
+            text: "Hello".into(),
+        },
+        Segment {
+            speaker: None,
+            start_ms: 1500,
+            end_ms: 4000,
+            text: "我們每天都很忙".into(),
+        },
     ];
     store.save_transcript(id, &segments).await.unwrap();
     store.save_transcript(id, &segments).await.unwrap();
-    assert_eq!(store.get_transcript(id).await.unwrap(), segments, "replaced, not appended");
+    assert_eq!(
+        store.get_transcript(id).await.unwrap(),
+        segments,
+        "replaced, not appended"
+    );
 
     let run = |agent: &str, n: i64| AgentRun {
         agent: agent.into(),
@@ -597,10 +637,16 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
     };
     store.save_agent_output(id, &run("buyer", 1)).await.unwrap();
     store.save_agent_output(id, &run("buyer", 2)).await.unwrap();
-    store.save_agent_output(id, &run("context", 1)).await.unwrap();
+    store
+        .save_agent_output(id, &run("context", 1))
+        .await
+        .unwrap();
     let outputs = store.get_agent_outputs(id).await.unwrap();
     assert_eq!(outputs.len(), 2);
-    assert_eq!(outputs.iter().find(|o| o.agent == "buyer").unwrap().output["n"], 2);
+    assert_eq!(
+        outputs.iter().find(|o| o.agent == "buyer").unwrap().output["n"],
+        2
+    );
 
     let analysis = StoredAnalysis {
         engine: "rules".into(),
@@ -616,7 +662,13 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
     assert_eq!(store.get_analysis(id).await.unwrap(), Some(analysis));
     let done = store.get_conversation(id).await.unwrap().unwrap();
     assert_eq!(done.status, ConversationStatus::Completed);
-    let events: Vec<ConversationStatus> = store.stage_events(id).await.unwrap().iter().map(|e| e.status).collect();
+    let events: Vec<ConversationStatus> = store
+        .stage_events(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.status)
+        .collect();
     assert_eq!(
         events,
         vec![
@@ -630,10 +682,23 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
     store.clear_analysis(id).await.unwrap();
     assert!(store.get_agent_outputs(id).await.unwrap().is_empty());
     assert!(store.get_analysis(id).await.unwrap().is_none());
-    assert_eq!(store.get_transcript(id).await.unwrap().len(), 2, "the transcript stays");
+    assert_eq!(
+        store.get_transcript(id).await.unwrap().len(),
+        2,
+        "the transcript stays"
+    );
 
-    store.create_conversation(new_conversation("C-10", None)).await.unwrap();
-    let all = store.list_conversations(&ConversationFilter { limit: 10, ..Default::default() }).await.unwrap();
+    store
+        .create_conversation(new_conversation("C-10", None))
+        .await
+        .unwrap();
+    let all = store
+        .list_conversations(&ConversationFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
     let mine = store
         .list_conversations(&ConversationFilter {
@@ -645,7 +710,14 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(mine.len(), 1);
-    let page = store.list_conversations(&ConversationFilter { limit: 1, offset: 1, ..Default::default() }).await.unwrap();
+    let page = store
+        .list_conversations(&ConversationFilter {
+            limit: 1,
+            offset: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].id, id, "newest first, paged");
 }

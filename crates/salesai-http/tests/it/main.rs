@@ -69,6 +69,9 @@ impl TestApp {
             blobs,
             metrics: Arc::new(salesai_core::metrics::Metrics::new()),
             time_zone: chrono_tz::Asia::Taipei,
+            product_lines: Arc::new(salesai_core::product_line::builtin()),
+            analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
+            max_upload_bytes: 500 * 1024 * 1024,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -492,4 +495,330 @@ async fn admin_api_operates_the_queue(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(bulk["count"], 1);
+}
+
+mod pipeline {
+    use super::*;
+    use salesai_worker::{Registry, WorkerOptions};
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    const CALL: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Rep>How do you take orders today?\n\n00:00:04.000 --> 00:00:09.000\n<v Owner>By hand. It's slow and we lose about $2,000 a month in mistakes.\n\n00:00:09.000 --> 00:00:12.000\n<v Owner>I'm the owner, I decide. Sounds good, let's start the trial next week.\n";
+
+    fn start_worker(app: &App) -> CancellationToken {
+        let mut registry = Registry::new();
+        salesai_worker::register_builtin(&mut registry);
+        salesai_worker::register_pipeline(&mut registry);
+        let token = CancellationToken::new();
+        let options = WorkerOptions {
+            poll_interval: Duration::from_millis(20),
+            ..WorkerOptions::new("test-worker")
+        };
+        tokio::spawn(salesai_worker::run(
+            app.clone(),
+            registry,
+            options,
+            token.clone(),
+        ));
+        token
+    }
+
+    fn form(file_part: &str, bytes: Vec<u8>, name: &str) -> reqwest::multipart::Form {
+        reqwest::multipart::Form::new()
+            .text("customer_number", "C-100")
+            .text("customer_name", "Ramen House")
+            .text("product_line", "default")
+            .text("type", "discovery_call")
+            .text("conversation_date", "2026-11-20")
+            .text("store_type", "restaurant")
+            .part(
+                file_part.to_owned(),
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            )
+    }
+
+    async fn wait_status(t: &TestApp, token: &str, id: &str, want: &str) -> Value {
+        for _ in 0..300 {
+            let body: Value = t
+                .get(&format!("/api/v1/conversations/{id}"), token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if body["conversation"]["status"] == want {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("conversation {id} never reached {want}");
+    }
+
+    story!(transcript_upload_runs_the_whole_pipeline);
+    async fn transcript_upload_runs_the_whole_pipeline(db: &TestDb) {
+        let t = TestApp::spawn(db).await;
+        let token = t.token("svc", Role::Service).await;
+        let worker = start_worker(&t.app);
+        let response = t
+            .post("/api/v1/conversations", &token)
+            .header("Idempotency-Key", "upload-1")
+            .multipart(form("transcript", CALL.as_bytes().to_vec(), "call.mp3"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let created: Value = response.json().await.unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert!(created["case_number"].as_str().unwrap().contains("-SA"));
+        assert_eq!(
+            created["links"]["self"],
+            format!("/api/v1/conversations/{id}")
+        );
+
+        let again: Value = t
+            .post("/api/v1/conversations", &token)
+            .header("Idempotency-Key", "upload-1")
+            .multipart(form("transcript", CALL.as_bytes().to_vec(), "call.vtt"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            again["id"], created["id"],
+            "the idempotency key returns the first upload"
+        );
+
+        let done = wait_status(&t, &token, &id, "completed").await;
+        assert_eq!(done["progress"], 100);
+        assert_eq!(done["transcript"]["segments"].as_array().unwrap().len(), 3);
+        assert_eq!(done["transcript"]["segments"][1]["speaker"], "Owner");
+        let scores = &done["analysis"]["scores"];
+        assert_eq!(scores["engine"], "rules");
+        assert!(scores["overall_score"].as_u64().unwrap() <= 100);
+        assert_eq!(done["analysis"]["agents"].as_object().unwrap().len(), 6);
+        assert_eq!(
+            done["analysis"]["agents"]["buyer"]["output"]["metrics"]["quantified_items"][0]["monthly_value"],
+            2000.0
+        );
+        assert_eq!(done["conversation"]["metadata"]["store_type"], "restaurant");
+        assert_eq!(
+            done["conversation"]["metadata"]["media"], "transcript",
+            "sniffed, whatever the file name said"
+        );
+        let statuses: Vec<&str> = done["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["pending", "preparing", "analyzing", "completed"]);
+
+        // Same conversation by case number; the list finds it by customer.
+        let case = created["case_number"].as_str().unwrap();
+        let by_case = t
+            .get(&format!("/api/v1/conversations/{case}"), &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_case.status(), StatusCode::OK);
+        let listed: Value = t
+            .get(
+                "/api/v1/conversations?customer_number=C-100&status=completed",
+                &token,
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["conversations"].as_array().unwrap().len(), 1);
+
+        // Re-analysis keeps the transcript and completes again; retry of a completed one is refused.
+        let retry = t
+            .post(&format!("/api/v1/conversations/{id}/retry"), &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(retry.status(), StatusCode::CONFLICT);
+        let re = t
+            .post(&format!("/api/v1/conversations/{id}/reanalyze"), &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(re.status(), StatusCode::ACCEPTED);
+        let redone = wait_status(&t, &token, &id, "completed").await;
+        assert_eq!(
+            redone["transcript"]["segments"].as_array().unwrap().len(),
+            3
+        );
+        assert_eq!(
+            redone["analysis"]["scores"]["overall_score"], scores["overall_score"],
+            "rules are deterministic"
+        );
+        worker.cancel();
+    }
+
+    story!(bad_uploads_are_refused_and_leave_nothing);
+    async fn bad_uploads_are_refused_and_leave_nothing(db: &TestDb) {
+        let mut t = TestApp::spawn(db).await;
+        let token = t.token("svc", Role::Service).await;
+        let pdf = t
+            .post("/api/v1/conversations", &token)
+            .multipart(form(
+                "audio",
+                b"%PDF-1.7\x00\x01\x02\x03 binary".to_vec(),
+                "call.mp3",
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pdf.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let body: Value = pdf.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("MP3"),
+            "{body}"
+        );
+
+        let missing = reqwest::multipart::Form::new().part(
+            "transcript",
+            reqwest::multipart::Part::bytes(CALL.as_bytes().to_vec()),
+        );
+        let response = t
+            .post("/api/v1/conversations", &token)
+            .multipart(missing)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("customer_number")
+        );
+
+        let unknown_line =
+            form("transcript", CALL.as_bytes().to_vec(), "x").text("product_line", "cars");
+        let response = t
+            .post("/api/v1/conversations", &token)
+            .multipart(unknown_line)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+        let anonymous = t
+            .client
+            .post(format!("{}/api/v1/conversations", t.base))
+            .multipart(form("transcript", CALL.as_bytes().to_vec(), "x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+        // A small limit: 413, and the partial blob is gone.
+        t = {
+            let mut app = t.app.clone();
+            app.max_upload_bytes = 1024;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let router = salesai_http::router(app.clone());
+            tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+            TestApp {
+                base,
+                app,
+                client: reqwest::Client::new(),
+                _dir: t._dir,
+            }
+        };
+        let big = vec![b'a'; 64 * 1024];
+        let response = t
+            .post("/api/v1/conversations", &token)
+            .multipart(form("transcript", big, "big.txt"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            t.app
+                .store
+                .list_conversations(&Default::default())
+                .await
+                .unwrap()
+                .is_empty(),
+            "no conversation without its upload"
+        );
+        let leftovers = walk(t._dir.path());
+        assert!(
+            leftovers.iter().all(|p| !p.contains("uploads/")),
+            "no blob left behind: {leftovers:?}"
+        );
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    out.extend(walk(&path));
+                } else {
+                    out.push(path.display().to_string());
+                }
+            }
+        }
+        out
+    }
+
+    story!(audio_without_stt_fails_fast_and_retry_resumes);
+    async fn audio_without_stt_fails_fast_and_retry_resumes(db: &TestDb) {
+        let t = TestApp::spawn(db).await;
+        let token = t.token("svc", Role::Service).await;
+        let worker = start_worker(&t.app);
+        let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+        wav.extend(vec![0u8; 2048]);
+        let created: Value = t
+            .post("/api/v1/conversations", &token)
+            .multipart(form("audio", wav, "call.wav"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let failed = wait_status(&t, &token, &id, "failed").await;
+        assert_eq!(failed["error"]["code"], "STT_NOT_CONFIGURED");
+        assert_eq!(failed["error"]["stage"], "preparing");
+        assert_eq!(failed["error"]["retryable"], true);
+        assert!(
+            failed["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("GROQ_API_KEY")
+        );
+        // Retry starts again (and, with still no STT, fails again with a fresh error).
+        let retry = t
+            .post(&format!("/api/v1/conversations/{id}/retry"), &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(retry.status(), StatusCode::ACCEPTED);
+        let body: Value = retry.json().await.unwrap();
+        assert_eq!(body["resumes_at"], "conversation.prepare");
+        let again = wait_status(&t, &token, &id, "failed").await;
+        let failures = again["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "failed")
+            .count();
+        assert_eq!(failures, 2);
+        worker.cancel();
+    }
 }

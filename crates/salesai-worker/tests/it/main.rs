@@ -55,6 +55,9 @@ fn app(db: &TestDb, dir: &tempfile::TempDir) -> App {
         blobs: Arc::new(ObjectBlobStore::open(&config).unwrap()),
         metrics: Arc::new(salesai_core::metrics::Metrics::new()),
         time_zone: chrono_tz::Asia::Taipei,
+        product_lines: Arc::new(salesai_core::product_line::builtin()),
+        analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
+        max_upload_bytes: 500 * 1024 * 1024,
     }
 }
 

@@ -20,6 +20,7 @@ pub struct ServeArgs {
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     salesai_worker::register_builtin(&mut registry);
+    salesai_worker::register_pipeline(&mut registry);
     registry
 }
 

@@ -27,6 +27,7 @@ const SETTINGS: &[&str] = &[
     "SALESAI_WORKER_QUEUES",
     "SALESAI_WORKER_POLL_MS",
     "SALESAI_SHUTDOWN_GRACE_SECS",
+    "SALESAI_MAX_UPLOAD_MB",
 ];
 
 /// A `salesai` command in `dir` with a clean environment.

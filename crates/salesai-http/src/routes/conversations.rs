@@ -1,0 +1,496 @@
+//! The conversations API: upload a recording or transcript, follow it through the pipeline,
+//! retry a failure, re-run an analysis.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use salesai_core::App;
+use salesai_core::blob::{BlobError, BlobKey, ByteStream};
+use salesai_core::domain::{
+    CasePeriod, Conversation, ConversationStatus, ConversationType, CustomerNumber,
+    NewConversation, Role,
+};
+use salesai_core::media::{ACCEPTED, MediaKind, sniff};
+use salesai_core::queue::{CONVERSATIONS, NewJob};
+use salesai_core::store::ConversationFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, RequireRole};
+use crate::error::ApiError;
+
+/// The pipeline's first job kind (the worker crate owns the handler).
+const PREPARE: &str = "conversation.prepare";
+/// The analysis job kind.
+const ANALYZE: &str = "conversation.analyze";
+
+/// The routes, nested under `/api/v1/conversations`.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route(
+            "/",
+            post(create).layer(DefaultBodyLimit::disable()).get(list),
+        )
+        .route("/{id}", get(show))
+        .route("/{id}/retry", post(retry))
+        .route("/{id}/reanalyze", post(reanalyze))
+}
+
+const UPLOADERS: &[Role] = &[Role::Admin, Role::Service, Role::Rep, Role::Manager];
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+struct Upload {
+    key: BlobKey,
+    bytes: u64,
+    kind: MediaKind,
+    file_name: Option<String>,
+}
+
+/// Streams one file part to blob storage, counting bytes and keeping the first 64 for sniffing.
+async fn store_part(
+    app: &App,
+    field: axum::extract::multipart::Field<'_>,
+) -> Result<Upload, ApiError> {
+    let file_name = field
+        .file_name()
+        .map(|s| s.chars().take(200).collect::<String>());
+    let now = Utc::now();
+    let key = BlobKey::parse(&format!(
+        "uploads/{}/{}",
+        now.format("%Y/%m"),
+        uuid::Uuid::now_v7()
+    ))
+    .expect("generated keys are valid");
+    let head = Arc::new(Mutex::new(Vec::with_capacity(64)));
+    let limit = app.max_upload_bytes;
+    let mut seen = 0u64;
+    let head_sink = head.clone();
+    // The field borrows the request; forward its chunks through a channel so the stream given
+    // to storage is 'static.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BlobError>>(4);
+    let stream: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let blobs = app.blobs.clone();
+    let put_key = key.clone();
+    let upload = tokio::spawn(async move { blobs.put_stream(&put_key, stream).await });
+    let mut field = field;
+    let mut failure: Option<ApiError> = None;
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                seen += chunk.len() as u64;
+                {
+                    let mut h = head_sink.lock().unwrap_or_else(|e| e.into_inner());
+                    if h.len() < 64 {
+                        let take = (64 - h.len()).min(chunk.len());
+                        h.extend_from_slice(&chunk[..take]);
+                    }
+                }
+                if seen > limit {
+                    failure = Some(ApiError::PayloadTooLarge(format!(
+                        "the upload is larger than {} MB; split the recording or raise SALESAI_MAX_UPLOAD_MB",
+                        limit / (1024 * 1024)
+                    )));
+                    let _ = tx
+                        .send(Err(BlobError::Source("upload too large".into())))
+                        .await;
+                    break;
+                }
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(err) => {
+                failure = Some(ApiError::BadRequest(format!(
+                    "the upload was cut off: {err}"
+                )));
+                let _ = tx
+                    .send(Err(BlobError::Source("upload cut off".into())))
+                    .await;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let stored = upload
+        .await
+        .map_err(|e| ApiError::Internal(salesai_core::ErrorCode::Internal, e.to_string()))?;
+    if let Some(failure) = failure {
+        let _ = app.blobs.delete(&key).await;
+        return Err(failure);
+    }
+    let bytes = stored
+        .map_err(|e| ApiError::Unavailable(salesai_core::ErrorCode::StorageError, e.to_string()))?;
+    let head = head.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(kind) = sniff(&head) else {
+        let _ = app.blobs.delete(&key).await;
+        return Err(ApiError::UnsupportedMedia(format!(
+            "the file is not a recording or transcript salesai can read; send {ACCEPTED}"
+        )));
+    };
+    Ok(Upload {
+        key,
+        bytes,
+        kind,
+        file_name,
+    })
+}
+
+async fn text_field(field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut field = field;
+    let mut out = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("field {name}: {e}")))?
+    {
+        out.extend_from_slice(&chunk);
+        if out.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::BadRequest(format!(
+                "field {name} is longer than 64 KB"
+            )));
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::BadRequest(format!("field {name} is not UTF-8 text")))
+}
+
+fn parse_date(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|d| d.with_timezone(&Utc))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        })
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "conversation_date {raw:?} is not YYYY-MM-DD or RFC 3339"
+            ))
+        })
+}
+
+/// `POST /api/v1/conversations` (multipart).
+async fn create(
+    caller: Caller,
+    State(app): State<App>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(UPLOADERS)?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| k.trim().chars().take(200).collect::<String>())
+        .filter(|k| !k.is_empty());
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut upload: Option<Upload> = None;
+    let outcome = async {
+        while let Some(field) = multipart.next_field().await.map_err(|e| {
+            ApiError::BadRequest(format!("the request is not valid multipart/form-data: {e}"))
+        })? {
+            let name = field.name().unwrap_or_default().to_owned();
+            match name.as_str() {
+                "audio" | "transcript" | "file" => {
+                    if upload.is_some() {
+                        return Err(ApiError::BadRequest(
+                            "send exactly one `audio` or `transcript` file part".into(),
+                        ));
+                    }
+                    upload = Some(store_part(&app, field).await?);
+                }
+                _ => {
+                    let value = text_field(field).await?;
+                    fields.insert(name, value.trim().to_owned());
+                }
+            }
+        }
+        let Some(stored) = upload.as_ref() else {
+            return Err(ApiError::BadRequest(
+                "send one `audio` or `transcript` file part".into(),
+            ));
+        };
+        build(&app, &fields, stored, idempotency_key.clone()).await
+    }
+    .await;
+    match outcome {
+        Ok(response) => Ok(response),
+        Err(err) => {
+            if let Some(stored) = &upload {
+                let _ = app.blobs.delete(&stored.key).await;
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn build(
+    app: &App,
+    fields: &BTreeMap<String, String>,
+    upload: &Upload,
+    idempotency_key: Option<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let get = |k: &str| fields.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let customer_number = CustomerNumber::parse(get("customer_number").unwrap_or_default())
+        .map_err(|e| ApiError::BadRequest(format!("customer_number: {}", e.0)))?;
+    let product_line_id = get("product_line").unwrap_or("default");
+    let line = salesai_core::product_line::find(&app.product_lines, product_line_id)
+        .map_err(|e| ApiError::BadRequest(e.0))?;
+    let conversation_type = ConversationType::parse(get("type").unwrap_or("discovery_call"))
+        .map_err(|e| ApiError::BadRequest(e.0))?;
+    let conversation_date = get("conversation_date").map(parse_date).transpose()?;
+    let mut metadata = serde_json::Map::new();
+    for (k, v) in fields {
+        if !matches!(
+            k.as_str(),
+            "customer_number"
+                | "customer_name"
+                | "product_line"
+                | "type"
+                | "conversation_date"
+                | "title"
+        ) {
+            metadata.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    metadata.insert(
+        "media".into(),
+        json!(if upload.kind.is_audio() {
+            "audio"
+        } else {
+            "transcript"
+        }),
+    );
+    metadata.insert("format".into(), json!(upload.kind.extension()));
+    metadata.insert("bytes".into(), json!(upload.bytes));
+    if let Some(name) = &upload.file_name {
+        metadata.insert("file_name".into(), json!(name));
+    }
+    let new = NewConversation {
+        customer_name: get("customer_name")
+            .unwrap_or(customer_number.as_str())
+            .chars()
+            .take(200)
+            .collect(),
+        customer_number,
+        product_line: line.id.clone(),
+        case_prefix: line.prefix().map_err(|e| ApiError::BadRequest(e.0))?,
+        case_period: CasePeriod::at(Utc::now(), app.time_zone),
+        conversation_type,
+        title: get("title").unwrap_or_default().chars().take(300).collect(),
+        conversation_date,
+        rep_user_id: None,
+        blob_key: Some(upload.key.as_str().to_owned()),
+        metadata: Value::Object(metadata),
+        first_job: NewJob::new(CONVERSATIONS, PREPARE, json!({})),
+        idempotency_key,
+    };
+    let created = app.store.create_conversation(new).await?;
+    if created.created {
+        // The job was enqueued with the conversation; it learns its id from the row.
+        tracing::info!(event = "conversation.created", conversation_id = %created.id, case_number = %created.case_number, media = upload.kind.extension(), bytes = upload.bytes, "conversation created");
+    } else {
+        // A repeated upload: the first one stands; this copy is not kept.
+        let _ = app.blobs.delete(&upload.key).await;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": created.id,
+            "case_number": created.case_number,
+            "status": "pending",
+            "created": created.created,
+            "links": { "self": format!("/api/v1/conversations/{}", created.id) },
+        })),
+    ))
+}
+
+async fn find(app: &App, id_or_case: &str) -> Result<Conversation, ApiError> {
+    let found = if salesai_core::domain::CaseNumber::parse(id_or_case).is_ok() {
+        app.store.find_conversation_by_case(id_or_case).await?
+    } else {
+        app.store.get_conversation(id_or_case).await?
+    };
+    found.ok_or_else(|| ApiError::NotFound(format!("no conversation {id_or_case:?}")))
+}
+
+fn progress(status: ConversationStatus) -> u8 {
+    match status {
+        ConversationStatus::Pending => 0,
+        ConversationStatus::Preparing => 20,
+        ConversationStatus::Transcribing => 40,
+        ConversationStatus::Analyzing => 70,
+        ConversationStatus::Completed => 100,
+        ConversationStatus::Failed => 0,
+    }
+}
+
+/// `GET /api/v1/conversations/{id}` (an id or a case number).
+async fn show(
+    caller: Caller,
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(UPLOADERS)?;
+    let conversation = find(&app, &id).await?;
+    let store = &app.store;
+    let events = store.stage_events(&conversation.id).await?;
+    let transcript = store.get_transcript(&conversation.id).await?;
+    let analysis = store.get_analysis(&conversation.id).await?;
+    let agents: serde_json::Map<String, Value> = store
+        .get_agent_outputs(&conversation.id)
+        .await?
+        .into_iter()
+        .map(|run| {
+            (
+                run.agent.clone(),
+                json!({ "engine": run.engine, "model": run.model, "latency_ms": run.latency_ms,
+                        "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
+                        "output": run.output }),
+            )
+        })
+        .collect();
+    Ok(Json(json!({
+        "conversation": conversation,
+        "stage": conversation.status,
+        "progress": progress(conversation.status),
+        "error": conversation.error,
+        "stages": events,
+        "transcript": { "segments": transcript },
+        "analysis": analysis.map(|a| json!({ "scores": a, "agents": agents })),
+    })))
+}
+
+/// List filters.
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    product_line: Option<String>,
+    rep: Option<String>,
+    customer_number: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// `GET /api/v1/conversations`.
+async fn list(
+    caller: Caller,
+    State(app): State<App>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(UPLOADERS)?;
+    let limit = p.limit.unwrap_or(50).clamp(1, 500);
+    let offset = p.offset.unwrap_or(0);
+    let filter = ConversationFilter {
+        status: p
+            .status
+            .as_deref()
+            .map(ConversationStatus::parse)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(e.0))?,
+        product_line: p.product_line,
+        rep_user_id: p.rep,
+        customer_number: p.customer_number,
+        from: p.from.as_deref().map(parse_date).transpose()?,
+        to: p.to.as_deref().map(parse_date).transpose()?,
+        limit,
+        offset,
+    };
+    let conversations = app.store.list_conversations(&filter).await?;
+    let next = (conversations.len() as u32 == limit).then(|| offset + limit);
+    Ok(Json(
+        json!({ "conversations": conversations, "next_offset": next }),
+    ))
+}
+
+/// `POST /api/v1/conversations/{id}/retry`: resumes a failed conversation at its first
+/// unfinished step (the transcript and finished agents are kept).
+async fn retry(
+    caller: Caller,
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Admin, Role::Service, Role::Manager, Role::Rep])?;
+    let conversation = find(&app, &id).await?;
+    if conversation.status != ConversationStatus::Failed {
+        return Err(ApiError::Conflict(format!(
+            "conversation {} is {}; only failed conversations can be retried",
+            conversation.case_number,
+            conversation.status.as_str()
+        )));
+    }
+    let has_transcript = !app.store.get_transcript(&conversation.id).await?.is_empty();
+    let (status, kind) = if has_transcript {
+        (ConversationStatus::Analyzing, ANALYZE)
+    } else {
+        (ConversationStatus::Pending, PREPARE)
+    };
+    let attempt = app.store.stage_events(&conversation.id).await?.len();
+    let job = NewJob::new(
+        CONVERSATIONS,
+        kind,
+        json!({ "conversation_id": conversation.id }),
+    )
+    .idempotency_key(format!("retry:{}:{attempt}", conversation.id));
+    let job_id = app
+        .store
+        .restart_conversation(&conversation.id, status, job, false)
+        .await?;
+    tracing::info!(event = "conversation.retried", conversation_id = %conversation.id, resume_at = kind, by = %caller.token.name, "conversation retried");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({ "id": conversation.id, "status": status, "job_id": job_id, "resumes_at": kind }),
+        ),
+    ))
+}
+
+/// `POST /api/v1/conversations/{id}/reanalyze`: keeps the transcript, runs the agents again.
+async fn reanalyze(
+    caller: Caller,
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Admin, Role::Service, Role::Manager, Role::Rep])?;
+    let conversation = find(&app, &id).await?;
+    if !matches!(
+        conversation.status,
+        ConversationStatus::Completed | ConversationStatus::Failed
+    ) {
+        return Err(ApiError::Conflict(format!(
+            "conversation {} is still {}; wait for it to finish",
+            conversation.case_number,
+            conversation.status.as_str()
+        )));
+    }
+    if app.store.get_transcript(&conversation.id).await?.is_empty() {
+        return Err(ApiError::Conflict(
+            "there is no transcript to analyse yet; use retry".into(),
+        ));
+    }
+    let attempt = app.store.stage_events(&conversation.id).await?.len();
+    let job = NewJob::new(
+        CONVERSATIONS,
+        ANALYZE,
+        json!({ "conversation_id": conversation.id }),
+    )
+    .idempotency_key(format!("reanalyze:{}:{attempt}", conversation.id));
+    let job_id = app
+        .store
+        .restart_conversation(&conversation.id, ConversationStatus::Analyzing, job, true)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": conversation.id, "status": "analyzing", "job_id": job_id })),
+    ))
+}

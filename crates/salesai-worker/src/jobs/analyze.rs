@@ -1,0 +1,190 @@
+//! `conversation.analyze`: the agents as a DAG, each output checkpointed, then the scores
+//! derived in code and the analysis saved with the conversation's completion in one
+//! transaction.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use salesai_core::analysis::derive::derive;
+use salesai_core::analysis::engine::AgentContext;
+use salesai_core::analysis::{Agent, AgentOutputs};
+use salesai_core::domain::ConversationStatus;
+use salesai_core::queue::Job;
+use salesai_core::store::StoredAnalysis;
+use salesai_core::{App, ErrorCode};
+
+use super::{conversation_id, db, stage};
+use crate::{JobError, JobHandler};
+
+/// The agents in waves: every agent of a wave depends only on earlier waves, so a wave's
+/// agents run concurrently.
+pub const WAVES: [&[Agent]; 3] = [
+    &[Agent::Context, Agent::Buyer],
+    &[Agent::Seller, Agent::Crm],
+    &[Agent::Summary, Agent::Coach],
+];
+
+/// The handler.
+pub struct Analyze;
+
+#[async_trait]
+impl JobHandler for Analyze {
+    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+        let id = conversation_id(job)?;
+        stage(
+            app,
+            job,
+            &id,
+            ConversationStatus::Analyzing,
+            analyze(app, &id),
+        )
+        .await
+    }
+}
+
+async fn analyze(app: &App, id: &str) -> Result<(), JobError> {
+    let store = &app.store;
+    let Some(conversation) = store.get_conversation(id).await.map_err(db)? else {
+        return Err(JobError::terminal(
+            ErrorCode::InvalidInput,
+            format!("conversation {id} no longer exists"),
+        ));
+    };
+    if conversation.status == ConversationStatus::Completed {
+        return Ok(());
+    }
+    let segments = store.get_transcript(id).await.map_err(db)?;
+    if segments.is_empty() {
+        return Err(JobError::terminal(
+            ErrorCode::AudioEmpty,
+            "there is no transcript to analyse",
+        ));
+    }
+    if conversation.status != ConversationStatus::Analyzing {
+        store
+            .set_conversation_status(id, ConversationStatus::Analyzing, None)
+            .await
+            .map_err(db)?;
+    }
+    let line = app.product_line(&conversation.product_line);
+    let mut done: BTreeMap<Agent, serde_json::Value> = BTreeMap::new();
+    for run in store.get_agent_outputs(id).await.map_err(db)? {
+        if let Some(agent) = salesai_core::analysis::AGENTS
+            .iter()
+            .find(|a| a.as_str() == run.agent)
+        {
+            done.insert(*agent, run.output);
+        }
+    }
+    for wave in WAVES {
+        let pending: Vec<Agent> = wave
+            .iter()
+            .copied()
+            .filter(|a| !done.contains_key(a))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let runs = join_all(pending.iter().map(|agent| {
+            let prior: BTreeMap<Agent, serde_json::Value> = agent
+                .needs()
+                .iter()
+                .filter_map(|need| done.get(need).map(|v| (*need, v.clone())))
+                .collect();
+            let segments = &segments;
+            let metadata = &conversation.metadata;
+            async move {
+                let context = AgentContext {
+                    segments,
+                    metadata,
+                    product_line: line,
+                    prior: &prior,
+                };
+                (*agent, app.analyzer.run(*agent, context).await)
+            }
+        }))
+        .await;
+        // Save every success before reporting a failure, so a retry redoes only the failures.
+        let mut first_error = None;
+        for (agent, result) in runs {
+            match result {
+                Ok(run) => {
+                    store.save_agent_output(id, &run).await.map_err(db)?;
+                    tracing::info!(event = "agent.completed", conversation_id = %id, agent = agent.as_str(), engine = %run.engine, latency_ms = run.latency_ms, prompt_tokens = run.prompt_tokens, completion_tokens = run.completion_tokens, "agent completed");
+                    done.insert(agent, run.output);
+                }
+                Err(err) => {
+                    tracing::warn!(event = "agent.failed", conversation_id = %id, agent = agent.as_str(), error_code = %err.code, error = %err.message, "agent failed");
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        if let Some(err) = first_error {
+            return Err(match err.retry_at {
+                Some(at) => JobError::RetryAt {
+                    at,
+                    code: err.code,
+                    message: err.message,
+                },
+                None => JobError::from_code(err.code, err.message),
+            });
+        }
+    }
+    let outputs = assemble(&done)?;
+    let derived = derive(&outputs, &line.methodology);
+    let engine = app.analyzer.engine().to_owned();
+    let analysis = StoredAnalysis {
+        engine,
+        overall_score: derived.overall,
+        qualification: format!("{:?}", derived.qualification).to_lowercase(),
+        pain_score: outputs.buyer.pain.score,
+        decision_score: outputs.buyer.decision.score,
+        champion_score: outputs.buyer.champion.score,
+        metrics_score: outputs.buyer.metrics.score,
+        result: serde_json::to_value(&derived)
+            .map_err(|e| JobError::terminal(ErrorCode::Internal, e.to_string()))?,
+    };
+    store.complete_analysis(id, &analysis).await.map_err(db)?;
+    let durations = stage_durations(&store.stage_events(id).await.map_err(db)?);
+    tracing::info!(
+        event = "conversation.completed",
+        conversation_id = %id,
+        case_number = %conversation.case_number,
+        engine = app.analyzer.engine(),
+        overall_score = analysis.overall_score.value(),
+        pending_ms = durations.get("pending").copied().unwrap_or(0),
+        preparing_ms = durations.get("preparing").copied().unwrap_or(0),
+        transcribing_ms = durations.get("transcribing").copied().unwrap_or(0),
+        analyzing_ms = durations.get("analyzing").copied().unwrap_or(0),
+        duration_ms = durations.get("total").copied().unwrap_or(0),
+        "Processing completed"
+    );
+    Ok(())
+}
+
+fn assemble(done: &BTreeMap<Agent, serde_json::Value>) -> Result<AgentOutputs, JobError> {
+    let mut object = serde_json::Map::new();
+    for (agent, value) in done {
+        object.insert(agent.as_str().to_owned(), value.clone());
+    }
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+        JobError::terminal(
+            ErrorCode::AnalysisInvalidOutput,
+            format!("saved agent outputs do not match the contract: {e}"),
+        )
+    })
+}
+
+/// Milliseconds spent in each status (summed over repeats, e.g. after a retry), plus `total`.
+pub fn stage_durations(events: &[salesai_core::store::StageEvent]) -> BTreeMap<&'static str, i64> {
+    let mut out = BTreeMap::new();
+    for pair in events.windows(2) {
+        let ms = (pair[1].at - pair[0].at).num_milliseconds().max(0);
+        *out.entry(pair[0].status.as_str()).or_insert(0) += ms;
+    }
+    if let (Some(first), Some(last)) = (events.first(), events.last()) {
+        out.insert("total", (last.at - first.at).num_milliseconds().max(0));
+    }
+    out
+}

@@ -1,0 +1,96 @@
+//! The conversation pipeline as jobs, one file per stage. Each stage checkpoints what it
+//! finished, so a retry resumes at the first unfinished piece and never pays twice.
+
+pub mod analyze;
+pub mod prepare;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use salesai_core::domain::{ConversationStatus, StageError};
+use salesai_core::queue::Job;
+use salesai_core::{App, ErrorCode};
+
+use crate::{JobError, Registry};
+
+/// `conversation.prepare`: read the upload, parse a transcript (or, for audio, hand over to
+/// speech-to-text).
+pub const PREPARE: &str = "conversation.prepare";
+/// `conversation.analyze`: run the agents and derive the scores.
+pub const ANALYZE: &str = "conversation.analyze";
+
+/// Registers the pipeline's job kinds.
+pub fn register_pipeline(registry: &mut Registry) {
+    registry
+        .register(PREPARE, Arc::new(prepare::Prepare))
+        .register(ANALYZE, Arc::new(analyze::Analyze));
+}
+
+/// The conversation a pipeline job works on.
+pub(crate) fn conversation_id(job: &Job) -> Result<String, JobError> {
+    job.payload
+        .get("conversation_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .or_else(|| job.conversation_id.clone())
+        .ok_or_else(|| {
+            JobError::terminal(
+                ErrorCode::InvalidInput,
+                "the job payload has no conversation_id",
+            )
+        })
+}
+
+/// Runs a stage; when it fails for good (terminal, or its last attempt), marks the
+/// conversation failed with the stage, the code, the message and whether a retry can help.
+pub(crate) async fn stage<F>(
+    app: &App,
+    job: &Job,
+    id: &str,
+    stage: ConversationStatus,
+    work: F,
+) -> Result<(), JobError>
+where
+    F: Future<Output = Result<(), JobError>>,
+{
+    let result = work.await;
+    if let Err(err) = &result {
+        let (code, message, final_failure, retryable) = match err {
+            JobError::Terminal { code, message } => (
+                *code,
+                message.clone(),
+                true,
+                matches!(code, ErrorCode::SttNotConfigured),
+            ),
+            JobError::Retryable { code, message } => (
+                *code,
+                message.clone(),
+                job.attempts >= job.max_attempts,
+                true,
+            ),
+            JobError::RetryAt { .. } => return result,
+        };
+        if final_failure {
+            let error = StageError {
+                stage,
+                code: code.to_string(),
+                message: message.clone(),
+                retryable,
+            };
+            if let Err(store_err) = app
+                .store
+                .set_conversation_status(id, ConversationStatus::Failed, Some(&error))
+                .await
+            {
+                tracing::error!(event = "conversation.record_failed", conversation_id = %id, error = %store_err, "could not mark the conversation failed");
+            }
+            tracing::error!(event = "conversation.failed", conversation_id = %id, stage = stage.as_str(), error_code = %code, error = %message, "conversation failed");
+        }
+    }
+    result
+}
+
+/// Maps a store failure to a retryable job error.
+pub(crate) fn db(err: salesai_core::store::StoreError) -> JobError {
+    JobError::from_code(err.code(), err.to_string())
+}
