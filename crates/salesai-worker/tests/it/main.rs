@@ -360,3 +360,103 @@ async fn graceful_shutdown_finishes_or_returns_jobs(db: &TestDb) {
     assert_eq!(long_job.job.attempts, 0, "without spending an attempt");
     assert_eq!(long_job.attempts[0].outcome, "released");
 }
+
+/// Counts calls per agent and fails the coach's first call.
+struct FlakyCoach {
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
+}
+
+#[async_trait]
+impl salesai_core::analysis::engine::Analyzer for FlakyCoach {
+    fn engine(&self) -> &'static str {
+        "rules"
+    }
+
+    async fn run(
+        &self,
+        agent: salesai_core::analysis::Agent,
+        context: salesai_core::analysis::engine::AgentContext<'_>,
+    ) -> Result<salesai_core::store::AgentRun, salesai_core::analysis::engine::AnalyzerError> {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry(agent.as_str()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if agent == salesai_core::analysis::Agent::Coach && n == 1 {
+            return Err(salesai_core::analysis::engine::AnalyzerError {
+                code: ErrorCode::LlmApiError,
+                message: "503 from the model".into(),
+                retry_at: None,
+            });
+        }
+        salesai_core::analysis::engine::RulesAnalyzer.run(agent, context).await
+    }
+}
+
+story!(a_failed_agent_is_the_only_one_run_again);
+async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
+    use salesai_core::domain::{
+        CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber,
+        NewConversation,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    let analyzer = Arc::new(FlakyCoach { calls: Default::default() });
+    app.analyzer = analyzer.clone();
+    quick_settings(&app, salesai_core::queue::CONVERSATIONS).await;
+    let created = app
+        .store
+        .create_conversation(NewConversation {
+            customer_number: CustomerNumber::parse("C1").unwrap(),
+            customer_name: "Cafe".into(),
+            product_line: "ichef".into(),
+            case_prefix: CasePrefix::parse("IC").unwrap(),
+            case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
+            conversation_type: ConversationType::Demo,
+            title: String::new(),
+            conversation_date: None,
+            rep_user_id: None,
+            blob_key: None,
+            metadata: serde_json::json!({}),
+            first_job: NewJob::new(
+                salesai_core::queue::CONVERSATIONS,
+                salesai_worker::jobs::ANALYZE,
+                serde_json::json!({}),
+            ),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    app.store
+        .save_transcript(
+            &created.id,
+            &salesai_core::transcript::parse_transcript("店長：都是手寫，很麻煩\n業務：要不要先試用？")
+                .unwrap()
+                .1,
+        )
+        .await
+        .unwrap();
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(&app, registry, "w-resume");
+    for _ in 0..300 {
+        let c = app.store.get_conversation(&created.id).await.unwrap().unwrap();
+        if c.status == ConversationStatus::Completed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    let conversation = app.store.get_conversation(&created.id).await.unwrap().unwrap();
+    assert_eq!(conversation.status, ConversationStatus::Completed);
+    let calls = analyzer.calls.lock().unwrap().clone();
+    assert_eq!(calls.get("coach"), Some(&2), "the coach ran again");
+    for agent in ["context", "buyer", "seller", "crm", "summary"] {
+        assert_eq!(calls.get(agent), Some(&1), "{agent} was not paid for twice");
+    }
+    let job = app.store.get_job(created.job_id).await.unwrap().unwrap();
+    assert_eq!(job.job.attempts, 2);
+    assert_eq!(job.attempts[0].error_code.as_deref(), Some("LLM_API_ERROR"));
+}
