@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod media;
 pub mod metrics;
+pub mod pipeline;
 pub mod product_line;
 pub mod queue;
 pub mod store;

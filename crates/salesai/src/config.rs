@@ -200,6 +200,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The database URL (may hold a password).
     pub database_url: SecretString,
+    /// Whether the database was configured (rather than the embedded default).
+    pub database_configured: bool,
     /// Pool size.
     pub db_max_connections: u32,
     /// The blob URL as given.
@@ -258,11 +260,13 @@ impl Config {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
-        let database_url = args
+        let configured_url = args
             .database_url
             .clone()
             .or(file.database_url)
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty());
+        let database_configured = configured_url.is_some();
+        let database_url = configured_url
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("salesai.db").display()));
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
@@ -342,6 +346,7 @@ impl Config {
         Ok(Config {
             data_dir,
             database_url: SecretString::from(database_url),
+            database_configured,
             db_max_connections: args
                 .db_max_connections
                 .or(file.db_max_connections)

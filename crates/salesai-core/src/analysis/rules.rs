@@ -359,6 +359,61 @@ fn evidence(segment: &Segment) -> Evidence {
     }
 }
 
+/// Segments in order of appearance, each once.
+fn distinct_segments<'a>(segments: impl Iterator<Item = &'a Segment>) -> Vec<&'a Segment> {
+    let mut out: Vec<&Segment> = Vec::new();
+    for s in segments {
+        if !out.iter().any(|o| std::ptr::eq(*o, s)) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The value of a run of Chinese numerals such as 三萬, 兩千五百 or 十二 (None if not one).
+fn chinese_number(text: &str) -> Option<f64> {
+    let digit = |c: char| match c {
+        '零' => Some(0),
+        '一' => Some(1),
+        '二' | '兩' => Some(2),
+        '三' => Some(3),
+        '四' => Some(4),
+        '五' => Some(5),
+        '六' => Some(6),
+        '七' => Some(7),
+        '八' => Some(8),
+        '九' => Some(9),
+        _ => None,
+    };
+    let mut total = 0u64;
+    let mut section = 0u64;
+    let mut current: Option<u64> = None;
+    let mut any = false;
+    for c in text.chars() {
+        if let Some(d) = digit(c) {
+            current = Some(d);
+            any = true;
+            continue;
+        }
+        let unit = match c {
+            '十' => 10,
+            '百' => 100,
+            '千' => 1000,
+            '萬' => 10_000,
+            _ => return None,
+        };
+        any = true;
+        if unit == 10_000 {
+            total += (section + current.unwrap_or(0)) * 10_000;
+            section = 0;
+        } else {
+            section += current.unwrap_or(1) * unit;
+        }
+        current = None;
+    }
+    any.then(|| (total + section + current.unwrap_or(0)) as f64)
+}
+
 fn shorten(text: &str, max: usize) -> String {
     let text = text.trim();
     if text.chars().count() <= max {
@@ -420,6 +475,35 @@ fn money_in(text: &str) -> Vec<(f64, String)> {
                     .collect();
                 found.push((value, shown.trim().to_owned()));
             }
+        } else if chinese_number(&chars[i].to_string()).is_some()
+            && !matches!(chars[i], '十' | '百' | '千' | '萬')
+        {
+            let start = i;
+            while i < chars.len() && chinese_number(&chars[i].to_string()).is_some() {
+                i += 1;
+            }
+            let run: String = chars[start..i].iter().collect();
+            let after: String = chars[i..(i + 2).min(chars.len())].iter().collect();
+            if let Some(value) = chinese_number(&run)
+                && (after.starts_with('元')
+                    || after.starts_with('塊')
+                    || run.ends_with('萬')
+                    || run.ends_with('千'))
+                && (run.chars().count() > 1 || after.starts_with('元') || after.starts_with('塊'))
+            {
+                found.push((
+                    value,
+                    format!(
+                        "{run}{}",
+                        after
+                            .chars()
+                            .next()
+                            .filter(|c| *c == '元' || *c == '塊')
+                            .map(String::from)
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
         } else {
             i += 1;
         }
@@ -474,14 +558,16 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
             })
         }),
     };
-    for segment in input.segments {
+    for (index, segment) in input.segments.iter().enumerate() {
         let text = &segment.text;
+        // An answer to "how much a month?" is monthly too.
+        let asked_monthly = index > 0 && !hits(&input.segments[index - 1].text, MONTHLY).is_empty();
         for word in hits(text, PAIN) {
             if !f.pains.iter().any(|(_, w)| *w == word) {
                 f.pains.push((segment, word));
             }
         }
-        let monthly = !hits(text, MONTHLY).is_empty();
+        let monthly = asked_monthly || !hits(text, MONTHLY).is_empty();
         for (value, shown) in money_in(text) {
             f.money.push((segment, value, shown, monthly));
         }
@@ -607,10 +693,13 @@ fn buyer(f: &Findings<'_>, lang: Language) -> BuyerOutput {
         .iter()
         .find(|(s, ..)| !hits(&s.text, PAIN).is_empty())
         .map(|(s, ..)| shorten(&s.text, 160));
+    let pain_segments = distinct_segments(f.pains.iter().map(|(s, _)| *s));
     let pain_score = if f.pains.is_empty() {
         10.0
     } else {
-        25.0 + 15.0 * f.pains.len() as f64 + if quantified_loss.is_some() { 15.0 } else { 0.0 }
+        20.0 + 15.0 * pain_segments.len() as f64
+            + 5.0 * f.pains.len().saturating_sub(pain_segments.len()) as f64
+            + if quantified_loss.is_some() { 15.0 } else { 0.0 }
     };
     let pain_score = score(pain_score);
     let pain_level = match pain_score.value() {
@@ -727,7 +816,7 @@ fn buyer(f: &Findings<'_>, lang: Language) -> BuyerOutput {
             level: pain_level.into(),
             main_pain: f.pains.first().map(|(s, _)| shorten(&s.text, 160)),
             quantified_loss,
-            evidence: f.pains.iter().take(3).map(|(s, _)| evidence(s)).collect(),
+            evidence: pain_segments.iter().take(3).map(|s| evidence(s)).collect(),
         },
         decision: DecisionAssessment {
             score: decision_score,
@@ -1268,6 +1357,11 @@ mod tests {
         assert_eq!(money_in("5000元")[0].0, 5000.0);
         assert_eq!(money_in("$12k")[0].0, 12_000.0);
         assert!(money_in("we have 12 tables").is_empty());
+        assert_eq!(money_in("大概三萬元吧")[0].0, 30_000.0);
+        assert_eq!(money_in("每月兩千五百塊")[0].0, 2_500.0);
+        assert!(money_in("一個人",).is_empty(), "a count is not money");
+        assert_eq!(chinese_number("十二"), Some(12.0));
+        assert_eq!(chinese_number("三萬五千"), Some(35_000.0));
     }
 
     #[test]

@@ -25,10 +25,7 @@ use serde_json::{Value, json};
 use crate::auth::{Caller, RequireRole};
 use crate::error::ApiError;
 
-/// The pipeline's first job kind (the worker crate owns the handler).
-const PREPARE: &str = "conversation.prepare";
-/// The analysis job kind.
-const ANALYZE: &str = "conversation.analyze";
+use salesai_core::pipeline::{PREPARE, RestartError};
 
 /// The routes, nested under `/api/v1/conversations`.
 pub fn routes() -> Router<App> {
@@ -314,12 +311,16 @@ async fn build(
 }
 
 async fn find(app: &App, id_or_case: &str) -> Result<Conversation, ApiError> {
-    let found = if salesai_core::domain::CaseNumber::parse(id_or_case).is_ok() {
-        app.store.find_conversation_by_case(id_or_case).await?
-    } else {
-        app.store.get_conversation(id_or_case).await?
-    };
-    found.ok_or_else(|| ApiError::NotFound(format!("no conversation {id_or_case:?}")))
+    salesai_core::pipeline::find(app.store.as_ref(), id_or_case)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no conversation {id_or_case:?}")))
+}
+
+fn restart_error(err: RestartError) -> ApiError {
+    match err {
+        RestartError::Conflict(msg) => ApiError::Conflict(msg),
+        RestartError::Store(e) => e.into(),
+    }
 }
 
 fn progress(status: ConversationStatus) -> u8 {
@@ -420,39 +421,13 @@ async fn retry(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(&[Role::Admin, Role::Service, Role::Manager, Role::Rep])?;
+    caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
-    if conversation.status != ConversationStatus::Failed {
-        return Err(ApiError::Conflict(format!(
-            "conversation {} is {}; only failed conversations can be retried",
-            conversation.case_number,
-            conversation.status.as_str()
-        )));
-    }
-    let has_transcript = !app.store.get_transcript(&conversation.id).await?.is_empty();
-    let (status, kind) = if has_transcript {
-        (ConversationStatus::Analyzing, ANALYZE)
-    } else {
-        (ConversationStatus::Pending, PREPARE)
-    };
-    let attempt = app.store.stage_events(&conversation.id).await?.len();
-    let job = NewJob::new(
-        CONVERSATIONS,
-        kind,
-        json!({ "conversation_id": conversation.id }),
-    )
-    .idempotency_key(format!("retry:{}:{attempt}", conversation.id));
-    let job_id = app
-        .store
-        .restart_conversation(&conversation.id, status, job, false)
-        .await?;
-    tracing::info!(event = "conversation.retried", conversation_id = %conversation.id, resume_at = kind, by = %caller.token.name, "conversation retried");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(
-            json!({ "id": conversation.id, "status": status, "job_id": job_id, "resumes_at": kind }),
-        ),
-    ))
+    let restarted = salesai_core::pipeline::retry(app.store.as_ref(), &conversation)
+        .await
+        .map_err(restart_error)?;
+    tracing::info!(event = "conversation.retried", conversation_id = %conversation.id, resume_at = restarted.resumes_at, by = %caller.token.name, "conversation retried");
+    Ok((StatusCode::ACCEPTED, Json(json!(restarted))))
 }
 
 /// `POST /api/v1/conversations/{id}/reanalyze`: keeps the transcript, runs the agents again.
@@ -461,36 +436,11 @@ async fn reanalyze(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(&[Role::Admin, Role::Service, Role::Manager, Role::Rep])?;
+    caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
-    if !matches!(
-        conversation.status,
-        ConversationStatus::Completed | ConversationStatus::Failed
-    ) {
-        return Err(ApiError::Conflict(format!(
-            "conversation {} is still {}; wait for it to finish",
-            conversation.case_number,
-            conversation.status.as_str()
-        )));
-    }
-    if app.store.get_transcript(&conversation.id).await?.is_empty() {
-        return Err(ApiError::Conflict(
-            "there is no transcript to analyse yet; use retry".into(),
-        ));
-    }
-    let attempt = app.store.stage_events(&conversation.id).await?.len();
-    let job = NewJob::new(
-        CONVERSATIONS,
-        ANALYZE,
-        json!({ "conversation_id": conversation.id }),
-    )
-    .idempotency_key(format!("reanalyze:{}:{attempt}", conversation.id));
-    let job_id = app
-        .store
-        .restart_conversation(&conversation.id, ConversationStatus::Analyzing, job, true)
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": conversation.id, "status": "analyzing", "job_id": job_id })),
-    ))
+    let restarted = salesai_core::pipeline::reanalyze(app.store.as_ref(), &conversation)
+        .await
+        .map_err(restart_error)?;
+    tracing::info!(event = "conversation.reanalyzed", conversation_id = %conversation.id, by = %caller.token.name, "conversation re-analysis queued");
+    Ok((StatusCode::ACCEPTED, Json(json!(restarted))))
 }

@@ -13,11 +13,7 @@ use salesai_core::{App, ErrorCode};
 
 use crate::{JobError, Registry};
 
-/// `conversation.prepare`: read the upload, parse a transcript (or, for audio, hand over to
-/// speech-to-text).
-pub const PREPARE: &str = "conversation.prepare";
-/// `conversation.analyze`: run the agents and derive the scores.
-pub const ANALYZE: &str = "conversation.analyze";
+pub use salesai_core::pipeline::{ANALYZE, PREPARE};
 
 /// Registers the pipeline's job kinds.
 pub fn register_pipeline(registry: &mut Registry) {

@@ -390,7 +390,9 @@ impl salesai_core::analysis::engine::Analyzer for FlakyCoach {
                 retry_at: None,
             });
         }
-        salesai_core::analysis::engine::RulesAnalyzer.run(agent, context).await
+        salesai_core::analysis::engine::RulesAnalyzer
+            .run(agent, context)
+            .await
     }
 }
 
@@ -402,7 +404,9 @@ async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut app = app(db, &dir);
-    let analyzer = Arc::new(FlakyCoach { calls: Default::default() });
+    let analyzer = Arc::new(FlakyCoach {
+        calls: Default::default(),
+    });
     app.analyzer = analyzer.clone();
     quick_settings(&app, salesai_core::queue::CONVERSATIONS).await;
     let created = app
@@ -431,9 +435,11 @@ async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
     app.store
         .save_transcript(
             &created.id,
-            &salesai_core::transcript::parse_transcript("店長：都是手寫，很麻煩\n業務：要不要先試用？")
-                .unwrap()
-                .1,
+            &salesai_core::transcript::parse_transcript(
+                "店長：都是手寫，很麻煩\n業務：要不要先試用？",
+            )
+            .unwrap()
+            .1,
         )
         .await
         .unwrap();
@@ -441,7 +447,12 @@ async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
     salesai_worker::register_pipeline(&mut registry);
     let (token, handle) = spawn_worker(&app, registry, "w-resume");
     for _ in 0..300 {
-        let c = app.store.get_conversation(&created.id).await.unwrap().unwrap();
+        let c = app
+            .store
+            .get_conversation(&created.id)
+            .await
+            .unwrap()
+            .unwrap();
         if c.status == ConversationStatus::Completed {
             break;
         }
@@ -449,7 +460,12 @@ async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
     }
     token.cancel();
     handle.await.unwrap();
-    let conversation = app.store.get_conversation(&created.id).await.unwrap().unwrap();
+    let conversation = app
+        .store
+        .get_conversation(&created.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(conversation.status, ConversationStatus::Completed);
     let calls = analyzer.calls.lock().unwrap().clone();
     assert_eq!(calls.get("coach"), Some(&2), "the coach ran again");

@@ -1,6 +1,8 @@
 //! The command line: one subcommand per operation of the runbook.
 
+mod analyze;
 mod bench;
+mod conversations;
 mod migrate;
 mod output;
 mod queue;
@@ -43,6 +45,11 @@ enum Command {
     /// Manage API tokens
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Analyse a recording or transcript in this process and print the report
+    Analyze(analyze::AnalyzeArgs),
+    /// Inspect and retry conversations
+    #[command(subcommand)]
+    Conversations(conversations::ConversationsCommand),
     /// Measure performance
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -77,6 +84,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => {
             crate::runtime::init_logging(&config, "warn");
             token::run(&config, cmd).await
+        }
+        Command::Analyze(args) => {
+            crate::runtime::init_logging(&config, "error");
+            analyze::run(&config, args).await
+        }
+        Command::Conversations(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            conversations::run(&config, cmd).await
         }
         Command::Bench(cmd) => {
             crate::runtime::init_logging(&config, "warn");

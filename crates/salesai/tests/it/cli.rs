@@ -418,3 +418,115 @@ fn bad_configuration_says_what_to_do() {
         assert!(help.contains(env), "--help lists {env}");
     }
 }
+
+#[test]
+fn analyze_a_transcript_with_no_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let call = dir.path().join("call.srt");
+    std::fs::write(
+        &call,
+        "1\n00:00:00,000 --> 00:00:03,000\n店長：我們現在都是手寫點單，常常漏單，很麻煩。\n\n\
+         2\n00:00:03,000 --> 00:00:06,000\n業務：這樣每個月大概損失多少？\n\n\
+         3\n00:00:06,000 --> 00:00:09,000\n店長：大概三萬元吧，我是老闆，我決定。\n\n\
+         4\n00:00:09,000 --> 00:00:12,000\n業務：要不要先試用一週？\n",
+    )
+    .unwrap();
+    let out = run(salesai(dir.path()).args(["analyze", "call.srt", "--product-line", "ichef"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    for expected in [
+        "-IC0001",
+        "總分",
+        "PDCM",
+        "SPIN",
+        "主要痛點",
+        "[0:00] “我們現在都是手寫點單",
+        "下一步",
+        "教練建議",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
+    assert!(stderr(&out).contains("completed"));
+    assert!(
+        !dir.path().join("data").exists(),
+        "a temporary store unless DATABASE_URL is set"
+    );
+
+    let out = run(salesai(dir.path()).args(["analyze", "call.srt", "--json", "--language", "en"]));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["status"], "completed");
+    assert_eq!(json["scores"]["engine"], "rules");
+    assert_eq!(
+        json["agents"]["buyer"]["metrics"]["quantified_items"][0]["monthly_value"],
+        30000.0
+    );
+    assert_eq!(json["agents"]["buyer"]["decision"]["has_authority"], true);
+    assert!(
+        json["agents"]["summary"]["meeting_notes_markdown"]
+            .as_str()
+            .unwrap()
+            .contains("## Your challenges")
+    );
+
+    std::fs::write(dir.path().join("x.pdf"), b"%PDF-1.7\x00\x01").unwrap();
+    let out = run(salesai(dir.path()).args(["analyze", "x.pdf"]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("MP3"), "{}", stderr(&out));
+
+    let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    wav.extend(vec![0u8; 1024]);
+    std::fs::write(dir.path().join("call.wav"), wav).unwrap();
+    let out = run(salesai(dir.path()).args(["analyze", "call.wav"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("STT_NOT_CONFIGURED") && stderr(&out).contains("GROQ_API_KEY"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn conversations_commands_show_and_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    wav.extend(vec![0u8; 1024]);
+    std::fs::write(dir.path().join("call.wav"), wav).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("keep.db").display());
+    let with_db = |args: &[&str]| {
+        let mut command = salesai(dir.path());
+        command.args(args).env("DATABASE_URL", &db);
+        run(&mut command)
+    };
+    let out = with_db(&["analyze", "call.wav"]);
+    assert!(!out.status.success());
+    let list = stdout(&with_db(&["conversations", "list"]));
+    assert!(
+        list.contains("failed") && list.contains("STT_NOT_CONFIGURED"),
+        "{list}"
+    );
+    let case = list
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let show = stdout(&with_db(&["conversations", "show", &case]));
+    assert!(
+        show.contains("error STT_NOT_CONFIGURED at preparing"),
+        "{show}"
+    );
+    let retry = with_db(&["conversations", "retry", &case]);
+    assert!(retry.status.success(), "{}", stderr(&retry));
+    assert!(stdout(&retry).contains("restarts at pending"));
+    let again = with_db(&["conversations", "retry", &case]);
+    assert!(
+        !again.status.success(),
+        "a pending conversation cannot be retried"
+    );
+    assert!(stderr(&again).contains("only failed conversations"));
+}

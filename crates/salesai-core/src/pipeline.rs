@@ -1,0 +1,121 @@
+//! The conversation pipeline's job kinds and the operations on a conversation that API, CLI
+//! and Slack share (retry, re-analyse), so each behaves the same wherever it is triggered.
+
+use serde::Serialize;
+
+use crate::domain::{Conversation, ConversationStatus};
+use crate::queue::{CONVERSATIONS, NewJob};
+use crate::store::{Store, StoreError};
+
+/// `conversation.prepare`: read the upload, parse a transcript or prepare audio.
+pub const PREPARE: &str = "conversation.prepare";
+/// `conversation.analyze`: run the agents and derive the scores.
+pub const ANALYZE: &str = "conversation.analyze";
+
+/// What a restart did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restarted {
+    /// The conversation.
+    pub id: String,
+    /// The status it restarted at.
+    pub status: ConversationStatus,
+    /// The job kind it resumes with.
+    pub resumes_at: &'static str,
+    /// The job.
+    pub job_id: i64,
+}
+
+/// Why a restart was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    /// The conversation is not in a state that allows it.
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Resumes a failed conversation at its first unfinished step: with a transcript saved, at the
+/// analysis (finished agents are kept); otherwise from the start.
+pub async fn retry(
+    store: &dyn Store,
+    conversation: &Conversation,
+) -> Result<Restarted, RestartError> {
+    if conversation.status != ConversationStatus::Failed {
+        return Err(RestartError::Conflict(format!(
+            "conversation {} is {}; only failed conversations can be retried",
+            conversation.case_number,
+            conversation.status.as_str()
+        )));
+    }
+    let has_transcript = !store.get_transcript(&conversation.id).await?.is_empty();
+    let (status, kind) = if has_transcript {
+        (ConversationStatus::Analyzing, ANALYZE)
+    } else {
+        (ConversationStatus::Pending, PREPARE)
+    };
+    let attempt = store.stage_events(&conversation.id).await?.len();
+    let job = NewJob::new(
+        CONVERSATIONS,
+        kind,
+        serde_json::json!({ "conversation_id": conversation.id }),
+    )
+    .idempotency_key(format!("retry:{}:{attempt}", conversation.id));
+    let job_id = store
+        .restart_conversation(&conversation.id, status, job, false)
+        .await?;
+    Ok(Restarted {
+        id: conversation.id.clone(),
+        status,
+        resumes_at: kind,
+        job_id,
+    })
+}
+
+/// Runs the agents again on the saved transcript (the previous analysis is replaced).
+pub async fn reanalyze(
+    store: &dyn Store,
+    conversation: &Conversation,
+) -> Result<Restarted, RestartError> {
+    if !matches!(
+        conversation.status,
+        ConversationStatus::Completed | ConversationStatus::Failed
+    ) {
+        return Err(RestartError::Conflict(format!(
+            "conversation {} is still {}; wait for it to finish",
+            conversation.case_number,
+            conversation.status.as_str()
+        )));
+    }
+    if store.get_transcript(&conversation.id).await?.is_empty() {
+        return Err(RestartError::Conflict(
+            "there is no transcript to analyse yet; use retry".into(),
+        ));
+    }
+    let attempt = store.stage_events(&conversation.id).await?.len();
+    let job = NewJob::new(
+        CONVERSATIONS,
+        ANALYZE,
+        serde_json::json!({ "conversation_id": conversation.id }),
+    )
+    .idempotency_key(format!("reanalyze:{}:{attempt}", conversation.id));
+    let job_id = store
+        .restart_conversation(&conversation.id, ConversationStatus::Analyzing, job, true)
+        .await?;
+    Ok(Restarted {
+        id: conversation.id.clone(),
+        status: ConversationStatus::Analyzing,
+        resumes_at: ANALYZE,
+        job_id,
+    })
+}
+
+/// Finds a conversation by id or case number.
+pub async fn find(store: &dyn Store, id_or_case: &str) -> Result<Option<Conversation>, StoreError> {
+    if crate::domain::CaseNumber::parse(id_or_case).is_ok() {
+        store.find_conversation_by_case(id_or_case).await
+    } else {
+        store.get_conversation(id_or_case).await
+    }
+}
