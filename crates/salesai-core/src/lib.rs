@@ -8,6 +8,7 @@
 
 pub mod analysis;
 pub mod app;
+pub mod audio;
 pub mod blob;
 pub mod domain;
 pub mod error;
