@@ -231,7 +231,7 @@ fn is_repetitive(text: &str) -> bool {
     let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
     for period in 1..=6 {
         if chars.len() >= period * 5
-            && chars.len() % period == 0
+            && chars.len().is_multiple_of(period)
             && chars.chunks(period).all(|c| c == &chars[..period])
         {
             return true;

@@ -2,3 +2,4 @@
 //! what leaves it are the core's types and traits.
 
 pub mod blob;
+pub mod stt;

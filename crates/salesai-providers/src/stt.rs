@@ -1,0 +1,334 @@
+//! Speech-to-text over the OpenAI-compatible transcription API (`POST {base}/audio/transcriptions`,
+//! multipart, `response_format=verbose_json`): Groq by default, or OpenAI, or a local Whisper
+//! server. The vendor's wire format stays in this file.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use salesai_core::ErrorCode;
+use salesai_core::transcript::Segment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Groq's OpenAI-compatible base URL.
+pub const GROQ_BASE_URL: &str = "https://api.groq.com/openai/v1";
+/// Groq's cheap, fast Whisper.
+pub const GROQ_DEFAULT_MODEL: &str = "whisper-large-v3-turbo";
+
+/// A speech-to-text endpoint.
+#[derive(Clone)]
+pub struct SttConfig {
+    /// `groq`, `openai` or `custom`: the error code a failure is reported under depends on it
+    /// (`GROQ_API_ERROR` for Groq, as the runbook greps).
+    pub provider: String,
+    /// Base URL, without the `/audio/transcriptions` suffix.
+    pub base_url: String,
+    /// Bearer key; a local server may need none.
+    pub api_key: Option<SecretString>,
+    /// Model name.
+    pub model: String,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Chunks sent at once per node.
+    pub max_concurrency: usize,
+}
+
+impl std::fmt::Debug for SttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SttConfig")
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One transcription request.
+#[derive(Debug, Clone)]
+pub struct SttRequest {
+    /// The encoded audio.
+    pub audio: Bytes,
+    /// Its file name; the extension tells the server the format (never `audio.mp3` for FLAC).
+    pub file_name: String,
+    /// Its MIME type.
+    pub mime: String,
+    /// ISO-639-1 language hint.
+    pub language: Option<String>,
+    /// Vocabulary prompt.
+    pub prompt: Option<String>,
+}
+
+/// A transcription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SttResult {
+    /// Segments, times relative to the request's audio.
+    pub segments: Vec<Segment>,
+    /// The language the server detected or used.
+    pub language: Option<String>,
+}
+
+/// A transcription failure, by what the caller does next.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SttError {
+    /// 429: come back at `retry_at` (not a failed attempt).
+    #[error("rate limited until {retry_at}")]
+    RateLimited {
+        /// When the provider will accept again.
+        retry_at: DateTime<Utc>,
+    },
+    /// 413: the chunk is too large; plan smaller chunks.
+    #[error("the provider rejected the chunk as too large")]
+    TooLarge,
+    /// Other 4xx: retrying the same request cannot help.
+    #[error("{code}: HTTP {status}: {message}")]
+    Rejected {
+        /// The stable code.
+        code: ErrorCode,
+        /// HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+    /// 5xx, connection failures, malformed answers: try again later.
+    #[error("{code}: {message}")]
+    Transient {
+        /// The stable code.
+        code: ErrorCode,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl SttError {
+    /// The stable code for logs and the conversation's error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SttError::RateLimited { .. } => ErrorCode::RateLimited,
+            SttError::TooLarge => ErrorCode::AudioTooLarge,
+            SttError::Rejected { code, .. } | SttError::Transient { code, .. } => *code,
+        }
+    }
+}
+
+/// The client.
+#[derive(Debug, Clone)]
+pub struct SttClient {
+    config: SttConfig,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct VerboseJson {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    duration: Option<f64>,
+    #[serde(default)]
+    segments: Option<Vec<VerboseSegment>>,
+}
+
+#[derive(Deserialize)]
+struct VerboseSegment {
+    start: f64,
+    end: f64,
+    text: String,
+    #[serde(default)]
+    no_speech_prob: Option<f64>,
+}
+
+/// Parses `retry-after`: seconds (possibly fractional) or an HTTP date; 10 s when absent.
+pub fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let fallback = now + chrono::Duration::seconds(10);
+    let Some(value) = value.map(str::trim) else {
+        return fallback;
+    };
+    if let Ok(seconds) = value.parse::<f64>()
+        && seconds.is_finite()
+        && seconds >= 0.0
+    {
+        return now + chrono::Duration::milliseconds((seconds.min(86_400.0) * 1000.0) as i64);
+    }
+    DateTime::parse_from_rfc2822(value)
+        .map(|d| d.with_timezone(&Utc))
+        .unwrap_or(fallback)
+}
+
+impl SttClient {
+    /// A client for `config`.
+    pub fn new(config: SttConfig) -> SttClient {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        SttClient { config, http }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SttConfig {
+        &self.config
+    }
+
+    /// Speech-to-text failures are `GROQ_API_ERROR` whatever the provider: it is the name the
+    /// runbook and existing alerts grep for.
+    fn failure_code(&self) -> ErrorCode {
+        ErrorCode::GroqApiError
+    }
+
+    /// Transcribes one chunk.
+    pub async fn transcribe(&self, request: SttRequest) -> Result<SttResult, SttError> {
+        let url = format!(
+            "{}/audio/transcriptions",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let part = reqwest::multipart::Part::stream(request.audio)
+            .file_name(request.file_name)
+            .mime_str(&request.mime)
+            .map_err(|e| SttError::Rejected {
+                code: ErrorCode::InvalidInput,
+                status: 0,
+                message: e.to_string(),
+            })?;
+        let mut form = reqwest::multipart::Form::new()
+            .text("model", self.config.model.clone())
+            .text("response_format", "verbose_json")
+            .text("temperature", "0")
+            .part("file", part);
+        if let Some(language) = request.language {
+            form = form.text("language", language);
+        }
+        if let Some(prompt) = request.prompt {
+            form = form.text("prompt", prompt);
+        }
+        let mut builder = self.http.post(&url).multipart(form);
+        if let Some(key) = &self.config.api_key {
+            builder = builder.bearer_auth(key.expose_secret());
+        }
+        let code = self.failure_code();
+        let response = builder.send().await.map_err(|e| SttError::Transient {
+            code: if e.is_timeout() {
+                ErrorCode::Timeout
+            } else {
+                code
+            },
+            message: format!(
+                "{} speech-to-text request failed: {e}",
+                self.config.provider
+            ),
+        })?;
+        let status = response.status().as_u16();
+        if status == 429 {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Err(SttError::RateLimited {
+                retry_at: parse_retry_after(retry_after.as_deref(), Utc::now()),
+            });
+        }
+        if status == 413 {
+            return Err(SttError::TooLarge);
+        }
+        let body = response.text().await.map_err(|e| SttError::Transient {
+            code: if e.is_timeout() {
+                ErrorCode::Timeout
+            } else {
+                code
+            },
+            message: format!("reading the {} answer failed: {e}", self.config.provider),
+        })?;
+        if (400..500).contains(&status) {
+            return Err(SttError::Rejected {
+                code,
+                status,
+                message: error_message(&body),
+            });
+        }
+        if status >= 500 || !(200..300).contains(&status) {
+            return Err(SttError::Transient {
+                code,
+                message: format!("HTTP {status}: {}", error_message(&body)),
+            });
+        }
+        let parsed: VerboseJson = serde_json::from_str(&body).map_err(|e| SttError::Transient {
+            code,
+            message: format!(
+                "{} answered with something that is not verbose_json: {e}",
+                self.config.provider
+            ),
+        })?;
+        let segments = match parsed.segments {
+            Some(segments) => segments
+                .into_iter()
+                .filter(|s| s.no_speech_prob.is_none_or(|p| p < 0.9) || !s.text.trim().is_empty())
+                .map(|s| Segment {
+                    speaker: None,
+                    start_ms: (s.start.max(0.0) * 1000.0).round() as u64,
+                    end_ms: (s.end.max(s.start).max(0.0) * 1000.0).round() as u64,
+                    text: s.text.trim().to_owned(),
+                })
+                .filter(|s| !s.text.is_empty())
+                .collect(),
+            None if !parsed.text.trim().is_empty() => vec![Segment {
+                speaker: None,
+                start_ms: 0,
+                end_ms: (parsed.duration.unwrap_or(0.0).max(0.0) * 1000.0) as u64,
+                text: parsed.text.trim().to_owned(),
+            }],
+            None => Vec::new(),
+        };
+        Ok(SttResult {
+            segments,
+            language: parsed.language,
+        })
+    }
+}
+
+/// The `error.message` of an OpenAI-style error body, or the body itself (shortened).
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| body.chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after(Some("7"), now),
+            now + chrono::Duration::seconds(7)
+        );
+        assert_eq!(
+            parse_retry_after(Some("1.5"), now),
+            now + chrono::Duration::milliseconds(1500)
+        );
+        assert_eq!(
+            parse_retry_after(Some("Sat, 28 Nov 2026 00:01:00 GMT"), now),
+            now + chrono::Duration::seconds(60)
+        );
+        assert_eq!(
+            parse_retry_after(None, now),
+            now + chrono::Duration::seconds(10)
+        );
+        assert_eq!(
+            parse_retry_after(Some("soon"), now),
+            now + chrono::Duration::seconds(10)
+        );
+    }
+}
