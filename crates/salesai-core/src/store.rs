@@ -106,6 +106,25 @@ pub struct StageEvent {
     pub at: DateTime<Utc>,
 }
 
+/// One chunk's transcript, times relative to the chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkTranscript {
+    /// Position in the plan.
+    pub index: u32,
+    /// Chunk start in the normalised recording.
+    pub start_ms: u64,
+    /// Chunk end.
+    pub end_ms: u64,
+    /// The provider, or `silence` for a skipped chunk.
+    pub provider: String,
+    /// The model.
+    pub model: Option<String>,
+    /// Segments, relative to `start_ms`.
+    pub segments: Vec<Segment>,
+    /// How long the provider took.
+    pub latency_ms: Option<i64>,
+}
+
 /// One agent's saved output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRun {
@@ -302,6 +321,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// A conversation's transcript (empty when not transcribed yet).
     async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>>;
+
+    /// Saves one chunk's transcript: the checkpoint that keeps a retry from paying for it again.
+    async fn save_chunk_transcript(&self, id: &str, chunk: &ChunkTranscript) -> StoreResult<()>;
+
+    /// The chunk transcripts saved so far, by index.
+    async fn get_chunk_transcripts(&self, id: &str) -> StoreResult<Vec<ChunkTranscript>>;
 
     /// Saves one agent's output: the checkpoint a retry resumes after.
     async fn save_agent_output(&self, id: &str, run: &AgentRun) -> StoreResult<()>;

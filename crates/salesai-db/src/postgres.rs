@@ -18,8 +18,8 @@ use salesai_core::queue::{
     WindowStats, backoff_delay,
 };
 use salesai_core::store::{
-    AgentRun, ApiToken, Backend, ConversationFilter, NewApiToken, StageEvent, Store, StoreError,
-    StoreResult, StoredAnalysis,
+    AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, NewApiToken, StageEvent,
+    Store, StoreError, StoreResult, StoredAnalysis,
 };
 use salesai_core::transcript::Segment;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -979,6 +979,56 @@ impl Store for PgStore {
                     start_ms: r.try_get::<i32, _>("start_ms").map_err(map)? as u64,
                     end_ms: r.try_get::<i32, _>("end_ms").map_err(map)? as u64,
                     text: r.try_get("text").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_chunk_transcript(&self, id: &str, chunk: &ChunkTranscript) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO transcript_chunks (conversation_id, chunk_index, channel, start_ms, end_ms, provider, model, segments, latency_ms, created_at) \
+             VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (conversation_id, channel, chunk_index) DO UPDATE SET \
+             start_ms = excluded.start_ms, end_ms = excluded.end_ms, provider = excluded.provider, model = excluded.model, \
+             segments = excluded.segments, latency_ms = excluded.latency_ms, created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(chunk.index as i32)
+        .bind(chunk.start_ms.min(i32::MAX as u64) as i32)
+        .bind(chunk.end_ms.min(i32::MAX as u64) as i32)
+        .bind(&chunk.provider)
+        .bind(&chunk.model)
+        .bind(serde_json::to_value(&chunk.segments).map_err(|e| StoreError::Other(e.to_string()))?)
+        .bind(chunk.latency_ms.map(|v| v as i32))
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_chunk_transcripts(&self, id: &str) -> StoreResult<Vec<ChunkTranscript>> {
+        let rows = sqlx::query("SELECT * FROM transcript_chunks WHERE conversation_id = $1 AND channel = 0 ORDER BY chunk_index")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                let segments: serde_json::Value = r.try_get("segments").map_err(map)?;
+                Ok(ChunkTranscript {
+                    index: r.try_get::<i32, _>("chunk_index").map_err(map)? as u32,
+                    start_ms: r.try_get::<i32, _>("start_ms").map_err(map)? as u64,
+                    end_ms: r.try_get::<i32, _>("end_ms").map_err(map)? as u64,
+                    provider: r
+                        .try_get::<Option<String>, _>("provider")
+                        .map_err(map)?
+                        .unwrap_or_default(),
+                    model: r.try_get("model").map_err(map)?,
+                    segments: serde_json::from_value(segments)
+                        .map_err(|e| StoreError::Other(e.to_string()))?,
+                    latency_ms: r
+                        .try_get::<Option<i32>, _>("latency_ms")
+                        .map_err(map)?
+                        .map(i64::from),
                 })
             })
             .collect()

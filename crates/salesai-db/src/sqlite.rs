@@ -21,8 +21,8 @@ use salesai_core::queue::{
     WindowStats, backoff_delay,
 };
 use salesai_core::store::{
-    AgentRun, ApiToken, Backend, ConversationFilter, NewApiToken, StageEvent, Store, StoreError,
-    StoreResult, StoredAnalysis,
+    AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, NewApiToken, StageEvent,
+    Store, StoreError, StoreResult, StoredAnalysis,
 };
 use salesai_core::transcript::Segment;
 use sqlx::sqlite::{
@@ -1165,6 +1165,54 @@ impl Store for SqliteStore {
                     start_ms: r.try_get::<i64, _>("start_ms").map_err(map)? as u64,
                     end_ms: r.try_get::<i64, _>("end_ms").map_err(map)? as u64,
                     text: r.try_get("text").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_chunk_transcript(&self, id: &str, chunk: &ChunkTranscript) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO transcript_chunks (conversation_id, chunk_index, channel, start_ms, end_ms, provider, model, segments, latency_ms, created_at) \
+             VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, channel, chunk_index) DO UPDATE SET \
+             start_ms = excluded.start_ms, end_ms = excluded.end_ms, provider = excluded.provider, model = excluded.model, \
+             segments = excluded.segments, latency_ms = excluded.latency_ms, created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(i64::from(chunk.index))
+        .bind(chunk.start_ms as i64)
+        .bind(chunk.end_ms as i64)
+        .bind(&chunk.provider)
+        .bind(&chunk.model)
+        .bind(serde_json::to_string(&chunk.segments).map_err(|e| StoreError::Other(e.to_string()))?)
+        .bind(chunk.latency_ms)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn get_chunk_transcripts(&self, id: &str) -> StoreResult<Vec<ChunkTranscript>> {
+        let rows = sqlx::query("SELECT * FROM transcript_chunks WHERE conversation_id = ? AND channel = 0 ORDER BY chunk_index")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                let segments: String = r.try_get("segments").map_err(map)?;
+                Ok(ChunkTranscript {
+                    index: r.try_get::<i64, _>("chunk_index").map_err(map)? as u32,
+                    start_ms: r.try_get::<i64, _>("start_ms").map_err(map)? as u64,
+                    end_ms: r.try_get::<i64, _>("end_ms").map_err(map)? as u64,
+                    provider: r
+                        .try_get::<Option<String>, _>("provider")
+                        .map_err(map)?
+                        .unwrap_or_default(),
+                    model: r.try_get("model").map_err(map)?,
+                    segments: serde_json::from_str(&segments)
+                        .map_err(|e| StoreError::Other(e.to_string()))?,
+                    latency_ms: r.try_get("latency_ms").map_err(map)?,
                 })
             })
             .collect()
