@@ -26,6 +26,9 @@ pub struct App {
     pub product_lines: Arc<Vec<ProductLine>>,
     /// The engine that runs the analysis agents (an LLM, or the offline rules).
     pub analyzer: Arc<dyn Analyzer>,
+    /// Speech-to-text, when configured; audio conversations fail with `STT_NOT_CONFIGURED`
+    /// without it.
+    pub stt: Option<Arc<dyn crate::stt::SpeechToText>>,
     /// The largest upload accepted, in bytes.
     pub max_upload_bytes: u64,
 }

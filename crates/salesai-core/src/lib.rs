@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod product_line;
 pub mod queue;
 pub mod store;
+pub mod stt;
 pub mod token;
 pub mod transcript;
 

@@ -9,6 +9,10 @@ use crate::store::{Store, StoreError};
 
 /// `conversation.prepare`: read the upload, parse a transcript or prepare audio.
 pub const PREPARE: &str = "conversation.prepare";
+/// `conversation.transcribe_chunk`: send one audio chunk to speech-to-text.
+pub const TRANSCRIBE_CHUNK: &str = "conversation.transcribe_chunk";
+/// `conversation.merge`: join the chunk transcripts into one.
+pub const MERGE: &str = "conversation.merge";
 /// `conversation.analyze`: run the agents and derive the scores.
 pub const ANALYZE: &str = "conversation.analyze";
 

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use salesai_core::ErrorCode;
+use salesai_core::audio::ChunkLimits;
+use salesai_core::stt::{SpeechToText, SttError, SttRequest, SttResult};
 use salesai_core::transcript::Segment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -32,6 +33,8 @@ pub struct SttConfig {
     pub timeout: Duration,
     /// Chunks sent at once per node.
     pub max_concurrency: usize,
+    /// The provider's upload and length limits.
+    pub limits: ChunkLimits,
 }
 
 impl std::fmt::Debug for SttConfig {
@@ -45,78 +48,13 @@ impl std::fmt::Debug for SttConfig {
     }
 }
 
-/// One transcription request.
-#[derive(Debug, Clone)]
-pub struct SttRequest {
-    /// The encoded audio.
-    pub audio: Bytes,
-    /// Its file name; the extension tells the server the format (never `audio.mp3` for FLAC).
-    pub file_name: String,
-    /// Its MIME type.
-    pub mime: String,
-    /// ISO-639-1 language hint.
-    pub language: Option<String>,
-    /// Vocabulary prompt.
-    pub prompt: Option<String>,
-}
-
-/// A transcription.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SttResult {
-    /// Segments, times relative to the request's audio.
-    pub segments: Vec<Segment>,
-    /// The language the server detected or used.
-    pub language: Option<String>,
-}
-
-/// A transcription failure, by what the caller does next.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SttError {
-    /// 429: come back at `retry_at` (not a failed attempt).
-    #[error("rate limited until {retry_at}")]
-    RateLimited {
-        /// When the provider will accept again.
-        retry_at: DateTime<Utc>,
-    },
-    /// 413: the chunk is too large; plan smaller chunks.
-    #[error("the provider rejected the chunk as too large")]
-    TooLarge,
-    /// Other 4xx: retrying the same request cannot help.
-    #[error("{code}: HTTP {status}: {message}")]
-    Rejected {
-        /// The stable code.
-        code: ErrorCode,
-        /// HTTP status.
-        status: u16,
-        /// The provider's message.
-        message: String,
-    },
-    /// 5xx, connection failures, malformed answers: try again later.
-    #[error("{code}: {message}")]
-    Transient {
-        /// The stable code.
-        code: ErrorCode,
-        /// What happened.
-        message: String,
-    },
-}
-
-impl SttError {
-    /// The stable code for logs and the conversation's error.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            SttError::RateLimited { .. } => ErrorCode::RateLimited,
-            SttError::TooLarge => ErrorCode::AudioTooLarge,
-            SttError::Rejected { code, .. } | SttError::Transient { code, .. } => *code,
-        }
-    }
-}
-
-/// The client.
+/// The client. Requests beyond `max_concurrency` wait for a free slot, so a long recording's
+/// chunks never exceed the provider budget of this node.
 #[derive(Debug, Clone)]
 pub struct SttClient {
     config: SttConfig,
     http: reqwest::Client,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Deserialize)]
@@ -165,7 +103,12 @@ impl SttClient {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .expect("the HTTP client builds with static settings");
-        SttClient { config, http }
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_concurrency.max(1)));
+        SttClient {
+            config,
+            http,
+            slots,
+        }
     }
 
     /// The configuration.
@@ -181,6 +124,14 @@ impl SttClient {
 
     /// Transcribes one chunk.
     pub async fn transcribe(&self, request: SttRequest) -> Result<SttResult, SttError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| SttError::Transient {
+                code: ErrorCode::Internal,
+                message: "the speech-to-text client is shutting down".into(),
+            })?;
         let url = format!(
             "{}/audio/transcriptions",
             self.config.base_url.trim_end_matches('/')
@@ -299,6 +250,25 @@ fn error_message(body: &str) -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| body.chars().take(300).collect())
+}
+
+#[async_trait::async_trait]
+impl SpeechToText for SttClient {
+    fn provider(&self) -> &str {
+        &self.config.provider
+    }
+
+    fn model(&self) -> &str {
+        &self.config.model
+    }
+
+    fn limits(&self) -> ChunkLimits {
+        self.config.limits
+    }
+
+    async fn transcribe(&self, request: SttRequest) -> Result<SttResult, SttError> {
+        SttClient::transcribe(self, request).await
+    }
 }
 
 #[cfg(test)]

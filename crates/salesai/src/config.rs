@@ -94,6 +94,72 @@ pub struct ConfigArgs {
     /// Virtual-hosted-style S3 requests instead of path style [default: false]
     #[arg(long, env = "SALESAI_S3_VIRTUAL_HOSTED_STYLE", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
     pub s3_virtual_hosted_style: Option<bool>,
+    /// Groq API key: enables Groq Whisper speech-to-text (whisper-large-v3-turbo)
+    #[arg(
+        long,
+        env = "GROQ_API_KEY",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub groq_api_key: Option<String>,
+    /// Any OpenAI-compatible speech-to-text server instead of Groq, e.g. http://127.0.0.1:8000/v1
+    #[arg(
+        long,
+        env = "SALESAI_STT_BASE_URL",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub stt_base_url: Option<String>,
+    /// API key for SALESAI_STT_BASE_URL
+    #[arg(
+        long,
+        env = "SALESAI_STT_API_KEY",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub stt_api_key: Option<String>,
+    /// Speech-to-text model [default: whisper-large-v3-turbo on Groq, whisper-1 elsewhere]
+    #[arg(
+        long,
+        env = "SALESAI_STT_MODEL",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub stt_model: Option<String>,
+    /// Chunks sent to speech-to-text at once per node [default: 4]
+    #[arg(
+        long,
+        env = "SALESAI_STT_CONCURRENCY",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub stt_concurrency: Option<usize>,
+    /// Longest chunk sent to speech-to-text, seconds [default: 600]
+    #[arg(
+        long,
+        env = "SALESAI_STT_MAX_CHUNK_SECS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub stt_max_chunk_secs: Option<u64>,
+    /// Largest chunk sent to speech-to-text, megabytes [default: 24]
+    #[arg(
+        long,
+        env = "SALESAI_STT_MAX_CHUNK_MB",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub stt_max_chunk_mb: Option<u64>,
+    /// Seconds before a speech-to-text request times out [default: 180]
+    #[arg(
+        long,
+        env = "SALESAI_STT_TIMEOUT_SECS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub stt_timeout_secs: Option<u64>,
     /// Largest upload accepted, in megabytes [default: 500]
     #[arg(
         long,
@@ -173,6 +239,14 @@ struct FileConfig {
     s3_secret_access_key: Option<String>,
     s3_allow_http: Option<bool>,
     s3_virtual_hosted_style: Option<bool>,
+    groq_api_key: Option<String>,
+    stt_base_url: Option<String>,
+    stt_api_key: Option<String>,
+    stt_model: Option<String>,
+    stt_concurrency: Option<usize>,
+    stt_max_chunk_secs: Option<u64>,
+    stt_max_chunk_mb: Option<u64>,
+    stt_timeout_secs: Option<u64>,
     max_upload_mb: Option<u64>,
     bind: Option<SocketAddr>,
     time_zone: Option<String>,
@@ -208,6 +282,8 @@ pub struct Config {
     pub blob_url: String,
     /// Blob storage.
     pub blob: BlobConfig,
+    /// Speech-to-text, when configured.
+    pub stt: Option<salesai_providers::stt::SttConfig>,
     /// Largest upload, megabytes.
     pub max_upload_mb: u64,
     /// Listen address.
@@ -238,6 +314,7 @@ impl fmt::Debug for Config {
             )
             .field("db_max_connections", &self.db_max_connections)
             .field("blob", &self.blob)
+            .field("stt", &self.stt)
             .field("bind", &self.bind)
             .field("time_zone", &self.time_zone)
             .field("log_format", &self.log_format)
@@ -353,6 +430,70 @@ impl Config {
                 .unwrap_or(10),
             blob_url,
             blob,
+            stt: {
+                let base = args
+                    .stt_base_url
+                    .clone()
+                    .or(file.stt_base_url)
+                    .filter(|s| !s.is_empty());
+                let groq = args
+                    .groq_api_key
+                    .clone()
+                    .or(file.groq_api_key)
+                    .filter(|s| !s.is_empty());
+                let limits = salesai_core::audio::ChunkLimits {
+                    max_ms: args
+                        .stt_max_chunk_secs
+                        .or(file.stt_max_chunk_secs)
+                        .unwrap_or(600)
+                        .max(10)
+                        * 1000,
+                    max_bytes: args
+                        .stt_max_chunk_mb
+                        .or(file.stt_max_chunk_mb)
+                        .unwrap_or(24)
+                        .max(1)
+                        * 1024
+                        * 1024,
+                    ..Default::default()
+                };
+                let model = args.stt_model.clone().or(file.stt_model);
+                let common =
+                    |provider: &str, base_url: String, key: Option<String>, default_model: &str| {
+                        salesai_providers::stt::SttConfig {
+                            provider: provider.to_owned(),
+                            base_url,
+                            api_key: key.map(SecretString::from),
+                            model: model.clone().unwrap_or_else(|| default_model.to_owned()),
+                            timeout: std::time::Duration::from_secs(
+                                args.stt_timeout_secs
+                                    .or(file.stt_timeout_secs)
+                                    .unwrap_or(180),
+                            ),
+                            max_concurrency: args
+                                .stt_concurrency
+                                .or(file.stt_concurrency)
+                                .unwrap_or(4)
+                                .max(1),
+                            limits,
+                        }
+                    };
+                match (base, groq) {
+                    (Some(base), _) => Some(common(
+                        "custom",
+                        base,
+                        args.stt_api_key.clone().or(file.stt_api_key),
+                        "whisper-1",
+                    )),
+                    (None, Some(key)) => Some(common(
+                        "groq",
+                        salesai_providers::stt::GROQ_BASE_URL.into(),
+                        Some(key),
+                        salesai_providers::stt::GROQ_DEFAULT_MODEL,
+                    )),
+                    (None, None) => None,
+                }
+            },
             max_upload_mb: args.max_upload_mb.or(file.max_upload_mb).unwrap_or(500),
             bind: args
                 .bind

@@ -72,6 +72,10 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         time_zone: config.time_zone,
         product_lines: Arc::new(salesai_core::product_line::builtin()),
         analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
+        stt: config.stt.clone().map(|c| {
+            Arc::new(salesai_providers::stt::SttClient::new(c))
+                as Arc<dyn salesai_core::stt::SpeechToText>
+        }),
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
     };
     Ok((app, database))

@@ -71,6 +71,7 @@ impl TestApp {
             time_zone: chrono_tz::Asia::Taipei,
             product_lines: Arc::new(salesai_core::product_line::builtin()),
             analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
+            stt: None,
             max_upload_bytes: 500 * 1024 * 1024,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -819,6 +820,105 @@ mod pipeline {
             .filter(|s| s["status"] == "failed")
             .count();
         assert_eq!(failures, 2);
+        worker.cancel();
+    }
+
+    story!(a_real_whisper_server_transcribes_an_uploaded_recording);
+    async fn a_real_whisper_server_transcribes_an_uploaded_recording(db: &TestDb) {
+        let base = match std::env::var("SALESAI_TEST_WHISPER_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    std::env::var("CI").map_or(true, |v| v != "true"),
+                    "SALESAI_TEST_WHISPER_URL is not set but CI=true"
+                );
+                return;
+            }
+        };
+        let mut t = TestApp::spawn(db).await;
+        t.app.stt = Some(Arc::new(salesai_providers::stt::SttClient::new(
+            salesai_providers::stt::SttConfig {
+                provider: "local".into(),
+                base_url: base,
+                api_key: None,
+                model: "whisper-1".into(),
+                timeout: Duration::from_secs(120),
+                max_concurrency: 2,
+                limits: salesai_core::audio::ChunkLimits {
+                    max_ms: 8_000,
+                    search_ms: 3_000,
+                    ..Default::default()
+                },
+            },
+        )));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        t.base = format!("http://{}", listener.local_addr().unwrap());
+        let router = salesai_http::router(t.app.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let token = t.token("svc", Role::Service).await;
+        let worker = start_worker(&t.app);
+        let wav = t._dir.path().join("call.wav");
+        let status = std::process::Command::new("espeak-ng")
+            .args(["-v", "en", "-s", "140", "-w"])
+            .arg(&wav)
+            .arg("Our restaurant writes every order by hand. We lose money every month. I am the owner and I decide.")
+            .status()
+            .expect("espeak-ng is installed");
+        assert!(status.success());
+        let created: Value = t
+            .post("/api/v1/conversations", &token)
+            .multipart(form("audio", std::fs::read(&wav).unwrap(), "call.mp3"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let mut done = Value::Null;
+        for _ in 0..1500 {
+            done = t
+                .get(&format!("/api/v1/conversations/{id}"), &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if done["conversation"]["status"] == "completed"
+                || done["conversation"]["status"] == "failed"
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        assert_eq!(
+            done["conversation"]["status"], "completed",
+            "{}",
+            done["error"]
+        );
+        assert_eq!(
+            done["conversation"]["metadata"]["format"], "wav",
+            "sniffed, not taken from the name"
+        );
+        let text = done["transcript"]["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["text"].as_str().unwrap().to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        for word in ["restaurant", "order", "money", "owner"] {
+            assert!(text.contains(word), "{word:?} not heard in {text:?}");
+        }
+        let statuses: Vec<&str> = done["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["status"].as_str().unwrap())
+            .collect();
+        assert!(statuses.contains(&"transcribing"), "{statuses:?}");
+        assert_eq!(done["analysis"]["agents"]["buyer"]["engine"], "rules");
         worker.cancel();
     }
 }

@@ -13,7 +13,8 @@ use axum::routing::post;
 use bytes::Bytes;
 use chrono::Utc;
 use salesai_core::ErrorCode;
-use salesai_providers::stt::{SttClient, SttConfig, SttError, SttRequest};
+use salesai_core::stt::{SttError, SttRequest};
+use salesai_providers::stt::{SttClient, SttConfig};
 use secrecy::SecretString;
 
 #[derive(Clone, Default)]
@@ -82,6 +83,7 @@ fn client(base: &str) -> SttClient {
         model: "whisper-large-v3-turbo".into(),
         timeout: Duration::from_millis(500),
         max_concurrency: 2,
+        limits: Default::default(),
     })
 }
 
@@ -223,6 +225,7 @@ async fn a_real_whisper_server_hears_the_words() {
         model: "whisper-1".into(),
         timeout: Duration::from_secs(120),
         max_concurrency: 1,
+        limits: Default::default(),
     });
     let result = client
         .transcribe(SttRequest {

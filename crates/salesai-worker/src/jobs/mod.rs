@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod prepare;
+pub mod transcribe;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +20,11 @@ pub use salesai_core::pipeline::{ANALYZE, PREPARE};
 pub fn register_pipeline(registry: &mut Registry) {
     registry
         .register(PREPARE, Arc::new(prepare::Prepare))
+        .register(
+            salesai_core::pipeline::TRANSCRIBE_CHUNK,
+            Arc::new(transcribe::TranscribeChunk),
+        )
+        .register(salesai_core::pipeline::MERGE, Arc::new(transcribe::Merge))
         .register(ANALYZE, Arc::new(analyze::Analyze));
 }
 

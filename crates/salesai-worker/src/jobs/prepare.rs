@@ -1,9 +1,9 @@
 //! `conversation.prepare`: turns the upload into a transcript.
 //!
 //! Transcript files (WebVTT, SRT, JSON segments, plain text) are parsed here and need no
-//! speech-to-text. Audio needs a speech-to-text provider; with none configured the
-//! conversation fails at once with `STT_NOT_CONFIGURED`, naming the settings, rather than
-//! sitting in a queue.
+//! speech-to-text. Audio is decoded and chunked for speech-to-text (see `transcribe`); with no
+//! provider configured the conversation fails at once with `STT_NOT_CONFIGURED`, naming the
+//! settings, rather than sitting in a queue.
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -59,12 +59,8 @@ async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
             .and_then(|v| v.as_str())
             .unwrap_or("audio");
         if media != "transcript" {
-            return Err(JobError::terminal(
-                ErrorCode::SttNotConfigured,
-                "this recording needs speech-to-text, and none is configured: set GROQ_API_KEY (Groq Whisper), \
-                 or SALESAI_STT_BASE_URL and SALESAI_STT_API_KEY for another OpenAI-compatible server, then retry; \
-                 transcript files (WebVTT, SRT, JSON, text) need none",
-            ));
+            // Audio goes through speech-to-text; the merge job hands over to the analysis.
+            return super::transcribe::prepare_audio(app, job, &conversation).await;
         }
         let key = conversation
             .blob_key

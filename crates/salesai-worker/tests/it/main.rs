@@ -57,6 +57,7 @@ fn app(db: &TestDb, dir: &tempfile::TempDir) -> App {
         time_zone: chrono_tz::Asia::Taipei,
         product_lines: Arc::new(salesai_core::product_line::builtin()),
         analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
+        stt: None,
         max_upload_bytes: 500 * 1024 * 1024,
     }
 }
@@ -475,4 +476,254 @@ async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
     let job = app.store.get_job(created.job_id).await.unwrap().unwrap();
     assert_eq!(job.job.attempts, 2);
     assert_eq!(job.attempts[0].error_code.as_deref(), Some("LLM_API_ERROR"));
+}
+
+/// A speech-to-text stub: answers each chunk with its file name, rate-limits `chunk-0001` once
+/// and answers 413 for the chunk named `too_large` (its split halves are accepted).
+struct StubStt {
+    calls: std::sync::Mutex<Vec<(String, chrono::DateTime<chrono::Utc>)>>,
+    too_large: &'static str,
+}
+
+#[async_trait]
+impl salesai_core::stt::SpeechToText for StubStt {
+    fn provider(&self) -> &str {
+        "stub"
+    }
+    fn model(&self) -> &str {
+        "stub-whisper"
+    }
+    fn limits(&self) -> salesai_core::audio::ChunkLimits {
+        salesai_core::audio::ChunkLimits {
+            max_ms: 10_000,
+            search_ms: 3_000,
+            overlap_ms: 500,
+            ..Default::default()
+        }
+    }
+    async fn transcribe(
+        &self,
+        request: salesai_core::stt::SttRequest,
+    ) -> Result<salesai_core::stt::SttResult, salesai_core::stt::SttError> {
+        let first_time = {
+            let mut calls = self.calls.lock().unwrap();
+            let first = !calls.iter().any(|(n, _)| n == &request.file_name);
+            calls.push((request.file_name.clone(), chrono::Utc::now()));
+            first
+        };
+        if request.file_name == "chunk-0001.flac" && first_time {
+            return Err(salesai_core::stt::SttError::RateLimited {
+                retry_at: chrono::Utc::now() + chrono::Duration::milliseconds(400),
+            });
+        }
+        if request.file_name == self.too_large {
+            return Err(salesai_core::stt::SttError::TooLarge);
+        }
+        Ok(salesai_core::stt::SttResult {
+            segments: vec![salesai_core::transcript::Segment {
+                speaker: None,
+                start_ms: 1_000,
+                end_ms: 2_000,
+                text: format!("said in {}", request.file_name),
+            }],
+            language: Some("en".into()),
+        })
+    }
+}
+
+/// A WAV of `seconds` with a loud tone everywhere except a short pause every 4 s.
+fn tone_wav(seconds: u32) -> Vec<u8> {
+    let rate = 16_000u32;
+    let n = rate * seconds;
+    let mut data = Vec::with_capacity(n as usize * 2);
+    for i in 0..n {
+        let t = i as f32 / rate as f32;
+        let pause = (t % 4.0) > 3.6;
+        let v = if pause {
+            0.0
+        } else {
+            (2.0 * std::f32::consts::PI * 300.0 * t).sin() * 0.4 + (t * 7919.0).sin() * 0.05
+        };
+        data.extend_from_slice(&((v * 32767.0) as i16).to_le_bytes());
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+story!(audio_chunks_rate_limit_and_split);
+async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
+    use salesai_core::blob::{BlobKey, ByteStream};
+    use salesai_core::domain::{
+        CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber,
+        NewConversation,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    let stt = Arc::new(StubStt {
+        calls: Default::default(),
+        too_large: "chunk-0002.flac",
+    });
+    app.stt = Some(stt.clone());
+    quick_settings(&app, salesai_core::queue::CONVERSATIONS).await;
+    let key = BlobKey::parse("uploads/test/call.wav").unwrap();
+    let wav = bytes::Bytes::from(tone_wav(26));
+    let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(wav)]));
+    app.blobs.put_stream(&key, stream).await.unwrap();
+    let created = app
+        .store
+        .create_conversation(NewConversation {
+            customer_number: CustomerNumber::parse("C1").unwrap(),
+            customer_name: "Cafe".into(),
+            product_line: "default".into(),
+            case_prefix: CasePrefix::parse("SA").unwrap(),
+            case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
+            conversation_type: ConversationType::Demo,
+            title: String::new(),
+            conversation_date: None,
+            rep_user_id: None,
+            blob_key: Some(key.as_str().into()),
+            metadata: serde_json::json!({ "media": "audio", "format": "wav" }),
+            first_job: NewJob::new(
+                salesai_core::queue::CONVERSATIONS,
+                salesai_worker::jobs::PREPARE,
+                serde_json::json!({}),
+            ),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(&app, registry, "w-audio");
+    let mut status = ConversationStatus::Pending;
+    for _ in 0..500 {
+        status = app
+            .store
+            .get_conversation(&created.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        if matches!(
+            status,
+            ConversationStatus::Completed | ConversationStatus::Failed
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    let conversation = app
+        .store
+        .get_conversation(&created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status,
+        ConversationStatus::Completed,
+        "{:?}",
+        conversation.error
+    );
+
+    let calls = stt.calls.lock().unwrap().clone();
+    let count = |name: &str| calls.iter().filter(|(n, _)| n == name).count();
+    assert_eq!(count("chunk-0000.flac"), 1, "{calls:?}");
+    assert_eq!(
+        count("chunk-0001.flac"),
+        2,
+        "the rate-limited chunk is sent again"
+    );
+    let first = calls
+        .iter()
+        .find(|(n, _)| n == "chunk-0001.flac")
+        .unwrap()
+        .1;
+    let second = calls
+        .iter()
+        .rev()
+        .find(|(n, _)| n == "chunk-0001.flac")
+        .unwrap()
+        .1;
+    assert!(
+        (second - first).num_milliseconds() >= 350,
+        "after the retry-after delay"
+    );
+    let transcript = app.store.get_transcript(&created.id).await.unwrap();
+    let texts: Vec<&str> = transcript.iter().map(|s| s.text.as_str()).collect();
+    assert!(
+        texts.contains(&"said in chunk-0000.flac") && texts.contains(&"said in chunk-0001.flac"),
+        "{texts:?}"
+    );
+    assert!(
+        transcript
+            .windows(2)
+            .all(|w| w[0].start_ms <= w[1].start_ms),
+        "merged in time order"
+    );
+    let chunks = app.store.get_chunk_transcripts(&created.id).await.unwrap();
+    assert!(
+        (3..=4).contains(&chunks.len()),
+        "26 s in chunks of at most 10 s, cut at pauses: {}",
+        chunks.len()
+    );
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.provider == "stub" && c.end_ms > c.start_ms)
+    );
+    let chunk_jobs = app
+        .store
+        .list_jobs(&JobFilter {
+            kind: Some(salesai_core::pipeline::TRANSCRIBE_CHUNK.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(chunk_jobs.len(), chunks.len());
+    assert!(
+        chunk_jobs.iter().all(|j| j.attempts == 1),
+        "the 429 spent no attempt"
+    );
+    let events: Vec<ConversationStatus> = app
+        .store
+        .stage_events(&created.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ConversationStatus::Pending,
+            ConversationStatus::Preparing,
+            ConversationStatus::Transcribing,
+            ConversationStatus::Analyzing,
+            ConversationStatus::Completed
+        ]
+    );
+    // 413: a chunk bigger than the stub accepts was split and its halves sent.
+    assert!(
+        calls.iter().filter(|(n, _)| n.starts_with("part-")).count() >= 2,
+        "{calls:?}"
+    );
+    assert!(!texts.contains(&"said in chunk-0002.flac"));
+    assert!(
+        texts.iter().any(|t| t.starts_with("said in part-")),
+        "{texts:?}"
+    );
 }

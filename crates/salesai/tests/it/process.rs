@@ -28,6 +28,14 @@ const SETTINGS: &[&str] = &[
     "SALESAI_WORKER_POLL_MS",
     "SALESAI_SHUTDOWN_GRACE_SECS",
     "SALESAI_MAX_UPLOAD_MB",
+    "GROQ_API_KEY",
+    "SALESAI_STT_BASE_URL",
+    "SALESAI_STT_API_KEY",
+    "SALESAI_STT_MODEL",
+    "SALESAI_STT_CONCURRENCY",
+    "SALESAI_STT_MAX_CHUNK_SECS",
+    "SALESAI_STT_MAX_CHUNK_MB",
+    "SALESAI_STT_TIMEOUT_SECS",
 ];
 
 /// A `salesai` command in `dir` with a clean environment.

@@ -81,7 +81,11 @@ impl Resampler {
     fn new(from: u32, to: u32) -> Resampler {
         let step = f64::from(from) / f64::from(to);
         let cutoff = 0.9 * (f64::from(to) / f64::from(from)).min(1.0) / 2.0;
-        let half = if step > 1.0 { (8.0 * step).ceil() as usize } else { 8 };
+        let half = if step > 1.0 {
+            (8.0 * step).ceil() as usize
+        } else {
+            8
+        };
         let taps = 2 * half;
         let phases = 256;
         let mut table = vec![0f32; phases * taps];
@@ -90,9 +94,15 @@ impl Resampler {
             let mut sum = 0.0;
             for t in 0..taps {
                 let x = t as f64 - (half as f64 - 1.0) - frac;
-                let sinc = if x.abs() < 1e-9 { 1.0 } else { (2.0 * std::f64::consts::PI * cutoff * x).sin() / (std::f64::consts::PI * x) };
+                let sinc = if x.abs() < 1e-9 {
+                    1.0
+                } else {
+                    (2.0 * std::f64::consts::PI * cutoff * x).sin() / (std::f64::consts::PI * x)
+                };
                 let sinc = if x.abs() < 1e-9 { 2.0 * cutoff } else { sinc };
-                let w = 0.42 + 0.5 * (std::f64::consts::PI * x / half as f64).cos() + 0.08 * (2.0 * std::f64::consts::PI * x / half as f64).cos();
+                let w = 0.42
+                    + 0.5 * (std::f64::consts::PI * x / half as f64).cos()
+                    + 0.08 * (2.0 * std::f64::consts::PI * x / half as f64).cos();
                 let v = sinc * w.max(0.0);
                 table[p * taps + t] = v as f32;
                 sum += v;
@@ -102,7 +112,14 @@ impl Resampler {
             }
         }
         // Zeros before the first sample; the first output is centred on the first real input.
-        Resampler { step, phases, taps, table, history: vec![0.0; taps], position: taps as f64 }
+        Resampler {
+            step,
+            phases,
+            taps,
+            table,
+            history: vec![0.0; taps],
+            position: taps as f64,
+        }
     }
 
     /// Feeds mono input, appends output samples.
@@ -141,7 +158,12 @@ pub fn prepare(path: &Path, extension: Option<&str>) -> Result<Prepared, AudioEr
         hint.with_extension(ext);
     }
     let probed = symphonia::default::get_probe()
-        .format(&hint, stream, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            stream,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
         .map_err(|e| AudioError::Decode(format!("unrecognised container: {e}")))?;
     let mut format = probed.format;
     let track = format
@@ -155,11 +177,14 @@ pub fn prepare(path: &Path, extension: Option<&str>) -> Result<Prepared, AudioEr
         .get_codec(params.codec)
         .map(|d| d.short_name.to_owned())
         .unwrap_or_else(|| format!("{:?}", params.codec));
-    let mut decoder = match symphonia::default::get_codecs().make(&params, &DecoderOptions::default()) {
-        Ok(d) => d,
-        Err(SymphoniaError::Unsupported(_)) => return Err(AudioError::UnsupportedCodec(codec_name)),
-        Err(e) => return Err(AudioError::Decode(e.to_string())),
-    };
+    let mut decoder =
+        match symphonia::default::get_codecs().make(&params, &DecoderOptions::default()) {
+            Ok(d) => d,
+            Err(SymphoniaError::Unsupported(_)) => {
+                return Err(AudioError::UnsupportedCodec(codec_name));
+            }
+            Err(e) => return Err(AudioError::Decode(e.to_string())),
+        };
     let mut source_rate = params.sample_rate.unwrap_or(0);
     let mut source_channels = params.channels.map(|c| c.count()).unwrap_or(0);
     let pcm = tempfile::NamedTempFile::new()?;
@@ -176,7 +201,9 @@ pub fn prepare(path: &Path, extension: Option<&str>) -> Result<Prepared, AudioEr
     loop {
         let packet = match format.next_packet() {
             Ok(packet) => packet,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break;
+            }
             Err(SymphoniaError::ResetRequired) => break,
             Err(e) => return Err(AudioError::Decode(e.to_string())),
         };
@@ -202,7 +229,11 @@ pub fn prepare(path: &Path, extension: Option<&str>) -> Result<Prepared, AudioEr
         let samples = buf.samples();
         let channels = source_channels.max(1);
         mono.clear();
-        mono.extend(samples.chunks_exact(channels).map(|frame| frame.iter().sum::<f32>() / channels as f32));
+        mono.extend(
+            samples
+                .chunks_exact(channels)
+                .map(|frame| frame.iter().sum::<f32>() / channels as f32),
+        );
         let resampler = resampler.get_or_insert_with(|| Resampler::new(source_rate, TARGET_RATE));
         resampled.clear();
         if source_rate == TARGET_RATE {
@@ -229,7 +260,9 @@ pub fn prepare(path: &Path, extension: Option<&str>) -> Result<Prepared, AudioEr
     }
     writer.flush()?;
     if !decoded_any {
-        return Err(AudioError::Decode("no audio could be decoded from the file".into()));
+        return Err(AudioError::Decode(
+            "no audio could be decoded from the file".into(),
+        ));
     }
     Ok(Prepared {
         codec: codec_name,
@@ -267,11 +300,15 @@ impl flacenc::source::Source for PcmSource {
     ) -> Result<usize, flacenc::error::SourceError> {
         let n = block_size.min(self.remaining);
         self.bytes.resize(n * 2, 0);
-        self.reader
-            .read_exact(&mut self.bytes)
-            .map_err(|_| flacenc::error::SourceError::by_reason(flacenc::error::SourceErrorReason::IO(None)))?;
+        self.reader.read_exact(&mut self.bytes).map_err(|_| {
+            flacenc::error::SourceError::by_reason(flacenc::error::SourceErrorReason::IO(None))
+        })?;
         self.buf.clear();
-        self.buf.extend(self.bytes.chunks_exact(2).map(|b| i32::from(i16::from_le_bytes([b[0], b[1]]))));
+        self.buf.extend(
+            self.bytes
+                .chunks_exact(2)
+                .map(|b| i32::from(i16::from_le_bytes([b[0], b[1]]))),
+        );
         self.remaining -= n;
         dest.fill_interleaved(&self.buf)?;
         Ok(n)
@@ -351,11 +388,30 @@ mod tests {
         let path = dir.path().join("x.wav");
         wav(&path, 44_100, 2, 4.0, 440.0);
         let prepared = prepare(&path, Some("wav")).unwrap();
-        assert_eq!((prepared.source_rate, prepared.source_channels), (44_100, 2));
-        assert!((3_950..=4_050).contains(&prepared.duration_ms), "{}", prepared.duration_ms);
-        assert!((40..=41).contains(&prepared.energy.len()), "{}", prepared.energy.len());
-        assert!(prepared.energy[5] > 0.3, "tone half is loud: {}", prepared.energy[5]);
-        assert!(prepared.energy[35] < 0.001, "silent half is quiet: {}", prepared.energy[35]);
+        assert_eq!(
+            (prepared.source_rate, prepared.source_channels),
+            (44_100, 2)
+        );
+        assert!(
+            (3_950..=4_050).contains(&prepared.duration_ms),
+            "{}",
+            prepared.duration_ms
+        );
+        assert!(
+            (40..=41).contains(&prepared.energy.len()),
+            "{}",
+            prepared.energy.len()
+        );
+        assert!(
+            prepared.energy[5] > 0.3,
+            "tone half is loud: {}",
+            prepared.energy[5]
+        );
+        assert!(
+            prepared.energy[35] < 0.001,
+            "silent half is quiet: {}",
+            prepared.energy[35]
+        );
         let bytes = std::fs::metadata(prepared.pcm.path()).unwrap().len();
         assert_eq!(bytes, prepared.samples * 2);
 
@@ -366,23 +422,34 @@ mod tests {
         std::fs::write(&back, &flac).unwrap();
         let again = prepare(&back, Some("flac")).unwrap();
         assert_eq!((again.source_rate, again.source_channels), (16_000, 1));
-        assert!((1_990..=2_010).contains(&again.duration_ms), "{}", again.duration_ms);
+        assert!(
+            (1_990..=2_010).contains(&again.duration_ms),
+            "{}",
+            again.duration_ms
+        );
     }
 
     #[test]
     fn the_resampler_keeps_a_tone_and_rejects_aliases() {
         let mut r = Resampler::new(48_000, 16_000);
-        let input: Vec<f32> = (0..48_000).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin()).collect();
+        let input: Vec<f32> = (0..48_000)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin())
+            .collect();
         let mut out = Vec::new();
         r.process(&input, &mut out);
         let rms = (out[2000..14000].iter().map(|v| v * v).sum::<f32>() / 12000.0).sqrt();
         assert!((rms - 0.707).abs() < 0.02, "1 kHz passes: {rms}");
         let mut r = Resampler::new(48_000, 16_000);
-        let alias: Vec<f32> = (0..48_000).map(|i| (2.0 * std::f32::consts::PI * 12_000.0 * i as f32 / 48_000.0).sin()).collect();
+        let alias: Vec<f32> = (0..48_000)
+            .map(|i| (2.0 * std::f32::consts::PI * 12_000.0 * i as f32 / 48_000.0).sin())
+            .collect();
         let mut out = Vec::new();
         r.process(&alias, &mut out);
         let rms = (out[2000..14000].iter().map(|v| v * v).sum::<f32>() / 12000.0).sqrt();
-        assert!(rms < 0.02, "12 kHz would alias to 4 kHz; it is filtered: {rms}");
+        assert!(
+            rms < 0.02,
+            "12 kHz would alias to 4 kHz; it is filtered: {rms}"
+        );
     }
 
     #[test]

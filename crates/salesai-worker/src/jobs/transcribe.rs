@@ -1,0 +1,536 @@
+//! Audio to transcript: `prepare_audio` (called by `conversation.prepare`) decodes, plans and
+//! uploads the chunks; one `conversation.transcribe_chunk` job per chunk sends it to
+//! speech-to-text and checkpoints the result; the last chunk to finish enqueues
+//! `conversation.merge`, which joins them and hands over to the analysis.
+//!
+//! A 429 reschedules only that chunk for the provider's `retry-after`; a 413 splits that
+//! chunk in two and sends the halves; a finished chunk is never sent again.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use salesai_core::audio::{Chunk, ChunkLimits, SILENCE_RMS, is_silent, merge_chunks, plan_chunks};
+use salesai_core::blob::{BlobKey, ByteStream};
+use salesai_core::domain::{Conversation, ConversationStatus};
+use salesai_core::pipeline::{ANALYZE, MERGE, TRANSCRIBE_CHUNK};
+use salesai_core::queue::{CONVERSATIONS, Job, NewJob};
+use salesai_core::store::ChunkTranscript;
+use salesai_core::stt::{SpeechToText, SttError, SttRequest};
+use salesai_core::transcript::Segment;
+use salesai_core::{App, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+use super::{conversation_id, db, stage};
+use crate::{JobError, JobHandler};
+
+/// A chunk job's payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ChunkPayload {
+    conversation_id: String,
+    index: u32,
+    total: u32,
+    start_ms: u64,
+    end_ms: u64,
+    blob_key: String,
+    file_name: String,
+    mime: String,
+    plan: i64,
+}
+
+fn stt_of(app: &App) -> Result<&dyn SpeechToText, JobError> {
+    app.stt.as_deref().ok_or_else(|| {
+        JobError::terminal(
+            ErrorCode::SttNotConfigured,
+            "this recording needs speech-to-text, and none is configured: set GROQ_API_KEY (Groq Whisper), \
+             or SALESAI_STT_BASE_URL (and SALESAI_STT_API_KEY) for another OpenAI-compatible server, then retry; \
+             transcript files (WebVTT, SRT, JSON, text) need none",
+        )
+    })
+}
+
+/// Streams a blob into a local scratch file.
+async fn download(app: &App, key: &BlobKey) -> Result<tempfile::NamedTempFile, JobError> {
+    let file = tempfile::NamedTempFile::new()
+        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
+    let mut out = tokio::fs::File::from_std(
+        file.reopen()
+            .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?,
+    );
+    let mut stream = app.blobs.get_stream(key).await.map_err(|e| match e {
+        salesai_core::blob::BlobError::NotFound(_) => JobError::terminal(
+            ErrorCode::FileDownloadFailed,
+            format!("the upload {} is missing from storage", key.as_str()),
+        ),
+        other => JobError::retryable(ErrorCode::StorageError, other.to_string()),
+    })?;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
+        tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+            .await
+            .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut out)
+        .await
+        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
+    Ok(file)
+}
+
+fn one_shot(bytes: Vec<u8>) -> ByteStream {
+    Box::pin(futures_util::stream::iter([Ok(Bytes::from(bytes))]))
+}
+
+/// Decodes the recording, plans chunks, uploads them and enqueues one job per chunk.
+pub(crate) async fn prepare_audio(
+    app: &App,
+    job: &Job,
+    conversation: &Conversation,
+) -> Result<(), JobError> {
+    let stt = stt_of(app)?;
+    let id = conversation.id.as_str();
+    let key = conversation
+        .blob_key
+        .as_deref()
+        .and_then(|k| BlobKey::parse(k).ok())
+        .ok_or_else(|| {
+            JobError::terminal(
+                ErrorCode::InvalidInput,
+                "the conversation has no stored upload",
+            )
+        })?;
+    let format = conversation
+        .metadata
+        .get("format")
+        .and_then(|v| v.as_str())
+        .unwrap_or("mp3")
+        .to_owned();
+    let scratch = download(app, &key).await?;
+    let path = scratch.path().to_path_buf();
+    let ext = format.clone();
+    let limits = stt.limits();
+    let prepared = tokio::task::spawn_blocking(move || salesai_audio::prepare(&path, Some(&ext)))
+        .await
+        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
+    let started = Instant::now();
+    let mut jobs = Vec::new();
+    match prepared {
+        Err(salesai_audio::AudioError::UnsupportedCodec(codec)) => {
+            // Opus (WebM/Ogg) has no decoder here: send it unchanged when it fits in one request.
+            let size = std::fs::metadata(scratch.path())
+                .map(|m| m.len())
+                .unwrap_or(u64::MAX);
+            if size > limits.max_bytes {
+                return Err(JobError::terminal(
+                    ErrorCode::AudioDecodeFailed,
+                    format!(
+                        "{codec} audio cannot be split here and the file ({} MB) is over the provider's {} MB limit; \
+                         convert it to MP3 or M4A, or upload it in shorter parts",
+                        size / 1_048_576,
+                        limits.max_bytes / 1_048_576
+                    ),
+                ));
+            }
+            jobs.push(chunk_job(
+                job,
+                ChunkPayload {
+                    conversation_id: id.to_owned(),
+                    index: 0,
+                    total: 1,
+                    start_ms: 0,
+                    end_ms: 0,
+                    blob_key: key.as_str().to_owned(),
+                    file_name: format!("audio.{format}"),
+                    mime: format!("audio/{format}"),
+                    plan: job.id,
+                },
+            ));
+        }
+        Err(err) => return Err(JobError::terminal(err.code(), err.to_string())),
+        Ok(prepared) => {
+            let prepared = std::sync::Arc::new(prepared);
+            if prepared.duration_ms < 200 || is_silent(&prepared.energy, SILENCE_RMS) {
+                return Err(JobError::terminal(
+                    ErrorCode::AudioEmpty,
+                    "the recording is silent; there is nothing to transcribe",
+                ));
+            }
+            let plan = plan_chunks(
+                prepared.duration_ms,
+                salesai_audio::FRAME_MS,
+                &prepared.energy,
+                &limits,
+            );
+            let total = plan.len() as u32;
+            tracing::info!(event = "audio.prepared", conversation_id = %id, codec = %prepared.codec, source_rate = prepared.source_rate, source_channels = prepared.source_channels, duration_ms = prepared.duration_ms, chunks = total, "audio prepared");
+            let done = app.store.get_chunk_transcripts(id).await.map_err(db)?;
+            for chunk in plan {
+                if done.iter().any(|d| {
+                    d.index as usize == chunk.index
+                        && d.start_ms == chunk.start_ms
+                        && d.end_ms == chunk.end_ms
+                }) {
+                    continue;
+                }
+                let frames = energy_range(&prepared.energy, chunk.start_ms, chunk.end_ms);
+                if is_silent(frames, SILENCE_RMS) {
+                    app.store
+                        .save_chunk_transcript(
+                            id,
+                            &ChunkTranscript {
+                                index: chunk.index as u32,
+                                start_ms: chunk.start_ms,
+                                end_ms: chunk.end_ms,
+                                provider: "silence".into(),
+                                model: None,
+                                segments: Vec::new(),
+                                latency_ms: None,
+                            },
+                        )
+                        .await
+                        .map_err(db)?;
+                    continue;
+                }
+                let source = prepared.clone();
+                let (start, end) = (chunk.start_ms, chunk.end_ms);
+                let flac = tokio::task::spawn_blocking(move || {
+                    salesai_audio::encode_flac(&source, start, end)
+                })
+                .await
+                .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?
+                .map_err(|e| JobError::terminal(e.code(), e.to_string()))?;
+                let chunk_key = BlobKey::parse(&format!("chunks/{id}/{:04}.flac", chunk.index))
+                    .expect("valid key");
+                app.blobs
+                    .put_stream(&chunk_key, one_shot(flac))
+                    .await
+                    .map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
+                jobs.push(chunk_job(
+                    job,
+                    ChunkPayload {
+                        conversation_id: id.to_owned(),
+                        index: chunk.index as u32,
+                        total,
+                        start_ms: chunk.start_ms,
+                        end_ms: chunk.end_ms,
+                        blob_key: chunk_key.as_str().to_owned(),
+                        file_name: format!("chunk-{:04}.flac", chunk.index),
+                        mime: "audio/flac".into(),
+                        plan: job.id,
+                    },
+                ));
+            }
+            if jobs.is_empty() {
+                // Every chunk was silent or already transcribed.
+                jobs.push(merge_job(id, job.id, total));
+            }
+        }
+    }
+    tracing::info!(event = "audio.chunks_uploaded", conversation_id = %id, jobs = jobs.len(), duration_ms = started.elapsed().as_millis() as u64, "chunks ready");
+    app.store
+        .set_conversation_status(id, ConversationStatus::Transcribing, None)
+        .await
+        .map_err(db)?;
+    app.store.enqueue_many(jobs).await.map_err(db)?;
+    Ok(())
+}
+
+fn energy_range(energy: &[f32], start_ms: u64, end_ms: u64) -> &[f32] {
+    let a = ((start_ms / salesai_audio::FRAME_MS) as usize).min(energy.len());
+    let b = (end_ms.div_ceil(salesai_audio::FRAME_MS) as usize).clamp(a, energy.len());
+    &energy[a..b]
+}
+
+fn chunk_job(job: &Job, payload: ChunkPayload) -> NewJob {
+    let key = format!(
+        "chunk:{}:{}:{}",
+        payload.conversation_id, job.id, payload.index
+    );
+    NewJob {
+        conversation_id: Some(payload.conversation_id.clone()),
+        ..NewJob::new(
+            CONVERSATIONS,
+            TRANSCRIBE_CHUNK,
+            serde_json::to_value(&payload).expect("payload serialises"),
+        )
+        .idempotency_key(key)
+    }
+}
+
+fn merge_job(id: &str, plan: i64, total: u32) -> NewJob {
+    NewJob {
+        conversation_id: Some(id.to_owned()),
+        ..NewJob::new(
+            CONVERSATIONS,
+            MERGE,
+            serde_json::json!({ "conversation_id": id, "total": total, "plan": plan }),
+        )
+        .idempotency_key(format!("merge:{id}:{plan}"))
+    }
+}
+
+fn stt_error(err: SttError) -> JobError {
+    match err {
+        SttError::RateLimited { retry_at } => JobError::RetryAt {
+            at: retry_at,
+            code: ErrorCode::RateLimited,
+            message: format!("speech-to-text rate limit; retrying at {retry_at}"),
+        },
+        SttError::TooLarge => JobError::terminal(
+            ErrorCode::AudioTooLarge,
+            "the provider rejected the chunk as too large even after splitting it",
+        ),
+        SttError::Rejected {
+            code,
+            status,
+            message,
+        } => JobError::terminal(
+            code,
+            format!("speech-to-text rejected the request (HTTP {status}): {message}"),
+        ),
+        SttError::Transient { code, message } => JobError::retryable(code, message),
+    }
+}
+
+/// `conversation.transcribe_chunk`.
+pub struct TranscribeChunk;
+
+#[async_trait]
+impl JobHandler for TranscribeChunk {
+    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+        let id = conversation_id(job)?;
+        stage(
+            app,
+            job,
+            &id,
+            ConversationStatus::Transcribing,
+            transcribe_chunk(app, job),
+        )
+        .await
+    }
+}
+
+async fn transcribe_chunk(app: &App, job: &Job) -> Result<(), JobError> {
+    let payload: ChunkPayload = serde_json::from_value(job.payload.clone()).map_err(|e| {
+        JobError::terminal(ErrorCode::InvalidInput, format!("bad chunk payload: {e}"))
+    })?;
+    let id = payload.conversation_id.as_str();
+    let store = &app.store;
+    let done = store.get_chunk_transcripts(id).await.map_err(db)?;
+    let finished = done.iter().any(|d| {
+        d.index == payload.index && d.start_ms == payload.start_ms && d.end_ms == payload.end_ms
+    });
+    if !finished {
+        let stt = stt_of(app)?;
+        let Some(conversation) = store.get_conversation(id).await.map_err(db)? else {
+            return Err(JobError::terminal(
+                ErrorCode::InvalidInput,
+                format!("conversation {id} no longer exists"),
+            ));
+        };
+        let line = app.product_line(&conversation.product_line);
+        let key = BlobKey::parse(&payload.blob_key)
+            .map_err(|e| JobError::terminal(ErrorCode::InvalidInput, e.0))?;
+        let mut audio = Vec::new();
+        let mut stream = app
+            .blobs
+            .get_stream(&key)
+            .await
+            .map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
+        while let Some(chunk) = stream.next().await {
+            audio.extend_from_slice(
+                &chunk.map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?,
+            );
+        }
+        let request = SttRequest {
+            audio: Bytes::from(audio),
+            file_name: payload.file_name.clone(),
+            mime: payload.mime.clone(),
+            language: Some(line.stt_language.clone()),
+            prompt: (!line.competitors.is_empty())
+                .then(|| format!("{}, {}", line.display_name, line.competitors.join(", "))),
+        };
+        let started = Instant::now();
+        let segments = match stt.transcribe(request.clone()).await {
+            Ok(result) => result.segments,
+            Err(SttError::TooLarge) => split_and_transcribe(stt, request, 2).await?,
+            Err(err) => {
+                let err = stt_error(err);
+                tracing::warn!(event = "stt.failed", conversation_id = %id, chunk = payload.index, error_code = %err.code(), "chunk transcription failed");
+                return Err(err);
+            }
+        };
+        let latency_ms = started.elapsed().as_millis() as i64;
+        tracing::info!(event = "stt.chunk_transcribed", conversation_id = %id, chunk = payload.index, segments = segments.len(), latency_ms, provider = stt.provider(), "chunk transcribed");
+        store
+            .save_chunk_transcript(
+                id,
+                &ChunkTranscript {
+                    index: payload.index,
+                    start_ms: payload.start_ms,
+                    end_ms: payload.end_ms,
+                    provider: stt.provider().to_owned(),
+                    model: Some(stt.model().to_owned()),
+                    segments,
+                    latency_ms: Some(latency_ms),
+                },
+            )
+            .await
+            .map_err(db)?;
+    }
+    // The last chunk to finish hands over to the merge (idempotent: keyed by the plan).
+    let saved = store.get_chunk_transcripts(id).await.map_err(db)?;
+    if saved.len() as u32 >= payload.total {
+        store
+            .enqueue(merge_job(id, payload.plan, payload.total))
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// After a 413: decode the chunk, cut it in two at a quiet point, send the halves (splitting
+/// again if needed, up to `depth` times), and join the results.
+async fn split_and_transcribe(
+    stt: &dyn SpeechToText,
+    request: SttRequest,
+    depth: u32,
+) -> Result<Vec<Segment>, JobError> {
+    let mut scratch = tempfile::NamedTempFile::new()
+        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
+    std::io::Write::write_all(&mut scratch, &request.audio)
+        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
+    let path = scratch.path().to_path_buf();
+    let ext = request
+        .file_name
+        .rsplit('.')
+        .next()
+        .unwrap_or("flac")
+        .to_owned();
+    let prepared = tokio::task::spawn_blocking(move || salesai_audio::prepare(&path, Some(&ext)))
+        .await
+        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| {
+            JobError::terminal(
+                ErrorCode::AudioTooLarge,
+                format!(
+                    "the provider rejected the chunk as too large and it could not be split: {e}"
+                ),
+            )
+        })?;
+    let prepared = std::sync::Arc::new(prepared);
+    let half = ChunkLimits {
+        max_ms: prepared.duration_ms.div_ceil(2) + 2_000,
+        search_ms: (prepared.duration_ms / 8).max(1_000),
+        ..ChunkLimits::default()
+    };
+    let plan = plan_chunks(
+        prepared.duration_ms,
+        salesai_audio::FRAME_MS,
+        &prepared.energy,
+        &half,
+    );
+    let mut parts: Vec<(Chunk, Vec<Segment>)> = Vec::new();
+    for chunk in plan {
+        let source = prepared.clone();
+        let (start, end) = (chunk.start_ms, chunk.end_ms);
+        let flac =
+            tokio::task::spawn_blocking(move || salesai_audio::encode_flac(&source, start, end))
+                .await
+                .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?
+                .map_err(|e| JobError::terminal(e.code(), e.to_string()))?;
+        let part = SttRequest {
+            audio: Bytes::from(flac),
+            file_name: format!("part-{}.flac", chunk.index),
+            mime: "audio/flac".into(),
+            ..request.clone()
+        };
+        let segments = match stt.transcribe(part.clone()).await {
+            Ok(result) => result.segments,
+            Err(SttError::TooLarge) if depth > 0 => {
+                Box::pin(split_and_transcribe(stt, part, depth - 1)).await?
+            }
+            Err(err) => return Err(stt_error(err)),
+        };
+        parts.push((chunk, segments));
+    }
+    Ok(merge_chunks(&parts))
+}
+
+/// `conversation.merge`.
+pub struct Merge;
+
+#[async_trait]
+impl JobHandler for Merge {
+    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+        let id = conversation_id(job)?;
+        stage(
+            app,
+            job,
+            &id,
+            ConversationStatus::Transcribing,
+            merge(app, job, &id),
+        )
+        .await
+    }
+}
+
+async fn merge(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
+    let store = &app.store;
+    let total = job
+        .payload
+        .get("total")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0) as usize;
+    let saved = store.get_chunk_transcripts(id).await.map_err(db)?;
+    if saved.len() < total {
+        return Err(JobError::retryable(
+            ErrorCode::Internal,
+            format!("{} of {total} chunks transcribed; waiting", saved.len()),
+        ));
+    }
+    let mut parts = Vec::with_capacity(saved.len());
+    let mut owns_from = 0;
+    for chunk in &saved {
+        let end = if chunk.end_ms == 0 {
+            u64::MAX / 4
+        } else {
+            chunk.end_ms
+        };
+        parts.push((
+            Chunk {
+                index: chunk.index as usize,
+                start_ms: chunk.start_ms,
+                end_ms: end,
+                owns_from_ms: owns_from,
+                owns_until_ms: end,
+            },
+            chunk.segments.clone(),
+        ));
+        owns_from = end;
+    }
+    let segments = merge_chunks(&parts);
+    if segments.is_empty() {
+        return Err(JobError::terminal(
+            ErrorCode::AudioEmpty,
+            "speech-to-text heard no words in the recording",
+        ));
+    }
+    store.save_transcript(id, &segments).await.map_err(db)?;
+    store
+        .set_conversation_status(id, ConversationStatus::Analyzing, None)
+        .await
+        .map_err(db)?;
+    let next = NewJob {
+        conversation_id: Some(id.to_owned()),
+        ..NewJob::new(
+            CONVERSATIONS,
+            ANALYZE,
+            serde_json::json!({ "conversation_id": id }),
+        )
+        .idempotency_key(format!("analyze:{id}:{}", job.id))
+    };
+    store.enqueue(next).await.map_err(db)?;
+    Ok(())
+}
