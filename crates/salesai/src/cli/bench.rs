@@ -15,6 +15,18 @@ use crate::config::Config;
 /// Benchmarks.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Audio preparation of one file: decode, 16 kHz mono, loudness, chunk plan, FLAC chunks
+    /// (written to a temporary folder); measure its CPU time and memory from outside
+    Audio {
+        /// The recording
+        file: std::path::PathBuf,
+        /// Longest chunk, seconds
+        #[arg(long, default_value_t = 600)]
+        chunk_secs: u64,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue throughput with no-op jobs (uses the queue `bench`, emptied before and after)
     Queue {
         /// Jobs per measurement
@@ -69,12 +81,19 @@ async fn empty_queue(store: &Arc<dyn Store>) -> anyhow::Result<()> {
 
 /// Runs a benchmark.
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Queue {
-        jobs,
-        batch,
-        clients,
-        json,
-    } = command;
+    let (jobs, batch, clients, json) = match command {
+        BenchCommand::Queue {
+            jobs,
+            batch,
+            clients,
+            json,
+        } => (jobs, batch, clients, json),
+        BenchCommand::Audio {
+            file,
+            chunk_secs,
+            json,
+        } => return audio(file, chunk_secs, json).await,
+    };
     anyhow::ensure!(
         jobs > 0 && clients > 0,
         "--jobs and --clients must be positive"
@@ -189,5 +208,48 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         );
     }
     database.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audio(file: std::path::PathBuf, chunk_secs: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let ext = file.extension().map(|e| e.to_string_lossy().into_owned());
+    let report = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
+        let prepared = salesai_audio::prepare(&file, ext.as_deref())?;
+        let decode_secs = started.elapsed().as_secs_f64();
+        let limits = salesai_core::audio::ChunkLimits {
+            max_ms: chunk_secs * 1000,
+            ..Default::default()
+        };
+        let plan = salesai_core::audio::plan_chunks(
+            prepared.duration_ms,
+            salesai_audio::FRAME_MS,
+            &prepared.energy,
+            &limits,
+        );
+        let out = tempfile::tempdir()?;
+        let mut bytes = Vec::new();
+        for chunk in &plan {
+            let flac = salesai_audio::encode_flac(&prepared, chunk.start_ms, chunk.end_ms)?;
+            std::fs::write(out.path().join(format!("{:04}.flac", chunk.index)), &flac)?;
+            bytes.push(flac.len());
+        }
+        Ok(serde_json::json!({
+            "codec": prepared.codec,
+            "source_rate": prepared.source_rate,
+            "source_channels": prepared.source_channels,
+            "duration_s": prepared.duration_ms as f64 / 1000.0,
+            "chunks": plan.len(),
+            "chunk_bytes": bytes,
+            "decode_resample_s": decode_secs,
+            "total_s": started.elapsed().as_secs_f64(),
+        }))
+    })
+    .await??;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{report}");
+    }
     Ok(ExitCode::SUCCESS)
 }
