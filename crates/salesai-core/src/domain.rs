@@ -324,6 +324,21 @@ impl Score {
     }
 }
 
+impl schemars::JsonSchema for Score {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Score".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 100,
+            "description": "an integer score from 0 to 100"
+        })
+    }
+}
+
 impl TryFrom<i64> for Score {
     type Error = InvalidInput;
     fn try_from(value: i64) -> Result<Self, Self::Error> {

@@ -2,4 +2,5 @@
 //! what leaves it are the core's types and traits.
 
 pub mod blob;
+pub mod llm;
 pub mod stt;

@@ -160,6 +160,65 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub stt_timeout_secs: Option<u64>,
+    /// Gemini API key: enables LLM agents on Gemini's OpenAI-compatible endpoint (gemini-2.5-flash)
+    #[arg(
+        long,
+        env = "GEMINI_API_KEY",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub gemini_api_key: Option<String>,
+    /// Any OpenAI-compatible chat endpoint instead of Gemini (Groq, OpenAI, Ollama, vLLM), e.g. http://127.0.0.1:11434/v1
+    #[arg(
+        long,
+        env = "SALESAI_LLM_BASE_URL",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub llm_base_url: Option<String>,
+    /// API key for SALESAI_LLM_BASE_URL
+    #[arg(
+        long,
+        env = "SALESAI_LLM_API_KEY",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub llm_api_key: Option<String>,
+    /// LLM model for every agent [default: gemini-2.5-flash on Gemini]
+    #[arg(
+        long,
+        env = "SALESAI_LLM_MODEL",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub llm_model: Option<String>,
+    /// Models per agent, e.g. buyer=gemini-2.5-pro,coach=gemini-2.5-flash
+    #[arg(
+        long,
+        env = "SALESAI_LLM_AGENT_MODELS",
+        global = true,
+        value_delimiter = ',',
+        help_heading = "Settings"
+    )]
+    pub llm_agent_models: Option<Vec<String>>,
+    /// Seconds before an LLM request times out [default: 120]
+    #[arg(
+        long,
+        env = "SALESAI_LLM_TIMEOUT_SECS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub llm_timeout_secs: Option<u64>,
+    /// Folder of prompt overrides: <dir>/<zh-TW|en>/<agent>.md and <dir>/lines/<product line>.md
+    #[arg(
+        long,
+        env = "SALESAI_PROMPTS_DIR",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub prompts_dir: Option<PathBuf>,
     /// Largest upload accepted, in megabytes [default: 500]
     #[arg(
         long,
@@ -239,6 +298,13 @@ struct FileConfig {
     s3_secret_access_key: Option<String>,
     s3_allow_http: Option<bool>,
     s3_virtual_hosted_style: Option<bool>,
+    gemini_api_key: Option<String>,
+    llm_base_url: Option<String>,
+    llm_api_key: Option<String>,
+    llm_model: Option<String>,
+    llm_agent_models: Option<Vec<String>>,
+    llm_timeout_secs: Option<u64>,
+    prompts_dir: Option<PathBuf>,
     groq_api_key: Option<String>,
     stt_base_url: Option<String>,
     stt_api_key: Option<String>,
@@ -284,6 +350,10 @@ pub struct Config {
     pub blob: BlobConfig,
     /// Speech-to-text, when configured.
     pub stt: Option<salesai_providers::stt::SttConfig>,
+    /// LLM agents, when configured (otherwise the offline rules engine).
+    pub llm: Option<salesai_providers::llm::LlmConfig>,
+    /// Prompt overrides folder.
+    pub prompts_dir: Option<PathBuf>,
     /// Largest upload, megabytes.
     pub max_upload_mb: u64,
     /// Listen address.
@@ -315,6 +385,7 @@ impl fmt::Debug for Config {
             .field("db_max_connections", &self.db_max_connections)
             .field("blob", &self.blob)
             .field("stt", &self.stt)
+            .field("llm", &self.llm)
             .field("bind", &self.bind)
             .field("time_zone", &self.time_zone)
             .field("log_format", &self.log_format)
@@ -494,6 +565,79 @@ impl Config {
                     (None, None) => None,
                 }
             },
+            llm: {
+                let base = args
+                    .llm_base_url
+                    .clone()
+                    .or(file.llm_base_url)
+                    .filter(|s| !s.is_empty());
+                let gemini = args
+                    .gemini_api_key
+                    .clone()
+                    .or(file.gemini_api_key)
+                    .filter(|s| !s.is_empty());
+                let model = args.llm_model.clone().or(file.llm_model);
+                let mut agent_models = std::collections::BTreeMap::new();
+                for pair in args
+                    .llm_agent_models
+                    .clone()
+                    .or(file.llm_agent_models)
+                    .unwrap_or_default()
+                {
+                    let (agent, agent_model) = pair.split_once('=').ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "SALESAI_LLM_AGENT_MODELS entries are agent=model (got {pair:?})"
+                        )
+                    })?;
+                    let agent = agent.trim();
+                    if !salesai_core::analysis::AGENTS
+                        .iter()
+                        .any(|a| a.as_str() == agent)
+                    {
+                        bail!(
+                            "unknown agent {agent:?} in SALESAI_LLM_AGENT_MODELS; agents are context, buyer, seller, crm, summary, coach"
+                        );
+                    }
+                    agent_models.insert(agent.to_owned(), agent_model.trim().to_owned());
+                }
+                let timeout = std::time::Duration::from_secs(
+                    args.llm_timeout_secs
+                        .or(file.llm_timeout_secs)
+                        .unwrap_or(120),
+                );
+                let make = |provider: &str,
+                            base_url: String,
+                            key: Option<String>,
+                            default_model: Option<&str>|
+                 -> anyhow::Result<salesai_providers::llm::LlmConfig> {
+                    Ok(salesai_providers::llm::LlmConfig {
+                        provider: provider.to_owned(),
+                        base_url,
+                        api_key: key.map(SecretString::from),
+                        model: model.clone().or(default_model.map(str::to_owned)).ok_or_else(|| {
+                            anyhow::anyhow!("SALESAI_LLM_BASE_URL is set but SALESAI_LLM_MODEL is not; name the model to use")
+                        })?,
+                        agent_models: agent_models.clone(),
+                        timeout,
+                    })
+                };
+                match (base, gemini) {
+                    (Some(base), _) => Some(make(
+                        "custom",
+                        base,
+                        args.llm_api_key.clone().or(file.llm_api_key),
+                        None,
+                    )?),
+                    (None, Some(key)) => Some(make(
+                        "gemini",
+                        salesai_providers::llm::GEMINI_BASE_URL.into(),
+                        Some(key),
+                        Some(salesai_providers::llm::GEMINI_DEFAULT_MODEL),
+                    )?),
+                    (None, None) => None,
+                }
+            },
+            prompts_dir: args.prompts_dir.clone().or(file.prompts_dir),
             max_upload_mb: args.max_upload_mb.or(file.max_upload_mb).unwrap_or(500),
             bind: args
                 .bind

@@ -71,7 +71,13 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         metrics: Arc::new(Metrics::new()),
         time_zone: config.time_zone,
         product_lines: Arc::new(salesai_core::product_line::builtin()),
-        analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
+        analyzer: match &config.llm {
+            Some(llm) => Arc::new(salesai_providers::llm::LlmAnalyzer::new(
+                llm.clone(),
+                load_prompts(config)?,
+            )),
+            None => Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
+        },
         stt: config.stt.clone().map(|c| {
             Arc::new(salesai_providers::stt::SttClient::new(c))
                 as Arc<dyn salesai_core::stt::SpeechToText>
@@ -79,6 +85,35 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
     };
     Ok((app, database))
+}
+
+/// The embedded prompts with the overrides found in `SALESAI_PROMPTS_DIR`.
+pub fn load_prompts(config: &Config) -> anyhow::Result<salesai_core::analysis::prompts::Prompts> {
+    let mut prompts = salesai_core::analysis::prompts::Prompts::embedded();
+    let Some(dir) = &config.prompts_dir else {
+        return Ok(prompts);
+    };
+    anyhow::ensure!(
+        dir.is_dir(),
+        "SALESAI_PROMPTS_DIR {} is not a folder",
+        dir.display()
+    );
+    for group in ["en", "zh-TW", "lines"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(group)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "md")
+                && let Some(name) = path.file_stem().and_then(|n| n.to_str())
+            {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read prompt {}", path.display()))?;
+                prompts = prompts.with_override(group, name, text);
+            }
+        }
+    }
+    Ok(prompts)
 }
 
 /// A token cancelled on SIGTERM or ctrl-c.

@@ -7,8 +7,10 @@
 
 pub mod derive;
 pub mod engine;
+pub mod prompts;
 pub mod rules;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Score;
@@ -68,7 +70,7 @@ impl Agent {
 }
 
 /// A quote from the transcript with where it was said.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Evidence {
     /// The words, as said.
     pub quote: String,
@@ -77,7 +79,7 @@ pub struct Evidence {
 }
 
 /// Low, medium or high.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Low.
@@ -89,7 +91,7 @@ pub enum Level {
 }
 
 /// The context agent's output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContextOutput {
     /// Was a decision maker in the call (from the upload form or the transcript)?
     pub decision_maker_present: Option<bool>,
@@ -108,7 +110,7 @@ pub struct ContextOutput {
 }
 
 /// PDCM Pain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PainAssessment {
     /// 0–100.
     pub score: Score,
@@ -123,7 +125,7 @@ pub struct PainAssessment {
 }
 
 /// PDCM Decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DecisionAssessment {
     /// 0–100.
     pub score: Score,
@@ -142,7 +144,7 @@ pub struct DecisionAssessment {
 }
 
 /// PDCM Champion / Criteria.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChampionAssessment {
     /// 0–100.
     pub score: Score,
@@ -159,7 +161,7 @@ pub struct ChampionAssessment {
 }
 
 /// A quantified business effect.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct QuantifiedItem {
     /// What it is.
     pub description: String,
@@ -168,7 +170,7 @@ pub struct QuantifiedItem {
 }
 
 /// PDCM Metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MetricsAssessment {
     /// 0–100.
     pub score: Score,
@@ -183,7 +185,7 @@ pub struct MetricsAssessment {
 }
 
 /// A competitor mentioned in the call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompetitorMention {
     /// The competitor's name.
     pub name: String,
@@ -196,7 +198,7 @@ pub struct CompetitorMention {
 }
 
 /// The buyer agent's output (the core of the analysis).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BuyerOutput {
     /// Pain.
     pub pain: PainAssessment,
@@ -219,7 +221,7 @@ pub struct BuyerOutput {
 }
 
 /// The recommended strategy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Ask for the signature now.
@@ -231,7 +233,7 @@ pub enum Strategy {
 }
 
 /// The next thing the rep should do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NextAction {
     /// The action.
     pub action: String,
@@ -242,7 +244,7 @@ pub struct NextAction {
 }
 
 /// SPIN selling coverage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Spin {
     /// Situation questions.
     pub situation: Score,
@@ -257,7 +259,7 @@ pub struct Spin {
 }
 
 /// The seller agent's output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SellerOutput {
     /// How far the rep moved the deal.
     pub progress_score: Score,
@@ -276,7 +278,7 @@ pub struct SellerOutput {
 }
 
 /// The crm agent's output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CrmOutput {
     /// Pipeline stage (qualification, needs_analysis, proposal, negotiation, closed_won…).
     pub stage: String,
@@ -295,7 +297,7 @@ pub struct CrmOutput {
 }
 
 /// An action item from the meeting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActionItem {
     /// `us` or `customer`.
     pub owner: String,
@@ -304,7 +306,7 @@ pub struct ActionItem {
 }
 
 /// The summary agent's output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SummaryOutput {
     /// Customer-facing notes in Markdown.
     pub meeting_notes_markdown: String,
@@ -317,7 +319,7 @@ pub struct SummaryOutput {
 }
 
 /// An alert for the rep's manager.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Alert {
     /// close_now, missing_decision_maker, excellent, low_progress or none.
     pub kind: String,
@@ -328,7 +330,7 @@ pub struct Alert {
 }
 
 /// An objection and how it was handled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Objection {
     /// The objection, quoted.
     pub objection: String,
@@ -339,7 +341,7 @@ pub struct Objection {
 }
 
 /// The coach agent's output. Internal: never shown on customer-facing pages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CoachOutput {
     /// The alert.
     pub alert: Alert,
@@ -356,7 +358,7 @@ pub struct CoachOutput {
 }
 
 /// All six outputs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentOutputs {
     /// Context.
     pub context: ContextOutput,
@@ -370,4 +372,35 @@ pub struct AgentOutputs {
     pub summary: SummaryOutput,
     /// Coach.
     pub coach: CoachOutput,
+}
+
+/// The JSON schema of an agent's output, as sent to an LLM and used to validate its answer.
+pub fn output_schema(agent: Agent) -> serde_json::Value {
+    let schema = match agent {
+        Agent::Context => schemars::schema_for!(ContextOutput),
+        Agent::Buyer => schemars::schema_for!(BuyerOutput),
+        Agent::Seller => schemars::schema_for!(SellerOutput),
+        Agent::Crm => schemars::schema_for!(CrmOutput),
+        Agent::Summary => schemars::schema_for!(SummaryOutput),
+        Agent::Coach => schemars::schema_for!(CoachOutput),
+    };
+    serde_json::to_value(schema).expect("schemas serialise")
+}
+
+/// Checks an agent's JSON against its contract: the shape (types, required fields, enums) and
+/// the ranges (every score 0–100). Returns the problem in words an LLM can act on.
+pub fn validate_output(agent: Agent, value: &serde_json::Value) -> Result<(), String> {
+    fn check<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
+        serde_json::from_value::<T>(value.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    match agent {
+        Agent::Context => check::<ContextOutput>(value),
+        Agent::Buyer => check::<BuyerOutput>(value),
+        Agent::Seller => check::<SellerOutput>(value),
+        Agent::Crm => check::<CrmOutput>(value),
+        Agent::Summary => check::<SummaryOutput>(value),
+        Agent::Coach => check::<CoachOutput>(value),
+    }
 }

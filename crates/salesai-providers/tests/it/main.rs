@@ -2,4 +2,5 @@
 //! server) and local stubs speaking the vendors' exact wire formats where they cannot.
 
 mod blob;
+mod llm;
 mod stt;

@@ -1,0 +1,363 @@
+//! LLM agents over any OpenAI-compatible chat endpoint (Gemini's OpenAI-compatible endpoint,
+//! Groq, OpenAI, Ollama, vLLM). The vendor's wire format stays in this file.
+//!
+//! Real servers differ in structured output, so the client degrades once per process, on the
+//! server's own word: strict `json_schema` first, then `json_object` with the schema in the
+//! prompt, then plain text with the schema in the prompt. Whatever the mode, the answer is
+//! validated locally against the contract and repaired once with the validation error; a second
+//! invalid answer is `ANALYSIS_INVALID_OUTPUT`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use salesai_core::ErrorCode;
+use salesai_core::analysis::engine::{AgentContext, Analyzer, AnalyzerError};
+use salesai_core::analysis::prompts::{Prompts, messages};
+use salesai_core::analysis::{Agent, output_schema, validate_output};
+use salesai_core::store::AgentRun;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::stt::parse_retry_after;
+
+/// Gemini's OpenAI-compatible base URL.
+pub const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta/openai";
+/// Gemini's default model.
+pub const GEMINI_DEFAULT_MODEL: &str = "gemini-2.5-flash";
+
+/// An LLM endpoint.
+#[derive(Clone)]
+pub struct LlmConfig {
+    /// `gemini`, `openai`, `custom`…
+    pub provider: String,
+    /// Base URL, without `/chat/completions`.
+    pub base_url: String,
+    /// Bearer key.
+    pub api_key: Option<SecretString>,
+    /// The model for agents without their own.
+    pub model: String,
+    /// Per-agent models (`buyer` → `gemini-2.5-pro`).
+    pub agent_models: BTreeMap<String, String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("model", &self.model)
+            .field("agent_models", &self.agent_models)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Structured-output modes, best first.
+const JSON_SCHEMA: u8 = 0;
+const JSON_OBJECT: u8 = 1;
+const TEXT: u8 = 2;
+
+/// The LLM analyser.
+pub struct LlmAnalyzer {
+    config: LlmConfig,
+    http: reqwest::Client,
+    prompts: Prompts,
+    mode: AtomicU8,
+}
+
+struct Reply {
+    content: String,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+}
+
+enum CallError {
+    ModeUnsupported,
+    Failed(AnalyzerError),
+}
+
+fn failed(code: ErrorCode, message: impl Into<String>) -> CallError {
+    CallError::Failed(AnalyzerError {
+        code,
+        message: message.into(),
+        retry_at: None,
+    })
+}
+
+impl LlmAnalyzer {
+    /// An analyser for `config` with `prompts`.
+    pub fn new(config: LlmConfig, prompts: Prompts) -> LlmAnalyzer {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        LlmAnalyzer {
+            config,
+            http,
+            prompts,
+            mode: AtomicU8::new(JSON_SCHEMA),
+        }
+    }
+
+    /// The structured-output mode in use: `json_schema`, `json_object` or `text`.
+    pub fn mode(&self) -> &'static str {
+        match self.mode.load(Ordering::Relaxed) {
+            JSON_SCHEMA => "json_schema",
+            JSON_OBJECT => "json_object",
+            _ => "text",
+        }
+    }
+
+    fn model_for(&self, agent: Agent) -> &str {
+        self.config
+            .agent_models
+            .get(agent.as_str())
+            .unwrap_or(&self.config.model)
+    }
+
+    async fn call(
+        &self,
+        agent: Agent,
+        model: &str,
+        mode: u8,
+        conversation: &[Value],
+    ) -> Result<Reply, CallError> {
+        let mut body = json!({ "model": model, "messages": conversation, "temperature": 0 });
+        match mode {
+            JSON_SCHEMA => {
+                body["response_format"] = json!({
+                    "type": "json_schema",
+                    "json_schema": { "name": format!("{}_output", agent.as_str()), "schema": output_schema(agent), "strict": false }
+                });
+            }
+            JSON_OBJECT => body["response_format"] = json!({ "type": "json_object" }),
+            _ => {}
+        }
+        let url = format!(
+            "{}/chat/completions",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let mut request = self.http.post(&url).json(&body);
+        if let Some(key) = &self.config.api_key {
+            request = request.bearer_auth(key.expose_secret());
+        }
+        let response = request.send().await.map_err(|e| {
+            failed(
+                if e.is_timeout() {
+                    ErrorCode::Timeout
+                } else {
+                    ErrorCode::LlmApiError
+                },
+                format!("{} request failed: {e}", self.config.provider),
+            )
+        })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.map_err(|e| {
+            failed(
+                if e.is_timeout() {
+                    ErrorCode::Timeout
+                } else {
+                    ErrorCode::LlmApiError
+                },
+                format!("reading the {} answer failed: {e}", self.config.provider),
+            )
+        })?;
+        if status == 429 {
+            return Err(CallError::Failed(AnalyzerError {
+                code: ErrorCode::RateLimited,
+                message: format!("{} rate limit", self.config.provider),
+                retry_at: Some(parse_retry_after(retry_after.as_deref(), Utc::now())),
+            }));
+        }
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| text.chars().take(300).collect());
+            let lower = message.to_lowercase();
+            if status == 400
+                && mode < TEXT
+                && (lower.contains("response_format")
+                    || lower.contains("json_schema")
+                    || lower.contains("schema")
+                    || lower.contains("json mode"))
+            {
+                return Err(CallError::ModeUnsupported);
+            }
+            return Err(failed(
+                ErrorCode::LlmApiError,
+                format!("{} answered HTTP {status}: {message}", self.config.provider),
+            ));
+        }
+        let parsed: Value = serde_json::from_str(&text).map_err(|e| {
+            failed(
+                ErrorCode::LlmApiError,
+                format!(
+                    "{} answered with something that is not JSON: {e}",
+                    self.config.provider
+                ),
+            )
+        })?;
+        let content = parsed
+            .pointer("/choices/0/message/content")
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| {
+                failed(
+                    ErrorCode::LlmApiError,
+                    "the answer has no choices[0].message.content",
+                )
+            })?
+            .to_owned();
+        Ok(Reply {
+            content,
+            prompt_tokens: parsed
+                .pointer("/usage/prompt_tokens")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+            completion_tokens: parsed
+                .pointer("/usage/completion_tokens")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+        })
+    }
+}
+
+/// The JSON object in an answer: the whole text, or the part inside a ```json fence, or from the
+/// first `{` to the last `}`.
+pub fn extract_json(content: &str) -> Result<Value, String> {
+    let trimmed = content.trim();
+    if let Ok(v) = serde_json::from_str::<Value>(trimmed) {
+        return Ok(v);
+    }
+    let unfenced = trimmed
+        .strip_prefix("```json")
+        .or_else(|| trimmed.strip_prefix("```"))
+        .and_then(|s| s.strip_suffix("```"))
+        .map(str::trim);
+    if let Some(inner) = unfenced
+        && let Ok(v) = serde_json::from_str::<Value>(inner)
+    {
+        return Ok(v);
+    }
+    match (trimmed.find('{'), trimmed.rfind('}')) {
+        (Some(a), Some(b)) if a < b => serde_json::from_str(&trimmed[a..=b])
+            .map_err(|e| format!("the answer is not valid JSON: {e}")),
+        _ => Err("the answer holds no JSON object".into()),
+    }
+}
+
+#[async_trait]
+impl Analyzer for LlmAnalyzer {
+    fn engine(&self) -> &'static str {
+        "llm"
+    }
+
+    async fn run(
+        &self,
+        agent: Agent,
+        context: AgentContext<'_>,
+    ) -> Result<AgentRun, AnalyzerError> {
+        let started = Instant::now();
+        let model = self.model_for(agent).to_owned();
+        let (mut prompt_tokens, mut completion_tokens) = (0, 0);
+        let mut mode = self.mode.load(Ordering::Relaxed);
+        let reply = loop {
+            let (system, user, transcript_chars) =
+                messages(&self.prompts, agent, &context, mode != JSON_SCHEMA);
+            let conversation = vec![
+                json!({ "role": "system", "content": system }),
+                json!({ "role": "user", "content": user }),
+            ];
+            match self.call(agent, &model, mode, &conversation).await {
+                Ok(reply) => {
+                    tracing::debug!(event = "llm.called", agent = agent.as_str(), model = %model, transcript_chars, mode, "llm answered");
+                    break (reply, conversation);
+                }
+                Err(CallError::ModeUnsupported) => {
+                    let next = (mode + 1).min(TEXT);
+                    tracing::warn!(event = "llm.mode_downgraded", provider = %self.config.provider, from = mode, to = next, "the server rejected this structured-output mode");
+                    self.mode.fetch_max(next, Ordering::Relaxed);
+                    mode = next;
+                }
+                Err(CallError::Failed(err)) => return Err(err),
+            }
+        };
+        let (first, mut conversation) = reply;
+        prompt_tokens += first.prompt_tokens;
+        completion_tokens += first.completion_tokens;
+        let check = |content: &str| -> Result<Value, String> {
+            let value = extract_json(content)?;
+            validate_output(agent, &value)?;
+            Ok(value)
+        };
+        let output = match check(&first.content) {
+            Ok(value) => value,
+            Err(problem) => {
+                // One repair: show the model its answer and what is wrong with it.
+                tracing::warn!(event = "llm.repair", agent = agent.as_str(), problem = %problem, "invalid answer; asking once for a repair");
+                conversation.push(json!({ "role": "assistant", "content": first.content }));
+                conversation.push(json!({ "role": "user", "content": format!(
+                    "That answer does not match the required JSON schema: {problem}. Answer again with only the corrected JSON object."
+                )}));
+                let second = match self.call(agent, &model, mode, &conversation).await {
+                    Ok(reply) => reply,
+                    Err(CallError::Failed(err)) => return Err(err),
+                    Err(CallError::ModeUnsupported) => {
+                        return Err(AnalyzerError {
+                            code: ErrorCode::LlmApiError,
+                            message: "the server rejected the repair request".into(),
+                            retry_at: None,
+                        });
+                    }
+                };
+                prompt_tokens += second.prompt_tokens;
+                completion_tokens += second.completion_tokens;
+                check(&second.content).map_err(|problem| AnalyzerError {
+                    code: ErrorCode::AnalysisInvalidOutput,
+                    message: format!("the {} agent's answer did not match its schema after one repair: {problem}", agent.as_str()),
+                    retry_at: None,
+                })?
+            }
+        };
+        Ok(AgentRun {
+            agent: agent.as_str().to_owned(),
+            engine: "llm".to_owned(),
+            model: Some(model),
+            output,
+            prompt_tokens: Some(prompt_tokens),
+            completion_tokens: Some(completion_tokens),
+            latency_ms: Some(started.elapsed().as_millis() as i64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extract_json;
+
+    #[test]
+    fn json_is_found_in_chatty_answers() {
+        assert!(extract_json(r#"{"a": 1}"#).is_ok());
+        assert_eq!(extract_json("```json\n{\"a\": 2}\n```").unwrap()["a"], 2);
+        assert_eq!(
+            extract_json("Sure! Here it is: {\"a\": 3} Hope that helps.").unwrap()["a"],
+            3
+        );
+        assert!(extract_json("no json here").is_err());
+    }
+}
