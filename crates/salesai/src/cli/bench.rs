@@ -27,6 +27,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The whole pipeline on one recording with stub providers at fixed latencies, against the
+    /// critical path (preparation + chunk rounds × STT latency + 3 agent waves × LLM latency)
+    Pipeline {
+        /// The recording
+        file: std::path::PathBuf,
+        /// Speech-to-text latency per chunk, ms
+        #[arg(long, default_value_t = 3000)]
+        stt_ms: u64,
+        /// LLM latency per agent, ms
+        #[arg(long, default_value_t = 2000)]
+        llm_ms: u64,
+        /// Chunks transcribed at once
+        #[arg(long, default_value_t = 4)]
+        concurrency: u32,
+    },
     /// Queue throughput with no-op jobs (uses the queue `bench`, emptied before and after)
     Queue {
         /// Jobs per measurement
@@ -93,6 +108,12 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
             chunk_secs,
             json,
         } => return audio(file, chunk_secs, json).await,
+        BenchCommand::Pipeline {
+            file,
+            stt_ms,
+            llm_ms,
+            concurrency,
+        } => return pipeline(config, file, stt_ms, llm_ms, concurrency).await,
     };
     anyhow::ensure!(
         jobs > 0 && clients > 0,
@@ -251,5 +272,184 @@ async fn audio(file: std::path::PathBuf, chunk_secs: u64, json: bool) -> anyhow:
     } else {
         println!("{report}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct FixedStt(u64);
+
+#[async_trait::async_trait]
+impl salesai_core::stt::SpeechToText for FixedStt {
+    fn provider(&self) -> &str {
+        "stub"
+    }
+    fn model(&self) -> &str {
+        "fixed-latency"
+    }
+    fn limits(&self) -> salesai_core::audio::ChunkLimits {
+        salesai_core::audio::ChunkLimits::default()
+    }
+    async fn transcribe(
+        &self,
+        request: salesai_core::stt::SttRequest,
+    ) -> Result<salesai_core::stt::SttResult, salesai_core::stt::SttError> {
+        tokio::time::sleep(std::time::Duration::from_millis(self.0)).await;
+        Ok(salesai_core::stt::SttResult {
+            segments: vec![salesai_core::transcript::Segment {
+                speaker: None,
+                start_ms: 0,
+                end_ms: 5_000,
+                text: format!("We lose money every month, said in {}.", request.file_name),
+            }],
+            language: None,
+        })
+    }
+}
+
+struct FixedLlm(u64);
+
+#[async_trait::async_trait]
+impl salesai_core::analysis::engine::Analyzer for FixedLlm {
+    fn engine(&self) -> &'static str {
+        "rules"
+    }
+    async fn run(
+        &self,
+        agent: salesai_core::analysis::Agent,
+        context: salesai_core::analysis::engine::AgentContext<'_>,
+    ) -> Result<salesai_core::store::AgentRun, salesai_core::analysis::engine::AnalyzerError> {
+        tokio::time::sleep(std::time::Duration::from_millis(self.0)).await;
+        salesai_core::analysis::engine::RulesAnalyzer
+            .run(agent, context)
+            .await
+    }
+}
+
+async fn pipeline(
+    config: &Config,
+    file: std::path::PathBuf,
+    stt_ms: u64,
+    llm_ms: u64,
+    concurrency: u32,
+) -> anyhow::Result<ExitCode> {
+    use salesai_core::domain::ConversationStatus;
+    // 1. The preparation alone, measured first: its wall time is part of the critical path.
+    let ext = file.extension().map(|e| e.to_string_lossy().into_owned());
+    let probe_file = file.clone();
+    let started = Instant::now();
+    let chunks = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        let prepared = salesai_audio::prepare(&probe_file, ext.as_deref())?;
+        let plan = salesai_core::audio::plan_chunks(
+            prepared.duration_ms,
+            salesai_audio::FRAME_MS,
+            &prepared.energy,
+            &Default::default(),
+        );
+        for chunk in &plan {
+            salesai_audio::encode_flac(&prepared, chunk.start_ms, chunk.end_ms)?;
+        }
+        Ok(plan.len())
+    })
+    .await??;
+    let prepare_ms = started.elapsed().as_millis() as u64;
+    let rounds = (chunks as u64).div_ceil(u64::from(concurrency));
+    let critical_ms = prepare_ms + rounds * stt_ms + 3 * llm_ms;
+
+    // 2. The pipeline, in this process, on a scratch store.
+    let scratch = tempfile::tempdir()?;
+    let mut config = config.clone();
+    config.database_url = secrecy::SecretString::from(format!(
+        "sqlite://{}",
+        scratch.path().join("bench.db").display()
+    ));
+    config.blob = salesai_providers::blob::BlobConfig::Local {
+        root: scratch.path().join("blobs"),
+    };
+    let (mut app, database) = crate::runtime::open_app(&config).await?;
+    app.stt = Some(std::sync::Arc::new(FixedStt(stt_ms)));
+    app.analyzer = std::sync::Arc::new(FixedLlm(llm_ms));
+    let mut settings = app
+        .store
+        .get_queue_settings(salesai_core::queue::CONVERSATIONS)
+        .await?;
+    settings.max_concurrency = concurrency.max(2);
+    settings.max_batch = concurrency.max(2);
+    app.store.put_queue_settings(&settings).await?;
+    let key = salesai_core::blob::BlobKey::parse("uploads/bench/input").expect("valid key");
+    let bytes = bytes::Bytes::from(tokio::fs::read(&file).await?);
+    let head: Vec<u8> = bytes.iter().take(64).copied().collect();
+    let kind =
+        salesai_core::media::sniff(&head).ok_or_else(|| anyhow::anyhow!("not a recording"))?;
+    app.blobs
+        .put_stream(&key, Box::pin(futures_util::stream::iter([Ok(bytes)])))
+        .await?;
+    let token = tokio_util::sync::CancellationToken::new();
+    let options = salesai_worker::WorkerOptions {
+        poll_interval: std::time::Duration::from_millis(20),
+        ..salesai_worker::WorkerOptions::new("bench")
+    };
+    let worker = tokio::spawn(salesai_worker::run(
+        app.clone(),
+        crate::cli::serve::registry(),
+        options,
+        token.clone(),
+    ));
+    let started = Instant::now();
+    let created = app
+        .store
+        .create_conversation(salesai_core::domain::NewConversation {
+            customer_number: salesai_core::domain::CustomerNumber::parse("BENCH")
+                .map_err(|e| anyhow::anyhow!(e.0))?,
+            customer_name: "bench".into(),
+            product_line: "default".into(),
+            case_prefix: salesai_core::domain::CasePrefix::parse("SA")
+                .map_err(|e| anyhow::anyhow!(e.0))?,
+            case_period: salesai_core::domain::CasePeriod::at(chrono::Utc::now(), app.time_zone),
+            conversation_type: salesai_core::domain::ConversationType::DiscoveryCall,
+            title: String::new(),
+            conversation_date: None,
+            rep_user_id: None,
+            blob_key: Some(key.as_str().to_owned()),
+            metadata: serde_json::json!({ "media": "audio", "format": kind.extension() }),
+            first_job: NewJob::new(
+                salesai_core::queue::CONVERSATIONS,
+                salesai_core::pipeline::PREPARE,
+                serde_json::json!({}),
+            ),
+            idempotency_key: None,
+        })
+        .await?;
+    let status = loop {
+        let c = app
+            .store
+            .get_conversation(&created.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("gone"))?;
+        if matches!(
+            c.status,
+            ConversationStatus::Completed | ConversationStatus::Failed
+        ) {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let wall_ms = started.elapsed().as_millis() as u64;
+    token.cancel();
+    let _ = worker.await;
+    database.close().await;
+    anyhow::ensure!(
+        status.status == ConversationStatus::Completed,
+        "the pipeline failed: {:?}",
+        status.error
+    );
+    print_json(&serde_json::json!({
+        "chunks": chunks,
+        "stt_ms": stt_ms,
+        "llm_ms": llm_ms,
+        "concurrency": concurrency,
+        "prepare_ms": prepare_ms,
+        "critical_path_ms": critical_ms,
+        "wall_ms": wall_ms,
+        "ratio": (wall_ms as f64 / critical_ms as f64 * 100.0).round() / 100.0,
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
