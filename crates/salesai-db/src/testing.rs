@@ -83,3 +83,27 @@ impl TestDb {
         self.database.store()
     }
 }
+
+/// Writes a test `$name` twice: as `$name::sqlite` (always runs) and `$name::postgres` (runs
+/// when `SALESAI_TEST_POSTGRES_URL` is set; fails under `CI=true` when it is not). The body is
+/// `async fn $name(db: &TestDb)` in the calling module.
+#[macro_export]
+macro_rules! story {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::testing::TestDb::sqlite().await;
+                super::$name(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = $crate::testing::TestDb::postgres().await else {
+                    return;
+                };
+                super::$name(&db).await;
+            }
+        }
+    };
+}

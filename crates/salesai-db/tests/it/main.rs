@@ -16,25 +16,7 @@ use salesai_core::queue::{
 use salesai_core::store::{NewApiToken, Store, StoreError};
 use salesai_db::testing::TestDb;
 
-macro_rules! story {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = salesai_db::testing::TestDb::sqlite().await;
-                super::$name(&db).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = salesai_db::testing::TestDb::postgres().await else {
-                    return;
-                };
-                super::$name(&db).await;
-            }
-        }
-    };
-}
+use salesai_db::story;
 
 fn job(kind: &str) -> NewJob {
     NewJob::new(CONVERSATIONS, kind, serde_json::json!({ "n": 1 }))

@@ -14,25 +14,7 @@ use salesai_db::testing::TestDb;
 use salesai_providers::blob::{BlobConfig, ObjectBlobStore, S3Config};
 use serde_json::{Value, json};
 
-macro_rules! story {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = salesai_db::testing::TestDb::sqlite().await;
-                super::$name(&db).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = salesai_db::testing::TestDb::postgres().await else {
-                    return;
-                };
-                super::$name(&db).await;
-            }
-        }
-    };
-}
+use salesai_db::story;
 
 /// The application served on an ephemeral port.
 struct TestApp {

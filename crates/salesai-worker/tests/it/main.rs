@@ -15,25 +15,7 @@ use salesai_providers::blob::{BlobConfig, ObjectBlobStore, S3Config};
 use salesai_worker::{JobError, JobHandler, Registry, WorkerOptions, register_builtin};
 use tokio_util::sync::CancellationToken;
 
-macro_rules! story {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = salesai_db::testing::TestDb::sqlite().await;
-                super::$name(&db).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = salesai_db::testing::TestDb::postgres().await else {
-                    return;
-                };
-                super::$name(&db).await;
-            }
-        }
-    };
-}
+use salesai_db::story;
 
 fn app(db: &TestDb, dir: &tempfile::TempDir) -> App {
     let config = BlobConfig::parse(

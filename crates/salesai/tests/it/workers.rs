@@ -10,25 +10,7 @@ use serde_json::json;
 
 use crate::{Running, salesai};
 
-macro_rules! story {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = salesai_db::testing::TestDb::sqlite().await;
-                super::$name(&db).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = salesai_db::testing::TestDb::postgres().await else {
-                    return;
-                };
-                super::$name(&db).await;
-            }
-        }
-    };
-}
+use salesai_db::story;
 
 fn worker(db: &TestDb, dir: &std::path::Path, id: &str) -> Running {
     let mut command = salesai(dir);
