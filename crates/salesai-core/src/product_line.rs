@@ -23,6 +23,9 @@ pub struct ProductLine {
     pub stt_language: String,
     /// Competitors to watch for.
     pub competitors: Vec<String>,
+    /// Convert speech-to-text output from Simplified to Traditional Chinese (Taiwan phrasing):
+    /// Whisper often answers Taiwanese Mandarin in Simplified characters.
+    pub convert_to_traditional: bool,
     /// Weights and thresholds.
     pub methodology: Methodology,
 }
@@ -63,6 +66,7 @@ pub fn builtin() -> Vec<ProductLine> {
             ]
             .map(String::from)
             .to_vec(),
+            convert_to_traditional: true,
             methodology: Methodology::default(),
         },
         ProductLine {
@@ -74,6 +78,7 @@ pub fn builtin() -> Vec<ProductLine> {
             competitors: ["Fresha", "Booksy", "Square", "SimplyBook", "Line 預約"]
                 .map(String::from)
                 .to_vec(),
+            convert_to_traditional: true,
             methodology: Methodology::default(),
         },
         ProductLine {
@@ -83,6 +88,7 @@ pub fn builtin() -> Vec<ProductLine> {
             language: "en".into(),
             stt_language: "en".into(),
             competitors: Vec::new(),
+            convert_to_traditional: false,
             methodology: Methodology::default(),
         },
     ]

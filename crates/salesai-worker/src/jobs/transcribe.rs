@@ -458,6 +458,23 @@ async fn split_and_transcribe(
     Ok(merge_chunks(&parts))
 }
 
+/// The Simplified → Traditional (Taiwan phrasing) converter, built once per process.
+fn traditional() -> Result<&'static ferrous_opencc::OpenCC, JobError> {
+    static CONVERTER: std::sync::OnceLock<Option<ferrous_opencc::OpenCC>> =
+        std::sync::OnceLock::new();
+    CONVERTER
+        .get_or_init(|| {
+            ferrous_opencc::OpenCC::from_config(ferrous_opencc::config::BuiltinConfig::S2twp).ok()
+        })
+        .as_ref()
+        .ok_or_else(|| {
+            JobError::terminal(
+                ErrorCode::Internal,
+                "the Simplified-to-Traditional converter failed to load",
+            )
+        })
+}
+
 /// `conversation.merge`.
 pub struct Merge;
 
@@ -510,7 +527,22 @@ async fn merge(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
         ));
         owns_from = end;
     }
-    let segments = merge_chunks(&parts);
+    let mut segments = merge_chunks(&parts);
+    let Some(conversation) = store.get_conversation(id).await.map_err(db)? else {
+        return Err(JobError::terminal(
+            ErrorCode::InvalidInput,
+            format!("conversation {id} no longer exists"),
+        ));
+    };
+    if app
+        .product_line(&conversation.product_line)
+        .convert_to_traditional
+    {
+        let converter = traditional()?;
+        for segment in &mut segments {
+            segment.text = converter.convert(&segment.text);
+        }
+    }
     if segments.is_empty() {
         return Err(JobError::terminal(
             ErrorCode::AudioEmpty,

@@ -709,3 +709,112 @@ async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
         "{texts:?}"
     );
 }
+
+/// Answers every chunk in Simplified Chinese, as Whisper often does for Taiwanese Mandarin.
+struct SimplifiedStt;
+
+#[async_trait]
+impl salesai_core::stt::SpeechToText for SimplifiedStt {
+    fn provider(&self) -> &str {
+        "stub"
+    }
+    fn model(&self) -> &str {
+        "stub"
+    }
+    fn limits(&self) -> salesai_core::audio::ChunkLimits {
+        Default::default()
+    }
+    async fn transcribe(
+        &self,
+        _request: salesai_core::stt::SttRequest,
+    ) -> Result<salesai_core::stt::SttResult, salesai_core::stt::SttError> {
+        Ok(salesai_core::stt::SttResult {
+            segments: vec![salesai_core::transcript::Segment {
+                speaker: None,
+                start_ms: 0,
+                end_ms: 2_000,
+                text: "我们现在用手写点单，软件和鼠标都很旧".into(),
+            }],
+            language: Some("zh".into()),
+        })
+    }
+}
+
+story!(simplified_output_becomes_traditional_for_taiwan_lines);
+async fn simplified_output_becomes_traditional_for_taiwan_lines(db: &TestDb) {
+    use salesai_core::blob::{BlobKey, ByteStream};
+    use salesai_core::domain::{
+        CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber,
+        NewConversation,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    app.stt = Some(Arc::new(SimplifiedStt));
+    let mut ids = Vec::new();
+    for (line, prefix) in [("ichef", "IC"), ("default", "SA")] {
+        let key = BlobKey::parse(&format!("uploads/test/{line}.wav")).unwrap();
+        let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(
+            tone_wav(3),
+        ))]));
+        app.blobs.put_stream(&key, stream).await.unwrap();
+        let created = app
+            .store
+            .create_conversation(NewConversation {
+                customer_number: CustomerNumber::parse(line).unwrap(),
+                customer_name: line.into(),
+                product_line: line.into(),
+                case_prefix: CasePrefix::parse(prefix).unwrap(),
+                case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
+                conversation_type: ConversationType::Demo,
+                title: String::new(),
+                conversation_date: None,
+                rep_user_id: None,
+                blob_key: Some(key.as_str().into()),
+                metadata: serde_json::json!({ "media": "audio", "format": "wav" }),
+                first_job: NewJob::new(
+                    salesai_core::queue::CONVERSATIONS,
+                    salesai_worker::jobs::PREPARE,
+                    serde_json::json!({}),
+                ),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+        ids.push(created.id);
+    }
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(&app, registry, "w-s2t");
+    for _ in 0..500 {
+        let mut done = 0;
+        for id in &ids {
+            if app
+                .store
+                .get_conversation(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+                == ConversationStatus::Completed
+            {
+                done += 1;
+            }
+        }
+        if done == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    let ichef = app.store.get_transcript(&ids[0]).await.unwrap();
+    assert_eq!(
+        ichef[0].text, "我們現在用手寫點單，軟體和滑鼠都很舊",
+        "Traditional, Taiwan phrasing"
+    );
+    let default = app.store.get_transcript(&ids[1]).await.unwrap();
+    assert_eq!(
+        default[0].text, "我们现在用手写点单，软件和鼠标都很旧",
+        "left alone where the line does not ask"
+    );
+}
