@@ -237,6 +237,31 @@ impl LlmAnalyzer {
     }
 }
 
+/// What the buyer analysis lacks that later agents need: evidence for a pain it scores, or a
+/// reason for a deal it rates unlikely to close.
+pub fn buyer_quality_gap(agent: Agent, output: &Value) -> Option<String> {
+    if agent != Agent::Buyer {
+        return None;
+    }
+    let mut gaps = Vec::new();
+    let pain = output
+        .pointer("/pain/score")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    let evidence = output.pointer("/pain/evidence").and_then(|e| e.as_array());
+    if pain >= 40 && evidence.is_none_or(|e| e.is_empty()) {
+        gaps.push("pain is scored but pain.evidence is empty");
+    }
+    let probability = output
+        .get("deal_probability")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    if probability < 50 && output.get("not_closed_reason").is_none_or(|v| v.is_null()) {
+        gaps.push("the deal is rated unlikely but not_closed_reason is missing");
+    }
+    (!gaps.is_empty()).then(|| gaps.join(" and "))
+}
+
 /// The JSON object in an answer: the whole text, or the part inside a ```json fence, or from the
 /// first `{` to the last `}`.
 pub fn extract_json(content: &str) -> Result<Value, String> {
@@ -333,6 +358,30 @@ impl Analyzer for LlmAnalyzer {
                     retry_at: None,
                 })?
             }
+        };
+        // The buyer's output feeds every later agent: if it lacks evidence or a reason, ask once
+        // for a refinement and use that (the original asked, then threw the answer away).
+        let output = match (agent, buyer_quality_gap(agent, &output)) {
+            (Agent::Buyer, Some(gap)) => {
+                tracing::info!(event = "llm.refine", agent = agent.as_str(), gap = %gap, "refining the buyer analysis once");
+                conversation.push(json!({ "role": "assistant", "content": output.to_string() }));
+                conversation.push(json!({ "role": "user", "content": format!(
+                    "Refine this analysis: {gap}. Quote the transcript word for word with start_ms, and keep null only where the transcript really says nothing. Answer with the complete corrected JSON object."
+                )}));
+                match self.call(agent, &model, mode, &conversation).await {
+                    Ok(reply) => {
+                        prompt_tokens += reply.prompt_tokens;
+                        completion_tokens += reply.completion_tokens;
+                        // A refinement that breaks the contract is ignored; the valid first answer stands.
+                        check(&reply.content).unwrap_or(output)
+                    }
+                    Err(CallError::Failed(err)) if err.code == ErrorCode::RateLimited => {
+                        return Err(err);
+                    }
+                    Err(_) => output,
+                }
+            }
+            _ => output,
         };
         Ok(AgentRun {
             agent: agent.as_str().to_owned(),

@@ -116,6 +116,19 @@ async fn stub(mode: &'static str) -> (String, Log) {
                     }
                     "invalid_then_fixed" => completion(good),
                     "always_invalid" => completion("{\"pain\": \"very high\"}".into()),
+                    "weak_buyer" if agent == "buyer" && n == 1 => {
+                        let mut weak: Value = serde_json::from_str(&good).unwrap();
+                        weak["pain"]["evidence"] = json!([]);
+                        weak["pain"]["main_pain"] = json!("first answer");
+                        completion(weak.to_string())
+                    }
+                    "weak_buyer" => {
+                        let mut refined: Value = serde_json::from_str(&good).unwrap();
+                        if agent == "buyer" {
+                            refined["pain"]["main_pain"] = json!("refined answer");
+                        }
+                        completion(refined.to_string())
+                    }
                     "429" => (
                         StatusCode::TOO_MANY_REQUESTS,
                         [("retry-after", "20")],
@@ -197,7 +210,9 @@ async fn structured_output_with_models_tokens_and_a_lean_transcript() {
         assert_eq!(run.engine, "llm");
         assert_eq!(
             (run.prompt_tokens, run.completion_tokens),
-            (Some(120), Some(30))
+            (Some(120), Some(30)),
+            "{} took more than one call",
+            run.agent
         );
     }
     assert_eq!(
@@ -311,5 +326,35 @@ async fn provider_failures_are_classified() {
     assert_eq!(
         run_all(&analyzer(&base)).await.unwrap_err().code,
         ErrorCode::Timeout
+    );
+}
+
+#[tokio::test]
+async fn a_weak_buyer_analysis_is_refined_once_and_the_refinement_is_used() {
+    let (base, log) = stub("weak_buyer").await;
+    let runs = run_all(&analyzer(&base)).await.unwrap();
+    assert_eq!(
+        runs[&Agent::Buyer].output["pain"]["main_pain"],
+        "refined answer"
+    );
+    assert!(
+        !runs[&Agent::Buyer].output["pain"]["evidence"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let requests = log.requests.lock().unwrap().clone();
+    let seller = requests.iter().find(|r| agent_of(r) == "seller").unwrap();
+    assert!(
+        seller["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("refined answer"),
+        "downstream agents see the refinement"
+    );
+    assert_eq!(
+        requests.iter().filter(|r| agent_of(r) == "buyer").count(),
+        2,
+        "refined once"
     );
 }
