@@ -344,6 +344,18 @@ pub trait Store: Send + Sync + 'static {
     /// The conversation's analysis, once completed.
     async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>>;
 
+    // --- users ---
+
+    /// The user with this Slack id, else with this e-mail (linking the Slack id to them), else a
+    /// new user with the rep role. Returns the user id. People are found in the database, never
+    /// in a table in code.
+    async fn find_or_create_user(
+        &self,
+        email: Option<&str>,
+        slack_user_id: Option<&str>,
+        display_name: &str,
+    ) -> StoreResult<String>;
+
     // --- API tokens ---
 
     /// Stores a token's hash.

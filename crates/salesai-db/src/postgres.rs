@@ -1175,6 +1175,67 @@ impl Store for PgStore {
         }))
     }
 
+    async fn find_or_create_user(
+        &self,
+        email: Option<&str>,
+        slack_user_id: Option<&str>,
+        display_name: &str,
+    ) -> StoreResult<String> {
+        let email = email
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty());
+        let slack = slack_user_id.map(str::trim).filter(|s| !s.is_empty());
+        if email.is_none() && slack.is_none() {
+            return Err(StoreError::InvalidInput(
+                "a user needs an e-mail or a Slack user id".into(),
+            ));
+        }
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        if let Some(slack) = slack
+            && let Some(id) =
+                sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE slack_user_id = $1")
+                    .bind(slack)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map)?
+        {
+            tx.commit().await.map_err(map)?;
+            return Ok(id);
+        }
+        if let Some(email) = &email
+            && let Some(id) =
+                sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE email = $1")
+                    .bind(email)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map)?
+        {
+            if let Some(slack) = slack {
+                sqlx::query("UPDATE users SET slack_user_id = $1, updated_at = now() WHERE id = $2 AND slack_user_id IS NULL")
+                    .bind(slack)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+            }
+            tx.commit().await.map_err(map)?;
+            return Ok(id);
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO users (id, email, display_name, role, slack_user_id, created_at, updated_at) VALUES ($1, $2, $3, 'rep', $4, now(), now())",
+        )
+        .bind(&id)
+        .bind(&email)
+        .bind(display_name)
+        .bind(slack)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(id)
+    }
+
     async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken> {
         let row = sqlx::query(
             "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, now()) RETURNING *",

@@ -284,7 +284,23 @@ async fn build(
         conversation_type,
         title: get("title").unwrap_or_default().chars().take(300).collect(),
         conversation_date,
-        rep_user_id: None,
+        rep_user_id: match (get("rep_email"), get("rep_slack_id")) {
+            (None, None) => None,
+            (email, slack) => {
+                if let Some(e) = email
+                    && !(e.contains('@') && e.len() <= 254)
+                {
+                    return Err(ApiError::BadRequest(format!(
+                        "rep_email {e:?} is not an e-mail address"
+                    )));
+                }
+                Some(
+                    app.store
+                        .find_or_create_user(email, slack, email.unwrap_or_default())
+                        .await?,
+                )
+            }
+        },
         blob_key: Some(upload.key.as_str().to_owned()),
         metadata: Value::Object(metadata),
         first_job: NewJob::new(CONVERSATIONS, PREPARE, json!({})),

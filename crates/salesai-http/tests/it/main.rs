@@ -514,6 +514,7 @@ mod pipeline {
             .text("type", "discovery_call")
             .text("conversation_date", "2026-11-20")
             .text("store_type", "restaurant")
+            .text("rep_email", "amy@example.com")
             .part(
                 file_part.to_owned(),
                 reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
@@ -587,6 +588,7 @@ mod pipeline {
             2000.0
         );
         assert_eq!(done["conversation"]["metadata"]["store_type"], "restaurant");
+        assert!(done["conversation"]["rep_user_id"].is_string(), "the rep is a user, found or created by e-mail");
         assert_eq!(
             done["conversation"]["metadata"]["media"], "transcript",
             "sniffed, whatever the file name said"
