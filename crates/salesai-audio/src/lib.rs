@@ -153,6 +153,98 @@ impl Resampler {
 
 /// Decodes `path` (a file of any supported format; `extension` is a hint only) to 16 kHz mono.
 pub fn prepare(path: &Path, extension: Option<&str>) -> Result<Prepared, AudioError> {
+    let mut tracks = prepare_tracks(path, extension, false)?;
+    Ok(tracks.remove(0))
+}
+
+/// One output of the decoder: a mono 16 kHz stream being written to its scratch file.
+struct Track {
+    pcm: tempfile::NamedTempFile,
+    writer: BufWriter<File>,
+    resampler: Option<Resampler>,
+    input: Vec<f32>,
+    resampled: Vec<f32>,
+    bytes: Vec<u8>,
+    energy: Vec<f32>,
+    frame_sum: f64,
+    frame_count: usize,
+    total: u64,
+}
+
+impl Track {
+    fn new() -> Result<Track, AudioError> {
+        let pcm = tempfile::NamedTempFile::new()?;
+        let writer = BufWriter::with_capacity(256 * 1024, pcm.reopen()?);
+        Ok(Track {
+            pcm,
+            writer,
+            resampler: None,
+            input: Vec::new(),
+            resampled: Vec::new(),
+            bytes: Vec::new(),
+            energy: Vec::new(),
+            frame_sum: 0.0,
+            frame_count: 0,
+            total: 0,
+        })
+    }
+
+    /// Resamples `self.input` (at `rate`) and appends it to the scratch file and the envelope.
+    fn push(&mut self, rate: u32) -> Result<(), AudioError> {
+        const FRAME_LEN: usize = (TARGET_RATE as u64 * FRAME_MS / 1000) as usize;
+        self.resampled.clear();
+        if rate == TARGET_RATE {
+            self.resampled.extend_from_slice(&self.input);
+        } else {
+            self.resampler
+                .get_or_insert_with(|| Resampler::new(rate, TARGET_RATE))
+                .process(&self.input, &mut self.resampled);
+        }
+        self.bytes.clear();
+        for s in &self.resampled {
+            let clamped = s.clamp(-1.0, 1.0);
+            self.bytes
+                .extend_from_slice(&((clamped * 32767.0) as i16).to_le_bytes());
+            self.frame_sum += f64::from(clamped * clamped);
+            self.frame_count += 1;
+            if self.frame_count == FRAME_LEN {
+                self.energy
+                    .push((self.frame_sum / FRAME_LEN as f64).sqrt() as f32);
+                self.frame_sum = 0.0;
+                self.frame_count = 0;
+            }
+        }
+        self.writer.write_all(&self.bytes)?;
+        self.total += self.resampled.len() as u64;
+        Ok(())
+    }
+
+    fn finish(mut self, codec: &str, rate: u32, channels: usize) -> Result<Prepared, AudioError> {
+        if self.frame_count > 0 {
+            self.energy
+                .push((self.frame_sum / self.frame_count as f64).sqrt() as f32);
+        }
+        self.writer.flush()?;
+        Ok(Prepared {
+            codec: codec.to_owned(),
+            source_rate: rate,
+            source_channels: channels,
+            duration_ms: self.total * 1000 / u64::from(TARGET_RATE),
+            samples: self.total,
+            energy: self.energy,
+            pcm: self.pcm,
+        })
+    }
+}
+
+/// Decodes `path` to 16 kHz mono tracks: one downmixed track, or — with `split_channels` and a
+/// stereo source — one track per channel (a dialer recording with the rep on one side and the
+/// customer on the other), so each can be transcribed with a real speaker label.
+pub fn prepare_tracks(
+    path: &Path,
+    extension: Option<&str>,
+    split_channels: bool,
+) -> Result<Vec<Prepared>, AudioError> {
     let file = File::open(path)?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -189,18 +281,8 @@ pub fn prepare(path: &Path, extension: Option<&str>) -> Result<Prepared, AudioEr
         };
     let mut source_rate = params.sample_rate.unwrap_or(0);
     let mut source_channels = params.channels.map(|c| c.count()).unwrap_or(0);
-    let pcm = tempfile::NamedTempFile::new()?;
-    let mut writer = BufWriter::with_capacity(256 * 1024, pcm.reopen()?);
-    let mut resampler: Option<Resampler> = None;
     let mut sample_buf: Option<SampleBuffer<f32>> = None;
-    let mut mono = Vec::new();
-    let mut resampled = Vec::new();
-    let mut pcm_bytes = Vec::new();
-    let mut energy = Vec::new();
-    let frame_len = (TARGET_RATE as u64 * FRAME_MS / 1000) as usize;
-    let (mut frame_sum, mut frame_count) = (0f64, 0usize);
-    let mut total = 0u64;
-    let mut decoded_any = false;
+    let mut tracks: Vec<Track> = Vec::new();
     loop {
         let packet = match format.next_packet() {
             Ok(packet) => packet,
@@ -231,53 +313,43 @@ pub fn prepare(path: &Path, extension: Option<&str>) -> Result<Prepared, AudioEr
         buf.copy_interleaved_ref(decoded);
         let samples = buf.samples();
         let channels = source_channels.max(1);
-        mono.clear();
-        mono.extend(
-            samples
-                .chunks_exact(channels)
-                .map(|frame| frame.iter().sum::<f32>() / channels as f32),
-        );
-        let resampler = resampler.get_or_insert_with(|| Resampler::new(source_rate, TARGET_RATE));
-        resampled.clear();
-        if source_rate == TARGET_RATE {
-            resampled.extend_from_slice(&mono);
-        } else {
-            resampler.process(&mono, &mut resampled);
-        }
-        pcm_bytes.clear();
-        for s in &resampled {
-            let clamped = s.clamp(-1.0, 1.0);
-            pcm_bytes.extend_from_slice(&((clamped * 32767.0) as i16).to_le_bytes());
-            frame_sum += f64::from(clamped * clamped);
-            frame_count += 1;
-            if frame_count == frame_len {
-                energy.push((frame_sum / frame_len as f64).sqrt() as f32);
-                frame_sum = 0.0;
-                frame_count = 0;
+        if tracks.is_empty() {
+            let count = if split_channels && channels >= 2 {
+                2
+            } else {
+                1
+            };
+            for _ in 0..count {
+                tracks.push(Track::new()?);
             }
         }
-        writer.write_all(&pcm_bytes)?;
-        total += resampled.len() as u64;
-        decoded_any = true;
+        if tracks.len() == 1 {
+            let t = &mut tracks[0];
+            t.input.clear();
+            t.input.extend(
+                samples
+                    .chunks_exact(channels)
+                    .map(|frame| frame.iter().sum::<f32>() / channels as f32),
+            );
+            t.push(source_rate)?;
+        } else {
+            for (c, t) in tracks.iter_mut().enumerate() {
+                t.input.clear();
+                t.input
+                    .extend(samples.chunks_exact(channels).map(|frame| frame[c]));
+                t.push(source_rate)?;
+            }
+        }
     }
-    if frame_count > 0 {
-        energy.push((frame_sum / frame_count as f64).sqrt() as f32);
-    }
-    writer.flush()?;
-    if !decoded_any {
+    if tracks.is_empty() {
         return Err(AudioError::Decode(
             "no audio could be decoded from the file".into(),
         ));
     }
-    Ok(Prepared {
-        codec: codec_name,
-        source_rate,
-        source_channels,
-        duration_ms: total * 1000 / u64::from(TARGET_RATE),
-        samples: total,
-        energy,
-        pcm,
-    })
+    tracks
+        .into_iter()
+        .map(|t| t.finish(&codec_name, source_rate, source_channels))
+        .collect()
 }
 
 /// A FLAC encoder source reading 16-bit mono samples from the scratch file.
@@ -482,6 +554,48 @@ mod tests {
         assert!(
             rms < 0.02,
             "12 kHz would alias to 4 kHz; it is filtered: {rms}"
+        );
+    }
+
+    #[test]
+    fn stereo_channels_can_be_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        // Left: a tone for the whole file; right: silence.
+        let rate = 8_000u32;
+        let mut data = Vec::new();
+        for i in 0..rate * 2 {
+            let v = ((2.0 * std::f32::consts::PI * 300.0 * i as f32 / rate as f32).sin()
+                * 0.5
+                * 32767.0) as i16;
+            data.extend_from_slice(&v.to_le_bytes());
+            data.extend_from_slice(&0i16.to_le_bytes());
+        }
+        let mut out = b"RIFF".to_vec();
+        out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&rate.to_le_bytes());
+        out.extend_from_slice(&(rate * 4).to_le_bytes());
+        out.extend_from_slice(&4u16.to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&data);
+        std::fs::write(&path, out).unwrap();
+        let tracks = prepare_tracks(&path, Some("wav"), true).unwrap();
+        assert_eq!(tracks.len(), 2);
+        assert!(tracks[0].energy[5] > 0.2, "left is loud");
+        assert!(tracks[1].energy[5] < 0.001, "right is silent");
+        assert_eq!(tracks[0].samples, tracks[1].samples);
+        let mixed = prepare_tracks(&path, Some("wav"), false).unwrap();
+        assert_eq!(mixed.len(), 1);
+        assert!(
+            (mixed[0].energy[5] - 0.177).abs() < 0.02,
+            "downmix halves the tone: {}",
+            mixed[0].energy[5]
         );
     }
 

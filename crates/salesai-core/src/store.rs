@@ -109,7 +109,9 @@ pub struct StageEvent {
 /// One chunk's transcript, times relative to the chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkTranscript {
-    /// Position in the plan.
+    /// The audio channel (0 for a downmixed recording; 0 and 1 for split stereo).
+    pub channel: u32,
+    /// Position in the channel's plan.
     pub index: u32,
     /// Chunk start in the normalised recording.
     pub start_ms: u64,

@@ -987,7 +987,7 @@ impl Store for PgStore {
     async fn save_chunk_transcript(&self, id: &str, chunk: &ChunkTranscript) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO transcript_chunks (conversation_id, chunk_index, channel, start_ms, end_ms, provider, model, segments, latency_ms, created_at) \
-             VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (conversation_id, channel, chunk_index) DO UPDATE SET \
+             VALUES ($1, $2, $9, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (conversation_id, channel, chunk_index) DO UPDATE SET \
              start_ms = excluded.start_ms, end_ms = excluded.end_ms, provider = excluded.provider, model = excluded.model, \
              segments = excluded.segments, latency_ms = excluded.latency_ms, created_at = excluded.created_at",
         )
@@ -999,6 +999,7 @@ impl Store for PgStore {
         .bind(&chunk.model)
         .bind(serde_json::to_value(&chunk.segments).map_err(|e| StoreError::Other(e.to_string()))?)
         .bind(chunk.latency_ms.map(|v| v as i32))
+        .bind(chunk.channel as i32)
         .execute(&self.pool)
         .await
         .map_err(map)?;
@@ -1006,7 +1007,7 @@ impl Store for PgStore {
     }
 
     async fn get_chunk_transcripts(&self, id: &str) -> StoreResult<Vec<ChunkTranscript>> {
-        let rows = sqlx::query("SELECT * FROM transcript_chunks WHERE conversation_id = $1 AND channel = 0 ORDER BY chunk_index")
+        let rows = sqlx::query("SELECT * FROM transcript_chunks WHERE conversation_id = $1 ORDER BY channel, chunk_index")
             .bind(id)
             .fetch_all(&self.pool)
             .await
@@ -1015,6 +1016,7 @@ impl Store for PgStore {
             .map(|r| {
                 let segments: serde_json::Value = r.try_get("segments").map_err(map)?;
                 Ok(ChunkTranscript {
+                    channel: r.try_get::<i32, _>("channel").map_err(map)? as u32,
                     index: r.try_get::<i32, _>("chunk_index").map_err(map)? as u32,
                     start_ms: r.try_get::<i32, _>("start_ms").map_err(map)? as u64,
                     end_ms: r.try_get::<i32, _>("end_ms").map_err(map)? as u64,

@@ -1173,12 +1173,13 @@ impl Store for SqliteStore {
     async fn save_chunk_transcript(&self, id: &str, chunk: &ChunkTranscript) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO transcript_chunks (conversation_id, chunk_index, channel, start_ms, end_ms, provider, model, segments, latency_ms, created_at) \
-             VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, channel, chunk_index) DO UPDATE SET \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, channel, chunk_index) DO UPDATE SET \
              start_ms = excluded.start_ms, end_ms = excluded.end_ms, provider = excluded.provider, model = excluded.model, \
              segments = excluded.segments, latency_ms = excluded.latency_ms, created_at = excluded.created_at",
         )
         .bind(id)
         .bind(i64::from(chunk.index))
+        .bind(i64::from(chunk.channel))
         .bind(chunk.start_ms as i64)
         .bind(chunk.end_ms as i64)
         .bind(&chunk.provider)
@@ -1193,7 +1194,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_chunk_transcripts(&self, id: &str) -> StoreResult<Vec<ChunkTranscript>> {
-        let rows = sqlx::query("SELECT * FROM transcript_chunks WHERE conversation_id = ? AND channel = 0 ORDER BY chunk_index")
+        let rows = sqlx::query("SELECT * FROM transcript_chunks WHERE conversation_id = ? ORDER BY channel, chunk_index")
             .bind(id)
             .fetch_all(&self.pool)
             .await
@@ -1202,6 +1203,7 @@ impl Store for SqliteStore {
             .map(|r| {
                 let segments: String = r.try_get("segments").map_err(map)?;
                 Ok(ChunkTranscript {
+                    channel: r.try_get::<i64, _>("channel").map_err(map)? as u32,
                     index: r.try_get::<i64, _>("chunk_index").map_err(map)? as u32,
                     start_ms: r.try_get::<i64, _>("start_ms").map_err(map)? as u64,
                     end_ms: r.try_get::<i64, _>("end_ms").map_err(map)? as u64,

@@ -707,12 +707,40 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
 story!(users_are_found_by_slack_id_then_email);
 async fn users_are_found_by_slack_id_then_email(db: &TestDb) {
     let store = db.store();
-    let amy = store.find_or_create_user(Some("Amy@Example.com"), None, "Amy").await.unwrap();
-    assert_eq!(store.find_or_create_user(Some("amy@example.com "), None, "").await.unwrap(), amy, "e-mail is case-insensitive");
-    let linked = store.find_or_create_user(Some("amy@example.com"), Some("U123"), "").await.unwrap();
+    let amy = store
+        .find_or_create_user(Some("Amy@Example.com"), None, "Amy")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_or_create_user(Some("amy@example.com "), None, "")
+            .await
+            .unwrap(),
+        amy,
+        "e-mail is case-insensitive"
+    );
+    let linked = store
+        .find_or_create_user(Some("amy@example.com"), Some("U123"), "")
+        .await
+        .unwrap();
     assert_eq!(linked, amy, "found by e-mail, Slack id linked");
-    assert_eq!(store.find_or_create_user(None, Some("U123"), "").await.unwrap(), amy, "then found by Slack id");
-    let bob = store.find_or_create_user(None, Some("U999"), "Bob").await.unwrap();
+    assert_eq!(
+        store
+            .find_or_create_user(None, Some("U123"), "")
+            .await
+            .unwrap(),
+        amy,
+        "then found by Slack id"
+    );
+    let bob = store
+        .find_or_create_user(None, Some("U999"), "Bob")
+        .await
+        .unwrap();
     assert_ne!(bob, amy);
-    assert!(store.find_or_create_user(None, None, "nobody").await.is_err());
+    assert!(
+        store
+            .find_or_create_user(None, None, "nobody")
+            .await
+            .is_err()
+    );
 }

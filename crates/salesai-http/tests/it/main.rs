@@ -588,7 +588,10 @@ mod pipeline {
             2000.0
         );
         assert_eq!(done["conversation"]["metadata"]["store_type"], "restaurant");
-        assert!(done["conversation"]["rep_user_id"].is_string(), "the rep is a user, found or created by e-mail");
+        assert!(
+            done["conversation"]["rep_user_id"].is_string(),
+            "the rep is a user, found or created by e-mail"
+        );
         assert_eq!(
             done["conversation"]["metadata"]["media"], "transcript",
             "sniffed, whatever the file name said"

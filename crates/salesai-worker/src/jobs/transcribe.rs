@@ -29,6 +29,8 @@ use crate::{JobError, JobHandler};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ChunkPayload {
     conversation_id: String,
+    #[serde(default)]
+    channel: u32,
     index: u32,
     total: u32,
     start_ms: u64,
@@ -110,9 +112,20 @@ pub(crate) async fn prepare_audio(
     let path = scratch.path().to_path_buf();
     let ext = format.clone();
     let limits = stt.limits();
-    let prepared = tokio::task::spawn_blocking(move || salesai_audio::prepare(&path, Some(&ext)))
-        .await
-        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
+    // A stereo dialer recording with one speaker per side can be transcribed per channel, for
+    // real speaker labels: the upload says which side the rep is on.
+    let split = matches!(
+        conversation
+            .metadata
+            .get("speaker_channels")
+            .and_then(|v| v.as_str()),
+        Some("rep_left" | "rep_right")
+    );
+    let prepared = tokio::task::spawn_blocking(move || {
+        salesai_audio::prepare_tracks(&path, Some(&ext), split)
+    })
+    .await
+    .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
     let started = Instant::now();
     let mut jobs = Vec::new();
     match prepared {
@@ -136,6 +149,7 @@ pub(crate) async fn prepare_audio(
                 job,
                 ChunkPayload {
                     conversation_id: id.to_owned(),
+                    channel: 0,
                     index: 0,
                     total: 1,
                     start_ms: 0,
@@ -148,78 +162,93 @@ pub(crate) async fn prepare_audio(
             ));
         }
         Err(err) => return Err(JobError::terminal(err.code(), err.to_string())),
-        Ok(prepared) => {
-            let prepared = std::sync::Arc::new(prepared);
-            if prepared.duration_ms < 200 || is_silent(&prepared.energy, SILENCE_RMS) {
+        Ok(tracks) => {
+            let tracks: Vec<std::sync::Arc<salesai_audio::Prepared>> =
+                tracks.into_iter().map(std::sync::Arc::new).collect();
+            if tracks
+                .iter()
+                .all(|t| t.duration_ms < 200 || is_silent(&t.energy, SILENCE_RMS))
+            {
                 return Err(JobError::terminal(
                     ErrorCode::AudioEmpty,
                     "the recording is silent; there is nothing to transcribe",
                 ));
             }
-            let plan = plan_chunks(
-                prepared.duration_ms,
-                salesai_audio::FRAME_MS,
-                &prepared.energy,
-                &limits,
-            );
-            let total = plan.len() as u32;
-            tracing::info!(event = "audio.prepared", conversation_id = %id, codec = %prepared.codec, source_rate = prepared.source_rate, source_channels = prepared.source_channels, duration_ms = prepared.duration_ms, chunks = total, "audio prepared");
+            let plans: Vec<Vec<Chunk>> = tracks
+                .iter()
+                .map(|t| plan_chunks(t.duration_ms, salesai_audio::FRAME_MS, &t.energy, &limits))
+                .collect();
+            let total = plans.iter().map(Vec::len).sum::<usize>() as u32;
+            let first = &tracks[0];
+            tracing::info!(event = "audio.prepared", conversation_id = %id, codec = %first.codec, source_rate = first.source_rate, source_channels = first.source_channels, tracks = tracks.len(), duration_ms = first.duration_ms, chunks = total, "audio prepared");
             let done = app.store.get_chunk_transcripts(id).await.map_err(db)?;
-            for chunk in plan {
-                if done.iter().any(|d| {
-                    d.index as usize == chunk.index
-                        && d.start_ms == chunk.start_ms
-                        && d.end_ms == chunk.end_ms
-                }) {
-                    continue;
-                }
-                let frames = energy_range(&prepared.energy, chunk.start_ms, chunk.end_ms);
-                if is_silent(frames, SILENCE_RMS) {
-                    app.store
-                        .save_chunk_transcript(
-                            id,
-                            &ChunkTranscript {
-                                index: chunk.index as u32,
-                                start_ms: chunk.start_ms,
-                                end_ms: chunk.end_ms,
-                                provider: "silence".into(),
-                                model: None,
-                                segments: Vec::new(),
-                                latency_ms: None,
-                            },
-                        )
-                        .await
-                        .map_err(db)?;
-                    continue;
-                }
-                let source = prepared.clone();
-                let (start, end) = (chunk.start_ms, chunk.end_ms);
-                let flac = tokio::task::spawn_blocking(move || {
-                    salesai_audio::encode_flac(&source, start, end)
-                })
-                .await
-                .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?
-                .map_err(|e| JobError::terminal(e.code(), e.to_string()))?;
-                let chunk_key = BlobKey::parse(&format!("chunks/{id}/{:04}.flac", chunk.index))
-                    .expect("valid key");
-                app.blobs
-                    .put_stream(&chunk_key, one_shot(flac))
+            for (channel, (prepared, plan)) in tracks.iter().zip(plans).enumerate() {
+                let channel = channel as u32;
+                for chunk in plan {
+                    if done.iter().any(|d| {
+                        d.channel == channel
+                            && d.index as usize == chunk.index
+                            && d.start_ms == chunk.start_ms
+                            && d.end_ms == chunk.end_ms
+                    }) {
+                        continue;
+                    }
+                    let frames = energy_range(&prepared.energy, chunk.start_ms, chunk.end_ms);
+                    if is_silent(frames, SILENCE_RMS) {
+                        app.store
+                            .save_chunk_transcript(
+                                id,
+                                &ChunkTranscript {
+                                    channel,
+                                    index: chunk.index as u32,
+                                    start_ms: chunk.start_ms,
+                                    end_ms: chunk.end_ms,
+                                    provider: "silence".into(),
+                                    model: None,
+                                    segments: Vec::new(),
+                                    latency_ms: None,
+                                },
+                            )
+                            .await
+                            .map_err(db)?;
+                        continue;
+                    }
+                    let source = prepared.clone();
+                    let (start, end) = (chunk.start_ms, chunk.end_ms);
+                    let flac = tokio::task::spawn_blocking(move || {
+                        salesai_audio::encode_flac(&source, start, end)
+                    })
                     .await
-                    .map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
-                jobs.push(chunk_job(
-                    job,
-                    ChunkPayload {
-                        conversation_id: id.to_owned(),
-                        index: chunk.index as u32,
-                        total,
-                        start_ms: chunk.start_ms,
-                        end_ms: chunk.end_ms,
-                        blob_key: chunk_key.as_str().to_owned(),
-                        file_name: format!("chunk-{:04}.flac", chunk.index),
-                        mime: "audio/flac".into(),
-                        plan: job.id,
-                    },
-                ));
+                    .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?
+                    .map_err(|e| JobError::terminal(e.code(), e.to_string()))?;
+                    let name = if tracks.len() == 1 {
+                        format!("chunk-{:04}.flac", chunk.index)
+                    } else {
+                        format!("chunk-c{channel}-{:04}.flac", chunk.index)
+                    };
+                    let chunk_key =
+                        BlobKey::parse(&format!("chunks/{id}/{channel}-{:04}.flac", chunk.index))
+                            .expect("valid key");
+                    app.blobs
+                        .put_stream(&chunk_key, one_shot(flac))
+                        .await
+                        .map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
+                    jobs.push(chunk_job(
+                        job,
+                        ChunkPayload {
+                            conversation_id: id.to_owned(),
+                            channel,
+                            index: chunk.index as u32,
+                            total,
+                            start_ms: chunk.start_ms,
+                            end_ms: chunk.end_ms,
+                            blob_key: chunk_key.as_str().to_owned(),
+                            file_name: name,
+                            mime: "audio/flac".into(),
+                            plan: job.id,
+                        },
+                    ));
+                }
             }
             if jobs.is_empty() {
                 // Every chunk was silent or already transcribed.
@@ -244,8 +273,8 @@ fn energy_range(energy: &[f32], start_ms: u64, end_ms: u64) -> &[f32] {
 
 fn chunk_job(job: &Job, payload: ChunkPayload) -> NewJob {
     let key = format!(
-        "chunk:{}:{}:{}",
-        payload.conversation_id, job.id, payload.index
+        "chunk:{}:{}:{}:{}",
+        payload.conversation_id, job.id, payload.channel, payload.index
     );
     NewJob {
         conversation_id: Some(payload.conversation_id.clone()),
@@ -319,7 +348,10 @@ async fn transcribe_chunk(app: &App, job: &Job) -> Result<(), JobError> {
     let store = &app.store;
     let done = store.get_chunk_transcripts(id).await.map_err(db)?;
     let finished = done.iter().any(|d| {
-        d.index == payload.index && d.start_ms == payload.start_ms && d.end_ms == payload.end_ms
+        d.channel == payload.channel
+            && d.index == payload.index
+            && d.start_ms == payload.start_ms
+            && d.end_ms == payload.end_ms
     });
     if !finished {
         let stt = stt_of(app)?;
@@ -367,6 +399,7 @@ async fn transcribe_chunk(app: &App, job: &Job) -> Result<(), JobError> {
             .save_chunk_transcript(
                 id,
                 &ChunkTranscript {
+                    channel: payload.channel,
                     index: payload.index,
                     start_ms: payload.start_ms,
                     end_ms: payload.end_ms,
@@ -507,37 +540,65 @@ async fn merge(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
             format!("{} of {total} chunks transcribed; waiting", saved.len()),
         ));
     }
-    let mut parts = Vec::with_capacity(saved.len());
-    let mut owns_from = 0;
-    for chunk in &saved {
-        let end = if chunk.end_ms == 0 {
-            u64::MAX / 4
-        } else {
-            chunk.end_ms
-        };
-        parts.push((
-            Chunk {
-                index: chunk.index as usize,
-                start_ms: chunk.start_ms,
-                end_ms: end,
-                owns_from_ms: owns_from,
-                owns_until_ms: end,
-            },
-            chunk.segments.clone(),
-        ));
-        owns_from = end;
-    }
-    let mut segments = merge_chunks(&parts);
     let Some(conversation) = store.get_conversation(id).await.map_err(db)? else {
         return Err(JobError::terminal(
             ErrorCode::InvalidInput,
             format!("conversation {id} no longer exists"),
         ));
     };
-    if app
-        .product_line(&conversation.product_line)
-        .convert_to_traditional
+    let line = app.product_line(&conversation.product_line);
+    let channels: std::collections::BTreeSet<u32> = saved.iter().map(|c| c.channel).collect();
+    let rep_channel = match conversation
+        .metadata
+        .get("speaker_channels")
+        .and_then(|v| v.as_str())
     {
+        Some("rep_right") => 1,
+        _ => 0,
+    };
+    let (rep, customer) = if line.language.starts_with("zh") {
+        ("業務", "客戶")
+    } else {
+        ("Rep", "Customer")
+    };
+    let mut segments = Vec::new();
+    for channel in &channels {
+        let mut parts = Vec::new();
+        let mut owns_from = 0;
+        for chunk in saved.iter().filter(|c| c.channel == *channel) {
+            let end = if chunk.end_ms == 0 {
+                u64::MAX / 4
+            } else {
+                chunk.end_ms
+            };
+            parts.push((
+                Chunk {
+                    index: chunk.index as usize,
+                    start_ms: chunk.start_ms,
+                    end_ms: end,
+                    owns_from_ms: owns_from,
+                    owns_until_ms: end,
+                },
+                chunk.segments.clone(),
+            ));
+            owns_from = end;
+        }
+        let mut merged = merge_chunks(&parts);
+        if channels.len() > 1 {
+            // One speaker per channel: the label is a fact, not an inference.
+            let label = if *channel == rep_channel {
+                rep
+            } else {
+                customer
+            };
+            for segment in &mut merged {
+                segment.speaker = Some(label.to_owned());
+            }
+        }
+        segments.extend(merged);
+    }
+    segments.sort_by_key(|s| (s.start_ms, s.end_ms));
+    if line.convert_to_traditional {
         let converter = traditional()?;
         for segment in &mut segments {
             segment.text = converter.convert(&segment.text);

@@ -818,3 +818,131 @@ async fn simplified_output_becomes_traditional_for_taiwan_lines(db: &TestDb) {
         "left alone where the line does not ask"
     );
 }
+
+/// A stereo WAV: a tone on the left for the first half, on the right for the second.
+fn dialer_wav(seconds: u32) -> Vec<u8> {
+    let rate = 16_000u32;
+    let mut data = Vec::new();
+    for i in 0..rate * seconds {
+        let t = i as f32 / rate as f32;
+        let v = ((2.0 * std::f32::consts::PI * 300.0 * t).sin() * 0.4 * 32767.0) as i16;
+        let (l, r) = if t < seconds as f32 / 2.0 {
+            (v, 0)
+        } else {
+            (0, v)
+        };
+        data.extend_from_slice(&l.to_le_bytes());
+        data.extend_from_slice(&r.to_le_bytes());
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 4).to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+story!(stereo_channels_are_transcribed_apart_and_labelled);
+async fn stereo_channels_are_transcribed_apart_and_labelled(db: &TestDb) {
+    use salesai_core::blob::{BlobKey, ByteStream};
+    use salesai_core::domain::{
+        CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber,
+        NewConversation,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    let stt = Arc::new(StubStt {
+        calls: Default::default(),
+        too_large: "none",
+    });
+    app.stt = Some(stt.clone());
+    let key = BlobKey::parse("uploads/test/dialer.wav").unwrap();
+    let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(
+        dialer_wav(8),
+    ))]));
+    app.blobs.put_stream(&key, stream).await.unwrap();
+    let created = app
+        .store
+        .create_conversation(NewConversation {
+            customer_number: CustomerNumber::parse("C7").unwrap(),
+            customer_name: "Cafe".into(),
+            product_line: "default".into(),
+            case_prefix: CasePrefix::parse("SA").unwrap(),
+            case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
+            conversation_type: ConversationType::Demo,
+            title: String::new(),
+            conversation_date: None,
+            rep_user_id: None,
+            blob_key: Some(key.as_str().into()),
+            metadata: serde_json::json!({ "media": "audio", "format": "wav", "speaker_channels": "rep_right" }),
+            first_job: NewJob::new(salesai_core::queue::CONVERSATIONS, salesai_worker::jobs::PREPARE, serde_json::json!({})),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(&app, registry, "w-stereo");
+    for _ in 0..500 {
+        let c = app
+            .store
+            .get_conversation(&created.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(
+            c.status,
+            ConversationStatus::Completed | ConversationStatus::Failed
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    let conversation = app
+        .store
+        .get_conversation(&created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        conversation.status,
+        ConversationStatus::Completed,
+        "{:?}",
+        conversation.error
+    );
+    let names: Vec<String> = stt
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(
+        names.contains(&"chunk-c0-0000.flac".to_owned())
+            && names.contains(&"chunk-c1-0000.flac".to_owned()),
+        "{names:?}"
+    );
+    let transcript = app.store.get_transcript(&created.id).await.unwrap();
+    let speakers: Vec<(String, String)> = transcript
+        .iter()
+        .map(|s| (s.speaker.clone().unwrap_or_default(), s.text.clone()))
+        .collect();
+    assert!(
+        speakers.contains(&("Customer".into(), "said in chunk-c0-0000.flac".into())),
+        "{speakers:?}"
+    );
+    assert!(
+        speakers.contains(&("Rep".into(), "said in chunk-c1-0000.flac".into())),
+        "rep on the right: {speakers:?}"
+    );
+}
