@@ -35,6 +35,9 @@ pub struct SttConfig {
     pub max_concurrency: usize,
     /// The provider's upload and length limits.
     pub limits: ChunkLimits,
+    /// Requests per minute this node may send (`None`: no budget beyond the provider's 429s).
+    /// Over budget, a chunk is rescheduled for when a slot frees, like a 429, without calling.
+    pub requests_per_minute: Option<u32>,
 }
 
 impl std::fmt::Debug for SttConfig {
@@ -55,6 +58,7 @@ pub struct SttClient {
     config: SttConfig,
     http: reqwest::Client,
     slots: std::sync::Arc<tokio::sync::Semaphore>,
+    sent: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<DateTime<Utc>>>>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +112,7 @@ impl SttClient {
             config,
             http,
             slots,
+            sent: Default::default(),
         }
     }
 
@@ -122,8 +127,30 @@ impl SttClient {
         ErrorCode::GroqApiError
     }
 
+    /// Takes a slot of the per-minute budget, or says when the next one frees.
+    fn budget(&self) -> Result<(), SttError> {
+        let Some(limit) = self.config.requests_per_minute else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        while sent
+            .front()
+            .is_some_and(|t| now - *t >= chrono::Duration::minutes(1))
+        {
+            sent.pop_front();
+        }
+        if sent.len() >= limit.max(1) as usize {
+            let retry_at = *sent.front().expect("non-empty") + chrono::Duration::minutes(1);
+            return Err(SttError::RateLimited { retry_at });
+        }
+        sent.push_back(now);
+        Ok(())
+    }
+
     /// Transcribes one chunk.
     pub async fn transcribe(&self, request: SttRequest) -> Result<SttResult, SttError> {
+        self.budget()?;
         let _slot = self
             .slots
             .acquire()

@@ -152,6 +152,14 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub stt_max_chunk_mb: Option<u64>,
+    /// Speech-to-text requests per minute from this node (over it, chunks wait for a slot) [default: no limit]
+    #[arg(
+        long,
+        env = "SALESAI_STT_REQUESTS_PER_MINUTE",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub stt_requests_per_minute: Option<u32>,
     /// Seconds before a speech-to-text request times out [default: 180]
     #[arg(
         long,
@@ -313,6 +321,7 @@ struct FileConfig {
     stt_max_chunk_secs: Option<u64>,
     stt_max_chunk_mb: Option<u64>,
     stt_timeout_secs: Option<u64>,
+    stt_requests_per_minute: Option<u32>,
     max_upload_mb: Option<u64>,
     bind: Option<SocketAddr>,
     time_zone: Option<String>,
@@ -547,6 +556,9 @@ impl Config {
                                 .unwrap_or(4)
                                 .max(1),
                             limits,
+                            requests_per_minute: args
+                                .stt_requests_per_minute
+                                .or(file.stt_requests_per_minute),
                         }
                     };
                 match (base, groq) {

@@ -831,6 +831,7 @@ mod pipeline {
                 model: "whisper-1".into(),
                 timeout: Duration::from_secs(120),
                 max_concurrency: 2,
+                requests_per_minute: None,
                 limits: salesai_core::audio::ChunkLimits {
                     max_ms: 8_000,
                     search_ms: 3_000,

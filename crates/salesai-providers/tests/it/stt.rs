@@ -84,6 +84,7 @@ fn client(base: &str) -> SttClient {
         timeout: Duration::from_millis(500),
         max_concurrency: 2,
         limits: Default::default(),
+        requests_per_minute: None,
     })
 }
 
@@ -226,6 +227,7 @@ async fn a_real_whisper_server_hears_the_words() {
         timeout: Duration::from_secs(120),
         max_concurrency: 1,
         limits: Default::default(),
+        requests_per_minute: None,
     });
     let result = client
         .transcribe(SttRequest {
@@ -248,4 +250,38 @@ async fn a_real_whisper_server_hears_the_words() {
         assert!(text.contains(word), "{word:?} not heard in {text:?}");
     }
     assert!(result.segments.last().unwrap().end_ms > 3_000);
+}
+
+#[tokio::test]
+async fn the_per_minute_budget_reschedules_instead_of_calling() {
+    let (base, seen) = stub("ok").await;
+    let client = SttClient::new(SttConfig {
+        provider: "groq".into(),
+        base_url: base,
+        api_key: None,
+        model: "m".into(),
+        timeout: Duration::from_secs(5),
+        max_concurrency: 4,
+        limits: Default::default(),
+        requests_per_minute: Some(2),
+    });
+    client.transcribe(request()).await.unwrap();
+    client.transcribe(request()).await.unwrap();
+    let before = Utc::now();
+    let err = client.transcribe(request()).await.unwrap_err();
+    let SttError::RateLimited { retry_at } = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        (retry_at - before).num_seconds() >= 58,
+        "a slot frees a minute after the first call"
+    );
+    let calls = seen
+        .fields
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| n == "model")
+        .count();
+    assert_eq!(calls, 2, "the third request never reached the provider");
 }

@@ -43,6 +43,7 @@ const SETTINGS: &[&str] = &[
     "SALESAI_STT_MAX_CHUNK_SECS",
     "SALESAI_STT_MAX_CHUNK_MB",
     "SALESAI_STT_TIMEOUT_SECS",
+    "SALESAI_STT_REQUESTS_PER_MINUTE",
 ];
 
 /// A `salesai` command in `dir` with a clean environment.
