@@ -513,6 +513,74 @@ impl salesai_core::stt::SpeechToText for StubStt {
     }
 }
 
+/// A 16-bit PCM WAV file around interleaved sample bytes.
+fn wav(channels: u16, rate: u32, data: &[u8]) -> Vec<u8> {
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2 * u32::from(channels)).to_le_bytes());
+    out.extend_from_slice(&(2 * channels).to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Stores `audio` and creates a conversation for it whose first job is `conversation.prepare`.
+async fn audio_conversation(
+    app: &App,
+    line: &str,
+    prefix: &str,
+    audio: Vec<u8>,
+    metadata: serde_json::Value,
+) -> String {
+    use salesai_core::blob::{BlobKey, ByteStream};
+    use salesai_core::domain::{
+        CasePeriod, CasePrefix, ConversationType, CustomerNumber, NewConversation,
+    };
+    let key = BlobKey::parse(&format!("uploads/test/{}.wav", uuid_like())).unwrap();
+    let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(audio))]));
+    app.blobs.put_stream(&key, stream).await.unwrap();
+    app.store
+        .create_conversation(NewConversation {
+            customer_number: CustomerNumber::parse(line).unwrap(),
+            customer_name: line.into(),
+            product_line: line.into(),
+            case_prefix: CasePrefix::parse(prefix).unwrap(),
+            case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
+            conversation_type: ConversationType::Demo,
+            title: String::new(),
+            conversation_date: None,
+            rep_user_id: None,
+            blob_key: Some(key.as_str().into()),
+            metadata,
+            first_job: NewJob::new(
+                salesai_core::queue::CONVERSATIONS,
+                salesai_worker::jobs::PREPARE,
+                serde_json::json!({}),
+            ),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
 /// A WAV of `seconds` with a loud tone everywhere except a short pause every 4 s.
 fn tone_wav(seconds: u32) -> Vec<u8> {
     let rate = 16_000u32;
@@ -528,29 +596,12 @@ fn tone_wav(seconds: u32) -> Vec<u8> {
         };
         data.extend_from_slice(&((v * 32767.0) as i16).to_le_bytes());
     }
-    let mut out = b"RIFF".to_vec();
-    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&data);
-    out
+    wav(1, rate, &data)
 }
 
 story!(audio_chunks_rate_limit_and_split);
 async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
-    use salesai_core::blob::{BlobKey, ByteStream};
-    use salesai_core::domain::{
-        CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber,
-        NewConversation,
-    };
+    use salesai_core::domain::ConversationStatus;
     let dir = tempfile::tempdir().unwrap();
     let mut app = app(db, &dir);
     let stt = Arc::new(StubStt {
@@ -559,33 +610,14 @@ async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
     });
     app.stt = Some(stt.clone());
     quick_settings(&app, salesai_core::queue::CONVERSATIONS).await;
-    let key = BlobKey::parse("uploads/test/call.wav").unwrap();
-    let wav = bytes::Bytes::from(tone_wav(26));
-    let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(wav)]));
-    app.blobs.put_stream(&key, stream).await.unwrap();
-    let created = app
-        .store
-        .create_conversation(NewConversation {
-            customer_number: CustomerNumber::parse("C1").unwrap(),
-            customer_name: "Cafe".into(),
-            product_line: "default".into(),
-            case_prefix: CasePrefix::parse("SA").unwrap(),
-            case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
-            conversation_type: ConversationType::Demo,
-            title: String::new(),
-            conversation_date: None,
-            rep_user_id: None,
-            blob_key: Some(key.as_str().into()),
-            metadata: serde_json::json!({ "media": "audio", "format": "wav" }),
-            first_job: NewJob::new(
-                salesai_core::queue::CONVERSATIONS,
-                salesai_worker::jobs::PREPARE,
-                serde_json::json!({}),
-            ),
-            idempotency_key: None,
-        })
-        .await
-        .unwrap();
+    let id = audio_conversation(
+        &app,
+        "default",
+        "SA",
+        tone_wav(26),
+        serde_json::json!({ "media": "audio", "format": "wav" }),
+    )
+    .await;
     let mut registry = builtin();
     salesai_worker::register_pipeline(&mut registry);
     let (token, handle) = spawn_worker(&app, registry, "w-audio");
@@ -593,7 +625,7 @@ async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
     for _ in 0..500 {
         status = app
             .store
-            .get_conversation(&created.id)
+            .get_conversation(&id)
             .await
             .unwrap()
             .unwrap()
@@ -608,12 +640,7 @@ async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
     }
     token.cancel();
     handle.await.unwrap();
-    let conversation = app
-        .store
-        .get_conversation(&created.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let conversation = app.store.get_conversation(&id).await.unwrap().unwrap();
     assert_eq!(
         status,
         ConversationStatus::Completed,
@@ -644,7 +671,7 @@ async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
         (second - first).num_milliseconds() >= 350,
         "after the retry-after delay"
     );
-    let transcript = app.store.get_transcript(&created.id).await.unwrap();
+    let transcript = app.store.get_transcript(&id).await.unwrap();
     let texts: Vec<&str> = transcript.iter().map(|s| s.text.as_str()).collect();
     assert!(
         texts.contains(&"said in chunk-0000.flac") && texts.contains(&"said in chunk-0001.flac"),
@@ -656,7 +683,7 @@ async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
             .all(|w| w[0].start_ms <= w[1].start_ms),
         "merged in time order"
     );
-    let chunks = app.store.get_chunk_transcripts(&created.id).await.unwrap();
+    let chunks = app.store.get_chunk_transcripts(&id).await.unwrap();
     assert!(
         (3..=4).contains(&chunks.len()),
         "26 s in chunks of at most 10 s, cut at pauses: {}",
@@ -682,7 +709,7 @@ async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
     );
     let events: Vec<ConversationStatus> = app
         .store
-        .stage_events(&created.id)
+        .stage_events(&id)
         .await
         .unwrap()
         .iter()
@@ -742,45 +769,22 @@ impl salesai_core::stt::SpeechToText for SimplifiedStt {
 
 story!(simplified_output_becomes_traditional_for_taiwan_lines);
 async fn simplified_output_becomes_traditional_for_taiwan_lines(db: &TestDb) {
-    use salesai_core::blob::{BlobKey, ByteStream};
-    use salesai_core::domain::{
-        CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber,
-        NewConversation,
-    };
+    use salesai_core::domain::ConversationStatus;
     let dir = tempfile::tempdir().unwrap();
     let mut app = app(db, &dir);
     app.stt = Some(Arc::new(SimplifiedStt));
     let mut ids = Vec::new();
     for (line, prefix) in [("ichef", "IC"), ("default", "SA")] {
-        let key = BlobKey::parse(&format!("uploads/test/{line}.wav")).unwrap();
-        let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(
-            tone_wav(3),
-        ))]));
-        app.blobs.put_stream(&key, stream).await.unwrap();
-        let created = app
-            .store
-            .create_conversation(NewConversation {
-                customer_number: CustomerNumber::parse(line).unwrap(),
-                customer_name: line.into(),
-                product_line: line.into(),
-                case_prefix: CasePrefix::parse(prefix).unwrap(),
-                case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
-                conversation_type: ConversationType::Demo,
-                title: String::new(),
-                conversation_date: None,
-                rep_user_id: None,
-                blob_key: Some(key.as_str().into()),
-                metadata: serde_json::json!({ "media": "audio", "format": "wav" }),
-                first_job: NewJob::new(
-                    salesai_core::queue::CONVERSATIONS,
-                    salesai_worker::jobs::PREPARE,
-                    serde_json::json!({}),
-                ),
-                idempotency_key: None,
-            })
-            .await
-            .unwrap();
-        ids.push(created.id);
+        ids.push(
+            audio_conversation(
+                &app,
+                line,
+                prefix,
+                tone_wav(3),
+                serde_json::json!({ "media": "audio", "format": "wav" }),
+            )
+            .await,
+        );
     }
     let mut registry = builtin();
     salesai_worker::register_pipeline(&mut registry);
@@ -834,29 +838,12 @@ fn dialer_wav(seconds: u32) -> Vec<u8> {
         data.extend_from_slice(&l.to_le_bytes());
         data.extend_from_slice(&r.to_le_bytes());
     }
-    let mut out = b"RIFF".to_vec();
-    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 4).to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&data);
-    out
+    wav(2, rate, &data)
 }
 
 story!(stereo_channels_are_transcribed_apart_and_labelled);
 async fn stereo_channels_are_transcribed_apart_and_labelled(db: &TestDb) {
-    use salesai_core::blob::{BlobKey, ByteStream};
-    use salesai_core::domain::{
-        CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber,
-        NewConversation,
-    };
+    use salesai_core::domain::ConversationStatus;
     let dir = tempfile::tempdir().unwrap();
     let mut app = app(db, &dir);
     let stt = Arc::new(StubStt {
@@ -864,40 +851,19 @@ async fn stereo_channels_are_transcribed_apart_and_labelled(db: &TestDb) {
         too_large: "none",
     });
     app.stt = Some(stt.clone());
-    let key = BlobKey::parse("uploads/test/dialer.wav").unwrap();
-    let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(
+    let id = audio_conversation(
+        &app,
+        "default",
+        "SA",
         dialer_wav(8),
-    ))]));
-    app.blobs.put_stream(&key, stream).await.unwrap();
-    let created = app
-        .store
-        .create_conversation(NewConversation {
-            customer_number: CustomerNumber::parse("C7").unwrap(),
-            customer_name: "Cafe".into(),
-            product_line: "default".into(),
-            case_prefix: CasePrefix::parse("SA").unwrap(),
-            case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
-            conversation_type: ConversationType::Demo,
-            title: String::new(),
-            conversation_date: None,
-            rep_user_id: None,
-            blob_key: Some(key.as_str().into()),
-            metadata: serde_json::json!({ "media": "audio", "format": "wav", "speaker_channels": "rep_right" }),
-            first_job: NewJob::new(salesai_core::queue::CONVERSATIONS, salesai_worker::jobs::PREPARE, serde_json::json!({})),
-            idempotency_key: None,
-        })
-        .await
-        .unwrap();
+        serde_json::json!({ "media": "audio", "format": "wav", "speaker_channels": "rep_right" }),
+    )
+    .await;
     let mut registry = builtin();
     salesai_worker::register_pipeline(&mut registry);
     let (token, handle) = spawn_worker(&app, registry, "w-stereo");
     for _ in 0..500 {
-        let c = app
-            .store
-            .get_conversation(&created.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let c = app.store.get_conversation(&id).await.unwrap().unwrap();
         if matches!(
             c.status,
             ConversationStatus::Completed | ConversationStatus::Failed
@@ -908,12 +874,7 @@ async fn stereo_channels_are_transcribed_apart_and_labelled(db: &TestDb) {
     }
     token.cancel();
     handle.await.unwrap();
-    let conversation = app
-        .store
-        .get_conversation(&created.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let conversation = app.store.get_conversation(&id).await.unwrap().unwrap();
     assert_eq!(
         conversation.status,
         ConversationStatus::Completed,
@@ -932,7 +893,7 @@ async fn stereo_channels_are_transcribed_apart_and_labelled(db: &TestDb) {
             && names.contains(&"chunk-c1-0000.flac".to_owned()),
         "{names:?}"
     );
-    let transcript = app.store.get_transcript(&created.id).await.unwrap();
+    let transcript = app.store.get_transcript(&id).await.unwrap();
     let speakers: Vec<(String, String)> = transcript
         .iter()
         .map(|s| (s.speaker.clone().unwrap_or_default(), s.text.clone()))
