@@ -11,7 +11,7 @@ use std::path::Path;
 
 use salesai_core::ErrorCode;
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, DecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
@@ -267,10 +267,14 @@ pub fn prepare_tracks(
         .ok_or_else(|| AudioError::Decode("the file has no audio track".into()))?;
     let track_id = track.id;
     let params = track.codec_params.clone();
-    let codec_name = symphonia::default::get_codecs()
-        .get_codec(params.codec)
-        .map(|d| d.short_name.to_owned())
-        .unwrap_or_else(|| format!("{:?}", params.codec));
+    let codec_name = if params.codec == CODEC_TYPE_OPUS {
+        "opus".to_owned()
+    } else {
+        symphonia::default::get_codecs()
+            .get_codec(params.codec)
+            .map(|d| d.short_name.to_owned())
+            .unwrap_or_else(|| format!("{:?}", params.codec))
+    };
     let mut decoder =
         match symphonia::default::get_codecs().make(&params, &DecoderOptions::default()) {
             Ok(d) => d,
