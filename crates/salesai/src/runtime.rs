@@ -98,7 +98,13 @@ pub fn load_prompts(config: &Config) -> anyhow::Result<salesai_core::analysis::p
         "SALESAI_PROMPTS_DIR {} is not a folder",
         dir.display()
     );
-    for group in ["en", "zh-TW", "lines"] {
+    let mut groups: Vec<String> = ["en", "zh-TW", "lines"].map(String::from).to_vec();
+    groups.extend(
+        salesai_core::product_line::builtin()
+            .into_iter()
+            .map(|l| l.id),
+    );
+    for group in &groups {
         let Ok(entries) = std::fs::read_dir(dir.join(group)) else {
             continue;
         };

@@ -1,6 +1,7 @@
 //! Prompts are data: one Markdown file per agent per language, plus a product description per
-//! product line, embedded in the binary and overridable from a folder
-//! (`<dir>/<language>/<agent>.md`, `<dir>/lines/<product line>.md`).
+//! product line, embedded in the binary and overridable from a folder: `<dir>/<product line>/
+//! <agent>.md` for one product line, `<dir>/<language>/<agent>.md` for every line in that
+//! language, `<dir>/lines/<product line>.md` for the product description.
 //!
 //! This module also decides what each agent is sent. Keeping it lean is a product rule: the
 //! original sent the whole transcript to every agent (7 times per analysis). Here only the
@@ -88,6 +89,14 @@ impl Prompts {
         self.overrides
             .insert((group.to_owned(), name.to_owned()), text);
         self
+    }
+
+    /// The prompt `name` for a product line: its own override, else its language's.
+    pub fn for_line(&self, line: &str, language: &str, name: &str) -> String {
+        match self.overrides.get(&(line.to_owned(), name.to_owned())) {
+            Some(text) => text.clone(),
+            None => self.get(language, name),
+        }
     }
 
     /// The text for `(group, name)`: an override, else the embedded file, else the English
@@ -196,10 +205,11 @@ pub fn messages(
     } else {
         "en"
     };
+    let line = context.product_line.id.as_str();
     let system = format!(
         "{}\n\n{}",
-        prompts.get(language, "system").trim(),
-        prompts.get(language, agent.as_str()).trim()
+        prompts.for_line(line, language, "system").trim(),
+        prompts.for_line(line, language, agent.as_str()).trim()
     );
     let lines = if reads_full_transcript(agent) {
         context.segments.to_vec()
@@ -258,6 +268,16 @@ mod tests {
         assert!(p.get("lines", "ichef").contains("iCHEF"));
         let custom = Prompts::embedded().with_override("en", "buyer", "custom buyer".into());
         assert_eq!(custom.get("en", "buyer"), "custom buyer");
+        let per_line = Prompts::embedded().with_override("beauty", "coach", "beauty coach".into());
+        assert_eq!(
+            per_line.for_line("beauty", "zh-TW", "coach"),
+            "beauty coach"
+        );
+        assert_eq!(
+            per_line.for_line("ichef", "zh-TW", "coach"),
+            per_line.get("zh-TW", "coach"),
+            "other lines keep theirs"
+        );
     }
 
     #[test]
