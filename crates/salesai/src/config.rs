@@ -219,7 +219,7 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub llm_timeout_secs: Option<u64>,
-    /// Folder of prompt overrides: <dir>/<zh-TW|en>/<agent>.md and <dir>/lines/<product line>.md
+    /// Folder of prompt overrides: <dir>/<product line>/<agent>.md, <dir>/<zh-TW|en>/<agent>.md, <dir>/lines/<product line>.md
     #[arg(
         long,
         env = "SALESAI_PROMPTS_DIR",
