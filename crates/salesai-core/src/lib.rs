@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod app;
 pub mod audio;
 pub mod blob;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod media;

@@ -3,6 +3,7 @@
 mod analyze;
 mod bench;
 mod conversations;
+mod doctor;
 mod migrate;
 mod output;
 mod queue;
@@ -50,6 +51,8 @@ enum Command {
     /// Inspect and retry conversations
     #[command(subcommand)]
     Conversations(conversations::ConversationsCommand),
+    /// Diagnose database, queue, processing and storage; exits non-zero on a P0 or P1 finding
+    Doctor(doctor::DoctorArgs),
     /// Measure performance
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -92,6 +95,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conversations(cmd) => {
             crate::runtime::init_logging(&config, "warn");
             conversations::run(&config, cmd).await
+        }
+        Command::Doctor(args) => {
+            crate::runtime::init_logging(&config, "error");
+            doctor::run(&config, args).await
         }
         Command::Bench(cmd) => {
             crate::runtime::init_logging(&config, "warn");

@@ -530,3 +530,143 @@ fn conversations_commands_show_and_retry() {
     );
     assert!(stderr(&again).contains("only failed conversations"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_each_condition_with_its_severity() {
+    use salesai_core::queue::{CONVERSATIONS, JobFailure, NewJob, QueueSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite().await;
+    let doctor = |extra: &[(&str, &str)]| {
+        let mut command = salesai(dir.path());
+        command
+            .args(["doctor", "--json"])
+            .env("DATABASE_URL", &db.url)
+            .env("SALESAI_DATA_DIR", dir.path());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let out = run(&mut command);
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&out)).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+        (out.status.success(), json)
+    };
+    let (ok, healthy) = doctor(&[]);
+    assert!(ok, "{healthy}");
+    assert!(
+        healthy["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["severity"] == "P3"),
+        "{healthy}"
+    );
+
+    // Failures of several codes, a backlog, a paused queue, an expired lease, a stuck conversation.
+    let store = db.store();
+    store
+        .put_queue_settings(&QueueSettings {
+            lease_secs: 1,
+            max_attempts: 1,
+            ..QueueSettings::defaults_for(CONVERSATIONS)
+        })
+        .await
+        .unwrap();
+    for code in ["GROQ_API_ERROR", "GROQ_API_ERROR", "DATABASE_ERROR"] {
+        store
+            .enqueue(NewJob::new(CONVERSATIONS, "x", serde_json::json!({})))
+            .await
+            .unwrap();
+        let job = store.claim(CONVERSATIONS, "w", 1).await.unwrap().remove(0);
+        store
+            .fail(
+                &job.lease().unwrap(),
+                &JobFailure {
+                    code: code.into(),
+                    message: "boom".into(),
+                    retryable: true,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .enqueue(NewJob::new(CONVERSATIONS, "held", serde_json::json!({})))
+        .await
+        .unwrap();
+    store.claim(CONVERSATIONS, "gone-worker", 1).await.unwrap();
+    let jobs: Vec<NewJob> = (0..120)
+        .map(|_| NewJob::new(CONVERSATIONS, "y", serde_json::json!({})))
+        .collect();
+    store.enqueue_many(jobs).await.unwrap();
+    let mut settings = store.get_queue_settings(CONVERSATIONS).await.unwrap();
+    settings.paused = true;
+    store.put_queue_settings(&settings).await.unwrap();
+    let created = store
+        .create_conversation(salesai_core::domain::NewConversation {
+            customer_number: salesai_core::domain::CustomerNumber::parse("C1").unwrap(),
+            customer_name: "x".into(),
+            product_line: "default".into(),
+            case_prefix: salesai_core::domain::CasePrefix::parse("SA").unwrap(),
+            case_period: salesai_core::domain::CasePeriod::at(
+                chrono::Utc::now(),
+                chrono_tz::Asia::Taipei,
+            ),
+            conversation_type: salesai_core::domain::ConversationType::Demo,
+            title: String::new(),
+            conversation_date: None,
+            rep_user_id: None,
+            blob_key: None,
+            metadata: serde_json::json!({}),
+            first_job: NewJob::new("maintenance", "maintenance.noop", serde_json::json!({})),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    if let salesai_db::Database::Sqlite(s) = &db.database {
+        sqlx::query("UPDATE conversations SET status = 'analyzing', updated_at = updated_at - 3600000 WHERE id = ?")
+            .bind(&created.id)
+            .execute(s.pool())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    let (ok, sick) = doctor(&[]);
+    assert!(!ok, "a P1 fails the run");
+    let findings = sick["findings"].as_array().unwrap();
+    let has = |severity: &str, needle: &str| {
+        findings
+            .iter()
+            .any(|f| f["severity"] == severity && f["title"].as_str().unwrap().contains(needle))
+    };
+    assert!(has("P1", "of job attempts failed"), "{sick}");
+    assert!(
+        findings.iter().any(|f| f["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("2 GROQ_API_ERROR, 1 DATABASE_ERROR")),
+        "{sick}"
+    );
+    assert!(has("P2", "jobs waiting"), "{sick}");
+    assert!(has("P2", "is paused"), "{sick}");
+    assert!(has("P2", "stopped renewing"), "{sick}");
+    assert!(has("P2", "stuck in a stage"), "{sick}");
+    assert!(has("P3", "dead jobs"), "{sick}");
+
+    let (ok, outage) = doctor(&[
+        ("SALESAI_BLOB_URL", "s3://missing/x"),
+        ("SALESAI_S3_ENDPOINT", "http://127.0.0.1:9"),
+        ("SALESAI_S3_ALLOW_HTTP", "true"),
+        ("SALESAI_S3_ACCESS_KEY_ID", "a"),
+        ("SALESAI_S3_SECRET_ACCESS_KEY", "b"),
+    ]);
+    assert!(!ok);
+    assert!(
+        outage["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["severity"] == "P1" && f["area"] == "storage"),
+        "{outage}"
+    );
+}

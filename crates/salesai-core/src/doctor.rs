@@ -1,0 +1,316 @@
+//! The runbook's diagnoses as rules over measured facts. Gathering the facts is IO and lives in
+//! the binary (`salesai doctor`); deciding what they mean is here, so every threshold of the
+//! monitoring guide is one tested line.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Conversation;
+use crate::queue::QueueStats;
+
+/// How bad a finding is (the runbook's severities).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    /// Service down.
+    P0,
+    /// Core function affected.
+    P1,
+    /// Part of the service degraded.
+    P2,
+    /// Worth knowing.
+    P3,
+}
+
+/// One diagnosis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// `database`, `queue`, `processing`, `storage`, `providers`, `configuration`.
+    pub area: String,
+    /// What is wrong, in a line.
+    pub title: String,
+    /// The numbers behind it.
+    pub evidence: String,
+    /// What to do.
+    pub action: String,
+}
+
+/// The thresholds of the monitoring guide (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Failure rate above this is P1 (5 %).
+    pub failure_rate: f64,
+    /// Queued jobs above this are P2 (100).
+    pub queue_depth: u64,
+    /// A job waiting longer than this, or a conversation stuck in a stage longer, is P2 (20 min).
+    pub max_wait_secs: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            failure_rate: 0.05,
+            queue_depth: 100,
+            max_wait_secs: 20 * 60,
+        }
+    }
+}
+
+/// The facts `doctor` gathered.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The queue's numbers, or the error reading them.
+    pub queue: Option<QueueStats>,
+    /// Which stats window to judge the failure rate on (`10m`, `1h`, `24h`).
+    pub window: String,
+    /// Conversations in a processing stage.
+    pub in_progress: Vec<Conversation>,
+    /// The database could not be reached: its error.
+    pub database_error: Option<String>,
+    /// The storage probe failed: its error.
+    pub storage_error: Option<String>,
+    /// Speech-to-text is configured.
+    pub stt_configured: bool,
+    /// An LLM is configured.
+    pub llm_configured: bool,
+    /// Now.
+    pub now: DateTime<Utc>,
+}
+
+fn finding(
+    severity: Severity,
+    area: &str,
+    title: String,
+    evidence: String,
+    action: &str,
+) -> Finding {
+    Finding {
+        severity,
+        area: area.into(),
+        title,
+        evidence,
+        action: action.into(),
+    }
+}
+
+/// Turns facts into findings, worst first.
+pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(err) = &facts.database_error {
+        out.push(finding(Severity::P0, "database", "the database cannot be reached".into(), err.clone(),
+            "check DATABASE_URL and that the server is up (runbook scenario 3); nothing works without it"));
+    }
+    if let Some(err) = &facts.storage_error {
+        out.push(finding(Severity::P1, "storage", "blob storage failed the write/read/delete probe".into(), err.clone(),
+            "run `salesai storage check`; check SALESAI_BLOB_URL, the S3 endpoint, credentials and bucket (runbook scenario 1, cause 3)"));
+    }
+    if let Some(stats) = &facts.queue {
+        if let Some(window) = stats.windows.iter().find(|w| w.window == facts.window) {
+            let failed: u64 = window
+                .failures_by_code
+                .iter()
+                .filter(|(code, _)| code.as_str() != "RATE_LIMITED")
+                .map(|(_, n)| n)
+                .sum();
+            let total = failed + window.completed;
+            if total > 0 {
+                let rate = failed as f64 / total as f64;
+                let mut codes: Vec<(&String, &u64)> = window.failures_by_code.iter().collect();
+                codes.sort_by(|a, b| b.1.cmp(a.1));
+                let by_code = codes
+                    .iter()
+                    .map(|(c, n)| format!("{n} {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if rate > t.failure_rate {
+                    out.push(finding(Severity::P1, "processing",
+                        format!("{:.1} % of job attempts failed in the last {}", rate * 100.0, window.window),
+                        format!("{failed} failed, {} completed; by code: {by_code}", window.completed),
+                        "look at the top code: GROQ_API_ERROR → provider quota (`salesai queue pause conversations` while it lasts); DATABASE_ERROR → connections; STORAGE_ERROR/FILE_DOWNLOAD_FAILED → `salesai storage check` (runbook scenario 1)"));
+                } else if failed > 0 {
+                    out.push(finding(Severity::P3, "processing",
+                        format!("{failed} failed attempts in the last {} ({:.1} %)", window.window, rate * 100.0),
+                        by_code, "below the 5 % threshold; `salesai queue list --status dead` shows any that gave up"));
+                }
+            }
+        }
+        for q in &stats.queues {
+            let queued = q.depth.get("queued").copied().unwrap_or(0);
+            let dead = q.depth.get("dead").copied().unwrap_or(0);
+            if queued > t.queue_depth {
+                out.push(finding(Severity::P2, "queue", format!("queue {} has {queued} jobs waiting", q.queue),
+                    format!("threshold {}; oldest waiting {} s", t.queue_depth, q.oldest_waiting_secs),
+                    "check workers are running and not failing; raise throughput with `salesai queue set QUEUE --max-concurrency N` or start another `salesai worker` (runbook scenario 2)"));
+            }
+            if q.oldest_waiting_secs > t.max_wait_secs {
+                out.push(finding(Severity::P2, "queue", format!("a job in {} has waited {} min", q.queue, q.oldest_waiting_secs / 60),
+                    format!("threshold {} min", t.max_wait_secs / 60),
+                    "no worker is taking this queue's jobs fast enough: check `salesai queue status` and the workers' logs"));
+            }
+            if q.paused {
+                out.push(finding(
+                    Severity::P2,
+                    "queue",
+                    format!("queue {} is paused", q.queue),
+                    format!("{queued} jobs waiting"),
+                    "resume it when the cause is fixed: `salesai queue resume QUEUE`",
+                ));
+            }
+            if q.expired_leases > 0 {
+                out.push(finding(Severity::P2, "queue", format!("{} jobs in {} are held by a worker that stopped renewing", q.expired_leases, q.queue),
+                    "their leases have run out".into(), "a worker died or hangs; running nodes return the jobs within seconds — if they do not, no worker is running"));
+            }
+            if dead > 0 {
+                out.push(finding(Severity::P3, "queue", format!("{dead} dead jobs in {}", q.queue),
+                    "attempts spent or failure terminal".into(),
+                    "inspect with `salesai queue list --status dead`, retry with `salesai queue retry --all --queue QUEUE` once the cause is fixed, or purge"));
+            }
+        }
+    }
+    let stuck: Vec<&Conversation> = facts
+        .in_progress
+        .iter()
+        .filter(|c| (facts.now - c.updated_at).num_seconds() > t.max_wait_secs as i64)
+        .collect();
+    if !stuck.is_empty() {
+        let sample = stuck
+            .iter()
+            .take(5)
+            .map(|c| {
+                format!(
+                    "{} ({}, {} min)",
+                    c.case_number,
+                    c.status.as_str(),
+                    (facts.now - c.updated_at).num_minutes()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(finding(Severity::P2, "processing", format!("{} conversations stuck in a stage for over {} min", stuck.len(), t.max_wait_secs / 60),
+            sample, "check their jobs with `salesai queue list`; a dead job leaves its conversation behind: `salesai conversations retry CASE`"));
+    }
+    if !facts.stt_configured {
+        out.push(finding(
+            Severity::P3,
+            "configuration",
+            "no speech-to-text provider".into(),
+            "recordings fail with STT_NOT_CONFIGURED; transcripts still work".into(),
+            "set GROQ_API_KEY, or SALESAI_STT_BASE_URL for another OpenAI-compatible server",
+        ));
+    }
+    if !facts.llm_configured {
+        out.push(finding(
+            Severity::P3,
+            "configuration",
+            "no LLM: the offline rules engine analyses".into(),
+            "analyses are marked engine: rules".into(),
+            "set GEMINI_API_KEY, or SALESAI_LLM_BASE_URL and SALESAI_LLM_MODEL",
+        ));
+    }
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{QueueStatsRow, WindowStats};
+
+    fn facts() -> Facts {
+        Facts {
+            window: "1h".into(),
+            stt_configured: true,
+            llm_configured: true,
+            now: Utc::now(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_system_has_no_findings() {
+        let mut f = facts();
+        let mut w = WindowStats {
+            window: "1h".into(),
+            seconds: 3600,
+            completed: 100,
+            ..Default::default()
+        };
+        w.failures_by_code.insert("GROQ_API_ERROR".into(), 5);
+        w.failures_by_code.insert("RATE_LIMITED".into(), 50);
+        f.queue = Some(QueueStats {
+            queues: vec![QueueStatsRow {
+                queue: "conversations".into(),
+                ..Default::default()
+            }],
+            windows: vec![w],
+        });
+        let found = diagnose(&f, &Thresholds::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].severity,
+            Severity::P3,
+            "5 of 105 is under 5 %, and rate limits are not failures"
+        );
+    }
+
+    #[test]
+    fn thresholds_raise_the_right_severity() {
+        let mut f = facts();
+        let mut w = WindowStats {
+            window: "1h".into(),
+            seconds: 3600,
+            completed: 90,
+            ..Default::default()
+        };
+        w.failures_by_code.insert("GROQ_API_ERROR".into(), 8);
+        w.failures_by_code.insert("DATABASE_ERROR".into(), 2);
+        let mut row = QueueStatsRow {
+            queue: "conversations".into(),
+            paused: true,
+            oldest_waiting_secs: 1500,
+            expired_leases: 2,
+            ..Default::default()
+        };
+        row.depth.insert("queued".into(), 150);
+        row.depth.insert("dead".into(), 3);
+        f.queue = Some(QueueStats {
+            queues: vec![row],
+            windows: vec![w],
+        });
+        f.storage_error = Some("connection refused".into());
+        let found = diagnose(&f, &Thresholds::default());
+        let titles: Vec<(Severity, &str)> = found
+            .iter()
+            .map(|x| (x.severity, x.title.as_str()))
+            .collect();
+        assert_eq!(found[0].severity, Severity::P1);
+        assert!(
+            titles.contains(&(Severity::P1, "10.0 % of job attempts failed in the last 1h")),
+            "{titles:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|x| x.evidence.contains("8 GROQ_API_ERROR, 2 DATABASE_ERROR"))
+        );
+        assert!(titles.contains(&(Severity::P2, "queue conversations has 150 jobs waiting")));
+        assert!(titles.contains(&(Severity::P2, "queue conversations is paused")));
+        assert!(titles.contains(&(Severity::P2, "a job in conversations has waited 25 min")));
+        assert!(
+            titles
+                .iter()
+                .any(|(s, t)| *s == Severity::P2 && t.contains("stopped renewing"))
+        );
+        assert!(titles.contains(&(Severity::P3, "3 dead jobs in conversations")));
+        assert!(titles.contains(&(
+            Severity::P1,
+            "blob storage failed the write/read/delete probe"
+        )));
+        f.database_error = Some("refused".into());
+        assert_eq!(
+            diagnose(&f, &Thresholds::default())[0].severity,
+            Severity::P0
+        );
+    }
+}
