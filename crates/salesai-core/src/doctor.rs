@@ -57,6 +57,27 @@ impl Default for Thresholds {
     }
 }
 
+/// What the database reported about itself.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseFacts {
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// Connections to this database (PostgreSQL).
+    pub connections: i64,
+    /// The server's connection limit (PostgreSQL).
+    pub max_connections: Option<i64>,
+    /// Lock waits, one line each: who waits on whom, and their queries.
+    pub lock_waits: Vec<String>,
+    /// Statements slower than 500 ms on average; `None` when `pg_stat_statements` is missing.
+    pub slow_statements: Option<Vec<String>>,
+    /// Tables that need VACUUM, with their dead rows.
+    pub needs_vacuum: Vec<(String, i64)>,
+    /// SQLite's integrity check.
+    pub integrity: Option<String>,
+    /// SQLite's WAL size, bytes.
+    pub wal_bytes: Option<u64>,
+}
+
 /// The facts `doctor` gathered.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -66,6 +87,8 @@ pub struct Facts {
     pub window: String,
     /// Conversations in a processing stage.
     pub in_progress: Vec<Conversation>,
+    /// The database's own diagnostics.
+    pub database: Option<DatabaseFacts>,
     /// The database could not be reached: its error.
     pub database_error: Option<String>,
     /// The storage probe failed: its error.
@@ -100,6 +123,57 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
     if let Some(err) = &facts.database_error {
         out.push(finding(Severity::P0, "database", "the database cannot be reached".into(), err.clone(),
             "check DATABASE_URL and that the server is up (runbook scenario 3); nothing works without it"));
+    }
+    if let Some(db) = &facts.database {
+        if let Some(integrity) = db.integrity.as_deref().filter(|i| *i != "ok") {
+            out.push(finding(Severity::P0, "database", "SQLite's integrity check failed".into(), integrity.chars().take(300).collect(),
+                "stop salesai, restore the latest verified backup, and move to PostgreSQL if this was a multi-node setup"));
+        }
+        if !db.lock_waits.is_empty() {
+            out.push(finding(Severity::P2, "database", format!("{} sessions are waiting on locks", db.lock_waits.len()),
+                db.lock_waits.iter().take(3).cloned().collect::<Vec<_>>().join(" | "),
+                "find what the blocking session is doing; if it is an idle transaction, `salesai db terminate-idle --older-than 5m` (runbook scenario 3)"));
+        }
+        if let Some(max) = db.max_connections
+            && max > 0
+            && db.connections * 10 >= max * 8
+        {
+            out.push(finding(Severity::P2, "database", format!("{} of {max} connections in use", db.connections),
+                "80 % of the server's limit".into(), "lower SALESAI_DB_MAX_CONNECTIONS per node or raise max_connections; `salesai db terminate-idle` frees idle ones"));
+        }
+        match &db.slow_statements {
+            None if db.backend == "postgres" => out.push(finding(Severity::P3, "database", "slow statements cannot be listed".into(),
+                "pg_stat_statements is not installed or not preloaded".into(),
+                "add pg_stat_statements to shared_preload_libraries, restart PostgreSQL, then CREATE EXTENSION pg_stat_statements")),
+            Some(slow) if !slow.is_empty() => out.push(finding(Severity::P2, "database", format!("{} statements average over 500 ms", slow.len()),
+                slow.iter().take(3).cloned().collect::<Vec<_>>().join(" | "),
+                "EXPLAIN ANALYZE the slowest; `salesai db analyze` refreshes planner statistics (runbook scenario 3)")),
+            _ => {}
+        }
+        if !db.needs_vacuum.is_empty() {
+            out.push(finding(
+                Severity::P3,
+                "database",
+                format!("{} tables need VACUUM", db.needs_vacuum.len()),
+                db.needs_vacuum
+                    .iter()
+                    .map(|(t, n)| format!("{t}: {n} dead rows"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                "run `salesai db analyze` (VACUUM ANALYZE)",
+            ));
+        }
+        if let Some(wal) = db.wal_bytes
+            && wal > 256 * 1024 * 1024
+        {
+            out.push(finding(
+                Severity::P3,
+                "database",
+                format!("the SQLite WAL is {} MB", wal / 1_048_576),
+                "it is checkpointed when no reader holds it".into(),
+                "restart salesai at a quiet moment, or run `salesai db analyze`",
+            ));
+        }
     }
     if let Some(err) = &facts.storage_error {
         out.push(finding(Severity::P1, "storage", "blob storage failed the write/read/delete probe".into(), err.clone(),

@@ -37,6 +37,40 @@ pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> 
             if let Err(err) = database.migrator().check().await {
                 facts.database_error = Some(err.to_string());
             }
+            match database.diagnostics().await {
+                Ok(d) => {
+                    facts.database = Some(salesai_core::doctor::DatabaseFacts {
+                        backend: d.backend.clone(),
+                        connections: d.connections_by_state.iter().map(|(_, n)| n).sum(),
+                        max_connections: d.max_connections,
+                        lock_waits: d
+                            .lock_waits
+                            .iter()
+                            .map(|w| {
+                                format!(
+                                    "pid {} ({}) waits on pid {} ({})",
+                                    w.blocked_pid,
+                                    clip(&w.blocked_query),
+                                    w.blocking_pid,
+                                    clip(&w.blocking_query)
+                                )
+                            })
+                            .collect(),
+                        slow_statements: d.slow_statements.map(|s| {
+                            s.iter()
+                                .filter(|s| s.mean_ms > 500.0)
+                                .map(|s| {
+                                    format!("{:.0} ms × {}: {}", s.mean_ms, s.calls, clip(&s.query))
+                                })
+                                .collect()
+                        }),
+                        needs_vacuum: d.needs_vacuum,
+                        integrity: d.integrity,
+                        wal_bytes: d.wal_bytes,
+                    })
+                }
+                Err(err) => facts.database_error = Some(err.to_string()),
+            }
             let store = database.store();
             match store.queue_stats().await {
                 Ok(stats) => facts.queue = Some(stats),
@@ -88,4 +122,8 @@ pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn clip(text: &str) -> String {
+    crate::cli::output::clip(&text.split_whitespace().collect::<Vec<_>>().join(" "), 80)
 }

@@ -3,10 +3,11 @@
 mod analyze;
 mod bench;
 mod conversations;
+mod db;
 mod doctor;
 mod migrate;
 mod output;
-mod queue;
+pub(crate) mod queue;
 mod serve;
 mod storage;
 mod token;
@@ -51,6 +52,9 @@ enum Command {
     /// Inspect and retry conversations
     #[command(subcommand)]
     Conversations(conversations::ConversationsCommand),
+    /// Database repairs: terminate idle connections, VACUUM ANALYZE
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// Diagnose database, queue, processing and storage; exits non-zero on a P0 or P1 finding
     Doctor(doctor::DoctorArgs),
     /// Measure performance
@@ -95,6 +99,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conversations(cmd) => {
             crate::runtime::init_logging(&config, "warn");
             conversations::run(&config, cmd).await
+        }
+        Command::Db(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            db::run(&config, cmd).await
         }
         Command::Doctor(args) => {
             crate::runtime::init_logging(&config, "error");

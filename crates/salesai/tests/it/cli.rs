@@ -670,3 +670,88 @@ async fn doctor_reports_each_condition_with_its_severity() {
         "{outage}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_sees_a_lock_wait_and_db_repairs_work_on_postgres() {
+    use sqlx::Connection;
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let mut command = salesai(dir.path());
+        command
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("SALESAI_DATA_DIR", dir.path());
+        run(&mut command)
+    };
+    // A holds a lock in an open transaction; B waits for it.
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE api_tokens IN ACCESS EXCLUSIVE MODE;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let url = db.url.clone();
+    let waiter = tokio::spawn(async move {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM api_tokens")
+            .execute(&mut conn)
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let out = cli(&["doctor", "--json"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+    let lock = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["title"].as_str().unwrap().contains("waiting on locks"))
+        .unwrap_or_else(|| panic!("no lock finding in {report}"));
+    assert_eq!(lock["severity"], "P2");
+    assert!(
+        lock["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("SELECT COUNT(*) FROM api_tokens"),
+        "{lock}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    waiter.await.unwrap().unwrap();
+
+    // An idle connection older than a second is terminated; this one is not.
+    let mut idle = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("SELECT 1").execute(&mut idle).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let out = cli(&["db", "terminate-idle", "--older-than", "1s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("terminated"), "{}", stdout(&out));
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut idle).await.is_err(),
+        "the idle connection is gone"
+    );
+    let out = cli(&["db", "analyze"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_repairs_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        run(salesai(dir.path()).args(["migrate", "up"]))
+            .status
+            .success()
+    );
+    let out = run(salesai(dir.path()).args(["db", "analyze"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(salesai(dir.path()).args(["db", "terminate-idle"]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("PostgreSQL"), "{}", stderr(&out));
+    let out = run(salesai(dir.path()).args(["doctor", "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(report["ok"].as_bool().unwrap(), "{report}");
+}
