@@ -106,6 +106,19 @@ pub struct StageEvent {
     pub at: DateTime<Utc>,
 }
 
+/// A conversation retention may remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneCandidate {
+    /// Its id.
+    pub id: String,
+    /// Its case number.
+    pub case_number: String,
+    /// Its upload, if still stored.
+    pub blob_key: Option<String>,
+    /// Its chunk blobs: (channel, index) of each chunk transcript.
+    pub chunks: Vec<(u32, u32)>,
+}
+
 /// One chunk's transcript, times relative to the chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkTranscript {
@@ -345,6 +358,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// The conversation's analysis, once completed.
     async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>>;
+
+    // --- retention ---
+
+    /// Completed, unprotected conversations created before `before`, oldest first, at most
+    /// `limit`; with `with_audio_only`, only those whose upload is still stored.
+    async fn prune_candidates(
+        &self,
+        before: DateTime<Utc>,
+        with_audio_only: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<PruneCandidate>>;
+
+    /// Deletes a conversation with everything that hangs off it (transcript, chunks, agent
+    /// outputs, analysis, stage events, jobs). False when it was not there.
+    async fn delete_conversation(&self, id: &str) -> StoreResult<bool>;
+
+    /// Records that a conversation's audio was deleted (its transcript and analysis stay).
+    async fn forget_audio(&self, id: &str) -> StoreResult<()>;
 
     // --- users ---
 

@@ -18,8 +18,8 @@ use salesai_core::queue::{
     WindowStats, backoff_delay,
 };
 use salesai_core::store::{
-    AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, NewApiToken, StageEvent,
-    Store, StoreError, StoreResult, StoredAnalysis,
+    AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, NewApiToken, PruneCandidate,
+    StageEvent, Store, StoreError, StoreResult, StoredAnalysis,
 };
 use salesai_core::transcript::Segment;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -1175,6 +1175,62 @@ impl Store for PgStore {
             metrics_score: score("metrics_score")?,
             result: r.try_get("result").map_err(map)?,
         }))
+    }
+
+    async fn prune_candidates(
+        &self,
+        before: DateTime<Utc>,
+        with_audio_only: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<PruneCandidate>> {
+        let rows = sqlx::query(
+            "SELECT id, case_number, blob_key FROM conversations WHERE status = 'completed' AND NOT protected \
+             AND created_at < $1 AND (NOT $2 OR blob_key IS NOT NULL) ORDER BY created_at, id LIMIT $3",
+        )
+        .bind(before)
+        .bind(with_audio_only)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.try_get("id").map_err(map)?;
+            let chunks = sqlx::query("SELECT channel, chunk_index FROM transcript_chunks WHERE conversation_id = $1 AND provider <> 'silence'")
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?
+                .iter()
+                .map(|c| Ok((c.try_get::<i32, _>("channel").map_err(map)? as u32, c.try_get::<i32, _>("chunk_index").map_err(map)? as u32)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            out.push(PruneCandidate {
+                id,
+                case_number: r.try_get("case_number").map_err(map)?,
+                blob_key: r.try_get("blob_key").map_err(map)?,
+                chunks,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delete_conversation(&self, id: &str) -> StoreResult<bool> {
+        let changed = sqlx::query("DELETE FROM conversations WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?
+            .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn forget_audio(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE conversations SET blob_key = NULL, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
     }
 
     async fn find_or_create_user(

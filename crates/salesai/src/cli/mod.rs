@@ -7,6 +7,7 @@ mod db;
 mod doctor;
 mod migrate;
 mod output;
+mod prune;
 pub(crate) mod queue;
 mod serve;
 mod storage;
@@ -57,6 +58,8 @@ enum Command {
     Db(db::DbCommand),
     /// Diagnose database, queue, processing and storage; exits non-zero on a P0 or P1 finding
     Doctor(doctor::DoctorArgs),
+    /// Retention: delete completed conversations (or only their audio) older than an age
+    Prune(prune::PruneArgs),
     /// Measure performance
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -103,6 +106,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(cmd) => {
             crate::runtime::init_logging(&config, "warn");
             db::run(&config, cmd).await
+        }
+        Command::Prune(args) => {
+            crate::runtime::init_logging(&config, "warn");
+            prune::run(&config, args).await
         }
         Command::Doctor(args) => {
             crate::runtime::init_logging(&config, "error");

@@ -755,3 +755,159 @@ async fn db_repairs_on_sqlite() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(report["ok"].as_bool().unwrap(), "{report}");
 }
+
+salesai_db::story!(prune_removes_exactly_what_the_dry_run_listed);
+async fn prune_removes_exactly_what_the_dry_run_listed(db: &TestDb) {
+    use salesai_core::blob::{BlobKey, BlobStore, ByteStream};
+    use salesai_core::domain::ConversationStatus;
+    use salesai_core::queue::NewJob;
+    let dir = tempfile::tempdir().unwrap();
+    let store = db.store();
+    let blobs = salesai_providers::blob::ObjectBlobStore::open(
+        &salesai_providers::blob::BlobConfig::Local {
+            root: dir.path().join("blobs"),
+        },
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for (i, (status, days_old, protected)) in [
+        ("completed", 40, false),
+        ("completed", 40, true),
+        ("completed", 2, false),
+        ("analyzing", 40, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("uploads/test/{i}.wav");
+        let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(
+            bytes::Bytes::from_static(b"RIFF...."),
+        )]));
+        blobs
+            .put_stream(&BlobKey::parse(&key).unwrap(), stream)
+            .await
+            .unwrap();
+        let created = store
+            .create_conversation(salesai_core::domain::NewConversation {
+                customer_number: salesai_core::domain::CustomerNumber::parse(&format!("P{i}"))
+                    .unwrap(),
+                customer_name: "x".into(),
+                product_line: "default".into(),
+                case_prefix: salesai_core::domain::CasePrefix::parse("SA").unwrap(),
+                case_period: salesai_core::domain::CasePeriod::at(
+                    chrono::Utc::now(),
+                    chrono_tz::Asia::Taipei,
+                ),
+                conversation_type: salesai_core::domain::ConversationType::Demo,
+                title: String::new(),
+                conversation_date: None,
+                rep_user_id: None,
+                blob_key: Some(key),
+                metadata: serde_json::json!({}),
+                first_job: NewJob::new("maintenance", "maintenance.noop", serde_json::json!({})),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+        store
+            .save_transcript(
+                &created.id,
+                &[salesai_core::transcript::Segment {
+                    speaker: None,
+                    start_ms: 0,
+                    end_ms: 1,
+                    text: "hi".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        let status = ConversationStatus::parse(status).unwrap();
+        store
+            .set_conversation_status(&created.id, status, None)
+            .await
+            .unwrap();
+        match &db.database {
+            salesai_db::Database::Sqlite(s) => {
+                sqlx::query("UPDATE conversations SET created_at = created_at - ? * 86400000, protected = ? WHERE id = ?")
+                    .bind(days_old as i64)
+                    .bind(i64::from(protected))
+                    .bind(&created.id)
+                    .execute(s.pool())
+                    .await
+                    .unwrap();
+            }
+            salesai_db::Database::Postgres(s) => {
+                sqlx::query("UPDATE conversations SET created_at = created_at - make_interval(days => $1), protected = $2 WHERE id = $3")
+                    .bind(days_old)
+                    .bind(protected)
+                    .bind(&created.id)
+                    .execute(s.pool())
+                    .await
+                    .unwrap();
+            }
+        }
+        ids.push((created.id, created.case_number.to_string()));
+    }
+    let prune = |extra: &[&str]| {
+        let mut command = salesai(dir.path());
+        command
+            .args([
+                "prune",
+                "--completed-older-than",
+                "30d",
+                "--json",
+                "--batch",
+                "1",
+            ])
+            .args(extra)
+            .env("DATABASE_URL", &db.url)
+            .env("SALESAI_DATA_DIR", dir.path());
+        let out = run(&mut command);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let dry = prune(&["--dry-run"]);
+    assert_eq!(
+        dry["case_numbers"],
+        serde_json::json!([ids[0].1]),
+        "old, completed, unprotected only"
+    );
+    assert!(
+        dir.path().join("blobs/uploads/test/0.wav").exists(),
+        "a dry run deletes nothing"
+    );
+
+    let audio = prune(&["--audio-only"]);
+    assert_eq!(audio["case_numbers"], dry["case_numbers"]);
+    assert!(
+        !dir.path().join("blobs/uploads/test/0.wav").exists(),
+        "the audio is gone"
+    );
+    let kept = store.get_conversation(&ids[0].0).await.unwrap().unwrap();
+    assert_eq!(kept.blob_key, None);
+    assert_eq!(
+        store.get_transcript(&ids[0].0).await.unwrap().len(),
+        1,
+        "the transcript stays"
+    );
+    assert_eq!(
+        prune(&["--audio-only", "--dry-run"])["count"],
+        0,
+        "no audio left to prune"
+    );
+
+    let whole = prune(&[]);
+    assert_eq!(whole["case_numbers"], dry["case_numbers"]);
+    assert!(store.get_conversation(&ids[0].0).await.unwrap().is_none());
+    assert!(
+        store.get_transcript(&ids[0].0).await.unwrap().is_empty(),
+        "its rows went with it"
+    );
+    for (id, _) in &ids[1..] {
+        assert!(
+            store.get_conversation(id).await.unwrap().is_some(),
+            "protected, recent and unfinished stay"
+        );
+    }
+    assert!(dir.path().join("blobs/uploads/test/1.wav").exists());
+}
