@@ -426,6 +426,36 @@ pub struct WindowStats {
     pub failures_by_code: BTreeMap<String, u64>,
 }
 
+/// Every queue worth listing, each once and sorted: the configured ones, the built-in ones with
+/// their defaults, and `seen` (queues that jobs name) with defaults.
+pub fn complete_settings(
+    mut configured: Vec<QueueSettings>,
+    seen: impl IntoIterator<Item = String>,
+) -> Vec<QueueSettings> {
+    for name in BUILTIN_QUEUES.iter().map(|s| s.to_string()).chain(seen) {
+        if !configured.iter().any(|s| s.name == name) {
+            configured.push(QueueSettings::defaults_for(&name));
+        }
+    }
+    configured.sort_by(|a, b| a.name.cmp(&b.name));
+    configured
+}
+
+/// The stats row of `queue`, added (unpaused, empty) when the queue has no settings row.
+pub fn stats_row<'a>(rows: &'a mut Vec<QueueStatsRow>, queue: &str) -> &'a mut QueueStatsRow {
+    let index = match rows.iter().position(|r| r.queue == queue) {
+        Some(index) => index,
+        None => {
+            rows.push(QueueStatsRow {
+                queue: queue.to_owned(),
+                ..Default::default()
+            });
+            rows.len() - 1
+        }
+    };
+    &mut rows[index]
+}
+
 /// The windows stats are reported over.
 pub const STATS_WINDOWS: [(&str, u64); 3] = [("10m", 600), ("1h", 3_600), ("24h", 86_400)];
 

@@ -13,9 +13,9 @@ use salesai_core::domain::{
     NewConversation, Role, StageError,
 };
 use salesai_core::queue::{
-    BUILTIN_QUEUES, Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter,
-    JobStatus, Lease, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
-    WindowStats, backoff_delay,
+    Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter, JobStatus, Lease,
+    NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS, WindowStats,
+    backoff_delay, complete_settings, stats_row,
 };
 use salesai_core::store::{
     AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, NewApiToken, PruneCandidate,
@@ -282,6 +282,17 @@ fn conversation_from_row(row: &PgRow) -> StoreResult<Conversation> {
     })
 }
 
+impl PgStore {
+    /// The queues with a settings row.
+    async fn configured_queues(&self) -> StoreResult<Vec<QueueSettings>> {
+        let rows = sqlx::query("SELECT * FROM queue_settings ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(settings_from_row).collect()
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> Backend {
@@ -532,25 +543,11 @@ impl Store for PgStore {
     }
 
     async fn queue_settings(&self) -> StoreResult<Vec<QueueSettings>> {
-        let rows = sqlx::query("SELECT * FROM queue_settings ORDER BY name")
+        let seen: Vec<String> = sqlx::query_scalar("SELECT DISTINCT queue FROM jobs")
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
-        let mut all = rows
-            .iter()
-            .map(settings_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let queues: Vec<String> = sqlx::query_scalar("SELECT DISTINCT queue FROM jobs")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)?;
-        for name in BUILTIN_QUEUES.iter().map(|s| s.to_string()).chain(queues) {
-            if !all.iter().any(|s| s.name == name) {
-                all.push(QueueSettings::defaults_for(&name));
-            }
-        }
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(all)
+        Ok(complete_settings(self.configured_queues().await?, seen))
     }
 
     async fn get_queue_settings(&self, queue: &str) -> StoreResult<QueueSettings> {
@@ -672,7 +669,8 @@ impl Store for PgStore {
     }
 
     async fn queue_stats(&self) -> StoreResult<QueueStats> {
-        let settings = self.queue_settings().await?;
+        // No scan for queue names: queues without settings show up through their depth rows.
+        let settings = complete_settings(self.configured_queues().await?, []);
         let mut queues: Vec<QueueStatsRow> = settings
             .iter()
             .map(|s| QueueStatsRow {
@@ -693,9 +691,9 @@ impl Store for PgStore {
             let queue: String = row.try_get("queue").map_err(map)?;
             let status: String = row.try_get("status").map_err(map)?;
             let n: i64 = row.try_get("n").map_err(map)?;
-            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
-                q.depth.insert(status, n as u64);
-            }
+            stats_row(&mut queues, &queue)
+                .depth
+                .insert(status, n as u64);
         }
         let oldest = sqlx::query(
             "SELECT queue, EXTRACT(EPOCH FROM now() - MIN(run_at))::float8 AS age FROM jobs \
@@ -707,9 +705,7 @@ impl Store for PgStore {
         for row in oldest {
             let queue: String = row.try_get("queue").map_err(map)?;
             let age: f64 = row.try_get("age").map_err(map)?;
-            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
-                q.oldest_waiting_secs = age.max(0.0) as u64;
-            }
+            stats_row(&mut queues, &queue).oldest_waiting_secs = age.max(0.0) as u64;
         }
         let expired = sqlx::query(
             "SELECT queue, COUNT(*) AS n FROM jobs WHERE status = 'running' AND lease_expires_at < now() GROUP BY queue",
@@ -720,9 +716,7 @@ impl Store for PgStore {
         for row in expired {
             let queue: String = row.try_get("queue").map_err(map)?;
             let n: i64 = row.try_get("n").map_err(map)?;
-            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
-                q.expired_leases = n as u64;
-            }
+            stats_row(&mut queues, &queue).expired_leases = n as u64;
         }
         let mut windows = Vec::new();
         for (name, seconds) in STATS_WINDOWS {

@@ -16,9 +16,9 @@ use salesai_core::domain::{
     NewConversation, Role, StageError,
 };
 use salesai_core::queue::{
-    BUILTIN_QUEUES, Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter,
-    JobStatus, Lease, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
-    WindowStats, backoff_delay,
+    Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter, JobStatus, Lease,
+    NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS, WindowStats,
+    backoff_delay, complete_settings, stats_row,
 };
 use salesai_core::store::{
     AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, NewApiToken, PruneCandidate,
@@ -338,6 +338,17 @@ fn conversation_from_row(row: &SqliteRow) -> StoreResult<Conversation> {
     })
 }
 
+impl SqliteStore {
+    /// The queues with a settings row.
+    async fn configured_queues(&self) -> StoreResult<Vec<QueueSettings>> {
+        let rows = sqlx::query("SELECT * FROM queue_settings ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(settings_from_row).collect()
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
@@ -370,14 +381,14 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, queue: &str, worker_id: &str, max: u32) -> StoreResult<Vec<Job>> {
-        let settings = self.get_queue_settings(queue).await?;
         let now = now_ms();
-        let lease_until = now + (settings.lease_secs as i64) * 1000;
-        // One statement: atomic under SQLite's single writer. The paused check is inside it,
-        // so a pause that has committed stops every later claim on every process.
+        // One statement: atomic under SQLite's single writer. The pause and the lease come
+        // from the queue's settings inside it, so a pause that has committed stops every later
+        // claim on every process, and the hot path makes one round trip.
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = ?, \
-             lease_expires_at = ?, updated_at = ? \
+             lease_expires_at = ? + 1000 * COALESCE((SELECT lease_secs FROM queue_settings WHERE name = ?), 60), \
+             updated_at = ? \
              WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = 'queued' AND run_at <= ? \
                           AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE name = ? AND paused = 1) \
                           ORDER BY run_at, id LIMIT ?) \
@@ -385,7 +396,8 @@ impl Store for SqliteStore {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(worker_id)
-            .bind(lease_until)
+            .bind(now)
+            .bind(queue)
             .bind(now)
             .bind(queue)
             .bind(now)
@@ -619,25 +631,11 @@ impl Store for SqliteStore {
     }
 
     async fn queue_settings(&self) -> StoreResult<Vec<QueueSettings>> {
-        let rows = sqlx::query("SELECT * FROM queue_settings ORDER BY name")
+        let seen: Vec<String> = sqlx::query_scalar("SELECT DISTINCT queue FROM jobs")
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
-        let mut all = rows
-            .iter()
-            .map(settings_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let queues: Vec<String> = sqlx::query_scalar("SELECT DISTINCT queue FROM jobs")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)?;
-        for name in BUILTIN_QUEUES.iter().map(|s| s.to_string()).chain(queues) {
-            if !all.iter().any(|s| s.name == name) {
-                all.push(QueueSettings::defaults_for(&name));
-            }
-        }
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(all)
+        Ok(complete_settings(self.configured_queues().await?, seen))
     }
 
     async fn get_queue_settings(&self, queue: &str) -> StoreResult<QueueSettings> {
@@ -775,7 +773,8 @@ impl Store for SqliteStore {
 
     async fn queue_stats(&self) -> StoreResult<QueueStats> {
         let now = now_ms();
-        let settings = self.queue_settings().await?;
+        // No scan for queue names: queues without settings show up through their depth rows.
+        let settings = complete_settings(self.configured_queues().await?, []);
         let mut queues: Vec<QueueStatsRow> = settings
             .iter()
             .map(|s| QueueStatsRow {
@@ -796,9 +795,9 @@ impl Store for SqliteStore {
             let queue: String = row.try_get("queue").map_err(map)?;
             let status: String = row.try_get("status").map_err(map)?;
             let n: i64 = row.try_get("n").map_err(map)?;
-            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
-                q.depth.insert(status, n as u64);
-            }
+            stats_row(&mut queues, &queue)
+                .depth
+                .insert(status, n as u64);
         }
         let oldest = sqlx::query(
             "SELECT queue, MIN(run_at) AS oldest FROM jobs WHERE status = 'queued' AND run_at <= ? GROUP BY queue",
@@ -810,9 +809,7 @@ impl Store for SqliteStore {
         for row in oldest {
             let queue: String = row.try_get("queue").map_err(map)?;
             let at: i64 = row.try_get("oldest").map_err(map)?;
-            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
-                q.oldest_waiting_secs = ((now - at).max(0) / 1000) as u64;
-            }
+            stats_row(&mut queues, &queue).oldest_waiting_secs = ((now - at).max(0) / 1000) as u64;
         }
         let expired = sqlx::query(
             "SELECT queue, COUNT(*) AS n FROM jobs WHERE status = 'running' AND lease_expires_at < ? GROUP BY queue",
@@ -824,9 +821,7 @@ impl Store for SqliteStore {
         for row in expired {
             let queue: String = row.try_get("queue").map_err(map)?;
             let n: i64 = row.try_get("n").map_err(map)?;
-            if let Some(q) = queues.iter_mut().find(|q| q.queue == queue) {
-                q.expired_leases = n as u64;
-            }
+            stats_row(&mut queues, &queue).expired_leases = n as u64;
         }
         let mut windows = Vec::new();
         for (name, seconds) in STATS_WINDOWS {

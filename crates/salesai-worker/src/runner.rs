@@ -330,12 +330,9 @@ async fn heartbeat(shared: Arc<Shared>, stopped: CancellationToken) {
     loop {
         // Renew at a third of the shortest lease, so two renewals can fail before one expires.
         let mut shortest = 60u64;
-        if let Ok(all) = shared.app.store.queue_settings().await {
-            for s in all
-                .iter()
-                .filter(|s| shared.options.queues.contains(&s.name))
-            {
-                shortest = shortest.min(s.lease_secs);
+        for queue in &shared.options.queues {
+            if let Ok(settings) = shared.app.store.get_queue_settings(queue).await {
+                shortest = shortest.min(settings.lease_secs);
             }
         }
         let interval = Duration::from_millis((shortest * 1000 / 3).clamp(200, 10_000));

@@ -67,13 +67,17 @@ where
     }
 }
 
-/// Readiness: the database answers, blob storage answers, the queue tables are readable.
+/// Readiness: the database answers, blob storage answers, the queue tables are readable (one
+/// keyed read: `/ready` is polled often and must stay cheap however many jobs there are).
 async fn ready(State(app): State<App>) -> impl IntoResponse {
     let probe_key = BlobKey::parse("probes/ready").expect("static key is valid");
     let (database, storage, queue) = tokio::join!(
         check(app.store.ping()),
         check(app.blobs.size(&probe_key)),
-        check(app.store.queue_settings()),
+        check(
+            app.store
+                .get_queue_settings(salesai_core::queue::CONVERSATIONS)
+        ),
     );
     let ok = database.ok && storage.ok && queue.ok;
     let status = if ok {
