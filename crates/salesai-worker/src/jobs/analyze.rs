@@ -14,7 +14,7 @@ use salesai_core::queue::Job;
 use salesai_core::store::StoredAnalysis;
 use salesai_core::{App, ErrorCode};
 
-use super::{conversation_id, db, stage};
+use super::{conversation_id, db, load_conversation, stage};
 use crate::{JobError, JobHandler};
 
 /// The agents in waves: every agent of a wave depends only on earlier waves, so a wave's
@@ -45,12 +45,7 @@ impl JobHandler for Analyze {
 
 async fn analyze(app: &App, id: &str) -> Result<(), JobError> {
     let store = &app.store;
-    let Some(conversation) = store.get_conversation(id).await.map_err(db)? else {
-        return Err(JobError::terminal(
-            ErrorCode::InvalidInput,
-            format!("conversation {id} no longer exists"),
-        ));
-    };
+    let conversation = load_conversation(app, id).await?;
     if conversation.status == ConversationStatus::Completed {
         return Ok(());
     }

@@ -8,7 +8,9 @@ pub mod transcribe;
 use std::future::Future;
 use std::sync::Arc;
 
-use salesai_core::domain::{ConversationStatus, StageError};
+use futures_util::StreamExt;
+use salesai_core::blob::{BlobError, BlobKey, ByteStream};
+use salesai_core::domain::{Conversation, ConversationStatus, StageError};
 use salesai_core::queue::Job;
 use salesai_core::{App, ErrorCode};
 
@@ -95,4 +97,50 @@ where
 /// Maps a store failure to a retryable job error.
 pub(crate) fn db(err: salesai_core::store::StoreError) -> JobError {
     JobError::from_code(err.code(), err.to_string())
+}
+
+/// The conversation a job works on; gone is terminal (it was deleted, e.g. by retention).
+pub(crate) async fn load_conversation(app: &App, id: &str) -> Result<Conversation, JobError> {
+    app.store
+        .get_conversation(id)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| {
+            JobError::terminal(
+                ErrorCode::InvalidInput,
+                format!("conversation {id} no longer exists"),
+            )
+        })
+}
+
+/// Opens a stored blob. A missing blob is terminal (`FILE_DOWNLOAD_FAILED`: retrying cannot
+/// bring it back); storage trouble is retryable.
+pub(crate) async fn open_blob(app: &App, key: &BlobKey) -> Result<ByteStream, JobError> {
+    app.blobs.get_stream(key).await.map_err(|e| match e {
+        BlobError::NotFound(_) => JobError::terminal(
+            ErrorCode::FileDownloadFailed,
+            format!("{} is missing from storage", key.as_str()),
+        ),
+        other => JobError::retryable(ErrorCode::StorageError, other.to_string()),
+    })
+}
+
+/// Reads a whole blob into memory, failing with `too_large` past `limit` bytes.
+pub(crate) async fn read_blob(
+    app: &App,
+    key: &BlobKey,
+    limit: usize,
+    too_large: &str,
+) -> Result<Vec<u8>, JobError> {
+    let mut stream = open_blob(app, key).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(JobError::terminal(ErrorCode::InvalidInput, too_large));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }

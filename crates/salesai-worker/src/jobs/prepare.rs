@@ -6,13 +6,12 @@
 //! settings, rather than sitting in a queue.
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use salesai_core::blob::BlobKey;
 use salesai_core::domain::ConversationStatus;
 use salesai_core::queue::{CONVERSATIONS, Job, NewJob};
 use salesai_core::{App, ErrorCode};
 
-use super::{ANALYZE, conversation_id, db, stage};
+use super::{ANALYZE, conversation_id, db, load_conversation, read_blob, stage};
 use crate::{JobError, JobHandler};
 
 /// The largest transcript file read into memory (transcripts are text; 20 MB is hours of it).
@@ -38,12 +37,7 @@ impl JobHandler for Prepare {
 
 async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
     let store = &app.store;
-    let Some(conversation) = store.get_conversation(id).await.map_err(db)? else {
-        return Err(JobError::terminal(
-            ErrorCode::InvalidInput,
-            format!("conversation {id} no longer exists"),
-        ));
-    };
+    let conversation = load_conversation(app, id).await?;
     if conversation.status == ConversationStatus::Completed {
         return Ok(());
     }
@@ -72,25 +66,13 @@ async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
                     "the conversation has no stored upload",
                 )
             })?;
-        let mut stream = app.blobs.get_stream(&key).await.map_err(|e| match e {
-            salesai_core::blob::BlobError::NotFound(_) => JobError::terminal(
-                ErrorCode::FileDownloadFailed,
-                format!("the upload {} is missing from storage", key.as_str()),
-            ),
-            other => JobError::retryable(ErrorCode::StorageError, other.to_string()),
-        })?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
-            if bytes.len() + chunk.len() > MAX_TRANSCRIPT_BYTES {
-                return Err(JobError::terminal(
-                    ErrorCode::InvalidInput,
-                    "the transcript file is larger than 20 MB",
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_blob(
+            app,
+            &key,
+            MAX_TRANSCRIPT_BYTES,
+            "the transcript file is larger than 20 MB",
+        )
+        .await?;
         let text = String::from_utf8(bytes).map_err(|_| {
             JobError::terminal(ErrorCode::InvalidInput, "the transcript is not UTF-8 text")
         })?;

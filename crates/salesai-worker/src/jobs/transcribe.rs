@@ -22,7 +22,7 @@ use salesai_core::transcript::Segment;
 use salesai_core::{App, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use super::{conversation_id, db, stage};
+use super::{conversation_id, db, load_conversation, open_blob, read_blob, stage};
 use crate::{JobError, JobHandler};
 
 /// A chunk job's payload.
@@ -60,13 +60,7 @@ async fn download(app: &App, key: &BlobKey) -> Result<tempfile::NamedTempFile, J
         file.reopen()
             .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?,
     );
-    let mut stream = app.blobs.get_stream(key).await.map_err(|e| match e {
-        salesai_core::blob::BlobError::NotFound(_) => JobError::terminal(
-            ErrorCode::FileDownloadFailed,
-            format!("the upload {} is missing from storage", key.as_str()),
-        ),
-        other => JobError::retryable(ErrorCode::StorageError, other.to_string()),
-    })?;
+    let mut stream = open_blob(app, key).await?;
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
@@ -355,26 +349,19 @@ async fn transcribe_chunk(app: &App, job: &Job) -> Result<(), JobError> {
     });
     if !finished {
         let stt = stt_of(app)?;
-        let Some(conversation) = store.get_conversation(id).await.map_err(db)? else {
-            return Err(JobError::terminal(
-                ErrorCode::InvalidInput,
-                format!("conversation {id} no longer exists"),
-            ));
-        };
+        let conversation = load_conversation(app, id).await?;
         let line = app.product_line(&conversation.product_line);
         let key = BlobKey::parse(&payload.blob_key)
             .map_err(|e| JobError::terminal(ErrorCode::InvalidInput, e.0))?;
-        let mut audio = Vec::new();
-        let mut stream = app
-            .blobs
-            .get_stream(&key)
-            .await
-            .map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
-        while let Some(chunk) = stream.next().await {
-            audio.extend_from_slice(
-                &chunk.map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?,
-            );
-        }
+        // A chunk is at most the provider's upload limit (plus slack for a pass-through file).
+        let limit = stt.limits().max_bytes as usize + 1024 * 1024;
+        let audio = read_blob(
+            app,
+            &key,
+            limit,
+            "the chunk is larger than the provider accepts",
+        )
+        .await?;
         let request = SttRequest {
             audio: Bytes::from(audio),
             file_name: payload.file_name.clone(),
@@ -540,12 +527,7 @@ async fn merge(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
             format!("{} of {total} chunks transcribed; waiting", saved.len()),
         ));
     }
-    let Some(conversation) = store.get_conversation(id).await.map_err(db)? else {
-        return Err(JobError::terminal(
-            ErrorCode::InvalidInput,
-            format!("conversation {id} no longer exists"),
-        ));
-    };
+    let conversation = load_conversation(app, id).await?;
     let line = app.product_line(&conversation.product_line);
     let channels: std::collections::BTreeSet<u32> = saved.iter().map(|c| c.channel).collect();
     let rep_channel = match conversation
