@@ -222,7 +222,7 @@ async fn queue_loop(
             tracker.spawn(async move {
                 // A job cut off by the end of the grace period keeps its entry in the
                 // in-flight map; shutdown releases it.
-                let _cut_off = run_one(&shared, job, lease).await;
+                run_one(&shared, job, lease).await;
                 running.fetch_sub(1, Ordering::AcqRel);
                 finished.notify_one();
             });
@@ -230,9 +230,9 @@ async fn queue_loop(
     }
 }
 
-/// Runs one job and records its outcome. Returns true when the job was cut off by the end of
-/// the grace period (its lease stays in the in-flight map to be released).
-async fn run_one(shared: &Shared, job: Job, lease: Lease) -> bool {
+/// Runs one job and records its outcome. A job cut off by the end of the grace period returns
+/// without recording anything: its lease stays in the in-flight map for shutdown to release.
+async fn run_one(shared: &Shared, job: Job, lease: Lease) {
     let started = Instant::now();
     debug!(event = "job.started", job_id = job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempts, "job started");
     let result = match shared.registry.get(&job.kind) {
@@ -257,7 +257,7 @@ async fn run_one(shared: &Shared, job: Job, lease: Lease) -> bool {
                         Err(JobError::retryable(ErrorCode::Internal, format!("handler panicked: {what}")))
                     }
                 },
-                _ = shared.hard_stop.cancelled() => return true,
+                _ = shared.hard_stop.cancelled() => return,
             }
         }
     };
@@ -323,7 +323,6 @@ async fn run_one(shared: &Shared, job: Job, lease: Lease) -> bool {
         .metrics
         .observe_job(&job.queue, &job.kind, outcome, &code, elapsed);
     shared.in_flight().remove(&job.id);
-    false
 }
 
 async fn heartbeat(shared: Arc<Shared>, stopped: CancellationToken) {
