@@ -134,7 +134,25 @@ async fn local_folder() {
     let blobs = ObjectBlobStore::open(&config).unwrap();
     assert!(blobs.describe().contains("local folder"));
     blob_story(&blobs).await;
-    assert!(root.join("probes").exists() || root.exists());
+    fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|e| {
+                if e.path().is_dir() {
+                    files(&e.path())
+                } else {
+                    vec![e.path()]
+                }
+            })
+            .collect()
+    }
+    assert_eq!(
+        files(&root),
+        Vec::<std::path::PathBuf>::new(),
+        "deleted, aborted and probe objects leave no file behind"
+    );
 }
 
 #[tokio::test]

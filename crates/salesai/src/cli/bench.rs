@@ -310,7 +310,7 @@ struct FixedLlm(u64);
 #[async_trait::async_trait]
 impl salesai_core::analysis::engine::Analyzer for FixedLlm {
     fn engine(&self) -> &'static str {
-        "rules"
+        "stub"
     }
     async fn run(
         &self,
