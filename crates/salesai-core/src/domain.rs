@@ -394,6 +394,55 @@ pub struct NewConversation {
     pub first_job: crate::queue::NewJob,
     /// An upload's idempotency key: a repeated upload with the same key returns the first.
     pub idempotency_key: Option<String>,
+    /// The Slack thread the rep hears back in, for conversations started from Slack.
+    pub slack: Option<SlackThread>,
+}
+
+/// Where in Slack a conversation reports back: a channel (or DM) and the thread in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackThread {
+    /// The channel or DM id.
+    pub channel_id: String,
+    /// The thread's parent message; `None` posts at the top level.
+    pub thread_ts: Option<String>,
+}
+
+/// A customer being sold to, found by its customer number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opportunity {
+    /// Its id.
+    pub id: String,
+    /// The customer number (unique).
+    pub customer_number: String,
+    /// The company's name.
+    pub company_name: String,
+    /// The product line.
+    pub product_line: String,
+    /// The owning rep's user id.
+    pub owner_user_id: Option<String>,
+    /// The pipeline status (`new`, …).
+    pub status: String,
+    /// The latest completed conversation's overall score.
+    pub latest_score: Option<u8>,
+    /// How many conversations it has.
+    pub conversations: u64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A person who uses salesai.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Its id.
+    pub id: String,
+    /// E-mail, when known.
+    pub email: Option<String>,
+    /// Name for people.
+    pub display_name: String,
+    /// What they may do.
+    pub role: Role,
+    /// Their Slack user id, when linked.
+    pub slack_user_id: Option<String>,
 }
 
 /// A freshly created conversation's identity.
@@ -438,6 +487,8 @@ pub struct Conversation {
     pub conversation_date: Option<DateTime<Utc>>,
     /// Upload metadata.
     pub metadata: serde_json::Value,
+    /// The Slack thread it reports to, if it came from Slack.
+    pub slack: Option<SlackThread>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.

@@ -66,7 +66,24 @@ pub fn sniff(head: &[u8]) -> Option<MediaKind> {
     if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
         return Some(MediaKind::Webm);
     }
+    if looks_like_html(head) {
+        // A web page is never a recording or a transcript: it is what a file host answers
+        // instead of the file when the request lacked the right credentials.
+        return None;
+    }
     looks_like_text(head).then_some(MediaKind::Transcript)
+}
+
+/// An HTML document (`<!DOCTYPE html`, `<html`, `<head`), after any BOM and white space.
+pub fn looks_like_html(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let start = text
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .to_ascii_lowercase();
+    ["<!doctype html", "<html", "<head", "<!--"]
+        .iter()
+        .any(|p| start.starts_with(p))
 }
 
 /// UTF-8 without control bytes (a cut multi-byte character at the end is allowed).
@@ -107,6 +124,9 @@ mod tests {
             sniff("WEBVTT\n\n00:00.000 --> 00:01.000\n你好".as_bytes()),
             Some(MediaKind::Transcript)
         );
+        assert_eq!(sniff(b"<!DOCTYPE html><html><head>"), None);
+        assert!(looks_like_html(b"\xef\xbb\xbf  <HTML lang=en>"));
+        assert!(!looks_like_html(b"WEBVTT"));
         let cut = &"老闆說".as_bytes()[..7];
         assert_eq!(
             sniff(cut),

@@ -33,6 +33,8 @@ pub struct Metrics {
     queue_expired_leases: Family<[(&'static str, String); 1], Gauge>,
     window_completed: Family<[(&'static str, String); 1], Gauge>,
     window_failures: Family<Labels2, Gauge>,
+    slack_signature_failures: Family<[(&'static str, String); 2], Counter>,
+    slack_events: Family<[(&'static str, String); 2], Counter>,
 }
 
 impl Default for Metrics {
@@ -109,8 +111,22 @@ impl Metrics {
             "Failed job attempts in the trailing window by error code (all nodes)",
             window_failures.clone(),
         );
+        let slack_signature_failures = Family::<[(&'static str, String); 2], Counter>::default();
+        registry.register(
+            "slack_signature_failures",
+            "Slack requests refused for a bad signature, by endpoint and reason",
+            slack_signature_failures.clone(),
+        );
+        let slack_events = Family::<[(&'static str, String); 2], Counter>::default();
+        registry.register(
+            "slack_requests",
+            "Verified Slack requests by kind and outcome (handled, duplicate, ignored)",
+            slack_events.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            slack_signature_failures,
+            slack_events,
             http_requests,
             http_duration,
             jobs,
@@ -137,6 +153,33 @@ impl Metrics {
         self.http_duration
             .get_or_create(&[("method", method.to_owned()), ("route", route.to_owned())])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a Slack request refused for its signature.
+    pub fn slack_signature_failure(&self, endpoint: &str, reason: &str) {
+        self.slack_signature_failures
+            .get_or_create(&[
+                ("endpoint", endpoint.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// The Slack signature failures counted so far (all endpoints and reasons).
+    pub fn slack_signature_failures_total(&self) -> u64 {
+        let text = self.render();
+        text.lines()
+            .filter(|l| l.starts_with("salesai_slack_signature_failures_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Counts a verified Slack request: `kind` (event type, command, interaction type) and
+    /// `outcome` (`handled`, `duplicate`, `ignored`).
+    pub fn slack_request(&self, kind: &str, outcome: &str) {
+        self.slack_events
+            .get_or_create(&[("kind", kind.to_owned()), ("outcome", outcome.to_owned())])
+            .inc();
     }
 
     /// Counts one finished job attempt. `outcome` is `completed`, `retrying`, `dead`,

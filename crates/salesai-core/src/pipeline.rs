@@ -15,6 +15,13 @@ pub const TRANSCRIBE_CHUNK: &str = "conversation.transcribe_chunk";
 pub const MERGE: &str = "conversation.merge";
 /// `conversation.analyze`: run the agents and derive the scores.
 pub const ANALYZE: &str = "conversation.analyze";
+/// `conversation.download`: fetch an upload from where it was shared (a Slack file) into
+/// blob storage, then hand over to `conversation.prepare`.
+pub const DOWNLOAD: &str = "conversation.download";
+/// `conversation.notify` (notifications queue): bring the conversation's Slack thread up to
+/// date with its status. Enqueued by the store in the same transaction as every status change
+/// of a conversation that has a Slack thread, so no change goes unannounced.
+pub const NOTIFY: &str = "conversation.notify";
 
 /// What a restart did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,6 +63,11 @@ pub async fn retry(
     let has_transcript = !store.get_transcript(&conversation.id).await?.is_empty();
     let (status, kind) = if has_transcript {
         (ConversationStatus::Analyzing, ANALYZE)
+    } else if conversation.blob_key.is_none()
+        && conversation.metadata.get("slack_file_id").is_some()
+    {
+        // The download never finished: fetch it again.
+        (ConversationStatus::Pending, DOWNLOAD)
     } else {
         (ConversationStatus::Pending, PREPARE)
     };

@@ -28,6 +28,69 @@ pub struct ProductLine {
     pub convert_to_traditional: bool,
     /// Weights and thresholds.
     pub methodology: Methodology,
+    /// The questions asked about a call when it is uploaded (besides the customer and contact
+    /// fields every line asks): the Slack modal is built from these.
+    #[serde(default)]
+    pub form: Vec<FormField>,
+    /// Where Slack progress and results go: the file's thread in the channel, or a DM to the rep.
+    #[serde(default)]
+    pub slack_reply: SlackReply,
+}
+
+/// Where a product line's Slack messages go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlackReply {
+    /// In the thread of the message that shared the file.
+    #[default]
+    Thread,
+    /// In a direct message to the rep who uploaded it.
+    Dm,
+}
+
+/// One question of a product line's upload form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormField {
+    /// The key its answer is stored under in the conversation's metadata.
+    pub id: String,
+    /// The label, in the line's language.
+    pub label: String,
+    /// Must it be answered.
+    #[serde(default)]
+    pub required: bool,
+    /// The choices; an empty list makes it a free-text field.
+    #[serde(default)]
+    pub options: Vec<FormOption>,
+}
+
+/// One choice of a select field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormOption {
+    /// The stored value.
+    pub value: String,
+    /// What people see.
+    pub label: String,
+}
+
+impl FormField {
+    fn select(id: &str, label: &str, required: bool, options: &[(&str, &str)]) -> Self {
+        FormField {
+            id: id.into(),
+            label: label.into(),
+            required,
+            options: options
+                .iter()
+                .map(|(value, label)| FormOption {
+                    value: (*value).into(),
+                    label: (*label).into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn yes_no_zh() -> [(&'static str, &'static str); 2] {
+    [("yes", "是"), ("no", "否")]
 }
 
 impl ProductLine {
@@ -68,6 +131,45 @@ pub fn builtin() -> Vec<ProductLine> {
             .to_vec(),
             convert_to_traditional: true,
             methodology: Methodology::default(),
+            form: vec![
+                FormField::select(
+                    "store_type",
+                    "店型",
+                    true,
+                    &[
+                        ("restaurant", "餐廳"),
+                        ("cafe", "咖啡廳"),
+                        ("drinks", "飲料店"),
+                        ("snack", "小吃"),
+                        ("bar", "酒吧"),
+                        ("other", "其他"),
+                    ],
+                ),
+                FormField::select(
+                    "service_type",
+                    "服務型態",
+                    false,
+                    &[
+                        ("dine_in", "內用"),
+                        ("takeaway", "外帶"),
+                        ("delivery", "外送"),
+                        ("mixed", "混合"),
+                    ],
+                ),
+                FormField::select(
+                    "current_system",
+                    "目前系統",
+                    false,
+                    &[
+                        ("none", "無"),
+                        ("paper", "手寫單"),
+                        ("pos_other", "其他 POS"),
+                        ("competitor", "競品"),
+                    ],
+                ),
+                FormField::select("decision_maker_present", "決策者在場", true, &yes_no_zh()),
+            ],
+            slack_reply: SlackReply::Thread,
         },
         ProductLine {
             id: "beauty".into(),
@@ -80,6 +182,43 @@ pub fn builtin() -> Vec<ProductLine> {
                 .to_vec(),
             convert_to_traditional: true,
             methodology: Methodology::default(),
+            form: vec![
+                FormField::select(
+                    "store_type",
+                    "店型",
+                    true,
+                    &[
+                        ("hair", "美髮"),
+                        ("nail", "美甲"),
+                        ("beauty", "美容"),
+                        ("spa", "SPA"),
+                        ("other", "其他"),
+                    ],
+                ),
+                FormField::select(
+                    "service_type",
+                    "服務型態",
+                    false,
+                    &[
+                        ("appointment", "預約制"),
+                        ("walk_in", "現場"),
+                        ("mixed", "混合"),
+                    ],
+                ),
+                FormField::select(
+                    "current_system",
+                    "目前系統",
+                    false,
+                    &[
+                        ("none", "無"),
+                        ("paper", "紙本"),
+                        ("line", "LINE"),
+                        ("competitor", "競品"),
+                    ],
+                ),
+                FormField::select("decision_maker_present", "決策者在場", true, &yes_no_zh()),
+            ],
+            slack_reply: SlackReply::Thread,
         },
         ProductLine {
             id: "default".into(),
@@ -90,6 +229,32 @@ pub fn builtin() -> Vec<ProductLine> {
             competitors: Vec::new(),
             convert_to_traditional: false,
             methodology: Methodology::default(),
+            form: vec![
+                FormField::select(
+                    "company_size",
+                    "Company size",
+                    false,
+                    &[
+                        ("1-10", "1–10"),
+                        ("11-50", "11–50"),
+                        ("51-200", "51–200"),
+                        ("200+", "200+"),
+                    ],
+                ),
+                FormField {
+                    id: "current_system".into(),
+                    label: "Current system".into(),
+                    required: false,
+                    options: Vec::new(),
+                },
+                FormField::select(
+                    "decision_maker_present",
+                    "Decision maker present",
+                    true,
+                    &[("yes", "Yes"), ("no", "No")],
+                ),
+            ],
+            slack_reply: SlackReply::Thread,
         },
     ]
 }

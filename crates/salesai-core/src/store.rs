@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Conversation, ConversationStatus, CreatedConversation, NewConversation, Role, StageError,
+    Conversation, ConversationStatus, CreatedConversation, NewConversation, Opportunity, Role,
+    StageError, User,
 };
 use crate::queue::{
     Enqueued, FailOutcome, Job, JobDetail, JobFailure, JobFilter, Lease, NewJob, QueueSettings,
@@ -27,6 +28,9 @@ pub enum StoreError {
     /// The named thing does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// The database was migrated by a newer salesai than this binary.
     #[error(
         "the database schema is at version {database} but this salesai only knows up to {binary}; \
@@ -47,7 +51,9 @@ impl StoreError {
     /// The stable error code for this failure.
     pub fn code(&self) -> crate::ErrorCode {
         match self {
-            StoreError::InvalidInput(_) | StoreError::NotFound(_) => crate::ErrorCode::InvalidInput,
+            StoreError::InvalidInput(_) | StoreError::NotFound(_) | StoreError::Conflict(_) => {
+                crate::ErrorCode::InvalidInput
+            }
             _ => crate::ErrorCode::DatabaseError,
         }
     }
@@ -376,6 +382,60 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records that a conversation's audio was deleted (its transcript and analysis stay).
     async fn forget_audio(&self, id: &str) -> StoreResult<()>;
+
+    /// Attaches a downloaded upload to a conversation, merges `metadata` into its metadata and
+    /// enqueues `next`, in one transaction. Returns the job id.
+    async fn attach_media(
+        &self,
+        id: &str,
+        blob_key: &str,
+        metadata: serde_json::Value,
+        next: crate::queue::NewJob,
+    ) -> StoreResult<i64>;
+
+    // --- opportunities ---
+
+    /// The opportunity with this customer number.
+    async fn get_opportunity(&self, customer_number: &str) -> StoreResult<Option<Opportunity>>;
+
+    /// Opportunities whose customer number equals `query` or whose company name contains it
+    /// (case-insensitively), most recently created first; an empty query lists all.
+    async fn search_opportunities(&self, query: &str, limit: u32) -> StoreResult<Vec<Opportunity>>;
+
+    /// Creates an opportunity; `Conflict` when the customer number is taken.
+    async fn create_opportunity(
+        &self,
+        customer_number: &str,
+        company_name: &str,
+        product_line: &str,
+        owner_user_id: Option<&str>,
+    ) -> StoreResult<Opportunity>;
+
+    /// One user.
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>>;
+
+    /// Sets the role of the user with this id, e-mail or Slack id; returns the user, or
+    /// `None` when there is no such user.
+    async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>>;
+
+    // --- Slack messages ---
+
+    /// The Slack messages salesai posted for a conversation, by kind (`status`, `completed`,
+    /// `failed:N`): `(kind, channel, ts)`.
+    async fn slack_messages(
+        &self,
+        conversation_id: &str,
+    ) -> StoreResult<Vec<(String, String, String)>>;
+
+    /// Records a posted Slack message of `kind`; false when one of that kind was already
+    /// recorded (the caller then updates the recorded one instead of posting again).
+    async fn put_slack_message(
+        &self,
+        conversation_id: &str,
+        kind: &str,
+        channel_id: &str,
+        ts: &str,
+    ) -> StoreResult<bool>;
 
     // --- users ---
 

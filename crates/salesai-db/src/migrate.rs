@@ -33,20 +33,36 @@ impl Migration {
 }
 
 /// SQLite's migrations.
-pub const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    up: include_str!("../migrations/sqlite/0001_init.up.sql"),
-    down: include_str!("../migrations/sqlite/0001_init.down.sql"),
-}];
+pub const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        up: include_str!("../migrations/sqlite/0001_init.up.sql"),
+        down: include_str!("../migrations/sqlite/0001_init.down.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "slack_messages",
+        up: include_str!("../migrations/sqlite/0002_slack_messages.up.sql"),
+        down: include_str!("../migrations/sqlite/0002_slack_messages.down.sql"),
+    },
+];
 
 /// PostgreSQL's migrations.
-pub const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    up: include_str!("../migrations/postgres/0001_init.up.sql"),
-    down: include_str!("../migrations/postgres/0001_init.down.sql"),
-}];
+pub const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        up: include_str!("../migrations/postgres/0001_init.up.sql"),
+        down: include_str!("../migrations/postgres/0001_init.down.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "slack_messages",
+        up: include_str!("../migrations/postgres/0002_slack_messages.up.sql"),
+        down: include_str!("../migrations/postgres/0002_slack_messages.down.sql"),
+    },
+];
 
 /// A migration's state in one database.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

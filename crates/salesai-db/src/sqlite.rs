@@ -13,12 +13,13 @@ use rand::Rng;
 use salesai_core::domain::Score;
 use salesai_core::domain::{
     CaseNumber, Conversation, ConversationStatus, ConversationType, CreatedConversation,
-    NewConversation, Role, StageError,
+    NewConversation, Opportunity, Role, SlackThread, StageError, User,
 };
+use salesai_core::pipeline::NOTIFY;
 use salesai_core::queue::{
     Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter, JobStatus, Lease,
-    NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS, WindowStats,
-    backoff_delay, complete_settings, stats_row,
+    NOTIFICATIONS, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
+    WindowStats, backoff_delay, complete_settings, stats_row,
 };
 use salesai_core::store::{
     AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, NewApiToken, PruneCandidate,
@@ -203,6 +204,50 @@ async fn enqueue_in(conn: &mut sqlx::SqliteConnection, job: &NewJob) -> StoreRes
     }
 }
 
+/// Enqueues `conversation.notify` for a conversation with a Slack thread, inside the
+/// transaction that changed its status (the outbox: the change and its announcement commit
+/// together). One queued notification is enough: it renders the status current when it runs.
+async fn notify_in(conn: &mut sqlx::SqliteConnection, id: &str) -> StoreResult<()> {
+    let wanted: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM conversations c WHERE c.id = ? AND c.slack_channel_id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.conversation_id = c.id AND j.kind = ? AND j.status = 'queued')",
+    )
+    .bind(id)
+    .bind(NOTIFY)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    if wanted.is_some() {
+        let mut job = NewJob::new(
+            NOTIFICATIONS,
+            NOTIFY,
+            serde_json::json!({ "conversation_id": id }),
+        );
+        job.conversation_id = Some(id.to_owned());
+        enqueue_in(conn, &job).await?;
+    }
+    Ok(())
+}
+
+fn opportunity_from_row(r: &SqliteRow) -> StoreResult<Opportunity> {
+    Ok(Opportunity {
+        id: r.try_get("id").map_err(map)?,
+        customer_number: r.try_get("customer_number").map_err(map)?,
+        company_name: r.try_get("company_name").map_err(map)?,
+        product_line: r.try_get("product_line").map_err(map)?,
+        owner_user_id: r.try_get("owner_user_id").map_err(map)?,
+        status: r.try_get("status").map_err(map)?,
+        latest_score: r
+            .try_get::<Option<i64>, _>("latest_score")
+            .map_err(map)?
+            .map(|s| s.clamp(0, 100) as u8),
+        conversations: r.try_get::<i64, _>("conversations").map_err(map)?.max(0) as u64,
+        created_at: from_ms(r.try_get("created_at").map_err(map)?),
+    })
+}
+
+const OPPORTUNITY_SELECT: &str = "SELECT o.*, (SELECT COUNT(*) FROM conversations c WHERE c.opportunity_id = o.id) AS conversations FROM opportunities o";
+
 /// Appends the WHERE clause for a job filter (the caller has written `WHERE 1 = 1`).
 fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
     if let Some(queue) = &filter.queue {
@@ -333,6 +378,16 @@ fn conversation_from_row(row: &SqliteRow) -> StoreResult<Conversation> {
         rep_user_id: row.try_get("rep_user_id").map_err(map)?,
         conversation_date: opt_ms(row.try_get("conversation_date").map_err(map)?),
         metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+        slack: row
+            .try_get::<Option<String>, _>("slack_channel_id")
+            .map_err(map)?
+            .map(|channel_id| -> StoreResult<SlackThread> {
+                Ok(SlackThread {
+                    channel_id,
+                    thread_ts: row.try_get("slack_thread_ts").map_err(map)?,
+                })
+            })
+            .transpose()?,
         created_at: from_ms(row.try_get("created_at").map_err(map)?),
         updated_at: from_ms(row.try_get("updated_at").map_err(map)?),
     })
@@ -912,8 +967,9 @@ impl Store for SqliteStore {
         let id = uuid::Uuid::now_v7().to_string();
         sqlx::query(
             "INSERT INTO conversations (id, case_number, opportunity_id, product_line, conversation_type, \
-             title, status, blob_key, conversation_date, rep_user_id, metadata, idempotency_key, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+             title, status, blob_key, conversation_date, rep_user_id, metadata, idempotency_key, \
+             slack_channel_id, slack_thread_ts, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(case_number.as_str())
@@ -926,6 +982,8 @@ impl Store for SqliteStore {
         .bind(&new.rep_user_id)
         .bind(new.metadata.to_string())
         .bind(&new.idempotency_key)
+        .bind(new.slack.as_ref().map(|s| s.channel_id.clone()))
+        .bind(new.slack.as_ref().and_then(|s| s.thread_ts.clone()))
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -943,6 +1001,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+        notify_in(&mut tx, &id).await?;
         let mut job = new.first_job.clone();
         job.conversation_id = Some(id.clone());
         let enqueued = enqueue_in(&mut tx, &job).await?;
@@ -1048,6 +1107,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map)?;
+        notify_in(&mut tx, id).await?;
         tx.commit().await.map_err(map)?;
         Ok(())
     }
@@ -1099,6 +1159,7 @@ impl Store for SqliteStore {
         let mut job = job;
         job.conversation_id = Some(id.to_owned());
         let enqueued = enqueue_in(&mut tx, &job).await?;
+        notify_in(&mut tx, id).await?;
         tx.commit().await.map_err(map)?;
         Ok(enqueued.id)
     }
@@ -1317,6 +1378,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+        notify_in(&mut tx, id).await?;
         sqlx::query(
             "UPDATE opportunities SET latest_score = ?, updated_at = ? WHERE id = (SELECT opportunity_id FROM conversations WHERE id = ?)",
         )
@@ -1409,6 +1471,168 @@ impl Store for SqliteStore {
             .await
             .map_err(map)?;
         Ok(())
+    }
+
+    async fn attach_media(
+        &self,
+        id: &str,
+        blob_key: &str,
+        metadata: serde_json::Value,
+        next: NewJob,
+    ) -> StoreResult<i64> {
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query(
+            "UPDATE conversations SET blob_key = ?, metadata = json_patch(metadata, ?), updated_at = ? WHERE id = ?",
+        )
+        .bind(blob_key)
+        .bind(metadata.to_string())
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("conversation {id}")));
+        }
+        let job = enqueue_in(&mut tx, &next).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(job.id)
+    }
+
+    async fn get_opportunity(&self, customer_number: &str) -> StoreResult<Option<Opportunity>> {
+        let sql = format!("{OPPORTUNITY_SELECT} WHERE o.customer_number = ?");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(customer_number)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?
+            .as_ref()
+            .map(opportunity_from_row)
+            .transpose()
+    }
+
+    async fn search_opportunities(&self, query: &str, limit: u32) -> StoreResult<Vec<Opportunity>> {
+        let sql = format!(
+            "{OPPORTUNITY_SELECT} WHERE ? = '' OR o.customer_number = ? OR instr(lower(o.company_name), lower(?)) > 0 \
+             ORDER BY o.created_at DESC, o.id LIMIT ?"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(query)
+            .bind(query)
+            .bind(query)
+            .bind(i64::from(limit.clamp(1, 500)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?
+            .iter()
+            .map(opportunity_from_row)
+            .collect()
+    }
+
+    async fn create_opportunity(
+        &self,
+        customer_number: &str,
+        company_name: &str,
+        product_line: &str,
+        owner_user_id: Option<&str>,
+    ) -> StoreResult<Opportunity> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO opportunities (id, customer_number, company_name, product_line, owner_user_id, \
+             status_changed_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(customer_number)
+        .bind(company_name)
+        .bind(product_line)
+        .bind(owner_user_id)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("customer {customer_number} already exists"))
+            } else {
+                map(e)
+            }
+        })?;
+        self.get_opportunity(customer_number)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("opportunity {customer_number}")))
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, email, display_name, role, slack_user_id FROM users WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.map(|r| -> StoreResult<User> {
+            Ok(User {
+                id: r.try_get("id").map_err(map)?,
+                email: r.try_get("email").map_err(map)?,
+                display_name: r.try_get("display_name").map_err(map)?,
+                role: Role::parse(&r.try_get::<String, _>("role").map_err(map)?)
+                    .map_err(|e| StoreError::Other(e.0))?,
+                slack_user_id: r.try_get("slack_user_id").map_err(map)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>> {
+        let id: Option<String> = sqlx::query_scalar("UPDATE users SET role = ?, updated_at = ? WHERE id = ? OR email = ? OR slack_user_id = ? RETURNING id")
+            .bind(role.as_str())
+            .bind(now_ms())
+            .bind(who)
+            .bind(who)
+            .bind(who)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        match id {
+            Some(id) => self.get_user(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn slack_messages(
+        &self,
+        conversation_id: &str,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        sqlx::query_as("SELECT kind, channel_id, ts FROM slack_messages WHERE conversation_id = ? ORDER BY created_at, kind")
+            .bind(conversation_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    async fn put_slack_message(
+        &self,
+        conversation_id: &str,
+        kind: &str,
+        channel_id: &str,
+        ts: &str,
+    ) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "INSERT INTO slack_messages (conversation_id, kind, channel_id, ts, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (conversation_id, kind) DO NOTHING",
+        )
+        .bind(conversation_id)
+        .bind(kind)
+        .bind(channel_id)
+        .bind(ts)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(changed == 1)
     }
 
     async fn find_or_create_user(

@@ -24,18 +24,22 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// Builds the application's router.
 pub fn router(app: App) -> Router {
+    router_with(app, Router::new())
+}
+
+/// Builds the application's router with `extra` routes (the Slack app's) inside the same
+/// request-id, logging and metrics layers.
+pub fn router_with(app: App, extra: Router) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     Router::new()
         .merge(routes::health::routes())
         .nest("/api/v1/admin", routes::admin::routes())
         .nest("/api/v1/conversations", routes::conversations::routes())
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            observe::observe,
-        ))
+        .with_state(app.clone())
+        .merge(extra)
+        .layer(axum::middleware::from_fn_with_state(app, observe::observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, NewRequestId))
-        .with_state(app)
 }
 
 /// Request ids are time-ordered UUIDs, so sorting logs by id sorts them by arrival.

@@ -290,6 +290,54 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub shutdown_grace_secs: Option<u64>,
+    /// Slack app signing secret (Basic Information → App Credentials); enables /slack/*
+    #[arg(
+        long,
+        env = "SLACK_SIGNING_SECRET",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub slack_signing_secret: Option<String>,
+    /// Slack bot token, xoxb-… (OAuth & Permissions)
+    #[arg(
+        long,
+        env = "SLACK_BOT_TOKEN",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub slack_bot_token: Option<String>,
+    /// Slack Web API base; files download only from its host when overridden [default: https://slack.com/api/]
+    #[arg(long, env = "SLACK_API_URL", global = true, help_heading = "Settings")]
+    pub slack_api_url: Option<String>,
+    /// Channels watched for recordings and their product lines: C0123=ichef,C0456=beauty
+    #[arg(long, env = "SLACK_CHANNELS", global = true, help_heading = "Settings")]
+    pub slack_channels: Option<String>,
+    /// Product line of recordings sent to the app in a DM [default: default]
+    #[arg(
+        long,
+        env = "SLACK_DM_PRODUCT_LINE",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub slack_dm_product_line: Option<String>,
+    /// Largest file downloaded from Slack, in megabytes [default: 500]
+    #[arg(
+        long,
+        env = "SLACK_MAX_DOWNLOAD_MB",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub slack_max_download_mb: Option<u64>,
+    /// Public base URL of this salesai (links in Slack cards), e.g. https://salesai.example.com/
+    #[arg(
+        long,
+        env = "SALESAI_PUBLIC_URL",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub public_url: Option<String>,
 }
 
 /// The same settings in `salesai.toml`.
@@ -331,6 +379,13 @@ struct FileConfig {
     worker_queues: Option<Vec<String>>,
     worker_poll_ms: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    slack_signing_secret: Option<String>,
+    slack_bot_token: Option<String>,
+    slack_api_url: Option<String>,
+    slack_channels: Option<String>,
+    slack_dm_product_line: Option<String>,
+    slack_max_download_mb: Option<u64>,
+    public_url: Option<String>,
 }
 
 /// How log lines are written.
@@ -381,6 +436,10 @@ pub struct Config {
     pub worker_poll_ms: u64,
     /// Shutdown grace period.
     pub shutdown_grace_secs: u64,
+    /// The Slack app, when both of its secrets are set.
+    pub slack: Option<salesai_slack::SlackConfig>,
+    /// The public base URL.
+    pub public_url: Option<url::Url>,
 }
 
 impl fmt::Debug for Config {
@@ -400,6 +459,7 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("worker_id", &self.worker_id)
             .field("worker_queues", &self.worker_queues)
+            .field("slack", &self.slack)
             .finish_non_exhaustive()
     }
 }
@@ -412,6 +472,26 @@ impl Config {
             None if Path::new("salesai.toml").exists() => read_file(Path::new("salesai.toml"))?,
             None => FileConfig::default(),
         };
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url.clone())
+            .filter(|s| !s.is_empty())
+            .map(|raw| {
+                let with_slash = if raw.ends_with('/') {
+                    raw.clone()
+                } else {
+                    format!("{raw}/")
+                };
+                url::Url::parse(&with_slash)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("SALESAI_PUBLIC_URL {raw:?} is not an http(s) URL")
+                    })
+            })
+            .transpose()?;
+        let slack = slack_config(args, &file, public_url.clone())?;
         let data_dir = args
             .data_dir
             .clone()
@@ -669,8 +749,72 @@ impl Config {
                 .shutdown_grace_secs
                 .or(file.shutdown_grace_secs)
                 .unwrap_or(30),
+            slack,
+            public_url,
         })
     }
+}
+
+/// The Slack app's settings: both secrets or neither; mapped channels must name known product
+/// lines.
+fn slack_config(
+    args: &ConfigArgs,
+    file: &FileConfig,
+    public_url: Option<url::Url>,
+) -> anyhow::Result<Option<salesai_slack::SlackConfig>> {
+    let pick = |a: &Option<String>, f: &Option<String>| {
+        a.clone()
+            .or_else(|| f.clone())
+            .filter(|s| !s.trim().is_empty())
+    };
+    let secret = pick(&args.slack_signing_secret, &file.slack_signing_secret);
+    let token = pick(&args.slack_bot_token, &file.slack_bot_token);
+    let (secret, token) = match (secret, token) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => bail!(
+            "SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is not; set both to enable Slack"
+        ),
+        (None, Some(_)) => bail!(
+            "SLACK_BOT_TOKEN is set but SLACK_SIGNING_SECRET is not; set both to enable Slack"
+        ),
+        (Some(s), Some(t)) => (s, t),
+    };
+    let api = pick(&args.slack_api_url, &file.slack_api_url)
+        .unwrap_or_else(|| salesai_slack::DEFAULT_API_URL.to_owned());
+    let api_url = url::Url::parse(&api)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| anyhow::anyhow!("SLACK_API_URL {api:?} is not an http(s) URL"))?;
+    let channels = salesai_slack::SlackConfig::parse_channels(
+        &pick(&args.slack_channels, &file.slack_channels).unwrap_or_default(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let lines = salesai_core::product_line::builtin();
+    let dm_product_line = pick(&args.slack_dm_product_line, &file.slack_dm_product_line)
+        .unwrap_or_else(|| "default".into());
+    for line in channels.values().chain(std::iter::once(&dm_product_line)) {
+        salesai_core::product_line::find(&lines, line).map_err(|e| {
+            anyhow::anyhow!(
+                "Slack setting names a product line salesai does not have: {}",
+                e.0
+            )
+        })?;
+    }
+    Ok(Some(salesai_slack::SlackConfig {
+        signing_secret: SecretString::from(secret),
+        bot_token: SecretString::from(token),
+        api_url,
+        channels,
+        dm_product_line,
+        public_base_url: public_url,
+        max_download_bytes: args
+            .slack_max_download_mb
+            .or(file.slack_max_download_mb)
+            .unwrap_or(500)
+            .max(1)
+            * 1024
+            * 1024,
+    }))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

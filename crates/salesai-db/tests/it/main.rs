@@ -54,10 +54,13 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(status.iter().all(|s| s.applied_at.is_some() && s.known));
 
     // Down to zero and up again: the down migrations really undo the schema.
+    assert_eq!(migrator.down_to(1).await.unwrap(), vec![2]);
+    assert!(db.store().slack_messages("x").await.is_err(), "0002 is undone");
     assert_eq!(migrator.down_to(0).await.unwrap(), vec![1]);
     assert_eq!(migrator.current_version().await.unwrap(), 0);
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
-    assert_eq!(migrator.up().await.unwrap(), vec![1]);
+    assert_eq!(migrator.up().await.unwrap(), vec![1, 2]);
+    assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
 
     // A schema from a newer release is refused with a clear message.
@@ -424,6 +427,7 @@ fn new_conversation(customer: &str, key: Option<String>) -> NewConversation {
         metadata: serde_json::json!({ "store_type": "cafe" }),
         first_job: NewJob::new(CONVERSATIONS, "conversation.prepare", serde_json::json!({})),
         idempotency_key: key,
+        slack: None,
     }
 }
 

@@ -305,6 +305,7 @@ async fn build(
         metadata: Value::Object(metadata),
         first_job: NewJob::new(CONVERSATIONS, PREPARE, json!({})),
         idempotency_key,
+        slack: None,
     };
     let created = app.store.create_conversation(new).await?;
     if created.created {

@@ -31,7 +31,7 @@ pub fn register_pipeline(registry: &mut Registry) {
 }
 
 /// The conversation a pipeline job works on.
-pub(crate) fn conversation_id(job: &Job) -> Result<String, JobError> {
+pub fn conversation_id(job: &Job) -> Result<String, JobError> {
     job.payload
         .get("conversation_id")
         .and_then(|v| v.as_str())
@@ -47,7 +47,7 @@ pub(crate) fn conversation_id(job: &Job) -> Result<String, JobError> {
 
 /// Runs a stage; when it fails for good (terminal, or its last attempt), marks the
 /// conversation failed with the stage, the code, the message and whether a retry can help.
-pub(crate) async fn stage<F>(
+pub async fn stage<F>(
     app: &App,
     job: &Job,
     id: &str,
@@ -95,12 +95,12 @@ where
 }
 
 /// Maps a store failure to a retryable job error.
-pub(crate) fn db(err: salesai_core::store::StoreError) -> JobError {
+pub fn db(err: salesai_core::store::StoreError) -> JobError {
     JobError::from_code(err.code(), err.to_string())
 }
 
 /// The conversation a job works on; gone is terminal (it was deleted, e.g. by retention).
-pub(crate) async fn load_conversation(app: &App, id: &str) -> Result<Conversation, JobError> {
+pub async fn load_conversation(app: &App, id: &str) -> Result<Conversation, JobError> {
     app.store
         .get_conversation(id)
         .await

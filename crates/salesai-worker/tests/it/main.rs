@@ -412,6 +412,7 @@ async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
                 serde_json::json!({}),
             ),
             idempotency_key: None,
+            slack: None,
         })
         .await
         .unwrap();
@@ -565,6 +566,7 @@ async fn audio_conversation(
                 serde_json::json!({}),
             ),
             idempotency_key: None,
+            slack: None,
         })
         .await
         .unwrap()

@@ -150,6 +150,7 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
                 serde_json::json!({}),
             ),
             idempotency_key: None,
+            slack: None,
         })
         .await?;
 
@@ -162,7 +163,7 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
     };
     let worker = tokio::spawn(salesai_worker::run(
         app.clone(),
-        crate::cli::serve::registry(),
+        crate::cli::serve::registry(None),
         options,
         token.clone(),
     ));

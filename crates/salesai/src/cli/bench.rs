@@ -389,7 +389,7 @@ async fn pipeline(
     };
     let worker = tokio::spawn(salesai_worker::run(
         app.clone(),
-        crate::cli::serve::registry(),
+        crate::cli::serve::registry(None),
         options,
         token.clone(),
     ));
@@ -416,6 +416,7 @@ async fn pipeline(
                 serde_json::json!({}),
             ),
             idempotency_key: None,
+            slack: None,
         })
         .await?;
     let status = loop {

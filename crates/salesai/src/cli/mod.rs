@@ -10,6 +10,7 @@ mod output;
 mod prune;
 pub(crate) mod queue;
 mod serve;
+mod slack;
 mod storage;
 mod token;
 
@@ -60,6 +61,9 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Retention: delete completed conversations (or only their audio) older than an age
     Prune(prune::PruneArgs),
+    /// Slack app set-up: check the token, scopes and channels; print the app manifest
+    #[command(subcommand)]
+    Slack(slack::SlackCommand),
     /// Measure performance
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -114,6 +118,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => {
             crate::runtime::init_logging(&config, "error");
             doctor::run(&config, args).await
+        }
+        Command::Slack(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            slack::run(&config, cmd).await
         }
         Command::Bench(cmd) => {
             crate::runtime::init_logging(&config, "warn");

@@ -17,23 +17,38 @@ pub struct ServeArgs {
 }
 
 /// The job kinds this binary runs.
-pub fn registry() -> Registry {
+pub fn registry(slack: Option<salesai_slack::Slack>) -> Registry {
     let mut registry = Registry::new();
     salesai_worker::register_builtin(&mut registry);
     salesai_worker::register_pipeline(&mut registry);
+    salesai_slack::register_jobs(&mut registry, slack);
     registry
+}
+
+/// The Slack app, when configured.
+pub fn slack(
+    config: &Config,
+    app: &salesai_core::App,
+) -> anyhow::Result<Option<salesai_slack::Slack>> {
+    config
+        .slack
+        .clone()
+        .map(|c| salesai_slack::Slack::new(app.clone(), c).map_err(|e| anyhow::anyhow!(e)))
+        .transpose()
 }
 
 /// Runs HTTP and/or workers until SIGTERM or ctrl-c.
 pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result<ExitCode> {
     let (app, database) = crate::runtime::open_app(config).await?;
     let shutdown = crate::runtime::shutdown_signal();
+    let slack = slack(config, &app)?;
     tracing::info!(
         event = "process.started",
         backend = app.store.backend().as_str(),
         storage = %app.blobs.describe(),
         http,
         workers,
+        slack = slack.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "salesai started"
     );
@@ -47,7 +62,7 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         };
         tokio::spawn(salesai_worker::run(
             app.clone(),
-            registry(),
+            registry(slack.clone()),
             options,
             shutdown.clone(),
         ))
@@ -59,7 +74,7 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
             .with_context(|| format!("failed to listen on {}; is another salesai running? set SALESAI_BIND to use another address", config.bind))?;
         let local = listener.local_addr()?;
         tracing::info!(event = "http.listening", address = %local, "listening on http://{local}");
-        let router = salesai_http::router(app.clone());
+        let router = salesai_http::router_with(app.clone(), salesai_slack::router(slack.clone()));
         let stop = shutdown.clone();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -341,8 +341,24 @@ async fn migrations_and_a_newer_schema() {
     );
     let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
     assert!(
-        status.contains("applied") && status.contains("schema at 1"),
+        status.contains("applied") && status.contains("schema at 2"),
         "{status}"
+    );
+    // Each step rolls back and forward again.
+    assert!(
+        run(salesai(dir.path()).args(["migrate", "down", "--to", "1"]))
+            .status
+            .success()
+    );
+    let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
+    assert!(
+        status.contains("slack_messages  pending") && status.contains("schema at 1"),
+        "{status}"
+    );
+    assert!(
+        run(salesai(dir.path()).args(["migrate", "up"]))
+            .status
+            .success()
     );
 
     // A release that migrated further: this binary refuses to run.
@@ -351,7 +367,7 @@ async fn migrations_and_a_newer_schema() {
         .await
         .unwrap();
     if let salesai_db::Database::Sqlite(s) = &database {
-        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (2, 'future', 'x', 0)")
+        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (3, 'future', 'x', 0)")
             .execute(s.pool())
             .await
             .unwrap();
@@ -361,7 +377,7 @@ async fn migrations_and_a_newer_schema() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("schema is at version 2") && err.contains("only knows up to 1"),
+        err.contains("schema is at version 3") && err.contains("only knows up to 2"),
         "{err}"
     );
     let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
@@ -619,6 +635,7 @@ async fn doctor_reports_each_condition_with_its_severity() {
             metadata: serde_json::json!({}),
             first_job: NewJob::new("maintenance", "maintenance.noop", serde_json::json!({})),
             idempotency_key: None,
+            slack: None,
         })
         .await
         .unwrap();
@@ -806,6 +823,7 @@ async fn prune_removes_exactly_what_the_dry_run_listed(db: &TestDb) {
                 metadata: serde_json::json!({}),
                 first_job: NewJob::new("maintenance", "maintenance.noop", serde_json::json!({})),
                 idempotency_key: None,
+                slack: None,
             })
             .await
             .unwrap();

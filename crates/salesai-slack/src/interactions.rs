@@ -1,0 +1,216 @@
+//! `/slack/interactions`: the buttons salesai renders and the upload modal.
+//!
+//! Every button has a handler: "Analyze" opens the modal (at once: Slack's `trigger_id` lives
+//! three seconds), "Retry" resumes a failed conversation, the report link only needs an
+//! acknowledgement. Submitting the modal validates the answers (inline errors in the modal)
+//! and creates the conversation, whose first job downloads the file.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use salesai_core::domain::{CasePeriod, ConversationType, NewConversation, SlackThread};
+use salesai_core::pipeline::{self, DOWNLOAD, RestartError};
+use salesai_core::queue::{CONVERSATIONS, NOTIFICATIONS, NewJob};
+use serde_json::{Value, json};
+
+use crate::Slack;
+use crate::blocks::{
+    self, ACTION_OPEN_UPLOAD, ACTION_REPORT_LINK, ACTION_RETRY, FileRef, UPLOAD_CALLBACK,
+};
+use crate::jobs::RESPOND;
+use crate::routes::{ack, form, ok_json};
+use crate::text::{Lang, t};
+
+pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
+    let fields = form(body);
+    let Some(payload) = fields
+        .get("payload")
+        .and_then(|p| serde_json::from_str::<Value>(p).ok())
+    else {
+        return (StatusCode::BAD_REQUEST, "no payload").into_response();
+    };
+    let kind = payload["type"].as_str().unwrap_or("unknown");
+    match kind {
+        "block_actions" => {
+            let action = &payload["actions"][0];
+            let action_id = action["action_id"].as_str().unwrap_or_default();
+            slack.app.metrics.slack_request(action_id, "handled");
+            match action_id {
+                ACTION_OPEN_UPLOAD => open_upload(slack, &payload, action).await,
+                ACTION_RETRY => retry(slack, &payload, action).await,
+                ACTION_REPORT_LINK => ack(),
+                other => {
+                    tracing::info!(
+                        event = "slack.unknown_action",
+                        action_id = other,
+                        "ignored an unknown action"
+                    );
+                    ack()
+                }
+            }
+        }
+        "view_submission" if payload["view"]["callback_id"] == UPLOAD_CALLBACK => {
+            slack
+                .app
+                .metrics
+                .slack_request("view_submission", "handled");
+            submit(slack, &payload).await
+        }
+        _ => {
+            slack.app.metrics.slack_request(kind, "ignored");
+            ack()
+        }
+    }
+}
+
+async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response {
+    let Some(file) = action["value"]
+        .as_str()
+        .and_then(|v| serde_json::from_str::<FileRef>(v).ok())
+    else {
+        return ack();
+    };
+    let line = slack.app.product_line(&file.product_line).clone();
+    let lang = Lang::of(&line.language);
+    let view = blocks::upload_modal(lang, &line, &file);
+    let trigger = payload["trigger_id"].as_str().unwrap_or_default();
+    let body = json!({ "trigger_id": trigger, "view": view });
+    let call = slack.client.call_json("views.open", &body);
+    match tokio::time::timeout(std::time::Duration::from_millis(2500), call).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => {
+            tracing::error!(event = "slack.views_open_failed", error = %err, "could not open the upload form")
+        }
+        Err(_) => {
+            tracing::error!(
+                event = "slack.views_open_failed",
+                error = "timeout",
+                "could not open the upload form in time"
+            )
+        }
+    }
+    ack()
+}
+
+async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
+    let id = action["value"].as_str().unwrap_or_default();
+    let found = pipeline::find(slack.app.store.as_ref(), id).await;
+    let reply = match found {
+        Ok(Some(conversation)) => {
+            let lang = Lang::of(&slack.app.product_line(&conversation.product_line).language);
+            match pipeline::retry(slack.app.store.as_ref(), &conversation).await {
+                Ok(restarted) => {
+                    tracing::info!(event = "slack.retry", conversation_id = %restarted.id, resumes_at = restarted.resumes_at, "retry from Slack");
+                    format!(
+                        "🔁 {} {} — {}",
+                        t(lang, "case"),
+                        conversation.case_number.as_str(),
+                        t(lang, "retrying")
+                    )
+                }
+                Err(RestartError::Conflict(msg)) => msg,
+                Err(RestartError::Store(err)) => {
+                    tracing::error!(event = "slack.retry_failed", error = %err, "retry from Slack failed");
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+            }
+        }
+        Ok(None) => format!("Conversation {id} no longer exists."),
+        Err(err) => {
+            tracing::error!(event = "slack.retry_failed", error = %err, "retry from Slack failed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    if let Some(url) = payload["response_url"].as_str() {
+        respond_later(slack, url, blocks::ephemeral(&reply)).await;
+    }
+    ack()
+}
+
+/// Queues an answer to a `response_url`.
+pub(crate) async fn respond_later(slack: &Slack, response_url: &str, message: Value) {
+    let job = NewJob::new(
+        NOTIFICATIONS,
+        RESPOND,
+        json!({ "response_url": response_url, "message": message }),
+    );
+    if let Err(err) = slack.app.store.enqueue(job).await {
+        tracing::error!(event = "slack.respond_failed", error = %err, "could not queue a Slack answer");
+    }
+}
+
+async fn submit(slack: &Slack, payload: &Value) -> Response {
+    let view = &payload["view"];
+    let Some(file) = view["private_metadata"]
+        .as_str()
+        .and_then(|m| serde_json::from_str::<FileRef>(m).ok())
+    else {
+        return (StatusCode::BAD_REQUEST, "the form lost its file").into_response();
+    };
+    let line = slack.app.product_line(&file.product_line).clone();
+    let lang = Lang::of(&line.language);
+    let submission = match blocks::parse_submission(lang, &line, &view["state"]["values"]) {
+        Ok(s) => s,
+        Err(errors) => {
+            return ok_json(json!({ "response_action": "errors", "errors": errors }));
+        }
+    };
+    let user = &payload["user"];
+    let user_id = user["id"].as_str().unwrap_or_default();
+    let display = user["name"]
+        .as_str()
+        .or_else(|| user["username"].as_str())
+        .unwrap_or(user_id);
+    let store = &slack.app.store;
+    let rep = match store
+        .find_or_create_user(None, Some(user_id), display)
+        .await
+    {
+        Ok(id) => Some(id),
+        Err(err) => {
+            tracing::error!(event = "slack.submit_failed", error = %err, "could not map the Slack user");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let mut metadata = serde_json::Map::new();
+    for (k, v) in &submission.answers {
+        metadata.insert(k.clone(), json!(v));
+    }
+    metadata.insert("source".into(), json!("slack"));
+    metadata.insert("slack_file_id".into(), json!(file.file_id));
+    metadata.insert("slack_user_id".into(), json!(user_id));
+    metadata.insert("file_name".into(), json!(file.name));
+    metadata.insert("source_bytes".into(), json!(file.size));
+    let Ok(prefix) = line.prefix() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "bad case prefix").into_response();
+    };
+    let new = NewConversation {
+        customer_number: submission.customer_number,
+        customer_name: submission.customer_name,
+        product_line: line.id.clone(),
+        case_prefix: prefix,
+        case_period: CasePeriod::at(Utc::now(), slack.app.time_zone),
+        conversation_type: ConversationType::DiscoveryCall,
+        title: file.name.chars().take(300).collect(),
+        conversation_date: Some(Utc::now()),
+        rep_user_id: rep,
+        blob_key: None,
+        metadata: Value::Object(metadata),
+        first_job: NewJob::new(CONVERSATIONS, DOWNLOAD, json!({})),
+        idempotency_key: Some(format!("slack-file:{}", file.file_id)),
+        slack: Some(SlackThread {
+            channel_id: file.channel_id.clone(),
+            thread_ts: file.thread_ts.clone(),
+        }),
+    };
+    match store.create_conversation(new).await {
+        Ok(created) => {
+            tracing::info!(event = "slack.conversation_created", conversation_id = %created.id, case_number = created.case_number.as_str(), created = created.created, file_id = %file.file_id, "conversation created from Slack");
+            ok_json(json!({ "response_action": "clear" }))
+        }
+        Err(err) => {
+            tracing::error!(event = "slack.submit_failed", error = %err, "could not create the conversation");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}

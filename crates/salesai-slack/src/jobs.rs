@@ -1,0 +1,743 @@
+//! The Slack jobs. Everything that talks to Slack's Web API runs here, on the durable queue,
+//! never in a request handler (except `views.open`, whose trigger lives three seconds).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use salesai_core::analysis::{BuyerOutput, CoachOutput, SellerOutput};
+use salesai_core::blob::{BlobError, BlobKey, ByteStream};
+use salesai_core::domain::{Conversation, ConversationStatus, Role};
+use salesai_core::media::{looks_like_html, sniff};
+use salesai_core::pipeline::{DOWNLOAD, NOTIFY, PREPARE};
+use salesai_core::product_line::SlackReply;
+use salesai_core::queue::{CONVERSATIONS, Job, NewJob};
+use salesai_core::store::ConversationFilter;
+use salesai_core::{App, ErrorCode};
+use salesai_worker::jobs::{conversation_id, db, load_conversation, stage};
+use salesai_worker::{JobError, JobHandler, Registry};
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::blocks::{self, CardFacts, FileRef};
+use crate::text::Lang;
+use crate::{Slack, SlackError};
+
+/// `slack.prompt`: reply to a shared file with the button that opens the form.
+pub const PROMPT: &str = "slack.prompt";
+/// `slack.respond`: post an answer to a `response_url`.
+pub const RESPOND: &str = "slack.respond";
+/// `slack.report`: build `/report` and post it to the command's `response_url`.
+pub const REPORT: &str = "slack.report";
+
+/// Registers the Slack jobs. Without Slack configured, notifications are skipped (logged) and
+/// downloads fail with a message naming the settings.
+pub fn register_jobs(registry: &mut Registry, slack: Option<Slack>) {
+    let slack = slack.map(Arc::new);
+    registry
+        .register(PROMPT, Arc::new(Prompt(slack.clone())))
+        .register(RESPOND, Arc::new(Respond(slack.clone())))
+        .register(REPORT, Arc::new(Report(slack.clone())))
+        .register(DOWNLOAD, Arc::new(Download(slack.clone())))
+        .register(NOTIFY, Arc::new(Notify(slack)));
+}
+
+fn configured(slack: &Option<Arc<Slack>>) -> Result<&Slack, JobError> {
+    slack.as_deref().ok_or_else(|| {
+        JobError::terminal(
+            ErrorCode::SlackApiError,
+            "Slack is not configured on this node: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN",
+        )
+    })
+}
+
+fn slack_err(err: SlackError) -> JobError {
+    err.into_job_error()
+}
+
+fn str_field<'a>(payload: &'a Value, key: &str) -> Result<&'a str, JobError> {
+    payload[key]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            JobError::terminal(
+                ErrorCode::InvalidInput,
+                format!("the job payload has no {key}"),
+            )
+        })
+}
+
+/// Audio, video and transcript files are calls; images, PDFs and the rest are not.
+pub fn is_call_file(file: &Value) -> bool {
+    const TYPES: &[&str] = &[
+        "mp3", "m4a", "mp4", "wav", "flac", "ogg", "oga", "opus", "webm", "aac", "amr", "vtt",
+        "srt", "text", "txt",
+    ];
+    let mime = file["mimetype"].as_str().unwrap_or_default();
+    let filetype = file["filetype"].as_str().unwrap_or_default();
+    let ext = file["name"]
+        .as_str()
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    mime.starts_with("audio/")
+        || mime.starts_with("video/")
+        || TYPES.contains(&filetype)
+        || TYPES.contains(&ext.as_str())
+}
+
+/// The message that shared a file in a channel, from `files.info`'s `shares`.
+fn share_ts(file: &Value, channel: &str) -> Option<String> {
+    ["public", "private"].iter().find_map(|kind| {
+        let share = &file["shares"][kind][channel][0];
+        share["thread_ts"]
+            .as_str()
+            .or_else(|| share["ts"].as_str())
+            .map(str::to_owned)
+    })
+}
+
+/// Maps a Slack user to a salesai user: by Slack id, then by the e-mail `users.info` gives,
+/// else a new rep. A failing `users.info` (e.g. a missing `users:read.email` scope) still maps
+/// by Slack id.
+pub async fn map_user(
+    slack: &Slack,
+    slack_user_id: &str,
+    fallback_name: &str,
+) -> Result<String, JobError> {
+    let (email, name) = match slack.client.user_info(slack_user_id).await {
+        Ok(user) => (
+            user["profile"]["email"].as_str().map(str::to_owned),
+            user["real_name"]
+                .as_str()
+                .or_else(|| user["name"].as_str())
+                .unwrap_or(fallback_name)
+                .to_owned(),
+        ),
+        Err(err @ SlackError::RateLimited { .. }) => return Err(slack_err(err)),
+        Err(err) => {
+            tracing::warn!(event = "slack.users_info_failed", user = slack_user_id, error = %err, "users.info failed; mapping the user by Slack id only");
+            (None, fallback_name.to_owned())
+        }
+    };
+    slack
+        .app
+        .store
+        .find_or_create_user(email.as_deref(), Some(slack_user_id), &name)
+        .await
+        .map_err(db)
+}
+
+struct Prompt(Option<Arc<Slack>>);
+
+#[async_trait]
+impl JobHandler for Prompt {
+    async fn run(&self, _app: &App, job: &Job) -> Result<(), JobError> {
+        let slack = configured(&self.0)?;
+        let p = &job.payload;
+        let file_id = str_field(p, "file_id")?;
+        let channel = str_field(p, "channel_id")?;
+        let line_id = str_field(p, "product_line")?;
+        let file = slack.client.file_info(file_id).await.map_err(slack_err)?;
+        if !is_call_file(&file) {
+            tracing::info!(
+                event = "slack.file_ignored",
+                file_id,
+                mimetype = file["mimetype"].as_str().unwrap_or_default(),
+                "not a recording or transcript"
+            );
+            return Ok(());
+        }
+        if let Some(user) = p["user_id"].as_str().filter(|u| !u.is_empty()) {
+            map_user(slack, user, user).await?;
+        }
+        let thread_ts = p["thread_ts"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| share_ts(&file, channel));
+        let file_ref = FileRef {
+            file_id: file_id.to_owned(),
+            channel_id: channel.to_owned(),
+            thread_ts: thread_ts.clone(),
+            product_line: line_id.to_owned(),
+            name: file["name"]
+                .as_str()
+                .unwrap_or("recording")
+                .chars()
+                .take(200)
+                .collect(),
+            size: file["size"].as_u64().unwrap_or(0),
+        };
+        let line = slack.app.product_line(line_id);
+        let mut message = blocks::prompt(Lang::of(&line.language), &file_ref);
+        message["channel"] = json!(channel);
+        if let Some(ts) = thread_ts {
+            message["thread_ts"] = json!(ts);
+        }
+        slack
+            .client
+            .post_message(&message)
+            .await
+            .map_err(slack_err)?;
+        tracing::info!(
+            event = "slack.prompted",
+            file_id,
+            channel,
+            "asked about a shared file"
+        );
+        Ok(())
+    }
+}
+
+struct Respond(Option<Arc<Slack>>);
+
+#[async_trait]
+impl JobHandler for Respond {
+    async fn run(&self, _app: &App, job: &Job) -> Result<(), JobError> {
+        let slack = configured(&self.0)?;
+        respond(
+            slack,
+            str_field(&job.payload, "response_url")?,
+            &job.payload["message"],
+        )
+        .await
+    }
+}
+
+async fn respond(slack: &Slack, url: &str, message: &Value) -> Result<(), JobError> {
+    let url = Url::parse(url)
+        .ok()
+        .filter(|u| slack.config.response_url_allowed(u))
+        .ok_or_else(|| {
+            JobError::terminal(
+                ErrorCode::InvalidInput,
+                format!("refusing to post to {url}: not a Slack response URL"),
+            )
+        })?;
+    slack.client.respond(&url, message).await.map_err(slack_err)
+}
+
+struct Report(Option<Arc<Slack>>);
+
+#[async_trait]
+impl JobHandler for Report {
+    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+        let slack = configured(&self.0)?;
+        let p = &job.payload;
+        let user = str_field(p, "user_id")?;
+        let name = p["user_name"].as_str().unwrap_or(user);
+        let team = p["team"].as_bool().unwrap_or(false);
+        let user_id = map_user(slack, user, name).await?;
+        let text = if team {
+            let role = app
+                .store
+                .get_user(&user_id)
+                .await
+                .map_err(db)?
+                .map(|u| u.role);
+            if matches!(role, Some(Role::Manager | Role::Admin)) {
+                build_report(app, None).await?
+            } else {
+                "`/report team` is for managers. Ask an admin to give you the manager role; `/report` shows yours.".to_owned()
+            }
+        } else {
+            build_report(app, Some(&user_id)).await?
+        };
+        respond(
+            slack,
+            str_field(p, "response_url")?,
+            &blocks::ephemeral(&text),
+        )
+        .await
+    }
+}
+
+/// Averages over a set of conversations' analyses.
+#[derive(Default)]
+struct Tally {
+    uploads: u64,
+    completed: u64,
+    failed: u64,
+    sums: [u64; 5],
+}
+
+impl Tally {
+    fn avg(&self, i: usize) -> Option<u64> {
+        (self.completed > 0).then(|| (self.sums[i] as f64 / self.completed as f64).round() as u64)
+    }
+}
+
+const DIMENSIONS: [&str; 4] = ["Pain", "Decision", "Champion", "Metrics"];
+
+/// The last seven days for one rep (`Some`) or the team (`None`).
+pub async fn build_report(app: &App, rep: Option<&str>) -> Result<String, JobError> {
+    let since = chrono::Utc::now() - chrono::Duration::days(7);
+    let conversations = app
+        .store
+        .list_conversations(&ConversationFilter {
+            rep_user_id: rep.map(str::to_owned),
+            from: Some(since),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .map_err(db)?;
+    let mut total = Tally::default();
+    let mut by_rep: BTreeMap<String, Tally> = BTreeMap::new();
+    for c in &conversations {
+        let rep_tally = by_rep
+            .entry(c.rep_user_id.clone().unwrap_or_default())
+            .or_default();
+        for t in [&mut total, rep_tally] {
+            t.uploads += 1;
+            t.failed += u64::from(c.status == ConversationStatus::Failed);
+        }
+        if c.status == ConversationStatus::Completed
+            && let Some(a) = app.store.get_analysis(&c.id).await.map_err(db)?
+        {
+            let scores = [
+                a.overall_score.value(),
+                a.pain_score.value(),
+                a.decision_score.value(),
+                a.champion_score.value(),
+                a.metrics_score.value(),
+            ];
+            let rep_tally = by_rep
+                .entry(c.rep_user_id.clone().unwrap_or_default())
+                .or_default();
+            for t in [&mut total, rep_tally] {
+                t.completed += 1;
+                for (sum, s) in t.sums.iter_mut().zip(scores) {
+                    *sum += u64::from(s);
+                }
+            }
+        }
+    }
+    let mut out = format!(
+        "*{} — last 7 days*\nUploads *{}* · completed {} · failed {}",
+        if rep.is_some() {
+            "Your report"
+        } else {
+            "Team report"
+        },
+        total.uploads,
+        total.completed,
+        total.failed
+    );
+    match total.avg(0) {
+        Some(avg) => {
+            let weakest = (1..5)
+                .min_by_key(|i| total.avg(*i).unwrap_or(0))
+                .expect("four dimensions");
+            out.push_str(&format!(
+                "\nAverage score *{avg}/100* · Pain {} · Decision {} · Champion {} · Metrics {}\nWeakest dimension: *{}* ({})",
+                total.avg(1).unwrap_or(0),
+                total.avg(2).unwrap_or(0),
+                total.avg(3).unwrap_or(0),
+                total.avg(4).unwrap_or(0),
+                DIMENSIONS[weakest - 1],
+                total.avg(weakest).unwrap_or(0)
+            ));
+        }
+        None => out.push_str("\nNo completed analyses yet."),
+    }
+    if rep.is_none() && !by_rep.is_empty() {
+        out.push_str("\n\n*By rep*");
+        for (rep_id, t) in &by_rep {
+            let name = if rep_id.is_empty() {
+                "(no rep)".to_owned()
+            } else {
+                app.store
+                    .get_user(rep_id)
+                    .await
+                    .map_err(db)?
+                    .map(|u| u.display_name)
+                    .unwrap_or_else(|| rep_id.clone())
+            };
+            out.push_str(&format!(
+                "\n• {} — {} uploads, average {}",
+                blocks::escape(&name),
+                t.uploads,
+                t.avg(0).map_or("–".to_owned(), |a| a.to_string())
+            ));
+        }
+    }
+    Ok(out)
+}
+
+struct Download(Option<Arc<Slack>>);
+
+#[async_trait]
+impl JobHandler for Download {
+    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+        let id = conversation_id(job)?;
+        stage(app, job, &id, ConversationStatus::Pending, async {
+            let slack = configured(&self.0)?;
+            download(slack, &id).await
+        })
+        .await
+    }
+}
+
+fn download_failed(message: impl Into<String>) -> JobError {
+    JobError::terminal(ErrorCode::FileDownloadFailed, message)
+}
+
+/// Streams a shared file from Slack into blob storage, checks it is a recording or a
+/// transcript, then hands the conversation to `conversation.prepare`.
+async fn download(slack: &Slack, id: &str) -> Result<(), JobError> {
+    let app = &slack.app;
+    let conversation = load_conversation(app, id).await?;
+    if conversation.blob_key.is_some() {
+        return Ok(()); // an earlier attempt finished (and queued the next stage with it)
+    }
+    let file_id = conversation.metadata["slack_file_id"]
+        .as_str()
+        .ok_or_else(|| {
+            JobError::terminal(
+                ErrorCode::InvalidInput,
+                "the conversation has no Slack file",
+            )
+        })?;
+    let file = slack
+        .client
+        .file_info(file_id)
+        .await
+        .map_err(|e| match e.slack_error() {
+            Some("file_not_found" | "file_deleted") => download_failed(format!(
+                "Slack file {file_id} was deleted before it could be downloaded"
+            )),
+            _ => slack_err(e),
+        })?;
+    let limit = slack.config.max_download_bytes;
+    let size = file["size"].as_u64().unwrap_or(0);
+    if size > limit {
+        return Err(JobError::terminal(
+            ErrorCode::AudioTooLarge,
+            format!(
+                "the file is {} MB; the limit is {} MB (SLACK_MAX_DOWNLOAD_MB)",
+                size / (1024 * 1024),
+                limit / (1024 * 1024)
+            ),
+        ));
+    }
+    let raw = file["url_private_download"]
+        .as_str()
+        .or_else(|| file["url_private"].as_str())
+        .ok_or_else(|| {
+            download_failed("Slack gave no download URL for the file (is it an external file?)")
+        })?;
+    let url = Url::parse(raw)
+        .map_err(|_| download_failed(format!("Slack gave an invalid download URL {raw:?}")))?;
+    if !slack.config.download_allowed(&url) {
+        return Err(download_failed(format!(
+            "refusing to download from {}: files come only from Slack's file hosts",
+            url.host_str().unwrap_or("?")
+        )));
+    }
+    let response = slack.client.download(&url).await.map_err(|e| {
+        JobError::retryable(
+            ErrorCode::FileDownloadFailed,
+            format!("downloading the file failed: {e}"),
+        )
+    })?;
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(download_failed(
+            "Slack redirected the download outside its file hosts",
+        ));
+    }
+    if status.as_u16() == 429 || status.is_server_error() {
+        return Err(JobError::retryable(
+            ErrorCode::FileDownloadFailed,
+            format!("Slack's file host answered HTTP {status}"),
+        ));
+    }
+    if !status.is_success() {
+        return Err(download_failed(format!(
+            "Slack's file host answered HTTP {status}; check the app's files:read scope"
+        )));
+    }
+    let is_html = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        return Err(download_failed(
+            "Slack answered with a web page (its login page) instead of the file: the bot token lacks files:read or the app cannot see the file",
+        ));
+    }
+    let now = chrono::Utc::now();
+    let key = BlobKey::parse(&format!(
+        "uploads/{}/{}",
+        now.format("%Y/%m"),
+        conversation.id
+    ))
+    .expect("generated keys are valid");
+    let head = Arc::new(Mutex::new(Vec::with_capacity(64)));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BlobError>>(4);
+    let stream: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let blobs = app.blobs.clone();
+    let put_key = key.clone();
+    let upload = tokio::spawn(async move { blobs.put_stream(&put_key, stream).await });
+    let mut body = response.bytes_stream();
+    let mut seen = 0u64;
+    let mut failure = None;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => {
+                seen += chunk.len() as u64;
+                {
+                    let mut h = head.lock().unwrap_or_else(|e| e.into_inner());
+                    if h.len() < 64 {
+                        let take = (64 - h.len()).min(chunk.len());
+                        h.extend_from_slice(&chunk[..take]);
+                    }
+                }
+                if seen > limit {
+                    failure = Some(JobError::terminal(
+                        ErrorCode::AudioTooLarge,
+                        format!(
+                            "the file is larger than {} MB (SLACK_MAX_DOWNLOAD_MB)",
+                            limit / (1024 * 1024)
+                        ),
+                    ));
+                    break;
+                }
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+            Err(err) => {
+                failure = Some(JobError::retryable(
+                    ErrorCode::FileDownloadFailed,
+                    format!("the download was cut off: {err}"),
+                ));
+                break;
+            }
+        }
+    }
+    if failure.is_some() {
+        let _ = tx
+            .send(Err(BlobError::Source("download aborted".into())))
+            .await;
+    }
+    drop(tx);
+    let stored = upload
+        .await
+        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
+    if let Some(failure) = failure {
+        let _ = app.blobs.delete(&key).await;
+        return Err(failure);
+    }
+    let bytes = stored.map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
+    let head = head.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(kind) = sniff(&head) else {
+        let _ = app.blobs.delete(&key).await;
+        return Err(if looks_like_html(&head) {
+            download_failed(
+                "Slack answered with a web page (its login page) instead of the file: the bot token lacks files:read",
+            )
+        } else {
+            JobError::terminal(
+                ErrorCode::InvalidInput,
+                format!(
+                    "the file is not a recording or transcript salesai can read; send {}",
+                    salesai_core::media::ACCEPTED
+                ),
+            )
+        });
+    };
+    let media = if kind.is_audio() {
+        "audio"
+    } else {
+        "transcript"
+    };
+    let mut next = NewJob::new(
+        CONVERSATIONS,
+        PREPARE,
+        json!({ "conversation_id": conversation.id }),
+    )
+    .idempotency_key(format!(
+        "prepare-after-download:{}:{}",
+        conversation.id,
+        key.as_str()
+    ));
+    next.conversation_id = Some(conversation.id.clone());
+    app.store
+        .attach_media(
+            &conversation.id,
+            key.as_str(),
+            json!({ "media": media, "format": kind.extension(), "bytes": bytes }),
+            next,
+        )
+        .await
+        .map_err(db)?;
+    tracing::info!(event = "slack.downloaded", conversation_id = %conversation.id, bytes, media, "downloaded the file from Slack");
+    Ok(())
+}
+
+struct Notify(Option<Arc<Slack>>);
+
+#[async_trait]
+impl JobHandler for Notify {
+    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+        let Some(slack) = self.0.as_deref() else {
+            tracing::warn!(
+                event = "slack.notify_skipped",
+                "a conversation has a Slack thread but Slack is not configured on this node"
+            );
+            return Ok(());
+        };
+        let id = conversation_id(job)?;
+        let Some(conversation) = app.store.get_conversation(&id).await.map_err(db)? else {
+            return Ok(()); // deleted meanwhile: nobody to tell
+        };
+        notify(slack, &conversation).await
+    }
+}
+
+fn agent<T: serde::de::DeserializeOwned>(
+    runs: &[salesai_core::store::AgentRun],
+    name: &str,
+) -> Option<T> {
+    runs.iter()
+        .find(|r| r.agent == name)
+        .and_then(|r| serde_json::from_value(r.output.clone()).ok())
+}
+
+/// Brings a conversation's Slack thread up to date: the status message (posted once, then
+/// updated in place), the completion card (posted once per conversation; a re-analysis
+/// updates it), and one notice per failure.
+pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
+    let Some(thread) = &c.slack else {
+        return Ok(());
+    };
+    let app = &slack.app;
+    let line = app.product_line(&c.product_line);
+    let lang = Lang::of(&line.language);
+    let posted: BTreeMap<String, (String, String)> = app
+        .store
+        .slack_messages(&c.id)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|(kind, channel, ts)| (kind, (channel, ts)))
+        .collect();
+    // Where the thread lives: the file's thread in its channel, or (DM mode) a DM with the
+    // rep whose first message, the status, is the thread's parent.
+    let (channel, thread_ts) = match (line.slack_reply, posted.get("status")) {
+        (SlackReply::Thread, _) => (thread.channel_id.clone(), thread.thread_ts.clone()),
+        (SlackReply::Dm, Some((channel, ts))) => (channel.clone(), Some(ts.clone())),
+        (SlackReply::Dm, None) => {
+            let rep = c.metadata["slack_user_id"].as_str().unwrap_or_default();
+            let dm = if rep.is_empty() {
+                thread.channel_id.clone()
+            } else {
+                slack.client.open_dm(rep).await.map_err(slack_err)?
+            };
+            (dm, None)
+        }
+    };
+    let post = |message: Value, thread: Option<String>| {
+        let mut message = message;
+        message["channel"] = json!(channel);
+        if let Some(ts) = thread {
+            message["thread_ts"] = json!(ts);
+        }
+        message
+    };
+    let status = blocks::status(lang, c);
+    let status_ts = match posted.get("status") {
+        Some((ch, ts)) => {
+            slack
+                .client
+                .update_message(ch, ts, &status)
+                .await
+                .map_err(slack_err)?;
+            ts.clone()
+        }
+        None => {
+            let ts = slack
+                .client
+                .post_message(&post(status, thread_ts.clone()))
+                .await
+                .map_err(slack_err)?;
+            app.store
+                .put_slack_message(&c.id, "status", &channel, &ts)
+                .await
+                .map_err(db)?;
+            ts
+        }
+    };
+    let reply_in = match line.slack_reply {
+        SlackReply::Thread => thread_ts,
+        SlackReply::Dm => Some(status_ts),
+    };
+    match c.status {
+        ConversationStatus::Completed => {
+            let Some(analysis) = app.store.get_analysis(&c.id).await.map_err(db)? else {
+                return Ok(());
+            };
+            let runs = app.store.get_agent_outputs(&c.id).await.map_err(db)?;
+            let facts = CardFacts {
+                conversation: c,
+                analysis: &analysis,
+                buyer: agent::<BuyerOutput>(&runs, "buyer"),
+                seller: agent::<SellerOutput>(&runs, "seller"),
+                coach: agent::<CoachOutput>(&runs, "coach"),
+                report_url: slack.report_url(&c.id),
+            };
+            let card = blocks::completed(lang, &facts);
+            match posted.get("completed") {
+                // Exactly one completion message: a re-analysis updates it.
+                Some((ch, ts)) => slack
+                    .client
+                    .update_message(ch, ts, &card)
+                    .await
+                    .map_err(slack_err)?,
+                None => {
+                    let ts = slack
+                        .client
+                        .post_message(&post(card, reply_in))
+                        .await
+                        .map_err(slack_err)?;
+                    app.store
+                        .put_slack_message(&c.id, "completed", &channel, &ts)
+                        .await
+                        .map_err(db)?;
+                    tracing::info!(event = "slack.completed_posted", conversation_id = %c.id, "posted the completion card");
+                }
+            }
+        }
+        ConversationStatus::Failed => {
+            let failures = app
+                .store
+                .stage_events(&c.id)
+                .await
+                .map_err(db)?
+                .iter()
+                .filter(|e| e.status == ConversationStatus::Failed)
+                .count();
+            let kind = format!("failed:{failures}");
+            if !posted.contains_key(&kind) {
+                let ts = slack
+                    .client
+                    .post_message(&post(blocks::failed(lang, c), reply_in))
+                    .await
+                    .map_err(slack_err)?;
+                app.store
+                    .put_slack_message(&c.id, &kind, &channel, &ts)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

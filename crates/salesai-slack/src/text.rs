@@ -1,0 +1,163 @@
+//! The words salesai says in Slack, in each product line's language (`zh-TW` or English).
+
+/// A message language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Traditional Chinese (Taiwan).
+    ZhTw,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// The language of a product line (`zh*` is Traditional Chinese, anything else English).
+    pub fn of(language: &str) -> Lang {
+        if language.starts_with("zh") {
+            Lang::ZhTw
+        } else {
+            Lang::En
+        }
+    }
+}
+
+/// `(key, English, 繁體中文)`.
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("prompt", "Analyze this call?", "要分析這通電話嗎？"),
+    ("analyze_button", "Analyze", "開始分析"),
+    ("modal_title", "Analyze call", "分析通話"),
+    ("submit", "Analyze", "送出"),
+    ("cancel", "Cancel", "取消"),
+    ("customer_number", "Customer number", "客戶編號"),
+    ("customer_name", "Customer name", "客戶名稱"),
+    ("contact_name", "Contact name", "聯絡人"),
+    ("contact_phone", "Contact phone", "聯絡電話"),
+    ("contact_email", "Contact e-mail", "聯絡人 Email"),
+    ("required", "Required.", "必填。"),
+    (
+        "bad_customer_number",
+        "Use letters, digits, - or _ (up to 64 characters).",
+        "請使用英數字、- 或 _（最多 64 字元）。",
+    ),
+    (
+        "bad_email",
+        "That is not an e-mail address.",
+        "Email 格式不正確。",
+    ),
+    ("bad_choice", "Pick one of the choices.", "請從選項中選擇。"),
+    ("case", "Case", "案件"),
+    ("stage", "Stage", "階段"),
+    ("pending", "Queued", "排隊中"),
+    ("preparing", "Preparing audio", "處理音檔中"),
+    ("transcribing", "Transcribing", "轉錄中"),
+    ("analyzing", "Analyzing", "分析中"),
+    ("completed", "Done", "完成"),
+    ("failed", "Failed", "失敗"),
+    ("overall", "Overall", "總分"),
+    ("qualification", "Qualification", "資格"),
+    ("strong", "Strong", "強"),
+    ("medium", "Medium", "中"),
+    ("weak", "Weak", "弱"),
+    ("at_risk", "At risk", "高風險"),
+    ("pain", "Pain", "痛點"),
+    ("decision", "Decision", "決策"),
+    ("champion", "Champion", "支持者"),
+    ("metrics", "Metrics", "量化"),
+    ("spin", "SPIN completion", "SPIN 完成度"),
+    ("top_pains", "Top pains", "主要痛點"),
+    ("strategy", "Strategy", "建議策略"),
+    ("close_now", "Close now", "立即成交"),
+    ("small_step", "Secure a small step", "爭取小承諾"),
+    ("keep_warm", "Keep warm", "持續培養"),
+    ("next_action", "Next action", "下一步"),
+    ("competitor_alert", "Competitor alert", "競品警示"),
+    ("coaching", "Coaching", "教練建議"),
+    ("full_report", "Full report", "完整報告"),
+    ("retry", "Retry", "重試"),
+    ("retrying", "Retrying…", "重試中…"),
+    ("failed_title", "Analysis failed", "分析失敗"),
+    ("done_title", "Analysis complete", "分析完成"),
+];
+
+/// The text for `key` in `lang`. Unknown keys are a programming error caught by the tests;
+/// at run time they show the key itself.
+pub fn t(lang: Lang, key: &str) -> &str {
+    TEXTS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, en, zh)| match lang {
+            Lang::En => *en,
+            Lang::ZhTw => *zh,
+        })
+        .unwrap_or(key)
+}
+
+/// What an error code means, for a rep, in `lang`.
+pub fn explain(lang: Lang, code: &str) -> &'static str {
+    let (en, zh) = match code {
+        "FILE_DOWNLOAD_FAILED" => (
+            "salesai could not fetch the file from Slack. Share it again, or ask an admin to check the app's files:read scope.",
+            "無法從 Slack 下載檔案。請重新分享，或請管理員確認 App 具有 files:read 權限。",
+        ),
+        "GROQ_API_ERROR" => (
+            "The speech-to-text service failed. Retry in a few minutes.",
+            "語音轉文字服務發生錯誤，請稍後重試。",
+        ),
+        "STT_NOT_CONFIGURED" => (
+            "Speech-to-text is not configured on this server; ask an admin to set GROQ_API_KEY.",
+            "伺服器尚未設定語音轉文字，請管理員設定 GROQ_API_KEY。",
+        ),
+        "AUDIO_DECODE_FAILED" => (
+            "The recording could not be read. Export it as MP3 or M4A and upload again.",
+            "無法讀取錄音檔，請轉成 MP3 或 M4A 後重新上傳。",
+        ),
+        "AUDIO_EMPTY" => (
+            "The recording is silent or empty.",
+            "錄音檔沒有聲音或是空的。",
+        ),
+        "AUDIO_TOO_LARGE" => (
+            "The recording is too large. Split it and upload the parts.",
+            "錄音檔太大，請分段後上傳。",
+        ),
+        "LLM_API_ERROR" | "ANALYSIS_INVALID_OUTPUT" => (
+            "The analysis service failed. Retry in a few minutes.",
+            "分析服務發生錯誤，請稍後重試。",
+        ),
+        "RATE_LIMITED" => (
+            "A provider is rate-limiting salesai. Retry in a few minutes.",
+            "服務商限制了請求頻率，請稍後重試。",
+        ),
+        "DATABASE_ERROR" | "STORAGE_ERROR" => (
+            "salesai had a storage problem. Retry; if it persists, tell an admin.",
+            "系統儲存發生問題，請重試；若持續發生請通知管理員。",
+        ),
+        "INVALID_INPUT" => (
+            "The upload could not be used. Check the file and the form, then upload again.",
+            "上傳內容無法使用，請確認檔案與表單後重新上傳。",
+        ),
+        _ => (
+            "Something went wrong. Retry; if it fails again, tell an admin.",
+            "發生錯誤，請重試；若再次失敗請通知管理員。",
+        ),
+    };
+    match lang {
+        Lang::En => en,
+        Lang::ZhTw => zh,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_text_has_both_languages_and_unique_keys() {
+        let mut keys = std::collections::BTreeSet::new();
+        for (key, en, zh) in TEXTS {
+            assert!(keys.insert(*key), "duplicate key {key}");
+            assert!(!en.is_empty() && !zh.is_empty(), "{key}");
+        }
+        assert_eq!(t(Lang::ZhTw, "retry"), "重試");
+        assert_eq!(t(Lang::En, "retry"), "Retry");
+        assert!(explain(Lang::ZhTw, "FILE_DOWNLOAD_FAILED").contains("files:read"));
+    }
+}

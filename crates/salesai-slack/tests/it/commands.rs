@@ -1,0 +1,209 @@
+//! Every slash command, its usage text, and `/report` through `response_url`.
+
+use salesai_core::domain::Role;
+use salesai_db::story;
+use salesai_db::testing::TestDb;
+
+use crate::*;
+
+fn text(answer: &Value) -> String {
+    assert_eq!(answer["response_type"], "ephemeral");
+    answer["text"].as_str().unwrap().to_owned()
+}
+
+story!(slash_commands_answer_and_explain_themselves);
+async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
+    let h = Harness::start(db).await;
+    // Usage for help, nothing, and nonsense.
+    for cmd in ["/analyze", "/opportunity", "/report"] {
+        let usage = text(&h.command(cmd, "help", "U1", EN_CHANNEL).await);
+        assert!(usage.contains(cmd), "{cmd}: {usage}");
+        if cmd != "/report" {
+            // (An empty /report is the rep's own report.)
+            assert_eq!(text(&h.command(cmd, "", "U1", EN_CHANNEL).await), usage);
+        }
+    }
+    assert!(
+        text(&h.command("/analyze", "a b c", "U1", EN_CHANNEL).await)
+            .contains("/analyze <case number")
+    );
+    assert!(
+        text(
+            &h.command("/report", "everyone please", "U1", EN_CHANNEL)
+                .await
+        )
+        .contains("/report team")
+    );
+    let unknown = text(&h.command("/dance", "", "U1", EN_CHANNEL).await);
+    assert!(unknown.contains("does not know /dance") && unknown.contains("/opportunity"));
+
+    // /opportunity create, duplicate, lookup by number and by name, list.
+    let created = text(
+        &h.command(
+            "/opportunity",
+            "create C-500 Blue Harbor Cafe",
+            "U1",
+            ZH_CHANNEL,
+        )
+        .await,
+    );
+    assert!(
+        created.contains("Created `C-500` Blue Harbor Cafe (ichef)"),
+        "{created}"
+    );
+    let again = text(
+        &h.command("/opportunity", "create C-500 Other", "U1", ZH_CHANNEL)
+            .await,
+    );
+    assert!(again.contains("already exists"), "{again}");
+    assert!(
+        text(&h.command("/opportunity", "create", "U1", ZH_CHANNEL).await)
+            .contains("not a customer number")
+    );
+    assert!(
+        text(
+            &h.command("/opportunity", "create C-501", "U1", ZH_CHANNEL)
+                .await
+        )
+        .contains("Give the customer a name")
+    );
+    h.command("/opportunity", "create C-600 Red Lantern", "U1", EN_CHANNEL)
+        .await;
+    let by_number = text(&h.command("/opportunity", "C-500", "U1", EN_CHANNEL).await);
+    assert!(
+        by_number.contains("Blue Harbor Cafe") && by_number.contains("latest score *–*"),
+        "{by_number}"
+    );
+    let by_name = text(&h.command("/opportunity", "harbor", "U1", EN_CHANNEL).await);
+    assert!(by_name.contains("C-500"), "{by_name}");
+    let none = text(&h.command("/opportunity", "nobody", "U1", EN_CHANNEL).await);
+    assert!(none.contains("No customer matches"));
+    let list = text(&h.command("/opportunity", "list", "U1", EN_CHANNEL).await);
+    assert!(list.contains("C-500") && list.contains("C-600"), "{list}");
+
+    // /analyze of an unknown case, then of a real one.
+    assert!(
+        text(
+            &h.command("/analyze", "202611-SA9999", "U1", EN_CHANNEL)
+                .await
+        )
+        .contains("No conversation")
+    );
+    h.fake.add_user("U1", "u1@example.com", "Una One");
+    h.fake.add_file(
+        "F0CMD",
+        vtt_file("call.vtt", english_transcript()),
+        EN_CHANNEL,
+        "1700000000.000100",
+    );
+    h.event("EvC", file_shared("F0CMD", EN_CHANNEL, "U1"), &[])
+        .await;
+    h.fake
+        .wait_until("the prompt", std::time::Duration::from_secs(30), |c| {
+            c.iter().any(|c| c.method == "chat.postMessage")
+        })
+        .await;
+    let prompt = h.fake.calls_of("chat.postMessage")[0].body.clone();
+    let meta = prompt["blocks"][1]["elements"][0]["value"].clone();
+    h.interaction(json!({
+        "type": "view_submission", "user": { "id": "U1", "name": "una" },
+        "view": { "callback_id": "salesai_upload", "private_metadata": meta,
+                  "state": { "values": state_values(&[("customer_number", "C-500"), ("customer_name", "Blue Harbor Cafe")], &[("decision_maker_present", "yes")]) } },
+    }))
+    .await;
+    eventually("completed", || async {
+        let list = h
+            .app
+            .store
+            .list_conversations(&Default::default())
+            .await
+            .unwrap();
+        list.first()
+            .is_some_and(|c| c.status == salesai_core::domain::ConversationStatus::Completed)
+    })
+    .await;
+    let case = h
+        .app
+        .store
+        .list_conversations(&Default::default())
+        .await
+        .unwrap()[0]
+        .case_number
+        .as_str()
+        .to_owned();
+    let status = text(&h.command("/analyze", &case, "U1", EN_CHANNEL).await);
+    assert!(
+        status.contains(&case) && status.contains("completed") && status.contains("Overall"),
+        "{status}"
+    );
+    let looked_up = text(&h.command("/opportunity", "C-500", "U1", EN_CHANNEL).await);
+    assert!(
+        looked_up.contains(&case) && !looked_up.contains("latest score *–*"),
+        "{looked_up}"
+    );
+
+    // /report: acknowledged at once, answered through response_url.
+    let ack = text(&h.command("/report", "", "U1", EN_CHANNEL).await);
+    assert!(ack.contains("Preparing your report"));
+    h.fake
+        .wait_until("the report", std::time::Duration::from_secs(30), |c| {
+            c.iter().any(|c| c.method == "hook:report-U1")
+        })
+        .await;
+    let report = h.fake.calls_of("hook:report-U1")[0].body["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        report.contains("Uploads *1*")
+            && report.contains("Average score")
+            && report.contains("Weakest dimension"),
+        "{report}"
+    );
+
+    // /report team is for managers.
+    h.command("/report", "team", "U1", EN_CHANNEL).await;
+    h.fake
+        .wait_until("the refusal", std::time::Duration::from_secs(30), |c| {
+            c.iter().filter(|c| c.method == "hook:report-U1").count() == 2
+        })
+        .await;
+    let refusal = h.fake.calls_of("hook:report-U1")[1].body["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(refusal.contains("for managers"), "{refusal}");
+    // A manager (matched by e-mail, linked to their Slack id) gets the team's.
+    let manager = h
+        .app
+        .store
+        .find_or_create_user(Some("boss@example.com"), None, "Boss")
+        .await
+        .unwrap();
+    h.app
+        .store
+        .set_user_role("boss@example.com", Role::Manager)
+        .await
+        .unwrap()
+        .unwrap();
+    h.fake.add_user("U0BOSS", "boss@example.com", "Boss");
+    h.command("/report", "team", "U0BOSS", EN_CHANNEL).await;
+    h.fake
+        .wait_until("the team report", std::time::Duration::from_secs(30), |c| {
+            c.iter().any(|c| c.method == "hook:report-U0BOSS")
+        })
+        .await;
+    let team = h.fake.calls_of("hook:report-U0BOSS")[0].body["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        team.contains("Team report")
+            && team.contains("By rep")
+            && team.contains("• u1 — 1 uploads"),
+        "{team}"
+    );
+    let boss = h.app.store.get_user(&manager).await.unwrap().unwrap();
+    assert_eq!(boss.slack_user_id.as_deref(), Some("U0BOSS"));
+    assert_eq!(boss.role, Role::Manager);
+}
