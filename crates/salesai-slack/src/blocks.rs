@@ -80,6 +80,22 @@ fn context(text: &str) -> Value {
     json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": truncate(text, MAX_SECTION) } ] })
 }
 
+/// Columns a label takes in a monospace block: East Asian wide characters take two.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
 /// A ten-cell bar for a 0–100 score.
 pub fn bar(score: u8) -> String {
     let filled = (usize::from(score.min(100)) + 5) / 10;
@@ -347,7 +363,11 @@ fn mmss(ms: u64) -> String {
 pub fn completed(lang: Lang, facts: &CardFacts<'_>) -> Value {
     let a = facts.analysis;
     let c = facts.conversation;
-    let qualification = t(lang, &a.qualification).to_owned();
+    let key = match a.qualification.as_str() {
+        "atrisk" | "at_risk" | "at risk" => "at_risk",
+        other => other,
+    };
+    let qualification = t(lang, key).to_owned();
     let title = format!(
         "{} · {} {}",
         t(lang, "done_title"),
@@ -372,9 +392,11 @@ pub fn completed(lang: Lang, facts: &CardFacts<'_>) -> Value {
     ];
     let mut bars = String::from("```");
     for (key, score) in pdcm {
+        let label = t(lang, key);
+        let pad = 10usize.saturating_sub(display_width(label));
         bars.push_str(&format!(
-            "\n{:<10} {} {:>3}",
-            t(lang, key),
+            "\n{label}{} {} {:>3}",
+            " ".repeat(pad),
             bar(score),
             score
         ));
@@ -397,14 +419,26 @@ pub fn completed(lang: Lang, facts: &CardFacts<'_>) -> Value {
         if let Some(main) = &buyer.pain.main_pain {
             pains.push(format!("• *{}*", escape(&truncate(main, 300))));
         }
-        for e in buyer.pain.evidence.iter().take(3) {
+        let main = buyer.pain.main_pain.as_deref().unwrap_or_default();
+        for e in buyer
+            .pain
+            .evidence
+            .iter()
+            .filter(|e| e.quote.trim() != main.trim())
+            .take(2)
+        {
             pains.push(format!(
                 "> “{}” _({})_",
                 escape(&truncate(&e.quote, 200)),
                 mmss(e.start_ms)
             ));
         }
-        if let Some(loss) = &buyer.pain.quantified_loss {
+        if let Some(loss) = buyer
+            .pain
+            .quantified_loss
+            .as_ref()
+            .filter(|l| l.trim() != main.trim())
+        {
             pains.push(format!("• {}", escape(&truncate(loss, 300))));
         }
         if !pains.is_empty() {
@@ -582,4 +616,261 @@ pub fn check_limits(message: &Value) -> Result<(), String> {
         return Err("private_metadata longer than 3000".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+    use salesai_core::analysis::derive::derive;
+    use salesai_core::analysis::rules::{Language, RulesInput, analyze};
+    use salesai_core::analysis::{AgentOutputs, CompetitorMention, Evidence};
+    use salesai_core::domain::{CaseNumber, ConversationStatus, ConversationType, StageError};
+    use salesai_core::transcript::Segment;
+
+    use super::*;
+
+    fn conversation(line: &str, status: ConversationStatus) -> Conversation {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+        Conversation {
+            id: "0193a1b2-0000-7000-8000-000000000001".into(),
+            case_number: CaseNumber::parse(if line == "ichef" {
+                "202611-IC0007"
+            } else {
+                "202611-SA0007"
+            })
+            .unwrap(),
+            opportunity_id: "opp".into(),
+            product_line: line.into(),
+            conversation_type: ConversationType::DiscoveryCall,
+            title: "call".into(),
+            status,
+            error: (status == ConversationStatus::Failed).then(|| StageError {
+                stage: ConversationStatus::Transcribing,
+                code: "GROQ_API_ERROR".into(),
+                message: "HTTP 503 from the provider".into(),
+                retryable: true,
+            }),
+            blob_key: Some("uploads/2026/11/x".into()),
+            rep_user_id: None,
+            conversation_date: Some(at),
+            metadata: json!({ "file_name": "call-with-harbor.m4a", "bytes": 18_874_368 }),
+            slack: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn segments(lines: &[&str]) -> Vec<Segment> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, text)| Segment {
+                speaker: Some(if i % 2 == 0 { "Rep" } else { "Customer" }.into()),
+                start_ms: i as u64 * 7000,
+                end_ms: i as u64 * 7000 + 6000,
+                text: (*text).into(),
+            })
+            .collect()
+    }
+
+    fn outputs(language: Language, lines: &[&str], competitors: &[String]) -> AgentOutputs {
+        analyze(&RulesInput {
+            segments: &segments(lines),
+            competitors,
+            metadata: &json!({ "decision_maker_present": "yes" }),
+            language,
+        })
+    }
+
+    fn stored(outputs: &AgentOutputs) -> StoredAnalysis {
+        let derived = derive(outputs, &Default::default());
+        StoredAnalysis {
+            engine: "rules".into(),
+            overall_score: derived.overall,
+            qualification: format!("{:?}", derived.qualification).to_lowercase(),
+            pain_score: outputs.buyer.pain.score,
+            decision_score: outputs.buyer.decision.score,
+            champion_score: outputs.buyer.champion.score,
+            metrics_score: outputs.buyer.metrics.score,
+            result: serde_json::to_value(&derived).unwrap(),
+        }
+    }
+
+    fn card(lang: Lang, line: &str, outputs: &AgentOutputs) -> Value {
+        let c = conversation(line, ConversationStatus::Completed);
+        let a = stored(outputs);
+        completed(
+            lang,
+            &CardFacts {
+                conversation: &c,
+                analysis: &a,
+                buyer: Some(outputs.buyer.clone()),
+                seller: Some(outputs.seller.clone()),
+                coach: Some(outputs.coach.clone()),
+                report_url: Some(format!(
+                    "https://salesai.example.com/api/v1/conversations/{}",
+                    c.id
+                )),
+            },
+        )
+    }
+
+    const EN_CALL: &[&str] = &[
+        "Thanks for your time. How do you take orders today?",
+        "We write them on paper and we lose about ten orders a week, that costs us maybe 3000 dollars a month.",
+        "What happens when an order gets lost?",
+        "Customers complain and the kitchen gets confused. We also looked at Square last month.",
+        "Can we schedule a demo with your manager on Friday?",
+        "I am the owner, I decide. If it is easy to use we could start next month.",
+    ];
+
+    const ZH_CALL: &[&str] = &[
+        "老闆您好，請問現在點餐是怎麼處理的？",
+        "我們都用手寫單，尖峰時間常常漏單，一個月大概損失兩三萬。",
+        "漏單的時候會發生什麼事？",
+        "客人會抱怨，廚房也很亂。我們上個月也有看過肚肚。",
+        "那我們約週五做一次完整的展示好嗎？",
+        "我是老闆，我自己決定。好用的話下個月就可以換。",
+    ];
+
+    #[test]
+    fn the_english_card() {
+        let out = outputs(Language::En, EN_CALL, &["Square".to_owned()]);
+        let card = card(Lang::En, "default", &out);
+        check_limits(&card).unwrap();
+        insta::assert_json_snapshot!("completed_en", card);
+    }
+
+    #[test]
+    fn the_traditional_chinese_card() {
+        let competitors = vec!["肚肚".to_owned(), "Dudoo".to_owned()];
+        let out = outputs(Language::ZhTw, ZH_CALL, &competitors);
+        let card = card(Lang::ZhTw, "ichef", &out);
+        check_limits(&card).unwrap();
+        insta::assert_json_snapshot!("completed_zh_tw", card);
+    }
+
+    #[test]
+    fn status_failed_prompt_and_modal() {
+        let c = conversation("ichef", ConversationStatus::Transcribing);
+        insta::assert_json_snapshot!("status_zh_tw", status(Lang::ZhTw, &c));
+        let failed_c = conversation("default", ConversationStatus::Failed);
+        let f = failed(Lang::En, &failed_c);
+        check_limits(&f).unwrap();
+        insta::assert_json_snapshot!("failed_en", f);
+        let file = FileRef {
+            file_id: "F0CALL".into(),
+            channel_id: "C0ICHEF".into(),
+            thread_ts: Some("1700000000.000100".into()),
+            product_line: "ichef".into(),
+            name: "通話錄音.m4a".into(),
+            size: 5_242_880,
+        };
+        let p = prompt(Lang::ZhTw, &file);
+        check_limits(&p).unwrap();
+        insta::assert_json_snapshot!("prompt_zh_tw", p);
+        let lines = salesai_core::product_line::builtin();
+        let ichef = lines.iter().find(|l| l.id == "ichef").unwrap();
+        let modal = upload_modal(Lang::ZhTw, ichef, &file);
+        check_limits(&modal).unwrap();
+        insta::assert_json_snapshot!("modal_ichef", modal);
+    }
+
+    #[test]
+    fn a_huge_analysis_still_fits_slacks_limits() {
+        let mut out = outputs(Language::En, EN_CALL, &["Square".to_owned()]);
+        let long = "x".repeat(10_000);
+        out.buyer.pain.main_pain = Some(long.clone());
+        out.buyer.pain.quantified_loss = Some(long.clone());
+        out.buyer.pain.evidence = (0..200)
+            .map(|i| Evidence {
+                quote: format!("{i} {long}"),
+                start_ms: i * 1000,
+            })
+            .collect();
+        out.buyer.competitors = (0..100)
+            .map(|i| CompetitorMention {
+                name: format!("Competitor{i}{long}"),
+                quote: long.clone(),
+                start_ms: 0,
+                attitude: "neutral".into(),
+            })
+            .collect();
+        out.seller.next_action.action = long.clone();
+        out.seller.next_action.script = Some(long.clone());
+        out.seller.next_action.deadline = Some(long.clone());
+        out.coach.coaching_notes = vec![long.clone(); 50];
+        let card = card(Lang::En, "default", &out);
+        check_limits(&card).unwrap();
+        assert!(
+            card.to_string().len() < 40_000,
+            "the whole message stays small"
+        );
+        let mut c = conversation("default", ConversationStatus::Failed);
+        c.error.as_mut().unwrap().message = long.clone();
+        c.metadata = json!({ "file_name": long, "bytes": 1 });
+        check_limits(&failed(Lang::En, &c)).unwrap();
+        check_limits(&status(Lang::En, &c)).unwrap();
+        let text = format!("{}\n", "line of a long report ".repeat(40)).repeat(400);
+        let e = ephemeral(&text);
+        check_limits(&e).unwrap();
+        assert!(
+            e["blocks"].as_array().unwrap().len() > 1,
+            "long answers are split into sections"
+        );
+    }
+
+    #[test]
+    fn limit_checks_catch_what_slack_refuses() {
+        let too_many =
+            json!({ "blocks": (0..51).map(|_| json!({"type": "divider"})).collect::<Vec<_>>() });
+        assert!(check_limits(&too_many).is_err());
+        let long_section = json!({ "blocks": [ { "type": "section", "text": { "type": "mrkdwn", "text": "x".repeat(3001) } } ] });
+        assert!(check_limits(&long_section).is_err());
+        assert!(check_limits(&json!({ "title": { "text": "x".repeat(25) } })).is_err());
+    }
+
+    #[test]
+    fn submissions_are_checked_against_the_form() {
+        let lines = salesai_core::product_line::builtin();
+        let ichef = lines.iter().find(|l| l.id == "ichef").unwrap();
+        let values = json!({
+            "customer_number": { "value": { "value": " IC-1 " } },
+            "customer_name": { "value": { "value": "小館" } },
+            "contact_email": { "value": { "value": "not-an-email" } },
+            "store_type": { "value": { "selected_option": { "value": "spaceship" } } },
+        });
+        let errors = parse_submission(Lang::ZhTw, ichef, &values).unwrap_err();
+        assert_eq!(
+            errors,
+            BTreeMap::from([
+                ("contact_email".to_owned(), "Email 格式不正確。".to_owned()),
+                ("decision_maker_present".to_owned(), "必填。".to_owned()),
+                ("store_type".to_owned(), "請從選項中選擇。".to_owned()),
+            ])
+        );
+        let values = json!({
+            "customer_number": { "value": { "value": " IC-1 " } },
+            "customer_name": { "value": { "value": "小館" } },
+            "store_type": { "value": { "selected_option": { "value": "cafe" } } },
+            "decision_maker_present": { "value": { "selected_option": { "value": "yes" } } },
+        });
+        let ok = parse_submission(Lang::ZhTw, ichef, &values).unwrap();
+        assert_eq!(ok.customer_number.as_str(), "IC-1");
+        assert_eq!(ok.answers["store_type"], "cafe");
+        assert!(!ok.answers.contains_key("customer_name"));
+    }
+
+    #[test]
+    fn bars_and_sizes() {
+        assert_eq!(bar(0), "░░░░░░░░░░");
+        assert_eq!(bar(62), "▓▓▓▓▓▓░░░░");
+        assert_eq!(bar(100), "▓▓▓▓▓▓▓▓▓▓");
+        assert_eq!(human_size(1536), "2 KB");
+        assert_eq!(human_size(18_874_368), "18.0 MB");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(escape("<a&b>"), "&lt;a&amp;b&gt;");
+    }
 }

@@ -55,7 +55,10 @@ async fn migrations_are_checked(db: &TestDb) {
 
     // Down to zero and up again: the down migrations really undo the schema.
     assert_eq!(migrator.down_to(1).await.unwrap(), vec![2]);
-    assert!(db.store().slack_messages("x").await.is_err(), "0002 is undone");
+    assert!(
+        db.store().slack_messages("x").await.is_err(),
+        "0002 is undone"
+    );
     assert_eq!(migrator.down_to(0).await.unwrap(), vec![1]);
     assert_eq!(migrator.current_version().await.unwrap(), 0);
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
