@@ -42,6 +42,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         concurrency: u32,
     },
+    /// /slack/events acknowledgement latency under a fixed rate of signed events, and the
+    /// server's memory while it downloads a large file from a fake Slack
+    Slack {
+        /// Signed events per second
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// Seconds of load
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Size of the downloaded file, MB (0 skips the download)
+        #[arg(long, default_value_t = 1024)]
+        download_mb: u64,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue throughput with no-op jobs (uses the queue `bench`, emptied before and after)
     Queue {
         /// Jobs per measurement
@@ -114,6 +130,12 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
             llm_ms,
             concurrency,
         } => return pipeline(config, file, stt_ms, llm_ms, concurrency).await,
+        BenchCommand::Slack {
+            rate,
+            seconds,
+            download_mb,
+            json,
+        } => return crate::cli::bench_slack::run(rate, seconds, download_mb, json).await,
     };
     anyhow::ensure!(
         jobs > 0 && clients > 0,

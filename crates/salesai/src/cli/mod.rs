@@ -2,6 +2,7 @@
 
 mod analyze;
 mod bench;
+mod bench_slack;
 mod conversations;
 mod db;
 mod doctor;
@@ -13,6 +14,7 @@ mod serve;
 mod slack;
 mod storage;
 mod token;
+mod users;
 
 use std::process::ExitCode;
 
@@ -64,6 +66,9 @@ enum Command {
     /// Slack app set-up: check the token, scopes and channels; print the app manifest
     #[command(subcommand)]
     Slack(slack::SlackCommand),
+    /// People: set a user's role (managers see the team's reports)
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Measure performance
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -122,6 +127,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Slack(cmd) => {
             crate::runtime::init_logging(&config, "warn");
             slack::run(&config, cmd).await
+        }
+        Command::Users(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            users::run(&config, cmd).await
         }
         Command::Bench(cmd) => {
             crate::runtime::init_logging(&config, "warn");

@@ -2,6 +2,7 @@
 
 mod cli;
 mod process;
+mod slack;
 mod workers;
 
 pub use process::*;

@@ -1,0 +1,139 @@
+//! `salesai slack check|manifest` and `salesai users role`, as an operator runs them, against a
+//! fake Slack.
+
+use salesai_slack::fake::FakeSlack;
+
+use crate::{run, salesai, stderr, stdout};
+
+async fn run_async(mut command: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_check_reports_token_scopes_and_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSlack::start("xoxb-good").await;
+    let with = |token: &str, channels: &str| {
+        let mut c = salesai(dir.path());
+        c.args(["slack", "check"])
+            .env("SLACK_SIGNING_SECRET", "s")
+            .env("SLACK_BOT_TOKEN", token)
+            .env("SLACK_API_URL", fake.api_url().as_str())
+            .env("SLACK_CHANNELS", channels);
+        c
+    };
+    let out = run_async(with("xoxb-good", "C0SALES=ichef")).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("auth.test   ok")
+            && text.contains("scopes      ok")
+            && text.contains("channel     ok      C0SALES (ichef)"),
+        "{text}"
+    );
+    assert_eq!(fake.calls_of("auth.test").len(), 1);
+
+    let out = run_async(with("xoxb-wrong", "C0SALES=ichef")).await;
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("invalid_auth") && stdout(&out).contains("SLACK_BOT_TOKEN"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = run_async(with("xoxb-good", "X0NOPE=ichef")).await;
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("channel_not_found"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Configuration mistakes say what to do.
+    let mut half = salesai(dir.path());
+    half.args(["slack", "check"])
+        .env("SLACK_SIGNING_SECRET", "s");
+    let out = run_async(half).await;
+    assert!(
+        stderr(&out).contains("SLACK_BOT_TOKEN is not"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_async(with("xoxb-good", "C0SALES=pizza")).await;
+    assert!(
+        stderr(&out).contains("unknown product line \"pizza\""),
+        "{}",
+        stderr(&out)
+    );
+    let mut none = salesai(dir.path());
+    none.args(["slack", "check"]);
+    let out = run_async(none).await;
+    assert!(
+        stderr(&out).contains("Slack is not configured"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_manifest_points_at_our_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(salesai(dir.path()).args([
+        "slack",
+        "manifest",
+        "--base-url",
+        "https://sa.example.com/",
+    ]));
+    assert!(out.status.success());
+    let manifest = stdout(&out);
+    for path in ["/slack/events", "/slack/commands", "/slack/interactions"] {
+        assert!(
+            manifest.contains(&format!("https://sa.example.com{path}")),
+            "{manifest}"
+        );
+    }
+    for command in ["/analyze", "/opportunity", "/report"] {
+        assert!(manifest.contains(&format!("command: {command}")));
+    }
+    for scope in salesai_slack::check::REQUIRED_SCOPES {
+        assert!(
+            manifest.contains(&format!("- {scope}\n")),
+            "{scope} missing from the manifest"
+        );
+    }
+    let out = run(salesai(dir.path()).args(["slack", "manifest"]));
+    assert!(stderr(&out).contains("--base-url"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_role_names_managers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(salesai(dir.path()).args(["users", "role", "boss@example.com", "manager"]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no user"), "{}", stderr(&out));
+    let url = format!("sqlite://{}", dir.path().join("data/salesai.db").display());
+    let database = salesai_db::Database::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    database
+        .store()
+        .find_or_create_user(Some("boss@example.com"), Some("U0BOSS"), "Boss")
+        .await
+        .unwrap();
+    database.close().await;
+    let out = run(salesai(dir.path()).args(["users", "role", "U0BOSS", "manager"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Boss (boss@example.com) is now manager"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(salesai(dir.path()).args(["users", "role", "U0BOSS", "emperor"]));
+    assert!(
+        stderr(&out).contains("use admin, manager, service or rep"),
+        "{}",
+        stderr(&out)
+    );
+}
