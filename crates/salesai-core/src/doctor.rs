@@ -97,8 +97,23 @@ pub struct Facts {
     pub stt_configured: bool,
     /// An LLM is configured.
     pub llm_configured: bool,
+    /// The configured providers' cheap authenticated calls.
+    pub providers: Vec<ProviderCheck>,
     /// Now.
     pub now: DateTime<Utc>,
+}
+
+/// One configured provider's check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProviderCheck {
+    /// `speech-to-text`, `llm` or `slack`.
+    pub provider: String,
+    /// What it is (`groq`, a URL, the Slack team).
+    pub target: String,
+    /// Why the call failed; `None` when it passed.
+    pub error: Option<String>,
+    /// Something to fix that does not stop it working (e.g. missing Slack scopes).
+    pub warning: Option<String>,
 }
 
 fn finding(
@@ -264,6 +279,37 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
         out.push(finding(Severity::P2, "processing", format!("{} conversations stuck in a stage for over {} min", stuck.len(), t.max_wait_secs / 60),
             sample, "check their jobs with `salesai queue list`; a dead job leaves its conversation behind: `salesai conversations retry CASE`"));
     }
+    for p in &facts.providers {
+        let action = match p.provider.as_str() {
+            "speech-to-text" => {
+                "check GROQ_API_KEY (or SALESAI_STT_BASE_URL / SALESAI_STT_API_KEY) and the provider's status page; recordings wait in the queue meanwhile"
+            }
+            "llm" => {
+                "check GEMINI_API_KEY (or SALESAI_LLM_BASE_URL / SALESAI_LLM_API_KEY) and the provider's status page"
+            }
+            "slack" => {
+                "run `salesai slack check`; check SLACK_BOT_TOKEN and the app at https://api.slack.com/apps (Request URLs, reinstall after scope changes)"
+            }
+            _ => "check the provider's settings",
+        };
+        if let Some(err) = &p.error {
+            out.push(finding(
+                Severity::P1,
+                "providers",
+                format!("{} ({}) is configured but failing", p.provider, p.target),
+                err.clone(),
+                action,
+            ));
+        } else if let Some(warning) = &p.warning {
+            out.push(finding(
+                Severity::P2,
+                "providers",
+                format!("{} ({}) works but needs attention", p.provider, p.target),
+                warning.clone(),
+                action,
+            ));
+        }
+    }
     if !facts.stt_configured {
         out.push(finding(
             Severity::P3,
@@ -290,6 +336,41 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::queue::{QueueStatsRow, WindowStats};
+
+    #[test]
+    fn failing_providers_are_p1_and_warnings_p2() {
+        let mut f = facts();
+        f.providers = vec![
+            ProviderCheck {
+                provider: "slack".into(),
+                target: "Acme".into(),
+                error: Some("invalid_auth".into()),
+                warning: None,
+            },
+            ProviderCheck {
+                provider: "speech-to-text".into(),
+                target: "groq".into(),
+                error: None,
+                warning: Some("slow".into()),
+            },
+            ProviderCheck {
+                provider: "llm".into(),
+                target: "gemini".into(),
+                error: None,
+                warning: None,
+            },
+        ];
+        let found = diagnose(&f, &Thresholds::default());
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].severity, Severity::P1);
+        assert!(
+            found[0]
+                .title
+                .contains("slack (Acme) is configured but failing")
+        );
+        assert!(found[0].action.contains("salesai slack check"));
+        assert_eq!(found[1].severity, Severity::P2);
+    }
 
     fn facts() -> Facts {
         Facts {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::Slack;
+use crate::{SlackConfig, WebClient};
 
 /// The bot scopes salesai needs (the manifest asks for these and the private-channel ones).
 pub const REQUIRED_SCOPES: &[&str] = &[
@@ -63,7 +63,7 @@ pub struct CheckReport {
 }
 
 /// Runs the checks.
-pub async fn check(slack: &Slack) -> CheckReport {
+pub async fn check(client: &WebClient, config: &SlackConfig) -> CheckReport {
     let mut report = CheckReport {
         auth_ok: false,
         team: None,
@@ -74,7 +74,7 @@ pub async fn check(slack: &Slack) -> CheckReport {
         channels: Vec::new(),
         ok: false,
     };
-    match slack.client.call_form("auth.test", &[]).await {
+    match client.call_form("auth.test", &[]).await {
         Ok(answer) => {
             report.auth_ok = true;
             report.team = answer.body["team"].as_str().map(str::to_owned);
@@ -97,9 +97,8 @@ pub async fn check(slack: &Slack) -> CheckReport {
         Err(err) => report.auth_error = Some(err.to_string()),
     }
     if report.auth_ok {
-        for (channel, line) in &slack.config.channels {
-            let check = match slack
-                .client
+        for (channel, line) in &config.channels {
+            let check = match client
                 .call_form("conversations.info", &[("channel", channel)])
                 .await
             {

@@ -148,24 +148,34 @@ pub struct Slack {
     pub client: WebClient,
 }
 
+/// The Web API client for a configuration: timeouts, and redirects followed only to hosts
+/// downloads may use.
+pub fn web_client(config: &SlackConfig) -> Result<WebClient, String> {
+    let policy_config = config.clone();
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 || !policy_config.download_allowed(attempt.url()) {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .user_agent(concat!("salesai/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the Slack HTTP client: {e}"))?;
+    Ok(WebClient::new(
+        http,
+        config.api_url.clone(),
+        config.bot_token.clone(),
+    ))
+}
+
 impl Slack {
-    /// Builds the client: timeouts, and redirects followed only to hosts downloads may use.
+    /// The Slack app over `app` with `config`.
     pub fn new(app: App, config: SlackConfig) -> Result<Self, String> {
-        let policy_config = config.clone();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 || !policy_config.download_allowed(attempt.url()) {
-                    attempt.stop()
-                } else {
-                    attempt.follow()
-                }
-            }))
-            .user_agent(concat!("salesai/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the Slack HTTP client: {e}"))?;
-        let client = WebClient::new(http, config.api_url.clone(), config.bot_token.clone());
+        let client = web_client(&config)?;
         Ok(Slack {
             app,
             config: Arc::new(config),

@@ -102,6 +102,7 @@ pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> 
         }
         Err(err) => facts.storage_error = Some(err.to_string()),
     }
+    facts.providers = check_providers(config).await;
     let findings = diagnose(&facts, &Thresholds::default());
     let failing = findings.iter().any(|f| f.severity <= Severity::P1);
     if args.json {
@@ -126,4 +127,79 @@ pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> 
 
 fn clip(text: &str) -> String {
     crate::cli::output::clip(&text.split_whitespace().collect::<Vec<_>>().join(" "), 80)
+}
+
+/// One cheap authenticated call per configured provider, concurrently, each bounded by 10 s.
+async fn check_providers(config: &Config) -> Vec<salesai_core::doctor::ProviderCheck> {
+    use salesai_core::doctor::ProviderCheck;
+    let timeout = std::time::Duration::from_secs(10);
+    let stt = async {
+        let c = config.stt.as_ref()?;
+        Some(ProviderCheck {
+            provider: "speech-to-text".into(),
+            target: format!("{} {}", c.provider, c.base_url),
+            error: salesai_providers::probe_models(&c.base_url, c.api_key.as_ref(), timeout)
+                .await
+                .err(),
+            warning: None,
+        })
+    };
+    let llm = async {
+        let c = config.llm.as_ref()?;
+        Some(ProviderCheck {
+            provider: "llm".into(),
+            target: format!("{} {}", c.provider, c.base_url),
+            error: salesai_providers::probe_models(&c.base_url, c.api_key.as_ref(), timeout)
+                .await
+                .err(),
+            warning: None,
+        })
+    };
+    let slack = async {
+        let c = config.slack.clone()?;
+        let target = c.api_url.to_string();
+        let report = match salesai_slack::web_client(&c) {
+            Ok(client) => tokio::time::timeout(timeout, salesai_slack::check::check(&client, &c))
+                .await
+                .ok(),
+            Err(_) => None,
+        };
+        let Some(report) = report else {
+            return Some(ProviderCheck {
+                provider: "slack".into(),
+                target,
+                error: Some("auth.test did not answer within 10 s".into()),
+                warning: None,
+            });
+        };
+        let mut warnings = Vec::new();
+        if !report.missing_scopes.is_empty() {
+            warnings.push(format!(
+                "missing scopes: {}",
+                report.missing_scopes.join(", ")
+            ));
+        }
+        for c in report
+            .channels
+            .iter()
+            .filter(|c| !c.reachable || c.member == Some(false))
+        {
+            warnings.push(format!(
+                "channel {} ({}): {}",
+                c.channel,
+                c.product_line,
+                c.error
+                    .clone()
+                    .unwrap_or_else(|| "the bot is not a member; /invite @salesai".into())
+            ));
+        }
+        Some(ProviderCheck {
+            provider: "slack".into(),
+            target: report.team.clone().unwrap_or(target),
+            error: report.auth_error.clone(),
+            warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+        })
+    };
+    let (stt, llm, slack) = tokio::join!(stt, llm, slack);
+    [stt, llm, slack].into_iter().flatten().collect()
 }

@@ -41,11 +41,9 @@ pub async fn run(config: &Config, command: SlackCommand) -> anyhow::Result<ExitC
                     "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"
                 );
             };
-            let (app, database) = crate::runtime::open_app(config).await?;
-            let slack =
-                salesai_slack::Slack::new(app, slack_config).map_err(|e| anyhow::anyhow!(e))?;
-            let report = salesai_slack::check::check(&slack).await;
-            database.close().await;
+            let client =
+                salesai_slack::web_client(&slack_config).map_err(|e| anyhow::anyhow!(e))?;
+            let report = salesai_slack::check::check(&client, &slack_config).await;
             if json {
                 print_json(&report)?;
             } else {

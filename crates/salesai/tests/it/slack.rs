@@ -137,3 +137,53 @@ async fn users_role_names_managers() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_each_configured_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSlack::start("xoxb-good").await;
+    let doctor = |token: &str, stt: Option<&str>| {
+        let mut c = salesai(dir.path());
+        c.args(["doctor", "--json"])
+            .env("SALESAI_DATA_DIR", dir.path().join("data"))
+            .env("SLACK_SIGNING_SECRET", "s")
+            .env("SLACK_BOT_TOKEN", token)
+            .env("SLACK_API_URL", fake.api_url().as_str())
+            .env("SLACK_CHANNELS", "C0SALES=ichef");
+        if let Some(url) = stt {
+            c.env("SALESAI_STT_BASE_URL", url);
+        }
+        c
+    };
+    let mut migrate = salesai(dir.path());
+    migrate
+        .args(["migrate", "up"])
+        .env("SALESAI_DATA_DIR", dir.path().join("data"));
+    assert!(run_async(migrate).await.status.success());
+    let out = run_async(doctor("xoxb-good", None)).await;
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(out.status.success(), "{json}");
+    assert!(
+        !json["findings"].to_string().contains("providers"),
+        "a working Slack is not a finding: {json}"
+    );
+
+    // A rejected token and an unreachable speech-to-text server are P1: the deploy gate fails.
+    let out = run_async(doctor("xoxb-revoked", Some("http://127.0.0.1:9/v1"))).await;
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let providers: Vec<&serde_json::Value> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["area"] == "providers")
+        .collect();
+    assert_eq!(providers.len(), 2, "{json}");
+    assert!(providers.iter().all(|f| f["severity"] == "P1"));
+    let text = json.to_string();
+    assert!(
+        text.contains("invalid_auth") && text.contains("salesai slack check"),
+        "{text}"
+    );
+    assert!(text.contains("127.0.0.1:9/v1/models unreachable"), "{text}");
+}
