@@ -562,3 +562,77 @@ async fn dm_lines_report_to_the_rep_directly(db: &TestDb) {
         "the card replies under the status message"
     );
 }
+
+story!(only_calls_in_watched_places_are_prompted);
+async fn only_calls_in_watched_places_are_prompted(db: &TestDb) {
+    let h = Harness::start(db).await;
+    h.fake.add_file(
+        "F0DMCALL",
+        vtt_file("call.vtt", english_transcript()),
+        "D0REP",
+        "1700000000.000010",
+    );
+    h.fake.add_file(
+        "F0UNWATCHED",
+        vtt_file("call.vtt", english_transcript()),
+        "C0RANDOM",
+        "1700000000.000020",
+    );
+    let photo = salesai_slack::fake::FakeFile {
+        name: "menu.png".into(),
+        mimetype: "image/png".into(),
+        filetype: "png".into(),
+        content: salesai_slack::fake::FakeContent::Bytes(Bytes::from_static(b"\x89PNG\r\n")),
+    };
+    h.fake
+        .add_file("F0PHOTO", photo, EN_CHANNEL, "1700000000.000030");
+    for (id, file, channel) in [
+        ("Ev1", "F0UNWATCHED", "C0RANDOM"),
+        ("Ev2", "F0PHOTO", EN_CHANNEL),
+        ("Ev3", "F0DMCALL", "D0REP"),
+    ] {
+        assert_eq!(
+            h.event(id, file_shared(file, channel, "U0REP"), &[])
+                .await
+                .status(),
+            200
+        );
+    }
+    // A bot's own file share is not a call to analyse.
+    let mut own = message_file_share("F0PHOTO", EN_CHANNEL, "U0BOT", "1700000000.000040");
+    own["bot_id"] = json!("B0BOT");
+    assert_eq!(h.event("Ev4", own, &[]).await.status(), 200);
+
+    let prompt = wait_prompt(&h, "F0DMCALL").await;
+    assert_eq!(prompt["channel"], "D0REP", "a DM with the app is watched");
+    assert!(
+        prompt["text"]
+            .as_str()
+            .unwrap()
+            .contains("Analyze this call?"),
+        "the DM line is English"
+    );
+    // The photo's prompt job ran (files.info) and decided not to ask.
+    eventually("the photo's job finished", || async {
+        h.fake
+            .calls_of("files.info")
+            .iter()
+            .any(|c| c.body["file"] == "F0PHOTO")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let posts = h.fake.calls_of("chat.postMessage");
+    assert_eq!(
+        posts.len(),
+        1,
+        "only the DM call was prompted: {:?}",
+        posts.iter().map(|p| &p.body["text"]).collect::<Vec<_>>()
+    );
+    assert!(
+        h.fake
+            .calls_of("files.info")
+            .iter()
+            .all(|c| c.body["file"] != "F0UNWATCHED"),
+        "unwatched channels cost no API call"
+    );
+}
