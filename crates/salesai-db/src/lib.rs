@@ -5,6 +5,7 @@
 //! keeps its own SQL because the two differ where it matters (SQLite has one writer and stores
 //! times as integer milliseconds; PostgreSQL has `FOR UPDATE SKIP LOCKED` and `timestamptz`).
 
+pub mod backup;
 pub mod diagnostics;
 mod error;
 pub mod migrate;

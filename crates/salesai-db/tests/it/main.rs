@@ -18,6 +18,8 @@ use salesai_db::testing::TestDb;
 
 use salesai_db::story;
 
+mod backup;
+
 fn job(kind: &str) -> NewJob {
     NewJob::new(CONVERSATIONS, kind, serde_json::json!({ "n": 1 }))
 }
@@ -415,7 +417,7 @@ async fn purge_dry_run_matches_purge(db: &TestDb) {
     assert!(store.purge_jobs(&old, true).await.unwrap().is_empty());
 }
 
-fn new_conversation(customer: &str, key: Option<String>) -> NewConversation {
+pub(crate) fn new_conversation(customer: &str, key: Option<String>) -> NewConversation {
     NewConversation {
         customer_number: CustomerNumber::parse(customer).unwrap(),
         customer_name: "Cafe".into(),

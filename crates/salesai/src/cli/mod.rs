@@ -1,6 +1,7 @@
 //! The command line: one subcommand per operation of the runbook.
 
 mod analyze;
+mod backup;
 mod bench;
 mod bench_slack;
 mod conversations;
@@ -63,6 +64,10 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Retention: delete completed conversations (or only their audio) older than an age
     Prune(prune::PruneArgs),
+    /// Backups: create (consistent, compressed, with a manifest), list, verify (checksum and a
+    /// test restore), restore (into SQLite or PostgreSQL)
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Slack app set-up: check the token, scopes and channels; print the app manifest
     #[command(subcommand)]
     Slack(slack::SlackCommand),
@@ -123,6 +128,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => {
             crate::runtime::init_logging(&config, "error");
             doctor::run(&config, args).await
+        }
+        Command::Backup(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            backup::run(&config, cmd).await
         }
         Command::Slack(cmd) => {
             crate::runtime::init_logging(&config, "warn");

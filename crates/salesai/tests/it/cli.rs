@@ -929,3 +929,87 @@ async fn prune_removes_exactly_what_the_dry_run_listed(db: &TestDb) {
     }
     assert!(dir.path().join("blobs/uploads/test/1.wav").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_create_verify_restore_as_an_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| run(salesai(dir.path()).args(args));
+    // Some data: a token and a transcript conversation analysed in-process.
+    assert!(
+        cli(&["token", "create", "--name", "ops", "--role", "admin"])
+            .status
+            .success()
+    );
+    let out = cli(&["backup", "create", "--keep", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = stdout(&out).split_whitespace().next().unwrap().to_owned();
+    assert!(
+        file.contains("data/backups/backup_") && file.ends_with(".jsonl.gz"),
+        "{file}"
+    );
+    let listed = stdout(&cli(&["backup", "list"]));
+    assert!(
+        listed.contains("backup_") && listed.contains("sqlite schema 2"),
+        "{listed}"
+    );
+
+    let out = cli(&["backup", "verify", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("ok: checksum matches, test restore of"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Restore into a fresh SQLite file, then refuse to restore over it without --force.
+    let target = format!("sqlite://{}", dir.path().join("restored.db").display());
+    let out = cli(&["backup", "restore", &file, "--database-url", &target]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("restored backup_"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&["backup", "restore", &file, "--database-url", &target]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("RESTORE_FAILED") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        cli(&[
+            "backup",
+            "restore",
+            &file,
+            "--database-url",
+            &target,
+            "--force"
+        ])
+        .status
+        .success()
+    );
+    // Into PostgreSQL: the path for a team that outgrows one machine.
+    if let Some(pg) = TestDb::postgres().await {
+        let out = cli(&["backup", "restore", &file, "--database-url", &pg.url]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let tokens = run(salesai(dir.path())
+            .args(["token", "list"])
+            .env("DATABASE_URL", &pg.url));
+        assert!(stdout(&tokens).contains("ops"), "{}", stdout(&tokens));
+    }
+
+    // A corrupted file fails verify with a clear message.
+    let path = dir.path().join(&file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let out = cli(&["backup", "verify", &file]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("BACKUP_INVALID: checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+}
