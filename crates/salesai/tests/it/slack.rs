@@ -187,3 +187,54 @@ async fn doctor_checks_each_configured_provider() {
     );
     assert!(text.contains("127.0.0.1:9/v1/models unreachable"), "{text}");
 }
+
+/// The runbook's scenario 4 greps the log for these lines; a served Slack app writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_what_the_runbook_greps_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSlack::start("xoxb-good").await;
+    let port = crate::free_port();
+    let mut command = salesai(dir.path());
+    command
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("SLACK_SIGNING_SECRET", "right-secret")
+        .env("SLACK_BOT_TOKEN", "xoxb-good")
+        .env("SLACK_API_URL", fake.api_url().as_str());
+    let mut server = crate::Running::start(command);
+    let base = format!("http://127.0.0.1:{port}");
+    crate::wait_until_up(&format!("{base}/health"), &server).await;
+    let body = r#"{"type":"url_verification","challenge":"x"}"#;
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/slack/events"))
+        .body(body);
+    for (k, v) in salesai_slack::fake::signed_headers("wrong-secret", body.as_bytes()) {
+        request = request.header(k, v);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 401);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "salesai_slack_signature_failures_total{endpoint=\"events\",reason=\"mismatch\"} 1"
+        ),
+        "{metrics}"
+    );
+    server.signal("TERM");
+    server.wait(std::time::Duration::from_secs(20));
+    let line = server
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "slack.signature_invalid")
+        .unwrap_or_else(|| panic!("no slack.signature_invalid in:\n{}", server.log_text()));
+    assert!(line.to_string().contains("Invalid signature"), "{line}");
+    let started = server
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "process.started")
+        .unwrap();
+    assert_eq!(started["slack"], true);
+}
