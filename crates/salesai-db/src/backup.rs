@@ -119,7 +119,7 @@ fn map(err: sqlx::Error) -> StoreError {
     crate::error::map(err)
 }
 
-fn line(out: &mut dyn Write, value: &Value) -> StoreResult<()> {
+fn line(out: &mut (dyn Write + Send), value: &Value) -> StoreResult<()> {
     serde_json::to_writer(&mut *out, value).map_err(|e| StoreError::Other(e.to_string()))?;
     out.write_all(b"\n").map_err(io)
 }
@@ -191,7 +191,7 @@ async fn sqlite_columns(
 
 /// Writes every table of `db` to `out` (uncompressed JSON lines; the caller compresses) from
 /// one consistent snapshot, and returns the digests.
-pub async fn export(db: &Database, out: &mut dyn Write) -> StoreResult<Vec<TableDigest>> {
+pub async fn export(db: &Database, out: &mut (dyn Write + Send)) -> StoreResult<Vec<TableDigest>> {
     let schema_version = db.migrator().current_version().await?;
     let header = Header {
         format: FORMAT.into(),
@@ -332,7 +332,7 @@ fn damaged(what: impl Into<String>) -> RestoreError {
 /// rows restored per table.
 pub async fn import(
     db: &Database,
-    input: &mut dyn BufRead,
+    input: &mut (dyn BufRead + Send),
     force: bool,
 ) -> Result<Vec<(String, u64)>, RestoreError> {
     let mut lines = input.lines();
@@ -855,7 +855,7 @@ fn check_sum(manifest: &Manifest, data: &std::path::Path) -> Result<(), VerifyEr
     Ok(())
 }
 
-fn open_data(data: &std::path::Path) -> Result<Box<dyn BufRead>, VerifyError> {
+fn open_data(data: &std::path::Path) -> Result<Box<dyn BufRead + Send>, VerifyError> {
     let file = std::fs::File::open(data)
         .map_err(|e| VerifyError::Manifest(format!("cannot open {}: {e}", data.display())))?;
     Ok(Box::new(std::io::BufReader::new(

@@ -330,6 +330,30 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub slack_max_download_mb: Option<u64>,
+    /// Take a backup every day at this local time (HH:MM in SALESAI_TIME_ZONE) [default: off]
+    #[arg(
+        long,
+        env = "SALESAI_BACKUP_AT",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub backup_at: Option<String>,
+    /// Folder for backups [default: <data_dir>/backups]
+    #[arg(
+        long,
+        env = "SALESAI_BACKUP_DIR",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub backup_dir: Option<PathBuf>,
+    /// Scheduled backups to keep [default: 7]
+    #[arg(
+        long,
+        env = "SALESAI_BACKUP_KEEP",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub backup_keep: Option<usize>,
     /// Public base URL of this salesai (links in Slack cards), e.g. https://salesai.example.com/
     #[arg(
         long,
@@ -386,6 +410,9 @@ struct FileConfig {
     slack_dm_product_line: Option<String>,
     slack_max_download_mb: Option<u64>,
     public_url: Option<String>,
+    backup_at: Option<String>,
+    backup_dir: Option<PathBuf>,
+    backup_keep: Option<usize>,
 }
 
 /// How log lines are written.
@@ -440,6 +467,12 @@ pub struct Config {
     pub slack: Option<salesai_slack::SlackConfig>,
     /// The public base URL.
     pub public_url: Option<url::Url>,
+    /// The daily backup's local time, when scheduled.
+    pub backup_at: Option<chrono::NaiveTime>,
+    /// Where backups go.
+    pub backup_dir: PathBuf,
+    /// Scheduled backups kept.
+    pub backup_keep: usize,
 }
 
 impl fmt::Debug for Config {
@@ -492,6 +525,21 @@ impl Config {
             })
             .transpose()?;
         let slack = slack_config(args, &file, public_url.clone())?;
+        let backup_at = args
+            .backup_at
+            .clone()
+            .or(file.backup_at.clone())
+            .filter(|s| !s.trim().is_empty())
+            .map(|raw| {
+                chrono::NaiveTime::parse_from_str(raw.trim(), "%H:%M").map_err(|_| {
+                    anyhow::anyhow!(
+                        "SALESAI_BACKUP_AT {raw:?} is not a time like 03:00 (HH:MM, local time)"
+                    )
+                })
+            })
+            .transpose()?;
+        let backup_keep = args.backup_keep.or(file.backup_keep).unwrap_or(7).max(1);
+        let backup_dir = args.backup_dir.clone().or(file.backup_dir.clone());
         let data_dir = args
             .data_dir
             .clone()
@@ -580,6 +628,7 @@ impl Config {
         for queue in &worker_queues {
             salesai_core::queue::parse_queue_name(queue).map_err(|e| anyhow::anyhow!(e.0))?;
         }
+        let backup_dir = backup_dir.unwrap_or_else(|| data_dir.join("backups"));
         Ok(Config {
             data_dir,
             database_url: SecretString::from(database_url),
@@ -751,6 +800,9 @@ impl Config {
                 .unwrap_or(30),
             slack,
             public_url,
+            backup_at,
+            backup_dir,
+            backup_keep,
         })
     }
 }

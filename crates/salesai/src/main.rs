@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod runtime;
+mod schedule;
 
 use clap::Parser;
 

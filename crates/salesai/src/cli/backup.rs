@@ -15,7 +15,7 @@ pub enum BackupCommand {
     /// Take a consistent backup while salesai runs: compressed, with a manifest of row counts,
     /// digests and the SHA-256 of the file; older backups beyond --keep are deleted
     Create {
-        /// Folder for backups [default: <data_dir>/backups]
+        /// Folder for backups [default: SALESAI_BACKUP_DIR, <data_dir>/backups]
         #[arg(long)]
         out: Option<PathBuf>,
         /// Backups to keep in the folder
@@ -51,7 +51,7 @@ pub enum BackupCommand {
 }
 
 fn default_dir(config: &Config) -> PathBuf {
-    config.data_dir.join("backups")
+    config.backup_dir.clone()
 }
 
 /// Runs a backup command.

@@ -53,6 +53,14 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         "salesai started"
     );
 
+    if let Some(at) = config.backup_at {
+        tokio::spawn(crate::schedule::run_backup_schedule(
+            app.clone(),
+            at,
+            shutdown.clone(),
+        ));
+        tracing::info!(event = "backup.schedule", at = %at.format("%H:%M"), time_zone = %config.time_zone, dir = %config.backup_dir.display(), "daily backups scheduled");
+    }
     let worker = workers.then(|| {
         let options = WorkerOptions {
             queues: config.worker_queues.clone(),
@@ -62,7 +70,18 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         };
         tokio::spawn(salesai_worker::run(
             app.clone(),
-            registry(slack.clone()),
+            {
+                let mut r = registry(slack.clone());
+                r.register(
+                    crate::schedule::BACKUP,
+                    crate::schedule::backup_handler(
+                        database.clone(),
+                        config.backup_dir.clone(),
+                        config.backup_keep,
+                    ),
+                );
+                r
+            },
             options,
             shutdown.clone(),
         ))

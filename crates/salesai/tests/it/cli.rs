@@ -1013,3 +1013,60 @@ async fn backup_create_verify_restore_as_an_operator() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_backup_runs_once_across_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = || {
+        let mut command = salesai(dir.path());
+        command
+            .arg("worker")
+            .env("SALESAI_BACKUP_AT", "00:00")
+            .env("SALESAI_WORKER_POLL_MS", "50");
+        crate::Running::start(command)
+    };
+    let mut a = node();
+    let mut b = node();
+    let backups = dir.path().join("data/backups");
+    let manifests = || {
+        std::fs::read_dir(&backups)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".manifest.json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let started = std::time::Instant::now();
+    while manifests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no backup; logs:\n{}\n{}",
+            a.log_text(),
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.signal("TERM");
+    b.signal("TERM");
+    a.wait(Duration::from_secs(20));
+    b.wait(Duration::from_secs(20));
+    assert_eq!(
+        manifests(),
+        1,
+        "one backup for the day, whichever node ran it"
+    );
+    let created: usize = [&a, &b]
+        .iter()
+        .map(|n| {
+            n.events()
+                .iter()
+                .filter(|e| e["event"] == "backup.created")
+                .count()
+        })
+        .sum();
+    assert_eq!(created, 1);
+    let out = run(salesai(dir.path()).args(["backup", "list"]));
+    assert!(stdout(&out).contains("backup_"), "{}", stdout(&out));
+}

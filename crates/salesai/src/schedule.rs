@@ -1,0 +1,111 @@
+//! Scheduled maintenance: every `serve`/`worker` process checks once a minute whether today's
+//! backup is due (at `SALESAI_BACKUP_AT`, local time in `SALESAI_TIME_ZONE`) and enqueues
+//! `maintenance.backup` with the date as its idempotency key, so across any number of nodes the
+//! backup runs once a day, on whichever node's worker claims it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveTime, Utc};
+use salesai_core::queue::{Job, MAINTENANCE, NewJob};
+use salesai_core::{App, ErrorCode};
+use salesai_db::Database;
+use salesai_worker::{JobError, JobHandler};
+use tokio_util::sync::CancellationToken;
+
+/// The job kind.
+pub const BACKUP: &str = "maintenance.backup";
+
+/// The idempotency key of the backup due at `now`, or `None` before today's time `at`.
+pub fn backup_due(now: DateTime<Utc>, tz: chrono_tz::Tz, at: NaiveTime) -> Option<String> {
+    let local = now.with_timezone(&tz);
+    (local.time() >= at).then(|| format!("backup:{}", local.format("%Y-%m-%d")))
+}
+
+/// Enqueues the day's backup when it is due, every minute until `stop`.
+pub async fn run_backup_schedule(app: App, at: NaiveTime, stop: CancellationToken) {
+    loop {
+        if let Some(key) = backup_due(Utc::now(), app.time_zone, at) {
+            let job = NewJob::new(MAINTENANCE, BACKUP, serde_json::json!({})).idempotency_key(key);
+            match app.store.enqueue(job).await {
+                Ok(e) if e.created => {
+                    tracing::info!(
+                        event = "backup.scheduled",
+                        job_id = e.id,
+                        "queued today's backup"
+                    )
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(event = "backup.schedule_failed", error = %err, "could not queue today's backup; trying again in a minute")
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}
+
+/// Runs `backup create` as a job.
+pub struct BackupJob {
+    /// The database to back up.
+    pub database: Database,
+    /// Where backups go.
+    pub dir: PathBuf,
+    /// How many to keep.
+    pub keep: usize,
+}
+
+#[async_trait]
+impl JobHandler for BackupJob {
+    async fn run(&self, _app: &App, _job: &Job) -> Result<(), JobError> {
+        let m = salesai_db::backup::create(&self.database, &self.dir, self.keep)
+            .await
+            .map_err(|e| {
+                JobError::retryable(ErrorCode::StorageError, format!("backup failed: {e}"))
+            })?;
+        let rows: u64 = m.tables.iter().map(|t| t.rows).sum();
+        tracing::info!(event = "backup.created", name = %m.name, rows, bytes = m.bytes, dir = %self.dir.display(), "backup created");
+        Ok(())
+    }
+}
+
+/// The handler, for the registry.
+pub fn backup_handler(database: Database, dir: PathBuf, keep: usize) -> Arc<dyn JobHandler> {
+    Arc::new(BackupJob {
+        database,
+        dir,
+        keep,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_backup_is_due_from_its_local_time_once_a_day() {
+        let at = NaiveTime::from_hms_opt(3, 0, 0).unwrap();
+        let tz = chrono_tz::Asia::Taipei;
+        // 18:59 UTC is 02:59 in Taipei: not yet.
+        let before = Utc.with_ymd_and_hms(2026, 11, 27, 18, 59, 0).unwrap();
+        assert_eq!(backup_due(before, tz, at), None);
+        // 19:00 UTC is 03:00 the next day in Taipei.
+        let due = Utc.with_ymd_and_hms(2026, 11, 27, 19, 0, 0).unwrap();
+        assert_eq!(
+            backup_due(due, tz, at).as_deref(),
+            Some("backup:2026-11-28")
+        );
+        let later = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
+        assert_eq!(
+            backup_due(later, tz, at).as_deref(),
+            Some("backup:2026-11-28"),
+            "the same key all day"
+        );
+    }
+}
