@@ -45,6 +45,9 @@ pub struct Thresholds {
     pub queue_depth: u64,
     /// A job waiting longer than this, or a conversation stuck in a stage longer, is P2 (20 min).
     pub max_wait_secs: u64,
+    /// Slack signature failures in 10 minutes above this are P2 (20): a wrong signing secret,
+    /// a skewed clock, or someone probing the endpoints.
+    pub signature_failures: u64,
 }
 
 impl Default for Thresholds {
@@ -53,6 +56,7 @@ impl Default for Thresholds {
             failure_rate: 0.05,
             queue_depth: 100,
             max_wait_secs: 20 * 60,
+            signature_failures: 20,
         }
     }
 }
@@ -99,6 +103,9 @@ pub struct Facts {
     pub llm_configured: bool,
     /// The configured providers' cheap authenticated calls.
     pub providers: Vec<ProviderCheck>,
+    /// Slack requests refused for their signature in the last 10 minutes (all nodes), when
+    /// known.
+    pub signature_failures_10m: Option<u64>,
     /// Now.
     pub now: DateTime<Utc>,
 }
@@ -278,6 +285,17 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             .join(", ");
         out.push(finding(Severity::P2, "processing", format!("{} conversations stuck in a stage for over {} min", stuck.len(), t.max_wait_secs / 60),
             sample, "check their jobs with `salesai queue list`; a dead job leaves its conversation behind: `salesai conversations retry CASE`"));
+    }
+    if let Some(n) = facts.signature_failures_10m
+        && n > t.signature_failures
+    {
+        out.push(finding(
+            Severity::P2,
+            "slack",
+            "Slack signature failures are spiking".into(),
+            format!("{n} requests refused for their signature in the last 10 minutes (threshold {})", t.signature_failures),
+            "check SLACK_SIGNING_SECRET against the app's Basic Information page and the host clock (runbook scenario 4); the log event is slack.signature_invalid",
+        ));
     }
     for p in &facts.providers {
         let action = match p.provider.as_str() {

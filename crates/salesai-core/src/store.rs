@@ -186,6 +186,25 @@ pub struct StoredAnalysis {
     pub result: serde_json::Value,
 }
 
+/// An ops-alert incident: a condition the monitor found, open until it clears.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// The condition (stable across evaluations).
+    pub key: String,
+    /// `P0`…`P3`.
+    pub severity: String,
+    /// What is wrong, for people.
+    pub title: String,
+    /// Evidence and action.
+    pub detail: String,
+    /// When it (last) opened.
+    pub opened_at: DateTime<Utc>,
+    /// When it cleared; `None` while open.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// When it was last announced.
+    pub notified_at: Option<DateTime<Utc>>,
+}
+
 /// An API token to store. The token itself is shown once and never stored; only its hash is.
 #[derive(Debug, Clone)]
 pub struct NewApiToken {
@@ -462,6 +481,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes the live token with this name or id; false when there is none.
     async fn revoke_api_token(&self, name_or_id: &str) -> StoreResult<bool>;
+
+    // --- ops alerts ---
+
+    /// Every incident, open and resolved.
+    async fn list_incidents(&self) -> StoreResult<Vec<Incident>>;
+
+    /// Creates or replaces an incident (by key).
+    async fn save_incident(&self, incident: &Incident) -> StoreResult<()>;
+
+    /// Adds `delta` to this node's counter `name` for the minute (Unix minutes).
+    async fn add_counter(&self, node: &str, name: &str, minute: i64, delta: i64)
+    -> StoreResult<()>;
+
+    /// The counter `name` summed over all nodes from `since_minute` on.
+    async fn sum_counter(&self, name: &str, since_minute: i64) -> StoreResult<i64>;
 
     // --- external events ---
 

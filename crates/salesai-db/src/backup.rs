@@ -42,6 +42,8 @@ pub const TABLES: &[(&str, &str)] = &[
     ("job_attempts", "id"),
     ("external_events", "source, event_id"),
     ("slack_messages", "conversation_id, kind"),
+    ("alert_incidents", "key"),
+    ("node_counters", "node, name, minute"),
 ];
 
 /// Columns holding JSON (TEXT on SQLite, jsonb on PostgreSQL); checked against PostgreSQL's

@@ -46,6 +46,12 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/sqlite/0002_slack_messages.up.sql"),
         down: include_str!("../migrations/sqlite/0002_slack_messages.down.sql"),
     },
+    Migration {
+        version: 3,
+        name: "ops_alerts",
+        up: include_str!("../migrations/sqlite/0003_ops_alerts.up.sql"),
+        down: include_str!("../migrations/sqlite/0003_ops_alerts.down.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.
@@ -61,6 +67,12 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "slack_messages",
         up: include_str!("../migrations/postgres/0002_slack_messages.up.sql"),
         down: include_str!("../migrations/postgres/0002_slack_messages.down.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "ops_alerts",
+        up: include_str!("../migrations/postgres/0003_ops_alerts.up.sql"),
+        down: include_str!("../migrations/postgres/0003_ops_alerts.down.sql"),
     },
 ];
 

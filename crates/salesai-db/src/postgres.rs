@@ -19,8 +19,8 @@ use salesai_core::queue::{
     WindowStats, backoff_delay, complete_settings, stats_row,
 };
 use salesai_core::store::{
-    AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, NewApiToken, PruneCandidate,
-    StageEvent, Store, StoreError, StoreResult, StoredAnalysis,
+    AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, Incident, NewApiToken,
+    PruneCandidate, StageEvent, Store, StoreError, StoreResult, StoredAnalysis,
 };
 use salesai_core::transcript::Segment;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -1550,6 +1550,76 @@ impl Store for PgStore {
         .map_err(map)?
         .rows_affected();
         Ok(changed > 0)
+    }
+
+    async fn list_incidents(&self) -> StoreResult<Vec<Incident>> {
+        let rows = sqlx::query("SELECT * FROM alert_incidents ORDER BY opened_at, key")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Incident {
+                    key: r.try_get("key").map_err(map)?,
+                    severity: r.try_get("severity").map_err(map)?,
+                    title: r.try_get("title").map_err(map)?,
+                    detail: r.try_get("detail").map_err(map)?,
+                    opened_at: r.try_get("opened_at").map_err(map)?,
+                    resolved_at: r.try_get("resolved_at").map_err(map)?,
+                    notified_at: r.try_get("notified_at").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_incident(&self, i: &Incident) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO alert_incidents (key, severity, title, detail, opened_at, resolved_at, notified_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO UPDATE SET severity = excluded.severity, \
+             title = excluded.title, detail = excluded.detail, opened_at = excluded.opened_at, \
+             resolved_at = excluded.resolved_at, notified_at = excluded.notified_at",
+        )
+        .bind(&i.key)
+        .bind(&i.severity)
+        .bind(&i.title)
+        .bind(&i.detail)
+        .bind(i.opened_at)
+        .bind(i.resolved_at)
+        .bind(i.notified_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn add_counter(
+        &self,
+        node: &str,
+        name: &str,
+        minute: i64,
+        delta: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO node_counters (node, name, minute, count) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (node, name, minute) DO UPDATE SET count = node_counters.count + excluded.count",
+        )
+        .bind(node)
+        .bind(name)
+        .bind(minute)
+        .bind(delta)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    async fn sum_counter(&self, name: &str, since_minute: i64) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(SUM(count), 0)::bigint FROM node_counters WHERE name = $1 AND minute >= $2")
+            .bind(name)
+            .bind(since_minute)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)
     }
 
     async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {

@@ -330,6 +330,71 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub slack_max_download_mb: Option<u64>,
+    /// Slack incoming webhook for ops alerts and the daily summary [default: off]
+    #[arg(
+        long,
+        env = "SLACK_WEBHOOK_URL",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings"
+    )]
+    pub slack_webhook_url: Option<String>,
+    /// Seconds between alert evaluations (one per interval across all nodes) [default: 60]
+    #[arg(
+        long,
+        env = "SALESAI_ALERT_INTERVAL_SECS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub alert_interval_secs: Option<u64>,
+    /// Minutes a cleared alert stays quiet if it returns [default: 30]
+    #[arg(
+        long,
+        env = "SALESAI_ALERT_COOLDOWN_MINS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub alert_cooldown_mins: Option<u64>,
+    /// Alert when more than this percentage of job attempts fail in 10 minutes (P1) [default: 5]
+    #[arg(
+        long,
+        env = "SALESAI_ALERT_FAILURE_RATE",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub alert_failure_rate: Option<f64>,
+    /// Alert when a queue has more jobs waiting (P2) [default: 100]
+    #[arg(
+        long,
+        env = "SALESAI_ALERT_QUEUE_DEPTH",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub alert_queue_depth: Option<u64>,
+    /// Alert when a job or a conversation waits longer, minutes (P2) [default: 20]
+    #[arg(
+        long,
+        env = "SALESAI_ALERT_MAX_WAIT_MINS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub alert_max_wait_mins: Option<u64>,
+    /// Alert when more Slack requests fail their signature in 10 minutes (P2) [default: 20]
+    #[arg(
+        long,
+        env = "SALESAI_ALERT_SIGNATURE_FAILURES",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub alert_signature_failures: Option<u64>,
+    /// Post a daily health summary to SLACK_WEBHOOK_URL at this local time (HH:MM) [default: off]
+    #[arg(
+        long,
+        env = "SALESAI_DAILY_SUMMARY_AT",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub daily_summary_at: Option<String>,
     /// Take a backup every day at this local time (HH:MM in SALESAI_TIME_ZONE) [default: off]
     #[arg(
         long,
@@ -413,6 +478,14 @@ struct FileConfig {
     backup_at: Option<String>,
     backup_dir: Option<PathBuf>,
     backup_keep: Option<usize>,
+    slack_webhook_url: Option<String>,
+    alert_interval_secs: Option<u64>,
+    alert_cooldown_mins: Option<u64>,
+    alert_failure_rate: Option<f64>,
+    alert_queue_depth: Option<u64>,
+    alert_max_wait_mins: Option<u64>,
+    alert_signature_failures: Option<u64>,
+    daily_summary_at: Option<String>,
 }
 
 /// How log lines are written.
@@ -473,6 +546,8 @@ pub struct Config {
     pub backup_dir: PathBuf,
     /// Scheduled backups kept.
     pub backup_keep: usize,
+    /// Ops alerts.
+    pub alerts: crate::monitor::AlertSettings,
 }
 
 impl fmt::Debug for Config {
@@ -525,6 +600,7 @@ impl Config {
             })
             .transpose()?;
         let slack = slack_config(args, &file, public_url.clone())?;
+        let alerts = alert_settings(args, &file)?;
         let backup_at = args
             .backup_at
             .clone()
@@ -803,6 +879,7 @@ impl Config {
             backup_at,
             backup_dir,
             backup_keep,
+            alerts,
         })
     }
 }
@@ -867,6 +944,74 @@ fn slack_config(
             * 1024
             * 1024,
     }))
+}
+
+/// A local time of day, `HH:MM`.
+fn parse_time(name: &str, raw: &str) -> anyhow::Result<chrono::NaiveTime> {
+    chrono::NaiveTime::parse_from_str(raw.trim(), "%H:%M")
+        .map_err(|_| anyhow::anyhow!("{name} {raw:?} is not a time like 09:00 (HH:MM, local time)"))
+}
+
+fn alert_settings(
+    args: &ConfigArgs,
+    file: &FileConfig,
+) -> anyhow::Result<crate::monitor::AlertSettings> {
+    let webhook = args
+        .slack_webhook_url
+        .clone()
+        .or(file.slack_webhook_url.clone())
+        .filter(|s| !s.trim().is_empty())
+        .map(|raw| {
+            url::Url::parse(raw.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| anyhow::anyhow!("SLACK_WEBHOOK_URL is not an http(s) URL"))
+        })
+        .transpose()?;
+    let rate = args
+        .alert_failure_rate
+        .or(file.alert_failure_rate)
+        .unwrap_or(5.0);
+    if !(0.0..=100.0).contains(&rate) {
+        bail!("SALESAI_ALERT_FAILURE_RATE is a percentage (0–100), got {rate}");
+    }
+    Ok(crate::monitor::AlertSettings {
+        webhook,
+        interval: std::time::Duration::from_secs(
+            args.alert_interval_secs
+                .or(file.alert_interval_secs)
+                .unwrap_or(60)
+                .max(1),
+        ),
+        cooldown: chrono::Duration::minutes(
+            args.alert_cooldown_mins
+                .or(file.alert_cooldown_mins)
+                .unwrap_or(30) as i64,
+        ),
+        thresholds: salesai_core::doctor::Thresholds {
+            failure_rate: rate / 100.0,
+            queue_depth: args
+                .alert_queue_depth
+                .or(file.alert_queue_depth)
+                .unwrap_or(100),
+            max_wait_secs: 60
+                * args
+                    .alert_max_wait_mins
+                    .or(file.alert_max_wait_mins)
+                    .unwrap_or(20),
+            signature_failures: args
+                .alert_signature_failures
+                .or(file.alert_signature_failures)
+                .unwrap_or(20),
+        },
+        summary_at: args
+            .daily_summary_at
+            .clone()
+            .or(file.daily_summary_at.clone())
+            .filter(|s| !s.trim().is_empty())
+            .map(|raw| parse_time("SALESAI_DAILY_SUMMARY_AT", &raw))
+            .transpose()?,
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod monitor;
 mod runtime;
 mod schedule;
 

@@ -56,7 +56,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(status.iter().all(|s| s.applied_at.is_some() && s.known));
 
     // Down to zero and up again: the down migrations really undo the schema.
-    assert_eq!(migrator.down_to(1).await.unwrap(), vec![2]);
+    assert_eq!(migrator.down_to(1).await.unwrap(), vec![3, 2]);
     assert!(
         db.store().slack_messages("x").await.is_err(),
         "0002 is undone"
@@ -64,7 +64,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert_eq!(migrator.down_to(0).await.unwrap(), vec![1]);
     assert_eq!(migrator.current_version().await.unwrap(), 0);
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
-    assert_eq!(migrator.up().await.unwrap(), vec![1, 2]);
+    assert_eq!(migrator.up().await.unwrap(), vec![1, 2, 3]);
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
 

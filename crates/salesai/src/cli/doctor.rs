@@ -24,8 +24,18 @@ pub struct DoctorArgs {
 
 /// Runs `doctor`.
 pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let facts = gather(config, &args.since).await;
+    let findings = diagnose(&facts, &Thresholds::default());
+    report(&findings, &args)
+}
+
+/// The counter Slack signature failures are flushed to (see `monitor`).
+pub const SIGNATURE_COUNTER: &str = "slack_signature_failures";
+
+/// Everything `doctor` looks at, over the failure-rate window `since` (`10m`, `1h`, `24h`).
+pub async fn gather(config: &Config, since: &str) -> Facts {
     let mut facts = Facts {
-        window: args.since.clone(),
+        window: since.to_owned(),
         stt_configured: config.stt.is_some(),
         llm_configured: config.llm.is_some(),
         now: Utc::now(),
@@ -91,6 +101,12 @@ pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> 
                     facts.in_progress.extend(rows);
                 }
             }
+            let minute = Utc::now().timestamp() / 60;
+            facts.signature_failures_10m = store
+                .sum_counter(SIGNATURE_COUNTER, minute - 9)
+                .await
+                .ok()
+                .map(|n| n.max(0) as u64);
             database.close().await;
         }
     }
@@ -103,7 +119,13 @@ pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> 
         Err(err) => facts.storage_error = Some(err.to_string()),
     }
     facts.providers = check_providers(config).await;
-    let findings = diagnose(&facts, &Thresholds::default());
+    facts
+}
+
+fn report(
+    findings: &[salesai_core::doctor::Finding],
+    args: &DoctorArgs,
+) -> anyhow::Result<ExitCode> {
     let failing = findings.iter().any(|f| f.severity <= Severity::P1);
     if args.json {
         print_json(
@@ -112,7 +134,7 @@ pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> 
     } else if findings.is_empty() {
         println!("no findings: database, queue, processing and storage look healthy");
     } else {
-        for f in &findings {
+        for f in findings {
             println!("{:?}  {:<13} {}", f.severity, f.area, f.title);
             println!("    evidence: {}", f.evidence);
             println!("    action:   {}", f.action);

@@ -6,7 +6,7 @@ mod bench;
 mod bench_slack;
 mod conversations;
 mod db;
-mod doctor;
+pub(crate) mod doctor;
 mod migrate;
 mod output;
 mod prune;

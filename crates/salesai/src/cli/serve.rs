@@ -61,6 +61,11 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         ));
         tracing::info!(event = "backup.schedule", at = %at.format("%H:%M"), time_zone = %config.time_zone, dir = %config.backup_dir.display(), "daily backups scheduled");
     }
+    tokio::spawn(crate::monitor::run_schedule(
+        app.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
     let worker = workers.then(|| {
         let options = WorkerOptions {
             queues: config.worker_queues.clone(),
@@ -72,6 +77,7 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
             app.clone(),
             {
                 let mut r = registry(slack.clone());
+                crate::monitor::register(&mut r, config);
                 r.register(
                     crate::schedule::BACKUP,
                     crate::schedule::backup_handler(

@@ -341,7 +341,7 @@ async fn migrations_and_a_newer_schema() {
     );
     let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
     assert!(
-        status.contains("applied") && status.contains("schema at 2"),
+        status.contains("applied") && status.contains("schema at 3"),
         "{status}"
     );
     // Each step rolls back and forward again.
@@ -367,7 +367,7 @@ async fn migrations_and_a_newer_schema() {
         .await
         .unwrap();
     if let salesai_db::Database::Sqlite(s) = &database {
-        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (3, 'future', 'x', 0)")
+        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (4, 'future', 'x', 0)")
             .execute(s.pool())
             .await
             .unwrap();
@@ -377,7 +377,7 @@ async fn migrations_and_a_newer_schema() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("schema is at version 3") && err.contains("only knows up to 2"),
+        err.contains("schema is at version 4") && err.contains("only knows up to 3"),
         "{err}"
     );
     let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
@@ -949,7 +949,7 @@ async fn backup_create_verify_restore_as_an_operator() {
     );
     let listed = stdout(&cli(&["backup", "list"]));
     assert!(
-        listed.contains("backup_") && listed.contains("sqlite schema 2"),
+        listed.contains("backup_") && listed.contains("sqlite schema 3"),
         "{listed}"
     );
 

@@ -238,3 +238,70 @@ async fn serve_logs_what_the_runbook_greps_for() {
         .unwrap();
     assert_eq!(started["slack"], true);
 }
+
+/// Two nodes, one evaluator: a paused queue is announced once, its resume once, and the daily
+/// summary once, to a local fake webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_alerts_post_once_per_incident_across_two_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSlack::start("xoxb-unused").await;
+    let hook = fake.hook_url("ops");
+    let node = || {
+        let mut command = salesai(dir.path());
+        command
+            .arg("worker")
+            .env("SLACK_WEBHOOK_URL", &hook)
+            .env("SALESAI_ALERT_INTERVAL_SECS", "1")
+            .env("SALESAI_DAILY_SUMMARY_AT", "00:00")
+            .env("SALESAI_WORKER_POLL_MS", "50");
+        crate::Running::start(command)
+    };
+    let mut a = node();
+    let mut b = node();
+    let posts = |needle: &str| -> Vec<String> {
+        fake.calls_of("hook:ops")
+            .into_iter()
+            .filter_map(|c| c.body["text"].as_str().map(str::to_owned))
+            .filter(|t| t.contains(needle))
+            .collect()
+    };
+    let wait_for = |needle: &'static str| {
+        let fake = fake.clone();
+        async move {
+            fake.wait_until(needle, std::time::Duration::from_secs(30), |calls| {
+                calls.iter().any(|c| {
+                    c.method == "hook:ops"
+                        && c.body["text"].as_str().is_some_and(|t| t.contains(needle))
+                })
+            })
+            .await
+        }
+    };
+    wait_for("daily health").await;
+    let q = |args: &[&str]| run(salesai(dir.path()).args(args));
+    assert!(q(&["queue", "pause", "notifications"]).status.success());
+    wait_for("queue notifications is paused").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(q(&["queue", "resume", "notifications"]).status.success());
+    wait_for("✅ resolved — queue notifications is paused").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    a.signal("TERM");
+    b.signal("TERM");
+    a.wait(std::time::Duration::from_secs(20));
+    b.wait(std::time::Duration::from_secs(20));
+    let alerts = posts("🚨 [P2] salesai — queue notifications is paused");
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one alert per incident: {:?}",
+        fake.calls_of("hook:ops")
+            .iter()
+            .map(|c| &c.body["text"])
+            .collect::<Vec<_>>()
+    );
+    assert!(alerts[0].contains("salesai queue resume"), "{}", alerts[0]);
+    assert_eq!(posts("✅ resolved").len(), 1, "one message on resolve");
+    let summaries = posts("daily health");
+    assert_eq!(summaries.len(), 1, "one summary a day across nodes");
+    assert!(summaries[0].contains("success rate"), "{}", summaries[0]);
+}

@@ -1,0 +1,2 @@
+DROP TABLE node_counters;
+DROP TABLE alert_incidents;
