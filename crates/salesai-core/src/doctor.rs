@@ -103,6 +103,8 @@ pub struct Facts {
     pub llm_configured: bool,
     /// The configured providers' cheap authenticated calls.
     pub providers: Vec<ProviderCheck>,
+    /// Migrations this binary would apply (the schema is behind; tables may be missing).
+    pub pending_migrations: u64,
     /// Slack requests refused for their signature in the last 10 minutes (all nodes), when
     /// known.
     pub signature_failures_10m: Option<u64>,
@@ -285,6 +287,15 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             .join(", ");
         out.push(finding(Severity::P2, "processing", format!("{} conversations stuck in a stage for over {} min", stuck.len(), t.max_wait_secs / 60),
             sample, "check their jobs with `salesai queue list`; a dead job leaves its conversation behind: `salesai conversations retry CASE`"));
+    }
+    if facts.pending_migrations > 0 {
+        out.push(finding(
+            Severity::P3,
+            "database",
+            format!("{} migrations pending", facts.pending_migrations),
+            "the schema is older than this binary; queue and processing checks are skipped until it is current".into(),
+            "`salesai migrate up` (salesai serve applies them on start); `salesai migrate status` lists them",
+        ));
     }
     if let Some(n) = facts.signature_failures_10m
         && n > t.signature_failures

@@ -330,6 +330,25 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub slack_max_download_mb: Option<u64>,
+    /// Retention schedule: every day delete completed conversations older than this, e.g. 90d [default: off]
+    #[arg(
+        long,
+        env = "SALESAI_PRUNE_COMPLETED_OLDER_THAN",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub prune_completed_older_than: Option<String>,
+    /// The scheduled retention deletes only the audio, keeping transcript and analysis [default: false]
+    #[arg(long, env = "SALESAI_PRUNE_AUDIO_ONLY", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
+    pub prune_audio_only: Option<bool>,
+    /// Local time of the scheduled retention run (HH:MM) [default: 04:00]
+    #[arg(
+        long,
+        env = "SALESAI_PRUNE_AT",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub prune_at: Option<String>,
     /// Slack incoming webhook for ops alerts and the daily summary [default: off]
     #[arg(
         long,
@@ -486,6 +505,9 @@ struct FileConfig {
     alert_max_wait_mins: Option<u64>,
     alert_signature_failures: Option<u64>,
     daily_summary_at: Option<String>,
+    prune_completed_older_than: Option<String>,
+    prune_audio_only: Option<bool>,
+    prune_at: Option<String>,
 }
 
 /// How log lines are written.
@@ -548,6 +570,19 @@ pub struct Config {
     pub backup_keep: usize,
     /// Ops alerts.
     pub alerts: crate::monitor::AlertSettings,
+    /// The retention schedule, when set.
+    pub prune: Option<PruneSchedule>,
+}
+
+/// The scheduled retention run.
+#[derive(Debug, Clone)]
+pub struct PruneSchedule {
+    /// Completed conversations older than this are pruned.
+    pub older_than: chrono::Duration,
+    /// Only their audio.
+    pub audio_only: bool,
+    /// The local time of day.
+    pub at: chrono::NaiveTime,
 }
 
 impl fmt::Debug for Config {
@@ -601,6 +636,35 @@ impl Config {
             .transpose()?;
         let slack = slack_config(args, &file, public_url.clone())?;
         let alerts = alert_settings(args, &file)?;
+        let prune = args
+            .prune_completed_older_than
+            .clone()
+            .or(file.prune_completed_older_than.clone())
+            .filter(|s| !s.trim().is_empty())
+            .map(|raw| -> anyhow::Result<PruneSchedule> {
+                let older_than = crate::cli::queue::parse_age(raw.trim()).map_err(|e| {
+                    anyhow::anyhow!("SALESAI_PRUNE_COMPLETED_OLDER_THAN {raw:?}: {e}")
+                })?;
+                if older_than < chrono::Duration::days(1) {
+                    bail!("SALESAI_PRUNE_COMPLETED_OLDER_THAN must be at least 1d (got {raw:?})");
+                }
+                Ok(PruneSchedule {
+                    older_than,
+                    audio_only: args
+                        .prune_audio_only
+                        .or(file.prune_audio_only)
+                        .unwrap_or(false),
+                    at: parse_time(
+                        "SALESAI_PRUNE_AT",
+                        &args
+                            .prune_at
+                            .clone()
+                            .or(file.prune_at.clone())
+                            .unwrap_or_else(|| "04:00".into()),
+                    )?,
+                })
+            })
+            .transpose()?;
         let backup_at = args
             .backup_at
             .clone()
@@ -880,6 +944,7 @@ impl Config {
             backup_dir,
             backup_keep,
             alerts,
+            prune,
         })
     }
 }

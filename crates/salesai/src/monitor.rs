@@ -340,10 +340,10 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
                 tracing::warn!(event = "alert.schedule_failed", error = %err, "could not queue the alert evaluation");
             }
             if let Some(at) = settings.summary_at
-                && let Some(key) = crate::schedule::backup_due(now, app.time_zone, at)
+                && let Some(key) = crate::schedule::due_key(SUMMARY, now, app.time_zone, at)
             {
-                let job = NewJob::new(MAINTENANCE, SUMMARY, serde_json::json!({}))
-                    .idempotency_key(key.replacen("backup:", "summary:", 1));
+                let job =
+                    NewJob::new(MAINTENANCE, SUMMARY, serde_json::json!({})).idempotency_key(key);
                 if let Err(err) = app.store.enqueue(job).await {
                     tracing::warn!(event = "alert.schedule_failed", error = %err, "could not queue the daily summary");
                 }

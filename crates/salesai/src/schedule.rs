@@ -1,7 +1,8 @@
 //! Scheduled maintenance: every `serve`/`worker` process checks once a minute whether today's
-//! backup is due (at `SALESAI_BACKUP_AT`, local time in `SALESAI_TIME_ZONE`) and enqueues
-//! `maintenance.backup` with the date as its idempotency key, so across any number of nodes the
-//! backup runs once a day, on whichever node's worker claims it.
+//! backup (`SALESAI_BACKUP_AT`) and retention run (`SALESAI_PRUNE_AT`) are due, local time in
+//! `SALESAI_TIME_ZONE`, and enqueues `maintenance.backup` / `maintenance.prune` with the date as
+//! the idempotency key, so across any number of nodes each runs once a day, on whichever node's
+//! worker claims it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,31 +16,43 @@ use salesai_db::Database;
 use salesai_worker::{JobError, JobHandler};
 use tokio_util::sync::CancellationToken;
 
-/// The job kind.
+/// The backup job kind.
 pub const BACKUP: &str = "maintenance.backup";
+/// The retention job kind.
+pub const PRUNE: &str = "maintenance.prune";
 
-/// The idempotency key of the backup due at `now`, or `None` before today's time `at`.
-pub fn backup_due(now: DateTime<Utc>, tz: chrono_tz::Tz, at: NaiveTime) -> Option<String> {
+/// The idempotency key `{kind}:{local date}` of a daily task due at `now`, or `None` before
+/// today's local time `at`.
+pub fn due_key(kind: &str, now: DateTime<Utc>, tz: chrono_tz::Tz, at: NaiveTime) -> Option<String> {
     let local = now.with_timezone(&tz);
-    (local.time() >= at).then(|| format!("backup:{}", local.format("%Y-%m-%d")))
+    (local.time() >= at).then(|| format!("{kind}:{}", local.format("%Y-%m-%d")))
 }
 
-/// Enqueues the day's backup when it is due, every minute until `stop`.
-pub async fn run_backup_schedule(app: App, at: NaiveTime, stop: CancellationToken) {
+/// Enqueues each daily task (`(local time, job kind)`) when it is due, every minute until
+/// `stop`.
+pub async fn run_daily_schedule(
+    app: App,
+    tasks: Vec<(NaiveTime, &'static str)>,
+    stop: CancellationToken,
+) {
     loop {
-        if let Some(key) = backup_due(Utc::now(), app.time_zone, at) {
-            let job = NewJob::new(MAINTENANCE, BACKUP, serde_json::json!({})).idempotency_key(key);
+        for (at, kind) in &tasks {
+            let Some(key) = due_key(kind, Utc::now(), app.time_zone, *at) else {
+                continue;
+            };
+            let job = NewJob::new(MAINTENANCE, kind, serde_json::json!({})).idempotency_key(key);
             match app.store.enqueue(job).await {
                 Ok(e) if e.created => {
                     tracing::info!(
-                        event = "backup.scheduled",
+                        event = "maintenance.scheduled",
+                        kind,
                         job_id = e.id,
-                        "queued today's backup"
+                        "queued today's run"
                     )
                 }
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(event = "backup.schedule_failed", error = %err, "could not queue today's backup; trying again in a minute")
+                    tracing::warn!(event = "maintenance.schedule_failed", kind, error = %err, "could not queue today's run; trying again in a minute")
                 }
             }
         }
@@ -74,7 +87,33 @@ impl JobHandler for BackupJob {
     }
 }
 
-/// The handler, for the registry.
+/// Runs retention as a job.
+pub struct PruneJob {
+    /// Age of the completed conversations to prune.
+    pub older_than: chrono::Duration,
+    /// Delete only their audio.
+    pub audio_only: bool,
+}
+
+#[async_trait]
+impl JobHandler for PruneJob {
+    async fn run(&self, app: &App, _job: &Job) -> Result<(), JobError> {
+        let cases = crate::cli::prune::prune(app, self.older_than, self.audio_only, false, 100)
+            .await
+            .map_err(|e| {
+                JobError::retryable(ErrorCode::StorageError, format!("prune failed: {e:#}"))
+            })?;
+        tracing::info!(
+            event = "prune.completed",
+            count = cases.len(),
+            audio_only = self.audio_only,
+            "retention run"
+        );
+        Ok(())
+    }
+}
+
+/// The backup handler, for the registry.
 pub fn backup_handler(database: Database, dir: PathBuf, keep: usize) -> Arc<dyn JobHandler> {
     Arc::new(BackupJob {
         database,
@@ -89,21 +128,21 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn the_backup_is_due_from_its_local_time_once_a_day() {
+    fn a_daily_task_is_due_from_its_local_time_once_a_day() {
         let at = NaiveTime::from_hms_opt(3, 0, 0).unwrap();
         let tz = chrono_tz::Asia::Taipei;
         // 18:59 UTC is 02:59 in Taipei: not yet.
         let before = Utc.with_ymd_and_hms(2026, 11, 27, 18, 59, 0).unwrap();
-        assert_eq!(backup_due(before, tz, at), None);
+        assert_eq!(due_key("backup", before, tz, at), None);
         // 19:00 UTC is 03:00 the next day in Taipei.
         let due = Utc.with_ymd_and_hms(2026, 11, 27, 19, 0, 0).unwrap();
         assert_eq!(
-            backup_due(due, tz, at).as_deref(),
+            due_key("backup", due, tz, at).as_deref(),
             Some("backup:2026-11-28")
         );
         let later = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
         assert_eq!(
-            backup_due(later, tz, at).as_deref(),
+            due_key("backup", later, tz, at).as_deref(),
             Some("backup:2026-11-28"),
             "the same key all day"
         );

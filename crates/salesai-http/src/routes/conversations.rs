@@ -34,7 +34,7 @@ pub fn routes() -> Router<App> {
             "/",
             post(create).layer(DefaultBodyLimit::disable()).get(list),
         )
-        .route("/{id}", get(show))
+        .route("/{id}", get(show).delete(remove))
         .route("/{id}/retry", post(retry))
         .route("/{id}/reanalyze", post(reanalyze))
 }
@@ -445,6 +445,29 @@ async fn retry(
         .map_err(restart_error)?;
     tracing::info!(event = "conversation.retried", conversation_id = %conversation.id, resume_at = restarted.resumes_at, by = %caller.token.name, "conversation retried");
     Ok((StatusCode::ACCEPTED, Json(json!(restarted))))
+}
+
+/// `DELETE /api/v1/conversations/{id}` (admins): the conversation with everything that hangs
+/// off it, and its stored upload. `salesai smoke` cleans up with it.
+async fn remove(
+    caller: Caller,
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let conversation = find(&app, &id).await?;
+    if let Some(key) = conversation
+        .blob_key
+        .as_deref()
+        .and_then(|k| BlobKey::parse(k).ok())
+    {
+        app.blobs.delete(&key).await.map_err(|e| {
+            ApiError::Unavailable(salesai_core::ErrorCode::StorageError, e.to_string())
+        })?;
+    }
+    app.store.delete_conversation(&conversation.id).await?;
+    tracing::info!(event = "conversation.deleted", conversation_id = %conversation.id, case_number = conversation.case_number.as_str(), by = %caller.token.name, "conversation deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/v1/conversations/{id}/reanalyze`: keeps the transcript, runs the agents again.

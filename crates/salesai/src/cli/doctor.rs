@@ -44,8 +44,12 @@ pub async fn gather(config: &Config, since: &str) -> Facts {
     match crate::runtime::connect(config).await {
         Err(err) => facts.database_error = Some(format!("{err:#}")),
         Ok(database) => {
-            if let Err(err) = database.migrator().check().await {
+            let migrator = database.migrator();
+            if let Err(err) = migrator.check().await {
                 facts.database_error = Some(err.to_string());
+            }
+            if let Ok(current) = migrator.current_version().await {
+                facts.pending_migrations = (migrator.latest_known() - current).max(0) as u64;
             }
             match database.diagnostics().await {
                 Ok(d) => {
@@ -82,6 +86,12 @@ pub async fn gather(config: &Config, since: &str) -> Facts {
                 Err(err) => facts.database_error = Some(err.to_string()),
             }
             let store = database.store();
+            if facts.pending_migrations > 0 {
+                // Tables may not exist yet: nothing more to read until the schema is current.
+                database.close().await;
+                facts.providers = check_providers(config).await;
+                return facts;
+            }
             match store.queue_stats().await {
                 Ok(stats) => facts.queue = Some(stats),
                 Err(err) => facts.database_error = Some(err.to_string()),

@@ -6,10 +6,11 @@ mod bench;
 mod bench_slack;
 mod conversations;
 mod db;
+mod deploy;
 pub(crate) mod doctor;
 mod migrate;
 mod output;
-mod prune;
+pub(crate) mod prune;
 pub(crate) mod queue;
 mod serve;
 mod slack;
@@ -74,6 +75,11 @@ enum Command {
     /// People: set a user's role (managers see the team's reports)
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// The deployment checklist: configuration, database, pending migrations, last backup,
+    /// doctor without P0/P1; applies nothing, exits 1 on a failure
+    Preflight,
+    /// The post-deploy check: health, ready, a tiny transcript end to end through the API (deleted after)
+    Smoke(deploy::SmokeArgs),
     /// Measure performance
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -140,6 +146,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users(cmd) => {
             crate::runtime::init_logging(&config, "warn");
             users::run(&config, cmd).await
+        }
+        Command::Preflight => {
+            crate::runtime::init_logging(&config, "error");
+            deploy::preflight(&config).await
+        }
+        Command::Smoke(args) => {
+            crate::runtime::init_logging(&config, "warn");
+            deploy::smoke(args).await
         }
         Command::Bench(cmd) => {
             crate::runtime::init_logging(&config, "warn");

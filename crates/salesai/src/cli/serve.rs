@@ -53,13 +53,21 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         "salesai started"
     );
 
+    let mut daily = Vec::new();
     if let Some(at) = config.backup_at {
-        tokio::spawn(crate::schedule::run_backup_schedule(
+        daily.push((at, crate::schedule::BACKUP));
+        tracing::info!(event = "backup.schedule", at = %at.format("%H:%M"), time_zone = %config.time_zone, dir = %config.backup_dir.display(), "daily backups scheduled");
+    }
+    if let Some(prune) = &config.prune {
+        daily.push((prune.at, crate::schedule::PRUNE));
+        tracing::info!(event = "prune.schedule", at = %prune.at.format("%H:%M"), older_than_days = prune.older_than.num_days(), audio_only = prune.audio_only, "daily retention scheduled");
+    }
+    if !daily.is_empty() {
+        tokio::spawn(crate::schedule::run_daily_schedule(
             app.clone(),
-            at,
+            daily,
             shutdown.clone(),
         ));
-        tracing::info!(event = "backup.schedule", at = %at.format("%H:%M"), time_zone = %config.time_zone, dir = %config.backup_dir.display(), "daily backups scheduled");
     }
     tokio::spawn(crate::monitor::run_schedule(
         app.clone(),
@@ -78,6 +86,15 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
             {
                 let mut r = registry(slack.clone());
                 crate::monitor::register(&mut r, config);
+                if let Some(prune) = &config.prune {
+                    r.register(
+                        crate::schedule::PRUNE,
+                        std::sync::Arc::new(crate::schedule::PruneJob {
+                            older_than: prune.older_than,
+                            audio_only: prune.audio_only,
+                        }),
+                    );
+                }
                 r.register(
                     crate::schedule::BACKUP,
                     crate::schedule::backup_handler(

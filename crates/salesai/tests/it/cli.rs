@@ -1015,13 +1015,16 @@ async fn backup_create_verify_restore_as_an_operator() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daily_backup_runs_once_across_nodes() {
+async fn daily_backup_and_retention_run_once_across_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let node = || {
         let mut command = salesai(dir.path());
         command
             .arg("worker")
             .env("SALESAI_BACKUP_AT", "00:00")
+            .env("SALESAI_PRUNE_COMPLETED_OLDER_THAN", "90d")
+            .env("SALESAI_PRUNE_AUDIO_ONLY", "true")
+            .env("SALESAI_PRUNE_AT", "00:00")
             .env("SALESAI_WORKER_POLL_MS", "50");
         crate::Running::start(command)
     };
@@ -1067,6 +1070,16 @@ async fn the_daily_backup_runs_once_across_nodes() {
         })
         .sum();
     assert_eq!(created, 1);
+    let pruned: usize = [&a, &b]
+        .iter()
+        .map(|n| {
+            n.events()
+                .iter()
+                .filter(|e| e["event"] == "prune.completed")
+                .count()
+        })
+        .sum();
+    assert_eq!(pruned, 1, "one retention run for the day");
     let out = run(salesai(dir.path()).args(["backup", "list"]));
     assert!(stdout(&out).contains("backup_"), "{}", stdout(&out));
 }
