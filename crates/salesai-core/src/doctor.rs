@@ -105,6 +105,12 @@ pub struct Facts {
     pub providers: Vec<ProviderCheck>,
     /// Migrations this binary would apply (the schema is behind; tables may be missing).
     pub pending_migrations: u64,
+    /// salesai processes seen in the last 5 minutes (their heartbeats), when known.
+    pub nodes: Vec<String>,
+    /// Daily backups are scheduled (`SALESAI_BACKUP_AT`).
+    pub backups_scheduled: bool,
+    /// The newest backup's age in hours, when there is one in the backup folder.
+    pub last_backup_hours: Option<i64>,
     /// Slack requests refused for their signature in the last 10 minutes (all nodes), when
     /// known.
     pub signature_failures_10m: Option<u64>,
@@ -288,6 +294,43 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
         out.push(finding(Severity::P2, "processing", format!("{} conversations stuck in a stage for over {} min", stuck.len(), t.max_wait_secs / 60),
             sample, "check their jobs with `salesai queue list`; a dead job leaves its conversation behind: `salesai conversations retry CASE`"));
     }
+    let sqlite = facts
+        .database
+        .as_ref()
+        .is_some_and(|d| d.backend == "sqlite");
+    if sqlite && facts.nodes.len() > 1 {
+        out.push(finding(
+            Severity::P2,
+            "configuration",
+            format!("{} salesai processes share a SQLite database", facts.nodes.len()),
+            facts.nodes.join(", "),
+            "SQLite has one writer and lives on one machine: use PostgreSQL (DATABASE_URL=postgres://…) for several nodes; `salesai backup create` then `salesai backup restore FILE --database-url postgres://…` moves the data",
+        ));
+    }
+    match (facts.backups_scheduled, facts.last_backup_hours) {
+        (false, None) => out.push(finding(
+            Severity::P2,
+            "configuration",
+            "no backups: none taken and none scheduled".into(),
+            "the backup folder is empty and SALESAI_BACKUP_AT is not set".into(),
+            "set SALESAI_BACKUP_AT=03:00 (daily, once across nodes) and take one now with `salesai backup create`",
+        )),
+        (false, Some(_)) => out.push(finding(
+            Severity::P3,
+            "configuration",
+            "backups are not scheduled".into(),
+            "SALESAI_BACKUP_AT is not set".into(),
+            "set SALESAI_BACKUP_AT=03:00",
+        )),
+        (true, Some(h)) if h > 26 => out.push(finding(
+            Severity::P2,
+            "backups",
+            format!("the last backup is {h} hours old"),
+            "daily backups are scheduled but none succeeded in the last 26 hours".into(),
+            "check the log for backup.created / maintenance.backup failures (runbook scenario 5); `salesai backup create` by hand",
+        )),
+        _ => {}
+    }
     if facts.pending_migrations > 0 {
         out.push(finding(
             Severity::P3,
@@ -367,6 +410,34 @@ mod tests {
     use crate::queue::{QueueStatsRow, WindowStats};
 
     #[test]
+    fn unsafe_production_defaults_are_findings() {
+        let mut f = facts();
+        f.backups_scheduled = false;
+        f.database = Some(DatabaseFacts {
+            backend: "sqlite".into(),
+            ..Default::default()
+        });
+        f.nodes = vec!["a-1".into(), "b-2".into()];
+        let found = diagnose(&f, &Thresholds::default());
+        let titles: Vec<(Severity, &str)> = found
+            .iter()
+            .map(|x| (x.severity, x.title.as_str()))
+            .collect();
+        assert!(titles.contains(&(Severity::P2, "2 salesai processes share a SQLite database")));
+        assert!(titles.contains(&(Severity::P2, "no backups: none taken and none scheduled")));
+        f.backups_scheduled = true;
+        f.last_backup_hours = Some(30);
+        f.nodes.pop();
+        let found = diagnose(&f, &Thresholds::default());
+        assert!(
+            found
+                .iter()
+                .any(|x| x.title == "the last backup is 30 hours old")
+        );
+        assert!(!found.iter().any(|x| x.title.contains("share a SQLite")));
+    }
+
+    #[test]
     fn failing_providers_are_p1_and_warnings_p2() {
         let mut f = facts();
         f.providers = vec![
@@ -406,6 +477,7 @@ mod tests {
             window: "1h".into(),
             stt_configured: true,
             llm_configured: true,
+            backups_scheduled: true,
             now: Utc::now(),
             ..Default::default()
         }

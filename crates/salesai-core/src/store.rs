@@ -497,6 +497,12 @@ pub trait Store: Send + Sync + 'static {
     /// The counter `name` summed over all nodes from `since_minute` on.
     async fn sum_counter(&self, name: &str, since_minute: i64) -> StoreResult<i64>;
 
+    /// The nodes that counted `name` from `since_minute` on.
+    async fn counter_nodes(&self, name: &str, since_minute: i64) -> StoreResult<Vec<String>>;
+
+    /// Deletes counts older than `before_minute`; returns how many rows went.
+    async fn prune_counters(&self, before_minute: i64) -> StoreResult<u64>;
+
     // --- external events ---
 
     /// Records that an external event (a Slack event id, a file id) was handled; false when it

@@ -1622,6 +1622,24 @@ impl Store for PgStore {
             .map_err(map)
     }
 
+    async fn counter_nodes(&self, name: &str, since_minute: i64) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT DISTINCT node FROM node_counters WHERE name = $1 AND minute >= $2 ORDER BY node")
+            .bind(name)
+            .bind(since_minute)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    async fn prune_counters(&self, before_minute: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM node_counters WHERE minute < $1")
+            .bind(before_minute)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?
+            .rows_affected())
+    }
+
     async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
         let changed = sqlx::query(
             "INSERT INTO external_events (source, event_id, received_at) VALUES ($1, $2, now()) \

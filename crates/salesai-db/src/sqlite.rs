@@ -1829,6 +1829,26 @@ impl Store for SqliteStore {
         .map_err(map)
     }
 
+    async fn counter_nodes(&self, name: &str, since_minute: i64) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT node FROM node_counters WHERE name = ? AND minute >= ? ORDER BY node",
+        )
+        .bind(name)
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)
+    }
+
+    async fn prune_counters(&self, before_minute: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM node_counters WHERE minute < ?")
+            .bind(before_minute)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?
+            .rows_affected())
+    }
+
     async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
         let changed = sqlx::query(
             "INSERT INTO external_events (source, event_id, received_at) VALUES (?, ?, ?) \

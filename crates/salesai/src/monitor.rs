@@ -20,7 +20,7 @@ use salesai_core::{App, ErrorCode};
 use salesai_worker::{JobError, JobHandler, Registry};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::doctor::{SIGNATURE_COUNTER, gather};
+use crate::cli::doctor::{HEARTBEAT_COUNTER, SIGNATURE_COUNTER, gather};
 use crate::config::Config;
 
 /// One evaluation of the alert conditions.
@@ -176,6 +176,11 @@ impl JobHandler for Monitor {
             .await
             .map_err(|e| JobError::retryable(ErrorCode::DatabaseError, e.to_string()))?;
         let plan = plan(&findings, &incidents, Utc::now(), settings.cooldown);
+        // Counters older than two days are no longer read by anything.
+        let _ = app
+            .store
+            .prune_counters(Utc::now().timestamp() / 60 - 2 * 24 * 60)
+            .await;
         for text in &plan.posts {
             post(webhook, text).await?;
         }
@@ -313,6 +318,19 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
     let mut flushed = 0u64;
     loop {
         let now = Utc::now();
+        // The heartbeat: `doctor` counts the nodes alive (SQLite shared by several is a finding).
+        if let Err(err) = app
+            .store
+            .add_counter(
+                &config.worker_id,
+                HEARTBEAT_COUNTER,
+                now.timestamp() / 60,
+                1,
+            )
+            .await
+        {
+            tracing::debug!(event = "alert.heartbeat_failed", error = %err, "could not record the heartbeat");
+        }
         let total = app.metrics.slack_signature_failures_total();
         if total > flushed {
             let minute = now.timestamp() / 60;

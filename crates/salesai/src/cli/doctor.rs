@@ -31,6 +31,8 @@ pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> 
 
 /// The counter Slack signature failures are flushed to (see `monitor`).
 pub const SIGNATURE_COUNTER: &str = "slack_signature_failures";
+/// The counter every process bumps each alert interval: the nodes alive.
+pub const HEARTBEAT_COUNTER: &str = "node_heartbeat";
 
 /// Everything `doctor` looks at, over the failure-rate window `since` (`10m`, `1h`, `24h`).
 pub async fn gather(config: &Config, since: &str) -> Facts {
@@ -39,6 +41,10 @@ pub async fn gather(config: &Config, since: &str) -> Facts {
         stt_configured: config.stt.is_some(),
         llm_configured: config.llm.is_some(),
         now: Utc::now(),
+        backups_scheduled: config.backup_at.is_some(),
+        last_backup_hours: salesai_db::backup::list(&config.backup_dir)
+            .first()
+            .map(|m| (Utc::now() - m.created_at).num_hours()),
         ..Default::default()
     };
     match crate::runtime::connect(config).await {
@@ -112,6 +118,10 @@ pub async fn gather(config: &Config, since: &str) -> Facts {
                 }
             }
             let minute = Utc::now().timestamp() / 60;
+            facts.nodes = store
+                .counter_nodes(HEARTBEAT_COUNTER, minute - 5)
+                .await
+                .unwrap_or_default();
             facts.signature_failures_10m = store
                 .sum_counter(SIGNATURE_COUNTER, minute - 9)
                 .await

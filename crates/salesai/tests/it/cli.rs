@@ -557,7 +557,8 @@ async fn doctor_reports_each_condition_with_its_severity() {
         command
             .args(["doctor", "--json"])
             .env("DATABASE_URL", &db.url)
-            .env("SALESAI_DATA_DIR", dir.path());
+            .env("SALESAI_DATA_DIR", dir.path())
+            .env("SALESAI_BACKUP_AT", "03:00");
         for (k, v) in extra {
             command.env(k, v);
         }
@@ -1051,6 +1052,12 @@ async fn daily_backup_and_retention_run_once_across_nodes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two processes on one SQLite database: doctor says so (their heartbeats).
+    let doctor = stdout(&run(salesai(dir.path()).args(["doctor", "--json"])));
+    assert!(
+        doctor.contains("2 salesai processes share a SQLite database"),
+        "{doctor}"
+    );
     a.signal("TERM");
     b.signal("TERM");
     a.wait(Duration::from_secs(20));
