@@ -503,6 +503,16 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes counts older than `before_minute`; returns how many rows went.
     async fn prune_counters(&self, before_minute: i64) -> StoreResult<u64>;
 
+    // --- repairs ---
+
+    /// PostgreSQL: terminates this database's connections idle for longer than `older_than`
+    /// (never this one); returns how many. SQLite: `InvalidInput` (no server connections).
+    async fn terminate_idle(&self, older_than: std::time::Duration) -> StoreResult<i64>;
+
+    /// Refreshes planner statistics and reclaims space (`VACUUM ANALYZE`; SQLite `ANALYZE` and
+    /// `PRAGMA optimize`).
+    async fn analyze(&self) -> StoreResult<()>;
+
     // --- external events ---
 
     /// Records that an external event (a Slack event id, a file id) was handled; false when it

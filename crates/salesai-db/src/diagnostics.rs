@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use salesai_core::store::{StoreError, StoreResult};
+use salesai_core::store::StoreResult;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -193,42 +193,12 @@ impl Database {
     /// PostgreSQL: terminates this database's connections idle for longer than `older_than`
     /// (never this one); returns how many. SQLite has no server connections: an error says so.
     pub async fn terminate_idle(&self, older_than: Duration) -> StoreResult<i64> {
-        match self {
-            Database::Sqlite(_) => Err(StoreError::InvalidInput(
-                "terminate-idle is for PostgreSQL; SQLite has no server connections".into(),
-            )),
-            Database::Postgres(store) => {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND state = 'idle' AND pid <> pg_backend_pid() \
-                     AND state_change < now() - make_interval(secs => $1)",
-                )
-                .bind(older_than.as_secs_f64())
-                .fetch_one(store.pool())
-                .await
-                .map_err(map)?;
-                Ok(n)
-            }
-        }
+        self.store().terminate_idle(older_than).await
     }
 
     /// Refreshes planner statistics and reclaims space: `VACUUM ANALYZE` on PostgreSQL,
     /// `ANALYZE` and `PRAGMA optimize` on SQLite.
     pub async fn analyze(&self) -> StoreResult<()> {
-        match self {
-            Database::Sqlite(store) => {
-                sqlx::raw_sql("ANALYZE; PRAGMA optimize;")
-                    .execute(store.pool())
-                    .await
-                    .map_err(map)?;
-            }
-            Database::Postgres(store) => {
-                sqlx::raw_sql("VACUUM ANALYZE")
-                    .execute(store.pool())
-                    .await
-                    .map_err(map)?;
-            }
-        }
-        Ok(())
+        self.store().analyze().await
     }
 }

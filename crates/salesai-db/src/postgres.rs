@@ -1640,6 +1640,26 @@ impl Store for PgStore {
             .rows_affected())
     }
 
+    async fn terminate_idle(&self, older_than: std::time::Duration) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND state = 'idle' AND pid <> pg_backend_pid() \
+             AND state_change < now() - make_interval(secs => $1)",
+        )
+        .bind(older_than.as_secs_f64())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)
+    }
+
+    async fn analyze(&self) -> StoreResult<()> {
+        sqlx::raw_sql("VACUUM ANALYZE")
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
     async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
         let changed = sqlx::query(
             "INSERT INTO external_events (source, event_id, received_at) VALUES ($1, $2, now()) \

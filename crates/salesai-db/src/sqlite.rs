@@ -1849,6 +1849,20 @@ impl Store for SqliteStore {
             .rows_affected())
     }
 
+    async fn terminate_idle(&self, _older_than: std::time::Duration) -> StoreResult<i64> {
+        Err(StoreError::InvalidInput(
+            "terminate-idle is for PostgreSQL; SQLite has no server connections".into(),
+        ))
+    }
+
+    async fn analyze(&self) -> StoreResult<()> {
+        sqlx::raw_sql("ANALYZE; PRAGMA optimize;")
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
     async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
         let changed = sqlx::query(
             "INSERT INTO external_events (source, event_id, received_at) VALUES (?, ?, ?) \

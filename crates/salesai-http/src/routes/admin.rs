@@ -27,6 +27,8 @@ pub fn routes() -> Router<App> {
         .route("/jobs/purge", post(purge_jobs))
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/retry", post(retry_job))
+        .route("/db/terminate-idle", post(terminate_idle))
+        .route("/db/analyze", post(analyze))
 }
 
 /// Every queue's settings and numbers.
@@ -241,4 +243,42 @@ async fn purge_jobs(
         ids,
         dry_run: params.dry_run,
     }))
+}
+
+#[derive(Deserialize)]
+struct TerminateParams {
+    /// Idle longer than this many seconds (default 300).
+    older_than_secs: Option<u64>,
+}
+
+/// `POST /api/v1/admin/db/terminate-idle?older_than_secs=300`: `salesai db terminate-idle`.
+async fn terminate_idle(
+    caller: Caller,
+    State(app): State<App>,
+    Query(params): Query<TerminateParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let secs = params.older_than_secs.unwrap_or(300).max(1);
+    let terminated = app
+        .store
+        .terminate_idle(std::time::Duration::from_secs(secs))
+        .await?;
+    tracing::warn!(event = "db.terminate_idle", terminated, older_than_secs = secs, by = %caller.token.name, "terminated idle connections");
+    Ok(Json(
+        serde_json::json!({ "terminated": terminated, "older_than_secs": secs }),
+    ))
+}
+
+/// `POST /api/v1/admin/db/analyze`: `salesai db analyze`.
+async fn analyze(
+    caller: Caller,
+    State(app): State<App>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let started = std::time::Instant::now();
+    app.store.analyze().await?;
+    tracing::info!(event = "db.analyze", by = %caller.token.name, "ANALYZE run");
+    Ok(Json(
+        serde_json::json!({ "ok": true, "ms": started.elapsed().as_millis() as u64 }),
+    ))
 }

@@ -486,7 +486,7 @@ mod pipeline {
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
 
-    const CALL: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Rep>How do you take orders today?\n\n00:00:04.000 --> 00:00:09.000\n<v Owner>By hand. It's slow and we lose about $2,000 a month in mistakes.\n\n00:00:09.000 --> 00:00:12.000\n<v Owner>I'm the owner, I decide. Sounds good, let's start the trial next week.\n";
+    pub(crate) const CALL: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Rep>How do you take orders today?\n\n00:00:04.000 --> 00:00:09.000\n<v Owner>By hand. It's slow and we lose about $2,000 a month in mistakes.\n\n00:00:09.000 --> 00:00:12.000\n<v Owner>I'm the owner, I decide. Sounds good, let's start the trial next week.\n";
 
     fn start_worker(app: &App) -> CancellationToken {
         let mut registry = Registry::new();
@@ -910,4 +910,106 @@ mod pipeline {
         assert_eq!(done["analysis"]["agents"]["buyer"]["engine"], "rules");
         worker.cancel();
     }
+}
+
+story!(admin_api_runs_the_database_repairs);
+async fn admin_api_runs_the_database_repairs(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let admin = t.token("ops", Role::Admin).await;
+    let service = t.token("svc", Role::Service).await;
+    let analyze = t
+        .post("/api/v1/admin/db/analyze", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(analyze.status(), StatusCode::OK);
+    assert_eq!(
+        t.post("/api/v1/admin/db/analyze", &service)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let terminate = t
+        .post(
+            "/api/v1/admin/db/terminate-idle?older_than_secs=300",
+            &admin,
+        )
+        .send()
+        .await
+        .unwrap();
+    match db.database.backend() {
+        salesai_core::store::Backend::Postgres => {
+            assert_eq!(terminate.status(), StatusCode::OK);
+            let body: Value = terminate.json().await.unwrap();
+            assert_eq!(body["older_than_secs"], 300);
+            assert!(body["terminated"].as_i64().unwrap() >= 0);
+        }
+        salesai_core::store::Backend::Sqlite => {
+            assert_eq!(terminate.status(), StatusCode::BAD_REQUEST);
+            let body: Value = terminate.json().await.unwrap();
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("PostgreSQL"),
+                "{body}"
+            );
+        }
+    }
+}
+
+story!(admins_delete_conversations);
+async fn admins_delete_conversations(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let admin = t.token("ops", Role::Admin).await;
+    let service = t.token("svc", Role::Service).await;
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "transcript",
+            reqwest::multipart::Part::bytes(pipeline::CALL.as_bytes().to_vec())
+                .file_name("call.vtt"),
+        )
+        .text("customer_number", "DEL-1");
+    let created: Value = t
+        .post("/api/v1/conversations", &service)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/api/v1/conversations/{id}");
+    let refused = t
+        .client
+        .delete(format!("{}{path}", t.base))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let deleted = t
+        .client
+        .delete(format!("{}{path}", t.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert!(t.app.store.get_conversation(id).await.unwrap().is_none());
+    let key =
+        salesai_core::blob::BlobKey::parse(created["blob_key"].as_str().unwrap_or("uploads/x"))
+            .unwrap();
+    let _ = key;
+    let again = t
+        .client
+        .delete(format!("{}{path}", t.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
 }
