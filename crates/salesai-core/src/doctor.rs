@@ -48,6 +48,8 @@ pub struct Thresholds {
     /// Slack signature failures in 10 minutes above this are P2 (20): a wrong signing secret,
     /// a skewed clock, or someone probing the endpoints.
     pub signature_failures: u64,
+    /// Statements averaging longer than this are slow (P2) (500 ms).
+    pub slow_query_ms: f64,
 }
 
 impl Default for Thresholds {
@@ -57,6 +59,7 @@ impl Default for Thresholds {
             queue_depth: 100,
             max_wait_secs: 20 * 60,
             signature_failures: 20,
+            slow_query_ms: 500.0,
         }
     }
 }
@@ -72,7 +75,8 @@ pub struct DatabaseFacts {
     pub max_connections: Option<i64>,
     /// Lock waits, one line each: who waits on whom, and their queries.
     pub lock_waits: Vec<String>,
-    /// Statements slower than 500 ms on average; `None` when `pg_stat_statements` is missing.
+    /// Statements slower than the threshold on average; `None` when `pg_stat_statements` is
+    /// missing.
     pub slow_statements: Option<Vec<String>>,
     /// Tables that need VACUUM, with their dead rows.
     pub needs_vacuum: Vec<(String, i64)>,
@@ -175,7 +179,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             None if db.backend == "postgres" => out.push(finding(Severity::P3, "database", "slow statements cannot be listed".into(),
                 "pg_stat_statements is not installed or not preloaded".into(),
                 "add pg_stat_statements to shared_preload_libraries, restart PostgreSQL, then CREATE EXTENSION pg_stat_statements")),
-            Some(slow) if !slow.is_empty() => out.push(finding(Severity::P2, "database", format!("{} statements average over 500 ms", slow.len()),
+            Some(slow) if !slow.is_empty() => out.push(finding(Severity::P2, "database", format!("{} statements average over {:.0} ms", slow.len(), t.slow_query_ms),
                 slow.iter().take(3).cloned().collect::<Vec<_>>().join(" | "),
                 "EXPLAIN ANALYZE the slowest; `salesai db analyze` refreshes planner statistics (runbook scenario 3)")),
             _ => {}

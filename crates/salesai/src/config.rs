@@ -406,6 +406,14 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub alert_signature_failures: Option<u64>,
+    /// Statements averaging longer than this are slow (P2), milliseconds [default: 500]
+    #[arg(
+        long,
+        env = "SALESAI_ALERT_SLOW_QUERY_MS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub alert_slow_query_ms: Option<f64>,
     /// Post a daily health summary to SLACK_WEBHOOK_URL at this local time (HH:MM) [default: off]
     #[arg(
         long,
@@ -504,6 +512,7 @@ struct FileConfig {
     alert_queue_depth: Option<u64>,
     alert_max_wait_mins: Option<u64>,
     alert_signature_failures: Option<u64>,
+    alert_slow_query_ms: Option<f64>,
     daily_summary_at: Option<String>,
     prune_completed_older_than: Option<String>,
     prune_audio_only: Option<bool>,
@@ -1068,6 +1077,11 @@ fn alert_settings(
                 .alert_signature_failures
                 .or(file.alert_signature_failures)
                 .unwrap_or(20),
+            slow_query_ms: args
+                .alert_slow_query_ms
+                .or(file.alert_slow_query_ms)
+                .unwrap_or(500.0)
+                .max(1.0),
         },
         summary_at: args
             .daily_summary_at

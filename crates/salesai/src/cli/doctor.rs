@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use chrono::Utc;
-use salesai_core::doctor::{Facts, Severity, Thresholds, diagnose};
+use salesai_core::doctor::{Facts, Severity, diagnose};
 use salesai_core::domain::ConversationStatus;
 use salesai_core::store::ConversationFilter;
 
@@ -25,7 +25,7 @@ pub struct DoctorArgs {
 /// Runs `doctor`.
 pub async fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let facts = gather(config, &args.since).await;
-    let findings = diagnose(&facts, &Thresholds::default());
+    let findings = diagnose(&facts, &config.alerts.thresholds);
     report(&findings, &args)
 }
 
@@ -78,7 +78,7 @@ pub async fn gather(config: &Config, since: &str) -> Facts {
                             .collect(),
                         slow_statements: d.slow_statements.map(|s| {
                             s.iter()
-                                .filter(|s| s.mean_ms > 500.0)
+                                .filter(|s| s.mean_ms > config.alerts.thresholds.slow_query_ms)
                                 .map(|s| {
                                     format!("{:.0} ms × {}: {}", s.mean_ms, s.calls, clip(&s.query))
                                 })
