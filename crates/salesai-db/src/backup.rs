@@ -702,6 +702,63 @@ pub struct Manifest {
     pub bytes: u64,
     /// Rows and content digest per table.
     pub tables: Vec<TableDigest>,
+    /// The recordings copied beside the data (`backup create --with-blobs`), in
+    /// `<name>.blobs/<key>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// One blob copied into a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobEntry {
+    /// Its storage key.
+    pub key: String,
+    /// Its size.
+    pub bytes: u64,
+    /// SHA-256 of its content.
+    pub sha256: String,
+}
+
+/// The folder a backup's blobs are copied into.
+pub fn blobs_dir(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!("{name}.blobs"))
+}
+
+/// Rewrites a backup's manifest (after its blobs were added).
+pub fn save_manifest(dir: &std::path::Path, manifest: &Manifest) -> StoreResult<()> {
+    std::fs::write(
+        dir.join(format!("{}.manifest.json", manifest.name)),
+        serde_json::to_vec_pretty(manifest).expect("manifest serialises"),
+    )
+    .map_err(io)
+}
+
+/// Checks every blob a manifest lists against its size and SHA-256.
+fn verify_blobs(manifest_file: &std::path::Path, manifest: &Manifest) -> Result<(), VerifyError> {
+    let dir = blobs_dir(
+        manifest_file
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new(".")),
+        &manifest.name,
+    );
+    for blob in &manifest.blobs {
+        let path = dir.join(&blob.key);
+        let (sha, bytes) = sha256_file(&path).map_err(|e| {
+            VerifyError::Manifest(format!(
+                "blob {} is missing from {}: {e}",
+                blob.key,
+                dir.display()
+            ))
+        })?;
+        if sha != blob.sha256 || bytes != blob.bytes {
+            return Err(VerifyError::Checksum {
+                file: path.display().to_string(),
+                expected: blob.sha256.clone(),
+                actual: sha,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The manifest path for a data file or manifest path given by a user.
@@ -763,6 +820,7 @@ pub async fn create(db: &Database, dir: &std::path::Path, keep: usize) -> StoreR
         data_sha256,
         bytes,
         tables,
+        blobs: Vec::new(),
     };
     let manifest_file = dir.join(format!("{name}.manifest.json"));
     std::fs::write(
@@ -791,6 +849,7 @@ pub fn list(dir: &std::path::Path) -> Vec<Manifest> {
 fn rotate(dir: &std::path::Path, keep: usize) -> StoreResult<()> {
     for old in list(dir).into_iter().skip(keep) {
         let _ = std::fs::remove_file(dir.join(&old.data_file));
+        let _ = std::fs::remove_dir_all(blobs_dir(dir, &old.name));
         std::fs::remove_file(dir.join(format!("{}.manifest.json", old.name))).map_err(io)?;
     }
     Ok(())
@@ -870,6 +929,7 @@ fn open_data(data: &std::path::Path) -> Result<Box<dyn BufRead + Send>, VerifyEr
 pub async fn verify(path: &std::path::Path, scratch: &Database) -> Result<Manifest, VerifyError> {
     let (manifest, data) = read_manifest(path)?;
     check_sum(&manifest, &data)?;
+    verify_blobs(&manifest_path(path), &manifest)?;
     let mut input = open_data(&data)?;
     import(scratch, &mut input, false).await?;
     let restored = digests(scratch).await.map_err(RestoreError::from)?;

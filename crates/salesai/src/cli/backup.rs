@@ -21,6 +21,9 @@ pub enum BackupCommand {
         /// Backups to keep in the folder
         #[arg(long, default_value_t = 7)]
         keep: usize,
+        /// Copy the recordings too, into <name>.blobs/ beside the backup
+        #[arg(long)]
+        with_blobs: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -47,6 +50,9 @@ pub enum BackupCommand {
         /// Replace the contents of a database that is not empty
         #[arg(long)]
         force: bool,
+        /// Put the backup's recordings back into the configured blob storage
+        #[arg(long)]
+        with_blobs: bool,
     },
 }
 
@@ -57,11 +63,20 @@ fn default_dir(config: &Config) -> PathBuf {
 /// Runs a backup command.
 pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BackupCommand::Create { out, keep, json } => {
+        BackupCommand::Create {
+            out,
+            keep,
+            with_blobs,
+            json,
+        } => {
             let dir = out.unwrap_or_else(|| default_dir(config));
-            let (_, database) = crate::runtime::open_app(config).await?;
+            let (app, database) = crate::runtime::open_app(config).await?;
             let started = std::time::Instant::now();
-            let manifest = backup::create(&database, &dir, keep).await;
+            let mut manifest = backup::create(&database, &dir, keep).await;
+            if with_blobs && let Ok(m) = &mut manifest {
+                m.blobs = copy_blobs_out(&app, &backup::blobs_dir(&dir, &m.name)).await?;
+                backup::save_manifest(&dir, m)?;
+            }
             database.close().await;
             let manifest = manifest.map_err(|e| {
                 anyhow::anyhow!(
@@ -82,6 +97,15 @@ pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<Exit
                     started.elapsed().as_secs_f64()
                 );
                 println!("sha256 {}", manifest.data_sha256);
+                if with_blobs {
+                    let bytes: u64 = manifest.blobs.iter().map(|b| b.bytes).sum();
+                    println!(
+                        "blobs  {} recordings, {:.1} MB in {}",
+                        manifest.blobs.len(),
+                        bytes as f64 / 1_048_576.0,
+                        backup::blobs_dir(&dir, &manifest.name).display()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -140,11 +164,24 @@ pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<Exit
             file,
             database_url,
             force,
+            with_blobs,
         } => {
             let database =
                 salesai_db::Database::connect(&database_url, &Default::default()).await?;
             let result = backup::restore(&file, &database, force).await;
             database.close().await;
+            if with_blobs && let Ok((m, _)) = &result {
+                let dir = backup::manifest_path(&file)
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default();
+                let blobs = salesai_providers::blob::ObjectBlobStore::open(&config.blob)?;
+                let n = copy_blobs_in(&blobs, &backup::blobs_dir(&dir, &m.name), &m.blobs).await?;
+                println!(
+                    "put back {n} recordings into {}",
+                    salesai_core::blob::BlobStore::describe(&blobs)
+                );
+            }
             match result {
                 Ok((m, counts)) => {
                     let rows: u64 = counts.iter().map(|(_, n)| n).sum();
@@ -166,4 +203,87 @@ pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<Exit
             }
         }
     }
+}
+
+/// Copies every recording the database references into `dir/<key>`, hashing as it goes.
+async fn copy_blobs_out(
+    app: &salesai_core::App,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<backup::BlobEntry>> {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    use tokio::io::AsyncWriteExt;
+    let mut keys = std::collections::BTreeSet::new();
+    let mut offset = 0;
+    loop {
+        let page = app
+            .store
+            .list_conversations(&salesai_core::store::ConversationFilter {
+                limit: 1000,
+                offset,
+                ..Default::default()
+            })
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len() as u32;
+        keys.extend(page.into_iter().filter_map(|c| c.blob_key));
+    }
+    let mut entries = Vec::new();
+    for key in keys {
+        let Ok(blob_key) = salesai_core::blob::BlobKey::parse(&key) else {
+            continue;
+        };
+        let mut stream = match app.blobs.get_stream(&blob_key).await {
+            Ok(s) => s,
+            Err(salesai_core::blob::BlobError::NotFound(_)) => {
+                eprintln!("note: {key} is referenced but missing from storage; skipped");
+                continue;
+            }
+            Err(e) => anyhow::bail!("cannot read {key}: {e}"),
+        };
+        let path = dir.join(&key);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut hasher = sha2::Sha256::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| anyhow::anyhow!("reading {key}: {e}"))?;
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.sync_all().await?;
+        entries.push(backup::BlobEntry {
+            key,
+            bytes,
+            sha256: hex::encode(hasher.finalize()),
+        });
+    }
+    Ok(entries)
+}
+
+/// Puts a backup's recordings back into blob storage.
+async fn copy_blobs_in(
+    blobs: &dyn salesai_core::blob::BlobStore,
+    dir: &std::path::Path,
+    entries: &[backup::BlobEntry],
+) -> anyhow::Result<usize> {
+    for entry in entries {
+        let key =
+            salesai_core::blob::BlobKey::parse(&entry.key).map_err(|e| anyhow::anyhow!(e.0))?;
+        let file = tokio::fs::File::open(dir.join(&entry.key)).await?;
+        let stream: salesai_core::blob::ByteStream = Box::pin(futures_util::StreamExt::map(
+            tokio_util::io::ReaderStream::new(file),
+            |r| r.map_err(|e| salesai_core::blob::BlobError::Source(e.to_string())),
+        ));
+        blobs
+            .put_stream(&key, stream)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot store {}: {e}", entry.key))?;
+    }
+    Ok(entries.len())
 }

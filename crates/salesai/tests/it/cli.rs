@@ -1000,6 +1000,59 @@ async fn backup_create_verify_restore_as_an_operator() {
         assert!(stdout(&tokens).contains("ops"), "{}", stdout(&tokens));
     }
 
+    // With the recordings: an uploaded call's blob is copied, verified and put back.
+    std::fs::create_dir_all(dir.path().join("data/blobs/uploads/2026/11")).unwrap();
+    std::fs::write(
+        dir.path().join("data/blobs/uploads/2026/11/call-1"),
+        b"ID3 a recording",
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("data/salesai.db").display());
+    let database = salesai_db::Database::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    let mut new = cli_new_conversation("C-BLOB");
+    new.blob_key = Some("uploads/2026/11/call-1".into());
+    database.store().create_conversation(new).await.unwrap();
+    database.close().await;
+    let out = cli(&["backup", "create", "--with-blobs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("blobs  1 recordings"),
+        "{}",
+        stdout(&out)
+    );
+    let with_blobs = stdout(&out).split_whitespace().next().unwrap().to_owned();
+    assert!(cli(&["backup", "verify", &with_blobs]).status.success());
+    let fresh = tempfile::tempdir().unwrap();
+    let target = format!("sqlite://{}", fresh.path().join("r.db").display());
+    let out = run(salesai(fresh.path()).args([
+        "backup",
+        "restore",
+        dir.path().join(&with_blobs).to_str().unwrap(),
+        "--database-url",
+        &target,
+        "--with-blobs",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("put back 1 recordings"),
+        "{}",
+        stdout(&out)
+    );
+    let blob_files = walk(&fresh.path().join("data/blobs"));
+    assert_eq!(blob_files, 1, "the recording is back in storage");
+    // A tampered recording fails verify.
+    let blobs_dir = dir.path().join(with_blobs.replace(".jsonl.gz", ".blobs"));
+    let tampered = first_file(&blobs_dir);
+    std::fs::write(&tampered, b"not the recording").unwrap();
+    let out = cli(&["backup", "verify", &with_blobs]);
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+
     // A corrupted file fails verify with a clear message.
     let path = dir.path().join(&file);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -1089,4 +1142,54 @@ async fn daily_backup_and_retention_run_once_across_nodes() {
     assert_eq!(pruned, 1, "one retention run for the day");
     let out = run(salesai(dir.path()).args(["backup", "list"]));
     assert!(stdout(&out).contains("backup_"), "{}", stdout(&out));
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn first_file(dir: &std::path::Path) -> std::path::PathBuf {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            return first_file(&e.path());
+        }
+        return e.path();
+    }
+    panic!("no file under {}", dir.display())
+}
+
+fn cli_new_conversation(customer: &str) -> salesai_core::domain::NewConversation {
+    use salesai_core::domain::*;
+    NewConversation {
+        customer_number: CustomerNumber::parse(customer).unwrap(),
+        customer_name: "Cafe".into(),
+        product_line: "default".into(),
+        case_prefix: CasePrefix::parse("SA").unwrap(),
+        case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
+        conversation_type: ConversationType::DiscoveryCall,
+        title: String::new(),
+        conversation_date: None,
+        rep_user_id: None,
+        blob_key: None,
+        metadata: serde_json::json!({}),
+        first_job: salesai_core::queue::NewJob::new(
+            "maintenance",
+            "maintenance.noop",
+            serde_json::json!({}),
+        ),
+        idempotency_key: None,
+        slack: None,
+    }
 }
