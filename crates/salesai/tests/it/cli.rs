@@ -1161,13 +1161,16 @@ fn walk(dir: &std::path::Path) -> usize {
 }
 
 fn first_file(dir: &std::path::Path) -> std::path::PathBuf {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().is_dir() {
-            return first_file(&e.path());
-        }
-        return e.path();
+    let entry = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap_or_else(|| panic!("no file under {}", dir.display()));
+    if entry.path().is_dir() {
+        first_file(&entry.path())
+    } else {
+        entry.path()
     }
-    panic!("no file under {}", dir.display())
 }
 
 fn cli_new_conversation(customer: &str) -> salesai_core::domain::NewConversation {
