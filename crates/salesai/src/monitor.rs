@@ -316,10 +316,13 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
     let settings = config.alerts.clone();
     let interval = settings.interval.max(Duration::from_secs(1));
     let mut flushed = 0u64;
+    let mut outage = Outage::default();
     loop {
         let now = Utc::now();
         // The heartbeat: `doctor` counts the nodes alive (SQLite shared by several is a finding).
-        if let Err(err) = app
+        // It is also this node's database probe: with the database down there is no queue to
+        // elect an evaluator, so each node announces the outage itself.
+        let heartbeat = app
             .store
             .add_counter(
                 &config.worker_id,
@@ -327,9 +330,24 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
                 now.timestamp() / 60,
                 1,
             )
-            .await
+            .await;
+        if let Err(err) = &heartbeat {
+            tracing::warn!(event = "alert.heartbeat_failed", error = %err, "could not record the heartbeat");
+        }
+        let error = heartbeat.as_ref().err().map(ToString::to_string);
+        if let (Some(text), Some(webhook)) = (
+            outage.observe(error.as_deref(), &config.worker_id),
+            &settings.webhook,
+        ) && let Err(err) = post(webhook, &text).await
         {
-            tracing::debug!(event = "alert.heartbeat_failed", error = %err, "could not record the heartbeat");
+            tracing::error!(event = "alert.post_failed", error = ?err, "could not post the database outage alert");
+        }
+        if heartbeat.is_err() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            continue;
         }
         let total = app.metrics.slack_signature_failures_total();
         if total > flushed {
@@ -374,9 +392,64 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
     }
 }
 
+/// Consecutive failed database probes before a node announces an outage on its own.
+const OUTAGE_AFTER: u32 = 3;
+
+/// One node's view of the database: the P0 the elected evaluator cannot report, because with
+/// the database down nothing can be elected.
+#[derive(Debug, Default)]
+pub struct Outage {
+    failures: u32,
+    announced: bool,
+}
+
+impl Outage {
+    /// Records one probe (`error` when it failed); returns a message to post when the outage
+    /// opens (after `OUTAGE_AFTER` failures in a row) or, once announced, when it ends.
+    pub fn observe(&mut self, error: Option<&str>, node: &str) -> Option<String> {
+        match error {
+            Some(err) => {
+                self.failures += 1;
+                if self.failures >= OUTAGE_AFTER && !self.announced {
+                    self.announced = true;
+                    return Some(format!(
+                        "🚨 [P0] salesai — node {node} cannot reach the database\n{err}\n→ check DATABASE_URL and the database server (runbook scenario 3); jobs wait until it is back"
+                    ));
+                }
+                None
+            }
+            None => {
+                let was = self.announced;
+                self.failures = 0;
+                self.announced = false;
+                was.then(|| format!("✅ resolved — node {node} reaches the database again"))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_outage_is_announced_after_three_failures_and_once_when_over() {
+        let mut o = Outage::default();
+        assert_eq!(o.observe(None, "n1"), None);
+        assert_eq!(o.observe(Some("refused"), "n1"), None);
+        assert_eq!(o.observe(Some("refused"), "n1"), None);
+        let alert = o.observe(Some("refused"), "n1").unwrap();
+        assert!(alert.starts_with("🚨 [P0] salesai — node n1 cannot reach the database"));
+        assert_eq!(o.observe(Some("refused"), "n1"), None, "once per outage");
+        assert_eq!(
+            o.observe(None, "n1").as_deref(),
+            Some("✅ resolved — node n1 reaches the database again")
+        );
+        assert_eq!(o.observe(None, "n1"), None);
+        // A blip shorter than three probes is not an outage.
+        assert_eq!(o.observe(Some("x"), "n1"), None);
+        assert_eq!(o.observe(None, "n1"), None);
+    }
 
     fn finding(severity: Severity, title: &str) -> Finding {
         Finding {

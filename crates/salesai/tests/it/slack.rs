@@ -305,3 +305,87 @@ async fn ops_alerts_post_once_per_incident_across_two_nodes() {
     assert_eq!(summaries.len(), 1, "one summary a day across nodes");
     assert!(summaries[0].contains("success rate"), "{}", summaries[0]);
 }
+
+/// With the database down nothing can be elected: each node announces the outage itself, once,
+/// and once more when the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_announced_by_the_node_itself() {
+    use sqlx::Connection;
+    let Some(db) = salesai_db::testing::TestDb::postgres().await else {
+        return;
+    };
+    let admin_url = std::env::var(salesai_db::testing::POSTGRES_ENV).unwrap();
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSlack::start("xoxb-unused").await;
+    let mut command = salesai(dir.path());
+    command
+        .arg("worker")
+        .env("DATABASE_URL", &db.url)
+        .env("SALESAI_WORKER_ID", "node-a")
+        .env("SLACK_WEBHOOK_URL", fake.hook_url("ops"))
+        .env("SALESAI_ALERT_INTERVAL_SECS", "1");
+    let mut node = crate::Running::start(command);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let exec = |sql: String| sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
+    exec(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    exec(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let posted = |needle: &'static str| {
+        let fake = fake.clone();
+        move |calls: &[salesai_slack::fake::Call]| {
+            calls.iter().any(|c| {
+                c.method == "hook:ops"
+                    && c.body["text"].as_str().is_some_and(|t| t.contains(needle))
+            })
+        }
+    };
+    fake.wait_until(
+        "the outage alert",
+        std::time::Duration::from_secs(90),
+        posted("node node-a cannot reach the database"),
+    )
+    .await;
+    exec(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    fake.wait_until(
+        "the recovery",
+        std::time::Duration::from_secs(60),
+        posted("node node-a reaches the database again"),
+    )
+    .await;
+    node.signal("TERM");
+    node.wait(std::time::Duration::from_secs(30));
+    let texts: Vec<String> = fake
+        .calls_of("hook:ops")
+        .iter()
+        .filter_map(|c| c.body["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("cannot reach the database"))
+            .count(),
+        1,
+        "{texts:?}"
+    );
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("reaches the database again"))
+            .count(),
+        1,
+        "{texts:?}"
+    );
+    drop(fake);
+}
