@@ -340,7 +340,6 @@ async fn a_database_outage_is_announced_by_the_node_itself() {
     .await
     .unwrap();
     let posted = |needle: &'static str| {
-        let fake = fake.clone();
         move |calls: &[salesai_slack::fake::Call]| {
             calls.iter().any(|c| {
                 c.method == "hook:ops"
@@ -387,5 +386,4 @@ async fn a_database_outage_is_announced_by_the_node_itself() {
         1,
         "{texts:?}"
     );
-    drop(fake);
 }
