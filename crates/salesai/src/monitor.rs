@@ -176,10 +176,24 @@ impl JobHandler for Monitor {
             .await
             .map_err(|e| JobError::retryable(ErrorCode::DatabaseError, e.to_string()))?;
         let plan = plan(&findings, &incidents, Utc::now(), settings.cooldown);
-        // Counters older than two days are no longer read by anything.
+        // Counters older than two days, and the evaluations' own finished jobs older than a day
+        // (one per interval), are no longer read by anything.
         let _ = app
             .store
             .prune_counters(Utc::now().timestamp() / 60 - 2 * 24 * 60)
+            .await;
+        let _ = app
+            .store
+            .purge_jobs(
+                &salesai_core::queue::JobFilter {
+                    queue: Some(MAINTENANCE.into()),
+                    kind: Some(MONITOR.into()),
+                    status: Some(salesai_core::queue::JobStatus::Completed),
+                    older_than: Some(Utc::now() - chrono::Duration::days(1)),
+                    ..Default::default()
+                },
+                false,
+            )
             .await;
         for text in &plan.posts {
             post(webhook, text).await?;
