@@ -519,6 +519,12 @@ pub fn failed(lang: Lang, conversation: &Conversation) -> Value {
         .as_ref()
         .map(|e| (e.stage.as_str(), e.code.as_str(), e.message.as_str()))
         .unwrap_or(("pending", "INTERNAL", ""));
+    // A conversation fails while `pending` only in its download from Slack.
+    let stage = if stage == "pending" {
+        "downloading"
+    } else {
+        stage
+    };
     let text = format!(
         "❌ *{}* · {} *{}*\n{}: {} · `{}`\n{}",
         t(lang, "failed_title"),

@@ -2,7 +2,8 @@
 //!
 //! Lookups are single database reads and are answered in the acknowledgement; `/report`
 //! aggregates (and may call `users.info`), so it is acknowledged at once and answered through
-//! `response_url` by a job. `help`, an empty line or unknown input answer with usage.
+//! `response_url` by a job. `help`, an empty line or unknown input answer with usage. Answers
+//! are in the language of the channel's product line (zh-TW for `ichef`/`beauty`).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,7 @@ use crate::Slack;
 use crate::blocks::ephemeral;
 use crate::jobs::REPORT;
 use crate::routes::{form, ok_json};
+use crate::text::Lang;
 
 /// Usage of each command.
 pub const ANALYZE_USAGE: &str = "*/analyze* — a conversation's status and scores\n• `/analyze <case number or id>` — status and scores\n• `/analyze <case number> rerun` — run the analysis again";
@@ -26,17 +28,57 @@ pub const OPPORTUNITY_USAGE: &str = "*/opportunity* — customers\n• `/opportu
 /// Usage of `/report`.
 pub const REPORT_USAGE: &str = "*/report* — summaries of the last 7 days\n• `/report` — yours: uploads, average score, weakest dimension\n• `/report team` — the team's, for managers";
 
+const ANALYZE_USAGE_ZH: &str = "*/analyze* — 查詢對話狀態與分數\n• `/analyze <案件編號或 id>` — 狀態與分數\n• `/analyze <案件編號> rerun` — 重新分析";
+const OPPORTUNITY_USAGE_ZH: &str = "*/opportunity* — 客戶\n• `/opportunity <客戶編號或名稱>` — 查詢客戶、最新分數與對話\n• `/opportunity list` — 最新客戶\n• `/opportunity create <客戶編號> <名稱>` — 新增客戶";
+const REPORT_USAGE_ZH: &str = "*/report* — 最近 7 天摘要\n• `/report` — 我的：上傳數、平均分數、最弱面向\n• `/report team` — 團隊（主管）";
+
+/// `en` or `zh` by language.
+pub(crate) fn w(lang: Lang, en: &'static str, zh: &'static str) -> &'static str {
+    match lang {
+        Lang::En => en,
+        Lang::ZhTw => zh,
+    }
+}
+
+fn usage(lang: Lang, command: &str) -> &'static str {
+    match command {
+        "/analyze" => w(lang, ANALYZE_USAGE, ANALYZE_USAGE_ZH),
+        "/opportunity" => w(lang, OPPORTUNITY_USAGE, OPPORTUNITY_USAGE_ZH),
+        _ => w(lang, REPORT_USAGE, REPORT_USAGE_ZH),
+    }
+}
+
+/// The language of the channel a command came from (DMs and unmapped channels: the DM line's).
+fn lang_of(slack: &Slack, f: &BTreeMap<String, String>) -> Lang {
+    let channel = f.get("channel_id").map(String::as_str).unwrap_or_default();
+    let line = slack
+        .config
+        .product_line_for(channel, None)
+        .unwrap_or(&slack.config.dm_product_line);
+    Lang::of(&slack.app.product_line(line).language)
+}
+
 pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
     let f = form(body);
     let command = f.get("command").map(String::as_str).unwrap_or_default();
     let text = f.get("text").map(|s| s.trim()).unwrap_or_default();
     slack.app.metrics.slack_request(command, "handled");
+    let lang = lang_of(slack, &f);
     let answer = match command {
-        "/analyze" => analyze(slack, text).await,
-        "/opportunity" => opportunity(slack, text, &f).await,
-        "/report" => report(slack, text, &f).await,
+        "/analyze" => analyze(slack, lang, text).await,
+        "/opportunity" => opportunity(slack, lang, text, &f).await,
+        "/report" => report(slack, lang, text, &f).await,
         _ => Ok(format!(
-            "salesai does not know {command}.\n\n{ANALYZE_USAGE}\n\n{OPPORTUNITY_USAGE}\n\n{REPORT_USAGE}"
+            "{}\n\n{}\n\n{}\n\n{}",
+            w(
+                lang,
+                "salesai does not know {command}.",
+                "salesai 不認得 {command}。"
+            )
+            .replace("{command}", command),
+            usage(lang, "/analyze"),
+            usage(lang, "/opportunity"),
+            usage(lang, "/report")
         )),
     };
     match answer {
@@ -46,9 +88,11 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
             // Slack shows a 200's text to the user; a 5xx shows a generic failure.
             (
                 StatusCode::OK,
-                axum::Json(ephemeral(
+                axum::Json(ephemeral(w(
+                    lang,
                     "salesai could not answer just now (its database is unavailable). Try again in a minute.",
-                )),
+                    "salesai 目前無法回應（資料庫無法使用），請一分鐘後再試。",
+                ))),
             )
                 .into_response()
         }
@@ -59,81 +103,99 @@ fn is_help(text: &str) -> bool {
     text.is_empty() || text.eq_ignore_ascii_case("help")
 }
 
-async fn analyze(slack: &Slack, text: &str) -> Result<String, StoreError> {
+async fn analyze(slack: &Slack, lang: Lang, text: &str) -> Result<String, StoreError> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let (target, rerun) = match words.as_slice() {
         [t] if !is_help(t) => (*t, false),
         [t, r] if r.eq_ignore_ascii_case("rerun") => (*t, true),
-        _ => return Ok(ANALYZE_USAGE.to_owned()),
+        _ => return Ok(usage(lang, "/analyze").to_owned()),
     };
     let store = slack.app.store.as_ref();
     let Some(c) = pipeline::find(store, target).await? else {
-        return Ok(format!("No conversation {target}.\n\n{ANALYZE_USAGE}"));
+        return Ok(format!(
+            "{}\n\n{}",
+            w(lang, "No conversation {target}.", "找不到對話 {target}。")
+                .replace("{target}", target),
+            usage(lang, "/analyze")
+        ));
     };
     if rerun {
         return Ok(match pipeline::reanalyze(store, &c).await {
-            Ok(_) => format!(
-                "🔁 Re-running the analysis of {}; the result updates its card in the thread.",
-                c.case_number.as_str()
-            ),
+            Ok(_) => w(
+                lang,
+                "🔁 Re-running the analysis of {case}; the result updates its card in the thread.",
+                "🔁 正在重新分析 {case}，結果會更新討論串中的卡片。",
+            )
+            .replace("{case}", c.case_number.as_str()),
             Err(RestartError::Conflict(msg)) => msg,
             Err(RestartError::Store(err)) => return Err(err),
         });
     }
+    let t = |key: &str| crate::text::t(lang, key).to_owned();
     let mut out = format!(
         "*{}* · {} · {}",
         c.case_number.as_str(),
         c.product_line,
-        c.status.as_str()
+        t(c.status.as_str())
     );
     if let Some(e) = &c.error {
         out.push_str(&format!(
-            "\nFailed at {}: `{}` {}",
-            e.stage.as_str(),
+            "\n{} {}: `{}` {}",
+            t("failed"),
+            t(e.stage.as_str()),
             e.code,
             e.message
         ));
     }
     if let Some(a) = store.get_analysis(&c.id).await? {
         out.push_str(&format!(
-            "\nOverall *{}/100* ({}) · Pain {} · Decision {} · Champion {} · Metrics {}",
+            "\n{} *{}/100* · {} {} · {} {} · {} {} · {} {}",
+            t("overall"),
             a.overall_score.value(),
-            a.qualification,
+            t("pain"),
             a.pain_score.value(),
+            t("decision"),
             a.decision_score.value(),
+            t("champion"),
             a.champion_score.value(),
+            t("metrics"),
             a.metrics_score.value()
         ));
     }
     if let Some(url) = slack.report_url(&c.id) {
-        out.push_str(&format!("\n<{url}|Full report>"));
+        out.push_str(&format!("\n<{url}|{}>", t("full_report")));
     }
     Ok(out)
 }
 
 async fn opportunity(
     slack: &Slack,
+    lang: Lang,
     text: &str,
     f: &BTreeMap<String, String>,
 ) -> Result<String, StoreError> {
     let store = slack.app.store.as_ref();
+    let usage = usage(lang, "/opportunity");
     if is_help(text) {
-        return Ok(OPPORTUNITY_USAGE.to_owned());
+        return Ok(usage.to_owned());
     }
+    let score_word = w(lang, "score", "分數");
     let (first, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     if first.eq_ignore_ascii_case("list") && rest.trim().is_empty() {
         let list = store.search_opportunities("", 10).await?;
         if list.is_empty() {
-            return Ok(
-                "No customers yet. Add one with `/opportunity create <customer number> <name>`."
-                    .into(),
-            );
+            return Ok(w(
+                lang,
+                "No customers yet. Add one with `/opportunity create <customer number> <name>`.",
+                "尚無客戶。用 `/opportunity create <客戶編號> <名稱>` 新增。",
+            )
+            .into());
         }
         let rows: Vec<String> = list
             .iter()
             .map(|o| {
                 format!(
-                    "• `{}` {} · {} · score {}",
+                    "• `{}` {} · {} · {score_word} {}",
                     o.customer_number,
                     o.company_name,
                     o.status,
@@ -141,19 +203,32 @@ async fn opportunity(
                 )
             })
             .collect();
-        return Ok(format!("*Newest customers*\n{}", rows.join("\n")));
+        return Ok(format!(
+            "*{}*\n{}",
+            w(lang, "Newest customers", "最新客戶"),
+            rows.join("\n")
+        ));
     }
     if first.eq_ignore_ascii_case("create") {
         let rest = rest.trim();
         let (number, name) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
         let Ok(number) = CustomerNumber::parse(number) else {
             return Ok(format!(
-                "`{number}` is not a customer number (letters, digits, - and _).\n\n{OPPORTUNITY_USAGE}"
+                "{}\n\n{usage}",
+                w(
+                    lang,
+                    "`{number}` is not a customer number (letters, digits, - and _).",
+                    "`{number}` 不是客戶編號（英數字、- 與 _）。"
+                )
+                .replace("{number}", number)
             ));
         };
         let name = name.trim();
         if name.is_empty() {
-            return Ok(format!("Give the customer a name.\n\n{OPPORTUNITY_USAGE}"));
+            return Ok(format!(
+                "{}\n\n{usage}",
+                w(lang, "Give the customer a name.", "請輸入客戶名稱。")
+            ));
         }
         let channel = f.get("channel_id").map(String::as_str).unwrap_or_default();
         let line = slack
@@ -177,12 +252,18 @@ async fn opportunity(
                 .await
             {
                 Ok(o) => format!(
-                    "✅ Created `{}` {} ({}).",
-                    o.customer_number, o.company_name, o.product_line
+                    "✅ {} `{}` {} ({}).",
+                    w(lang, "Created", "已建立"),
+                    o.customer_number,
+                    o.company_name,
+                    o.product_line
                 ),
-                Err(StoreError::Conflict(msg)) => {
-                    format!("{msg}; look it up with `/opportunity {}`.", number.as_str())
-                }
+                Err(StoreError::Conflict(_)) => w(
+                    lang,
+                    "Customer {number} already exists; look it up with `/opportunity {number}`.",
+                    "客戶 {number} 已存在；用 `/opportunity {number}` 查詢。",
+                )
+                .replace("{number}", number.as_str()),
                 Err(other) => return Err(other),
             },
         );
@@ -193,7 +274,13 @@ async fn opportunity(
     };
     match found.as_slice() {
         [] => Ok(format!(
-            "No customer matches “{text}”.\n\n{OPPORTUNITY_USAGE}"
+            "{}\n\n{usage}",
+            w(
+                lang,
+                "No customer matches “{text}”.",
+                "沒有符合「{text}」的客戶。"
+            )
+            .replace("{text}", text)
         )),
         [o] => {
             let conversations = store
@@ -204,27 +291,30 @@ async fn opportunity(
                 })
                 .await?;
             let mut out = format!(
-                "*{}* `{}` · {} · {} · latest score *{}* · {} conversation(s)",
+                "*{}* `{}` · {} · {} · {} *{}* · {} {}",
                 o.company_name,
                 o.customer_number,
                 o.product_line,
                 o.status,
+                w(lang, "latest score", "最新分數"),
                 o.latest_score.map_or("–".to_owned(), |s| s.to_string()),
-                o.conversations
+                o.conversations,
+                w(lang, "conversation(s)", "通對話")
             );
             for c in conversations {
                 out.push_str(&format!(
                     "\n• {} · {} · {}",
                     c.case_number.as_str(),
-                    c.status.as_str(),
+                    crate::text::t(lang, c.status.as_str()),
                     c.created_at.format("%Y-%m-%d")
                 ));
             }
             Ok(out)
         }
         many => Ok(format!(
-            "{} customers match:\n{}",
-            many.len(),
+            "{}\n{}",
+            w(lang, "{n} customers match:", "{n} 位客戶符合：")
+                .replace("{n}", &many.len().to_string()),
             many.iter()
                 .map(|o| format!("• `{}` {}", o.customer_number, o.company_name))
                 .collect::<Vec<_>>()
@@ -235,16 +325,17 @@ async fn opportunity(
 
 async fn report(
     slack: &Slack,
+    lang: Lang,
     text: &str,
     f: &BTreeMap<String, String>,
 ) -> Result<String, StoreError> {
     let team = match text.to_ascii_lowercase().as_str() {
         "" | "me" | "my" => false,
         "team" => true,
-        _ => return Ok(REPORT_USAGE.to_owned()),
+        _ => return Ok(usage(lang, "/report").to_owned()),
     };
     let Some(response_url) = f.get("response_url") else {
-        return Ok(REPORT_USAGE.to_owned());
+        return Ok(usage(lang, "/report").to_owned());
     };
     let job = NewJob::new(
         NOTIFICATIONS,
@@ -254,12 +345,18 @@ async fn report(
             "user_id": f.get("user_id"),
             "user_name": f.get("user_name"),
             "response_url": response_url,
+            "lang": if lang == Lang::ZhTw { "zh-TW" } else { "en" },
         }),
     );
     slack.app.store.enqueue(job).await?;
     Ok(if team {
-        "⏳ Preparing the team report…".into()
+        w(
+            lang,
+            "⏳ Preparing the team report…",
+            "⏳ 正在準備團隊報告…",
+        )
+        .into()
     } else {
-        "⏳ Preparing your report…".into()
+        w(lang, "⏳ Preparing your report…", "⏳ 正在準備你的報告…").into()
     })
 }

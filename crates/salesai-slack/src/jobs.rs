@@ -229,6 +229,7 @@ impl JobHandler for Report {
         let user = str_field(p, "user_id")?;
         let name = p["user_name"].as_str().unwrap_or(user);
         let team = p["team"].as_bool().unwrap_or(false);
+        let lang = Lang::of(p["lang"].as_str().unwrap_or("en"));
         let user_id = map_user(slack, user, name).await?;
         let text = if team {
             let role = app
@@ -238,12 +239,17 @@ impl JobHandler for Report {
                 .map_err(db)?
                 .map(|u| u.role);
             if matches!(role, Some(Role::Manager | Role::Admin)) {
-                build_report(app, None).await?
+                build_report(app, None, lang).await?
             } else {
-                "`/report team` is for managers. Ask an admin to give you the manager role; `/report` shows yours.".to_owned()
+                crate::commands::w(
+                    lang,
+                    "`/report team` is for managers. Ask an admin to give you the manager role; `/report` shows yours.",
+                    "`/report team` 限主管使用。請管理員給你 manager 角色；`/report` 可看你自己的報告。",
+                )
+                .to_owned()
             }
         } else {
-            build_report(app, Some(&user_id)).await?
+            build_report(app, Some(&user_id), lang).await?
         };
         respond(
             slack,
@@ -269,10 +275,12 @@ impl Tally {
     }
 }
 
-const DIMENSIONS: [&str; 4] = ["Pain", "Decision", "Champion", "Metrics"];
+const DIMENSIONS: [&str; 4] = ["pain", "decision", "champion", "metrics"];
 
-/// The last seven days for one rep (`Some`) or the team (`None`).
-pub async fn build_report(app: &App, rep: Option<&str>) -> Result<String, JobError> {
+/// The last seven days for one rep (`Some`) or the team (`None`), in `lang`.
+pub async fn build_report(app: &App, rep: Option<&str>, lang: Lang) -> Result<String, JobError> {
+    use crate::commands::w;
+    let t = |key: &str| crate::text::t(lang, key).to_owned();
     let since = chrono::Utc::now() - chrono::Duration::days(7);
     let conversations = app
         .store
@@ -316,14 +324,18 @@ pub async fn build_report(app: &App, rep: Option<&str>) -> Result<String, JobErr
         }
     }
     let mut out = format!(
-        "*{} — last 7 days*\nUploads *{}* · completed {} · failed {}",
+        "*{} — {}*\n{} *{}* · {} {} · {} {}",
         if rep.is_some() {
-            "Your report"
+            w(lang, "Your report", "你的報告")
         } else {
-            "Team report"
+            w(lang, "Team report", "團隊報告")
         },
+        w(lang, "last 7 days", "最近 7 天"),
+        w(lang, "Uploads", "上傳"),
         total.uploads,
+        w(lang, "completed", "完成"),
         total.completed,
+        w(lang, "failed", "失敗"),
         total.failed
     );
     match total.avg(0) {
@@ -332,22 +344,32 @@ pub async fn build_report(app: &App, rep: Option<&str>) -> Result<String, JobErr
                 .min_by_key(|i| total.avg(*i).unwrap_or(0))
                 .expect("four dimensions");
             out.push_str(&format!(
-                "\nAverage score *{avg}/100* · Pain {} · Decision {} · Champion {} · Metrics {}\nWeakest dimension: *{}* ({})",
+                "\n{} *{avg}/100* · {} {} · {} {} · {} {} · {} {}\n{}: *{}* ({})",
+                w(lang, "Average score", "平均分數"),
+                t("pain"),
                 total.avg(1).unwrap_or(0),
+                t("decision"),
                 total.avg(2).unwrap_or(0),
+                t("champion"),
                 total.avg(3).unwrap_or(0),
+                t("metrics"),
                 total.avg(4).unwrap_or(0),
-                DIMENSIONS[weakest - 1],
+                w(lang, "Weakest dimension", "最弱面向"),
+                t(DIMENSIONS[weakest - 1]),
                 total.avg(weakest).unwrap_or(0)
             ));
         }
-        None => out.push_str("\nNo completed analyses yet."),
+        None => out.push_str(w(
+            lang,
+            "\nNo completed analyses yet.",
+            "\n尚無完成的分析。",
+        )),
     }
     if rep.is_none() && !by_rep.is_empty() {
-        out.push_str("\n\n*By rep*");
-        for (rep_id, t) in &by_rep {
+        out.push_str(w(lang, "\n\n*By rep*", "\n\n*依業務*"));
+        for (rep_id, tally) in &by_rep {
             let name = if rep_id.is_empty() {
-                "(no rep)".to_owned()
+                w(lang, "(no rep)", "（無業務）").to_owned()
             } else {
                 app.store
                     .get_user(rep_id)
@@ -357,10 +379,12 @@ pub async fn build_report(app: &App, rep: Option<&str>) -> Result<String, JobErr
                     .unwrap_or_else(|| rep_id.clone())
             };
             out.push_str(&format!(
-                "\n• {} — {} uploads, average {}",
+                "\n• {} — {} {}, {} {}",
                 blocks::escape(&name),
-                t.uploads,
-                t.avg(0).map_or("–".to_owned(), |a| a.to_string())
+                tally.uploads,
+                w(lang, "uploads", "次上傳"),
+                w(lang, "average", "平均"),
+                tally.avg(0).map_or("–".to_owned(), |a| a.to_string())
             ));
         }
     }

@@ -48,24 +48,23 @@ async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
         .await,
     );
     assert!(
-        created.contains("Created `C-500` Blue Harbor Cafe (ichef)"),
+        created.contains("已建立 `C-500` Blue Harbor Cafe (ichef)"),
         "{created}"
     );
     let again = text(
         &h.command("/opportunity", "create C-500 Other", "U1", ZH_CHANNEL)
             .await,
     );
-    assert!(again.contains("already exists"), "{again}");
+    assert!(again.contains("已存在"), "{again}");
     assert!(
-        text(&h.command("/opportunity", "create", "U1", ZH_CHANNEL).await)
-            .contains("not a customer number")
+        text(&h.command("/opportunity", "create", "U1", ZH_CHANNEL).await).contains("不是客戶編號")
     );
     assert!(
         text(
             &h.command("/opportunity", "create C-501", "U1", ZH_CHANNEL)
                 .await
         )
-        .contains("Give the customer a name")
+        .contains("請輸入客戶名稱")
     );
     h.command("/opportunity", "create C-600 Red Lantern", "U1", EN_CHANNEL)
         .await;
@@ -133,8 +132,13 @@ async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
         .to_owned();
     let status = text(&h.command("/analyze", &case, "U1", EN_CHANNEL).await);
     assert!(
-        status.contains(&case) && status.contains("completed") && status.contains("Overall"),
+        status.contains(&case) && status.contains("Done") && status.contains("Overall"),
         "{status}"
+    );
+    let zh = text(&h.command("/analyze", &case, "U1", ZH_CHANNEL).await);
+    assert!(
+        zh.contains("完成") && zh.contains("總分") && zh.contains("完整報告"),
+        "{zh}"
     );
     let looked_up = text(&h.command("/opportunity", "C-500", "U1", EN_CHANNEL).await);
     assert!(
