@@ -433,6 +433,15 @@ pub trait Store: Send + Sync + 'static {
     /// One user.
     async fn get_user(&self, id: &str) -> StoreResult<Option<User>>;
 
+    /// Refreshes a user's name, and their e-mail when they have none and no one else has it,
+    /// from an authoritative profile (Slack's `users.info`).
+    async fn update_user_profile(
+        &self,
+        id: &str,
+        email: Option<&str>,
+        display_name: &str,
+    ) -> StoreResult<()>;
+
     /// Sets the role of the user with this id, e-mail or Slack id; returns the user, or
     /// `None` when there is no such user.
     async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>>;

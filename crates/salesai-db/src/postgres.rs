@@ -1390,6 +1390,35 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn update_user_profile(
+        &self,
+        id: &str,
+        email: Option<&str>,
+        display_name: &str,
+    ) -> StoreResult<()> {
+        let name = display_name.trim();
+        if !name.is_empty() {
+            sqlx::query("UPDATE users SET display_name = $1, updated_at = now() WHERE id = $2")
+                .bind(name)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(map)?;
+        }
+        if let Some(email) = email.map(str::trim).filter(|e| e.contains('@')) {
+            sqlx::query(
+                "UPDATE users SET email = $1, updated_at = now() WHERE id = $2 AND email IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM users WHERE email = $1)",
+            )
+            .bind(email)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        }
+        Ok(())
+    }
+
     async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>> {
         let id: Option<String> = sqlx::query_scalar("UPDATE users SET role = $1, updated_at = now() WHERE id = $2 OR email = $2 OR slack_user_id = $2 RETURNING id")
             .bind(role.as_str())

@@ -1585,6 +1585,38 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn update_user_profile(
+        &self,
+        id: &str,
+        email: Option<&str>,
+        display_name: &str,
+    ) -> StoreResult<()> {
+        let name = display_name.trim();
+        if !name.is_empty() {
+            sqlx::query("UPDATE users SET display_name = ?, updated_at = ? WHERE id = ?")
+                .bind(name)
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(map)?;
+        }
+        if let Some(email) = email.map(str::trim).filter(|e| e.contains('@')) {
+            sqlx::query(
+                "UPDATE users SET email = ?, updated_at = ? WHERE id = ? AND email IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM users WHERE email = ?)",
+            )
+            .bind(email)
+            .bind(now_ms())
+            .bind(id)
+            .bind(email)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        }
+        Ok(())
+    }
+
     async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>> {
         let id: Option<String> = sqlx::query_scalar("UPDATE users SET role = ?, updated_at = ? WHERE id = ? OR email = ? OR slack_user_id = ? RETURNING id")
             .bind(role.as_str())

@@ -107,7 +107,7 @@ pub async fn map_user(
     slack_user_id: &str,
     fallback_name: &str,
 ) -> Result<String, JobError> {
-    let (email, name) = match slack.client.user_info(slack_user_id).await {
+    let (email, name, authoritative) = match slack.client.user_info(slack_user_id).await {
         Ok(user) => (
             user["profile"]["email"].as_str().map(str::to_owned),
             user["real_name"]
@@ -115,19 +115,27 @@ pub async fn map_user(
                 .or_else(|| user["name"].as_str())
                 .unwrap_or(fallback_name)
                 .to_owned(),
+            true,
         ),
         Err(err @ SlackError::RateLimited { .. }) => return Err(slack_err(err)),
         Err(err) => {
             tracing::warn!(event = "slack.users_info_failed", user = slack_user_id, error = %err, "users.info failed; mapping the user by Slack id only");
-            (None, fallback_name.to_owned())
+            (None, fallback_name.to_owned(), false)
         }
     };
-    slack
-        .app
-        .store
+    let store = &slack.app.store;
+    let id = store
         .find_or_create_user(email.as_deref(), Some(slack_user_id), &name)
         .await
-        .map_err(db)
+        .map_err(db)?;
+    if authoritative {
+        // Someone first seen through a command (a handle, no e-mail) gets their real profile.
+        store
+            .update_user_profile(&id, email.as_deref(), &name)
+            .await
+            .map_err(db)?;
+    }
+    Ok(id)
 }
 
 struct Prompt(Option<Arc<Slack>>);

@@ -204,7 +204,7 @@ async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
     assert!(
         team.contains("Team report")
             && team.contains("By rep")
-            && team.contains("• u1 — 1 uploads"),
+            && team.contains("• Una One — 1 uploads"),
         "{team}"
     );
     let boss = h.app.store.get_user(&manager).await.unwrap().unwrap();
