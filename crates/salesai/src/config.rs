@@ -349,6 +349,22 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub prune_at: Option<String>,
+    /// Days completed jobs are kept before the daily purge deletes them; 0 keeps them forever [default: 7]
+    #[arg(
+        long,
+        env = "SALESAI_JOBS_KEEP_DAYS",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub jobs_keep_days: Option<u64>,
+    /// Local time of the daily purge of completed jobs (HH:MM) [default: 04:30]
+    #[arg(
+        long,
+        env = "SALESAI_JOBS_PURGE_AT",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub jobs_purge_at: Option<String>,
     /// Slack incoming webhook for ops alerts and the daily summary [default: off]
     #[arg(
         long,
@@ -517,6 +533,8 @@ struct FileConfig {
     prune_completed_older_than: Option<String>,
     prune_audio_only: Option<bool>,
     prune_at: Option<String>,
+    jobs_keep_days: Option<u64>,
+    jobs_purge_at: Option<String>,
 }
 
 /// How log lines are written.
@@ -581,6 +599,10 @@ pub struct Config {
     pub alerts: crate::monitor::AlertSettings,
     /// The retention schedule, when set.
     pub prune: Option<PruneSchedule>,
+    /// Days completed jobs are kept (0: forever).
+    pub jobs_keep_days: u64,
+    /// The local time of the daily purge of completed jobs.
+    pub jobs_purge_at: chrono::NaiveTime,
 }
 
 /// The scheduled retention run.
@@ -778,6 +800,14 @@ impl Config {
             salesai_core::queue::parse_queue_name(queue).map_err(|e| anyhow::anyhow!(e.0))?;
         }
         let backup_dir = backup_dir.unwrap_or_else(|| data_dir.join("backups"));
+        let jobs_purge_at = parse_time(
+            "SALESAI_JOBS_PURGE_AT",
+            &args
+                .jobs_purge_at
+                .clone()
+                .or(file.jobs_purge_at.clone())
+                .unwrap_or_else(|| "04:30".into()),
+        )?;
         Ok(Config {
             data_dir,
             database_url: SecretString::from(database_url),
@@ -954,6 +984,8 @@ impl Config {
             backup_keep,
             alerts,
             prune,
+            jobs_keep_days: args.jobs_keep_days.or(file.jobs_keep_days).unwrap_or(7),
+            jobs_purge_at,
         })
     }
 }

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 pub const BACKUP: &str = "maintenance.backup";
 /// The retention job kind.
 pub const PRUNE: &str = "maintenance.prune";
+/// The job-history purge kind: completed jobs older than `SALESAI_JOBS_KEEP_DAYS`.
+pub const PURGE_JOBS: &str = "maintenance.purge_jobs";
 
 /// The idempotency key `{kind}:{local date}` of a daily task due at `now`, or `None` before
 /// today's local time `at`.
@@ -108,6 +110,38 @@ impl JobHandler for PruneJob {
             count = cases.len(),
             audio_only = self.audio_only,
             "retention run"
+        );
+        Ok(())
+    }
+}
+
+/// Deletes completed jobs older than `keep` (dead ones stay: they are the dead letters). The
+/// queue's statistics read only the last 24 hours.
+pub struct PurgeJobsJob {
+    /// How long completed jobs are kept.
+    pub keep: chrono::Duration,
+}
+
+#[async_trait]
+impl JobHandler for PurgeJobsJob {
+    async fn run(&self, app: &App, _job: &Job) -> Result<(), JobError> {
+        let purged = app
+            .store
+            .purge_jobs(
+                &salesai_core::queue::JobFilter {
+                    status: Some(salesai_core::queue::JobStatus::Completed),
+                    older_than: Some(Utc::now() - self.keep),
+                    ..Default::default()
+                },
+                false,
+            )
+            .await
+            .map_err(|e| JobError::retryable(ErrorCode::DatabaseError, e.to_string()))?;
+        tracing::info!(
+            event = "jobs.purged",
+            count = purged.len(),
+            keep_days = self.keep.num_days(),
+            "purged completed jobs"
         );
         Ok(())
     }

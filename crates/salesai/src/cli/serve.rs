@@ -62,6 +62,9 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         daily.push((prune.at, crate::schedule::PRUNE));
         tracing::info!(event = "prune.schedule", at = %prune.at.format("%H:%M"), older_than_days = prune.older_than.num_days(), audio_only = prune.audio_only, "daily retention scheduled");
     }
+    if config.jobs_keep_days > 0 {
+        daily.push((config.jobs_purge_at, crate::schedule::PURGE_JOBS));
+    }
     if !daily.is_empty() {
         tokio::spawn(crate::schedule::run_daily_schedule(
             app.clone(),
@@ -86,6 +89,12 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
             {
                 let mut r = registry(slack.clone());
                 crate::monitor::register(&mut r, config);
+                r.register(
+                    crate::schedule::PURGE_JOBS,
+                    std::sync::Arc::new(crate::schedule::PurgeJobsJob {
+                        keep: chrono::Duration::days(config.jobs_keep_days.max(1) as i64),
+                    }),
+                );
                 if let Some(prune) = &config.prune {
                     r.register(
                         crate::schedule::PRUNE,

@@ -1079,9 +1079,38 @@ async fn daily_backup_and_retention_run_once_across_nodes() {
             .env("SALESAI_PRUNE_COMPLETED_OLDER_THAN", "90d")
             .env("SALESAI_PRUNE_AUDIO_ONLY", "true")
             .env("SALESAI_PRUNE_AT", "00:00")
+            .env("SALESAI_JOBS_PURGE_AT", "00:00")
             .env("SALESAI_WORKER_POLL_MS", "50");
         crate::Running::start(command)
     };
+    // Job history: a completed job from a month ago goes, a fresh one stays.
+    assert!(
+        run(salesai(dir.path()).args(["migrate", "up"]))
+            .status
+            .success()
+    );
+    let url = format!("sqlite://{}", dir.path().join("data/salesai.db").display());
+    let database = salesai_db::Database::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    if let salesai_db::Database::Sqlite(s) = &database {
+        let now = chrono::Utc::now().timestamp_millis();
+        for (kind, at) in [("old.job", now - 30 * 86_400_000), ("fresh.job", now)] {
+            sqlx::query(
+                "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at, finished_at) \
+                 VALUES ('maintenance', ?, '{}', 'completed', 1, 3, ?, ?, ?, ?)",
+            )
+            .bind(kind)
+            .bind(at)
+            .bind(at)
+            .bind(at)
+            .bind(at)
+            .execute(s.pool())
+            .await
+            .unwrap();
+        }
+    }
+    database.close().await;
     let mut a = node();
     let mut b = node();
     let backups = dir.path().join("data/backups");
@@ -1140,6 +1169,14 @@ async fn daily_backup_and_retention_run_once_across_nodes() {
         })
         .sum();
     assert_eq!(pruned, 1, "one retention run for the day");
+    let jobs = stdout(&run(
+        salesai(dir.path()).args(["queue", "list", "--json", "--limit", "1000"])
+    ));
+    assert!(
+        !jobs.contains("old.job"),
+        "a month-old completed job is purged"
+    );
+    assert!(jobs.contains("fresh.job"), "a fresh one stays");
     let out = run(salesai(dir.path()).args(["backup", "list"]));
     assert!(stdout(&out).contains("backup_"), "{}", stdout(&out));
 }
