@@ -1079,6 +1079,7 @@ async fn daily_backup_and_retention_run_once_across_nodes() {
             .env("SALESAI_PRUNE_COMPLETED_OLDER_THAN", "90d")
             .env("SALESAI_PRUNE_AUDIO_ONLY", "true")
             .env("SALESAI_PRUNE_AT", "00:00")
+            .env("SALESAI_JOBS_KEEP_DAYS", "7")
             .env("SALESAI_JOBS_PURGE_AT", "00:00")
             .env("SALESAI_WORKER_POLL_MS", "50");
         crate::Running::start(command)

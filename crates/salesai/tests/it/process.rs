@@ -72,13 +72,15 @@ const SETTINGS: &[&str] = &[
     "SALESAI_STT_REQUESTS_PER_MINUTE",
 ];
 
-/// A `salesai` command in `dir` with a clean environment.
+/// A `salesai` command in `dir` with a clean environment. The daily purge of completed jobs,
+/// on by default, is off here so a test counts only its own jobs; tests of it turn it on.
 pub fn salesai(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_salesai"));
     command.current_dir(dir);
     for name in SETTINGS {
         command.env_remove(name);
     }
+    command.env("SALESAI_JOBS_KEEP_DAYS", "0");
     command
 }
 
