@@ -20,7 +20,7 @@ use salesai_core::{App, ErrorCode};
 use salesai_worker::{JobError, JobHandler, Registry};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::doctor::{HEARTBEAT_COUNTER, SIGNATURE_COUNTER, gather};
+use crate::cli::doctor::{HEARTBEAT_COUNTER, SIGNATURE_COUNTER, gather_with};
 use crate::config::Config;
 
 /// One evaluation of the alert conditions.
@@ -159,6 +159,8 @@ async fn post(webhook: &url::Url, text: &str) -> Result<(), JobError> {
 
 struct Monitor {
     config: Arc<Config>,
+    /// The process's database: an evaluation every interval reuses its pool.
+    database: salesai_db::Database,
 }
 
 #[async_trait]
@@ -168,7 +170,7 @@ impl JobHandler for Monitor {
         let Some(webhook) = &settings.webhook else {
             return Ok(());
         };
-        let facts = gather(&self.config, "10m").await;
+        let facts = gather_with(&self.config, "10m", &self.database).await;
         let findings = diagnose(&facts, &settings.thresholds);
         let incidents = app
             .store
@@ -312,13 +314,14 @@ impl JobHandler for Summary {
 }
 
 /// Registers the monitor's jobs.
-pub fn register(registry: &mut Registry, config: &Config) {
+pub fn register(registry: &mut Registry, config: &Config, database: salesai_db::Database) {
     let config = Arc::new(config.clone());
     registry
         .register(
             MONITOR,
             Arc::new(Monitor {
                 config: config.clone(),
+                database,
             }),
         )
         .register(SUMMARY, Arc::new(Summary { config }));

@@ -7,6 +7,7 @@ use chrono::Utc;
 use salesai_core::doctor::{Facts, Severity, diagnose};
 use salesai_core::domain::ConversationStatus;
 use salesai_core::store::ConversationFilter;
+use salesai_db::Database;
 
 use crate::cli::output::print_json;
 use crate::config::Config;
@@ -34,9 +35,32 @@ pub const SIGNATURE_COUNTER: &str = "slack_signature_failures";
 /// The counter every process bumps each alert interval: the nodes alive.
 pub const HEARTBEAT_COUNTER: &str = "node_heartbeat";
 
-/// Everything `doctor` looks at, over the failure-rate window `since` (`10m`, `1h`, `24h`).
+/// Everything `doctor` looks at, over the failure-rate window `since` (`10m`, `1h`, `24h`),
+/// on a connection of its own.
 pub async fn gather(config: &Config, since: &str) -> Facts {
-    let mut facts = Facts {
+    match crate::runtime::connect(config).await {
+        Err(err) => {
+            let mut facts = new_facts(config, since);
+            facts.database_error = Some(format!("{err:#}"));
+            finish(config, facts).await
+        }
+        Ok(database) => {
+            let facts = gather_with(config, since, &database).await;
+            database.close().await;
+            facts
+        }
+    }
+}
+
+/// `gather` over an open database (the monitor's, which runs every interval).
+pub async fn gather_with(config: &Config, since: &str, database: &Database) -> Facts {
+    let mut facts = new_facts(config, since);
+    read_database(config, database, &mut facts).await;
+    finish(config, facts).await
+}
+
+fn new_facts(config: &Config, since: &str) -> Facts {
+    Facts {
         window: since.to_owned(),
         stt_configured: config.stt.is_some(),
         llm_configured: config.llm.is_some(),
@@ -46,90 +70,11 @@ pub async fn gather(config: &Config, since: &str) -> Facts {
             .first()
             .map(|m| (Utc::now() - m.created_at).num_hours()),
         ..Default::default()
-    };
-    match crate::runtime::connect(config).await {
-        Err(err) => facts.database_error = Some(format!("{err:#}")),
-        Ok(database) => {
-            let migrator = database.migrator();
-            if let Err(err) = migrator.check().await {
-                facts.database_error = Some(err.to_string());
-            }
-            if let Ok(current) = migrator.current_version().await {
-                facts.pending_migrations = (migrator.latest_known() - current).max(0) as u64;
-            }
-            match database.diagnostics().await {
-                Ok(d) => {
-                    facts.database = Some(salesai_core::doctor::DatabaseFacts {
-                        backend: d.backend.clone(),
-                        connections: d.connections_by_state.iter().map(|(_, n)| n).sum(),
-                        max_connections: d.max_connections,
-                        lock_waits: d
-                            .lock_waits
-                            .iter()
-                            .map(|w| {
-                                format!(
-                                    "pid {} ({}) waits on pid {} ({})",
-                                    w.blocked_pid,
-                                    clip(&w.blocked_query),
-                                    w.blocking_pid,
-                                    clip(&w.blocking_query)
-                                )
-                            })
-                            .collect(),
-                        slow_statements: d.slow_statements.map(|s| {
-                            s.iter()
-                                .filter(|s| s.mean_ms > config.alerts.thresholds.slow_query_ms)
-                                .map(|s| {
-                                    format!("{:.0} ms × {}: {}", s.mean_ms, s.calls, clip(&s.query))
-                                })
-                                .collect()
-                        }),
-                        needs_vacuum: d.needs_vacuum,
-                        integrity: d.integrity,
-                        wal_bytes: d.wal_bytes,
-                    })
-                }
-                Err(err) => facts.database_error = Some(err.to_string()),
-            }
-            let store = database.store();
-            if facts.pending_migrations > 0 {
-                // Tables may not exist yet: nothing more to read until the schema is current.
-                database.close().await;
-                facts.providers = check_providers(config).await;
-                return facts;
-            }
-            match store.queue_stats().await {
-                Ok(stats) => facts.queue = Some(stats),
-                Err(err) => facts.database_error = Some(err.to_string()),
-            }
-            for status in [
-                ConversationStatus::Pending,
-                ConversationStatus::Preparing,
-                ConversationStatus::Transcribing,
-                ConversationStatus::Analyzing,
-            ] {
-                let filter = ConversationFilter {
-                    status: Some(status),
-                    limit: 500,
-                    ..Default::default()
-                };
-                if let Ok(rows) = store.list_conversations(&filter).await {
-                    facts.in_progress.extend(rows);
-                }
-            }
-            let minute = Utc::now().timestamp() / 60;
-            facts.nodes = store
-                .counter_nodes(HEARTBEAT_COUNTER, minute - 5)
-                .await
-                .unwrap_or_default();
-            facts.signature_failures_10m = store
-                .sum_counter(SIGNATURE_COUNTER, minute - 9)
-                .await
-                .ok()
-                .map(|n| n.max(0) as u64);
-            database.close().await;
-        }
     }
+}
+
+/// The storage probe and the providers' checks.
+async fn finish(config: &Config, mut facts: Facts) -> Facts {
     match salesai_providers::blob::ObjectBlobStore::open(&config.blob) {
         Ok(blobs) => {
             if let Err(err) = salesai_providers::blob::probe(&blobs).await {
@@ -140,6 +85,83 @@ pub async fn gather(config: &Config, since: &str) -> Facts {
     }
     facts.providers = check_providers(config).await;
     facts
+}
+
+/// What the database says about itself, the queue and the conversations in progress.
+async fn read_database(config: &Config, database: &Database, facts: &mut Facts) {
+    let migrator = database.migrator();
+    if let Err(err) = migrator.check().await {
+        facts.database_error = Some(err.to_string());
+    }
+    if let Ok(current) = migrator.current_version().await {
+        facts.pending_migrations = (migrator.latest_known() - current).max(0) as u64;
+    }
+    match database.diagnostics().await {
+        Ok(d) => {
+            facts.database = Some(salesai_core::doctor::DatabaseFacts {
+                backend: d.backend.clone(),
+                connections: d.connections_by_state.iter().map(|(_, n)| n).sum(),
+                max_connections: d.max_connections,
+                lock_waits: d
+                    .lock_waits
+                    .iter()
+                    .map(|w| {
+                        format!(
+                            "pid {} ({}) waits on pid {} ({})",
+                            w.blocked_pid,
+                            clip(&w.blocked_query),
+                            w.blocking_pid,
+                            clip(&w.blocking_query)
+                        )
+                    })
+                    .collect(),
+                slow_statements: d.slow_statements.map(|s| {
+                    s.iter()
+                        .filter(|s| s.mean_ms > config.alerts.thresholds.slow_query_ms)
+                        .map(|s| format!("{:.0} ms × {}: {}", s.mean_ms, s.calls, clip(&s.query)))
+                        .collect()
+                }),
+                needs_vacuum: d.needs_vacuum,
+                integrity: d.integrity,
+                wal_bytes: d.wal_bytes,
+            })
+        }
+        Err(err) => facts.database_error = Some(err.to_string()),
+    }
+    let store = database.store();
+    if facts.pending_migrations > 0 {
+        // Tables may not exist yet: nothing more to read until the schema is current.
+        return;
+    }
+    match store.queue_stats().await {
+        Ok(stats) => facts.queue = Some(stats),
+        Err(err) => facts.database_error = Some(err.to_string()),
+    }
+    for status in [
+        ConversationStatus::Pending,
+        ConversationStatus::Preparing,
+        ConversationStatus::Transcribing,
+        ConversationStatus::Analyzing,
+    ] {
+        let filter = ConversationFilter {
+            status: Some(status),
+            limit: 500,
+            ..Default::default()
+        };
+        if let Ok(rows) = store.list_conversations(&filter).await {
+            facts.in_progress.extend(rows);
+        }
+    }
+    let minute = Utc::now().timestamp() / 60;
+    facts.nodes = store
+        .counter_nodes(HEARTBEAT_COUNTER, minute - 5)
+        .await
+        .unwrap_or_default();
+    facts.signature_failures_10m = store
+        .sum_counter(SIGNATURE_COUNTER, minute - 9)
+        .await
+        .ok()
+        .map(|n| n.max(0) as u64);
 }
 
 fn report(

@@ -88,7 +88,7 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
             app.clone(),
             {
                 let mut r = registry(slack.clone());
-                crate::monitor::register(&mut r, config);
+                crate::monitor::register(&mut r, config, database.clone());
                 r.register(
                     crate::schedule::PURGE_JOBS,
                     std::sync::Arc::new(crate::schedule::PurgeJobsJob {
