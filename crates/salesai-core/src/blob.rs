@@ -120,3 +120,184 @@ mod tests {
         }
     }
 }
+
+/// What [`store_limited`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Bytes written.
+    pub bytes: u64,
+    /// The first 64 bytes, for sniffing the content.
+    pub head: Vec<u8>,
+}
+
+/// Why [`store_limited`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreLimitedError {
+    /// The source went past the limit.
+    #[error("larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The source failed (an upload or download cut off).
+    #[error("cut off: {0}")]
+    Source(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(BlobError),
+}
+
+/// Streams `source` into `blobs` under `key`, at most `limit` bytes, keeping the first 64 bytes
+/// for sniffing; on any failure the partial blob is deleted. The source may borrow (a multipart
+/// field borrows its request): its chunks are forwarded through a small channel, so memory
+/// stays at a few chunks whatever the size.
+pub async fn store_limited<S, E>(
+    blobs: &dyn BlobStore,
+    key: &BlobKey,
+    source: S,
+    limit: u64,
+) -> Result<Stored, StoreLimitedError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BlobError>>(4);
+    let stream: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let pump = async move {
+        let mut source = std::pin::pin!(source);
+        let mut head = Vec::with_capacity(64);
+        let mut seen = 0u64;
+        while let Some(chunk) = source.next().await {
+            let failure = match chunk {
+                Ok(chunk) => {
+                    seen += chunk.len() as u64;
+                    if head.len() < 64 {
+                        let take = (64 - head.len()).min(chunk.len());
+                        head.extend_from_slice(&chunk[..take]);
+                    }
+                    if seen <= limit {
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            break; // storage gave up; its error is reported
+                        }
+                        continue;
+                    }
+                    StoreLimitedError::TooLarge(limit)
+                }
+                Err(err) => StoreLimitedError::Source(err.to_string()),
+            };
+            let _ = tx.send(Err(BlobError::Source(failure.to_string()))).await;
+            return Err(failure);
+        }
+        Ok(head)
+    };
+    let (stored, pumped) = futures_util::future::join(blobs.put_stream(key, stream), pump).await;
+    let outcome = match (pumped, stored) {
+        (Err(failure), _) => Err(failure),
+        (Ok(_), Err(err)) => Err(StoreLimitedError::Storage(err)),
+        (Ok(head), Ok(bytes)) => return Ok(Stored { bytes, head }),
+    };
+    let _ = blobs.delete(key).await;
+    outcome
+}
+
+#[cfg(test)]
+mod store_limited_tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// Blobs in memory: enough to watch `store_limited` store and clean up.
+    #[derive(Default)]
+    struct Memory(Mutex<HashMap<String, Vec<u8>>>);
+
+    #[async_trait]
+    impl BlobStore for Memory {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+        async fn put_stream(
+            &self,
+            key: &BlobKey,
+            mut stream: ByteStream,
+        ) -> Result<u64, BlobError> {
+            let mut all = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                all.extend_from_slice(&chunk?);
+            }
+            let n = all.len() as u64;
+            self.0.lock().unwrap().insert(key.as_str().into(), all);
+            Ok(n)
+        }
+        async fn get_stream(&self, key: &BlobKey) -> Result<ByteStream, BlobError> {
+            Err(BlobError::NotFound(key.as_str().into()))
+        }
+        async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .get(key.as_str())
+                .map(|b| b.len() as u64))
+        }
+        async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+            self.0.lock().unwrap().remove(key.as_str());
+            Ok(())
+        }
+    }
+
+    fn chunks(
+        parts: Vec<Result<&'static [u8], &'static str>>,
+    ) -> impl Stream<Item = Result<Bytes, &'static str>> {
+        futures_util::stream::iter(parts.into_iter().map(|p| p.map(Bytes::from_static)))
+    }
+
+    #[tokio::test]
+    async fn stores_counts_and_keeps_the_head() {
+        let blobs = Memory::default();
+        let key = BlobKey::parse("uploads/a").unwrap();
+        let stored = store_limited(
+            &blobs,
+            &key,
+            chunks(vec![Ok(b"ID3"), Ok(&[7u8; 100])]),
+            1000,
+        )
+        .await
+        .unwrap();
+        assert_eq!(stored.bytes, 103);
+        assert_eq!(stored.head.len(), 64);
+        assert!(stored.head.starts_with(b"ID3"));
+        assert_eq!(blobs.size(&key).await.unwrap(), Some(103));
+    }
+
+    #[tokio::test]
+    async fn too_large_or_cut_off_leaves_nothing() {
+        let blobs = Memory::default();
+        let key = BlobKey::parse("uploads/b").unwrap();
+        let err = store_limited(
+            &blobs,
+            &key,
+            chunks(vec![Ok(&[1u8; 60]), Ok(&[1u8; 60])]),
+            100,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StoreLimitedError::TooLarge(100)), "{err}");
+        assert_eq!(blobs.size(&key).await.unwrap(), None);
+        let err = store_limited(
+            &blobs,
+            &key,
+            chunks(vec![Ok(b"abc"), Err("reset by peer")]),
+            100,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, StoreLimitedError::Source(m) if m == "reset by peer"),
+            "{err}"
+        );
+        assert_eq!(blobs.size(&key).await.unwrap(), None);
+    }
+}

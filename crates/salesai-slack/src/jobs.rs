@@ -2,13 +2,11 @@
 //! never in a request handler (except `views.open`, whose trigger lives three seconds).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures_util::StreamExt;
 use salesai_core::analysis::{BuyerOutput, CoachOutput, SellerOutput};
-use salesai_core::blob::{BlobError, BlobKey, ByteStream};
+use salesai_core::blob::{BlobKey, StoreLimitedError, Stored, store_limited};
 use salesai_core::domain::{Conversation, ConversationStatus, Role};
 use salesai_core::media::{looks_like_html, sniff};
 use salesai_core::pipeline::{DOWNLOAD, NOTIFY, PREPARE};
@@ -509,66 +507,25 @@ async fn download(slack: &Slack, id: &str) -> Result<(), JobError> {
         conversation.id
     ))
     .expect("generated keys are valid");
-    let head = Arc::new(Mutex::new(Vec::with_capacity(64)));
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BlobError>>(4);
-    let stream: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let blobs = app.blobs.clone();
-    let put_key = key.clone();
-    let upload = tokio::spawn(async move { blobs.put_stream(&put_key, stream).await });
-    let mut body = response.bytes_stream();
-    let mut seen = 0u64;
-    let mut failure = None;
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Ok(chunk) => {
-                seen += chunk.len() as u64;
-                {
-                    let mut h = head.lock().unwrap_or_else(|e| e.into_inner());
-                    if h.len() < 64 {
-                        let take = (64 - h.len()).min(chunk.len());
-                        h.extend_from_slice(&chunk[..take]);
-                    }
-                }
-                if seen > limit {
-                    failure = Some(JobError::terminal(
-                        ErrorCode::AudioTooLarge,
-                        format!(
-                            "the file is larger than {} MB (SLACK_MAX_DOWNLOAD_MB)",
-                            limit / (1024 * 1024)
-                        ),
-                    ));
-                    break;
-                }
-                if tx.send(Ok(chunk)).await.is_err() {
-                    break;
-                }
-            }
-            Err(err) => {
-                failure = Some(JobError::retryable(
+    let Stored { bytes, head } =
+        store_limited(app.blobs.as_ref(), &key, response.bytes_stream(), limit)
+            .await
+            .map_err(|e| match e {
+                StoreLimitedError::TooLarge(_) => JobError::terminal(
+                    ErrorCode::AudioTooLarge,
+                    format!(
+                        "the file is larger than {} MB (SLACK_MAX_DOWNLOAD_MB)",
+                        limit / (1024 * 1024)
+                    ),
+                ),
+                StoreLimitedError::Source(err) => JobError::retryable(
                     ErrorCode::FileDownloadFailed,
                     format!("the download was cut off: {err}"),
-                ));
-                break;
-            }
-        }
-    }
-    if failure.is_some() {
-        let _ = tx
-            .send(Err(BlobError::Source("download aborted".into())))
-            .await;
-    }
-    drop(tx);
-    let stored = upload
-        .await
-        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
-    if let Some(failure) = failure {
-        let _ = app.blobs.delete(&key).await;
-        return Err(failure);
-    }
-    let bytes = stored.map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
-    let head = head.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                ),
+                StoreLimitedError::Storage(err) => {
+                    JobError::retryable(ErrorCode::StorageError, err.to_string())
+                }
+            })?;
     let Some(kind) = sniff(&head) else {
         let _ = app.blobs.delete(&key).await;
         return Err(if looks_like_html(&head) {

@@ -2,16 +2,14 @@
 //! retry a failure, re-run an analysis.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use salesai_core::App;
-use salesai_core::blob::{BlobError, BlobKey, ByteStream};
+use salesai_core::blob::{BlobKey, StoreLimitedError, Stored, store_limited};
 use salesai_core::domain::{
     CasePeriod, Conversation, ConversationStatus, ConversationType, CustomerNumber,
     NewConversation, Role,
@@ -64,69 +62,28 @@ async fn store_part(
         uuid::Uuid::now_v7()
     ))
     .expect("generated keys are valid");
-    let head = Arc::new(Mutex::new(Vec::with_capacity(64)));
     let limit = app.max_upload_bytes;
-    let mut seen = 0u64;
-    let head_sink = head.clone();
-    // The field borrows the request; forward its chunks through a channel so the stream given
-    // to storage is 'static.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BlobError>>(4);
-    let stream: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let blobs = app.blobs.clone();
-    let put_key = key.clone();
-    let upload = tokio::spawn(async move { blobs.put_stream(&put_key, stream).await });
-    let mut field = field;
-    let mut failure: Option<ApiError> = None;
-    loop {
+    let chunks = futures_util::stream::unfold(field, |mut field| async move {
         match field.chunk().await {
-            Ok(Some(chunk)) => {
-                seen += chunk.len() as u64;
-                {
-                    let mut h = head_sink.lock().unwrap_or_else(|e| e.into_inner());
-                    if h.len() < 64 {
-                        let take = (64 - h.len()).min(chunk.len());
-                        h.extend_from_slice(&chunk[..take]);
-                    }
-                }
-                if seen > limit {
-                    failure = Some(ApiError::PayloadTooLarge(format!(
-                        "the upload is larger than {} MB; split the recording or raise SALESAI_MAX_UPLOAD_MB",
-                        limit / (1024 * 1024)
-                    )));
-                    let _ = tx
-                        .send(Err(BlobError::Source("upload too large".into())))
-                        .await;
-                    break;
-                }
-                if tx.send(Ok(chunk)).await.is_err() {
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(err) => {
-                failure = Some(ApiError::BadRequest(format!(
-                    "the upload was cut off: {err}"
-                )));
-                let _ = tx
-                    .send(Err(BlobError::Source("upload cut off".into())))
-                    .await;
-                break;
-            }
+            Ok(Some(chunk)) => Some((Ok(chunk), field)),
+            Ok(None) => None,
+            Err(err) => Some((Err(err), field)),
         }
-    }
-    drop(tx);
-    let stored = upload
+    });
+    let Stored { bytes, head } = store_limited(app.blobs.as_ref(), &key, chunks, limit)
         .await
-        .map_err(|e| ApiError::Internal(salesai_core::ErrorCode::Internal, e.to_string()))?;
-    if let Some(failure) = failure {
-        let _ = app.blobs.delete(&key).await;
-        return Err(failure);
-    }
-    let bytes = stored
-        .map_err(|e| ApiError::Unavailable(salesai_core::ErrorCode::StorageError, e.to_string()))?;
-    let head = head.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        .map_err(|e| match e {
+            StoreLimitedError::TooLarge(_) => ApiError::PayloadTooLarge(format!(
+                "the upload is larger than {} MB; split the recording or raise SALESAI_MAX_UPLOAD_MB",
+                limit / (1024 * 1024)
+            )),
+            StoreLimitedError::Source(err) => {
+                ApiError::BadRequest(format!("the upload was cut off: {err}"))
+            }
+            StoreLimitedError::Storage(err) => {
+                ApiError::Unavailable(salesai_core::ErrorCode::StorageError, err.to_string())
+            }
+        })?;
     let Some(kind) = sniff(&head) else {
         let _ = app.blobs.delete(&key).await;
         return Err(ApiError::UnsupportedMedia(format!(
