@@ -76,18 +76,20 @@ async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response
     let trigger = payload["trigger_id"].as_str().unwrap_or_default();
     let body = json!({ "trigger_id": trigger, "view": view });
     let call = slack.client.call_json("views.open", &body);
-    match tokio::time::timeout(std::time::Duration::from_millis(2500), call).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(err)) => {
-            tracing::error!(event = "slack.views_open_failed", error = %err, "could not open the upload form")
-        }
-        Err(_) => {
-            tracing::error!(
-                event = "slack.views_open_failed",
-                error = "timeout",
-                "could not open the upload form in time"
-            )
-        }
+    let error = match tokio::time::timeout(std::time::Duration::from_millis(2500), call).await {
+        Ok(Ok(_)) => return ack(),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => "Slack did not answer views.open in time".to_owned(),
+    };
+    tracing::error!(event = "slack.views_open_failed", error = %error, "could not open the upload form");
+    // The rep clicked and saw nothing: say so, and what to do.
+    if let Some(url) = payload["response_url"].as_str() {
+        let text = crate::commands::w(
+            lang,
+            "The form did not open (Slack was slow or refused). Click *Analyze* again; nothing was lost.",
+            "表單沒有開啟（Slack 回應太慢或拒絕）。請再按一次「開始分析」，資料不會遺失。",
+        );
+        respond_later(slack, url, blocks::ephemeral(text)).await;
     }
     ack()
 }

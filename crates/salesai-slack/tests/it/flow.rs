@@ -604,6 +604,29 @@ async fn only_calls_in_watched_places_are_prompted(db: &TestDb) {
     assert_eq!(h.event("Ev4", own, &[]).await.status(), 200);
 
     let prompt = wait_prompt(&h, "F0DMCALL").await;
+    // A form that does not open (an expired trigger) is reported to the rep, not swallowed.
+    let r = h
+        .interaction(json!({
+            "type": "block_actions", "trigger_id": "", "user": { "id": "U0REP" },
+            "response_url": h.fake.hook_url("noform"),
+            "actions": [ { "action_id": ACTION_OPEN_UPLOAD, "value": prompt["blocks"][1]["elements"][0]["value"] } ],
+        }))
+        .await;
+    assert_eq!(r.status(), 200);
+    h.fake
+        .wait_until(
+            "the form-failure answer",
+            std::time::Duration::from_secs(30),
+            |calls| {
+                calls.iter().any(|c| {
+                    c.method == "hook:noform"
+                        && c.body["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("Click *Analyze* again"))
+                })
+            },
+        )
+        .await;
     assert_eq!(prompt["channel"], "D0REP", "a DM with the app is watched");
     assert!(
         prompt["text"]
