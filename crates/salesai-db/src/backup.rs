@@ -329,6 +329,27 @@ fn damaged(what: impl Into<String>) -> RestoreError {
     RestoreError::Damaged(what.into())
 }
 
+/// Refuses a target with rows in any data table unless `force`; the same SQL on either
+/// backend's connection.
+macro_rules! check_empty {
+    ($conn:expr, $force:expr) => {{
+        let mut found = Vec::new();
+        for t in DATA_TABLES {
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{t}\"")))
+                    .fetch_one(&mut *$conn)
+                    .await
+                    .map_err(map)?;
+            if n > 0 {
+                found.push(format!("{t}: {n} rows"));
+            }
+        }
+        if !found.is_empty() && !$force {
+            return Err(RestoreError::NotEmpty(found.join(", ")));
+        }
+    }};
+}
+
 /// Restores a backup (uncompressed JSON lines from `input`) into `db`: migrates it, refuses a
 /// non-empty target unless `force`, replaces every table's rows in one transaction. Returns the
 /// rows restored per table.
@@ -368,7 +389,7 @@ pub async fn import(
     match db {
         Database::Sqlite(s) => {
             let mut tx = s.pool().begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-            check_empty_sqlite(&mut tx, force).await?;
+            check_empty!(tx, force);
             for (table, _) in TABLES.iter().rev() {
                 sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM \"{table}\"")))
                     .execute(&mut *tx)
@@ -403,7 +424,7 @@ pub async fn import(
         }
         Database::Postgres(p) => {
             let mut tx = p.pool().begin().await.map_err(map)?;
-            check_empty_pg(&mut tx, force).await?;
+            check_empty!(tx, force);
             let list = TABLES
                 .iter()
                 .map(|(t, _)| format!("\"{t}\""))
@@ -505,45 +526,6 @@ fn verify_end(end: &Value, counts: &[(String, u64)]) -> Result<(), RestoreError>
                 "table {table} has {n} rows but the file says {want:?}"
             )));
         }
-    }
-    Ok(())
-}
-
-async fn check_empty_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    force: bool,
-) -> Result<(), RestoreError> {
-    let mut found = Vec::new();
-    for t in DATA_TABLES {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{t}\"")))
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(map)?;
-        if n > 0 {
-            found.push(format!("{t}: {n} rows"));
-        }
-    }
-    if !found.is_empty() && !force {
-        return Err(RestoreError::NotEmpty(found.join(", ")));
-    }
-    Ok(())
-}
-
-async fn check_empty_pg(conn: &mut sqlx::PgConnection, force: bool) -> Result<(), RestoreError> {
-    let mut found = Vec::new();
-    for t in DATA_TABLES {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{t}\"")))
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(map)?;
-        if n > 0 {
-            found.push(format!("{t}: {n} rows"));
-        }
-    }
-    if !found.is_empty() && !force {
-        return Err(RestoreError::NotEmpty(found.join(", ")));
     }
     Ok(())
 }
