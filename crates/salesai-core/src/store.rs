@@ -163,6 +163,11 @@ pub struct AgentRun {
     pub completion_tokens: Option<i64>,
     /// How long the agent took.
     pub latency_ms: Option<i64>,
+    /// Why this agent's output came from the rules engine although an LLM is configured (its
+    /// answers stayed invalid, or the LLM kept failing); `None` when the engine that was asked
+    /// answered.
+    #[serde(default)]
+    pub fallback: Option<String>,
 }
 
 /// A completed analysis as stored.

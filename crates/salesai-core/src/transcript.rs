@@ -159,14 +159,24 @@ fn strip_tags(line: &str) -> String {
 
 /// `Name: words` → (Some(Name), words) when the name is short and has no sentence punctuation.
 fn split_speaker(line: &str) -> (Option<String>, String) {
+    // The first colon, full-width or ASCII ("業務:" is as common as "業務：" in typed notes); a
+    // label is short, has a letter, no sentence punctuation, and is not a clock time ("12:30").
     let split = line
-        .split_once(": ")
-        .or_else(|| line.split_once('：'))
-        .filter(|(name, _)| {
+        .find(['：', ':'])
+        .map(|at| {
+            let colon = line[at..].chars().next().map_or(1, char::len_utf8);
+            (&line[..at], &line[at + colon..])
+        })
+        .filter(|(name, said)| {
             let n = name.trim();
+            let clock_time = n.chars().last().is_some_and(|c| c.is_ascii_digit())
+                && said.chars().next().is_some_and(|c| c.is_ascii_digit());
             !n.is_empty()
+                && !clock_time
                 && n.chars().count() <= 24
+                && n.chars().any(char::is_alphabetic)
                 && !n.contains(['.', '?', '!', '。', '？', '，', ','])
+                && !said.starts_with("//")
         });
     match split {
         Some((name, said)) => (Some(name.trim().to_owned()), said.trim().to_owned()),

@@ -52,6 +52,12 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/sqlite/0003_ops_alerts.up.sql"),
         down: include_str!("../migrations/sqlite/0003_ops_alerts.down.sql"),
     },
+    Migration {
+        version: 4,
+        name: "agent_fallback",
+        up: include_str!("../migrations/sqlite/0004_agent_fallback.up.sql"),
+        down: include_str!("../migrations/sqlite/0004_agent_fallback.down.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.
@@ -73,6 +79,12 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "ops_alerts",
         up: include_str!("../migrations/postgres/0003_ops_alerts.up.sql"),
         down: include_str!("../migrations/postgres/0003_ops_alerts.down.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "agent_fallback",
+        up: include_str!("../migrations/postgres/0004_agent_fallback.up.sql"),
+        down: include_str!("../migrations/postgres/0004_agent_fallback.down.sql"),
     },
 ];
 

@@ -1089,10 +1089,11 @@ impl Store for PgStore {
 
     async fn save_agent_output(&self, id: &str, run: &AgentRun) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
+            "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, fallback_reason, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
              model = excluded.model, output = excluded.output, prompt_tokens = excluded.prompt_tokens, \
-             completion_tokens = excluded.completion_tokens, latency_ms = excluded.latency_ms, created_at = excluded.created_at",
+             completion_tokens = excluded.completion_tokens, latency_ms = excluded.latency_ms, \
+             fallback_reason = excluded.fallback_reason, created_at = excluded.created_at",
         )
         .bind(id)
         .bind(&run.agent)
@@ -1102,6 +1103,7 @@ impl Store for PgStore {
         .bind(run.prompt_tokens.map(|v| v as i32))
         .bind(run.completion_tokens.map(|v| v as i32))
         .bind(run.latency_ms.map(|v| v as i32))
+        .bind(&run.fallback)
         .execute(&self.pool)
         .await
         .map_err(map)?;
@@ -1135,6 +1137,7 @@ impl Store for PgStore {
                         .try_get::<Option<i32>, _>("latency_ms")
                         .map_err(map)?
                         .map(i64::from),
+                    fallback: r.try_get("fallback_reason").map_err(map)?,
                 })
             })
             .collect()

@@ -1278,10 +1278,11 @@ impl Store for SqliteStore {
 
     async fn save_agent_output(&self, id: &str, run: &AgentRun) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
+            "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, fallback_reason, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
              model = excluded.model, output = excluded.output, prompt_tokens = excluded.prompt_tokens, \
-             completion_tokens = excluded.completion_tokens, latency_ms = excluded.latency_ms, created_at = excluded.created_at",
+             completion_tokens = excluded.completion_tokens, latency_ms = excluded.latency_ms, \
+             fallback_reason = excluded.fallback_reason, created_at = excluded.created_at",
         )
         .bind(id)
         .bind(&run.agent)
@@ -1291,6 +1292,7 @@ impl Store for SqliteStore {
         .bind(run.prompt_tokens)
         .bind(run.completion_tokens)
         .bind(run.latency_ms)
+        .bind(&run.fallback)
         .bind(now_ms())
         .execute(&self.pool)
         .await
@@ -1318,6 +1320,7 @@ impl Store for SqliteStore {
                     prompt_tokens: r.try_get("prompt_tokens").map_err(map)?,
                     completion_tokens: r.try_get("completion_tokens").map_err(map)?,
                     latency_ms: r.try_get("latency_ms").map_err(map)?,
+                    fallback: r.try_get("fallback_reason").map_err(map)?,
                 })
             })
             .collect()

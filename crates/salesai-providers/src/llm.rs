@@ -7,15 +7,15 @@
 //! validated locally against the contract and repaired once with the validation error; a second
 //! invalid answer is `ANALYSIS_INVALID_OUTPUT`.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
 use salesai_core::ErrorCode;
-use salesai_core::analysis::engine::{AgentContext, Analyzer, AnalyzerError};
-use salesai_core::analysis::prompts::{Prompts, messages};
+use salesai_core::analysis::engine::{AgentContext, Analyzer, AnalyzerError, rules_fallback};
+use salesai_core::analysis::prompts::{Prompts, messages, resolve_line_refs};
 use salesai_core::analysis::{Agent, output_schema, validate_output};
 use salesai_core::store::AgentRun;
 use secrecy::{ExposeSecret, SecretString};
@@ -43,6 +43,9 @@ pub struct LlmConfig {
     pub agent_models: BTreeMap<String, String>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Fail an agent whose answer is still invalid after the repair instead of taking its
+    /// output from the rules engine (`SALESAI_ANALYSIS_STRICT`).
+    pub strict: bool,
 }
 
 impl std::fmt::Debug for LlmConfig {
@@ -67,7 +70,18 @@ pub struct LlmAnalyzer {
     config: LlmConfig,
     http: reqwest::Client,
     prompts: Prompts,
-    mode: AtomicU8,
+    /// The structured-output mode per model (one endpoint per analyser), and whether a call in
+    /// that mode has ever succeeded: servers differ, and what one model accepts another may not.
+    modes: Mutex<HashMap<String, ModeState>>,
+}
+
+/// What is known of one model's structured-output support.
+#[derive(Debug, Clone, Copy, Default)]
+struct ModeState {
+    /// The best mode not yet refused.
+    mode: u8,
+    /// A call in this mode has succeeded.
+    confirmed: bool,
 }
 
 struct Reply {
@@ -77,7 +91,11 @@ struct Reply {
 }
 
 enum CallError {
+    /// The server said it does not support the structured-output mode.
     ModeUnsupported,
+    /// The server refused the request (4xx or 5xx, not 429) without saying why in terms of
+    /// the mode: on the very first structured call this may still be the mode.
+    Refused(AnalyzerError),
     Failed(AnalyzerError),
 }
 
@@ -101,16 +119,55 @@ impl LlmAnalyzer {
             config,
             http,
             prompts,
-            mode: AtomicU8::new(JSON_SCHEMA),
+            modes: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The structured-output mode in use: `json_schema`, `json_object` or `text`.
+    /// The structured-output mode in use for the default model: `json_schema`, `json_object`
+    /// or `text`.
     pub fn mode(&self) -> &'static str {
-        match self.mode.load(Ordering::Relaxed) {
+        self.mode_of(&self.config.model)
+    }
+
+    /// The structured-output mode in use for `model`.
+    pub fn mode_of(&self, model: &str) -> &'static str {
+        match self.state(model).mode {
             JSON_SCHEMA => "json_schema",
             JSON_OBJECT => "json_object",
             _ => "text",
+        }
+    }
+
+    fn state(&self, model: &str) -> ModeState {
+        self.modes
+            .lock()
+            .expect("the mode map is never poisoned: no code panics holding it")
+            .get(model)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Records that `mode` works for `model` (never moving back up the ladder).
+    fn confirm(&self, model: &str, mode: u8) {
+        let mut modes = self.modes.lock().expect("the mode map is never poisoned");
+        let state = modes.entry(model.to_owned()).or_default();
+        if mode >= state.mode {
+            *state = ModeState {
+                mode,
+                confirmed: true,
+            };
+        }
+    }
+
+    /// Records that `model` refused every mode before `mode`.
+    fn step_down(&self, model: &str, mode: u8) {
+        let mut modes = self.modes.lock().expect("the mode map is never poisoned");
+        let state = modes.entry(model.to_owned()).or_default();
+        if mode > state.mode {
+            *state = ModeState {
+                mode,
+                confirmed: false,
+            };
         }
     }
 
@@ -190,19 +247,25 @@ impl LlmAnalyzer {
                 })
                 .unwrap_or_else(|| text.chars().take(300).collect());
             let lower = message.to_lowercase();
-            if status == 400
-                && mode < TEXT
+            // Any 4xx or 5xx that names the mode: some servers reject `json_schema` with 400,
+            // others with 422 or even 500 and a validation message.
+            if mode < TEXT
                 && (lower.contains("response_format")
+                    || lower.contains("response format")
                     || lower.contains("json_schema")
+                    || lower.contains("json schema")
                     || lower.contains("schema")
-                    || lower.contains("json mode"))
+                    || lower.contains("json mode")
+                    || lower.contains("json_object")
+                    || lower.contains("structured output"))
             {
                 return Err(CallError::ModeUnsupported);
             }
-            return Err(failed(
-                ErrorCode::LlmApiError,
-                format!("{} answered HTTP {status}: {message}", self.config.provider),
-            ));
+            return Err(CallError::Refused(AnalyzerError {
+                code: ErrorCode::LlmApiError,
+                message: format!("{} answered HTTP {status}: {message}", self.config.provider),
+                retry_at: None,
+            }));
         }
         let parsed: Value = serde_json::from_str(&text).map_err(|e| {
             failed(
@@ -292,6 +355,10 @@ impl Analyzer for LlmAnalyzer {
         "llm"
     }
 
+    fn strict(&self) -> bool {
+        self.config.strict
+    }
+
     async fn run(
         &self,
         agent: Agent,
@@ -300,7 +367,11 @@ impl Analyzer for LlmAnalyzer {
         let started = Instant::now();
         let model = self.model_for(agent).to_owned();
         let (mut prompt_tokens, mut completion_tokens) = (0, 0);
-        let mut mode = self.mode.load(Ordering::Relaxed);
+        let state = self.state(&model);
+        let mut mode = state.mode;
+        // After an unexplained refusal on a model's first structured call, the next mode is
+        // tried once before failing.
+        let mut tried_next = false;
         let reply = loop {
             let (system, user, transcript_chars) =
                 messages(&self.prompts, agent, &context, mode != JSON_SCHEMA);
@@ -311,15 +382,21 @@ impl Analyzer for LlmAnalyzer {
             match self.call(agent, &model, mode, &conversation).await {
                 Ok(reply) => {
                     tracing::debug!(event = "llm.called", agent = agent.as_str(), model = %model, transcript_chars, mode, "llm answered");
+                    self.confirm(&model, mode);
                     break (reply, conversation);
                 }
                 Err(CallError::ModeUnsupported) => {
                     let next = (mode + 1).min(TEXT);
-                    tracing::warn!(event = "llm.mode_downgraded", provider = %self.config.provider, from = mode, to = next, "the server rejected this structured-output mode");
-                    self.mode.fetch_max(next, Ordering::Relaxed);
+                    tracing::warn!(event = "llm.mode_downgraded", provider = %self.config.provider, model = %model, from = mode, to = next, "the server rejected this structured-output mode");
+                    self.step_down(&model, next);
                     mode = next;
                 }
-                Err(CallError::Failed(err)) => return Err(err),
+                Err(CallError::Refused(err)) if !state.confirmed && !tried_next && mode < TEXT => {
+                    tracing::warn!(event = "llm.mode_probe", provider = %self.config.provider, model = %model, from = mode, to = mode + 1, error = %err.message, "the first structured call failed without a reason; trying the next mode once");
+                    tried_next = true;
+                    mode += 1;
+                }
+                Err(CallError::Refused(err) | CallError::Failed(err)) => return Err(err),
             }
         };
         let (first, mut conversation) = reply;
@@ -333,15 +410,20 @@ impl Analyzer for LlmAnalyzer {
         let output = match check(&first.content) {
             Ok(value) => value,
             Err(problem) => {
-                // One repair: show the model its answer and what is wrong with it.
+                // One repair: show the model its answer and what is wrong with it. The
+                // transcript is not sent again: fixing the shape of an answer does not need it.
                 tracing::warn!(event = "llm.repair", agent = agent.as_str(), problem = %problem, "invalid answer; asking once for a repair");
-                conversation.push(json!({ "role": "assistant", "content": first.content }));
-                conversation.push(json!({ "role": "user", "content": format!(
-                    "That answer does not match the required JSON schema: {problem}. Answer again with only the corrected JSON object."
-                )}));
-                let second = match self.call(agent, &model, mode, &conversation).await {
+                let repair = vec![
+                    conversation[0].clone(),
+                    json!({ "role": "user", "content": format!(
+                        "This answer does not match the required JSON schema: {problem}.\n\nAnswer:\n{}\n\nSchema:\n{}\n\nAnswer again with only the corrected JSON object.",
+                        first.content.chars().take(20_000).collect::<String>(),
+                        output_schema(agent)
+                    )}),
+                ];
+                let second = match self.call(agent, &model, mode, &repair).await {
                     Ok(reply) => reply,
-                    Err(CallError::Failed(err)) => return Err(err),
+                    Err(CallError::Failed(err) | CallError::Refused(err)) => return Err(err),
                     Err(CallError::ModeUnsupported) => {
                         return Err(AnalyzerError {
                             code: ErrorCode::LlmApiError,
@@ -352,11 +434,35 @@ impl Analyzer for LlmAnalyzer {
                 };
                 prompt_tokens += second.prompt_tokens;
                 completion_tokens += second.completion_tokens;
-                check(&second.content).map_err(|problem| AnalyzerError {
-                    code: ErrorCode::AnalysisInvalidOutput,
-                    message: format!("the {} agent's answer did not match its schema after one repair: {problem}", agent.as_str()),
-                    retry_at: None,
-                })?
+                match check(&second.content) {
+                    Ok(value) => value,
+                    Err(problem) if self.config.strict => {
+                        return Err(AnalyzerError {
+                            code: ErrorCode::AnalysisInvalidOutput,
+                            message: format!(
+                                "the {} agent's answer did not match its schema after one repair: {problem}",
+                                agent.as_str()
+                            ),
+                            retry_at: None,
+                        });
+                    }
+                    Err(problem) => {
+                        // Per-agent fallback: this agent's output comes from the rules engine,
+                        // marked with the reason, and the analysis goes on.
+                        tracing::warn!(event = "llm.fallback", agent = agent.as_str(), model = %model, problem = %problem, "invalid answer after a repair; this agent falls back to the rules engine");
+                        let mut run = rules_fallback(
+                            agent,
+                            &context,
+                            format!(
+                                "the LLM's answer did not match the schema after a repair: {problem}"
+                            ),
+                        );
+                        run.prompt_tokens = Some(prompt_tokens);
+                        run.completion_tokens = Some(completion_tokens);
+                        run.latency_ms = Some(started.elapsed().as_millis() as i64);
+                        return Ok(run);
+                    }
+                }
             }
         };
         // The buyer's output feeds every later agent: if it lacks evidence or a reason, ask once
@@ -383,6 +489,8 @@ impl Analyzer for LlmAnalyzer {
             }
             _ => output,
         };
+        let mut output = output;
+        resolve_line_refs(&mut output, context.segments);
         Ok(AgentRun {
             agent: agent.as_str().to_owned(),
             engine: "llm".to_owned(),
@@ -391,6 +499,7 @@ impl Analyzer for LlmAnalyzer {
             prompt_tokens: Some(prompt_tokens),
             completion_tokens: Some(completion_tokens),
             latency_ms: Some(started.elapsed().as_millis() as i64),
+            fallback: None,
         })
     }
 }

@@ -352,6 +352,9 @@ pub struct CardFacts<'a> {
     pub coach: Option<CoachOutput>,
     /// The full report's URL, when a public base URL is configured.
     pub report_url: Option<String>,
+    /// The agents whose output came from the rules engine because the LLM could not give a
+    /// valid one (`buyer`, `seller`, …).
+    pub fallbacks: Vec<String>,
 }
 
 fn mmss(ms: u64) -> String {
@@ -488,6 +491,26 @@ pub fn completed(lang: Lang, facts: &CardFacts<'_>) -> Value {
             "🎯 *{}*: {}",
             t(lang, "coaching"),
             escape(&truncate(note, 1000))
+        )));
+    }
+    if !facts.fallbacks.is_empty() {
+        let agents: Vec<&str> = facts
+            .fallbacks
+            .iter()
+            .map(|a| match a.as_str() {
+                "context" => t(lang, "agent_context"),
+                "buyer" => t(lang, "agent_buyer"),
+                "seller" => t(lang, "agent_seller"),
+                "crm" => t(lang, "agent_crm"),
+                "summary" => t(lang, "agent_summary"),
+                "coach" => t(lang, "agent_coach"),
+                other => other,
+            })
+            .collect();
+        blocks.push(context(&format!(
+            "⚠️ {}: {}",
+            t(lang, "fallback_note"),
+            agents.join(", ")
         )));
     }
     if let Some(url) = &facts.report_url {
@@ -687,6 +710,7 @@ mod tests {
             competitors,
             metadata: &json!({ "decision_maker_present": "yes" }),
             language,
+            lexicon: &Default::default(),
         })
     }
 
@@ -719,6 +743,7 @@ mod tests {
                     "https://salesai.example.com/api/v1/conversations/{}",
                     c.id
                 )),
+                fallbacks: Vec::new(),
             },
         )
     }
@@ -747,6 +772,32 @@ mod tests {
         let card = card(Lang::En, "default", &out);
         check_limits(&card).unwrap();
         insta::assert_json_snapshot!("completed_en", card);
+        assert!(
+            !card.to_string().contains("rules engine"),
+            "no fallback note when every agent answered"
+        );
+    }
+
+    #[test]
+    fn agents_that_fell_back_are_named_on_the_card() {
+        let out = outputs(Language::ZhTw, ZH_CALL, &[]);
+        let c = conversation("ichef", ConversationStatus::Completed);
+        let a = stored(&out);
+        let card = completed(
+            Lang::ZhTw,
+            &CardFacts {
+                conversation: &c,
+                analysis: &a,
+                buyer: Some(out.buyer.clone()),
+                seller: Some(out.seller.clone()),
+                coach: Some(out.coach.clone()),
+                report_url: None,
+                fallbacks: vec!["buyer".into(), "coach".into()],
+            },
+        );
+        check_limits(&card).unwrap();
+        let text = card.to_string();
+        assert!(text.contains("改由離線規則引擎分析: 買方, 教練"), "{text}");
     }
 
     #[test]

@@ -681,6 +681,11 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
                 seller: agent::<SellerOutput>(&runs, "seller"),
                 coach: agent::<CoachOutput>(&runs, "coach"),
                 report_url: slack.report_url(&c.id),
+                fallbacks: runs
+                    .iter()
+                    .filter(|r| r.fallback.is_some())
+                    .map(|r| r.agent.clone())
+                    .collect(),
             };
             let card = blocks::completed(lang, &facts);
             match posted.get("completed") {

@@ -219,6 +219,17 @@ pub struct ConfigArgs {
         help_heading = "Settings"
     )]
     pub llm_timeout_secs: Option<u64>,
+    /// Fail the analysis when an agent's LLM answer is still invalid after a repair (or the LLM keeps failing), instead of taking that agent from the rules engine [default: false]
+    #[arg(long, env = "SALESAI_ANALYSIS_STRICT", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
+    pub analysis_strict: Option<bool>,
+    /// Folder of product-line files (<id>.toml) adding to or overriding the built-in lines
+    #[arg(
+        long,
+        env = "SALESAI_LINES_DIR",
+        global = true,
+        help_heading = "Settings"
+    )]
+    pub lines_dir: Option<PathBuf>,
     /// Folder of prompt overrides: <dir>/<product line>/<agent>.md, <dir>/<zh-TW|en>/<agent>.md, <dir>/lines/<product line>.md
     #[arg(
         long,
@@ -492,6 +503,8 @@ struct FileConfig {
     llm_model: Option<String>,
     llm_agent_models: Option<Vec<String>>,
     llm_timeout_secs: Option<u64>,
+    analysis_strict: Option<bool>,
+    lines_dir: Option<PathBuf>,
     prompts_dir: Option<PathBuf>,
     groq_api_key: Option<String>,
     stt_base_url: Option<String>,
@@ -567,6 +580,8 @@ pub struct Config {
     pub llm: Option<salesai_providers::llm::LlmConfig>,
     /// Prompt overrides folder.
     pub prompts_dir: Option<PathBuf>,
+    /// Product-line files folder (adds to and overrides the built-in lines).
+    pub lines_dir: Option<PathBuf>,
     /// Largest upload, megabytes.
     pub max_upload_mb: u64,
     /// Listen address.
@@ -939,6 +954,10 @@ impl Config {
                         })?,
                         agent_models: agent_models.clone(),
                         timeout,
+                        strict: args
+                            .analysis_strict
+                            .or(file.analysis_strict)
+                            .unwrap_or(false),
                     })
                 };
                 match (base, gemini) {
@@ -958,6 +977,7 @@ impl Config {
                 }
             },
             prompts_dir: args.prompts_dir.clone().or(file.prompts_dir),
+            lines_dir: args.lines_dir.clone().or(file.lines_dir),
             max_upload_mb: args.max_upload_mb.or(file.max_upload_mb).unwrap_or(500),
             bind: args
                 .bind

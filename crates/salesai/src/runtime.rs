@@ -70,7 +70,7 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         blobs: Arc::new(blobs),
         metrics: Arc::new(Metrics::new()),
         time_zone: config.time_zone,
-        product_lines: Arc::new(salesai_core::product_line::builtin()),
+        product_lines: Arc::new(product_lines(config)?),
         analyzer: match &config.llm {
             Some(llm) => Arc::new(salesai_providers::llm::LlmAnalyzer::new(
                 llm.clone(),
@@ -85,6 +85,13 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
     };
     Ok((app, database))
+}
+
+/// The product lines this process serves: the built-in ones.
+pub fn product_lines(
+    _config: &Config,
+) -> anyhow::Result<Vec<salesai_core::product_line::ProductLine>> {
+    Ok(salesai_core::product_line::builtin())
 }
 
 /// The embedded prompts with the overrides found in `SALESAI_PROMPTS_DIR`.

@@ -45,6 +45,12 @@ pub trait Analyzer: Send + Sync + 'static {
     /// `rules` or `llm`.
     fn engine(&self) -> &'static str;
 
+    /// Whether an agent that cannot get a valid answer fails the analysis (`true`) or takes its
+    /// output from the rules engine (`false`, the default).
+    fn strict(&self) -> bool {
+        false
+    }
+
     /// Runs one agent and returns its validated output.
     async fn run(&self, agent: Agent, context: AgentContext<'_>)
     -> Result<AgentRun, AnalyzerError>;
@@ -64,22 +70,80 @@ impl Analyzer for RulesAnalyzer {
         agent: Agent,
         context: AgentContext<'_>,
     ) -> Result<AgentRun, AnalyzerError> {
-        let started = Instant::now();
-        let input = RulesInput {
-            segments: context.segments,
-            competitors: &context.product_line.competitors,
-            metadata: context.metadata,
-            language: context.product_line.rules_language(),
-        };
-        let output = rules::run_agent(agent, &input);
-        Ok(AgentRun {
-            agent: agent.as_str().to_owned(),
-            engine: rules::ENGINE.to_owned(),
-            model: None,
-            output,
-            prompt_tokens: None,
-            completion_tokens: None,
-            latency_ms: Some(started.elapsed().as_millis() as i64),
-        })
+        Ok(rules_run(agent, &context))
     }
+}
+
+/// One agent's output from the rules engine.
+fn rules_run(agent: Agent, context: &AgentContext<'_>) -> AgentRun {
+    let started = Instant::now();
+    let input = RulesInput {
+        segments: context.segments,
+        competitors: &context.product_line.competitors,
+        metadata: context.metadata,
+        language: context.product_line.rules_language(),
+        lexicon: &context.product_line.lexicon,
+    };
+    let output = rules::run_agent(agent, &input);
+    AgentRun {
+        agent: agent.as_str().to_owned(),
+        engine: rules::ENGINE.to_owned(),
+        model: None,
+        output,
+        prompt_tokens: None,
+        completion_tokens: None,
+        latency_ms: Some(started.elapsed().as_millis() as i64),
+        fallback: None,
+    }
+}
+
+/// The rules engine's output for one agent, standing in for an LLM that could not give a valid
+/// one, with the reason kept beside it (shown on the API, the Slack card and the call page).
+pub fn rules_fallback(agent: Agent, context: &AgentContext<'_>, reason: String) -> AgentRun {
+    AgentRun {
+        fallback: Some(reason),
+        ..rules_run(agent, context)
+    }
+}
+
+/// Runs every agent in dependency waves (the same order the worker checkpoints them in) and
+/// assembles the contract; the eval harness and tools use it, the worker keeps its own loop
+/// because it saves each agent as it finishes.
+pub async fn run_all(
+    analyzer: &dyn Analyzer,
+    segments: &[Segment],
+    metadata: &serde_json::Value,
+    product_line: &ProductLine,
+) -> Result<(super::AgentOutputs, Vec<AgentRun>), AnalyzerError> {
+    let mut done: BTreeMap<Agent, serde_json::Value> = BTreeMap::new();
+    let mut runs = Vec::new();
+    for wave in super::WAVES {
+        for agent in wave {
+            let prior: BTreeMap<Agent, serde_json::Value> = agent
+                .needs()
+                .iter()
+                .filter_map(|need| done.get(need).map(|v| (*need, v.clone())))
+                .collect();
+            let context = AgentContext {
+                segments,
+                metadata,
+                product_line,
+                prior: &prior,
+            };
+            let run = analyzer.run(*agent, context).await?;
+            done.insert(*agent, run.output.clone());
+            runs.push(run);
+        }
+    }
+    let object: serde_json::Map<String, serde_json::Value> = done
+        .into_iter()
+        .map(|(a, v)| (a.as_str().to_owned(), v))
+        .collect();
+    let outputs =
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| AnalyzerError {
+            code: ErrorCode::AnalysisInvalidOutput,
+            message: format!("agent outputs do not match the contract: {e}"),
+            retry_at: None,
+        })?;
+    Ok((outputs, runs))
 }

@@ -7,6 +7,7 @@
 
 pub mod derive;
 pub mod engine;
+pub mod eval;
 pub mod prompts;
 pub mod rules;
 
@@ -24,6 +25,14 @@ pub const AGENTS: [Agent; 6] = [
     Agent::Crm,
     Agent::Summary,
     Agent::Coach,
+];
+
+/// The agents in waves: every agent of a wave depends only on earlier waves, so a wave's
+/// agents can run concurrently.
+pub const WAVES: [&[Agent]; 3] = [
+    &[Agent::Context, Agent::Buyer],
+    &[Agent::Seller, Agent::Crm],
+    &[Agent::Summary, Agent::Coach],
 ];
 
 /// One analysis agent.

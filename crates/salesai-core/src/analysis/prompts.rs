@@ -8,12 +8,17 @@
 //! context and buyer agents read the whole transcript; the others read the lines that earlier
 //! agents quoted, with their neighbours, capped at a third of the transcript — at most
 //! 2 + 4 × ⅓ ≈ 3.3 transcripts per analysis, against the target of 4.
+//!
+//! Lines are sent as `[n]Speaker: text` with `n` the line's number (a `[m:ss NNNNNms] ` prefix
+//! doubled short Chinese lines); agents cite `start_ms` as that number and
+//! [`resolve_line_refs`] maps it back to milliseconds. Earlier agents' findings are sent
+//! compacted ([`compact_findings`]): the quoted lines are in the transcript already.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Agent;
 use super::engine::AgentContext;
-use crate::transcript::{Segment, clock};
+use crate::transcript::Segment;
 
 /// Embedded prompt files: (language, name, text).
 const EMBEDDED: &[(&str, &str, &str)] = &[
@@ -120,21 +125,126 @@ impl Prompts {
     }
 }
 
-/// The transcript as lines an LLM reads: `[m:ss] Speaker: text`.
+/// The transcript as lines an LLM reads: `[n]Speaker:text`, `n` the line's number in the
+/// whole transcript (so a condensed transcript keeps the numbers of the full one); a line by
+/// the same speaker as the line before carries no name. Speakers are sent as letters (`A`,
+/// `B`, …) with a legend first.
 pub fn render_transcript(segments: &[Segment]) -> String {
+    render_lines(segments, &(0..segments.len()).collect::<Vec<_>>())
+}
+
+/// [`render_transcript`] for the lines at `indices` of `segments`.
+pub fn render_lines(segments: &[Segment], indices: &[usize]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for i in indices {
+        if let Some(name) = segments[*i].speaker.as_deref()
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    // Speakers as one letter each (A, B, …) with a legend: a name on every line costs more
+    // than the short lines of a Chinese call say.
+    let short = !names.is_empty();
     let mut out = String::new();
-    for s in segments {
+    if short {
+        out.push_str("Speakers: ");
+        let legend: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{} = {n}", speaker_code(i)))
+            .collect();
+        out.push_str(&legend.join(", "));
+        out.push('\n');
+    }
+    let mut previous: Option<(usize, Option<&str>)> = None;
+    for i in indices {
+        let s = &segments[*i];
         out.push('[');
-        out.push_str(&clock(s.start_ms));
-        out.push_str(&format!(" {}ms] ", s.start_ms));
-        if let Some(speaker) = &s.speaker {
-            out.push_str(speaker);
-            out.push_str(": ");
+        out.push_str(&i.to_string());
+        out.push(']');
+        // The same speaker as the line just before says nothing new: the name is left out.
+        let repeated =
+            previous.is_some_and(|(p, name)| p + 1 == *i && name == s.speaker.as_deref());
+        previous = Some((*i, s.speaker.as_deref()));
+        if repeated {
+            out.push_str(&s.text);
+            out.push('\n');
+            continue;
+        }
+        if let Some(speaker) = s.speaker.as_deref() {
+            if short {
+                let n = names.iter().position(|x| *x == speaker).unwrap_or(0);
+                out.push_str(&speaker_code(n));
+            } else {
+                out.push_str(speaker);
+            }
+            out.push(':');
         }
         out.push_str(&s.text);
         out.push('\n');
     }
     out
+}
+
+/// `A`…`Z`, then `S27`, `S28`, … for a speaker's position in the legend.
+fn speaker_code(i: usize) -> String {
+    match u8::try_from(i) {
+        Ok(n) if n < 26 => char::from(b'A' + n).to_string(),
+        _ => format!("S{}", i + 1),
+    }
+}
+
+/// Maps every `start_ms` an agent wrote as a line number (as the transcript is sent) back to
+/// that line's start in milliseconds. A value that is not a line number but is a real line start
+/// (a model that answered in milliseconds anyway) is kept.
+pub fn resolve_line_refs(value: &mut serde_json::Value, segments: &[Segment]) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if k == "start_ms" {
+                    if let Some(n) = v.as_u64()
+                        && let Some(segment) = usize::try_from(n).ok().and_then(|i| segments.get(i))
+                        && !segments.iter().any(|s| s.start_ms == n && n != 0)
+                    {
+                        *v = serde_json::Value::from(segment.start_ms);
+                    }
+                } else {
+                    resolve_line_refs(v, segments);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| resolve_line_refs(v, segments)),
+        _ => {}
+    }
+}
+
+/// Earlier agents' findings as later agents read them: quotes dropped (their lines are in the
+/// transcript sent, found by `start_ms`), long texts cut, empty values left out.
+pub fn compact_findings(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(k, v)| {
+                    k.as_str() != "quote"
+                        && !v.is_null()
+                        && !(v.is_array() && v.as_array().is_some_and(Vec::is_empty))
+                })
+                .map(|(k, v)| (k.clone(), compact_findings(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().take(4).map(compact_findings).collect())
+        }
+        serde_json::Value::String(text) if text.chars().count() > 100 => {
+            let mut cut: String = text.chars().take(99).collect();
+            cut.push('…');
+            serde_json::Value::String(cut)
+        }
+        other => other.clone(),
+    }
 }
 
 /// Whether an agent reads the whole transcript.
@@ -146,15 +256,28 @@ pub fn reads_full_transcript(agent: Agent) -> bool {
 /// one neighbour on each side, plus the opening and the closing lines, capped at a third of
 /// the transcript's characters.
 pub fn condensed(segments: &[Segment], prior: &BTreeMap<Agent, serde_json::Value>) -> Vec<Segment> {
+    condensed_indices(segments, prior)
+        .into_iter()
+        .map(|i| segments[i].clone())
+        .collect()
+}
+
+/// The indices of the lines [`condensed`] keeps. Quoted starts may be real milliseconds or
+/// line numbers (as agents cite them); both select the line.
+pub fn condensed_indices(
+    segments: &[Segment],
+    prior: &BTreeMap<Agent, serde_json::Value>,
+) -> Vec<usize> {
     let mut quoted = BTreeSet::new();
     for value in prior.values() {
         collect_starts(value, &mut quoted);
     }
     let total: usize = segments.iter().map(|s| s.text.chars().count()).sum();
+    // A third of the transcript, counting each line's `[n]Speaker:` prefix too.
     let budget = total / 3;
     let mut keep = BTreeSet::new();
     for (i, s) in segments.iter().enumerate() {
-        if quoted.contains(&s.start_ms) {
+        if quoted.contains(&s.start_ms) || quoted.contains(&(i as u64)) {
             keep.extend(i.saturating_sub(1)..=(i + 1).min(segments.len() - 1));
         }
     }
@@ -164,12 +287,16 @@ pub fn condensed(segments: &[Segment], prior: &BTreeMap<Agent, serde_json::Value
     let mut used = 0;
     let mut out = Vec::new();
     for i in keep {
-        let len = segments[i].text.chars().count();
+        let prefix = 4 + segments[i]
+            .speaker
+            .as_deref()
+            .map_or(0, |n| n.chars().count().min(3));
+        let len = segments[i].text.chars().count() + prefix;
         if used + len > budget && !out.is_empty() {
             continue;
         }
         used += len;
-        out.push(segments[i].clone());
+        out.push(i);
     }
     out
 }
@@ -211,13 +338,16 @@ pub fn messages(
         prompts.for_line(line, language, "system").trim(),
         prompts.for_line(line, language, agent.as_str()).trim()
     );
-    let lines = if reads_full_transcript(agent) {
-        context.segments.to_vec()
+    let lines: Vec<usize> = if reads_full_transcript(agent) {
+        (0..context.segments.len()).collect()
     } else {
-        condensed(context.segments, context.prior)
+        condensed_indices(context.segments, context.prior)
     };
-    let transcript = render_transcript(&lines);
-    let transcript_chars = lines.iter().map(|s| s.text.chars().count()).sum();
+    let transcript = render_lines(context.segments, &lines);
+    let transcript_chars = lines
+        .iter()
+        .map(|i| context.segments[*i].text.chars().count())
+        .sum();
     let mut user = String::new();
     user.push_str("## Product\n");
     user.push_str(prompts.get("lines", &context.product_line.id).trim());
@@ -226,13 +356,13 @@ pub fn messages(
     if !context.prior.is_empty() {
         user.push_str("\n\n## Earlier agents' findings\n");
         for (a, v) in context.prior {
-            user.push_str(&format!("### {}\n{}\n", a.as_str(), v));
+            user.push_str(&format!("### {}\n{}\n", a.as_str(), compact_findings(v)));
         }
     }
     user.push_str(if reads_full_transcript(agent) {
-        "\n\n## Transcript\n"
+        "\n\n## Transcript ([n] is the line number: give it as start_ms)\n"
     } else {
-        "\n\n## Transcript (the lines quoted above, with their neighbours, and the opening and closing)\n"
+        "\n\n## Transcript (lines cited above, their neighbours, the opening and closing; [n] is the line number: give it as start_ms)\n"
     });
     user.push_str(&transcript);
     if schema_inline {

@@ -63,6 +63,7 @@ async fn populate(store: &dyn Store) {
                     prompt_tokens: Some(10),
                     completion_tokens: None,
                     latency_ms: Some(3),
+                    fallback: Some("the LLM kept failing: HTTP 503".into()),
                 },
             )
             .await

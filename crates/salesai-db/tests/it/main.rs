@@ -13,7 +13,7 @@ use salesai_core::domain::{
 use salesai_core::queue::{
     CONVERSATIONS, FailOutcome, JobFailure, JobFilter, JobStatus, NewJob, QueueSettings,
 };
-use salesai_core::store::{NewApiToken, Store, StoreError};
+use salesai_core::store::{AgentRun, NewApiToken, Store, StoreError};
 use salesai_db::testing::TestDb;
 
 use salesai_db::story;
@@ -41,6 +41,25 @@ async fn fast_backoff(store: &Arc<dyn Store>, queue: &str) {
     store.put_queue_settings(&settings).await.unwrap();
 }
 
+/// Whether saving an agent output fails for want of the `fallback_reason` column (0004 undone).
+async fn fallback_column_is_gone(db: &TestDb) -> bool {
+    let run = AgentRun {
+        agent: "buyer".into(),
+        engine: "rules".into(),
+        model: None,
+        output: serde_json::json!({}),
+        prompt_tokens: None,
+        completion_tokens: None,
+        latency_ms: None,
+        fallback: None,
+    };
+    db.store()
+        .save_agent_output("no-such-conversation", &run)
+        .await
+        .err()
+        .is_some_and(|e| e.to_string().contains("fallback_reason"))
+}
+
 story!(migrations_are_checked);
 async fn migrations_are_checked(db: &TestDb) {
     let migrator = db.database.migrator();
@@ -56,6 +75,11 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(status.iter().all(|s| s.applied_at.is_some() && s.known));
 
     // Down to zero and up again: the down migrations really undo the schema.
+    assert_eq!(migrator.down_to(3).await.unwrap(), vec![4]);
+    assert!(
+        fallback_column_is_gone(db).await,
+        "0004 is undone: agent_outputs has no fallback_reason"
+    );
     assert_eq!(migrator.down_to(1).await.unwrap(), vec![3, 2]);
     assert!(
         db.store().slack_messages("x").await.is_err(),
@@ -64,7 +88,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert_eq!(migrator.down_to(0).await.unwrap(), vec![1]);
     assert_eq!(migrator.current_version().await.unwrap(), 0);
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
-    assert_eq!(migrator.up().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(migrator.up().await.unwrap(), vec![1, 2, 3, 4]);
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
 
@@ -546,7 +570,7 @@ async fn tokens_and_external_events(db: &TestDb) {
 story!(conversation_lifecycle_and_checkpoints);
 async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
     use salesai_core::domain::{Score, StageError};
-    use salesai_core::store::{AgentRun, ConversationFilter, StoredAnalysis};
+    use salesai_core::store::{ConversationFilter, StoredAnalysis};
     use salesai_core::transcript::Segment;
     let store = db.store();
     let created = store
@@ -625,6 +649,7 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
         prompt_tokens: Some(n),
         completion_tokens: None,
         latency_ms: Some(3),
+        fallback: (n == 2).then(|| "the buyer's answer stayed invalid after a repair".into()),
     };
     store.save_agent_output(id, &run("buyer", 1)).await.unwrap();
     store.save_agent_output(id, &run("buyer", 2)).await.unwrap();
@@ -637,6 +662,24 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
     assert_eq!(
         outputs.iter().find(|o| o.agent == "buyer").unwrap().output["n"],
         2
+    );
+    assert_eq!(
+        outputs
+            .iter()
+            .find(|o| o.agent == "buyer")
+            .unwrap()
+            .fallback
+            .as_deref(),
+        Some("the buyer's answer stayed invalid after a repair"),
+        "the fallback reason is saved and replaced with the output"
+    );
+    assert_eq!(
+        outputs
+            .iter()
+            .find(|o| o.agent == "context")
+            .unwrap()
+            .fallback,
+        None
     );
 
     let analysis = StoredAnalysis {

@@ -329,7 +329,7 @@ async fn show(
                 run.agent.clone(),
                 json!({ "engine": run.engine, "model": run.model, "latency_ms": run.latency_ms,
                         "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
-                        "output": run.output }),
+                        "fallback": run.fallback, "output": run.output }),
             )
         })
         .collect();

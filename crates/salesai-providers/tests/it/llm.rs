@@ -51,6 +51,7 @@ fn valid_output(agent: &str) -> Value {
             competitors: &[],
             metadata: &json!({}),
             language: Language::En,
+            lexicon: &Default::default(),
         },
     )
 }
@@ -98,6 +99,25 @@ async fn stub(mode: &'static str) -> (String, Log) {
                     )
                         .into_response(),
                     "no_json_schema" => completion(good),
+                    // Servers that reject the mode with other statuses and a validation message.
+                    "reject_400" | "reject_422" | "reject_500" if format == "json_schema" => {
+                        let status = match mode {
+                            "reject_400" => StatusCode::BAD_REQUEST,
+                            "reject_422" => StatusCode::UNPROCESSABLE_ENTITY,
+                            _ => StatusCode::INTERNAL_SERVER_ERROR,
+                        };
+                        (status, Json(json!({ "detail": [{ "loc": ["body", "response_format", "json_schema"], "msg": "Input should be a valid dictionary or object to extract fields from", "type": "model_attributes_type" }] }))).into_response()
+                    }
+                    "reject_400" | "reject_422" | "reject_500" => completion(good),
+                    // A server that only knows json_object: json_schema gets a bare 500.
+                    "object_only" if format == "json_schema" => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+                    "object_only" if format == "text" => (StatusCode::BAD_REQUEST, Json(json!({ "error": { "message": "messages must ask for JSON" } }))).into_response(),
+                    "object_only" => completion(good),
+                    // Every call fails without a reason: one step down is tried, then the error.
+                    "always_500" => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+                    // The buyer's answers are never valid; the other agents are fine.
+                    "invalid_buyer" if agent == "buyer" => completion("{\"pain\": \"very high\"}".into()),
+                    "invalid_buyer" => completion(good),
                     "text_only" if format != "text" => (
                         StatusCode::BAD_REQUEST,
                         Json(json!({ "error": { "message": "response_format is not supported", "type": "invalid_request_error" } })),
@@ -151,7 +171,12 @@ async fn stub(mode: &'static str) -> (String, Log) {
     (base, log)
 }
 
+/// A strict analyser (no per-agent fallback), as the tests written before the fallback expect.
 fn analyzer(base: &str) -> LlmAnalyzer {
+    analyzer_with(base, true)
+}
+
+fn analyzer_with(base: &str, strict: bool) -> LlmAnalyzer {
     let mut agent_models = BTreeMap::new();
     agent_models.insert("buyer".to_owned(), "big-model".to_owned());
     LlmAnalyzer::new(
@@ -162,6 +187,7 @@ fn analyzer(base: &str) -> LlmAnalyzer {
             model: "small-model".into(),
             agent_models,
             timeout: Duration::from_millis(800),
+            strict,
         },
         Prompts::embedded(),
     )
@@ -261,7 +287,8 @@ async fn servers_without_json_schema_get_json_object_then_text() {
             .iter()
             .filter(|r| r["response_format"]["type"] == "json_schema")
             .count(),
-        1
+        2,
+        "degraded once per model (small-model and big-model), then kept"
     );
     let user = requests.last().unwrap()["messages"][1]["content"]
         .as_str()
@@ -296,10 +323,24 @@ async fn invalid_answers_are_repaired_once() {
     let requests = log.requests.lock().unwrap().clone();
     let repair = requests
         .iter()
-        .find(|r| r["messages"].as_array().unwrap().len() == 4)
-        .unwrap();
-    let text = repair["messages"][3]["content"].as_str().unwrap();
+        .find(|r| {
+            agent_of(r) == "buyer"
+                && r["messages"][1]["content"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("does not match the required JSON schema"))
+        })
+        .expect("a repair request");
+    let text = repair["messages"][1]["content"].as_str().unwrap();
     assert!(text.contains("does not match"), "{text}");
+    assert!(
+        text.contains("\"score\":150"),
+        "the invalid answer is shown: {text}"
+    );
+    assert!(
+        !text.contains("## Transcript") && !text.contains("[0]A:"),
+        "a repair fixes the shape and does not resend the transcript: {text}"
+    );
+    assert_eq!(repair["messages"].as_array().unwrap().len(), 2);
 
     let (base, _) = stub("always_invalid").await;
     let err = run_all(&analyzer(&base)).await.unwrap_err();
@@ -357,4 +398,118 @@ async fn a_weak_buyer_analysis_is_refined_once_and_the_refinement_is_used() {
         2,
         "refined once"
     );
+}
+
+fn formats(log: &Log) -> Vec<String> {
+    log.requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.pointer("/response_format/type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("text")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Servers that reject `json_schema` with 400, 422 or 500 and a message naming it: the client
+/// steps down to `json_object` and keeps it for that model; the analysis completes.
+#[tokio::test]
+async fn a_rejected_json_schema_steps_down_whatever_the_status() {
+    for mode in ["reject_400", "reject_422", "reject_500"] {
+        let (base, log) = stub(mode).await;
+        let a = analyzer(&base);
+        let runs = run_all(&a).await.unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert_eq!(runs.len(), 6, "{mode}");
+        assert_eq!(a.mode_of("small-model"), "json_object", "{mode}");
+        assert_eq!(a.mode_of("big-model"), "json_object", "{mode}: per model");
+        let sent = formats(&log);
+        assert_eq!(
+            sent.iter().filter(|f| *f == "json_schema").count(),
+            2,
+            "{mode}: json_schema is tried once per model, then remembered: {sent:?}"
+        );
+        log.requests.lock().unwrap().clear();
+        run_all(&a).await.unwrap();
+        assert!(
+            formats(&log).iter().all(|f| f == "json_object"),
+            "{mode}: the next analysis starts at the mode that worked"
+        );
+    }
+}
+
+/// A server that accepts `json_object` only and answers `json_schema` with a bare 500: the
+/// first structured call's unexplained failure tries the next mode once, which works and is
+/// remembered.
+#[tokio::test]
+async fn an_unexplained_error_on_the_first_structured_call_tries_the_next_mode_once() {
+    let (base, log) = stub("object_only").await;
+    let a = analyzer(&base);
+    let runs = run_all(&a).await.unwrap();
+    assert_eq!(runs.len(), 6);
+    assert_eq!(a.mode(), "json_object");
+    let sent = formats(&log);
+    assert_eq!(sent[0], "json_schema");
+    assert_eq!(sent[1], "json_object");
+    assert_eq!(
+        sent.iter().filter(|f| *f == "json_schema").count(),
+        2,
+        "each model probes once: {sent:?}"
+    );
+
+    // A server that fails everything: one step down, then the error, not a walk to text.
+    let (base, log) = stub("always_500").await;
+    let a = analyzer(&base);
+    let err = run_all(&a).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::LlmApiError);
+    assert_eq!(formats(&log), ["json_schema", "json_object"]);
+    assert_eq!(
+        a.mode(),
+        "json_schema",
+        "an unexplained failure is not remembered"
+    );
+}
+
+/// The buyer's answers stay invalid after the repair: without strict mode that agent's output
+/// comes from the rules engine, marked with the reason, and every agent completes; in strict
+/// mode the analysis fails with ANALYSIS_INVALID_OUTPUT as before.
+#[tokio::test]
+async fn an_agent_that_stays_invalid_falls_back_to_the_rules_engine() {
+    let (base, log) = stub("invalid_buyer").await;
+    let runs = run_all(&analyzer_with(&base, false)).await.unwrap();
+    assert_eq!(runs.len(), 6);
+    let buyer = &runs[&Agent::Buyer];
+    assert_eq!(buyer.engine, "rules");
+    let reason = buyer.fallback.as_deref().unwrap();
+    assert!(reason.contains("schema"), "{reason}");
+    assert_eq!(
+        buyer.prompt_tokens,
+        Some(240),
+        "both calls' tokens are kept"
+    );
+    salesai_core::analysis::validate_output(Agent::Buyer, &buyer.output).unwrap();
+    for agent in [
+        Agent::Context,
+        Agent::Seller,
+        Agent::Crm,
+        Agent::Summary,
+        Agent::Coach,
+    ] {
+        assert_eq!(runs[&agent].engine, "llm", "{agent:?}");
+        assert_eq!(runs[&agent].fallback, None);
+    }
+    let buyer_calls = log
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| agent_of(r) == "buyer")
+        .count();
+    assert_eq!(buyer_calls, 2, "the first answer and one repair");
+
+    let (base, _) = stub("invalid_buyer").await;
+    let err = run_all(&analyzer_with(&base, true)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::AnalysisInvalidOutput);
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use futures_util::future::join_all;
 use salesai_core::analysis::derive::derive;
-use salesai_core::analysis::engine::AgentContext;
+use salesai_core::analysis::engine::{AgentContext, rules_fallback};
 use salesai_core::analysis::{Agent, AgentOutputs};
 use salesai_core::domain::ConversationStatus;
 use salesai_core::queue::Job;
@@ -17,13 +17,8 @@ use salesai_core::{App, ErrorCode};
 use super::{conversation_id, db, load_conversation, stage};
 use crate::{JobError, JobHandler};
 
-/// The agents in waves: every agent of a wave depends only on earlier waves, so a wave's
-/// agents run concurrently.
-pub const WAVES: [&[Agent]; 3] = [
-    &[Agent::Context, Agent::Buyer],
-    &[Agent::Seller, Agent::Crm],
-    &[Agent::Summary, Agent::Coach],
-];
+/// The agents in waves (the core's order).
+pub use salesai_core::analysis::WAVES;
 
 /// The handler.
 pub struct Analyze;
@@ -32,18 +27,21 @@ pub struct Analyze;
 impl JobHandler for Analyze {
     async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
         let id = conversation_id(job)?;
+        // On the job's last attempt an agent whose LLM still fails takes its output from the
+        // rules engine (unless the analysis is strict), so the analysis completes.
+        let last_attempt = job.attempts >= job.max_attempts;
         stage(
             app,
             job,
             &id,
             ConversationStatus::Analyzing,
-            analyze(app, &id),
+            analyze(app, &id, last_attempt),
         )
         .await
     }
 }
 
-async fn analyze(app: &App, id: &str) -> Result<(), JobError> {
+async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError> {
     let store = &app.store;
     let conversation = load_conversation(app, id).await?;
     if conversation.status == ConversationStatus::Completed {
@@ -96,7 +94,18 @@ async fn analyze(app: &App, id: &str) -> Result<(), JobError> {
                     product_line: line,
                     prior: &prior,
                 };
-                (*agent, app.analyzer.run(*agent, context).await)
+                let result = match app.analyzer.run(*agent, context).await {
+                    Err(err) if fall_back(app, &err, last_attempt) => Ok(rules_fallback(
+                        *agent,
+                        &context,
+                        format!(
+                            "the LLM kept failing for this agent: {}: {}",
+                            err.code, err.message
+                        ),
+                    )),
+                    other => other,
+                };
+                (*agent, result)
             }
         }))
         .await;
@@ -156,6 +165,19 @@ async fn analyze(app: &App, id: &str) -> Result<(), JobError> {
         "Processing completed"
     );
     Ok(())
+}
+
+/// Whether a failed agent takes its output from the rules engine: not in strict mode, not for a
+/// rate limit (it waits without spending an attempt), and only when no retry is left (the last
+/// attempt, or an error no retry can help).
+fn fall_back(
+    app: &App,
+    err: &salesai_core::analysis::engine::AnalyzerError,
+    last_attempt: bool,
+) -> bool {
+    !app.analyzer.strict()
+        && err.retry_at.is_none()
+        && (last_attempt || !err.code.retryable_by_default())
 }
 
 fn assemble(done: &BTreeMap<Agent, serde_json::Value>) -> Result<AgentOutputs, JobError> {

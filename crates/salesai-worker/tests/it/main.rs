@@ -379,19 +379,14 @@ impl salesai_core::analysis::engine::Analyzer for FlakyCoach {
     }
 }
 
-story!(a_failed_agent_is_the_only_one_run_again);
-async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
+/// A conversation with a saved transcript whose first job is the analysis.
+async fn analyze_conversation(
+    app: &App,
+    transcript: &str,
+) -> salesai_core::domain::CreatedConversation {
     use salesai_core::domain::{
-        CasePeriod, CasePrefix, ConversationStatus, ConversationType, CustomerNumber,
-        NewConversation,
+        CasePeriod, CasePrefix, ConversationType, CustomerNumber, NewConversation,
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = app(db, &dir);
-    let analyzer = Arc::new(FlakyCoach {
-        calls: Default::default(),
-    });
-    app.analyzer = analyzer.clone();
-    quick_settings(&app, salesai_core::queue::CONVERSATIONS).await;
     let created = app
         .store
         .create_conversation(NewConversation {
@@ -419,14 +414,147 @@ async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
     app.store
         .save_transcript(
             &created.id,
-            &salesai_core::transcript::parse_transcript(
-                "店長：都是手寫，很麻煩\n業務：要不要先試用？",
-            )
-            .unwrap()
-            .1,
+            &salesai_core::transcript::parse_transcript(transcript)
+                .unwrap()
+                .1,
         )
         .await
         .unwrap();
+    created
+}
+
+/// An LLM that always fails for the seller agent (a retryable provider error).
+struct BrokenSeller {
+    strict: bool,
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
+}
+
+#[async_trait]
+impl salesai_core::analysis::engine::Analyzer for BrokenSeller {
+    fn engine(&self) -> &'static str {
+        "llm"
+    }
+
+    fn strict(&self) -> bool {
+        self.strict
+    }
+
+    async fn run(
+        &self,
+        agent: salesai_core::analysis::Agent,
+        context: salesai_core::analysis::engine::AgentContext<'_>,
+    ) -> Result<salesai_core::store::AgentRun, salesai_core::analysis::engine::AnalyzerError> {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(agent.as_str())
+            .or_insert(0) += 1;
+        if agent == salesai_core::analysis::Agent::Seller {
+            return Err(salesai_core::analysis::engine::AnalyzerError {
+                code: ErrorCode::LlmApiError,
+                message: "HTTP 503 from the model".into(),
+                retry_at: None,
+            });
+        }
+        salesai_core::analysis::engine::RulesAnalyzer
+            .run(agent, context)
+            .await
+    }
+}
+
+story!(an_agent_whose_llm_keeps_failing_falls_back_on_the_last_attempt);
+async fn an_agent_whose_llm_keeps_failing_falls_back_on_the_last_attempt(db: &TestDb) {
+    use salesai_core::domain::ConversationStatus;
+    for strict in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = app(db, &dir);
+        let analyzer = Arc::new(BrokenSeller {
+            strict,
+            calls: Default::default(),
+        });
+        app.analyzer = analyzer.clone();
+        let settings = QueueSettings {
+            backoff_base_ms: 20,
+            backoff_max_ms: 40,
+            max_attempts: 3,
+            ..QueueSettings::defaults_for(salesai_core::queue::CONVERSATIONS)
+        };
+        app.store.put_queue_settings(&settings).await.unwrap();
+        let created = analyze_conversation(
+            &app,
+            "Customer: We lose orders every night.\nRep: Shall we start a trial?",
+        )
+        .await;
+        let mut registry = builtin();
+        salesai_worker::register_pipeline(&mut registry);
+        let (token, handle) = spawn_worker(&app, registry, "w-fallback");
+        let mut conversation = None;
+        for _ in 0..500 {
+            let c = app
+                .store
+                .get_conversation(&created.id)
+                .await
+                .unwrap()
+                .unwrap();
+            if matches!(
+                c.status,
+                ConversationStatus::Completed | ConversationStatus::Failed
+            ) {
+                conversation = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        token.cancel();
+        handle.await.unwrap();
+        let conversation = conversation.expect("the conversation reached an outcome");
+        let calls = analyzer.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls.get("seller"),
+            Some(&3),
+            "the seller was tried on every attempt"
+        );
+        assert_eq!(
+            calls.get("buyer"),
+            Some(&1),
+            "finished agents are not paid twice"
+        );
+        if strict {
+            assert_eq!(conversation.status, ConversationStatus::Failed);
+            assert_eq!(conversation.error.unwrap().code, "LLM_API_ERROR");
+        } else {
+            assert_eq!(conversation.status, ConversationStatus::Completed);
+            let outputs = app.store.get_agent_outputs(&created.id).await.unwrap();
+            let seller = outputs.iter().find(|o| o.agent == "seller").unwrap();
+            assert_eq!(seller.engine, "rules");
+            let reason = seller.fallback.as_deref().unwrap();
+            assert!(
+                reason.contains("LLM_API_ERROR") && reason.contains("503"),
+                "{reason}"
+            );
+            assert!(
+                outputs
+                    .iter()
+                    .filter(|o| o.agent != "seller")
+                    .all(|o| o.fallback.is_none()),
+                "only the failing agent fell back"
+            );
+        }
+    }
+}
+
+story!(a_failed_agent_is_the_only_one_run_again);
+async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
+    use salesai_core::domain::ConversationStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    let analyzer = Arc::new(FlakyCoach {
+        calls: Default::default(),
+    });
+    app.analyzer = analyzer.clone();
+    quick_settings(&app, salesai_core::queue::CONVERSATIONS).await;
+    let created = analyze_conversation(&app, "店長：都是手寫，很麻煩\n業務：要不要先試用？").await;
     let mut registry = builtin();
     salesai_worker::register_pipeline(&mut registry);
     let (token, handle) = spawn_worker(&app, registry, "w-resume");

@@ -8,6 +8,7 @@ mod conversations;
 mod db;
 mod deploy;
 pub(crate) mod doctor;
+mod eval;
 mod migrate;
 mod output;
 pub(crate) mod prune;
@@ -55,6 +56,9 @@ enum Command {
     Token(token::TokenCommand),
     /// Analyse a recording or transcript in this process and print the report
     Analyze(analyze::AnalyzeArgs),
+    /// Measure the analysis on a folder of labelled calls: facts found, ordering by deal
+    /// strength, schema validity, tokens, prompt size (docs/EVAL.md)
+    Eval(eval::EvalArgs),
     /// Inspect and retry conversations
     #[command(subcommand)]
     Conversations(conversations::ConversationsCommand),
@@ -118,6 +122,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Analyze(args) => {
             crate::runtime::init_logging(&config, "error");
             analyze::run(&config, args).await
+        }
+        Command::Eval(args) => {
+            crate::runtime::init_logging(&config, "error");
+            eval::run(&config, args).await
         }
         Command::Conversations(cmd) => {
             crate::runtime::init_logging(&config, "warn");

@@ -341,7 +341,11 @@ async fn migrations_and_a_newer_schema() {
     );
     let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
     assert!(
-        status.contains("applied") && status.contains("schema at 3"),
+        status.contains("applied")
+            && status.contains(&format!(
+                "schema at {}",
+                salesai_db::migrate::SQLITE_MIGRATIONS.len()
+            )),
         "{status}"
     );
     // Each step rolls back and forward again.
@@ -367,7 +371,7 @@ async fn migrations_and_a_newer_schema() {
         .await
         .unwrap();
     if let salesai_db::Database::Sqlite(s) = &database {
-        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (4, 'future', 'x', 0)")
+        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (5, 'future', 'x', 0)")
             .execute(s.pool())
             .await
             .unwrap();
@@ -377,7 +381,7 @@ async fn migrations_and_a_newer_schema() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("schema is at version 4") && err.contains("only knows up to 3"),
+        err.contains("schema is at version 5") && err.contains("only knows up to 4"),
         "{err}"
     );
     let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
@@ -950,7 +954,11 @@ async fn backup_create_verify_restore_as_an_operator() {
     );
     let listed = stdout(&cli(&["backup", "list"]));
     assert!(
-        listed.contains("backup_") && listed.contains("sqlite schema 3"),
+        listed.contains("backup_")
+            && listed.contains(&format!(
+                "sqlite schema {}",
+                salesai_db::migrate::SQLITE_MIGRATIONS.len()
+            )),
         "{listed}"
     );
 
@@ -1233,4 +1241,59 @@ fn cli_new_conversation(customer: &str) -> salesai_core::domain::NewConversation
         idempotency_key: None,
         slack: None,
     }
+}
+
+/// The shipped labelled set is measured with the offline engine and must stay above the
+/// analysis-quality floors (80 % of labelled facts, 85 % pairwise ordering) with prompts for a
+/// 60-minute call at most four transcripts' worth; a broken labels file is an error naming it.
+#[test]
+fn eval_on_the_shipped_labelled_calls_meets_the_floors() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for set in ["eval/calls", "eval/holdout", "eval/holdout2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(salesai(dir.path()).args([
+            "eval",
+            root.join(set).to_str().unwrap(),
+            "--engine",
+            "rules",
+            "--min-facts",
+            "0.8",
+            "--min-order",
+            "0.85",
+            "--max-prompt-ratio",
+            "4.0",
+            "--json",
+        ]));
+        assert!(out.status.success(), "{set}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(report["engine"], "rules");
+        assert!(report["facts_total"].as_u64().unwrap() >= 40, "{report}");
+        assert_eq!(
+            report["schema_valid"],
+            report["calls"].as_array().unwrap().len()
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "Rep: hi\nCustomer: hello").unwrap();
+    std::fs::write(dir.path().join("a.toml"), "strength = 9\n").unwrap();
+    let out = run(salesai(dir.path()).args(["eval", "."]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a.toml") && stderr(&out).contains("strength"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "strength = 3\n[facts]\npain = true\nbudgt = 5\n",
+    )
+    .unwrap();
+    let out = run(salesai(dir.path()).args(["eval", "."]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("budgt"),
+        "a misspelt label is named: {}",
+        stderr(&out)
+    );
 }

@@ -1,0 +1,1 @@
+ALTER TABLE agent_outputs DROP COLUMN fallback_reason;
