@@ -5,28 +5,39 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::derive::Methodology;
-use crate::analysis::rules::Language;
+use crate::analysis::rules::{Language, Lexicon};
 use crate::domain::{CasePrefix, InvalidInput};
 
-/// One product line.
+/// One product line, as written in its file (`docs/LINES.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProductLine {
     /// Its id, as used in uploads and URLs.
     pub id: String,
-    /// Its name for people.
+    /// Its name for people (the id when absent).
+    #[serde(default)]
     pub display_name: String,
     /// The case-number prefix.
     pub case_prefix: String,
     /// `zh-TW` or `en`: the language of messages and of the rules engine's text.
     pub language: String,
-    /// Speech-to-text language hint (ISO-639-1).
+    /// Speech-to-text language hint (ISO-639-1; from `language` when absent).
+    #[serde(default)]
     pub stt_language: String,
-    /// Competitors to watch for.
+    /// Brand, product and trade words sent to speech-to-text as Whisper's `prompt` (e.g.
+    /// "iCHEF, 客立樂"), which cuts homophone errors; the line's name and competitors when
+    /// absent.
+    #[serde(default)]
+    pub vocabulary: Option<String>,
+    /// Competitors to watch for (the rules engine also finds ones nobody configured).
+    #[serde(default)]
     pub competitors: Vec<String>,
     /// Convert speech-to-text output from Simplified to Traditional Chinese (Taiwan phrasing):
     /// Whisper often answers Taiwanese Mandarin in Simplified characters.
+    #[serde(default)]
     pub convert_to_traditional: bool,
-    /// Weights and thresholds.
+    /// Weights and thresholds (the defaults when absent).
+    #[serde(default)]
     pub methodology: Methodology,
     /// The questions asked about a call when it is uploaded (besides the customer and contact
     /// fields every line asks): the Slack modal is built from these.
@@ -35,6 +46,10 @@ pub struct ProductLine {
     /// Where Slack progress and results go: the file's thread in the channel, or a DM to the rep.
     #[serde(default)]
     pub slack_reply: SlackReply,
+    /// The rules engine's additions for this line: its own product names (never reported as a
+    /// competitor), extra pain and objection words.
+    #[serde(default)]
+    pub lexicon: Lexicon,
 }
 
 /// Where a product line's Slack messages go.
@@ -50,6 +65,7 @@ pub enum SlackReply {
 
 /// One question of a product line's upload form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FormField {
     /// The key its answer is stored under in the conversation's metadata.
     pub id: String,
@@ -65,6 +81,7 @@ pub struct FormField {
 
 /// One choice of a select field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FormOption {
     /// The stored value.
     pub value: String,
@@ -72,31 +89,20 @@ pub struct FormOption {
     pub label: String,
 }
 
-impl FormField {
-    fn select(id: &str, label: &str, required: bool, options: &[(&str, &str)]) -> Self {
-        FormField {
-            id: id.into(),
-            label: label.into(),
-            required,
-            options: options
-                .iter()
-                .map(|(value, label)| FormOption {
-                    value: (*value).into(),
-                    label: (*label).into(),
-                })
-                .collect(),
-        }
-    }
-}
-
-fn yes_no_zh() -> [(&'static str, &'static str); 2] {
-    [("yes", "是"), ("no", "否")]
-}
-
 impl ProductLine {
     /// The case prefix, checked.
     pub fn prefix(&self) -> Result<CasePrefix, InvalidInput> {
         CasePrefix::parse(&self.case_prefix)
+    }
+
+    /// What speech-to-text is given as its `prompt`: the vocabulary, else the line's name and
+    /// competitors, else nothing.
+    pub fn stt_prompt(&self) -> Option<String> {
+        match &self.vocabulary {
+            Some(v) if !v.trim().is_empty() => Some(v.trim().to_owned()),
+            _ => (!self.competitors.is_empty())
+                .then(|| format!("{}, {}", self.display_name, self.competitors.join(", "))),
+        }
     }
 
     /// The rules engine's language.
@@ -109,154 +115,196 @@ impl ProductLine {
     }
 }
 
-/// The built-in product lines.
+/// The built-in lines, as the files they are: `crates/salesai-core/lines/<id>.toml`.
+const BUILTIN_FILES: &[(&str, &str)] = &[
+    ("ichef.toml", include_str!("../lines/ichef.toml")),
+    ("beauty.toml", include_str!("../lines/beauty.toml")),
+    ("default.toml", include_str!("../lines/default.toml")),
+];
+
+/// The built-in product lines (`ichef`, `beauty`, `default`), parsed from the files embedded in
+/// the binary.
 pub fn builtin() -> Vec<ProductLine> {
-    vec![
-        ProductLine {
-            id: "ichef".into(),
-            display_name: "iCHEF".into(),
-            case_prefix: "IC".into(),
-            language: "zh-TW".into(),
-            stt_language: "zh".into(),
-            competitors: [
-                "Toast",
-                "Square",
-                "肚肚",
-                "Dudoo",
-                "Ocard",
-                "eats365",
-                "FoodPanda",
-            ]
-            .map(String::from)
-            .to_vec(),
-            convert_to_traditional: true,
-            methodology: Methodology::default(),
-            form: vec![
-                FormField::select(
-                    "store_type",
-                    "店型",
-                    true,
-                    &[
-                        ("restaurant", "餐廳"),
-                        ("cafe", "咖啡廳"),
-                        ("drinks", "飲料店"),
-                        ("snack", "小吃"),
-                        ("bar", "酒吧"),
-                        ("other", "其他"),
-                    ],
+    BUILTIN_FILES
+        .iter()
+        .map(|(name, text)| {
+            parse_line(&format!("(built-in) {name}"), text)
+                .unwrap_or_else(|e| panic!("a built-in product line is invalid: {e}"))
+        })
+        .collect()
+}
+
+/// The text of a built-in line's file, for `salesai lines show` and as a template.
+pub fn builtin_file(id: &str) -> Option<&'static str> {
+    BUILTIN_FILES
+        .iter()
+        .find(|(name, _)| name.strip_suffix(".toml") == Some(id))
+        .map(|(_, text)| *text)
+}
+
+/// A product-line file that cannot be used: which file, which line (when known) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct LineFileError {
+    /// The file, as given.
+    pub file: String,
+    /// The 1-based line the problem is on.
+    pub line: Option<usize>,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where `key = …` is first set, for a problem found after parsing.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+/// Parses and checks one product-line file (`file` names it in errors). Checked: the TOML and
+/// its keys (a misspelt key is an error), the id (lower-case letters, digits, `-`, `_`), the
+/// case prefix, the language (`zh-TW` or `en`), the methodology's weights and thresholds, the
+/// form (unique field ids, choices with values), the vocabulary's length (Whisper reads at most
+/// 224 tokens of prompt).
+pub fn parse_line(file: &str, text: &str) -> Result<ProductLine, LineFileError> {
+    let err = |line: Option<usize>, reason: String| LineFileError {
+        file: file.to_owned(),
+        line,
+        reason,
+    };
+    let mut line: ProductLine = toml::from_str(text).map_err(|e| {
+        err(
+            e.span().map(|s| line_of(text, s.start)),
+            e.message().trim().to_owned(),
+        )
+    })?;
+    if line.id.is_empty()
+        || !line
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(err(
+            key_line(text, "id"),
+            format!(
+                "id {:?} must be lower-case letters, digits, '-' or '_' (it is used in uploads and URLs)",
+                line.id
+            ),
+        ));
+    }
+    line.prefix()
+        .map_err(|e| err(key_line(text, "case_prefix"), e.0))?;
+    if !matches!(line.language.as_str(), "zh-TW" | "en") {
+        return Err(err(
+            key_line(text, "language"),
+            format!("language {:?} must be \"zh-TW\" or \"en\"", line.language),
+        ));
+    }
+    if line.stt_language.is_empty() {
+        line.stt_language = if line.language == "zh-TW" { "zh" } else { "en" }.into();
+    }
+    if line.display_name.is_empty() {
+        line.display_name = line.id.clone();
+    }
+    line.methodology.validate().map_err(|e| {
+        err(
+            key_line(text, "[methodology]").or(key_line(text, "pain_weight")),
+            e.0,
+        )
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for field in &line.form {
+        if field.id.is_empty() || !seen.insert(field.id.as_str()) {
+            return Err(err(
+                text.find(&format!("\"{}\"", field.id))
+                    .map(|at| line_of(text, at)),
+                format!("form field id {:?} is empty or used twice", field.id),
+            ));
+        }
+        if field.label.trim().is_empty() {
+            return Err(err(
+                text.find(&format!("\"{}\"", field.id))
+                    .map(|at| line_of(text, at)),
+                format!("form field {:?} needs a label", field.id),
+            ));
+        }
+        if field.options.iter().any(|o| o.value.is_empty()) {
+            return Err(err(
+                text.find(&format!("\"{}\"", field.id))
+                    .map(|at| line_of(text, at)),
+                format!("a choice of form field {:?} has an empty value", field.id),
+            ));
+        }
+    }
+    if let Some(vocabulary) = &line.vocabulary
+        && vocabulary.chars().count() > 600
+    {
+        return Err(err(
+            key_line(text, "vocabulary"),
+            format!(
+                "the vocabulary is {} characters; speech-to-text reads about 224 tokens of prompt, keep it under 600",
+                vocabulary.chars().count()
+            ),
+        ));
+    }
+    Ok(line)
+}
+
+/// The built-in lines with `files` (name, text) applied: a file whose id is a built-in line's
+/// replaces it, any other adds a line. Every bad file is reported, not only the first.
+pub fn with_files(files: &[(String, String)]) -> Result<Vec<ProductLine>, Vec<LineFileError>> {
+    let mut lines = builtin();
+    let mut errors = Vec::new();
+    let mut from_files: Vec<(String, String)> = Vec::new();
+    for (name, text) in files {
+        match parse_line(name, text) {
+            Ok(line) => {
+                if let Some((other, _)) = from_files.iter().find(|(_, id)| *id == line.id) {
+                    errors.push(LineFileError {
+                        file: name.clone(),
+                        line: key_line(text, "id"),
+                        reason: format!("product line {:?} is also defined in {other}", line.id),
+                    });
+                    continue;
+                }
+                from_files.push((name.clone(), line.id.clone()));
+                match lines.iter_mut().find(|l| l.id == line.id) {
+                    Some(existing) => *existing = line,
+                    None => lines.push(line),
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut prefixes = std::collections::BTreeMap::new();
+    for line in &lines {
+        if let Some(other) = prefixes.insert(line.case_prefix.clone(), line.id.clone()) {
+            errors.push(LineFileError {
+                file: from_files
+                    .iter()
+                    .find(|(_, id)| *id == line.id || *id == other)
+                    .map_or_else(|| line.id.clone(), |(name, _)| name.clone()),
+                line: None,
+                reason: format!(
+                    "case prefix {:?} is used by both {other:?} and {:?}; case numbers would collide",
+                    line.case_prefix, line.id
                 ),
-                FormField::select(
-                    "service_type",
-                    "服務型態",
-                    false,
-                    &[
-                        ("dine_in", "內用"),
-                        ("takeaway", "外帶"),
-                        ("delivery", "外送"),
-                        ("mixed", "混合"),
-                    ],
-                ),
-                FormField::select(
-                    "current_system",
-                    "目前系統",
-                    false,
-                    &[
-                        ("none", "無"),
-                        ("paper", "手寫單"),
-                        ("pos_other", "其他 POS"),
-                        ("competitor", "競品"),
-                    ],
-                ),
-                FormField::select("decision_maker_present", "決策者在場", true, &yes_no_zh()),
-            ],
-            slack_reply: SlackReply::Thread,
-        },
-        ProductLine {
-            id: "beauty".into(),
-            display_name: "Beauty".into(),
-            case_prefix: "BT".into(),
-            language: "zh-TW".into(),
-            stt_language: "zh".into(),
-            competitors: ["Fresha", "Booksy", "Square", "SimplyBook", "Line 預約"]
-                .map(String::from)
-                .to_vec(),
-            convert_to_traditional: true,
-            methodology: Methodology::default(),
-            form: vec![
-                FormField::select(
-                    "store_type",
-                    "店型",
-                    true,
-                    &[
-                        ("hair", "美髮"),
-                        ("nail", "美甲"),
-                        ("beauty", "美容"),
-                        ("spa", "SPA"),
-                        ("other", "其他"),
-                    ],
-                ),
-                FormField::select(
-                    "service_type",
-                    "服務型態",
-                    false,
-                    &[
-                        ("appointment", "預約制"),
-                        ("walk_in", "現場"),
-                        ("mixed", "混合"),
-                    ],
-                ),
-                FormField::select(
-                    "current_system",
-                    "目前系統",
-                    false,
-                    &[
-                        ("none", "無"),
-                        ("paper", "紙本"),
-                        ("line", "LINE"),
-                        ("competitor", "競品"),
-                    ],
-                ),
-                FormField::select("decision_maker_present", "決策者在場", true, &yes_no_zh()),
-            ],
-            slack_reply: SlackReply::Thread,
-        },
-        ProductLine {
-            id: "default".into(),
-            display_name: "Default".into(),
-            case_prefix: "SA".into(),
-            language: "en".into(),
-            stt_language: "en".into(),
-            competitors: Vec::new(),
-            convert_to_traditional: false,
-            methodology: Methodology::default(),
-            form: vec![
-                FormField::select(
-                    "company_size",
-                    "Company size",
-                    false,
-                    &[
-                        ("1-10", "1–10"),
-                        ("11-50", "11–50"),
-                        ("51-200", "51–200"),
-                        ("200+", "200+"),
-                    ],
-                ),
-                FormField {
-                    id: "current_system".into(),
-                    label: "Current system".into(),
-                    required: false,
-                    options: Vec::new(),
-                },
-                FormField::select(
-                    "decision_maker_present",
-                    "Decision maker present",
-                    true,
-                    &[("yes", "Yes"), ("no", "No")],
-                ),
-            ],
-            slack_reply: SlackReply::Thread,
-        },
-    ]
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(lines)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Finds a product line by id among `lines`.
@@ -275,19 +323,134 @@ pub fn find<'a>(lines: &'a [ProductLine], id: &str) -> Result<&'a ProductLine, I
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn builtins_are_valid() {
-        let lines = super::builtin();
+        let lines = builtin();
         for line in &lines {
             assert!(line.prefix().is_ok());
             assert!(line.methodology.validate().is_ok());
         }
-        assert!(super::find(&lines, "ichef").is_ok());
+        assert!(find(&lines, "ichef").is_ok());
         assert!(
-            super::find(&lines, "nope")
+            find(&lines, "nope")
                 .unwrap_err()
                 .0
                 .contains("ichef, beauty, default")
+        );
+        let ichef = find(&lines, "ichef").unwrap();
+        assert_eq!(ichef.case_prefix, "IC");
+        assert_eq!(ichef.form.len(), 4);
+        assert!(ichef.form[0].required && ichef.form[0].options.len() == 6);
+        assert!(!ichef.form[1].required, "required defaults to false");
+        assert!(
+            ichef.stt_prompt().unwrap().contains("客立樂"),
+            "the vocabulary is the prompt"
+        );
+        assert_eq!(
+            ichef.methodology,
+            Methodology::default(),
+            "defaults when absent"
+        );
+        let default = find(&lines, "default").unwrap();
+        assert_eq!(default.stt_prompt(), None, "nothing to prompt with");
+        assert!(builtin_file("beauty").unwrap().contains("id = \"beauty\""));
+    }
+
+    const FITNESS: &str = r#"
+id = "fitness"
+display_name = "FitDesk"
+case_prefix = "FT"
+language = "en"
+vocabulary = "FitDesk, GymPro, Zumba"
+competitors = ["GymPro"]
+
+[methodology]
+pain_weight = 40
+decision_weight = 20
+
+[lexicon]
+own_products = ["FitDesk"]
+
+[[form]]
+id = "member_count"
+label = "Members"
+required = true
+"#;
+
+    #[test]
+    fn a_team_folder_adds_and_overrides_lines() {
+        let ichef = builtin_file("ichef").unwrap().replace(
+            "display_name = \"iCHEF\"",
+            "display_name = \"iCHEF Taiwan\"",
+        );
+        let lines = with_files(&[
+            ("lines/fitness.toml".into(), FITNESS.into()),
+            ("lines/ichef.toml".into(), ichef),
+        ])
+        .unwrap();
+        assert_eq!(lines.len(), 4);
+        let fitness = find(&lines, "fitness").unwrap();
+        assert_eq!(fitness.stt_language, "en", "from the language");
+        assert_eq!(fitness.methodology.pain_weight, 40);
+        assert_eq!(fitness.methodology.champion_weight, 25, "the rest default");
+        assert_eq!(
+            fitness.stt_prompt().as_deref(),
+            Some("FitDesk, GymPro, Zumba")
+        );
+        assert_eq!(find(&lines, "ichef").unwrap().display_name, "iCHEF Taiwan");
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_with_its_line_and_reason() {
+        let cases = [
+            (
+                "id = \"x\"\ncase_prefix = \"XX\"\nlanguage = \"en\"\ncompetitors = [\"a\"\n",
+                ":4",
+                "array",
+            ),
+            (
+                "id = \"x\"\ncase_prefix = \"XX\"\nlanguage = \"en\"\ncompetitor = []\n",
+                ":4",
+                "competitor",
+            ),
+            (
+                "id = \"x\"\ncase_prefix = \"xx1\"\nlanguage = \"en\"\n",
+                ":2",
+                "prefix",
+            ),
+            (
+                "id = \"x\"\ncase_prefix = \"XX\"\nlanguage = \"fr\"\n",
+                ":3",
+                "zh-TW",
+            ),
+            (
+                "id = \"X Y\"\ncase_prefix = \"XX\"\nlanguage = \"en\"\n",
+                ":1",
+                "lower-case",
+            ),
+            (
+                "id = \"x\"\ncase_prefix = \"XX\"\nlanguage = \"en\"\n[methodology]\npain_weight = 90\n",
+                ":5",
+                "100",
+            ),
+        ];
+        for (text, line, reason) in cases {
+            let err = parse_line("lines/x.toml", text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("lines/x.toml{line}")) && err.contains(reason),
+                "{text:?} gave {err:?}"
+            );
+        }
+        let errors = with_files(&[
+            ("a.toml".into(), FITNESS.into()),
+            ("b.toml".into(), FITNESS.replace("\"fitness\"", "\"gym\"")),
+        ])
+        .unwrap_err();
+        assert!(
+            errors[0].reason.contains("FT") && errors[0].reason.contains("collide"),
+            "{errors:?}"
         );
     }
 }

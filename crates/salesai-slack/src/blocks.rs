@@ -836,6 +836,38 @@ mod tests {
     }
 
     #[test]
+    fn a_line_from_a_file_builds_its_own_modal() {
+        let lines = salesai_core::product_line::with_files(&[(
+            "lines/fitness.toml".into(),
+            "id = \"fitness\"\ncase_prefix = \"FT\"\nlanguage = \"en\"\n\
+             [[form]]\nid = \"member_count\"\nlabel = \"Members\"\nrequired = true\n\
+             [[form]]\nid = \"plan\"\nlabel = \"Plan\"\noptions = [{ value = \"pro\", label = \"Pro\" }]\n"
+                .into(),
+        )])
+        .unwrap();
+        let fitness = lines.iter().find(|l| l.id == "fitness").unwrap();
+        let file = FileRef {
+            file_id: "F0GYM".into(),
+            channel_id: "C0GYM".into(),
+            thread_ts: None,
+            product_line: "fitness".into(),
+            name: "call.m4a".into(),
+            size: 1_000,
+        };
+        let modal = upload_modal(Lang::En, fitness, &file);
+        check_limits(&modal).unwrap();
+        let blocks = modal["blocks"].as_array().unwrap();
+        let member = blocks
+            .iter()
+            .find(|b| b["block_id"] == "member_count")
+            .expect("the file's field is in the modal");
+        assert_eq!(member["label"]["text"], "Members");
+        assert_eq!(member["optional"], false);
+        let plan = blocks.iter().find(|b| b["block_id"] == "plan").unwrap();
+        assert_eq!(plan["element"]["options"][0]["value"], "pro");
+    }
+
+    #[test]
     fn a_huge_analysis_still_fits_slacks_limits() {
         let mut out = outputs(Language::En, EN_CALL, &["Square".to_owned()]);
         let long = "x".repeat(10_000);

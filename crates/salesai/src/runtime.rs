@@ -87,11 +87,47 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
     Ok((app, database))
 }
 
-/// The product lines this process serves: the built-in ones.
+/// The product lines this process serves: the built-in ones, with the files of
+/// `SALESAI_LINES_DIR` (`<id>.toml`) added or replacing them. A bad file stops the process at
+/// start, naming every file, line and reason.
 pub fn product_lines(
-    _config: &Config,
+    config: &Config,
 ) -> anyhow::Result<Vec<salesai_core::product_line::ProductLine>> {
-    Ok(salesai_core::product_line::builtin())
+    let files = match &config.lines_dir {
+        Some(dir) => read_line_files(dir)?,
+        None => Vec::new(),
+    };
+    salesai_core::product_line::with_files(&files).map_err(|errors| {
+        anyhow::anyhow!(
+            "product-line files in SALESAI_LINES_DIR cannot be used (fix them, or check with `salesai lines check`):\n{}",
+            errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// The `*.toml` files of a product-lines folder, sorted by name: (path as shown, text).
+pub fn read_line_files(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "SALESAI_LINES_DIR {} cannot be read; point it at a folder of <id>.toml files",
+            dir.display()
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            files.push((path.display().to_string(), text));
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The embedded prompts with the overrides found in `SALESAI_PROMPTS_DIR`.

@@ -4,11 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::Language;
 use super::{AgentOutputs, Level};
 use crate::domain::{InvalidInput, Score};
 
 /// A product line's methodology pack: weights and thresholds, configuration rather than code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Methodology {
     /// Pain weight, percent.
     pub pain_weight: u32,
@@ -137,6 +139,20 @@ fn clamp(value: f64) -> Score {
 
 /// Derives the scores.
 pub fn derive(outputs: &AgentOutputs, methodology: &Methodology) -> DerivedScores {
+    derive_in(outputs, methodology, Language::En)
+}
+
+/// [`derive`] with the risk messages written in `language` (a zh-TW line's report reads them in
+/// Traditional Chinese).
+pub fn derive_in(
+    outputs: &AgentOutputs,
+    methodology: &Methodology,
+    language: Language,
+) -> DerivedScores {
+    let say = |zh: &str, en: &str| match language {
+        Language::ZhTw => zh.to_owned(),
+        Language::En => en.to_owned(),
+    };
     let buyer = &outputs.buyer;
     let p = f64::from(buyer.pain.score.value());
     let d = f64::from(buyer.decision.score.value());
@@ -192,14 +208,20 @@ pub fn derive(outputs: &AgentOutputs, methodology: &Methodology) -> DerivedScore
     {
         risks.push(Risk {
             code: "NO_DECISION_MAKER".into(),
-            message: "the person who decides was not in the call".into(),
+            message: say(
+                "做決定的人不在這次對話中",
+                "the person who decides was not in the call",
+            ),
             severity: Level::High,
         });
     }
     for competitor in &buyer.competitors {
         risks.push(Risk {
             code: "COMPETITOR".into(),
-            message: format!("competitor {} came up", competitor.name),
+            message: match language {
+                Language::ZhTw => format!("提到競品 {}", competitor.name),
+                Language::En => format!("competitor {} came up", competitor.name),
+            },
             severity: if competitor.attitude == "positive" {
                 Level::High
             } else {
@@ -210,28 +232,37 @@ pub fn derive(outputs: &AgentOutputs, methodology: &Methodology) -> DerivedScore
     if buyer.pain.score.value() < 40 {
         risks.push(Risk {
             code: "WEAK_PAIN".into(),
-            message: "no clear pain: the customer has little reason to change".into(),
+            message: say(
+                "痛點不明確：客戶缺少改變的理由",
+                "no clear pain: the customer has little reason to change",
+            ),
             severity: Level::Medium,
         });
     }
     if buyer.metrics.quantified_items.is_empty() {
         risks.push(Risk {
             code: "NO_METRICS".into(),
-            message: "nothing was quantified: no ROI to sell on".into(),
+            message: say(
+                "沒有量化任何損失或效益：缺少投資報酬的依據",
+                "nothing was quantified: no ROI to sell on",
+            ),
             severity: Level::Low,
         });
     }
     if !outputs.seller.asked_for_close && overall.value() >= methodology.strong_at {
         risks.push(Risk {
             code: "NO_CLOSE_ASKED".into(),
-            message: "a strong deal, but the rep did not ask for the close".into(),
+            message: say(
+                "條件很好的案子，但業務沒有提出成交",
+                "a strong deal, but the rep did not ask for the close",
+            ),
             severity: Level::Medium,
         });
     }
     if buyer.champion.attitude.as_deref() == Some("negative") {
         risks.push(Risk {
             code: "NEGATIVE_ATTITUDE".into(),
-            message: "the customer sounded negative".into(),
+            message: say("客戶態度偏負面", "the customer sounded negative"),
             severity: Level::High,
         });
     }
@@ -280,5 +311,12 @@ mod tests {
         assert_eq!(derived.weakest_dimension, "decision");
         let outputs = super::super::rules::tests_support::outputs_with_pdcm(0, 0, 0, 100);
         assert_eq!(derive(&outputs, &m).qualification, Qualification::AtRisk);
+        let zh = derive_in(&outputs, &m, Language::ZhTw);
+        let weak = zh.risks.iter().find(|r| r.code == "WEAK_PAIN").unwrap();
+        assert!(weak.message.contains("痛點"), "{weak:?}");
+        assert!(
+            zh.risks.iter().all(|r| !r.message.is_ascii()),
+            "every risk in zh-TW: {zh:?}"
+        );
     }
 }

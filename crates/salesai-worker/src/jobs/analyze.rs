@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
-use salesai_core::analysis::derive::derive;
+use salesai_core::analysis::derive::derive_in;
 use salesai_core::analysis::engine::{AgentContext, rules_fallback};
 use salesai_core::analysis::{Agent, AgentOutputs};
 use salesai_core::domain::ConversationStatus;
@@ -136,7 +136,7 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
         }
     }
     let outputs = assemble(&done)?;
-    let derived = derive(&outputs, &line.methodology);
+    let derived = derive_in(&outputs, &line.methodology, line.rules_language());
     let engine = app.analyzer.engine().to_owned();
     let analysis = StoredAnalysis {
         engine,

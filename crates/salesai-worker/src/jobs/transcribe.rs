@@ -367,8 +367,7 @@ async fn transcribe_chunk(app: &App, job: &Job) -> Result<(), JobError> {
             file_name: payload.file_name.clone(),
             mime: payload.mime.clone(),
             language: Some(line.stt_language.clone()),
-            prompt: (!line.competitors.is_empty())
-                .then(|| format!("{}, {}", line.display_name, line.competitors.join(", "))),
+            prompt: line.stt_prompt(),
         };
         let started = Instant::now();
         let segments = match stt.transcribe(request.clone()).await {

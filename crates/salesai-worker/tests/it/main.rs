@@ -594,6 +594,8 @@ async fn a_failed_agent_is_the_only_one_run_again(db: &TestDb) {
 struct StubStt {
     calls: std::sync::Mutex<Vec<(String, chrono::DateTime<chrono::Utc>)>>,
     too_large: &'static str,
+    /// The `prompt` of every request.
+    prompts: std::sync::Mutex<Vec<Option<String>>>,
 }
 
 #[async_trait]
@@ -616,6 +618,7 @@ impl salesai_core::stt::SpeechToText for StubStt {
         &self,
         request: salesai_core::stt::SttRequest,
     ) -> Result<salesai_core::stt::SttResult, salesai_core::stt::SttError> {
+        self.prompts.lock().unwrap().push(request.prompt.clone());
         let first_time = {
             let mut calls = self.calls.lock().unwrap();
             let first = !calls.iter().any(|(n, _)| n == &request.file_name);
@@ -729,12 +732,71 @@ fn tone_wav(seconds: u32) -> Vec<u8> {
     wav(1, rate, &data)
 }
 
+story!(a_line_from_a_file_sends_its_vocabulary_to_speech_to_text);
+async fn a_line_from_a_file_sends_its_vocabulary_to_speech_to_text(db: &TestDb) {
+    use salesai_core::domain::ConversationStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    let lines = salesai_core::product_line::with_files(&[(
+        "lines/fitness.toml".into(),
+        "id = \"fitness\"\ncase_prefix = \"FT\"\nlanguage = \"en\"\nvocabulary = \"FitDesk, GymPro, Zumba\"\n".into(),
+    )])
+    .unwrap();
+    app.product_lines = Arc::new(lines);
+    let stt = Arc::new(StubStt {
+        prompts: Default::default(),
+        calls: Default::default(),
+        too_large: "none",
+    });
+    app.stt = Some(stt.clone());
+    quick_settings(&app, salesai_core::queue::CONVERSATIONS).await;
+    let id = audio_conversation(
+        &app,
+        "fitness",
+        "FT",
+        tone_wav(6),
+        serde_json::json!({ "media": "audio", "format": "wav" }),
+    )
+    .await;
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(&app, registry, "w-vocabulary");
+    for _ in 0..500 {
+        let c = app.store.get_conversation(&id).await.unwrap().unwrap();
+        if matches!(
+            c.status,
+            ConversationStatus::Completed | ConversationStatus::Failed
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    let conversation = app.store.get_conversation(&id).await.unwrap().unwrap();
+    assert_eq!(
+        conversation.status,
+        ConversationStatus::Completed,
+        "{:?}",
+        conversation.error
+    );
+    let prompts = stt.prompts.lock().unwrap().clone();
+    assert!(!prompts.is_empty());
+    assert!(
+        prompts
+            .iter()
+            .all(|p| p.as_deref() == Some("FitDesk, GymPro, Zumba")),
+        "every chunk carries the line's vocabulary: {prompts:?}"
+    );
+}
+
 story!(audio_chunks_rate_limit_and_split);
 async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
     use salesai_core::domain::ConversationStatus;
     let dir = tempfile::tempdir().unwrap();
     let mut app = app(db, &dir);
     let stt = Arc::new(StubStt {
+        prompts: Default::default(),
         calls: Default::default(),
         too_large: "chunk-0002.flac",
     });
@@ -977,6 +1039,7 @@ async fn stereo_channels_are_transcribed_apart_and_labelled(db: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let mut app = app(db, &dir);
     let stt = Arc::new(StubStt {
+        prompts: Default::default(),
         calls: Default::default(),
         too_large: "none",
     });

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use salesai_core::analysis::derive::derive;
+use salesai_core::analysis::derive::derive_in;
 use salesai_core::analysis::engine::{AgentContext, Analyzer, RulesAnalyzer, run_all};
 use salesai_core::analysis::eval::{FACT_KINDS, FactResult, Labels, check, pairwise_agreement};
 use salesai_core::analysis::prompts::{Prompts, messages};
@@ -208,7 +208,7 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let derived = derive(&outputs, &line.methodology);
+        let derived = derive_in(&outputs, &line.methodology, line.rules_language());
         let schema_valid = runs.iter().all(|r| {
             AGENTS
                 .iter()

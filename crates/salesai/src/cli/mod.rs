@@ -9,6 +9,7 @@ mod db;
 mod deploy;
 pub(crate) mod doctor;
 mod eval;
+mod lines;
 mod migrate;
 mod output;
 pub(crate) mod prune;
@@ -59,6 +60,9 @@ enum Command {
     /// Measure the analysis on a folder of labelled calls: facts found, ordering by deal
     /// strength, schema validity, tokens, prompt size (docs/EVAL.md)
     Eval(eval::EvalArgs),
+    /// Product lines: list them, show one's file, check a folder of line files
+    #[command(subcommand)]
+    Lines(lines::LinesCommand),
     /// Inspect and retry conversations
     #[command(subcommand)]
     Conversations(conversations::ConversationsCommand),
@@ -126,6 +130,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => {
             crate::runtime::init_logging(&config, "error");
             eval::run(&config, args).await
+        }
+        Command::Lines(cmd) => {
+            crate::runtime::init_logging(&config, "warn");
+            lines::run(&config, cmd).await
         }
         Command::Conversations(cmd) => {
             crate::runtime::init_logging(&config, "warn");

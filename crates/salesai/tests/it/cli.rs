@@ -1297,3 +1297,83 @@ fn eval_on_the_shipped_labelled_calls_meets_the_floors() {
         stderr(&out)
     );
 }
+
+/// A product line added from a folder works end to end in the binary: listed and checked,
+/// uploaded with (its case prefix), its configured competitor found and its own product not
+/// reported as one; a bad file stops `serve` naming the file, line and reason.
+#[test]
+fn a_product_line_from_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("lines");
+    std::fs::create_dir(&lines).unwrap();
+    std::fs::write(
+        lines.join("fitness.toml"),
+        "id = \"fitness\"\ndisplay_name = \"FitDesk\"\ncase_prefix = \"FT\"\nlanguage = \"en\"\n\
+         vocabulary = \"FitDesk, GymPro, Zumba\"\ncompetitors = [\"GymPro\"]\n\
+         [lexicon]\nown_products = [\"FitDesk\"]\n\
+         [[form]]\nid = \"member_count\"\nlabel = \"Members\"\nrequired = true\n",
+    )
+    .unwrap();
+    let with_lines = |args: &[&str]| {
+        let mut command = salesai(dir.path());
+        command.env("SALESAI_LINES_DIR", &lines).args(args);
+        run(&mut command)
+    };
+    let out = with_lines(&["lines", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("fitness") && stdout(&out).contains("fitness.toml"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(with_lines(&["lines", "check"]).status.success());
+    let shown = stdout(&with_lines(&["lines", "show", "ichef"]));
+    assert!(
+        shown.contains("case_prefix = \"IC\""),
+        "a built-in line shows its file: {shown}"
+    );
+
+    std::fs::write(
+        dir.path().join("call.txt"),
+        "Rep: How do you run member check-ins today?\n\
+         Owner: On paper. It's slow and we lose track of who paid, maybe 900 dollars a month.\n\
+         Rep: Have you looked at anything else?\n\
+         Owner: We use GymPro for billing but it's clunky. FitDesk looks simpler.\n\
+         Rep: Can we set up a trial next Monday?\n\
+         Owner: Monday works.",
+    )
+    .unwrap();
+    let out = with_lines(&["analyze", "call.txt", "--product-line", "fitness", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        json["case_number"].as_str().unwrap().contains("-FT0001"),
+        "{}",
+        json["case_number"]
+    );
+    let competitors: Vec<&str> = json["agents"]["buyer"]["competitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(competitors, ["GymPro"], "FitDesk is the line's own product");
+
+    std::fs::write(
+        lines.join("broken.toml"),
+        "id = \"broken\"\ncase_prefix = \"b-1\"\nlanguage = \"en\"\n",
+    )
+    .unwrap();
+    let out = with_lines(&["lines", "check"]);
+    assert!(!out.status.success());
+    let out = with_lines(&["serve", "--bind", "127.0.0.1:0"]);
+    assert!(
+        !out.status.success(),
+        "a bad line file stops the server at start"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("broken.toml:2") && err.contains("case prefix"),
+        "{err}"
+    );
+}
