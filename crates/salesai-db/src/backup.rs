@@ -600,6 +600,20 @@ fn pg_insert_expr(n: usize, data_type: Option<&str>) -> String {
     }
 }
 
+/// `value` with every NUL character in its strings (keys included) replaced by U+FFFD.
+fn without_nul(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.replace('\0', "\u{FFFD}")),
+        Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), without_nul(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 async fn flush_pg(
     conn: &mut sqlx::PgConnection,
     section: &Option<(String, Vec<String>, BTreeMap<String, String>)>,
@@ -646,11 +660,13 @@ async fn flush_pg(
             )));
         }
         for i in &keep {
+            // PostgreSQL stores no NUL character in text or jsonb; SQLite does. A backup taken
+            // on SQLite restores here with each NUL as U+FFFD instead of failing the restore.
             q = q.bind(match &row[*i] {
                 Value::Null => None,
-                v if is_json(table, &columns[*i]) => Some(v.to_string()),
+                v if is_json(table, &columns[*i]) => Some(without_nul(v).to_string()),
                 Value::Bool(b) => Some(i64::from(*b).to_string()),
-                Value::String(s) => Some(s.clone()),
+                Value::String(s) => Some(s.replace('\0', "\u{FFFD}")),
                 other => Some(other.to_string()),
             });
         }

@@ -21,6 +21,9 @@ pub enum ApiError {
     NotFound(String),
     /// 409: the resource is not in a state that allows this.
     Conflict(String),
+    /// 422: well-formed, but cannot be done as asked; the code says why
+    /// (`IDEMPOTENCY_KEY_REUSED`).
+    Unprocessable(&'static str, String),
     /// 413.
     PayloadTooLarge(String),
     /// 415 with the accepted formats.
@@ -44,36 +47,61 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message) = match self {
-            ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidInput, msg),
+        let (status, code, message): (StatusCode, &str, String) = match self {
+            ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidInput.as_str(), msg),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                ErrorCode::InvalidInput,
+                "UNAUTHORIZED",
                 "missing or invalid API token; send `Authorization: Bearer <token>` (create one with `salesai token create`)".to_owned(),
             ),
-            ApiError::Forbidden(msg) => (StatusCode::FORBIDDEN, ErrorCode::InvalidInput, msg),
-            ApiError::NotFound(msg) => (StatusCode::NOT_FOUND, ErrorCode::InvalidInput, msg),
-            ApiError::Conflict(msg) => (StatusCode::CONFLICT, ErrorCode::InvalidInput, msg),
-            ApiError::PayloadTooLarge(msg) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::AudioTooLarge, msg),
-            ApiError::UnsupportedMedia(msg) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::InvalidInput, msg),
+            ApiError::Forbidden(msg) => (StatusCode::FORBIDDEN, "FORBIDDEN", msg),
+            ApiError::NotFound(msg) => (StatusCode::NOT_FOUND, "NOT_FOUND", msg),
+            ApiError::Conflict(msg) => (StatusCode::CONFLICT, "CONFLICT", msg),
+            ApiError::Unprocessable(code, msg) => (StatusCode::UNPROCESSABLE_ENTITY, code, msg),
+            ApiError::PayloadTooLarge(msg) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::AudioTooLarge.as_str(), msg),
+            ApiError::UnsupportedMedia(msg) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", msg),
             ApiError::Unavailable(code, cause) => {
                 tracing::error!(event = "http.unavailable", error_code = %code, error = %cause, "dependency unavailable");
-                (
+                return (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    code,
-                    "a dependency is unavailable; retry later".to_owned(),
+                    [(axum::http::header::RETRY_AFTER, "5")],
+                    Json(error_body(code.as_str(), "a dependency is unavailable; retry later")),
                 )
+                    .into_response();
             }
             ApiError::Internal(code, cause) => {
                 tracing::error!(event = "http.internal_error", error_code = %code, error = %cause, "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    code,
+                    code.as_str(),
                     "internal error; the server log has the details".to_owned(),
                 )
             }
         };
-        let body = json!({ "error": { "code": code.as_str(), "message": message } });
-        (status, Json(body)).into_response()
+        (status, Json(error_body(code, &message))).into_response()
+    }
+}
+
+/// The one error format: `{"error": {"code": …, "message": …}}`.
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    json!({ "error": { "code": code, "message": message } })
+}
+
+/// The code for a status the framework answered on its own (a rejected query string, body or
+/// path, an unknown route, a wrong method).
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::FORBIDDEN => "FORBIDDEN",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::CONFLICT => "CONFLICT",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::UNPROCESSABLE_ENTITY => "UNPROCESSABLE",
+        StatusCode::REQUEST_TIMEOUT => "TIMEOUT",
+        StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
+        s if s.is_server_error() => "INTERNAL",
+        _ => "INVALID_INPUT",
     }
 }

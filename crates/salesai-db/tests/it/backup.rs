@@ -227,6 +227,40 @@ async fn a_sqlite_backup_restores_into_postgres() {
     round_trip(&source, &target).await;
 }
 
+/// SQLite stores a NUL character that PostgreSQL refuses: a SQLite backup holding one (taken
+/// before uploads refused control characters) still restores into PostgreSQL, each NUL as U+FFFD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_backup_with_nul_characters_restores_into_postgres() {
+    let Some(target) = TestDb::postgres().await else {
+        return;
+    };
+    let source = TestDb::sqlite().await;
+    let mut new = new_conversation("C-NUL", None);
+    new.title = "call\u{0}one".into();
+    new.metadata = serde_json::json!({ "note": "a\u{0}b", "k\u{0}": ["x\u{0}"] });
+    let created = source.store().create_conversation(new).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = backup::create(&source.database, dir.path(), 7)
+        .await
+        .unwrap();
+    backup::restore(
+        &dir.path().join(&manifest.data_file),
+        &target.database,
+        false,
+    )
+    .await
+    .unwrap();
+    let restored = target
+        .store()
+        .get_conversation(&created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(restored.title, "call\u{FFFD}one");
+    assert_eq!(restored.metadata["note"], "a\u{FFFD}b");
+    assert_eq!(restored.metadata["k\u{FFFD}"][0], "x\u{FFFD}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_backup_restores_into_sqlite() {
     let Some(source) = TestDb::postgres().await else {

@@ -58,7 +58,7 @@ async fn update_queue(
     Json(patch): Json<QueueSettingsPatch>,
 ) -> Result<Json<QueueSettings>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let name = parse_queue_name(&name).map_err(|e| ApiError::BadRequest(e.0))?;
+    let name = known_queue(&app, &name).await?;
     let current = app.store.get_queue_settings(&name).await?;
     let next = patch
         .apply(&current)
@@ -75,7 +75,7 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<QueueSettings>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let name = parse_queue_name(name).map_err(|e| ApiError::BadRequest(e.0))?;
+    let name = known_queue(app, name).await?;
     let mut settings = app.store.get_queue_settings(&name).await?;
     settings.paused = paused;
     app.store.put_queue_settings(&settings).await?;
@@ -133,12 +133,51 @@ impl FilterParams {
                 .transpose()
                 .map_err(|e| ApiError::BadRequest(e.0))?,
             kind: self.kind.clone(),
-            older_than: self
-                .older_than_secs
-                .map(|s| Utc::now() - chrono::Duration::seconds(s as i64)),
+            older_than: self.older_than_secs.map(older_than).transpose()?,
             ids: None,
             limit: Some(self.limit.unwrap_or(100).min(10_000)),
         })
+    }
+}
+
+/// The longest age a filter may name: ten years (a larger one would overflow a timestamp).
+pub const MAX_AGE_SECS: u64 = 10 * 366 * 24 * 3600;
+
+/// The instant `secs` ago, for an age given by a caller.
+fn older_than(secs: u64) -> Result<chrono::DateTime<Utc>, ApiError> {
+    if secs > MAX_AGE_SECS {
+        return Err(ApiError::BadRequest(format!(
+            "older_than_secs {secs} is more than ten years ({MAX_AGE_SECS}); give a smaller age"
+        )));
+    }
+    Ok(Utc::now() - chrono::Duration::seconds(secs as i64))
+}
+
+/// A queue this installation knows: a built-in one, one with settings, or one holding jobs.
+/// Pausing or configuring any other would create a phantom queue that doctor then reports.
+async fn known_queue(app: &App, raw: &str) -> Result<String, ApiError> {
+    let name = parse_queue_name(raw).map_err(|e| ApiError::BadRequest(e.0))?;
+    if salesai_core::queue::BUILTIN_QUEUES.contains(&name.as_str())
+        || app
+            .store
+            .queue_settings()
+            .await?
+            .iter()
+            .any(|s| s.name == name)
+        || app
+            .store
+            .queue_stats()
+            .await?
+            .queues
+            .iter()
+            .any(|q| q.queue == name)
+    {
+        Ok(name)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no queue {name:?}; queues: {} (salesai queue status)",
+            salesai_core::queue::BUILTIN_QUEUES.join(", ")
+        )))
     }
 }
 
@@ -259,6 +298,7 @@ async fn terminate_idle(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(&[Role::Admin])?;
     let secs = params.older_than_secs.unwrap_or(300).max(1);
+    older_than(secs)?;
     let terminated = app
         .store
         .terminate_idle(std::time::Duration::from_secs(secs))

@@ -39,12 +39,18 @@ pub fn routes() -> Router<App> {
 
 const UPLOADERS: &[Role] = &[Role::Admin, Role::Service, Role::Rep, Role::Manager];
 const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// The most form fields an upload may carry, and the longest field name: field names become
+/// metadata keys.
+const MAX_FIELDS: usize = 50;
+const MAX_FIELD_NAME: usize = 64;
 
 struct Upload {
     key: BlobKey,
     bytes: u64,
     kind: MediaKind,
     file_name: Option<String>,
+    /// The file's first bytes (for sniffing and the request fingerprint).
+    head: Vec<u8>,
 }
 
 /// Streams one file part to blob storage, counting bytes and keeping the first 64 for sniffing.
@@ -95,7 +101,39 @@ async fn store_part(
         bytes,
         kind,
         file_name,
+        head,
     })
+}
+
+/// A field name that may become a metadata key: 1–64 letters, digits, `_`, `-`, `.`.
+fn check_field_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty()
+        || name.len() > MAX_FIELD_NAME
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        let shown: String = name.chars().take(40).collect();
+        return Err(ApiError::BadRequest(format!(
+            "field name {shown:?} is not allowed: use 1 to {MAX_FIELD_NAME} letters, digits, '_', '-' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// Text fields hold no control characters (tabs and line breaks aside): a NUL is stored by
+/// SQLite but refused by PostgreSQL, and no person types one.
+fn check_text(name: &str, value: &str) -> Result<(), ApiError> {
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "field {name} holds the control character U+{:04X}; send plain text",
+            u32::from(c)
+        )));
+    }
+    Ok(())
 }
 
 async fn text_field(field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
@@ -114,8 +152,10 @@ async fn text_field(field: axum::extract::multipart::Field<'_>) -> Result<String
             )));
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| ApiError::BadRequest(format!("field {name} is not UTF-8 text")))
+    let text = String::from_utf8(out)
+        .map_err(|_| ApiError::BadRequest(format!("field {name} is not UTF-8 text")))?;
+    check_text(&name, &text)?;
+    Ok(text)
 }
 
 fn parse_date(raw: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -132,6 +172,50 @@ fn parse_date(raw: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
+/// The date of a call: [`parse_date`], and between 1990 and two days from now
+/// ("+99999-01-01" is valid RFC 3339).
+fn parse_call_date(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    let date = parse_date(raw)?;
+    let earliest = NaiveDate::from_ymd_opt(1990, 1, 1)
+        .expect("a valid date")
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    if date < earliest || date > Utc::now() + chrono::Duration::days(2) {
+        return Err(ApiError::BadRequest(format!(
+            "conversation_date {raw:?} is not a date a call can have happened on (1990 to today)"
+        )));
+    }
+    Ok(date)
+}
+
+/// The Idempotency-Key as stored: a SHA-256 of the whole key, so keys of any length are
+/// compared whole and none is cut.
+fn idempotency_digest(key: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    )
+}
+
+/// What makes two uploads "the same request": every form field, the media kind and size and
+/// the file's first bytes. A reused key with a different fingerprint is refused.
+fn request_fingerprint(fields: &BTreeMap<String, String>, upload: &Upload) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for (k, v) in fields {
+        hash.update(k.as_bytes());
+        hash.update([0]);
+        hash.update(v.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(upload.kind.extension().as_bytes());
+    hash.update(upload.bytes.to_le_bytes());
+    hash.update(&upload.head);
+    hex::encode(hash.finalize())
+}
+
 /// `POST /api/v1/conversations` (multipart).
 async fn create(
     caller: Caller,
@@ -143,8 +227,9 @@ async fn create(
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
-        .map(|k| k.trim().chars().take(200).collect::<String>())
-        .filter(|k| !k.is_empty());
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(idempotency_digest);
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut upload: Option<Upload> = None;
     let outcome = async {
@@ -162,6 +247,12 @@ async fn create(
                     upload = Some(store_part(&app, field).await?);
                 }
                 _ => {
+                    check_field_name(&name)?;
+                    if fields.len() >= MAX_FIELDS {
+                        return Err(ApiError::BadRequest(format!(
+                            "more than {MAX_FIELDS} form fields; send the documented ones and the product line's form"
+                        )));
+                    }
                     let value = text_field(field).await?;
                     fields.insert(name, value.trim().to_owned());
                 }
@@ -200,7 +291,7 @@ async fn build(
         .map_err(|e| ApiError::BadRequest(e.0))?;
     let conversation_type = ConversationType::parse(get("type").unwrap_or("discovery_call"))
         .map_err(|e| ApiError::BadRequest(e.0))?;
-    let conversation_date = get("conversation_date").map(parse_date).transpose()?;
+    let conversation_date = get("conversation_date").map(parse_call_date).transpose()?;
     let mut metadata = serde_json::Map::new();
     for (k, v) in fields {
         if !matches!(
@@ -224,6 +315,10 @@ async fn build(
         }),
     );
     metadata.insert("format".into(), json!(upload.kind.extension()));
+    let fingerprint = request_fingerprint(fields, upload);
+    if idempotency_key.is_some() {
+        metadata.insert("request_fingerprint".into(), json!(fingerprint));
+    }
     metadata.insert("bytes".into(), json!(upload.bytes));
     if let Some(name) = &upload.file_name {
         metadata.insert("file_name".into(), json!(name));
@@ -269,8 +364,24 @@ async fn build(
         // The job was enqueued with the conversation; it learns its id from the row.
         tracing::info!(event = "conversation.created", conversation_id = %created.id, case_number = %created.case_number, media = upload.kind.extension(), bytes = upload.bytes, "conversation created");
     } else {
-        // A repeated upload: the first one stands; this copy is not kept.
+        // A repeated upload: the first one stands; this copy is not kept. The same key with a
+        // different request is a client bug, answered as one rather than silently.
         let _ = app.blobs.delete(&upload.key).await;
+        let first = app.store.get_conversation(&created.id).await?;
+        let same = first
+            .as_ref()
+            .and_then(|c| c.metadata.get("request_fingerprint"))
+            .and_then(Value::as_str)
+            .is_none_or(|f| f == fingerprint);
+        if !same {
+            return Err(ApiError::Unprocessable(
+                "IDEMPOTENCY_KEY_REUSED",
+                format!(
+                    "this Idempotency-Key was used for a different upload (conversation {}); use a new key for a new upload",
+                    created.case_number
+                ),
+            ));
+        }
     }
     Ok((
         StatusCode::ACCEPTED,

@@ -650,6 +650,324 @@ mod pipeline {
         worker.cancel();
     }
 
+    async fn count_conversations(t: &TestApp, token: &str) -> usize {
+        let body: Value = t
+            .get("/api/v1/conversations", token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["conversations"].as_array().map_or(0, Vec::len)
+    }
+
+    /// Every file under a folder (the local blob store's root).
+    fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    out.extend(files_under(&path));
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out
+    }
+
+    async fn error_of(response: reqwest::Response) -> (StatusCode, String, String) {
+        let status = response.status();
+        let body: Value = response.json().await.expect("every error is JSON");
+        (
+            status,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    }
+
+    // Hostile and careless input: each is answered with the one JSON error format and a fitting
+    // code, nothing panics, and nothing is half-written (no conversation, no stray blob).
+    story!(hostile_input_is_answered_and_leaves_nothing);
+    async fn hostile_input_is_answered_and_leaves_nothing(db: &TestDb) {
+        let t = TestApp::spawn(db).await;
+        let token = t.token("svc", Role::Service).await;
+        let admin = t.token("ops", Role::Admin).await;
+        let rep = t.token("amy", Role::Rep).await;
+        let upload = |form: reqwest::multipart::Form| {
+            t.post("/api/v1/conversations", &token).multipart(form)
+        };
+        let call = || form("transcript", CALL.as_bytes().to_vec(), "call.vtt");
+
+        // Control characters in any text field (a NUL is stored by SQLite, refused by
+        // PostgreSQL): refused on both backends, naming the field.
+        for (field, value) in [
+            ("customer_name", "Ramen\u{0}House"),
+            ("title", "call\u{7}"),
+            ("rep_slack_id", "U123\u{0}"),
+            ("store_type", "x\u{1b}[31m"),
+        ] {
+            let (status, code, message) =
+                error_of(upload(call().text(field, value)).send().await.unwrap()).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::BAD_REQUEST, "INVALID_INPUT"),
+                "{field}"
+            );
+            assert!(
+                message.contains(field) && message.contains("control"),
+                "{message}"
+            );
+        }
+        // Dates outside any call's life, a 10 KB field name, too many fields.
+        for date in ["+99999-01-01", "1066-10-14", "2999-01-01"] {
+            let (status, _, message) = error_of(
+                upload(call().text("conversation_date", date))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{date}");
+            assert!(message.contains("conversation_date"), "{message}");
+        }
+        let (status, _, message) = error_of(
+            upload(call().text("x".repeat(10_240), "v"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            message.contains("field name") && message.len() < 400,
+            "{message}"
+        );
+        let mut many = call();
+        for i in 0..60 {
+            many = many.text(format!("extra_{i}"), "v");
+        }
+        let (status, _, message) = error_of(upload(many).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.contains("form fields"), "{message}");
+        assert_eq!(count_conversations(&t, &admin).await, 0, "nothing created");
+        assert!(
+            files_under(t._dir.path()).is_empty(),
+            "no stray blob: {:?}",
+            files_under(t._dir.path())
+        );
+
+        // Idempotency-Key: the same request again is the same conversation; the same key with
+        // a different request is 422; long keys are compared whole.
+        let send = |key: String, name: &'static str| {
+            t.post("/api/v1/conversations", &token)
+                .header("Idempotency-Key", key)
+                .multipart(call().text("customer_name", name))
+                .send()
+        };
+        let first: Value = send("k-1".into(), "Ramen House")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let again: Value = send("k-1".into(), "Ramen House")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(first["id"], again["id"]);
+        assert_eq!(again["created"], false);
+        let (status, code, message) =
+            error_of(send("k-1".into(), "Noodle Bar").await.unwrap()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
+        );
+        assert!(message.contains("new key"), "{message}");
+        let long = "k".repeat(300);
+        let a: Value = send(format!("{long}a"), "Ramen House")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let b: Value = send(format!("{long}b"), "Ramen House")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_ne!(
+            a["id"], b["id"],
+            "keys differing after 200 characters are different keys"
+        );
+        assert_eq!(count_conversations(&t, &admin).await, 3);
+        assert_eq!(
+            files_under(t._dir.path()).len(),
+            3,
+            "one blob per conversation kept"
+        );
+
+        // The auth scheme is case-insensitive; codes fit the status.
+        let upper = t
+            .client
+            .get(format!("{}/api/v1/conversations", t.base))
+            .header("Authorization", format!("BEARER {admin}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upper.status(), StatusCode::OK);
+        let (status, code, _) =
+            error_of(t.get("/api/v1/admin/queues", &rep).send().await.unwrap()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::FORBIDDEN, "FORBIDDEN")
+        );
+        let (status, code, _) = error_of(
+            t.get("/api/v1/conversations/nope", &admin)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, "NOT_FOUND")
+        );
+        let (status, code, _) = error_of(
+            t.client
+                .get(format!("{}/api/v1/conversations", t.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+        );
+
+        // Framework rejections speak JSON too: a bad query, an unknown route, a wrong method,
+        // a broken JSON body, a broken multipart stream.
+        let (status, code, message) = error_of(
+            t.get("/api/v1/conversations?limit=lots", &admin)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "INVALID_INPUT")
+        );
+        assert!(message.contains("limit"), "{message}");
+        let (status, code, _) = error_of(t.get("/api/v1/nope", &admin).send().await.unwrap()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, "NOT_FOUND")
+        );
+        let (status, code, _) = error_of(
+            t.client
+                .delete(format!("{}/api/v1/admin/queues", t.base))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")
+        );
+        let (status, _, _) = error_of(
+            t.client
+                .patch(format!("{}/api/v1/admin/queues/conversations", t.base))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body("{not json")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(status.is_client_error());
+        let (status, code, _) = error_of(
+            t.post("/api/v1/conversations", &token)
+                .header("content-type", "multipart/form-data; boundary=xyz")
+                .body("--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nbroken")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "INVALID_INPUT")
+        );
+
+        // Ages that would overflow a timestamp are refused, not a dropped connection.
+        let huge = "older_than_secs=9223372036854775807";
+        let (status, _, message) = error_of(
+            t.get(&format!("/api/v1/admin/jobs?{huge}"), &admin)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.contains("ten years"), "{message}");
+        for path in ["/api/v1/admin/jobs/purge", "/api/v1/admin/jobs/retry"] {
+            let response = t
+                .post(path, &admin)
+                .json(&json!({ "older_than_secs": 9_223_372_036_854_775_807u64 }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        }
+        // An unknown queue is 404, and no phantom queue is left behind.
+        let (status, code, _) = error_of(
+            t.post("/api/v1/admin/queues/nosuch/pause", &admin)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, "NOT_FOUND")
+        );
+        let queues: Value = t
+            .get("/api/v1/admin/queues", &admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(!queues.to_string().contains("nosuch"), "{queues}");
+        let paused = t
+            .post("/api/v1/admin/queues/notifications/pause", &admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            paused.status(),
+            StatusCode::OK,
+            "a built-in queue can be paused before it has jobs"
+        );
+    }
+
     story!(bad_uploads_are_refused_and_leave_nothing);
     async fn bad_uploads_are_refused_and_leave_nothing(db: &TestDb) {
         let mut t = TestApp::spawn(db).await;
