@@ -296,7 +296,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             .collect::<Vec<_>>()
             .join(", ");
         out.push(finding(Severity::P2, "processing", format!("{} conversations stuck in a stage for over {} min", stuck.len(), t.max_wait_secs / 60),
-            sample, "check their jobs with `salesai queue list`; a dead job leaves its conversation behind: `salesai conversations retry CASE`"));
+            sample, "a stage still running slowly needs nothing; check with `salesai queue list`. One whose jobs are all dead (from before dead jobs failed their conversation) resumes with `salesai conversations retry CASE`; retry refuses while work is still queued or running"));
     }
     let sqlite = facts
         .database

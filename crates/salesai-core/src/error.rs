@@ -38,6 +38,9 @@ pub enum ErrorCode {
     InvalidInput,
     /// A worker held the job's lease and stopped renewing it (it crashed or hung).
     LeaseExpired,
+    /// A conversation's stage was lost with its worker on every attempt (crashes, kills): the
+    /// conversation fails with this code instead of staying in its stage for good.
+    WorkerLost,
     /// No handler is registered for a job's kind on this node.
     UnknownJobKind,
     /// The Slack Web API failed.
@@ -48,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for listings and exhaustive tests.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::GroqApiError,
         ErrorCode::DatabaseError,
         ErrorCode::FileDownloadFailed,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::InvalidInput,
         ErrorCode::LeaseExpired,
+        ErrorCode::WorkerLost,
         ErrorCode::UnknownJobKind,
         ErrorCode::SlackApiError,
         ErrorCode::Internal,
@@ -85,6 +89,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::InvalidInput => "INVALID_INPUT",
             ErrorCode::LeaseExpired => "LEASE_EXPIRED",
+            ErrorCode::WorkerLost => "WORKER_LOST",
             ErrorCode::UnknownJobKind => "UNKNOWN_JOB_KIND",
             ErrorCode::SlackApiError => "SLACK_API_ERROR",
             ErrorCode::Internal => "INTERNAL",
@@ -110,6 +115,7 @@ impl ErrorCode {
             | ErrorCode::StorageError
             | ErrorCode::Timeout
             | ErrorCode::LeaseExpired
+            | ErrorCode::WorkerLost
             | ErrorCode::SlackApiError
             | ErrorCode::Internal => true,
             ErrorCode::AudioDecodeFailed

@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
-use crate::domain::{Conversation, ConversationStatus};
-use crate::queue::{CONVERSATIONS, NewJob};
+use crate::ErrorCode;
+use crate::domain::{Conversation, ConversationStatus, StageError};
+use crate::queue::{CONVERSATIONS, JobFilter, JobStatus, NewJob};
 use crate::store::{Store, StoreError};
 
 /// `conversation.prepare`: read the upload, parse a transcript or prepare audio.
@@ -53,9 +54,12 @@ pub async fn retry(
     store: &dyn Store,
     conversation: &Conversation,
 ) -> Result<Restarted, RestartError> {
-    if conversation.status != ConversationStatus::Failed {
+    let stuck = conversation.status != ConversationStatus::Completed
+        && conversation.status != ConversationStatus::Failed
+        && !has_live_pipeline_job(store, &conversation.id).await?;
+    if conversation.status != ConversationStatus::Failed && !stuck {
         return Err(RestartError::Conflict(format!(
-            "conversation {} is {}; only failed conversations can be retried",
+            "conversation {} is {} and still has work queued or running; only a failed conversation, or one whose jobs are all dead, can be retried",
             conversation.case_number,
             conversation.status.as_str()
         )));
@@ -134,4 +138,58 @@ pub async fn find(store: &dyn Store, id_or_case: &str) -> Result<Option<Conversa
     } else {
         store.get_conversation(id_or_case).await
     }
+}
+
+/// Whether a conversation has a pipeline job queued or running (one that can still move it).
+pub async fn has_live_pipeline_job(store: &dyn Store, id: &str) -> Result<bool, StoreError> {
+    for status in [JobStatus::Queued, JobStatus::Running] {
+        let jobs = store
+            .list_jobs(&JobFilter {
+                queue: Some(CONVERSATIONS.to_owned()),
+                status: Some(status),
+                limit: Some(10_000),
+                ..Default::default()
+            })
+            .await?;
+        if jobs
+            .iter()
+            .any(|j| j.conversation_id.as_deref() == Some(id))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// What a conversation fails with when its pipeline job goes dead (attempts spent, a terminal
+/// error, or its lease expired on the last attempt): its current stage, the job's code — a
+/// lost worker as `WORKER_LOST` — and whether a retry can help. `None` when the conversation
+/// already completed or failed (a sibling's late death changes nothing and is not announced
+/// twice). Both stores apply it in the transaction that makes the job dead.
+pub fn dead_job_failure(status: &str, code: &str, message: &str) -> Option<StageError> {
+    let stage = ConversationStatus::parse(status).ok()?;
+    if matches!(
+        stage,
+        ConversationStatus::Completed | ConversationStatus::Failed
+    ) {
+        return None;
+    }
+    let (code, message) = if code == ErrorCode::LeaseExpired.as_str() {
+        (
+            ErrorCode::WorkerLost.as_str().to_owned(),
+            format!(
+                "the worker running the {} stage stopped on every attempt ({message}); retry resumes it",
+                stage.as_str()
+            ),
+        )
+    } else {
+        (code.to_owned(), message.to_owned())
+    };
+    let retryable = ErrorCode::parse(&code).is_none_or(ErrorCode::retryable_by_default);
+    Some(StageError {
+        stage,
+        code,
+        message,
+        retryable,
+    })
 }

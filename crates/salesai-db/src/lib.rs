@@ -23,6 +23,27 @@ pub use migrate::{MigrationState, Migrator};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// Job kinds that run one at a time per conversation: a conversation's notifications update
+/// one status message in place, and two running at once would each find no message saved yet
+/// and post a new one (seen against a Slack answering in 1.5 s).
+pub const SERIAL_PER_CONVERSATION: &[&str] = &[salesai_core::pipeline::NOTIFY];
+
+/// The claim's guard for [`SERIAL_PER_CONVERSATION`] kinds, in SQL both dialects accept (the
+/// claimed table aliased `j`): such a job is claimable only when it is its conversation's
+/// oldest queued one of its kind and none of its kind is running for that conversation.
+pub(crate) fn serial_guard() -> String {
+    let kinds = SERIAL_PER_CONVERSATION
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "AND (j.kind NOT IN ({kinds}) OR j.conversation_id IS NULL OR NOT EXISTS ( \
+           SELECT 1 FROM jobs other WHERE other.conversation_id = j.conversation_id \
+           AND other.kind = j.kind AND (other.status = 'running' OR (other.status = 'queued' AND other.id < j.id))))"
+    )
+}
+
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {

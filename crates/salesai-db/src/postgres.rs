@@ -12,11 +12,11 @@ use salesai_core::domain::{
     CaseNumber, Conversation, ConversationStatus, ConversationType, CreatedConversation,
     NewConversation, Opportunity, Role, SlackThread, StageError, User,
 };
-use salesai_core::pipeline::NOTIFY;
+use salesai_core::pipeline::{NOTIFY, dead_job_failure};
 use salesai_core::queue::{
-    Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter, JobStatus, Lease,
-    NOTIFICATIONS, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
-    WindowStats, backoff_delay, complete_settings, stats_row,
+    CONVERSATIONS, Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter,
+    JobStatus, Lease, NOTIFICATIONS, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped,
+    STATS_WINDOWS, WindowStats, backoff_delay, complete_settings, stats_row,
 };
 use salesai_core::store::{
     AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, Incident, NewApiToken,
@@ -260,6 +260,64 @@ async fn notify_in(conn: &mut sqlx::PgConnection, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// A pipeline job went dead: in the same transaction its conversation fails (unless it already
+/// finished or failed) with its stage and code — a lost worker as `WORKER_LOST` — its other
+/// queued jobs are cancelled, and the failure is announced through the outbox. The
+/// conversation row is locked first so two siblings dying at once announce one failure.
+async fn fail_conversation_of_dead_job_in(
+    conn: &mut sqlx::PgConnection,
+    job_id: i64,
+    code: &str,
+    message: &str,
+) -> StoreResult<()> {
+    let row = sqlx::query(
+        "SELECT c.id, c.status FROM jobs j JOIN conversations c ON c.id = j.conversation_id \
+         WHERE j.id = $1 AND j.queue = $2 FOR UPDATE OF c",
+    )
+    .bind(job_id)
+    .bind(CONVERSATIONS)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let id: String = row.try_get("id").map_err(map)?;
+    let status: String = row.try_get("status").map_err(map)?;
+    let Some(failure) = dead_job_failure(&status, code, message) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE conversations SET status = 'failed', error_stage = $1, error_code = $2, error_message = $3, \
+         error_retryable = $4, updated_at = now() WHERE id = $5",
+    )
+    .bind(failure.stage.as_str())
+    .bind(&failure.code)
+    .bind(&failure.message)
+    .bind(failure.retryable)
+    .bind(&id)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    sqlx::query("INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES ($1, 'failed', now())")
+        .bind(&id)
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+    sqlx::query(
+        "UPDATE jobs SET status = 'dead', last_error_code = 'CANCELLED', last_error_message = $1, \
+         finished_at = now(), updated_at = now() WHERE conversation_id = $2 AND queue = $3 AND status = 'queued' AND id <> $4",
+    )
+    .bind(format!("cancelled: the conversation failed ({})", failure.code))
+    .bind(&id)
+    .bind(CONVERSATIONS)
+    .bind(job_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    notify_in(conn, &id).await
+}
+
 fn opportunity_from_row(r: &PgRow) -> StoreResult<Opportunity> {
     Ok(Opportunity {
         id: r.try_get("id").map_err(map)?,
@@ -383,10 +441,11 @@ impl Store for PgStore {
              lease_expires_at = now() + make_interval(secs => COALESCE( \
                  (SELECT lease_secs FROM queue_settings WHERE name = $2), 60)), \
              updated_at = now() \
-             WHERE id IN (SELECT id FROM jobs WHERE queue = $2 AND status = 'queued' AND run_at <= now() \
+             WHERE id IN (SELECT j.id FROM jobs j WHERE j.queue = $2 AND j.status = 'queued' AND j.run_at <= now() \
                           AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE name = $2 AND paused) \
-                          ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING {JOB_COLUMNS}"
+                          {serial} ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE OF j SKIP LOCKED) \
+             RETURNING {JOB_COLUMNS}",
+            serial = crate::serial_guard()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(worker_id)
@@ -489,6 +548,13 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+            fail_conversation_of_dead_job_in(
+                &mut tx,
+                lease.job_id,
+                &failure.code,
+                &failure.message,
+            )
+            .await?;
             FailOutcome::Dead
         };
         record_attempt(
@@ -563,7 +629,9 @@ impl Store for PgStore {
 
     async fn reap_expired_leases(&self) -> StoreResult<Reaped> {
         // One statement: the locked rows are recorded in the history and moved together, and
-        // SKIP LOCKED lets several nodes reap at once without waiting on each other.
+        // SKIP LOCKED lets several nodes reap at once without waiting on each other; the
+        // conversations of jobs that went dead fail in the same transaction.
+        let mut tx = self.pool.begin().await.map_err(map)?;
         let rows = sqlx::query(
             "WITH expired AS ( \
                  SELECT id, attempts, max_attempts, locked_by FROM jobs \
@@ -579,21 +647,25 @@ impl Store for PgStore {
                    run_at = now(), last_error_code = 'LEASE_EXPIRED', \
                    last_error_message = 'lease expired while held by ' || COALESCE(expired.locked_by, '?'), \
                    locked_by = NULL, lease_expires_at = NULL, updated_at = now() \
-                 FROM expired WHERE jobs.id = expired.id RETURNING jobs.status) \
-             SELECT status, COUNT(*) AS n FROM moved GROUP BY status",
+                 FROM expired WHERE jobs.id = expired.id RETURNING jobs.id, jobs.status, jobs.last_error_message) \
+             SELECT id, status, last_error_message FROM moved",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(map)?;
         let mut reaped = Reaped::default();
         for row in rows {
+            let id: i64 = row.try_get("id").map_err(map)?;
             let status: String = row.try_get("status").map_err(map)?;
-            let n: i64 = row.try_get("n").map_err(map)?;
-            match status.as_str() {
-                "dead" => reaped.dead = n as u64,
-                _ => reaped.requeued = n as u64,
+            let message: String = row.try_get("last_error_message").map_err(map)?;
+            if status == "dead" {
+                reaped.dead += 1;
+                fail_conversation_of_dead_job_in(&mut tx, id, "LEASE_EXPIRED", &message).await?;
+            } else {
+                reaped.requeued += 1;
             }
         }
+        tx.commit().await.map_err(map)?;
         Ok(reaped)
     }
 

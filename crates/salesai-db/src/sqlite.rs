@@ -15,11 +15,11 @@ use salesai_core::domain::{
     CaseNumber, Conversation, ConversationStatus, ConversationType, CreatedConversation,
     NewConversation, Opportunity, Role, SlackThread, StageError, User,
 };
-use salesai_core::pipeline::NOTIFY;
+use salesai_core::pipeline::{NOTIFY, dead_job_failure};
 use salesai_core::queue::{
-    Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter, JobStatus, Lease,
-    NOTIFICATIONS, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped, STATS_WINDOWS,
-    WindowStats, backoff_delay, complete_settings, stats_row,
+    CONVERSATIONS, Enqueued, FailOutcome, Job, JobAttempt, JobDetail, JobFailure, JobFilter,
+    JobStatus, Lease, NOTIFICATIONS, NewJob, QueueSettings, QueueStats, QueueStatsRow, Reaped,
+    STATS_WINDOWS, WindowStats, backoff_delay, complete_settings, stats_row,
 };
 use salesai_core::store::{
     AgentRun, ApiToken, Backend, ChunkTranscript, ConversationFilter, Incident, NewApiToken,
@@ -227,6 +227,69 @@ async fn notify_in(conn: &mut sqlx::SqliteConnection, id: &str) -> StoreResult<(
         enqueue_in(conn, &job).await?;
     }
     Ok(())
+}
+
+/// A pipeline job went dead: in the same transaction its conversation fails (unless it already
+/// finished or failed) with its stage and code — a lost worker as `WORKER_LOST` — its other
+/// queued jobs are cancelled, and the failure is announced through the outbox. No conversation
+/// is left in a stage with no job to move it.
+async fn fail_conversation_of_dead_job_in(
+    conn: &mut sqlx::SqliteConnection,
+    job_id: i64,
+    code: &str,
+    message: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let row = sqlx::query(
+        "SELECT c.id, c.status FROM jobs j JOIN conversations c ON c.id = j.conversation_id \
+         WHERE j.id = ? AND j.queue = ?",
+    )
+    .bind(job_id)
+    .bind(CONVERSATIONS)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let id: String = row.try_get("id").map_err(map)?;
+    let status: String = row.try_get("status").map_err(map)?;
+    let Some(failure) = dead_job_failure(&status, code, message) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE conversations SET status = 'failed', error_stage = ?, error_code = ?, error_message = ?, \
+         error_retryable = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(failure.stage.as_str())
+    .bind(&failure.code)
+    .bind(&failure.message)
+    .bind(i64::from(failure.retryable))
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    sqlx::query("INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES (?, 'failed', ?)")
+        .bind(&id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+    sqlx::query(
+        "UPDATE jobs SET status = 'dead', last_error_code = 'CANCELLED', last_error_message = ?, \
+         finished_at = ?, updated_at = ? WHERE conversation_id = ? AND queue = ? AND status = 'queued' AND id <> ?",
+    )
+    .bind(format!("cancelled: the conversation failed ({})", failure.code))
+    .bind(now)
+    .bind(now)
+    .bind(&id)
+    .bind(CONVERSATIONS)
+    .bind(job_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    notify_in(conn, &id).await
 }
 
 fn opportunity_from_row(r: &SqliteRow) -> StoreResult<Opportunity> {
@@ -444,10 +507,11 @@ impl Store for SqliteStore {
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = ?, \
              lease_expires_at = ? + 1000 * COALESCE((SELECT lease_secs FROM queue_settings WHERE name = ?), 60), \
              updated_at = ? \
-             WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = 'queued' AND run_at <= ? \
+             WHERE id IN (SELECT j.id FROM jobs j WHERE j.queue = ? AND j.status = 'queued' AND j.run_at <= ? \
                           AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE name = ? AND paused = 1) \
-                          ORDER BY run_at, id LIMIT ?) \
-             RETURNING {JOB_COLUMNS}"
+                          {serial} ORDER BY j.run_at, j.id LIMIT ?) \
+             RETURNING {JOB_COLUMNS}",
+            serial = crate::serial_guard()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(worker_id)
@@ -564,6 +628,14 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+            fail_conversation_of_dead_job_in(
+                &mut tx,
+                lease.job_id,
+                &failure.code,
+                &failure.message,
+                now,
+            )
+            .await?;
             FailOutcome::Dead
         };
         record_attempt(
@@ -661,7 +733,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map)?;
-        let statuses: Vec<String> = sqlx::query_scalar(
+        let reaped: Vec<(i64, String, String)> = sqlx::query_as(
             "UPDATE jobs SET \
                status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
                finished_at = CASE WHEN attempts >= max_attempts THEN ? ELSE NULL END, \
@@ -669,7 +741,7 @@ impl Store for SqliteStore {
                last_error_code = 'LEASE_EXPIRED', \
                last_error_message = 'lease expired while held by ' || COALESCE(locked_by, '?'), \
                locked_by = NULL, lease_expires_at = NULL, updated_at = ? \
-             WHERE status = 'running' AND lease_expires_at < ? RETURNING status",
+             WHERE status = 'running' AND lease_expires_at < ? RETURNING id, status, last_error_message",
         )
         .bind(now)
         .bind(now)
@@ -678,10 +750,17 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(map)?;
+        for (job_id, status, message) in &reaped {
+            if status == "dead" {
+                fail_conversation_of_dead_job_in(&mut tx, *job_id, "LEASE_EXPIRED", message, now)
+                    .await?;
+            }
+        }
+        let statuses: Vec<&str> = reaped.iter().map(|(_, s, _)| s.as_str()).collect();
         tx.commit().await.map_err(map)?;
         Ok(Reaped {
-            requeued: statuses.iter().filter(|s| *s == "queued").count() as u64,
-            dead: statuses.iter().filter(|s| *s == "dead").count() as u64,
+            requeued: statuses.iter().filter(|s| **s == "queued").count() as u64,
+            dead: statuses.iter().filter(|s| **s == "dead").count() as u64,
         })
     }
 

@@ -65,6 +65,7 @@ struct Inner {
     files: HashMap<String, (FakeFile, Value)>,
     users: HashMap<String, Value>,
     rate_limits: HashMap<String, (u32, u64)>,
+    delays: HashMap<String, Duration>,
     next_ts: u64,
     messages: BTreeMap<String, Value>,
 }
@@ -170,6 +171,12 @@ impl FakeSlack {
             .insert(method.to_owned(), (times, retry_after_secs));
     }
 
+    /// Every later call of `method` is answered after `delay`, as Slack does on a slow day
+    /// (an instant fake hides races between a conversation's notifications).
+    pub fn slow(&self, method: &str, delay: Duration) {
+        self.lock().delays.insert(method.to_owned(), delay);
+    }
+
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
@@ -242,6 +249,16 @@ async fn api(
                 .collect(),
         )
     };
+    let delay = s
+        .inner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .delays
+        .get(&method)
+        .copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut inner = s.inner.lock().unwrap_or_else(|e| e.into_inner());
     inner.calls.push(Call {
         method: method.clone(),

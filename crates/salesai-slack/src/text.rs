@@ -134,6 +134,10 @@ pub fn explain(lang: Lang, code: &str) -> &'static str {
             "The analysis service failed. Retry in a few minutes.",
             "分析服務發生錯誤，請稍後重試。",
         ),
+        "WORKER_LOST" => (
+            "The server processing this step stopped on every try (it restarted or crashed). Retry; it resumes where it stopped.",
+            "處理這個步驟的伺服器多次中斷（重新啟動或當機）。請重試，會從中斷處繼續。",
+        ),
         "RATE_LIMITED" => (
             "A provider is rate-limiting salesai. Retry in a few minutes.",
             "服務商限制了請求頻率，請稍後重試。",

@@ -353,6 +353,212 @@ async fn pause_and_resume(db: &TestDb) {
     assert_eq!(store.claim(CONVERSATIONS, "w", 10).await.unwrap().len(), 3);
 }
 
+story!(a_worker_lost_on_every_attempt_fails_the_conversation_once);
+async fn a_worker_lost_on_every_attempt_fails_the_conversation_once(db: &TestDb) {
+    use salesai_core::domain::{ConversationStatus, SlackThread};
+    let store = db.store();
+    let settings = QueueSettings {
+        lease_secs: 1,
+        max_attempts: 2,
+        ..QueueSettings::defaults_for(CONVERSATIONS)
+    };
+    store.put_queue_settings(&settings).await.unwrap();
+    let mut new = new_conversation("C-LOST", None);
+    new.slack = Some(SlackThread {
+        channel_id: "C0SALES".into(),
+        thread_ts: Some("1700000000.000100".into()),
+    });
+    let created = store.create_conversation(new).await.unwrap();
+    store
+        .set_conversation_status(&created.id, ConversationStatus::Preparing, None)
+        .await
+        .unwrap();
+    // A sibling still queued (e.g. a chunk that has not started).
+    let mut sibling = NewJob::new(
+        CONVERSATIONS,
+        "conversation.transcribe_chunk",
+        serde_json::json!({}),
+    );
+    sibling.conversation_id = Some(created.id.clone());
+    sibling.run_at = Some(Utc::now() + chrono::Duration::hours(1));
+    let sibling = store.enqueue(sibling).await.unwrap().id;
+    let notify_jobs = |store: Arc<dyn Store>| async move {
+        store
+            .list_jobs(&JobFilter {
+                kind: Some("conversation.notify".into()),
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    // Drain the notification the status change above queued, as the notifier would.
+    let queued = notify_jobs(store.clone()).await;
+    for attempt in 1..=2u32 {
+        let claimed = store
+            .claim(CONVERSATIONS, &format!("killed-{attempt}"), 1)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            claimed[0].id, created.job_id,
+            "the prepare job, not the future sibling"
+        );
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let reaped = store.reap_expired_leases().await.unwrap();
+        if attempt == 1 {
+            assert_eq!((reaped.requeued, reaped.dead), (1, 0));
+            let c = store.get_conversation(&created.id).await.unwrap().unwrap();
+            assert_eq!(
+                c.status,
+                ConversationStatus::Preparing,
+                "still going after one loss"
+            );
+        } else {
+            assert_eq!((reaped.requeued, reaped.dead), (0, 1));
+        }
+    }
+    let c = store.get_conversation(&created.id).await.unwrap().unwrap();
+    assert_eq!(
+        c.status,
+        ConversationStatus::Failed,
+        "no conversation left without an outcome"
+    );
+    let error = c.error.unwrap();
+    assert_eq!(error.code, "WORKER_LOST");
+    assert_eq!(error.stage, ConversationStatus::Preparing);
+    assert!(
+        error.retryable && error.message.contains("retry"),
+        "{error:?}"
+    );
+    let sibling = store.get_job(sibling).await.unwrap().unwrap().job;
+    assert_eq!(
+        sibling.status,
+        JobStatus::Dead,
+        "queued siblings are cancelled"
+    );
+    assert_eq!(sibling.last_error_code.as_deref(), Some("CANCELLED"));
+    assert!(
+        notify_jobs(store.clone()).await <= queued + 1 && notify_jobs(store.clone()).await >= 1,
+        "the failure is announced through the outbox (one queued notification at most)"
+    );
+    let events = store.stage_events(&created.id).await.unwrap();
+    assert_eq!(events.last().unwrap().status, ConversationStatus::Failed);
+
+    // A second death (a late sibling) changes nothing and announces nothing.
+    let mut late = NewJob::new(
+        CONVERSATIONS,
+        "conversation.transcribe_chunk",
+        serde_json::json!({}),
+    );
+    late.conversation_id = Some(created.id.clone());
+    store.enqueue(late).await.unwrap();
+    let claimed = store.claim(CONVERSATIONS, "late", 1).await.unwrap();
+    let outcome = store
+        .fail(
+            &claimed[0].lease().unwrap(),
+            &failure("GROQ_API_ERROR", false),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, FailOutcome::Dead);
+    let again = store.get_conversation(&created.id).await.unwrap().unwrap();
+    assert_eq!(
+        again.error.as_ref().unwrap().code,
+        "WORKER_LOST",
+        "the first failure's code stands"
+    );
+    assert_eq!(
+        store.stage_events(&created.id).await.unwrap().len(),
+        events.len()
+    );
+
+    // Retry resumes it; and a conversation stuck from before (a stage, every job dead) can be
+    // retried too, while one with work still queued cannot.
+    let restarted = salesai_core::pipeline::retry(store.as_ref(), &again)
+        .await
+        .unwrap();
+    let resumed = store.get_conversation(&created.id).await.unwrap().unwrap();
+    assert_ne!(resumed.status, ConversationStatus::Failed);
+    assert!(restarted.job_id > 0);
+    assert!(
+        salesai_core::pipeline::retry(store.as_ref(), &resumed)
+            .await
+            .is_err(),
+        "work is queued: not retryable"
+    );
+    let claimed = store.claim(CONVERSATIONS, "w", 10).await.unwrap();
+    for job in &claimed {
+        store
+            .fail(&job.lease().unwrap(), &failure("X", false))
+            .await
+            .unwrap();
+    }
+    store
+        .set_conversation_status(&created.id, ConversationStatus::Analyzing, None)
+        .await
+        .unwrap();
+    let stuck = store.get_conversation(&created.id).await.unwrap().unwrap();
+    assert_eq!(stuck.status, ConversationStatus::Analyzing);
+    salesai_core::pipeline::retry(store.as_ref(), &stuck)
+        .await
+        .expect("every job dead: a stuck conversation is retryable");
+}
+
+story!(a_conversations_notifications_run_one_at_a_time);
+async fn a_conversations_notifications_run_one_at_a_time(db: &TestDb) {
+    use salesai_core::queue::NOTIFICATIONS;
+    let store = db.store();
+    let notify = |conversation: &str| {
+        let mut job = NewJob::new(
+            NOTIFICATIONS,
+            salesai_core::pipeline::NOTIFY,
+            serde_json::json!({ "conversation_id": conversation }),
+        );
+        job.conversation_id = Some(conversation.to_owned());
+        job
+    };
+    let a = store
+        .create_conversation(new_conversation("C-A", None))
+        .await
+        .unwrap()
+        .id;
+    let b = store
+        .create_conversation(new_conversation("C-B", None))
+        .await
+        .unwrap()
+        .id;
+    let first = store.enqueue(notify(&a)).await.unwrap().id;
+    let claimed = store.claim(NOTIFICATIONS, "w1", 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [first]);
+    // A newer status change queues the next notification while the first is still posting.
+    let second = store.enqueue(notify(&a)).await.unwrap().id;
+    let other = store.enqueue(notify(&b)).await.unwrap().id;
+    let claimed2 = store.claim(NOTIFICATIONS, "w2", 10).await.unwrap();
+    assert_eq!(
+        claimed2.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [other],
+        "another conversation's notification runs; this one's waits for the running one"
+    );
+    assert!(store.complete(&claimed[0].lease().unwrap()).await.unwrap());
+    let claimed3 = store.claim(NOTIFICATIONS, "w2", 10).await.unwrap();
+    assert_eq!(claimed3.iter().map(|j| j.id).collect::<Vec<_>>(), [second]);
+    assert!(store.complete(&claimed3[0].lease().unwrap()).await.unwrap());
+    // Two queued at once (a crashed notifier's job returned beside a new one): one per claim.
+    let x = store.enqueue(notify(&a)).await.unwrap().id;
+    let y = store.enqueue(notify(&a)).await.unwrap().id;
+    let batch = store.claim(NOTIFICATIONS, "w3", 10).await.unwrap();
+    assert_eq!(
+        batch.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [x],
+        "the oldest first, alone"
+    );
+    store.complete(&batch[0].lease().unwrap()).await.unwrap();
+    let batch = store.claim(NOTIFICATIONS, "w3", 10).await.unwrap();
+    assert_eq!(batch.iter().map(|j| j.id).collect::<Vec<_>>(), [y]);
+}
+
 story!(expired_leases_return_jobs);
 async fn expired_leases_return_jobs(db: &TestDb) {
     let store = db.store();

@@ -317,6 +317,66 @@ async fn a_shared_transcript_comes_back_as_one_card(db: &TestDb) {
     );
 }
 
+story!(a_slow_slack_still_gets_one_status_message_and_one_card);
+async fn a_slow_slack_still_gets_one_status_message_and_one_card(db: &TestDb) {
+    let h = Harness::start(db).await;
+    h.fake.add_user("U0REP", "rep@example.com", "Rita Rep");
+    h.fake.add_file(
+        "F0SLOW",
+        vtt_file("call.vtt", english_transcript()),
+        EN_CHANNEL,
+        "1700000000.000300",
+    );
+    // Slack on a slow day: every post takes 1.5 s to answer.
+    h.fake
+        .slow("chat.postMessage", std::time::Duration::from_millis(1500));
+    let id = upload(
+        &h,
+        "F0SLOW",
+        EN_CHANNEL,
+        "U0REP",
+        "1700000000.000300",
+        &[
+            ("customer_number", "C-SLOW"),
+            ("customer_name", "Slow Cafe"),
+        ],
+        &[("decision_maker_present", "yes")],
+    )
+    .await;
+    wait_status(&h, &id, ConversationStatus::Completed).await;
+    let c = h.app.store.get_conversation(&id).await.unwrap().unwrap();
+    eventually("the card", || async {
+        !posted_with(&h.fake, "Analysis complete").is_empty()
+    })
+    .await;
+    // Let any straggling notification finish before counting.
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let fake = &h.fake;
+    let statuses: Vec<Value> = posted_with(fake, c.case_number.as_str())
+        .into_iter()
+        .filter(|m| {
+            !m["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Analysis complete")
+        })
+        .collect();
+    assert_eq!(
+        statuses.len(),
+        1,
+        "one status message per conversation, every later stage an update: {statuses:#?}"
+    );
+    assert!(
+        !fake.calls_of("chat.update").is_empty(),
+        "stages update it in place"
+    );
+    assert_eq!(
+        posted_with(fake, "Analysis complete").len(),
+        1,
+        "exactly one completion card"
+    );
+}
+
 story!(a_rate_limited_post_waits_for_retry_after);
 async fn a_rate_limited_post_waits_for_retry_after(db: &TestDb) {
     let h = Harness::start(db).await;

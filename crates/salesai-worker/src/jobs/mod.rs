@@ -46,7 +46,8 @@ pub fn conversation_id(job: &Job) -> Result<String, JobError> {
 }
 
 /// Runs a stage; when it fails for good (terminal, or its last attempt), marks the
-/// conversation failed with the stage, the code, the message and whether a retry can help.
+/// conversation failed with the stage, the code, the message and whether a retry can help —
+/// once: a conversation a sibling job already failed is neither worked on nor failed again.
 pub async fn stage<F>(
     app: &App,
     job: &Job,
@@ -57,6 +58,16 @@ pub async fn stage<F>(
 where
     F: Future<Output = Result<(), JobError>>,
 {
+    // A sibling already failed the conversation (or it was retried into another stage's job):
+    // this job's work would be wasted, and its failure would announce a second failure.
+    let current = app.store.get_conversation(id).await.map_err(db)?;
+    if current
+        .as_ref()
+        .is_some_and(|c| c.status == ConversationStatus::Failed)
+    {
+        tracing::info!(event = "job.skipped", conversation_id = %id, job_id = job.id, kind = %job.kind, "the conversation already failed; this job does nothing");
+        return Ok(());
+    }
     let result = work.await;
     if let Err(err) = &result {
         let (code, message, final_failure, retryable) = match err {
@@ -74,7 +85,14 @@ where
             ),
             JobError::RetryAt { .. } => return result,
         };
-        if final_failure {
+        let already_failed = app
+            .store
+            .get_conversation(id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.status == ConversationStatus::Failed);
+        if final_failure && !already_failed {
             let error = StageError {
                 stage,
                 code: code.to_string(),

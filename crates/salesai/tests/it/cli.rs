@@ -548,7 +548,12 @@ fn conversations_commands_show_and_retry() {
         !again.status.success(),
         "a pending conversation cannot be retried"
     );
-    assert!(stderr(&again).contains("only failed conversations"));
+    assert!(
+        stderr(&again).contains("only a failed conversation")
+            && stderr(&again).contains("still has work queued"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
