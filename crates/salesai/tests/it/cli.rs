@@ -1382,3 +1382,74 @@ fn a_product_line_from_a_folder() {
         "{err}"
     );
 }
+
+/// `salesai eval` through a configured LLM: a stub speaking OpenAI's chat-completions format
+/// answers every agent with a schema-valid output (for a call it does not read) and token
+/// usage; the report names the LLM engine, counts the tokens and checks every output's schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_runs_through_a_configured_llm() {
+    use axum::Json;
+    use salesai_core::analysis::rules::{Language, RulesInput, run_agent};
+    let segments = salesai_core::transcript::parse_transcript(
+        "Rep: How do you take orders?\nOwner: By hand, we lose $500 a month.",
+    )
+    .unwrap()
+    .1;
+    let answer = move |body: serde_json::Value| {
+        let system = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let agent = salesai_core::analysis::AGENTS
+            .into_iter()
+            .find(|a| {
+                system.contains(&format!("Agent: {}", a.as_str()))
+                    || system.contains(&format!("代理：{}", a.as_str()))
+            })
+            .unwrap_or(salesai_core::analysis::Agent::Context);
+        let output = run_agent(
+            agent,
+            &RulesInput {
+                segments: &segments,
+                competitors: &[],
+                metadata: &serde_json::json!({}),
+                language: Language::En,
+                lexicon: &Default::default(),
+            },
+        );
+        serde_json::json!({
+            "id": "x", "object": "chat.completion", "created": 1, "model": "stub",
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": output.to_string() }, "finish_reason": "stop" }],
+            "usage": { "prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120 }
+        })
+    };
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |Json(body): Json<serde_json::Value>| {
+            let answer = answer.clone();
+            async move { Json(answer(body)) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let calls = root.join("eval/holdout");
+    let mut command = salesai(dir.path());
+    command
+        .env("SALESAI_LLM_BASE_URL", &base)
+        .env("SALESAI_LLM_MODEL", "stub")
+        .args(["eval", calls.to_str().unwrap(), "--json"]);
+    let out = tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["engine"], "llm");
+    let calls = report["calls"].as_array().unwrap().len() as i64;
+    assert_eq!(report["schema_valid"].as_i64(), Some(calls));
+    assert_eq!(
+        report["tokens"].as_i64(),
+        Some(calls * 6 * 120),
+        "six agents, 120 tokens each"
+    );
+}
