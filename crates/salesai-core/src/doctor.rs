@@ -113,6 +113,9 @@ pub struct Facts {
     pub nodes: Vec<String>,
     /// Daily backups are scheduled (`SALESAI_BACKUP_AT`).
     pub backups_scheduled: bool,
+    /// Live rep or manager API tokens that belong to no person (created before tokens did):
+    /// they keep working as service tokens, reaching every conversation.
+    pub unowned_tokens: Vec<String>,
     /// The newest backup's age in hours, when there is one in the backup folder.
     pub last_backup_hours: Option<i64>,
     /// Slack requests refused for their signature in the last 10 minutes (all nodes), when
@@ -311,6 +314,18 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             "SQLite has one writer and lives on one machine: use PostgreSQL (DATABASE_URL=postgres://…) for several nodes; `salesai backup create` then `salesai backup restore FILE --database-url postgres://…` moves the data",
         ));
     }
+    if !facts.unowned_tokens.is_empty() {
+        out.push(finding(
+            Severity::P3,
+            "security",
+            format!(
+                "{} rep or manager API tokens belong to no person and act as service tokens",
+                facts.unowned_tokens.len()
+            ),
+            facts.unowned_tokens.join(", "),
+            "re-issue each for its person with `salesai token create --name NAME --for EMAIL`, then `salesai token revoke NAME`; a person's token reaches only what they may",
+        ));
+    }
     match (facts.backups_scheduled, facts.last_backup_hours) {
         (false, None) => out.push(finding(
             Severity::P2,
@@ -485,6 +500,17 @@ mod tests {
             now: Utc::now(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn tokens_without_a_person_are_named() {
+        let mut f = facts();
+        f.last_backup_hours = Some(1);
+        f.unowned_tokens = vec!["old-rep (rep)".into()];
+        let found = diagnose(&f, &Thresholds::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].severity, Severity::P3);
+        assert!(found[0].evidence.contains("old-rep") && found[0].action.contains("--for"));
     }
 
     #[test]

@@ -219,6 +219,9 @@ pub struct NewApiToken {
     pub role: Role,
     /// SHA-256 of the token, hex.
     pub token_hash: String,
+    /// The person it belongs to (`salesai token create --for EMAIL`): a rep's token sees and
+    /// changes only that rep's conversations. `None` for a service token (integrations).
+    pub user_id: Option<String>,
 }
 
 /// A stored API token (without the secret).
@@ -236,6 +239,10 @@ pub struct ApiToken {
     pub last_used_at: Option<DateTime<Utc>>,
     /// When it was revoked; a revoked token authenticates nothing.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The person it belongs to; `None` for a service token, or one created before tokens
+    /// belonged to people (it keeps working as a service token; doctor lists it).
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// Everything salesai stores.

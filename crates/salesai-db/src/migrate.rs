@@ -58,6 +58,12 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         up: include_str!("../migrations/sqlite/0004_agent_fallback.up.sql"),
         down: include_str!("../migrations/sqlite/0004_agent_fallback.down.sql"),
     },
+    Migration {
+        version: 5,
+        name: "token_owner",
+        up: include_str!("../migrations/sqlite/0005_token_owner.up.sql"),
+        down: include_str!("../migrations/sqlite/0005_token_owner.down.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations.
@@ -85,6 +91,12 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "agent_fallback",
         up: include_str!("../migrations/postgres/0004_agent_fallback.up.sql"),
         down: include_str!("../migrations/postgres/0004_agent_fallback.down.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "token_owner",
+        up: include_str!("../migrations/postgres/0005_token_owner.up.sql"),
+        down: include_str!("../migrations/postgres/0005_token_owner.down.sql"),
     },
 ];
 

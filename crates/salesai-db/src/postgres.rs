@@ -111,6 +111,7 @@ fn token_from_row(row: &PgRow) -> StoreResult<ApiToken> {
         created_at: row.try_get("created_at").map_err(map)?,
         last_used_at: row.try_get("last_used_at").map_err(map)?,
         revoked_at: row.try_get("revoked_at").map_err(map)?,
+        user_id: row.try_get("user_id").map_err(map)?,
     })
 }
 
@@ -1603,11 +1604,12 @@ impl Store for PgStore {
 
     async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken> {
         let row = sqlx::query(
-            "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, now()) RETURNING *",
+            "INSERT INTO api_tokens (name, role, token_hash, user_id, created_at) VALUES ($1, $2, $3, $4, now()) RETURNING id, name, role, token_hash, created_at, last_used_at, revoked_at, user_id",
         )
         .bind(&token.name)
         .bind(token.role.as_str())
         .bind(&token.token_hash)
+        .bind(&token.user_id)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| {
@@ -1625,7 +1627,7 @@ impl Store for PgStore {
 
     async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         let row = sqlx::query(
-            "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = $1 AND revoked_at IS NULL RETURNING *",
+            "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = $1 AND revoked_at IS NULL RETURNING id, name, role, token_hash, created_at, last_used_at, revoked_at, user_id",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -1635,7 +1637,7 @@ impl Store for PgStore {
     }
 
     async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
-        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+        let rows = sqlx::query("SELECT id, name, role, token_hash, created_at, last_used_at, revoked_at, user_id FROM api_tokens ORDER BY id")
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;

@@ -150,6 +150,7 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<ApiToken> {
         created_at: from_ms(row.try_get("created_at").map_err(map)?),
         last_used_at: opt_ms(row.try_get("last_used_at").map_err(map)?),
         revoked_at: opt_ms(row.try_get("revoked_at").map_err(map)?),
+        user_id: row.try_get("user_id").map_err(map)?,
     })
 }
 
@@ -1815,11 +1816,12 @@ impl Store for SqliteStore {
 
     async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken> {
         let row = sqlx::query(
-            "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+            "INSERT INTO api_tokens (name, role, token_hash, user_id, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id, name, role, token_hash, created_at, last_used_at, revoked_at, user_id",
         )
         .bind(&token.name)
         .bind(token.role.as_str())
         .bind(&token.token_hash)
+        .bind(&token.user_id)
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await
@@ -1838,7 +1840,7 @@ impl Store for SqliteStore {
 
     async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         let row = sqlx::query(
-            "UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ? AND revoked_at IS NULL RETURNING *",
+            "UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ? AND revoked_at IS NULL RETURNING id, name, role, token_hash, created_at, last_used_at, revoked_at, user_id",
         )
         .bind(now_ms())
         .bind(token_hash)
@@ -1849,7 +1851,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
-        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+        let rows = sqlx::query("SELECT id, name, role, token_hash, created_at, last_used_at, revoked_at, user_id FROM api_tokens ORDER BY id")
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;

@@ -42,6 +42,45 @@ impl FromRequestParts<App> for Caller {
     }
 }
 
+/// Which conversations a caller reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every conversation: admin, service and manager tokens (managers see their teams' once
+    /// teams exist), and tokens from before tokens belonged to people.
+    All,
+    /// Only the conversations of this person (a rep's own token).
+    Own(String),
+}
+
+impl Caller {
+    /// The conversations this caller reaches, decided here once for every route.
+    pub fn scope(&self) -> Scope {
+        match (self.token.role, &self.token.user_id) {
+            (Role::Rep, Some(user)) => Scope::Own(user.clone()),
+            _ => Scope::All,
+        }
+    }
+
+    /// Fails with 403 unless the conversation of `rep_user_id` is within the caller's scope.
+    pub fn may_reach(&self, rep_user_id: Option<&str>) -> Result<(), ApiError> {
+        match self.scope() {
+            Scope::All => Ok(()),
+            Scope::Own(user) if rep_user_id == Some(user.as_str()) => Ok(()),
+            Scope::Own(_) => Err(ApiError::Forbidden(
+                "this conversation belongs to another rep; a rep's token reaches only their own calls"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Whether the caller may upload a call on behalf of someone else (name another rep):
+    /// admin and service tokens, and tokens that belong to no person (they act as service
+    /// tokens until re-issued).
+    pub fn may_act_for_others(&self) -> bool {
+        matches!(self.token.role, Role::Admin | Role::Service) || self.token.user_id.is_none()
+    }
+}
+
 /// A caller that holds one of the roles a route allows.
 pub trait RequireRole {
     /// Fails with 403 unless the caller's role is in `allowed`.

@@ -101,6 +101,7 @@ async fn populate(store: &dyn Store) {
             name: "crm".into(),
             role: salesai_core::domain::Role::Service,
             token_hash: "ab".repeat(32),
+            user_id: None,
         })
         .await
         .unwrap();

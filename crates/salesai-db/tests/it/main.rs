@@ -75,7 +75,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(status.iter().all(|s| s.applied_at.is_some() && s.known));
 
     // Down to zero and up again: the down migrations really undo the schema.
-    assert_eq!(migrator.down_to(3).await.unwrap(), vec![4]);
+    assert_eq!(migrator.down_to(3).await.unwrap(), vec![5, 4]);
     assert!(
         fallback_column_is_gone(db).await,
         "0004 is undone: agent_outputs has no fallback_reason"
@@ -88,7 +88,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert_eq!(migrator.down_to(0).await.unwrap(), vec![1]);
     assert_eq!(migrator.current_version().await.unwrap(), 0);
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
-    assert_eq!(migrator.up().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(migrator.up().await.unwrap(), vec![1, 2, 3, 4, 5]);
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
 
@@ -737,6 +737,7 @@ async fn tokens_and_external_events(db: &TestDb) {
             name: "ops".into(),
             role: Role::Admin,
             token_hash: hash.clone(),
+            user_id: None,
         })
         .await
         .unwrap();
@@ -746,6 +747,7 @@ async fn tokens_and_external_events(db: &TestDb) {
             name: "ops".into(),
             role: Role::Rep,
             token_hash: "other".into(),
+            user_id: None,
         })
         .await;
     assert!(matches!(dup, Err(StoreError::InvalidInput(_))));

@@ -20,7 +20,7 @@ use salesai_core::store::ConversationFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Caller, RequireRole};
+use crate::auth::{Caller, RequireRole, Scope};
 use crate::error::ApiError;
 
 use salesai_core::pipeline::{PREPARE, RestartError};
@@ -263,7 +263,7 @@ async fn create(
                 "send one `audio` or `transcript` file part".into(),
             ));
         };
-        build(&app, &fields, stored, idempotency_key.clone()).await
+        build(&app, &caller, &fields, stored, idempotency_key.clone()).await
     }
     .await;
     match outcome {
@@ -279,6 +279,7 @@ async fn create(
 
 async fn build(
     app: &App,
+    caller: &Caller,
     fields: &BTreeMap<String, String>,
     upload: &Upload,
     idempotency_key: Option<String>,
@@ -337,6 +338,31 @@ async fn build(
         title: get("title").unwrap_or_default().chars().take(300).collect(),
         conversation_date,
         rep_user_id: match (get("rep_email"), get("rep_slack_id")) {
+            // A token that belongs to a person uploads as that person; only admin and
+            // service tokens name someone else.
+            (email, slack) if !caller.may_act_for_others() => {
+                let own = caller
+                    .token
+                    .user_id
+                    .clone()
+                    .expect("a token acting for itself has an owner");
+                if email.is_some() || slack.is_some() {
+                    let me = app.store.get_user(&own).await?;
+                    let same = me.as_ref().is_some_and(|u| {
+                        email.is_none_or(|e| {
+                            u.email
+                                .as_deref()
+                                .is_some_and(|m| m.eq_ignore_ascii_case(e))
+                        }) && slack.is_none_or(|s| u.slack_user_id.as_deref() == Some(s))
+                    });
+                    if !same {
+                        return Err(ApiError::Forbidden(
+                            "this token uploads its own calls only; leave out rep_email and rep_slack_id (admin and service tokens upload for others)".into(),
+                        ));
+                    }
+                }
+                Some(own)
+            }
             (None, None) => None,
             (email, slack) => {
                 if let Some(e) = email
@@ -427,6 +453,7 @@ async fn show(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
+    caller.may_reach(conversation.rep_user_id.as_deref())?;
     let store = &app.store;
     let events = store.stage_events(&conversation.id).await?;
     let transcript = store.get_transcript(&conversation.id).await?;
@@ -485,7 +512,17 @@ async fn list(
             .transpose()
             .map_err(|e| ApiError::BadRequest(e.0))?,
         product_line: p.product_line,
-        rep_user_id: p.rep,
+        rep_user_id: match caller.scope() {
+            Scope::All => p.rep,
+            Scope::Own(user) => {
+                if p.rep.as_deref().is_some_and(|r| r != user) {
+                    return Err(ApiError::Forbidden(
+                        "a rep's token lists only their own calls; leave out `rep`".into(),
+                    ));
+                }
+                Some(user)
+            }
+        },
         customer_number: p.customer_number,
         from: p.from.as_deref().map(parse_date).transpose()?,
         to: p.to.as_deref().map(parse_date).transpose()?,
@@ -508,6 +545,7 @@ async fn retry(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
+    caller.may_reach(conversation.rep_user_id.as_deref())?;
     let restarted = salesai_core::pipeline::retry(app.store.as_ref(), &conversation)
         .await
         .map_err(restart_error)?;
@@ -546,6 +584,7 @@ async fn reanalyze(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
+    caller.may_reach(conversation.rep_user_id.as_deref())?;
     let restarted = salesai_core::pipeline::reanalyze(app.store.as_ref(), &conversation)
         .await
         .map_err(restart_error)?;

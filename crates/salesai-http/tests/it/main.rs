@@ -76,10 +76,33 @@ impl TestApp {
                 name: name.into(),
                 role,
                 token_hash: salesai_core::token::hash_token(&secret),
+                user_id: None,
             })
             .await
             .unwrap();
         secret
+    }
+
+    /// A token that belongs to a person (created by e-mail): (secret, the person's id).
+    async fn token_for(&self, name: &str, role: Role, email: &str) -> (String, String) {
+        let user = self
+            .app
+            .store
+            .find_or_create_user(Some(email), None, name)
+            .await
+            .unwrap();
+        let secret = salesai_core::token::generate_token();
+        self.app
+            .store
+            .create_api_token(NewApiToken {
+                name: name.into(),
+                role,
+                token_hash: salesai_core::token::hash_token(&secret),
+                user_id: Some(user.clone()),
+            })
+            .await
+            .unwrap();
+        (secret, user)
     }
 
     fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
@@ -966,6 +989,219 @@ mod pipeline {
             StatusCode::OK,
             "a built-in queue can be paused before it has jobs"
         );
+    }
+
+    // The authorisation table of tokens: route × caller × owner, each with its status. A
+    // rep's own token reaches only their calls; admin, service, manager and tokens from before
+    // tokens belonged to people reach all; only admin and service upload for someone else.
+    story!(tokens_reach_what_their_owner_may);
+    async fn tokens_reach_what_their_owner_may(db: &TestDb) {
+        let t = TestApp::spawn(db).await;
+        let (amy, amy_id) = t.token_for("amy", Role::Rep, "amy@example.com").await;
+        let (bob, bob_id) = t.token_for("bob", Role::Rep, "bob@example.com").await;
+        let (manager, _) = t.token_for("mia", Role::Manager, "mia@example.com").await;
+        let service = t.token("crm-sync", Role::Service).await;
+        let admin = t.token("ops", Role::Admin).await;
+        let legacy = t.token("old-rep", Role::Rep).await;
+        let revoked = t.token("gone", Role::Admin).await;
+        t.app.store.revoke_api_token("gone").await.unwrap();
+
+        let upload = |token: &str, rep_email: Option<&str>| {
+            let mut form = reqwest::multipart::Form::new()
+                .text("customer_number", "C-1")
+                .text("customer_name", "Ramen House")
+                .part(
+                    "transcript",
+                    reqwest::multipart::Part::bytes(CALL.as_bytes().to_vec()).file_name("c.vtt"),
+                );
+            if let Some(email) = rep_email {
+                form = form.text("rep_email", email.to_owned());
+            }
+            t.post("/api/v1/conversations", token)
+                .multipart(form)
+                .send()
+        };
+        // Uploads: one's own; for someone else only as admin or service.
+        let own = upload(&amy, None).await.unwrap();
+        assert_eq!(own.status(), StatusCode::ACCEPTED);
+        let amys: Value = own.json().await.unwrap();
+        let amys = amys["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            upload(&amy, Some("AMY@example.com"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(
+            upload(&amy, Some("bob@example.com"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            upload(&manager, Some("bob@example.com"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        let for_bob = upload(&service, Some("bob@example.com")).await.unwrap();
+        assert_eq!(for_bob.status(), StatusCode::ACCEPTED);
+        let bobs: Value = for_bob.json().await.unwrap();
+        let bobs = bobs["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            upload(&admin, Some("new@example.com"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(
+            upload(&legacy, Some("bob@example.com"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::ACCEPTED
+        );
+        let stored = t.app.store.get_conversation(&amys).await.unwrap().unwrap();
+        assert_eq!(
+            stored.rep_user_id.as_deref(),
+            Some(amy_id.as_str()),
+            "an own token uploads as its owner"
+        );
+        let stored = t.app.store.get_conversation(&bobs).await.unwrap().unwrap();
+        assert_eq!(stored.rep_user_id.as_deref(), Some(bob_id.as_str()));
+
+        // Reading and acting on one conversation (Amy's).
+        let callers: [(&str, Option<&str>); 8] = [
+            ("anonymous", None),
+            ("amy", Some(&amy)),
+            ("bob", Some(&bob)),
+            ("manager", Some(&manager)),
+            ("service", Some(&service)),
+            ("admin", Some(&admin)),
+            ("legacy", Some(&legacy)),
+            ("revoked", Some(&revoked)),
+        ];
+        let expect =
+            |who: &str, allowed: StatusCode, forbidden_for: &[&str], admin_only: bool| match who {
+                "anonymous" | "revoked" => StatusCode::UNAUTHORIZED,
+                w if admin_only && w != "admin" => StatusCode::FORBIDDEN,
+                w if forbidden_for.contains(&w) => StatusCode::FORBIDDEN,
+                _ => allowed,
+            };
+        for (who, token) in callers {
+            let send = |builder: reqwest::RequestBuilder| async move {
+                match token {
+                    Some(token) => builder.bearer_auth(token),
+                    None => builder,
+                }
+                .send()
+                .await
+                .unwrap()
+                .status()
+            };
+            let url = |path: &str| format!("{}{path}", t.base);
+            let rows: Vec<(&str, StatusCode, StatusCode)> = vec![
+                (
+                    "GET one",
+                    send(t.client.get(url(&format!("/api/v1/conversations/{amys}")))).await,
+                    expect(who, StatusCode::OK, &["bob"], false),
+                ),
+                (
+                    "retry (pending: 409 when allowed)",
+                    send(
+                        t.client
+                            .post(url(&format!("/api/v1/conversations/{amys}/retry"))),
+                    )
+                    .await,
+                    expect(who, StatusCode::CONFLICT, &["bob"], false),
+                ),
+                (
+                    "reanalyze (no transcript yet: refused when allowed)",
+                    send(
+                        t.client
+                            .post(url(&format!("/api/v1/conversations/{amys}/reanalyze"))),
+                    )
+                    .await,
+                    expect(who, StatusCode::CONFLICT, &["bob"], false),
+                ),
+                (
+                    "list someone else's",
+                    send(
+                        t.client
+                            .get(url(&format!("/api/v1/conversations?rep={bob_id}"))),
+                    )
+                    .await,
+                    expect(who, StatusCode::OK, &["amy"], false),
+                ),
+                (
+                    "admin queues",
+                    send(t.client.get(url("/api/v1/admin/queues"))).await,
+                    expect(who, StatusCode::OK, &[], true),
+                ),
+                (
+                    "admin jobs",
+                    send(t.client.get(url("/api/v1/admin/jobs"))).await,
+                    expect(who, StatusCode::OK, &[], true),
+                ),
+            ];
+            for (route, got, want) in rows {
+                assert_eq!(got, want, "{route} as {who}");
+            }
+        }
+        // Listings: a rep sees their own calls only; the others see all.
+        let t = &t;
+        let listed = |token: String| async move {
+            let body: Value = t
+                .get("/api/v1/conversations", &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["conversations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["rep_user_id"].as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        };
+        let amy_sees = listed(amy.clone()).await;
+        assert_eq!(amy_sees.len(), 2);
+        assert!(amy_sees.iter().all(|r| *r == amy_id), "{amy_sees:?}");
+        let bob_sees = listed(bob.clone()).await;
+        assert!(bob_sees.iter().all(|r| *r == bob_id) && bob_sees.len() == 2);
+        assert_eq!(
+            listed(manager.clone()).await.len(),
+            5,
+            "five uploads were accepted"
+        );
+        assert_eq!(listed(legacy.clone()).await.len(), 5);
+        // Deleting: admins only.
+        for token in [&amy, &manager, &service, &legacy] {
+            let status = t
+                .client
+                .delete(format!("{}/api/v1/conversations/{amys}", t.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+        let status = t
+            .client
+            .delete(format!("{}/api/v1/conversations/{amys}", t.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::NO_CONTENT);
     }
 
     story!(bad_uploads_are_refused_and_leave_nothing);

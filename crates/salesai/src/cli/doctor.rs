@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 use salesai_core::doctor::{Facts, Severity, diagnose};
-use salesai_core::domain::ConversationStatus;
+use salesai_core::domain::{ConversationStatus, Role};
 use salesai_core::store::ConversationFilter;
 use salesai_db::Database;
 
@@ -45,11 +45,39 @@ pub async fn gather(config: &Config, since: &str) -> Facts {
             finish(config, facts).await
         }
         Ok(database) => {
-            let facts = gather_with(config, since, &database).await;
-            database.close().await;
+            let mut facts = gather_with(config, since, &database).await;
+            // Bounded: doctor reports, it does not wait, when the table is locked (a lock wait
+            // is one of the things it diagnoses). A read still waiting holds its connection,
+            // so the pool is then dropped rather than closed.
+            let tokens = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                database.store().list_api_tokens(),
+            )
+            .await;
+            match tokens {
+                Ok(Ok(tokens)) => {
+                    facts.unowned_tokens = unowned_tokens(&tokens);
+                    database.close().await;
+                }
+                Ok(Err(_)) => database.close().await,
+                Err(_) => drop(database),
+            }
             facts
         }
     }
+}
+
+/// Live rep and manager tokens that belong to no person, as doctor names them.
+fn unowned_tokens(tokens: &[salesai_core::store::ApiToken]) -> Vec<String> {
+    tokens
+        .iter()
+        .filter(|t| {
+            t.revoked_at.is_none()
+                && t.user_id.is_none()
+                && matches!(t.role, Role::Rep | Role::Manager)
+        })
+        .map(|t| format!("{} ({})", t.name, t.role.as_str()))
+        .collect()
 }
 
 /// `gather` over an open database (the monitor's, which runs every interval).

@@ -11,14 +11,19 @@ use crate::config::Config;
 /// Token operations.
 #[derive(clap::Subcommand, Debug)]
 pub enum TokenCommand {
-    /// Create a token; it is printed once and only its hash is stored
+    /// Create a token; it is printed once and only its hash is stored. A token for a person
+    /// (--for) reaches what that person may: a rep's only their own calls
     Create {
         /// A name to recognise it by (unique among live tokens)
         #[arg(long)]
         name: String,
-        /// What it may do: admin, manager, service or rep
+        /// What it may do: admin, manager, service or rep [default with --for: the person's role]
         #[arg(long, value_parser = parse_role)]
-        role: Role,
+        role: Option<Role>,
+        /// The person it belongs to, by e-mail (created as a rep if new); without it, a
+        /// service token for an integration
+        #[arg(long = "for", value_name = "EMAIL")]
+        owner: Option<String>,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -44,12 +49,46 @@ fn parse_role(raw: &str) -> Result<Role, String> {
 pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<ExitCode> {
     let (app, database) = crate::runtime::open_app(config).await?;
     let code = match command {
-        TokenCommand::Create { name, role, json } => {
+        TokenCommand::Create {
+            name,
+            role,
+            owner,
+            json,
+        } => {
             let name = name.trim().to_owned();
             anyhow::ensure!(
                 !name.is_empty() && name.len() <= 100,
                 "--name must be 1 to 100 characters"
             );
+            let (role, user_id) = match owner.as_deref().map(str::trim) {
+                Some(email) => {
+                    anyhow::ensure!(
+                        email.contains('@') && email.len() <= 254,
+                        "--for takes the person's e-mail address, got {email:?}"
+                    );
+                    anyhow::ensure!(
+                        role != Some(Role::Service),
+                        "a service token is for an integration and belongs to no one; drop --for or choose another --role"
+                    );
+                    let id = app
+                        .store
+                        .find_or_create_user(Some(email), None, email)
+                        .await?;
+                    let person = app.store.get_user(&id).await?;
+                    let role = role
+                        .or(person.map(|p| p.role))
+                        .unwrap_or(Role::Rep);
+                    (role, Some(id))
+                }
+                None => (
+                    role.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "name the token's --role (admin, manager, service, rep), or give --for EMAIL to make it a person's"
+                        )
+                    })?,
+                    None,
+                ),
+            };
             let secret = salesai_core::token::generate_token();
             let token = app
                 .store
@@ -57,6 +96,7 @@ pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<ExitC
                     name,
                     role,
                     token_hash: salesai_core::token::hash_token(&secret),
+                    user_id,
                 })
                 .await?;
             if json {
@@ -76,6 +116,12 @@ pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<ExitC
         }
         TokenCommand::List { json } => {
             let tokens = app.store.list_api_tokens().await?;
+            let mut owners = std::collections::BTreeMap::new();
+            for id in tokens.iter().filter_map(|t| t.user_id.as_deref()) {
+                if let Some(user) = app.store.get_user(id).await? {
+                    owners.insert(id.to_owned(), user.email.unwrap_or(user.display_name));
+                }
+            }
             if json {
                 print_json(&tokens)?;
             } else {
@@ -86,6 +132,10 @@ pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<ExitC
                             t.id.to_string(),
                             t.name.clone(),
                             t.role.as_str().to_owned(),
+                            t.user_id.as_ref().map_or_else(
+                                || "(service)".to_owned(),
+                                |id| owners.get(id).cloned().unwrap_or_else(|| id.clone()),
+                            ),
                             t.created_at.format("%Y-%m-%d %H:%M").to_string(),
                             t.last_used_at
                                 .map_or("never".into(), |d| d.format("%Y-%m-%d %H:%M").to_string()),
@@ -98,7 +148,15 @@ pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<ExitC
                 print!(
                     "{}",
                     table(
-                        &["ID", "NAME", "ROLE", "CREATED", "LAST USED", "STATE"],
+                        &[
+                            "ID",
+                            "NAME",
+                            "ROLE",
+                            "OWNER",
+                            "CREATED",
+                            "LAST USED",
+                            "STATE"
+                        ],
                         &rows
                     )
                 );

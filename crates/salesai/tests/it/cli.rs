@@ -371,7 +371,7 @@ async fn migrations_and_a_newer_schema() {
         .await
         .unwrap();
     if let salesai_db::Database::Sqlite(s) = &database {
-        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (5, 'future', 'x', 0)")
+        sqlx::query("INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (6, 'future', 'x', 0)")
             .execute(s.pool())
             .await
             .unwrap();
@@ -381,7 +381,7 @@ async fn migrations_and_a_newer_schema() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("schema is at version 5") && err.contains("only knows up to 4"),
+        err.contains("schema is at version 6") && err.contains("only knows up to 5"),
         "{err}"
     );
     let status = stdout(&run(salesai(dir.path()).args(["migrate", "status"])));
