@@ -587,8 +587,44 @@ async fn doctor_reports_each_condition_with_its_severity() {
         "{healthy}"
     );
 
-    // Failures of several codes, a backlog, a paused queue, an expired lease, a stuck conversation.
+    // A rep token from before tokens belonged to people is named, with the re-issue command;
+    // a person's own token and a service token are not.
     let store = db.store();
+    for (name, role, owner) in [
+        ("old-rep", salesai_core::domain::Role::Rep, None),
+        ("crm", salesai_core::domain::Role::Service, None),
+        (
+            "amy",
+            salesai_core::domain::Role::Rep,
+            Some(
+                store
+                    .find_or_create_user(Some("amy@example.com"), None, "Amy")
+                    .await
+                    .unwrap(),
+            ),
+        ),
+    ] {
+        store
+            .create_api_token(salesai_core::store::NewApiToken {
+                name: name.into(),
+                role,
+                token_hash: salesai_core::token::hash_token(name),
+                user_id: owner,
+            })
+            .await
+            .unwrap();
+    }
+    let (_, report) = doctor(&[]);
+    let tokens = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["title"].as_str().unwrap().contains("belong to no person"))
+        .unwrap_or_else(|| panic!("no token finding in {report}"));
+    assert_eq!(tokens["evidence"], "old-rep (rep)");
+    assert!(tokens["action"].as_str().unwrap().contains("--for"));
+
+    // Failures of several codes, a backlog, a paused queue, an expired lease, a stuck conversation.
     store
         .put_queue_settings(&QueueSettings {
             lease_secs: 1,
