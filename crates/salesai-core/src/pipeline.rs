@@ -147,14 +147,12 @@ pub async fn has_live_pipeline_job(store: &dyn Store, id: &str) -> Result<bool, 
             .list_jobs(&JobFilter {
                 queue: Some(CONVERSATIONS.to_owned()),
                 status: Some(status),
-                limit: Some(10_000),
+                conversation_id: Some(id.to_owned()),
+                limit: Some(1),
                 ..Default::default()
             })
             .await?;
-        if jobs
-            .iter()
-            .any(|j| j.conversation_id.as_deref() == Some(id))
-        {
+        if !jobs.is_empty() {
             return Ok(true);
         }
     }

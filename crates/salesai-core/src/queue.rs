@@ -376,6 +376,8 @@ pub struct JobFilter {
     pub older_than: Option<DateTime<Utc>>,
     /// Only these ids.
     pub ids: Option<Vec<i64>>,
+    /// Only the jobs of this conversation.
+    pub conversation_id: Option<String>,
     /// At most this many (listing only).
     pub limit: Option<u32>,
 }

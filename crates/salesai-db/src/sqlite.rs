@@ -323,6 +323,10 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
     if let Some(kind) = &filter.kind {
         qb.push(" AND kind = ").push_bind(kind.clone());
     }
+    if let Some(conversation) = &filter.conversation_id {
+        qb.push(" AND conversation_id = ")
+            .push_bind(conversation.clone());
+    }
     if let Some(older) = filter.older_than {
         qb.push(" AND updated_at < ")
             .push_bind(older.timestamp_millis());

@@ -135,6 +135,7 @@ impl FilterParams {
             kind: self.kind.clone(),
             older_than: self.older_than_secs.map(older_than).transpose()?,
             ids: None,
+            conversation_id: None,
             limit: Some(self.limit.unwrap_or(100).min(10_000)),
         })
     }

@@ -176,8 +176,7 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let mut reports = Vec::new();
     // Long calls per language: every call of the language one after another.
-    let mut long: BTreeMap<&'static str, (Vec<Segment>, ProductLine, AgentOutputs)> =
-        BTreeMap::new();
+    let mut long: BTreeMap<&'static str, (Vec<Segment>, ProductLine)> = BTreeMap::new();
     for (name, labels, path) in &calls {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -221,7 +220,7 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
             .sum();
         let entry = long
             .entry(language_name(language))
-            .or_insert_with(|| (Vec::new(), line.clone(), outputs.clone()));
+            .or_insert_with(|| (Vec::new(), line.clone()));
         let offset = entry.0.last().map_or(0, |s| s.end_ms + 1000);
         entry.0.extend(segments.iter().map(|s| Segment {
             start_ms: s.start_ms + offset,
@@ -242,7 +241,7 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let mut prompt_ratio_by_language = BTreeMap::new();
-    for (language, (calls_of_language, line, _)) in &long {
+    for (language, (calls_of_language, line)) in &long {
         // A 60-minute call: the language's calls one after another, repeated.
         let mut segments: Vec<Segment> = Vec::new();
         while segments.last().map_or(0, |s| s.end_ms) < 3_600_000 && !calls_of_language.is_empty() {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use salesai_core::product_line::{ProductLine, builtin, builtin_file, with_files};
+use salesai_core::product_line::{builtin, builtin_file, with_files};
 
 use crate::cli::output::print_json;
 use crate::config::Config;
@@ -36,19 +36,22 @@ pub enum LinesCommand {
     },
 }
 
-/// Where a line comes from.
-fn source(line: &ProductLine, files: &[(String, String)], lines: &[ProductLine]) -> String {
-    let from_file = files.iter().find(|(_, text)| {
-        salesai_core::product_line::parse_line("", text).is_ok_and(|l| l.id == line.id)
-    });
-    match from_file {
-        Some((path, _)) if builtin().iter().any(|b| b.id == line.id) => {
-            format!("{path} (replaces the built-in line)")
-        }
-        Some((path, _)) => path.clone(),
-        None if lines.iter().any(|l| l.id == line.id) => "built-in".into(),
-        None => String::new(),
-    }
+/// The folder's files as (id, path, text), each parsed once; a file that does not parse is
+/// left out here (`salesai lines check` and the start-up report it).
+fn files_by_id(config: &Config) -> anyhow::Result<Vec<(String, String, String)>> {
+    let files = match &config.lines_dir {
+        Some(dir) => read_line_files(dir)?,
+        None => Vec::new(),
+    };
+    Ok(files
+        .into_iter()
+        .filter_map(|(path, text)| {
+            let id = salesai_core::product_line::parse_line(&path, &text)
+                .ok()?
+                .id;
+            Some((id, path, text))
+        })
+        .collect())
 }
 
 /// Runs a product-line command.
@@ -56,28 +59,32 @@ pub async fn run(config: &Config, command: LinesCommand) -> anyhow::Result<ExitC
     match command {
         LinesCommand::List { json } => {
             let lines = crate::runtime::product_lines(config)?;
-            let files = match &config.lines_dir {
-                Some(dir) => read_line_files(dir)?,
-                None => Vec::new(),
-            };
             if json {
                 print_json(&lines)?;
                 return Ok(ExitCode::SUCCESS);
             }
+            let files = files_by_id(config)?;
+            let builtin_ids: Vec<String> = builtin().into_iter().map(|l| l.id).collect();
             println!(
                 "{:<12} {:<16} {:<6} {:<6} {:>4} {:>11}  SOURCE",
                 "ID", "NAME", "PREFIX", "LANG", "FORM", "COMPETITORS"
             );
             for line in &lines {
+                let source = match files.iter().find(|(id, _, _)| *id == line.id) {
+                    Some((_, path, _)) if builtin_ids.contains(&line.id) => {
+                        format!("{path} (replaces the built-in line)")
+                    }
+                    Some((_, path, _)) => path.clone(),
+                    None => "built-in".into(),
+                };
                 println!(
-                    "{:<12} {:<16} {:<6} {:<6} {:>4} {:>11}  {}",
+                    "{:<12} {:<16} {:<6} {:<6} {:>4} {:>11}  {source}",
                     line.id,
                     line.display_name,
                     line.case_prefix,
                     line.language,
                     line.form.len(),
                     line.competitors.len(),
-                    source(line, &files, &lines)
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -99,16 +106,10 @@ pub async fn run(config: &Config, command: LinesCommand) -> anyhow::Result<ExitC
                 print_json(line)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let files = match &config.lines_dir {
-                Some(dir) => read_line_files(dir)?,
-                None => Vec::new(),
-            };
-            let text = files
-                .iter()
-                .find(|(_, text)| {
-                    salesai_core::product_line::parse_line("", text).is_ok_and(|l| l.id == id)
-                })
-                .map(|(_, text)| text.clone())
+            let text = files_by_id(config)?
+                .into_iter()
+                .find(|(line_id, _, _)| *line_id == id)
+                .map(|(_, _, text)| text)
                 .or_else(|| builtin_file(&id).map(str::to_owned))
                 .unwrap_or_default();
             print!("{text}");

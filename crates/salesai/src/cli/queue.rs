@@ -148,6 +148,7 @@ impl FilterArgs {
             kind: self.kind.clone(),
             older_than: self.older_than.map(|age| Utc::now() - age),
             ids: None,
+            conversation_id: None,
             limit,
         })
     }

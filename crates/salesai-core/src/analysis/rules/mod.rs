@@ -374,6 +374,26 @@ fn push_person(people: &mut Vec<Person>, person: Person) {
     people.push(person);
 }
 
+/// Adds every titled name in `text` ("Mr. Chen", "Dr. Morgan") not yet known by its surname.
+fn push_titled_names(people: &mut Vec<Person>, text: &str) {
+    for c in patterns::TITLED_NAME.captures_iter(text) {
+        let name = c[1].to_owned();
+        let surname = name.split_whitespace().last().unwrap_or("").to_owned();
+        if !people
+            .iter()
+            .any(|p| p.name.as_deref().is_some_and(|n| n.contains(&surname)))
+        {
+            push_person(
+                people,
+                Person {
+                    name: Some(name),
+                    role: None,
+                },
+            );
+        }
+    }
+}
+
 /// The role word in the form people use it ("CFO", "owner").
 fn role_label(role: &str) -> String {
     let lower = role.to_lowercase();
@@ -498,23 +518,7 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
             );
         }
         if patterns::AUTHORITY.is_match(text) {
-            for c in patterns::TITLED_NAME.captures_iter(text) {
-                let name = c[1].to_owned();
-                let surname = name.split_whitespace().last().unwrap_or("").to_owned();
-                if !f
-                    .people
-                    .iter()
-                    .any(|p| p.name.as_deref().is_some_and(|n| n.contains(&surname)))
-                {
-                    push_person(
-                        &mut f.people,
-                        Person {
-                            name: Some(name),
-                            role: None,
-                        },
-                    );
-                }
-            }
+            push_titled_names(&mut f.people, text);
         }
         for c in patterns::ROLE_ZH.captures_iter(text) {
             let role = c[2].to_owned();
@@ -567,23 +571,7 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
                     && patterns::ASKS_WHO.is_match(&p.text)
             });
             if asked_who_decides && !claims {
-                for c in patterns::TITLED_NAME.captures_iter(text) {
-                    let name = c[1].to_owned();
-                    let surname = name.split_whitespace().last().unwrap_or("").to_owned();
-                    if !f
-                        .people
-                        .iter()
-                        .any(|p| p.name.as_deref().is_some_and(|n| n.contains(&surname)))
-                    {
-                        push_person(
-                            &mut f.people,
-                            Person {
-                                name: Some(name),
-                                role: None,
-                            },
-                        );
-                    }
-                }
+                push_titled_names(&mut f.people, text);
             }
             let third_party = someone_else
                 && (patterns::AUTHORITY.is_match(text) || asked_who_decides)
@@ -761,12 +749,8 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
             || (patterns::STEP.is_match(text) && patterns::TIME.is_match(text)))
             && !patterns::NURTURE.is_match(text);
         if proposal && side != Side::Customer {
-            for next in segments.iter().skip(index + 1).take(2) {
-                let next_side = f.sides[segments
-                    .iter()
-                    .position(|s| std::ptr::eq(s, next))
-                    .unwrap_or(0)];
-                if next_side == Side::Rep {
+            for (next, next_side) in segments.iter().zip(&sides).skip(index + 1).take(2) {
+                if *next_side == Side::Rep {
                     continue;
                 }
                 if patterns::PUT_OFF.is_match(&next.text) {
@@ -1222,7 +1206,6 @@ fn buyer(f: &Findings<'_>, lang: Language) -> BuyerOutput {
             quantified_items: f
                 .losses
                 .iter()
-                .chain(f.budget.iter().filter_map(|_| None))
                 .map(|l| QuantifiedItem {
                     description: format!("{} — {}", l.quantity.said, shorten(&l.segment.text, 100)),
                     monthly_value: (l.quantity.unit == Unit::Money)

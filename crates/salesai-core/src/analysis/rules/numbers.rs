@@ -108,9 +108,12 @@ pub fn period_mentioned(text: &str) -> Period {
         "each month",
         "every month",
         "monthly",
+        "last month",
+        "that month",
         "每個月",
         "每月",
         "一個月",
+        "上個月",
         "月費",
     ]) {
         Period::Month
@@ -833,88 +836,17 @@ fn period_near(text: &str, tokens: &[Token<'_>], start: usize, end: usize) -> Pe
     {
         return Period::Day;
     }
-    // "per month" said a few words earlier: "each month we lose about 4,000 dollars".
+    // A period said a few words earlier ("each month we lose about 4,000 dollars") or a little
+    // later ("4,000 dollars or so, every month").
     let early: String = {
         let b: Vec<char> = text[..before_start].chars().collect();
         b[b.len().saturating_sub(30)..].iter().collect()
     };
-    for (period, words) in [
-        (
-            Period::Month,
-            &[
-                "a month",
-                "per month",
-                "each month",
-                "every month",
-                "monthly",
-                "last month",
-                "that month",
-                "上個月",
-                "一個月",
-                "每個月",
-                "每月",
-            ][..],
-        ),
-        (
-            Period::Year,
-            &[
-                "a year",
-                "per year",
-                "each year",
-                "every year",
-                "annually",
-                "一年",
-                "每年",
-            ][..],
-        ),
-        (
-            Period::Week,
-            &["a week", "per week", "each week", "every week", "weekly"][..],
-        ),
-        (
-            Period::Day,
-            &[
-                "a day",
-                "per day",
-                "each day",
-                "every day",
-                "every night",
-                "daily",
-            ][..],
-        ),
-    ] {
-        if words.iter().any(|w| early.contains(w)) {
-            return period;
-        }
-    }
     let late: String = after.chars().take(40).collect();
-    for (period, words) in [
-        (
-            Period::Month,
-            &[
-                " a month",
-                " per month",
-                " each month",
-                " every month",
-                "monthly",
-            ][..],
-        ),
-        (
-            Period::Year,
-            &[
-                " a year",
-                " per year",
-                " each year",
-                " every year",
-                "annually",
-            ][..],
-        ),
-    ] {
-        if words.iter().any(|w| late.contains(w)) {
-            return period;
-        }
+    match period_mentioned(&early) {
+        Period::Once => period_mentioned(&late),
+        period => period,
     }
-    Period::Once
 }
 
 fn classify(

@@ -12,11 +12,6 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("built-in patterns compile")
 }
 
-/// Whether any pattern of a set matches.
-pub fn any(patterns: &[&LazyLock<Regex>], text: &str) -> bool {
-    patterns.iter().any(|p| p.is_match(text))
-}
-
 /// A speaker label that names the seller's side.
 pub static REP_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     re(
