@@ -1,4 +1,5 @@
-//! The storage interface: everything salesai keeps, behind one trait with one implementation
+//! The storage interface: everything salesai keeps, as one trait per capability (the job
+//! queue, conversations, customers, people, Slack state, operations) with one implementation
 //! per backend (SQLite for the embedded default, PostgreSQL for teams). HTTP handlers and
 //! workers hold an `Arc<dyn Store>` and never know which backend they talk to.
 
@@ -245,21 +246,12 @@ pub struct ApiToken {
     pub user_id: Option<String>,
 }
 
-/// Everything salesai stores.
+/// The durable job queue: enqueue, lease, complete, fail, reap, and what operators see of it.
 ///
-/// Architecture invariant: multi-step writes happen inside one method, in one transaction
-/// (a conversation and its first job, a case number and its conversation), so no caller can
-/// leave half-written state behind.
+/// Leases are fenced by `(job id, attempt, worker)`: a worker whose lease was lost cannot
+/// complete or fail the job any more.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Which backend this is.
-    fn backend(&self) -> Backend;
-
-    /// A cheap round trip, for `/ready`.
-    async fn ping(&self) -> StoreResult<()>;
-
-    // --- queue ---
-
+pub trait JobQueue: Send + Sync {
     /// Enqueues one job (or returns the existing one with the same idempotency key).
     async fn enqueue(&self, job: NewJob) -> StoreResult<Enqueued>;
 
@@ -323,9 +315,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Depth, age and recent outcomes.
     async fn queue_stats(&self) -> StoreResult<QueueStats>;
+}
 
-    // --- conversations ---
-
+/// Conversations and their pipeline state: intake, stage transitions (each with its
+/// notification in the same transaction), transcripts and their chunk checkpoints, agent
+/// outputs, the analysis, and retention.
+#[async_trait]
+pub trait Conversations: Send + Sync {
     /// Creates a conversation: finds or creates its opportunity by customer number, allocates
     /// its case number and enqueues its first job, all in one transaction.
     async fn create_conversation(&self, new: NewConversation) -> StoreResult<CreatedConversation>;
@@ -396,8 +392,6 @@ pub trait Store: Send + Sync + 'static {
     /// The conversation's analysis, once completed.
     async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>>;
 
-    // --- retention ---
-
     /// Completed, unprotected conversations created before `before`, oldest first, at most
     /// `limit`; with `with_audio_only`, only those whose upload is still stored.
     async fn prune_candidates(
@@ -423,9 +417,11 @@ pub trait Store: Send + Sync + 'static {
         metadata: serde_json::Value,
         next: crate::queue::NewJob,
     ) -> StoreResult<i64>;
+}
 
-    // --- opportunities ---
-
+/// Customers (opportunities), found by customer number.
+#[async_trait]
+pub trait Customers: Send + Sync {
     /// The opportunity with this customer number.
     async fn get_opportunity(&self, customer_number: &str) -> StoreResult<Option<Opportunity>>;
 
@@ -441,7 +437,11 @@ pub trait Store: Send + Sync + 'static {
         product_line: &str,
         owner_user_id: Option<&str>,
     ) -> StoreResult<Opportunity>;
+}
 
+/// People and their API tokens.
+#[async_trait]
+pub trait People: Send + Sync {
     /// One user.
     async fn get_user(&self, id: &str) -> StoreResult<Option<User>>;
 
@@ -458,8 +458,33 @@ pub trait Store: Send + Sync + 'static {
     /// `None` when there is no such user.
     async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>>;
 
-    // --- Slack messages ---
+    /// The user with this Slack id, else with this e-mail (linking the Slack id to them), else a
+    /// new user with the rep role. Returns the user id. People are found in the database, never
+    /// in a table in code.
+    async fn find_or_create_user(
+        &self,
+        email: Option<&str>,
+        slack_user_id: Option<&str>,
+        display_name: &str,
+    ) -> StoreResult<String>;
 
+    /// Stores a token's hash.
+    async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken>;
+
+    /// The live token with this hash, touching its `last_used_at`.
+    async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+
+    /// All tokens, revoked ones included.
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
+
+    /// Revokes the live token with this name or id; false when there is none.
+    async fn revoke_api_token(&self, name_or_id: &str) -> StoreResult<bool>;
+}
+
+/// What salesai remembers of Slack and other senders: the messages it posted per
+/// conversation, and the events it has handled already.
+#[async_trait]
+pub trait SlackState: Send + Sync {
     /// The Slack messages salesai posted for a conversation, by kind (`status`, `completed`,
     /// `failed:N`): `(kind, channel, ts)`.
     async fn slack_messages(
@@ -477,33 +502,19 @@ pub trait Store: Send + Sync + 'static {
         ts: &str,
     ) -> StoreResult<bool>;
 
-    // --- users ---
+    /// Records that an external event (a Slack event id, a file id) was handled; false when it
+    /// already was, on any node.
+    async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool>;
+}
 
-    /// The user with this Slack id, else with this e-mail (linking the Slack id to them), else a
-    /// new user with the rep role. Returns the user id. People are found in the database, never
-    /// in a table in code.
-    async fn find_or_create_user(
-        &self,
-        email: Option<&str>,
-        slack_user_id: Option<&str>,
-        display_name: &str,
-    ) -> StoreResult<String>;
+/// Operational state: health, ops-alert incidents, per-node counters, repairs.
+#[async_trait]
+pub trait Operations: Send + Sync {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
 
-    // --- API tokens ---
-
-    /// Stores a token's hash.
-    async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken>;
-
-    /// The live token with this hash, touching its `last_used_at`.
-    async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
-
-    /// All tokens, revoked ones included.
-    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
-
-    /// Revokes the live token with this name or id; false when there is none.
-    async fn revoke_api_token(&self, name_or_id: &str) -> StoreResult<bool>;
-
-    // --- ops alerts ---
+    /// A cheap round trip, for `/ready`.
+    async fn ping(&self) -> StoreResult<()>;
 
     /// Every incident, open and resolved.
     async fn list_incidents(&self) -> StoreResult<Vec<Incident>>;
@@ -524,8 +535,6 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes counts older than `before_minute`; returns how many rows went.
     async fn prune_counters(&self, before_minute: i64) -> StoreResult<u64>;
 
-    // --- repairs ---
-
     /// PostgreSQL: terminates this database's connections idle for longer than `older_than`
     /// (never this one); returns how many. SQLite: `InvalidInput` (no server connections).
     async fn terminate_idle(&self, older_than: std::time::Duration) -> StoreResult<i64>;
@@ -533,10 +542,26 @@ pub trait Store: Send + Sync + 'static {
     /// Refreshes planner statistics and reclaims space (`VACUUM ANALYZE`; SQLite `ANALYZE` and
     /// `PRAGMA optimize`).
     async fn analyze(&self) -> StoreResult<()>;
+}
 
-    // --- external events ---
+/// Everything salesai stores: every capability, on one backend.
+///
+/// Architecture invariant: multi-step writes happen inside one method, in one transaction
+/// (a conversation and its first job, a case number and its conversation), so no caller can
+/// leave half-written state behind. A new feature adds its own capability trait (and one
+/// implementation in `salesai-db`'s shared code, see ARCHITECTURE.md) and lists it here.
+pub trait Store:
+    JobQueue + Conversations + Customers + People + SlackState + Operations + 'static
+{
+}
 
-    /// Records that an external event (a Slack event id, a file id) was handled; false when it
-    /// already was, on any node.
-    async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool>;
+impl<T> Store for T where
+    T: JobQueue + Conversations + Customers + People + SlackState + Operations + 'static
+{
+}
+
+/// The store's capability traits, for `use salesai_core::store::prelude::*` where a caller
+/// calls store methods through an `Arc<dyn Store>`.
+pub mod prelude {
+    pub use super::{Conversations, Customers, JobQueue, Operations, People, SlackState, Store};
 }

@@ -40,3 +40,48 @@ fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
         Some("5") | Some("6") | Some("517") | Some("55P03") | Some("40001") | Some("40P01")
     )
 }
+
+/// An error inside a store method. sqlx's errors, the store's own and a stored value that does
+/// not parse all convert into it with `?`, and it becomes a [`StoreError`] once, at the
+/// method's edge ([`run`]).
+pub(crate) struct Fail(pub(crate) StoreError);
+
+/// A store method's inner result.
+pub(crate) type R<T> = Result<T, Fail>;
+
+impl From<sqlx::Error> for Fail {
+    fn from(err: sqlx::Error) -> Self {
+        Fail(map(err))
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(err: StoreError) -> Self {
+        Fail(err)
+    }
+}
+
+/// A stored value that no longer parses (a status, a role, a case number): corrupt data.
+impl From<salesai_core::domain::InvalidInput> for Fail {
+    fn from(err: salesai_core::domain::InvalidInput) -> Self {
+        Fail(StoreError::Other(format!(
+            "a stored value does not parse: {}",
+            err.0
+        )))
+    }
+}
+
+impl From<serde_json::Error> for Fail {
+    fn from(err: serde_json::Error) -> Self {
+        Fail(StoreError::Other(format!(
+            "stored JSON does not parse: {err}"
+        )))
+    }
+}
+
+/// Runs a store method's body, mapping its error once.
+pub(crate) async fn run<T>(
+    body: impl Future<Output = R<T>>,
+) -> salesai_core::store::StoreResult<T> {
+    body.await.map_err(|f| f.0)
+}

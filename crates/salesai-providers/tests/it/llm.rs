@@ -157,7 +157,7 @@ async fn stub(mode: &'static str) -> (String, Log) {
                         .into_response(),
                     "500" => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": { "message": "internal" } }))).into_response(),
                     "slow" => {
-                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        tokio::time::sleep(Duration::from_secs(10)).await;
                         completion(good)
                     }
                     _ => unreachable!(),
@@ -186,7 +186,7 @@ fn analyzer_with(base: &str, strict: bool) -> LlmAnalyzer {
             api_key: Some(SecretString::from("key")),
             model: "small-model".into(),
             agent_models,
-            timeout: Duration::from_millis(800),
+            timeout: Duration::from_millis(2_500),
             strict,
         },
         Prompts::embedded(),

@@ -1,0 +1,221 @@
+//! The PostgreSQL dialect: the team server, shared by any number of `serve` and `worker` nodes.
+//!
+//! Claims use `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on each other's rows
+//! and never take the same job; time comes from the database (`now()`), so the nodes' clocks
+//! do not have to agree. The store's methods are the shared ones (`../shared`), whose SQL is
+//! PostgreSQL's; this module holds only what PostgreSQL does differently (array binds for
+//! bulk writes, one-statement reaping, connection repairs).
+
+use chrono::{DateTime, Utc};
+use salesai_core::queue::Lease;
+use salesai_core::store::{Backend, StoreError, StoreResult};
+use salesai_core::transcript::Segment;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+
+use crate::ConnectOptions;
+
+/// The PostgreSQL implementation of the store's capabilities.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database a `postgres://` URL names.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
+        let connect: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::InvalidInput(format!("invalid PostgreSQL URL: {e}")))?;
+        let connect = connect.application_name("salesai");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    crate::redact_url(url)
+                ))
+            })?;
+        Ok(PgStore { pool })
+    }
+
+    /// The connection pool, for migrations and diagnostics.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+// --- the dialect the shared code is written against ---
+
+type Db = Postgres;
+type DbRow = PgRow;
+type Conn = PgConnection;
+type Pool = PgPool;
+type StoreImpl = PgStore;
+/// How a time is bound: `timestamptz`.
+type Time = DateTime<Utc>;
+
+const BACKEND: Backend = Backend::Postgres;
+/// The SQL for "now", for statements assembled at run time.
+const NOW: &str = "now()";
+/// Seconds since the oldest due queued job's `run_at`, per queue.
+const OLDEST_WAITING_SECS: &str = "EXTRACT(EPOCH FROM now() - MIN(run_at))::float8";
+/// `metadata` with the JSON object `$2`'s keys merged in.
+const MERGE_METADATA: &str = "metadata || $2";
+
+fn db_time(t: DateTime<Utc>) -> Time {
+    t
+}
+
+fn from_db(t: Time) -> DateTime<Utc> {
+    t
+}
+
+fn time(row: &DbRow, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+    row.try_get(column)
+}
+
+fn opt_time(row: &DbRow, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    row.try_get(column)
+}
+
+async fn write_tx(pool: &Pool) -> Result<Transaction<'static, Db>, sqlx::Error> {
+    pool.begin().await
+}
+
+/// A statement of the shared code (already PostgreSQL), kept for the process's life.
+macro_rules! sql {
+    ($text:expr) => {{
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| String::from($text));
+        SQL.as_str()
+    }};
+}
+
+/// Lease columns as arrays, for one-statement updates of many leases.
+fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<i32>, Vec<String>) {
+    (
+        leases.iter().map(|l| l.job_id).collect(),
+        leases.iter().map(|l| l.attempt as i32).collect(),
+        leases.iter().map(|l| l.worker_id.clone()).collect(),
+    )
+}
+
+/// Marks leased jobs completed in one statement.
+async fn complete_many(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error> {
+    let (ids, attempts, workers) = lease_arrays(leases);
+    Ok(sqlx::query(
+        "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
+         locked_by = NULL, lease_expires_at = NULL \
+         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS l(id, attempt, worker) \
+         WHERE jobs.id = l.id AND jobs.status = 'running' AND jobs.attempts = l.attempt \
+         AND jobs.locked_by = l.worker",
+    )
+    .bind(ids)
+    .bind(attempts)
+    .bind(workers)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Extends leases in one statement.
+async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error> {
+    let (ids, attempts, workers) = lease_arrays(leases);
+    Ok(sqlx::query(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => COALESCE( \
+             (SELECT lease_secs FROM queue_settings WHERE name = jobs.queue), 60)) \
+         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS l(id, attempt, worker) \
+         WHERE jobs.id = l.id AND jobs.status = 'running' AND jobs.attempts = l.attempt \
+         AND jobs.locked_by = l.worker",
+    )
+    .bind(ids)
+    .bind(attempts)
+    .bind(workers)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Moves jobs whose lease ran out back to the queue or to dead, recording each in the job's
+/// history, in one statement: SKIP LOCKED lets several nodes reap at once without waiting on
+/// each other. Returns `(id, new status, message)` of each.
+async fn reap_expired(conn: &mut Conn) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH expired AS ( \
+             SELECT id, attempts, max_attempts, locked_by FROM jobs \
+             WHERE status = 'running' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED), \
+         history AS ( \
+             INSERT INTO job_attempts (job_id, attempt, worker_id, outcome, error_code, error_message, finished_at) \
+             SELECT id, attempts, locked_by, 'lease_expired', 'LEASE_EXPIRED', \
+                    'lease expired while held by ' || COALESCE(locked_by, '?'), now() FROM expired), \
+         moved AS ( \
+             UPDATE jobs SET \
+               status = CASE WHEN expired.attempts >= expired.max_attempts THEN 'dead' ELSE 'queued' END, \
+               finished_at = CASE WHEN expired.attempts >= expired.max_attempts THEN now() ELSE NULL END, \
+               run_at = now(), last_error_code = 'LEASE_EXPIRED', \
+               last_error_message = 'lease expired while held by ' || COALESCE(expired.locked_by, '?'), \
+               locked_by = NULL, lease_expires_at = NULL, updated_at = now() \
+             FROM expired WHERE jobs.id = expired.id RETURNING jobs.id, jobs.status, jobs.last_error_message) \
+         SELECT id, status, last_error_message FROM moved",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Inserts a transcript's segments in one statement (arrays, whatever their number).
+async fn insert_segments(
+    conn: &mut Conn,
+    id: &str,
+    segments: &[Segment],
+) -> Result<(), sqlx::Error> {
+    let clamp = |ms: u64| ms.min(i32::MAX as u64) as i32;
+    sqlx::query(
+        "INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text) \
+         SELECT $1, * FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::text[])",
+    )
+    .bind(id)
+    .bind((0..segments.len() as i32).collect::<Vec<_>>())
+    .bind(
+        segments
+            .iter()
+            .map(|s| s.speaker.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        segments
+            .iter()
+            .map(|s| clamp(s.start_ms))
+            .collect::<Vec<_>>(),
+    )
+    .bind(segments.iter().map(|s| clamp(s.end_ms)).collect::<Vec<_>>())
+    .bind(segments.iter().map(|s| s.text.clone()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Terminates this database's connections idle for longer than `older_than`.
+async fn terminate_idle(pool: &Pool, older_than: std::time::Duration) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND state = 'idle' AND pid <> pg_backend_pid() \
+         AND state_change < now() - make_interval(secs => $1)",
+    )
+    .bind(older_than.as_secs_f64())
+    .fetch_one(pool)
+    .await
+    .map_err(crate::error::map)
+}
+
+/// Refreshes the planner's statistics and reclaims space.
+async fn analyze(pool: &Pool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("VACUUM ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
+#[allow(clippy::duplicate_mod)] // compiled once per dialect, on purpose: see its header
+#[path = "../shared/mod.rs"]
+mod shared;

@@ -1,0 +1,712 @@
+//! Conversations and their pipeline state, and customers, on both backends.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use salesai_core::domain::{
+    CaseNumber, Conversation, ConversationStatus, CreatedConversation, NewConversation,
+    Opportunity, StageError,
+};
+use salesai_core::queue::NewJob;
+use salesai_core::store::{
+    AgentRun, ChunkTranscript, ConversationFilter, Conversations, Customers, PruneCandidate,
+    StageEvent, StoreError, StoreResult, StoredAnalysis,
+};
+use salesai_core::transcript::Segment;
+use sqlx::{QueryBuilder, Row};
+
+use super::super::{Conn, Db, MERGE_METADATA, StoreImpl, db_time, insert_segments, time, write_tx};
+use super::{
+    conversation_from_row, enqueue_in, not_found, notify_in, opportunity_from_row, stage_event_in,
+};
+use crate::error::{Fail, R, run};
+
+/// Every conversation query starts here.
+const CONVERSATION_SELECT: &str = "SELECT * FROM conversations";
+
+macro_rules! opportunity_select {
+    () => {
+        "SELECT o.*, (SELECT COUNT(*) FROM conversations c WHERE c.opportunity_id = o.id) AS conversations FROM opportunities o"
+    };
+}
+
+/// A millisecond figure in an `INTEGER` column.
+fn ms_i32(ms: u64) -> i32 {
+    ms.min(i32::MAX as u64) as i32
+}
+
+fn opt_i64(row: &super::DbRow, column: &str) -> R<Option<i64>> {
+    Ok(row.try_get::<Option<i32>, _>(column)?.map(i64::from))
+}
+
+/// Deletes a conversation's agent outputs and analysis inside the caller's transaction.
+async fn clear_analysis_in(conn: &mut Conn, id: &str) -> R<()> {
+    for sql in [
+        sql!("DELETE FROM agent_outputs WHERE conversation_id = $1"),
+        sql!("DELETE FROM analyses WHERE conversation_id = $1"),
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Why one pass of creating a conversation did not finish.
+enum CreateError {
+    /// Another upload with the same idempotency key won the race.
+    DuplicateKey,
+    Fail(Fail),
+}
+
+impl<E: Into<Fail>> From<E> for CreateError {
+    fn from(err: E) -> Self {
+        CreateError::Fail(err.into())
+    }
+}
+
+/// One pass of `create_conversation`, in one transaction.
+async fn try_create_conversation(
+    store: &StoreImpl,
+    new: &NewConversation,
+) -> Result<CreatedConversation, CreateError> {
+    let mut tx = write_tx(&store.pool).await?;
+    if let Some(key) = &new.idempotency_key {
+        let existing = sqlx::query(sql!(
+            "SELECT c.id, c.case_number, c.opportunity_id, \
+             (SELECT MIN(j.id) FROM jobs j WHERE j.conversation_id = c.id) AS job_id \
+             FROM conversations c WHERE c.idempotency_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok(CreatedConversation {
+                id: row.try_get("id")?,
+                case_number: CaseNumber::parse(&row.try_get::<String, _>("case_number")?)?,
+                opportunity_id: row.try_get("opportunity_id")?,
+                job_id: row.try_get::<Option<i64>, _>("job_id")?.unwrap_or(0),
+                created: false,
+            });
+        }
+    }
+    let opportunity_id: String = sqlx::query_scalar(sql!(
+        "INSERT INTO opportunities (id, customer_number, company_name, product_line, status, \
+         status_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'new', now(), now(), now()) \
+         ON CONFLICT (customer_number) DO UPDATE SET updated_at = excluded.updated_at RETURNING id"
+    ))
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(new.customer_number.as_str())
+    .bind(&new.customer_name)
+    .bind(&new.product_line)
+    .fetch_one(&mut *tx)
+    .await?;
+    // The case number: the next value of the (period, prefix) sequence, in this transaction.
+    let sequence: i32 = sqlx::query_scalar(sql!(
+        "INSERT INTO case_sequences (period, prefix, last_value) VALUES ($1, $2, 1) \
+         ON CONFLICT (period, prefix) DO UPDATE SET last_value = case_sequences.last_value + 1 \
+         RETURNING last_value"
+    ))
+    .bind(new.case_period.as_str())
+    .bind(new.case_prefix.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    let case_number = CaseNumber::new(&new.case_period, &new.case_prefix, sequence as u64);
+    let id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(sql!(
+        "INSERT INTO conversations (id, case_number, opportunity_id, product_line, conversation_type, \
+         title, status, blob_key, conversation_date, rep_user_id, metadata, idempotency_key, \
+         slack_channel_id, slack_thread_ts, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, now(), now())"
+    ))
+    .bind(&id)
+    .bind(case_number.as_str())
+    .bind(&opportunity_id)
+    .bind(&new.product_line)
+    .bind(new.conversation_type.as_str())
+    .bind(&new.title)
+    .bind(&new.blob_key)
+    .bind(new.conversation_date.map(db_time))
+    .bind(&new.rep_user_id)
+    .bind(&new.metadata)
+    .bind(&new.idempotency_key)
+    .bind(new.slack.as_ref().map(|s| s.channel_id.clone()))
+    .bind(new.slack.as_ref().and_then(|s| s.thread_ts.clone()))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if crate::error::is_unique_violation(&e) {
+            CreateError::DuplicateKey
+        } else {
+            e.into()
+        }
+    })?;
+    stage_event_in(&mut tx, &id, ConversationStatus::Pending).await?;
+    notify_in(&mut tx, &id).await?;
+    let mut job = new.first_job.clone();
+    job.conversation_id = Some(id.clone());
+    let enqueued = enqueue_in(&mut tx, &job).await?;
+    tx.commit().await?;
+    Ok(CreatedConversation {
+        id,
+        case_number,
+        opportunity_id,
+        job_id: enqueued.id,
+        created: true,
+    })
+}
+
+#[async_trait]
+impl Conversations for StoreImpl {
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<CreatedConversation> {
+        // Two uploads with the same idempotency key may race past the lookup; the loser hits
+        // the unique index, rolls back, and on its second pass finds the winner's row.
+        for _ in 0..2 {
+            match try_create_conversation(self, &new).await {
+                Ok(created) => return Ok(created),
+                Err(CreateError::DuplicateKey) => continue,
+                Err(CreateError::Fail(f)) => return Err(f.0),
+            }
+        }
+        Err(StoreError::Other(
+            "idempotency key conflict did not resolve".into(),
+        ))
+    }
+
+    async fn get_conversation(&self, id: &str) -> StoreResult<Option<Conversation>> {
+        run(async {
+            let row = sqlx::query(sql!(format!("{CONVERSATION_SELECT} WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(conversation_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn find_conversation_by_case(
+        &self,
+        case_number: &str,
+    ) -> StoreResult<Option<Conversation>> {
+        run(async {
+            let row = sqlx::query(sql!(format!(
+                "{CONVERSATION_SELECT} WHERE case_number = $1"
+            )))
+            .bind(case_number)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(conversation_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> StoreResult<Vec<Conversation>> {
+        run(async {
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT c.* FROM conversations c JOIN opportunities o ON o.id = c.opportunity_id WHERE TRUE",
+            );
+            if let Some(status) = filter.status {
+                qb.push(" AND c.status = ").push_bind(status.as_str());
+            }
+            if let Some(line) = &filter.product_line {
+                qb.push(" AND c.product_line = ").push_bind(line.clone());
+            }
+            if let Some(rep) = &filter.rep_user_id {
+                qb.push(" AND c.rep_user_id = ").push_bind(rep.clone());
+            }
+            if let Some(customer) = &filter.customer_number {
+                qb.push(" AND o.customer_number = ")
+                    .push_bind(customer.clone());
+            }
+            if let Some(from) = filter.from {
+                qb.push(" AND c.created_at >= ").push_bind(db_time(from));
+            }
+            if let Some(to) = filter.to {
+                qb.push(" AND c.created_at < ").push_bind(db_time(to));
+            }
+            qb.push(" ORDER BY c.created_at DESC, c.id DESC LIMIT ")
+                .push_bind(i64::from(filter.limit.clamp(1, 500)))
+                .push(" OFFSET ")
+                .push_bind(i64::from(filter.offset));
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            rows.iter().map(conversation_from_row).collect()
+        })
+        .await
+    }
+
+    async fn set_conversation_status(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        error: Option<&StageError>,
+    ) -> StoreResult<()> {
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            let changed = sqlx::query(sql!(
+                "UPDATE conversations SET status = $1, error_stage = $2, error_code = $3, error_message = $4, \
+                 error_retryable = $5, updated_at = now() WHERE id = $6"
+            ))
+            .bind(status.as_str())
+            .bind(error.map(|e| e.stage.as_str()))
+            .bind(error.map(|e| e.code.clone()))
+            .bind(error.map(|e| e.message.clone()))
+            .bind(error.map(|e| e.retryable))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(not_found(format!("conversation {id}")).into());
+            }
+            stage_event_in(&mut tx, id, status).await?;
+            notify_in(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn restart_conversation(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        job: NewJob,
+        clear_analysis: bool,
+    ) -> StoreResult<i64> {
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            let changed = sqlx::query(sql!(
+                "UPDATE conversations SET status = $1, error_stage = NULL, error_code = NULL, error_message = NULL, \
+                 error_retryable = NULL, updated_at = now() WHERE id = $2"
+            ))
+            .bind(status.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(not_found(format!("conversation {id}")).into());
+            }
+            if clear_analysis {
+                clear_analysis_in(&mut tx, id).await?;
+            }
+            stage_event_in(&mut tx, id, status).await?;
+            let mut job = job;
+            job.conversation_id = Some(id.to_owned());
+            let enqueued = enqueue_in(&mut tx, &job).await?;
+            notify_in(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(enqueued.id)
+        })
+        .await
+    }
+
+    async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>> {
+        run(async {
+            let rows = sqlx::query(sql!(
+                "SELECT status, at FROM conversation_stage_events WHERE conversation_id = $1 ORDER BY id"
+            ))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StageEvent {
+                        status: ConversationStatus::parse(&r.try_get::<String, _>("status")?)?,
+                        at: time(r, "at")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn save_transcript(&self, id: &str, segments: &[Segment]) -> StoreResult<()> {
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            sqlx::query(sql!(
+                "DELETE FROM transcript_segments WHERE conversation_id = $1"
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if !segments.is_empty() {
+                insert_segments(&mut tx, id, segments).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>> {
+        run(async {
+            let rows = sqlx::query(sql!(
+                "SELECT speaker, start_ms, end_ms, text FROM transcript_segments WHERE conversation_id = $1 ORDER BY seq"
+            ))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Segment {
+                        speaker: r.try_get("speaker")?,
+                        start_ms: r.try_get::<i32, _>("start_ms")?.max(0) as u64,
+                        end_ms: r.try_get::<i32, _>("end_ms")?.max(0) as u64,
+                        text: r.try_get("text")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn save_chunk_transcript(&self, id: &str, chunk: &ChunkTranscript) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "INSERT INTO transcript_chunks (conversation_id, chunk_index, channel, start_ms, end_ms, provider, model, segments, latency_ms, created_at) \
+                 VALUES ($1, $2, $9, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (conversation_id, channel, chunk_index) DO UPDATE SET \
+                 start_ms = excluded.start_ms, end_ms = excluded.end_ms, provider = excluded.provider, model = excluded.model, \
+                 segments = excluded.segments, latency_ms = excluded.latency_ms, created_at = excluded.created_at"
+            ))
+            .bind(id)
+            .bind(chunk.index as i32)
+            .bind(ms_i32(chunk.start_ms))
+            .bind(ms_i32(chunk.end_ms))
+            .bind(&chunk.provider)
+            .bind(&chunk.model)
+            .bind(serde_json::to_value(&chunk.segments)?)
+            .bind(chunk.latency_ms.map(|v| v as i32))
+            .bind(chunk.channel as i32)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_chunk_transcripts(&self, id: &str) -> StoreResult<Vec<ChunkTranscript>> {
+        run(async {
+            let rows = sqlx::query(sql!(
+                "SELECT * FROM transcript_chunks WHERE conversation_id = $1 ORDER BY channel, chunk_index"
+            ))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ChunkTranscript {
+                        channel: r.try_get::<i32, _>("channel")?.max(0) as u32,
+                        index: r.try_get::<i32, _>("chunk_index")?.max(0) as u32,
+                        start_ms: r.try_get::<i32, _>("start_ms")?.max(0) as u64,
+                        end_ms: r.try_get::<i32, _>("end_ms")?.max(0) as u64,
+                        provider: r
+                            .try_get::<Option<String>, _>("provider")?
+                            .unwrap_or_default(),
+                        model: r.try_get("model")?,
+                        segments: serde_json::from_value(r.try_get("segments")?)?,
+                        latency_ms: opt_i64(r, "latency_ms")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn save_agent_output(&self, id: &str, run_: &AgentRun) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, fallback_reason, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
+                 model = excluded.model, output = excluded.output, prompt_tokens = excluded.prompt_tokens, \
+                 completion_tokens = excluded.completion_tokens, latency_ms = excluded.latency_ms, \
+                 fallback_reason = excluded.fallback_reason, created_at = excluded.created_at"
+            ))
+            .bind(id)
+            .bind(&run_.agent)
+            .bind(&run_.engine)
+            .bind(&run_.model)
+            .bind(&run_.output)
+            .bind(run_.prompt_tokens.map(|v| v as i32))
+            .bind(run_.completion_tokens.map(|v| v as i32))
+            .bind(run_.latency_ms.map(|v| v as i32))
+            .bind(&run_.fallback)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_agent_outputs(&self, id: &str) -> StoreResult<Vec<AgentRun>> {
+        run(async {
+            let rows = sqlx::query(sql!(
+                "SELECT * FROM agent_outputs WHERE conversation_id = $1 ORDER BY created_at, agent"
+            ))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AgentRun {
+                        agent: r.try_get("agent")?,
+                        engine: r.try_get("engine")?,
+                        model: r.try_get("model")?,
+                        output: r.try_get("output")?,
+                        prompt_tokens: opt_i64(r, "prompt_tokens")?,
+                        completion_tokens: opt_i64(r, "completion_tokens")?,
+                        latency_ms: opt_i64(r, "latency_ms")?,
+                        fallback: r.try_get("fallback_reason")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn clear_analysis(&self, id: &str) -> StoreResult<()> {
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            clear_analysis_in(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn complete_analysis(&self, id: &str, analysis: &StoredAnalysis) -> StoreResult<()> {
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            sqlx::query(sql!(
+                "INSERT INTO analyses (conversation_id, engine, overall_score, qualification, pain_score, decision_score, \
+                 champion_score, metrics_score, result, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) \
+                 ON CONFLICT (conversation_id) DO UPDATE SET engine = excluded.engine, overall_score = excluded.overall_score, \
+                 qualification = excluded.qualification, pain_score = excluded.pain_score, decision_score = excluded.decision_score, \
+                 champion_score = excluded.champion_score, metrics_score = excluded.metrics_score, result = excluded.result, \
+                 created_at = excluded.created_at"
+            ))
+            .bind(id)
+            .bind(&analysis.engine)
+            .bind(i32::from(analysis.overall_score.value()))
+            .bind(&analysis.qualification)
+            .bind(i32::from(analysis.pain_score.value()))
+            .bind(i32::from(analysis.decision_score.value()))
+            .bind(i32::from(analysis.champion_score.value()))
+            .bind(i32::from(analysis.metrics_score.value()))
+            .bind(&analysis.result)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(sql!(
+                "UPDATE conversations SET status = 'completed', error_stage = NULL, error_code = NULL, error_message = NULL, \
+                 error_retryable = NULL, updated_at = now() WHERE id = $1"
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            stage_event_in(&mut tx, id, ConversationStatus::Completed).await?;
+            notify_in(&mut tx, id).await?;
+            sqlx::query(sql!(
+                "UPDATE opportunities SET latest_score = $1, updated_at = now() \
+                 WHERE id = (SELECT opportunity_id FROM conversations WHERE id = $2)"
+            ))
+            .bind(i32::from(analysis.overall_score.value()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>> {
+        run(async {
+            let row = sqlx::query(sql!("SELECT * FROM analyses WHERE conversation_id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(r) = row else { return Ok(None) };
+            let score = |name: &str| -> R<salesai_core::domain::Score> {
+                let value = r.try_get::<Option<i32>, _>(name)?.unwrap_or(0);
+                Ok(salesai_core::domain::Score::new(i64::from(value))?)
+            };
+            Ok(Some(StoredAnalysis {
+                engine: r.try_get("engine")?,
+                overall_score: score("overall_score")?,
+                qualification: r.try_get("qualification")?,
+                pain_score: score("pain_score")?,
+                decision_score: score("decision_score")?,
+                champion_score: score("champion_score")?,
+                metrics_score: score("metrics_score")?,
+                result: r.try_get("result")?,
+            }))
+        })
+        .await
+    }
+
+    async fn prune_candidates(
+        &self,
+        before: DateTime<Utc>,
+        with_audio_only: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<PruneCandidate>> {
+        run(async {
+            let rows = sqlx::query(sql!(
+                "SELECT id, case_number, blob_key FROM conversations WHERE status = 'completed' AND NOT protected \
+                 AND created_at < $1 AND (NOT $2 OR blob_key IS NOT NULL) ORDER BY created_at, id LIMIT $3"
+            ))
+            .bind(db_time(before))
+            .bind(with_audio_only)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let id: String = r.try_get("id")?;
+                let chunks = sqlx::query(sql!(
+                    "SELECT channel, chunk_index FROM transcript_chunks WHERE conversation_id = $1 AND provider <> 'silence'"
+                ))
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|c| {
+                    Ok((
+                        c.try_get::<i32, _>("channel")?.max(0) as u32,
+                        c.try_get::<i32, _>("chunk_index")?.max(0) as u32,
+                    ))
+                })
+                .collect::<R<Vec<_>>>()?;
+                out.push(PruneCandidate {
+                    id,
+                    case_number: r.try_get("case_number")?,
+                    blob_key: r.try_get("blob_key")?,
+                    chunks,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_conversation(&self, id: &str) -> StoreResult<bool> {
+        run(async {
+            let changed = sqlx::query(sql!("DELETE FROM conversations WHERE id = $1"))
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn forget_audio(&self, id: &str) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "UPDATE conversations SET blob_key = NULL, updated_at = now() WHERE id = $1"
+            ))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attach_media(
+        &self,
+        id: &str,
+        blob_key: &str,
+        metadata: serde_json::Value,
+        next: NewJob,
+    ) -> StoreResult<i64> {
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            let changed = sqlx::query(sql!(format!(
+                "UPDATE conversations SET blob_key = $1, metadata = {MERGE_METADATA}, updated_at = now() WHERE id = $3"
+            )))
+            .bind(blob_key)
+            .bind(&metadata)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(not_found(format!("conversation {id}")).into());
+            }
+            let job = enqueue_in(&mut tx, &next).await?;
+            tx.commit().await?;
+            Ok(job.id)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Customers for StoreImpl {
+    async fn get_opportunity(&self, customer_number: &str) -> StoreResult<Option<Opportunity>> {
+        run(async {
+            sqlx::query(sql!(concat!(
+                opportunity_select!(),
+                " WHERE o.customer_number = $1"
+            )))
+            .bind(customer_number)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(opportunity_from_row)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn search_opportunities(&self, query: &str, limit: u32) -> StoreResult<Vec<Opportunity>> {
+        run(async {
+            sqlx::query(sql!(concat!(
+                opportunity_select!(),
+                " WHERE $1 = '' OR o.customer_number = $1 OR strpos(lower(o.company_name), lower($1)) > 0 \
+                 ORDER BY o.created_at DESC, o.id LIMIT $2"
+            )))
+            .bind(query)
+            .bind(i64::from(limit.clamp(1, 500)))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(opportunity_from_row)
+            .collect()
+        })
+        .await
+    }
+
+    async fn create_opportunity(
+        &self,
+        customer_number: &str,
+        company_name: &str,
+        product_line: &str,
+        owner_user_id: Option<&str>,
+    ) -> StoreResult<Opportunity> {
+        run(async {
+            sqlx::query(sql!(
+                "INSERT INTO opportunities (id, customer_number, company_name, product_line, owner_user_id, \
+                 status_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, now(), now(), now())"
+            ))
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(customer_number)
+            .bind(company_name)
+            .bind(product_line)
+            .bind(owner_user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match crate::error::is_unique_violation(&e) {
+                true => StoreError::Conflict(format!("customer {customer_number} already exists")).into(),
+                false => Fail::from(e),
+            })?;
+            Ok(())
+        })
+        .await?;
+        self.get_opportunity(customer_number)
+            .await?
+            .ok_or_else(|| not_found(format!("opportunity {customer_number}")))
+    }
+}

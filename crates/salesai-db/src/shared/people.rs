@@ -1,0 +1,422 @@
+//! People and tokens, Slack state and operational state, on both backends.
+
+use async_trait::async_trait;
+use salesai_core::domain::{Role, User};
+use salesai_core::store::{
+    ApiToken, Backend, Incident, NewApiToken, Operations, People, SlackState, StoreError,
+    StoreResult,
+};
+use sqlx::Row;
+
+use super::super::{BACKEND, StoreImpl, db_time, opt_time, time, write_tx};
+use super::token_from_row;
+use crate::error::{Fail, R, run};
+
+/// A user row as a `User`.
+fn user_from_row(r: &super::DbRow) -> R<User> {
+    Ok(User {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        display_name: r.try_get("display_name")?,
+        role: Role::parse(&r.try_get::<String, _>("role")?)?,
+        slack_user_id: r.try_get("slack_user_id")?,
+    })
+}
+
+#[async_trait]
+impl People for StoreImpl {
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
+        run(async {
+            sqlx::query(sql!(
+                "SELECT id, email, display_name, role, slack_user_id FROM users WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn update_user_profile(
+        &self,
+        id: &str,
+        email: Option<&str>,
+        display_name: &str,
+    ) -> StoreResult<()> {
+        run(async {
+            let name = display_name.trim();
+            if !name.is_empty() {
+                sqlx::query(sql!(
+                    "UPDATE users SET display_name = $1, updated_at = now() WHERE id = $2"
+                ))
+                .bind(name)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            }
+            if let Some(email) = email.map(str::trim).filter(|e| e.contains('@')) {
+                sqlx::query(sql!(
+                    "UPDATE users SET email = $1, updated_at = now() WHERE id = $2 AND email IS NULL \
+                     AND NOT EXISTS (SELECT 1 FROM users WHERE email = $1)"
+                ))
+                .bind(email)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>> {
+        let id: Option<String> = run(async {
+            Ok(sqlx::query_scalar(sql!(
+                "UPDATE users SET role = $1, updated_at = now() \
+                 WHERE id = $2 OR email = $2 OR slack_user_id = $2 RETURNING id"
+            ))
+            .bind(role.as_str())
+            .bind(who)
+            .fetch_optional(&self.pool)
+            .await?)
+        })
+        .await?;
+        match id {
+            Some(id) => self.get_user(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn find_or_create_user(
+        &self,
+        email: Option<&str>,
+        slack_user_id: Option<&str>,
+        display_name: &str,
+    ) -> StoreResult<String> {
+        let email = email
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty());
+        let slack = slack_user_id.map(str::trim).filter(|s| !s.is_empty());
+        if email.is_none() && slack.is_none() {
+            return Err(StoreError::InvalidInput(
+                "a user needs an e-mail or a Slack user id".into(),
+            ));
+        }
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            // By Slack id first, then by e-mail (linking the Slack id), else a new rep.
+            if let Some(slack) = slack
+                && let Some(id) = sqlx::query_scalar::<_, String>(sql!(
+                    "SELECT id FROM users WHERE slack_user_id = $1"
+                ))
+                .bind(slack)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                tx.commit().await?;
+                return Ok(id);
+            }
+            if let Some(email) = &email
+                && let Some(id) =
+                    sqlx::query_scalar::<_, String>(sql!("SELECT id FROM users WHERE email = $1"))
+                        .bind(email)
+                        .fetch_optional(&mut *tx)
+                        .await?
+            {
+                if let Some(slack) = slack {
+                    sqlx::query(sql!(
+                        "UPDATE users SET slack_user_id = $1, updated_at = now() \
+                         WHERE id = $2 AND slack_user_id IS NULL"
+                    ))
+                    .bind(slack)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                return Ok(id);
+            }
+            let id = uuid::Uuid::now_v7().to_string();
+            sqlx::query(sql!(
+                "INSERT INTO users (id, email, display_name, role, slack_user_id, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'rep', $4, now(), now())"
+            ))
+            .bind(&id)
+            .bind(&email)
+            .bind(display_name)
+            .bind(slack)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken> {
+        run(async {
+            let row = sqlx::query(sql!(concat!(
+                "INSERT INTO api_tokens (name, role, token_hash, user_id, created_at) \
+                 VALUES ($1, $2, $3, $4, now()) RETURNING ",
+                token_columns!()
+            )))
+            .bind(&token.name)
+            .bind(token.role.as_str())
+            .bind(&token.token_hash)
+            .bind(&token.user_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match crate::error::is_unique_violation(&e) {
+                true => StoreError::InvalidInput(format!(
+                    "a live token named {:?} already exists; revoke it first or pick another name",
+                    token.name
+                ))
+                .into(),
+                false => Fail::from(e),
+            })?;
+            token_from_row(&row)
+        })
+        .await
+    }
+
+    async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        run(async {
+            sqlx::query(sql!(concat!(
+                "UPDATE api_tokens SET last_used_at = now() \
+                 WHERE token_hash = $1 AND revoked_at IS NULL RETURNING ",
+                token_columns!()
+            )))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        run(async {
+            sqlx::query(sql!(concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM api_tokens ORDER BY id"
+            )))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(token_from_row)
+            .collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_token(&self, name_or_id: &str) -> StoreResult<bool> {
+        run(async {
+            let changed = sqlx::query(sql!(
+                "UPDATE api_tokens SET revoked_at = now() \
+                 WHERE revoked_at IS NULL AND (name = $1 OR id = $2)"
+            ))
+            .bind(name_or_id)
+            .bind(name_or_id.parse::<i64>().ok())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(changed > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SlackState for StoreImpl {
+    async fn slack_messages(
+        &self,
+        conversation_id: &str,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        run(async {
+            Ok(sqlx::query_as(sql!(
+                "SELECT kind, channel_id, ts FROM slack_messages WHERE conversation_id = $1 ORDER BY created_at, kind"
+            ))
+            .bind(conversation_id)
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn put_slack_message(
+        &self,
+        conversation_id: &str,
+        kind: &str,
+        channel_id: &str,
+        ts: &str,
+    ) -> StoreResult<bool> {
+        run(async {
+            let changed = sqlx::query(sql!(
+                "INSERT INTO slack_messages (conversation_id, kind, channel_id, ts, created_at) \
+                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT (conversation_id, kind) DO NOTHING"
+            ))
+            .bind(conversation_id)
+            .bind(kind)
+            .bind(channel_id)
+            .bind(ts)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
+        run(async {
+            let changed = sqlx::query(sql!(
+                "INSERT INTO external_events (source, event_id, received_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (source, event_id) DO NOTHING"
+            ))
+            .bind(source)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Operations for StoreImpl {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!("SELECT 1")).execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_incidents(&self) -> StoreResult<Vec<Incident>> {
+        run(async {
+            let rows = sqlx::query(sql!(
+                "SELECT * FROM alert_incidents ORDER BY opened_at, key"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Incident {
+                        key: r.try_get("key")?,
+                        severity: r.try_get("severity")?,
+                        title: r.try_get("title")?,
+                        detail: r.try_get("detail")?,
+                        opened_at: time(r, "opened_at")?,
+                        resolved_at: opt_time(r, "resolved_at")?,
+                        notified_at: opt_time(r, "notified_at")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn save_incident(&self, i: &Incident) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "INSERT INTO alert_incidents (key, severity, title, detail, opened_at, resolved_at, notified_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO UPDATE SET severity = excluded.severity, \
+                 title = excluded.title, detail = excluded.detail, opened_at = excluded.opened_at, \
+                 resolved_at = excluded.resolved_at, notified_at = excluded.notified_at"
+            ))
+            .bind(&i.key)
+            .bind(&i.severity)
+            .bind(&i.title)
+            .bind(&i.detail)
+            .bind(db_time(i.opened_at))
+            .bind(i.resolved_at.map(db_time))
+            .bind(i.notified_at.map(db_time))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_counter(
+        &self,
+        node: &str,
+        name: &str,
+        minute: i64,
+        delta: i64,
+    ) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "INSERT INTO node_counters (node, name, minute, count) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (node, name, minute) DO UPDATE SET count = node_counters.count + excluded.count"
+            ))
+            .bind(node)
+            .bind(name)
+            .bind(minute)
+            .bind(delta)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sum_counter(&self, name: &str, since_minute: i64) -> StoreResult<i64> {
+        run(async {
+            Ok(sqlx::query_scalar(sql!(
+                "SELECT COALESCE(SUM(count), 0)::bigint FROM node_counters WHERE name = $1 AND minute >= $2"
+            ))
+            .bind(name)
+            .bind(since_minute)
+            .fetch_one(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn counter_nodes(&self, name: &str, since_minute: i64) -> StoreResult<Vec<String>> {
+        run(async {
+            Ok(sqlx::query_scalar(sql!(
+                "SELECT DISTINCT node FROM node_counters WHERE name = $1 AND minute >= $2 ORDER BY node"
+            ))
+            .bind(name)
+            .bind(since_minute)
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn prune_counters(&self, before_minute: i64) -> StoreResult<u64> {
+        run(async {
+            Ok(
+                sqlx::query(sql!("DELETE FROM node_counters WHERE minute < $1"))
+                    .bind(before_minute)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected(),
+            )
+        })
+        .await
+    }
+
+    async fn terminate_idle(&self, older_than: std::time::Duration) -> StoreResult<i64> {
+        super::super::terminate_idle(&self.pool, older_than).await
+    }
+
+    async fn analyze(&self) -> StoreResult<()> {
+        run(async { Ok(super::super::analyze(&self.pool).await?) }).await
+    }
+}
