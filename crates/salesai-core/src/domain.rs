@@ -388,6 +388,8 @@ pub struct NewConversation {
     pub rep_user_id: Option<String>,
     /// Where the recording or transcript is stored, if already uploaded.
     pub blob_key: Option<String>,
+    /// What was uploaded (as much as is known before the file is read).
+    pub media: Media,
     /// Free-form upload metadata (contact fields, the product line's form answers).
     pub metadata: serde_json::Value,
     /// The first job of the conversation's pipeline, enqueued in the same transaction.
@@ -396,6 +398,72 @@ pub struct NewConversation {
     pub idempotency_key: Option<String>,
     /// The Slack thread the rep hears back in, for conversations started from Slack.
     pub slack: Option<SlackThread>,
+}
+
+/// Whether an upload is a recording or a transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadKind {
+    /// A recording: goes through speech-to-text.
+    Audio,
+    /// A transcript file (WebVTT, SRT, JSON segments, text): parsed, no speech-to-text.
+    Transcript,
+}
+
+impl UploadKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadKind::Audio => "audio",
+            UploadKind::Transcript => "transcript",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        match raw {
+            "audio" => Ok(UploadKind::Audio),
+            "transcript" => Ok(UploadKind::Transcript),
+            other => Err(InvalidInput(format!(
+                "media kind {other:?} is neither audio nor transcript"
+            ))),
+        }
+    }
+}
+
+/// The upload a conversation is made from. A file shared in Slack is known by name and size
+/// first; its kind and format once it is downloaded and sniffed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Media {
+    /// Recording or transcript; `None` until the file has been read.
+    pub kind: Option<UploadKind>,
+    /// The format's file extension (`mp3`, `m4a`, `vtt`, …).
+    pub format: Option<String>,
+    /// The upload's size.
+    pub bytes: Option<u64>,
+    /// The uploaded file's name.
+    pub file_name: Option<String>,
+}
+
+impl Media {
+    /// An upload whose first bytes have been read.
+    pub fn sniffed(kind: crate::media::MediaKind, bytes: u64, file_name: Option<String>) -> Media {
+        Media {
+            kind: Some(if kind.is_audio() {
+                UploadKind::Audio
+            } else {
+                UploadKind::Transcript
+            }),
+            format: Some(kind.extension().to_owned()),
+            bytes: Some(bytes),
+            file_name,
+        }
+    }
+
+    /// Whether the upload is a transcript file (unknown counts as a recording).
+    pub fn is_transcript(&self) -> bool {
+        self.kind == Some(UploadKind::Transcript)
+    }
 }
 
 /// Where in Slack a conversation reports back: a channel (or DM) and the thread in it.
@@ -485,7 +553,10 @@ pub struct Conversation {
     pub rep_user_id: Option<String>,
     /// When the call took place.
     pub conversation_date: Option<DateTime<Utc>>,
-    /// Upload metadata.
+    /// What was uploaded.
+    #[serde(default)]
+    pub media: Media,
+    /// Upload metadata: the contact fields and the product line's form answers.
     pub metadata: serde_json::Value,
     /// The Slack thread it reports to, if it came from Slack.
     pub slack: Option<SlackThread>,

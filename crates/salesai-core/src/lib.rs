@@ -13,6 +13,7 @@ pub mod blob;
 pub mod doctor;
 pub mod domain;
 pub mod error;
+pub mod intake;
 pub mod media;
 pub mod metrics;
 pub mod pipeline;

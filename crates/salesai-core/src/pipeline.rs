@@ -1,11 +1,11 @@
 //! The conversation pipeline's job kinds and the operations on a conversation that API, CLI
 //! and Slack share (retry, re-analyse), so each behaves the same wherever it is triggered.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
 use crate::domain::{Conversation, ConversationStatus, StageError};
-use crate::queue::{CONVERSATIONS, JobFilter, JobStatus, NewJob};
+use crate::queue::{CONVERSATIONS, JobFilter, JobKind, JobStatus, NOTIFICATIONS, NewJob};
 use crate::store::{Store, StoreError};
 
 /// `conversation.prepare`: read the upload, parse a transcript or prepare audio.
@@ -23,6 +23,66 @@ pub const DOWNLOAD: &str = "conversation.download";
 /// date with its status. Enqueued by the store in the same transaction as every status change
 /// of a conversation that has a Slack thread, so no change goes unannounced.
 pub const NOTIFY: &str = "conversation.notify";
+
+crate::empty_job!(
+    /// The payload of [`PREPARE`] (the conversation is the job's).
+    PrepareJob = PREPARE, CONVERSATIONS
+);
+crate::empty_job!(
+    /// The payload of [`DOWNLOAD`] (the conversation is the job's).
+    DownloadJob = DOWNLOAD, CONVERSATIONS
+);
+crate::empty_job!(
+    /// The payload of [`ANALYZE`] (the conversation is the job's).
+    AnalyzeJob = ANALYZE, CONVERSATIONS
+);
+crate::empty_job!(
+    /// The payload of [`NOTIFY`] (the conversation is the job's).
+    NotifyJob = NOTIFY, NOTIFICATIONS
+);
+
+/// The payload of [`MERGE`]: how many chunk transcripts to wait for, of which plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeJob {
+    /// The chunks the plan has, over all channels.
+    pub total: u32,
+    /// The plan (the preparing job's id): chunks of an older plan are not mixed in.
+    pub plan: i64,
+}
+
+impl JobKind for MergeJob {
+    const KIND: &'static str = MERGE;
+    const QUEUE: &'static str = CONVERSATIONS;
+}
+
+/// The payload of [`TRANSCRIBE_CHUNK`]: one stored audio chunk to send to speech-to-text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkJob {
+    /// The audio channel (0 for mono; 0 and 1 for a stereo call, one speaker each).
+    #[serde(default)]
+    pub channel: u32,
+    /// The chunk's index within its channel.
+    pub index: u32,
+    /// The chunks the plan has, over all channels.
+    pub total: u32,
+    /// Where the chunk starts in the call.
+    pub start_ms: u64,
+    /// Where it ends.
+    pub end_ms: u64,
+    /// The stored chunk.
+    pub blob_key: String,
+    /// The file name sent to speech-to-text.
+    pub file_name: String,
+    /// Its media type.
+    pub mime: String,
+    /// The plan (the preparing job's id).
+    pub plan: i64,
+}
+
+impl JobKind for ChunkJob {
+    const KIND: &'static str = TRANSCRIBE_CHUNK;
+    const QUEUE: &'static str = CONVERSATIONS;
+}
 
 /// What a restart did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,23 +125,27 @@ pub async fn retry(
         )));
     }
     let has_transcript = !store.get_transcript(&conversation.id).await?.is_empty();
-    let (status, kind) = if has_transcript {
-        (ConversationStatus::Analyzing, ANALYZE)
+    let (status, job, kind) = if has_transcript {
+        let job = NewJob::of(&AnalyzeJob {});
+        (ConversationStatus::Analyzing, job, ANALYZE)
     } else if conversation.blob_key.is_none()
         && conversation.metadata.get("slack_file_id").is_some()
     {
         // The download never finished: fetch it again.
-        (ConversationStatus::Pending, DOWNLOAD)
+        (
+            ConversationStatus::Pending,
+            NewJob::of(&DownloadJob {}),
+            DOWNLOAD,
+        )
     } else {
-        (ConversationStatus::Pending, PREPARE)
+        (
+            ConversationStatus::Pending,
+            NewJob::of(&PrepareJob {}),
+            PREPARE,
+        )
     };
     let attempt = store.stage_events(&conversation.id).await?.len();
-    let job = NewJob::new(
-        CONVERSATIONS,
-        kind,
-        serde_json::json!({ "conversation_id": conversation.id }),
-    )
-    .idempotency_key(format!("retry:{}:{attempt}", conversation.id));
+    let job = job.idempotency_key(format!("retry:{}:{attempt}", conversation.id));
     let job_id = store
         .restart_conversation(&conversation.id, status, job, false)
         .await?;
@@ -114,12 +178,8 @@ pub async fn reanalyze(
         ));
     }
     let attempt = store.stage_events(&conversation.id).await?.len();
-    let job = NewJob::new(
-        CONVERSATIONS,
-        ANALYZE,
-        serde_json::json!({ "conversation_id": conversation.id }),
-    )
-    .idempotency_key(format!("reanalyze:{}:{attempt}", conversation.id));
+    let job = NewJob::of(&AnalyzeJob {})
+        .idempotency_key(format!("reanalyze:{}:{attempt}", conversation.id));
     let job_id = store
         .restart_conversation(&conversation.id, ConversationStatus::Analyzing, job, true)
         .await?;

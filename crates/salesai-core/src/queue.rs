@@ -182,10 +182,60 @@ impl NewJob {
         }
     }
 
+    /// A job of kind `K` carrying `payload`, on `K`'s queue, to run now. The way to enqueue a
+    /// job: the kind name, the queue and the payload's shape come from one declaration.
+    pub fn of<K: JobKind>(payload: &K) -> Self {
+        let payload = serde_json::to_value(payload)
+            .unwrap_or_else(|e| panic!("the {} payload does not serialise: {e}", K::KIND));
+        NewJob::new(K::QUEUE, K::KIND, payload)
+    }
+
     /// Sets the idempotency key.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
         self
+    }
+
+    /// Sets the conversation the job works on.
+    pub fn for_conversation(mut self, id: &str) -> Self {
+        self.conversation_id = Some(id.to_owned());
+        self
+    }
+}
+
+/// Declares a job kind whose payload carries nothing (a scheduled task, a pipeline stage that
+/// takes its conversation from the job's `conversation_id`): an empty struct that decodes from
+/// any JSON object, so fields an older release put in the payload are ignored.
+#[macro_export]
+macro_rules! empty_job {
+    ($(#[$doc:meta])* $name:ident = $kind:expr, $queue:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub struct $name {}
+
+        impl $crate::queue::JobKind for $name {
+            const KIND: &'static str = $kind;
+            const QUEUE: &'static str = $queue;
+        }
+    };
+}
+
+/// A job kind: its name, its queue and its payload type, declared once, on the payload type.
+///
+/// Enqueue with [`NewJob::of`]; a handler (`salesai_worker::Handler`) receives the payload
+/// decoded, and a payload that does not decode is a terminal `INVALID_INPUT` dead letter that
+/// names the decode error. Payload types ignore unknown fields, so a job queued by an older
+/// release still decodes; a field a handler can do without has a serde default.
+pub trait JobKind: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// The kind name, e.g. `conversation.prepare`.
+    const KIND: &'static str;
+    /// The queue its jobs go to.
+    const QUEUE: &'static str;
+
+    /// Decodes a claimed job's payload, or says why it does not decode.
+    fn decode(job: &Job) -> Result<Self, String> {
+        serde_json::from_value(job.payload.clone())
+            .map_err(|e| format!("the {} job's payload does not decode: {e}", Self::KIND))
     }
 }
 

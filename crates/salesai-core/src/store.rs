@@ -361,6 +361,17 @@ pub trait Conversations: Send + Sync {
         clear_analysis: bool,
     ) -> StoreResult<i64>;
 
+    /// Moves a conversation on to `status` (clearing any error) and enqueues the new stage's
+    /// jobs for it, in one transaction with the stage event and the notification: a stage never
+    /// ends with its status written and its next job lost, or the other way round. Returns the
+    /// jobs' ids (an existing job's when its idempotency key was seen already).
+    async fn advance(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        next: Vec<crate::queue::NewJob>,
+    ) -> StoreResult<Vec<i64>>;
+
     /// Every status transition of a conversation, oldest first.
     async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>>;
 
@@ -408,13 +419,14 @@ pub trait Conversations: Send + Sync {
     /// Records that a conversation's audio was deleted (its transcript and analysis stay).
     async fn forget_audio(&self, id: &str) -> StoreResult<()>;
 
-    /// Attaches a downloaded upload to a conversation, merges `metadata` into its metadata and
-    /// enqueues `next`, in one transaction. Returns the job id.
+    /// Attaches a downloaded upload to a conversation — where it is stored and what it is (a
+    /// file name already known is kept when `media` has none) — and enqueues `next`, in one
+    /// transaction. Returns the job id.
     async fn attach_media(
         &self,
         id: &str,
         blob_key: &str,
-        metadata: serde_json::Value,
+        media: &crate::domain::Media,
         next: crate::queue::NewJob,
     ) -> StoreResult<i64>;
 }

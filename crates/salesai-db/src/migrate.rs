@@ -32,73 +32,33 @@ impl Migration {
     }
 }
 
-/// SQLite's migrations.
-pub const SQLITE_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        up: include_str!("../migrations/sqlite/0001_init.up.sql"),
-        down: include_str!("../migrations/sqlite/0001_init.down.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "slack_messages",
-        up: include_str!("../migrations/sqlite/0002_slack_messages.up.sql"),
-        down: include_str!("../migrations/sqlite/0002_slack_messages.down.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "ops_alerts",
-        up: include_str!("../migrations/sqlite/0003_ops_alerts.up.sql"),
-        down: include_str!("../migrations/sqlite/0003_ops_alerts.down.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "agent_fallback",
-        up: include_str!("../migrations/sqlite/0004_agent_fallback.up.sql"),
-        down: include_str!("../migrations/sqlite/0004_agent_fallback.down.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "token_owner",
-        up: include_str!("../migrations/sqlite/0005_token_owner.up.sql"),
-        down: include_str!("../migrations/sqlite/0005_token_owner.down.sql"),
-    },
-];
+/// The migrations of one dialect, from their files `migrations/{dialect}/{stem}_{name}.*.sql`.
+macro_rules! migrations {
+    ($dialect:literal) => {
+        migrations!($dialect, [
+            (1, "0001", "init"),
+            (2, "0002", "slack_messages"),
+            (3, "0003", "ops_alerts"),
+            (4, "0004", "agent_fallback"),
+            (5, "0005", "token_owner"),
+            (6, "0006", "conversation_media"),
+        ])
+    };
+    ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {
+        &[$(Migration {
+            version: $version,
+            name: $name,
+            up: include_str!(concat!("../migrations/", $dialect, "/", $stem, "_", $name, ".up.sql")),
+            down: include_str!(concat!("../migrations/", $dialect, "/", $stem, "_", $name, ".down.sql")),
+        }),*]
+    };
+}
+
+/// SQLite's migrations. A schema change lands in both folders, listed once above.
+pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite");
 
 /// PostgreSQL's migrations.
-pub const POSTGRES_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        up: include_str!("../migrations/postgres/0001_init.up.sql"),
-        down: include_str!("../migrations/postgres/0001_init.down.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "slack_messages",
-        up: include_str!("../migrations/postgres/0002_slack_messages.up.sql"),
-        down: include_str!("../migrations/postgres/0002_slack_messages.down.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "ops_alerts",
-        up: include_str!("../migrations/postgres/0003_ops_alerts.up.sql"),
-        down: include_str!("../migrations/postgres/0003_ops_alerts.down.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "agent_fallback",
-        up: include_str!("../migrations/postgres/0004_agent_fallback.up.sql"),
-        down: include_str!("../migrations/postgres/0004_agent_fallback.down.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "token_owner",
-        up: include_str!("../migrations/postgres/0005_token_owner.up.sql"),
-        down: include_str!("../migrations/postgres/0005_token_owner.down.sql"),
-    },
-];
+pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres");
 
 /// A migration's state in one database.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

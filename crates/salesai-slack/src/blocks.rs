@@ -306,11 +306,12 @@ const STAGES: [&str; 4] = ["pending", "preparing", "transcribing", "analyzing"];
 /// The status message, updated in place as the conversation moves: file, size, case number
 /// and stage.
 pub fn status(lang: Lang, conversation: &Conversation) -> Value {
-    let meta = &conversation.metadata;
-    let name = meta["file_name"].as_str().unwrap_or("recording");
-    let size = meta["bytes"]
-        .as_u64()
-        .or_else(|| meta["source_bytes"].as_u64());
+    let name = conversation
+        .media
+        .file_name
+        .as_deref()
+        .unwrap_or("recording");
+    let size = conversation.media.bytes;
     let state = conversation.status.as_str();
     let (icon, progress) = match state {
         "completed" => ("✅", "▰▰▰▰▰".to_owned()),
@@ -684,7 +685,12 @@ mod tests {
             blob_key: Some("uploads/2026/11/x".into()),
             rep_user_id: None,
             conversation_date: Some(at),
-            metadata: json!({ "file_name": "call-with-harbor.m4a", "bytes": 18_874_368 }),
+            media: salesai_core::domain::Media {
+                file_name: Some("call-with-harbor.m4a".into()),
+                bytes: Some(18_874_368),
+                ..Default::default()
+            },
+            metadata: json!({}),
             slack: None,
             created_at: at,
             updated_at: at,
@@ -899,7 +905,8 @@ mod tests {
         );
         let mut c = conversation("default", ConversationStatus::Failed);
         c.error.as_mut().unwrap().message = long.clone();
-        c.metadata = json!({ "file_name": long, "bytes": 1 });
+        c.media.file_name = Some(long.clone());
+        c.media.bytes = Some(1);
         check_limits(&failed(Lang::En, &c)).unwrap();
         check_limits(&status(Lang::En, &c)).unwrap();
         let text = format!("{}\n", "line of a long report ".repeat(40)).repeat(400);

@@ -11,13 +11,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use salesai_core::domain::CustomerNumber;
 use salesai_core::pipeline::{self, RestartError};
-use salesai_core::queue::{NOTIFICATIONS, NewJob};
+use salesai_core::queue::NewJob;
 use salesai_core::store::{ConversationFilter, StoreError};
-use serde_json::json;
 
 use crate::Slack;
 use crate::blocks::ephemeral;
-use crate::jobs::REPORT;
+use crate::jobs::ReportJob;
 use crate::routes::{form, ok_json};
 use crate::text::Lang;
 
@@ -337,17 +336,13 @@ async fn report(
     let Some(response_url) = f.get("response_url") else {
         return Ok(usage(lang, "/report").to_owned());
     };
-    let job = NewJob::new(
-        NOTIFICATIONS,
-        REPORT,
-        json!({
-            "team": team,
-            "user_id": f.get("user_id"),
-            "user_name": f.get("user_name"),
-            "response_url": response_url,
-            "lang": if lang == Lang::ZhTw { "zh-TW" } else { "en" },
-        }),
-    );
+    let job = NewJob::of(&ReportJob {
+        team,
+        user_id: f.get("user_id").cloned().unwrap_or_default(),
+        user_name: f.get("user_name").cloned(),
+        response_url: response_url.clone(),
+        lang: Some(if lang == Lang::ZhTw { "zh-TW" } else { "en" }.to_owned()),
+    });
     slack.app.store.enqueue(job).await?;
     Ok(if team {
         w(

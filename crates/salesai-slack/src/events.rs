@@ -7,11 +7,11 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use salesai_core::queue::{NOTIFICATIONS, NewJob};
+use salesai_core::queue::NewJob;
 use serde_json::{Value, json};
 
 use crate::Slack;
-use crate::jobs::PROMPT;
+use crate::jobs::PromptJob;
 use crate::routes::{ack, ok_json};
 
 pub(crate) async fn handle(slack: &Slack, headers: &HeaderMap, body: &[u8]) -> Response {
@@ -114,17 +114,13 @@ fn shared_files(slack: &Slack, event: &Value) -> Vec<NewJob> {
     ids.into_iter()
         .filter(|id| !id.is_empty() && id.len() <= 64)
         .map(|file_id| {
-            NewJob::new(
-                NOTIFICATIONS,
-                PROMPT,
-                json!({
-                    "file_id": file_id,
-                    "channel_id": channel,
-                    "user_id": user,
-                    "thread_ts": thread_ts,
-                    "product_line": line,
-                }),
-            )
+            NewJob::of(&PromptJob {
+                file_id: file_id.to_owned(),
+                channel_id: channel.to_owned(),
+                user_id: Some(user.to_owned()).filter(|u| !u.is_empty()),
+                thread_ts: thread_ts.map(str::to_owned),
+                product_line: line.to_owned(),
+            })
             .idempotency_key(format!("slack-file:{file_id}"))
         })
         .collect()

@@ -8,16 +8,17 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use salesai_core::domain::{CasePeriod, ConversationType, NewConversation, SlackThread};
-use salesai_core::pipeline::{self, DOWNLOAD, RestartError};
-use salesai_core::queue::{CONVERSATIONS, NOTIFICATIONS, NewJob};
+use salesai_core::domain::{Media, SlackThread};
+use salesai_core::intake::{Intake, Source};
+use salesai_core::pipeline::{self, RestartError};
+use salesai_core::queue::NewJob;
 use serde_json::{Value, json};
 
 use crate::Slack;
 use crate::blocks::{
     self, ACTION_OPEN_UPLOAD, ACTION_REPORT_LINK, ACTION_RETRY, FileRef, UPLOAD_CALLBACK,
 };
-use crate::jobs::RESPOND;
+use crate::jobs::RespondJob;
 use crate::routes::{ack, form, ok_json};
 use crate::text::{Lang, t};
 
@@ -131,11 +132,10 @@ async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
 
 /// Queues an answer to a `response_url`.
 pub(crate) async fn respond_later(slack: &Slack, response_url: &str, message: Value) {
-    let job = NewJob::new(
-        NOTIFICATIONS,
-        RESPOND,
-        json!({ "response_url": response_url, "message": message }),
-    );
+    let job = NewJob::of(&RespondJob {
+        response_url: response_url.to_owned(),
+        message,
+    });
     if let Err(err) = slack.app.store.enqueue(job).await {
         tracing::error!(event = "slack.respond_failed", error = %err, "could not queue a Slack answer");
     }
@@ -174,36 +174,33 @@ async fn submit(slack: &Slack, payload: &Value) -> Response {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    let mut metadata = serde_json::Map::new();
+    let mut intake = Intake::new(Source::Slack, submission.customer_number);
     for (k, v) in &submission.answers {
-        metadata.insert(k.clone(), json!(v));
+        intake.fields.insert(k.clone(), json!(v));
     }
-    metadata.insert("source".into(), json!("slack"));
-    metadata.insert("slack_file_id".into(), json!(file.file_id));
-    metadata.insert("slack_user_id".into(), json!(user_id));
-    metadata.insert("file_name".into(), json!(file.name));
-    metadata.insert("source_bytes".into(), json!(file.size));
-    let Ok(prefix) = line.prefix() else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "bad case prefix").into_response();
+    intake
+        .fields
+        .insert("slack_file_id".into(), json!(file.file_id));
+    intake.fields.insert("slack_user_id".into(), json!(user_id));
+    intake.customer_name = Some(submission.customer_name);
+    intake.conversation_date = Some(Utc::now());
+    intake.rep_user_id = rep;
+    intake.media = Media {
+        bytes: Some(file.size),
+        file_name: Some(file.name.clone()),
+        ..Media::default()
     };
-    let new = NewConversation {
-        customer_number: submission.customer_number,
-        customer_name: submission.customer_name,
-        product_line: line.id.clone(),
-        case_prefix: prefix,
-        case_period: CasePeriod::at(Utc::now(), slack.app.time_zone),
-        conversation_type: ConversationType::DiscoveryCall,
-        title: file.name.chars().take(300).collect(),
-        conversation_date: Some(Utc::now()),
-        rep_user_id: rep,
-        blob_key: None,
-        metadata: Value::Object(metadata),
-        first_job: NewJob::new(CONVERSATIONS, DOWNLOAD, json!({})),
-        idempotency_key: Some(format!("slack-file:{}", file.file_id)),
-        slack: Some(SlackThread {
-            channel_id: file.channel_id.clone(),
-            thread_ts: file.thread_ts.clone(),
-        }),
+    intake.idempotency_key = Some(format!("slack-file:{}", file.file_id));
+    intake.slack = Some(SlackThread {
+        channel_id: file.channel_id.clone(),
+        thread_ts: file.thread_ts.clone(),
+    });
+    let new = match intake.conversation(&line, Utc::now(), slack.app.time_zone) {
+        Ok(new) => new,
+        Err(err) => {
+            tracing::error!(event = "slack.submit_failed", error = %err.0, "the product line's case prefix is invalid");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "bad case prefix").into_response();
+        }
     };
     match store.create_conversation(new).await {
         Ok(created) => {

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use salesai_core::analysis::{BuyerOutput, CoachOutput, SellerOutput};
 use salesai_core::blob::{BlobKey, StoreLimitedError, Stored, store_limited};
-use salesai_core::domain::{Conversation, ConversationStatus, Role};
+use salesai_core::domain::{Conversation, ConversationStatus, Media, Role};
 use salesai_core::media::{looks_like_html, sniff};
-use salesai_core::pipeline::{DOWNLOAD, NOTIFY, PREPARE};
+use salesai_core::pipeline::{DownloadJob, NotifyJob, PrepareJob};
 use salesai_core::product_line::SlackReply;
-use salesai_core::queue::{CONVERSATIONS, Job, NewJob};
+use salesai_core::queue::{Job, JobKind, NOTIFICATIONS, NewJob};
 use salesai_core::store::ConversationFilter;
 use salesai_core::{App, ErrorCode};
 use salesai_worker::jobs::{conversation_id, db, load_conversation, stage};
-use salesai_worker::{JobError, JobHandler, Registry};
+use salesai_worker::{Handler, JobError, Registry};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -30,16 +31,75 @@ pub const RESPOND: &str = "slack.respond";
 /// `slack.report`: build `/report` and post it to the command's `response_url`.
 pub const REPORT: &str = "slack.report";
 
+/// The payload of [`PROMPT`]: a file shared in a channel salesai listens to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptJob {
+    /// The Slack file.
+    pub file_id: String,
+    /// The channel it was shared in.
+    pub channel_id: String,
+    /// Who shared it.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The thread it was shared in, if any.
+    #[serde(default)]
+    pub thread_ts: Option<String>,
+    /// The channel's product line.
+    pub product_line: String,
+}
+
+impl JobKind for PromptJob {
+    const KIND: &'static str = PROMPT;
+    const QUEUE: &'static str = NOTIFICATIONS;
+}
+
+/// The payload of [`RESPOND`]: a message for a `response_url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RespondJob {
+    /// Where to post (checked to be Slack's before posting).
+    pub response_url: String,
+    /// The message, as Slack's JSON.
+    pub message: Value,
+}
+
+impl JobKind for RespondJob {
+    const KIND: &'static str = RESPOND;
+    const QUEUE: &'static str = NOTIFICATIONS;
+}
+
+/// The payload of [`REPORT`]: who asked for `/report`, and where to answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportJob {
+    /// `/report team` rather than the caller's own.
+    #[serde(default)]
+    pub team: bool,
+    /// The caller's Slack user id.
+    pub user_id: String,
+    /// The caller's handle.
+    #[serde(default)]
+    pub user_name: Option<String>,
+    /// Where to answer.
+    pub response_url: String,
+    /// `zh-TW` or `en`.
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+impl JobKind for ReportJob {
+    const KIND: &'static str = REPORT;
+    const QUEUE: &'static str = NOTIFICATIONS;
+}
+
 /// Registers the Slack jobs. Without Slack configured, notifications are skipped (logged) and
 /// downloads fail with a message naming the settings.
 pub fn register_jobs(registry: &mut Registry, slack: Option<Slack>) {
     let slack = slack.map(Arc::new);
     registry
-        .register(PROMPT, Arc::new(Prompt(slack.clone())))
-        .register(RESPOND, Arc::new(Respond(slack.clone())))
-        .register(REPORT, Arc::new(Report(slack.clone())))
-        .register(DOWNLOAD, Arc::new(Download(slack.clone())))
-        .register(NOTIFY, Arc::new(Notify(slack)));
+        .add(Prompt(slack.clone()))
+        .add(Respond(slack.clone()))
+        .add(Report(slack.clone()))
+        .add(Download(slack.clone()))
+        .add(Notify(slack));
 }
 
 fn configured(slack: &Option<Arc<Slack>>) -> Result<&Slack, JobError> {
@@ -55,16 +115,14 @@ fn slack_err(err: SlackError) -> JobError {
     err.into_job_error()
 }
 
-fn str_field<'a>(payload: &'a Value, key: &str) -> Result<&'a str, JobError> {
-    payload[key]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            JobError::terminal(
-                ErrorCode::InvalidInput,
-                format!("the job payload has no {key}"),
-            )
-        })
+/// A payload field that must not be empty.
+fn non_empty<'a>(value: &'a str, key: &str) -> Result<&'a str, JobError> {
+    Some(value).filter(|s| !s.is_empty()).ok_or_else(|| {
+        JobError::terminal(
+            ErrorCode::InvalidInput,
+            format!("the job payload has no {key}"),
+        )
+    })
 }
 
 /// Audio, video and transcript files are calls; images, PDFs and the rest are not.
@@ -139,13 +197,14 @@ pub async fn map_user(
 struct Prompt(Option<Arc<Slack>>);
 
 #[async_trait]
-impl JobHandler for Prompt {
-    async fn run(&self, _app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for Prompt {
+    type Kind = PromptJob;
+
+    async fn run(&self, _app: &App, _job: &Job, p: PromptJob) -> Result<(), JobError> {
         let slack = configured(&self.0)?;
-        let p = &job.payload;
-        let file_id = str_field(p, "file_id")?;
-        let channel = str_field(p, "channel_id")?;
-        let line_id = str_field(p, "product_line")?;
+        let file_id = non_empty(&p.file_id, "file_id")?;
+        let channel = non_empty(&p.channel_id, "channel_id")?;
+        let line_id = non_empty(&p.product_line, "product_line")?;
         let file = slack.client.file_info(file_id).await.map_err(slack_err)?;
         if !is_call_file(&file) {
             tracing::info!(
@@ -156,13 +215,10 @@ impl JobHandler for Prompt {
             );
             return Ok(());
         }
-        if let Some(user) = p["user_id"].as_str().filter(|u| !u.is_empty()) {
+        if let Some(user) = p.user_id.as_deref().filter(|u| !u.is_empty()) {
             map_user(slack, user, user).await?;
         }
-        let thread_ts = p["thread_ts"]
-            .as_str()
-            .map(str::to_owned)
-            .or_else(|| share_ts(&file, channel));
+        let thread_ts = p.thread_ts.clone().or_else(|| share_ts(&file, channel));
         let file_ref = FileRef {
             file_id: file_id.to_owned(),
             channel_id: channel.to_owned(),
@@ -200,13 +256,15 @@ impl JobHandler for Prompt {
 struct Respond(Option<Arc<Slack>>);
 
 #[async_trait]
-impl JobHandler for Respond {
-    async fn run(&self, _app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for Respond {
+    type Kind = RespondJob;
+
+    async fn run(&self, _app: &App, _job: &Job, p: RespondJob) -> Result<(), JobError> {
         let slack = configured(&self.0)?;
         respond(
             slack,
-            str_field(&job.payload, "response_url")?,
-            &job.payload["message"],
+            non_empty(&p.response_url, "response_url")?,
+            &p.message,
         )
         .await
     }
@@ -228,14 +286,15 @@ async fn respond(slack: &Slack, url: &str, message: &Value) -> Result<(), JobErr
 struct Report(Option<Arc<Slack>>);
 
 #[async_trait]
-impl JobHandler for Report {
-    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for Report {
+    type Kind = ReportJob;
+
+    async fn run(&self, app: &App, _job: &Job, p: ReportJob) -> Result<(), JobError> {
         let slack = configured(&self.0)?;
-        let p = &job.payload;
-        let user = str_field(p, "user_id")?;
-        let name = p["user_name"].as_str().unwrap_or(user);
-        let team = p["team"].as_bool().unwrap_or(false);
-        let lang = Lang::of(p["lang"].as_str().unwrap_or("en"));
+        let user = non_empty(&p.user_id, "user_id")?;
+        let name = p.user_name.as_deref().unwrap_or(user);
+        let team = p.team;
+        let lang = Lang::of(p.lang.as_deref().unwrap_or("en"));
         let user_id = map_user(slack, user, name).await?;
         let text = if team {
             let role = app
@@ -259,7 +318,7 @@ impl JobHandler for Report {
         };
         respond(
             slack,
-            str_field(p, "response_url")?,
+            non_empty(&p.response_url, "response_url")?,
             &blocks::ephemeral(&text),
         )
         .await
@@ -400,8 +459,10 @@ pub async fn build_report(app: &App, rep: Option<&str>, lang: Lang) -> Result<St
 struct Download(Option<Arc<Slack>>);
 
 #[async_trait]
-impl JobHandler for Download {
-    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for Download {
+    type Kind = DownloadJob;
+
+    async fn run(&self, app: &App, job: &Job, _: DownloadJob) -> Result<(), JobError> {
         let id = conversation_id(job)?;
         stage(app, job, &id, ConversationStatus::Pending, async {
             let slack = configured(&self.0)?;
@@ -542,40 +603,29 @@ async fn download(slack: &Slack, id: &str) -> Result<(), JobError> {
             )
         });
     };
-    let media = if kind.is_audio() {
-        "audio"
-    } else {
-        "transcript"
-    };
-    let mut next = NewJob::new(
-        CONVERSATIONS,
-        PREPARE,
-        json!({ "conversation_id": conversation.id }),
-    )
-    .idempotency_key(format!(
-        "prepare-after-download:{}:{}",
-        conversation.id,
-        key.as_str()
-    ));
-    next.conversation_id = Some(conversation.id.clone());
+    let media = Media::sniffed(kind, bytes, None);
+    let next = NewJob::of(&PrepareJob {})
+        .for_conversation(&conversation.id)
+        .idempotency_key(format!(
+            "prepare-after-download:{}:{}",
+            conversation.id,
+            key.as_str()
+        ));
     app.store
-        .attach_media(
-            &conversation.id,
-            key.as_str(),
-            json!({ "media": media, "format": kind.extension(), "bytes": bytes }),
-            next,
-        )
+        .attach_media(&conversation.id, key.as_str(), &media, next)
         .await
         .map_err(db)?;
-    tracing::info!(event = "slack.downloaded", conversation_id = %conversation.id, bytes, media, "downloaded the file from Slack");
+    tracing::info!(event = "slack.downloaded", conversation_id = %conversation.id, bytes, format = kind.extension(), "downloaded the file from Slack");
     Ok(())
 }
 
 struct Notify(Option<Arc<Slack>>);
 
 #[async_trait]
-impl JobHandler for Notify {
-    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for Notify {
+    type Kind = NotifyJob;
+
+    async fn run(&self, app: &App, job: &Job, _: NotifyJob) -> Result<(), JobError> {
         let Some(slack) = self.0.as_deref() else {
             tracing::warn!(
                 event = "slack.notify_skipped",

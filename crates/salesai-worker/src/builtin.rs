@@ -1,14 +1,14 @@
 //! Job kinds every node knows: diagnostics used by `salesai bench`, smoke tests and the
 //! queue's own test suite.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use salesai_core::queue::Job;
+use salesai_core::queue::{Job, JobKind, MAINTENANCE};
 use salesai_core::{App, ErrorCode};
+use serde::{Deserialize, Serialize};
 
-use crate::{JobError, JobHandler, Registry};
+use crate::{Handler, JobError, Registry};
 
 /// `maintenance.noop`: does nothing, successfully. Measures the queue's own overhead.
 pub const NOOP: &str = "maintenance.noop";
@@ -18,19 +18,60 @@ pub const SLEEP: &str = "maintenance.sleep";
 /// dead letters end to end.
 pub const FAIL: &str = "maintenance.fail";
 
+salesai_core::empty_job!(
+    /// The payload of [`NOOP`].
+    NoopJob = NOOP, MAINTENANCE
+);
+
+/// The payload of [`SLEEP`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SleepJob {
+    /// How long to hold the lease (at most an hour).
+    #[serde(default = "default_sleep_ms")]
+    pub ms: u64,
+}
+
+fn default_sleep_ms() -> u64 {
+    100
+}
+
+impl JobKind for SleepJob {
+    const KIND: &'static str = SLEEP;
+    const QUEUE: &'static str = MAINTENANCE;
+}
+
+/// The payload of [`FAIL`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailJob {
+    /// The error code to fail with (`INTERNAL` when missing or unknown).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Whether the failure is retryable.
+    #[serde(default = "default_retryable")]
+    pub retryable: bool,
+}
+
+fn default_retryable() -> bool {
+    true
+}
+
+impl JobKind for FailJob {
+    const KIND: &'static str = FAIL;
+    const QUEUE: &'static str = MAINTENANCE;
+}
+
 /// Registers the built-in kinds.
 pub fn register_builtin(registry: &mut Registry) {
-    registry
-        .register(NOOP, Arc::new(Noop))
-        .register(SLEEP, Arc::new(Sleep))
-        .register(FAIL, Arc::new(Fail));
+    registry.add(Noop).add(Sleep).add(Fail);
 }
 
 struct Noop;
 
 #[async_trait]
-impl JobHandler for Noop {
-    async fn run(&self, _app: &App, _job: &Job) -> Result<(), JobError> {
+impl Handler for Noop {
+    type Kind = NoopJob;
+
+    async fn run(&self, _app: &App, _job: &Job, _: NoopJob) -> Result<(), JobError> {
         Ok(())
     }
 }
@@ -38,14 +79,11 @@ impl JobHandler for Noop {
 struct Sleep;
 
 #[async_trait]
-impl JobHandler for Sleep {
-    async fn run(&self, _app: &App, job: &Job) -> Result<(), JobError> {
-        let ms = job
-            .payload
-            .get("ms")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(100);
-        tokio::time::sleep(Duration::from_millis(ms.min(3_600_000))).await;
+impl Handler for Sleep {
+    type Kind = SleepJob;
+
+    async fn run(&self, _app: &App, _job: &Job, payload: SleepJob) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_millis(payload.ms.min(3_600_000))).await;
         Ok(())
     }
 }
@@ -53,21 +91,17 @@ impl JobHandler for Sleep {
 struct Fail;
 
 #[async_trait]
-impl JobHandler for Fail {
-    async fn run(&self, _app: &App, job: &Job) -> Result<(), JobError> {
-        let code = job
-            .payload
-            .get("code")
-            .and_then(|v| v.as_str())
+impl Handler for Fail {
+    type Kind = FailJob;
+
+    async fn run(&self, _app: &App, _job: &Job, payload: FailJob) -> Result<(), JobError> {
+        let code = payload
+            .code
+            .as_deref()
             .and_then(ErrorCode::parse)
             .unwrap_or(ErrorCode::Internal);
-        let retryable = job
-            .payload
-            .get("retryable")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true);
         let message = format!("maintenance.fail asked to fail with {code}");
-        Err(if retryable {
+        Err(if payload.retryable {
             JobError::retryable(code, message)
         } else {
             JobError::terminal(code, message)

@@ -10,7 +10,7 @@ mod builtin;
 pub mod jobs;
 mod runner;
 
-pub use builtin::register_builtin;
+pub use builtin::{FAIL, FailJob, NOOP, NoopJob, SLEEP, SleepJob, register_builtin};
 pub use jobs::register_pipeline;
 pub use runner::{WorkerOptions, run};
 
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use salesai_core::queue::Job;
+use salesai_core::queue::{Job, JobKind};
 use salesai_core::{App, ErrorCode};
 
 /// Why a job attempt did not succeed, and what the queue should do about it.
@@ -86,17 +86,42 @@ impl JobError {
     }
 }
 
-/// Runs jobs of one kind.
+/// Runs jobs of one kind, with their payload decoded.
+///
+/// The kind's name, queue and payload type are declared once, on the payload type
+/// ([`JobKind`]); registering the handler with [`Registry::add`] is all a new kind needs.
 #[async_trait]
-pub trait JobHandler: Send + Sync + 'static {
+pub trait Handler: Send + Sync + 'static {
+    /// The kind this handler runs, whose payload it receives.
+    type Kind: JobKind;
+
     /// Does the job's work. Must be idempotent (see the crate docs).
+    async fn run(&self, app: &App, job: &Job, payload: Self::Kind) -> Result<(), JobError>;
+}
+
+/// A handler as the runner calls it: decodes the payload, then runs the typed handler. A
+/// payload that does not decode will not decode on the next attempt either: a terminal
+/// `INVALID_INPUT` naming the decode error.
+#[async_trait]
+trait Erased: Send + Sync + 'static {
     async fn run(&self, app: &App, job: &Job) -> Result<(), JobError>;
+}
+
+struct Decoding<H>(H);
+
+#[async_trait]
+impl<H: Handler> Erased for Decoding<H> {
+    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+        let payload = H::Kind::decode(job)
+            .map_err(|message| JobError::terminal(ErrorCode::InvalidInput, message))?;
+        self.0.run(app, job, payload).await
+    }
 }
 
 /// The handlers a node runs, by job kind.
 #[derive(Clone, Default)]
 pub struct Registry {
-    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    handlers: HashMap<String, Arc<dyn Erased>>,
 }
 
 impl Registry {
@@ -105,14 +130,20 @@ impl Registry {
         Registry::default()
     }
 
-    /// Registers `handler` for `kind`, replacing any earlier one.
-    pub fn register(&mut self, kind: &str, handler: Arc<dyn JobHandler>) -> &mut Self {
-        self.handlers.insert(kind.to_owned(), handler);
+    /// Registers `handler` for its kind, replacing any earlier one.
+    pub fn add<H: Handler>(&mut self, handler: H) -> &mut Self {
+        self.handlers
+            .insert(H::Kind::KIND.to_owned(), Arc::new(Decoding(handler)));
         self
     }
 
+    /// Whether `kind` has a handler.
+    pub fn handles(&self, kind: &str) -> bool {
+        self.handlers.contains_key(kind)
+    }
+
     /// The handler for `kind`.
-    pub fn get(&self, kind: &str) -> Option<&Arc<dyn JobHandler>> {
+    fn get(&self, kind: &str) -> Option<&Arc<dyn Erased>> {
         self.handlers.get(kind)
     }
 

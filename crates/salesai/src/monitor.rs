@@ -17,7 +17,7 @@ use salesai_core::domain::ConversationStatus;
 use salesai_core::queue::{Job, MAINTENANCE, NewJob};
 use salesai_core::store::{ConversationFilter, Incident};
 use salesai_core::{App, ErrorCode};
-use salesai_worker::{JobError, JobHandler, Registry};
+use salesai_worker::{Handler, JobError, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::doctor::{HEARTBEAT_COUNTER, SIGNATURE_COUNTER, gather_with};
@@ -27,6 +27,15 @@ use crate::config::Config;
 pub const MONITOR: &str = "maintenance.monitor";
 /// The daily health summary.
 pub const SUMMARY: &str = "maintenance.daily_summary";
+
+salesai_core::empty_job!(
+    /// The payload of [`MONITOR`].
+    MonitorRun = MONITOR, MAINTENANCE
+);
+salesai_core::empty_job!(
+    /// The payload of [`SUMMARY`].
+    SummaryRun = SUMMARY, MAINTENANCE
+);
 
 /// Alert settings.
 #[derive(Debug, Clone)]
@@ -164,8 +173,10 @@ struct Monitor {
 }
 
 #[async_trait]
-impl JobHandler for Monitor {
-    async fn run(&self, app: &App, _job: &Job) -> Result<(), JobError> {
+impl Handler for Monitor {
+    type Kind = MonitorRun;
+
+    async fn run(&self, app: &App, _job: &Job, _: MonitorRun) -> Result<(), JobError> {
         let settings = &self.config.alerts;
         let Some(webhook) = &settings.webhook else {
             return Ok(());
@@ -298,8 +309,10 @@ struct Summary {
 }
 
 #[async_trait]
-impl JobHandler for Summary {
-    async fn run(&self, app: &App, _job: &Job) -> Result<(), JobError> {
+impl Handler for Summary {
+    type Kind = SummaryRun;
+
+    async fn run(&self, app: &App, _job: &Job, _: SummaryRun) -> Result<(), JobError> {
         let Some(webhook) = &self.config.alerts.webhook else {
             return Ok(());
         };
@@ -317,14 +330,11 @@ impl JobHandler for Summary {
 pub fn register(registry: &mut Registry, config: &Config, database: salesai_db::Database) {
     let config = Arc::new(config.clone());
     registry
-        .register(
-            MONITOR,
-            Arc::new(Monitor {
-                config: config.clone(),
-                database,
-            }),
-        )
-        .register(SUMMARY, Arc::new(Summary { config }));
+        .add(Monitor {
+            config: config.clone(),
+            database,
+        })
+        .add(Summary { config });
 }
 
 /// Every interval: flush this node's signature failures, enqueue the evaluation and, when due,
@@ -387,7 +397,7 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
         }
         if settings.webhook.is_some() {
             let bucket = now.timestamp() / interval.as_secs() as i64;
-            let job = NewJob::new(MAINTENANCE, MONITOR, serde_json::json!({}))
+            let job = NewJob::of(&MonitorRun {})
                 .idempotency_key(format!("monitor:{}:{bucket}", interval.as_secs()));
             if let Err(err) = app.store.enqueue(job).await {
                 tracing::warn!(event = "alert.schedule_failed", error = %err, "could not queue the alert evaluation");
@@ -395,8 +405,7 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
             if let Some(at) = settings.summary_at
                 && let Some(key) = crate::schedule::due_key(SUMMARY, now, app.time_zone, at)
             {
-                let job =
-                    NewJob::new(MAINTENANCE, SUMMARY, serde_json::json!({})).idempotency_key(key);
+                let job = NewJob::of(&SummaryRun {}).idempotency_key(key);
                 if let Err(err) = app.store.enqueue(job).await {
                     tracing::warn!(event = "alert.schedule_failed", error = %err, "could not queue the daily summary");
                 }

@@ -5,7 +5,6 @@
 //! worker claims it.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +12,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use salesai_core::queue::{Job, MAINTENANCE, NewJob};
 use salesai_core::{App, ErrorCode};
 use salesai_db::Database;
-use salesai_worker::{JobError, JobHandler};
+use salesai_worker::{Handler, JobError};
 use tokio_util::sync::CancellationToken;
 
 /// The backup job kind.
@@ -23,6 +22,19 @@ pub const PRUNE: &str = "maintenance.prune";
 /// The job-history purge kind: completed jobs older than `SALESAI_JOBS_KEEP_DAYS`.
 pub const PURGE_JOBS: &str = "maintenance.purge_jobs";
 
+salesai_core::empty_job!(
+    /// The payload of [`BACKUP`].
+    BackupRun = BACKUP, MAINTENANCE
+);
+salesai_core::empty_job!(
+    /// The payload of [`PRUNE`].
+    PruneRun = PRUNE, MAINTENANCE
+);
+salesai_core::empty_job!(
+    /// The payload of [`PURGE_JOBS`].
+    PurgeJobsRun = PURGE_JOBS, MAINTENANCE
+);
+
 /// The idempotency key `{kind}:{local date}` of a daily task due at `now`, or `None` before
 /// today's local time `at`.
 pub fn due_key(kind: &str, now: DateTime<Utc>, tz: chrono_tz::Tz, at: NaiveTime) -> Option<String> {
@@ -30,19 +42,19 @@ pub fn due_key(kind: &str, now: DateTime<Utc>, tz: chrono_tz::Tz, at: NaiveTime)
     (local.time() >= at).then(|| format!("{kind}:{}", local.format("%Y-%m-%d")))
 }
 
-/// Enqueues each daily task (`(local time, job kind)`) when it is due, every minute until
-/// `stop`.
+/// Enqueues each daily task (`(local time, job)`) when it is due, every minute until `stop`.
 pub async fn run_daily_schedule(
     app: App,
-    tasks: Vec<(NaiveTime, &'static str)>,
+    tasks: Vec<(NaiveTime, NewJob)>,
     stop: CancellationToken,
 ) {
     loop {
-        for (at, kind) in &tasks {
+        for (at, task) in &tasks {
+            let kind = task.kind.as_str();
             let Some(key) = due_key(kind, Utc::now(), app.time_zone, *at) else {
                 continue;
             };
-            let job = NewJob::new(MAINTENANCE, kind, serde_json::json!({})).idempotency_key(key);
+            let job = task.clone().idempotency_key(key);
             match app.store.enqueue(job).await {
                 Ok(e) if e.created => {
                     tracing::info!(
@@ -76,8 +88,10 @@ pub struct BackupJob {
 }
 
 #[async_trait]
-impl JobHandler for BackupJob {
-    async fn run(&self, _app: &App, _job: &Job) -> Result<(), JobError> {
+impl Handler for BackupJob {
+    type Kind = BackupRun;
+
+    async fn run(&self, _app: &App, _job: &Job, _: BackupRun) -> Result<(), JobError> {
         let m = salesai_db::backup::create(&self.database, &self.dir, self.keep)
             .await
             .map_err(|e| {
@@ -98,8 +112,10 @@ pub struct PruneJob {
 }
 
 #[async_trait]
-impl JobHandler for PruneJob {
-    async fn run(&self, app: &App, _job: &Job) -> Result<(), JobError> {
+impl Handler for PruneJob {
+    type Kind = PruneRun;
+
+    async fn run(&self, app: &App, _job: &Job, _: PruneRun) -> Result<(), JobError> {
         let cases = crate::cli::prune::prune(app, self.older_than, self.audio_only, false, 100)
             .await
             .map_err(|e| {
@@ -123,8 +139,10 @@ pub struct PurgeJobsJob {
 }
 
 #[async_trait]
-impl JobHandler for PurgeJobsJob {
-    async fn run(&self, app: &App, _job: &Job) -> Result<(), JobError> {
+impl Handler for PurgeJobsJob {
+    type Kind = PurgeJobsRun;
+
+    async fn run(&self, app: &App, _job: &Job, _: PurgeJobsRun) -> Result<(), JobError> {
         let purged = app
             .store
             .purge_jobs(
@@ -145,15 +163,6 @@ impl JobHandler for PurgeJobsJob {
         );
         Ok(())
     }
-}
-
-/// The backup handler, for the registry.
-pub fn backup_handler(database: Database, dir: PathBuf, keep: usize) -> Arc<dyn JobHandler> {
-    Arc::new(BackupJob {
-        database,
-        dir,
-        keep,
-    })
 }
 
 #[cfg(test)]

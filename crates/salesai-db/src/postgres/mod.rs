@@ -63,8 +63,6 @@ const BACKEND: Backend = Backend::Postgres;
 const NOW: &str = "now()";
 /// Seconds since the oldest due queued job's `run_at`, per queue.
 const OLDEST_WAITING_SECS: &str = "EXTRACT(EPOCH FROM now() - MIN(run_at))::float8";
-/// `metadata` with the JSON object `$2`'s keys merged in.
-const MERGE_METADATA: &str = "metadata || $2";
 
 fn db_time(t: DateTime<Utc>) -> Time {
     t

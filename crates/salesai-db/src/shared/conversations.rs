@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use salesai_core::domain::{
-    CaseNumber, Conversation, ConversationStatus, CreatedConversation, NewConversation,
+    CaseNumber, Conversation, ConversationStatus, CreatedConversation, Media, NewConversation,
     Opportunity, StageError,
 };
 use salesai_core::queue::NewJob;
@@ -14,18 +14,25 @@ use salesai_core::store::{
 use salesai_core::transcript::Segment;
 use sqlx::{QueryBuilder, Row};
 
-use super::super::{Conn, Db, MERGE_METADATA, StoreImpl, db_time, insert_segments, time, write_tx};
+use super::super::{Conn, Db, StoreImpl, db_time, insert_segments, time, write_tx};
 use super::{
     conversation_from_row, enqueue_in, not_found, notify_in, opportunity_from_row, stage_event_in,
 };
 use crate::error::{Fail, R, run};
 
 /// Every conversation query starts here.
-const CONVERSATION_SELECT: &str = "SELECT * FROM conversations";
+macro_rules! conversation_select {
+    () => {
+        concat!("SELECT ", conversation_columns!(), " FROM conversations")
+    };
+}
 
 macro_rules! opportunity_select {
     () => {
-        "SELECT o.*, (SELECT COUNT(*) FROM conversations c WHERE c.opportunity_id = o.id) AS conversations FROM opportunities o"
+        "SELECT o.id, o.customer_number, o.company_name, o.product_line, o.owner_user_id, o.status, \
+         o.latest_score, o.created_at, \
+         (SELECT COUNT(*) FROM conversations c WHERE c.opportunity_id = o.id) AS conversations \
+         FROM opportunities o"
     };
 }
 
@@ -47,6 +54,41 @@ async fn clear_analysis_in(conn: &mut Conn, id: &str) -> R<()> {
         sqlx::query(sql).bind(id).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Moves a conversation to `status` with its error cleared, optionally deleting its analysis,
+/// and enqueues `jobs` for it, with the stage event and the notification, in one transaction.
+async fn move_on(
+    store: &StoreImpl,
+    id: &str,
+    status: ConversationStatus,
+    jobs: Vec<NewJob>,
+    clear_analysis: bool,
+) -> R<Vec<i64>> {
+    let mut tx = write_tx(&store.pool).await?;
+    let changed = sqlx::query(sql!(
+        "UPDATE conversations SET status = $1, error_stage = NULL, error_code = NULL, error_message = NULL, \
+         error_retryable = NULL, updated_at = now() WHERE id = $2"
+    ))
+    .bind(status.as_str())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(not_found(format!("conversation {id}")).into());
+    }
+    if clear_analysis {
+        clear_analysis_in(&mut tx, id).await?;
+    }
+    stage_event_in(&mut tx, id, status).await?;
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        ids.push(enqueue_in(&mut tx, &job.for_conversation(id)).await?.id);
+    }
+    notify_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(ids)
 }
 
 /// Why one pass of creating a conversation did not finish.
@@ -113,8 +155,8 @@ async fn try_create_conversation(
     sqlx::query(sql!(
         "INSERT INTO conversations (id, case_number, opportunity_id, product_line, conversation_type, \
          title, status, blob_key, conversation_date, rep_user_id, metadata, idempotency_key, \
-         slack_channel_id, slack_thread_ts, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, now(), now())"
+         slack_channel_id, slack_thread_ts, media_kind, media_format, media_bytes, file_name, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, now(), now())"
     ))
     .bind(&id)
     .bind(case_number.as_str())
@@ -129,6 +171,10 @@ async fn try_create_conversation(
     .bind(&new.idempotency_key)
     .bind(new.slack.as_ref().map(|s| s.channel_id.clone()))
     .bind(new.slack.as_ref().and_then(|s| s.thread_ts.clone()))
+    .bind(new.media.kind.map(|k| k.as_str()))
+    .bind(&new.media.format)
+    .bind(new.media.bytes.map(|b| b.min(i64::MAX as u64) as i64))
+    .bind(&new.media.file_name)
     .execute(&mut *tx)
     .await
     .map_err(|e| {
@@ -172,7 +218,7 @@ impl Conversations for StoreImpl {
 
     async fn get_conversation(&self, id: &str) -> StoreResult<Option<Conversation>> {
         run(async {
-            let row = sqlx::query(sql!(format!("{CONVERSATION_SELECT} WHERE id = $1")))
+            let row = sqlx::query(sql!(concat!(conversation_select!(), " WHERE id = $1")))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -186,8 +232,9 @@ impl Conversations for StoreImpl {
         case_number: &str,
     ) -> StoreResult<Option<Conversation>> {
         run(async {
-            let row = sqlx::query(sql!(format!(
-                "{CONVERSATION_SELECT} WHERE case_number = $1"
+            let row = sqlx::query(sql!(concat!(
+                conversation_select!(),
+                " WHERE case_number = $1"
             )))
             .bind(case_number)
             .fetch_optional(&self.pool)
@@ -202,29 +249,30 @@ impl Conversations for StoreImpl {
         filter: &ConversationFilter,
     ) -> StoreResult<Vec<Conversation>> {
         run(async {
-            let mut qb = QueryBuilder::<Db>::new(
-                "SELECT c.* FROM conversations c JOIN opportunities o ON o.id = c.opportunity_id WHERE TRUE",
-            );
+            let mut qb = QueryBuilder::<Db>::new(concat!(conversation_select!(), " WHERE TRUE"));
             if let Some(status) = filter.status {
-                qb.push(" AND c.status = ").push_bind(status.as_str());
+                qb.push(" AND status = ").push_bind(status.as_str());
             }
             if let Some(line) = &filter.product_line {
-                qb.push(" AND c.product_line = ").push_bind(line.clone());
+                qb.push(" AND product_line = ").push_bind(line.clone());
             }
             if let Some(rep) = &filter.rep_user_id {
-                qb.push(" AND c.rep_user_id = ").push_bind(rep.clone());
+                qb.push(" AND rep_user_id = ").push_bind(rep.clone());
             }
             if let Some(customer) = &filter.customer_number {
-                qb.push(" AND o.customer_number = ")
-                    .push_bind(customer.clone());
+                qb.push(
+                    " AND opportunity_id IN (SELECT id FROM opportunities WHERE customer_number = ",
+                )
+                .push_bind(customer.clone())
+                .push(")");
             }
             if let Some(from) = filter.from {
-                qb.push(" AND c.created_at >= ").push_bind(db_time(from));
+                qb.push(" AND created_at >= ").push_bind(db_time(from));
             }
             if let Some(to) = filter.to {
-                qb.push(" AND c.created_at < ").push_bind(db_time(to));
+                qb.push(" AND created_at < ").push_bind(db_time(to));
             }
-            qb.push(" ORDER BY c.created_at DESC, c.id DESC LIMIT ")
+            qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
                 .push_bind(i64::from(filter.limit.clamp(1, 500)))
                 .push(" OFFSET ")
                 .push_bind(i64::from(filter.offset));
@@ -273,32 +321,17 @@ impl Conversations for StoreImpl {
         job: NewJob,
         clear_analysis: bool,
     ) -> StoreResult<i64> {
-        run(async {
-            let mut tx = write_tx(&self.pool).await?;
-            let changed = sqlx::query(sql!(
-                "UPDATE conversations SET status = $1, error_stage = NULL, error_code = NULL, error_message = NULL, \
-                 error_retryable = NULL, updated_at = now() WHERE id = $2"
-            ))
-            .bind(status.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 0 {
-                return Err(not_found(format!("conversation {id}")).into());
-            }
-            if clear_analysis {
-                clear_analysis_in(&mut tx, id).await?;
-            }
-            stage_event_in(&mut tx, id, status).await?;
-            let mut job = job;
-            job.conversation_id = Some(id.to_owned());
-            let enqueued = enqueue_in(&mut tx, &job).await?;
-            notify_in(&mut tx, id).await?;
-            tx.commit().await?;
-            Ok(enqueued.id)
-        })
-        .await
+        let ids = run(move_on(self, id, status, vec![job], clear_analysis)).await?;
+        Ok(ids.first().copied().unwrap_or_default())
+    }
+
+    async fn advance(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        next: Vec<NewJob>,
+    ) -> StoreResult<Vec<i64>> {
+        run(move_on(self, id, status, next, false)).await
     }
 
     async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>> {
@@ -388,7 +421,8 @@ impl Conversations for StoreImpl {
     async fn get_chunk_transcripts(&self, id: &str) -> StoreResult<Vec<ChunkTranscript>> {
         run(async {
             let rows = sqlx::query(sql!(
-                "SELECT * FROM transcript_chunks WHERE conversation_id = $1 ORDER BY channel, chunk_index"
+                "SELECT channel, chunk_index, start_ms, end_ms, provider, model, segments, latency_ms \
+                 FROM transcript_chunks WHERE conversation_id = $1 ORDER BY channel, chunk_index"
             ))
             .bind(id)
             .fetch_all(&self.pool)
@@ -441,7 +475,8 @@ impl Conversations for StoreImpl {
     async fn get_agent_outputs(&self, id: &str) -> StoreResult<Vec<AgentRun>> {
         run(async {
             let rows = sqlx::query(sql!(
-                "SELECT * FROM agent_outputs WHERE conversation_id = $1 ORDER BY created_at, agent"
+                "SELECT agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, \
+                 fallback_reason FROM agent_outputs WHERE conversation_id = $1 ORDER BY created_at, agent"
             ))
             .bind(id)
             .fetch_all(&self.pool)
@@ -521,7 +556,10 @@ impl Conversations for StoreImpl {
 
     async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>> {
         run(async {
-            let row = sqlx::query(sql!("SELECT * FROM analyses WHERE conversation_id = $1"))
+            let row = sqlx::query(sql!(
+                "SELECT engine, overall_score, qualification, pain_score, decision_score, champion_score, \
+                 metrics_score, result FROM analyses WHERE conversation_id = $1"
+            ))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -618,16 +656,20 @@ impl Conversations for StoreImpl {
         &self,
         id: &str,
         blob_key: &str,
-        metadata: serde_json::Value,
+        media: &Media,
         next: NewJob,
     ) -> StoreResult<i64> {
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            let changed = sqlx::query(sql!(format!(
-                "UPDATE conversations SET blob_key = $1, metadata = {MERGE_METADATA}, updated_at = now() WHERE id = $3"
-            )))
+            let changed = sqlx::query(sql!(
+                "UPDATE conversations SET blob_key = $1, media_kind = $2, media_format = $3, media_bytes = $4, \
+                 file_name = COALESCE($5, file_name), updated_at = now() WHERE id = $6"
+            ))
             .bind(blob_key)
-            .bind(&metadata)
+            .bind(media.kind.map(|k| k.as_str()))
+            .bind(&media.format)
+            .bind(media.bytes.map(|b| b.min(i64::MAX as u64) as i64))
+            .bind(&media.file_name)
             .bind(id)
             .execute(&mut *tx)
             .await?

@@ -12,8 +12,8 @@
 
 use chrono::{DateTime, Utc};
 use salesai_core::domain::{
-    CaseNumber, Conversation, ConversationStatus, ConversationType, Opportunity, Role, SlackThread,
-    StageError,
+    CaseNumber, Conversation, ConversationStatus, ConversationType, Media, Opportunity, Role,
+    SlackThread, StageError, UploadKind,
 };
 use salesai_core::pipeline::{NOTIFY, dead_job_failure};
 use salesai_core::queue::{
@@ -25,13 +25,32 @@ use sqlx::Row;
 use super::{Conn, DbRow, db_time, opt_time, time};
 use crate::error::R;
 
-/// The columns of `jobs`, in the order `job_from_row` reads (no `SELECT *`: sqlx's SQLite
-/// driver mislabels `RETURNING *` after an `ALTER TABLE`).
+/// The columns of `jobs` that `job_from_row` reads (no `SELECT *`: sqlx's SQLite driver
+/// mislabels `RETURNING *` after an `ALTER TABLE`).
 macro_rules! job_columns {
     () => {
         "id, queue, kind, payload, status, attempts, max_attempts, run_at, locked_by, \
          lease_expires_at, last_error_code, last_error_message, idempotency_key, conversation_id, \
          created_at, updated_at, finished_at"
+    };
+}
+
+/// The columns of `queue_settings` that `settings_from_row` reads.
+macro_rules! settings_columns {
+    () => {
+        "name, paused, max_batch, max_concurrency, max_attempts, backoff_base_ms, backoff_max_ms, lease_secs"
+    };
+}
+
+/// The columns of `conversations` that `conversation_from_row` reads. Every query names its
+/// columns: sqlx's SQLite driver keeps a prepared `SELECT *` with the columns it had before a
+/// migration changed the table.
+macro_rules! conversation_columns {
+    () => {
+        "id, case_number, opportunity_id, product_line, conversation_type, title, status, \
+         error_stage, error_code, error_message, error_retryable, blob_key, rep_user_id, \
+         conversation_date, media_kind, media_format, media_bytes, file_name, metadata, \
+         slack_channel_id, slack_thread_ts, created_at, updated_at"
     };
 }
 
@@ -153,6 +172,18 @@ fn conversation_from_row(row: &DbRow) -> R<Conversation> {
         blob_key: row.try_get("blob_key")?,
         rep_user_id: row.try_get("rep_user_id")?,
         conversation_date: opt_time(row, "conversation_date")?,
+        media: Media {
+            kind: row
+                .try_get::<Option<String>, _>("media_kind")?
+                .as_deref()
+                .map(UploadKind::parse)
+                .transpose()?,
+            format: row.try_get("media_format")?,
+            bytes: row
+                .try_get::<Option<i64>, _>("media_bytes")?
+                .map(|b| b.max(0) as u64),
+            file_name: row.try_get("file_name")?,
+        },
         metadata: row.try_get("metadata")?,
         slack,
         created_at: time(row, "created_at")?,
@@ -161,10 +192,14 @@ fn conversation_from_row(row: &DbRow) -> R<Conversation> {
 }
 
 async fn settings_in(conn: &mut Conn, queue: &str) -> R<QueueSettings> {
-    let row = sqlx::query(sql!("SELECT * FROM queue_settings WHERE name = $1"))
-        .bind(queue)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(sql!(concat!(
+        "SELECT ",
+        settings_columns!(),
+        " FROM queue_settings WHERE name = $1"
+    )))
+    .bind(queue)
+    .fetch_optional(&mut *conn)
+    .await?;
     match row {
         Some(row) => settings_from_row(&row),
         None => Ok(QueueSettings::defaults_for(queue)),

@@ -307,7 +307,8 @@ impl Operations for StoreImpl {
     async fn list_incidents(&self) -> StoreResult<Vec<Incident>> {
         run(async {
             let rows = sqlx::query(sql!(
-                "SELECT * FROM alert_incidents ORDER BY opened_at, key"
+                "SELECT key, severity, title, detail, opened_at, resolved_at, notified_at \
+                 FROM alert_incidents ORDER BY opened_at, key"
             ))
             .fetch_all(&self.pool)
             .await?;

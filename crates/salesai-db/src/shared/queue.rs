@@ -52,9 +52,13 @@ fn push_filter(qb: &mut QueryBuilder<Db>, filter: &JobFilter) {
 
 /// The queues with a settings row.
 async fn configured_queues(pool: &Pool) -> R<Vec<QueueSettings>> {
-    let rows = sqlx::query(sql!("SELECT * FROM queue_settings ORDER BY name"))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(sql!(concat!(
+        "SELECT ",
+        settings_columns!(),
+        " FROM queue_settings ORDER BY name"
+    )))
+    .fetch_all(pool)
+    .await?;
     rows.iter().map(settings_from_row).collect()
 }
 

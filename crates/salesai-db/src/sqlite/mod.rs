@@ -95,8 +95,6 @@ const NOW: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 /// Seconds since the oldest due queued job's `run_at`, per queue.
 const OLDEST_WAITING_SECS: &str =
     "(CAST(unixepoch('subsec') * 1000 AS INTEGER) - MIN(run_at)) / 1000.0";
-/// `metadata` with the JSON object `$2`'s keys merged in.
-const MERGE_METADATA: &str = "json_patch(metadata, $2)";
 
 fn db_time(t: DateTime<Utc>) -> Time {
     t.timestamp_millis()

@@ -74,8 +74,31 @@ async fn migrations_are_checked(db: &TestDb) {
     let status = migrator.status().await.unwrap();
     assert!(status.iter().all(|s| s.applied_at.is_some() && s.known));
 
+    // 0006 keeps what was uploaded through a round trip: down puts it back in the metadata,
+    // up takes it out again into its columns.
+    let mut new = new_conversation("MEDIA-1", None);
+    new.media = salesai_core::domain::Media::sniffed(
+        salesai_core::media::MediaKind::Transcript,
+        1234,
+        Some("call.vtt".into()),
+    );
+    let created = db.store().create_conversation(new.clone()).await.unwrap();
+    assert_eq!(migrator.down_to(5).await.unwrap(), vec![6]);
+    assert_eq!(migrator.up().await.unwrap(), vec![6]);
+    let back = db
+        .store()
+        .get_conversation(&created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.media, new.media);
+    assert_eq!(
+        back.metadata, new.metadata,
+        "no upload keys left in the metadata"
+    );
+
     // Down to zero and up again: the down migrations really undo the schema.
-    assert_eq!(migrator.down_to(3).await.unwrap(), vec![5, 4]);
+    assert_eq!(migrator.down_to(3).await.unwrap(), vec![6, 5, 4]);
     assert!(
         fallback_column_is_gone(db).await,
         "0004 is undone: agent_outputs has no fallback_reason"
@@ -88,7 +111,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert_eq!(migrator.down_to(0).await.unwrap(), vec![1]);
     assert_eq!(migrator.current_version().await.unwrap(), 0);
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
-    assert_eq!(migrator.up().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(migrator.up().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
 
@@ -677,6 +700,7 @@ pub(crate) fn new_conversation(customer: &str, key: Option<String>) -> NewConver
         conversation_date: Some(Utc::now()),
         rep_user_id: None,
         blob_key: Some("audio/x.flac".into()),
+        media: Default::default(),
         metadata: serde_json::json!({ "store_type": "cafe" }),
         first_job: NewJob::new(CONVERSATIONS, "conversation.prepare", serde_json::json!({})),
         idempotency_key: key,

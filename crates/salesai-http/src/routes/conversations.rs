@@ -11,11 +11,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use salesai_core::App;
 use salesai_core::blob::{BlobKey, StoreLimitedError, Stored, store_limited};
 use salesai_core::domain::{
-    CasePeriod, Conversation, ConversationStatus, ConversationType, CustomerNumber,
-    NewConversation, Role,
+    Conversation, ConversationStatus, ConversationType, CustomerNumber, Media, Role,
 };
+use salesai_core::intake::{Intake, Source};
 use salesai_core::media::{ACCEPTED, MediaKind, sniff};
-use salesai_core::queue::{CONVERSATIONS, NewJob};
 use salesai_core::store::ConversationFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,7 +22,7 @@ use serde_json::{Value, json};
 use crate::auth::{Caller, RequireRole, Scope};
 use crate::error::ApiError;
 
-use salesai_core::pipeline::{PREPARE, RestartError};
+use salesai_core::pipeline::RestartError;
 
 /// The routes, nested under `/api/v1/conversations`.
 pub fn routes() -> Router<App> {
@@ -293,7 +292,7 @@ async fn build(
     let conversation_type = ConversationType::parse(get("type").unwrap_or("discovery_call"))
         .map_err(|e| ApiError::BadRequest(e.0))?;
     let conversation_date = get("conversation_date").map(parse_call_date).transpose()?;
-    let mut metadata = serde_json::Map::new();
+    let mut intake = Intake::new(Source::Api, customer_number);
     for (k, v) in fields {
         if !matches!(
             k.as_str(),
@@ -304,87 +303,67 @@ async fn build(
                 | "conversation_date"
                 | "title"
         ) {
-            metadata.insert(k.clone(), Value::String(v.clone()));
+            intake.fields.insert(k.clone(), Value::String(v.clone()));
         }
     }
-    metadata.insert(
-        "media".into(),
-        json!(if upload.kind.is_audio() {
-            "audio"
-        } else {
-            "transcript"
-        }),
-    );
-    metadata.insert("format".into(), json!(upload.kind.extension()));
     let fingerprint = request_fingerprint(fields, upload);
     if idempotency_key.is_some() {
-        metadata.insert("request_fingerprint".into(), json!(fingerprint));
+        intake
+            .fields
+            .insert("request_fingerprint".into(), json!(fingerprint));
     }
-    metadata.insert("bytes".into(), json!(upload.bytes));
-    if let Some(name) = &upload.file_name {
-        metadata.insert("file_name".into(), json!(name));
-    }
-    let new = NewConversation {
-        customer_name: get("customer_name")
-            .unwrap_or(customer_number.as_str())
-            .chars()
-            .take(200)
-            .collect(),
-        customer_number,
-        product_line: line.id.clone(),
-        case_prefix: line.prefix().map_err(|e| ApiError::BadRequest(e.0))?,
-        case_period: CasePeriod::at(Utc::now(), app.time_zone),
-        conversation_type,
-        title: get("title").unwrap_or_default().chars().take(300).collect(),
-        conversation_date,
-        rep_user_id: match (get("rep_email"), get("rep_slack_id")) {
-            // A token that belongs to a person uploads as that person; only admin and
-            // service tokens name someone else.
-            (email, slack) if !caller.may_act_for_others() => {
-                let own = caller
-                    .token
-                    .user_id
-                    .clone()
-                    .expect("a token acting for itself has an owner");
-                if email.is_some() || slack.is_some() {
-                    let me = app.store.get_user(&own).await?;
-                    let same = me.as_ref().is_some_and(|u| {
-                        email.is_none_or(|e| {
-                            u.email
-                                .as_deref()
-                                .is_some_and(|m| m.eq_ignore_ascii_case(e))
-                        }) && slack.is_none_or(|s| u.slack_user_id.as_deref() == Some(s))
-                    });
-                    if !same {
-                        return Err(ApiError::Forbidden(
-                            "this token uploads its own calls only; leave out rep_email and rep_slack_id (admin and service tokens upload for others)".into(),
-                        ));
-                    }
+    intake.customer_name = get("customer_name").map(str::to_owned);
+    intake.conversation_type = conversation_type;
+    intake.title = get("title").map(str::to_owned);
+    intake.conversation_date = conversation_date;
+    intake.rep_user_id = match (get("rep_email"), get("rep_slack_id")) {
+        // A token that belongs to a person uploads as that person; only admin and
+        // service tokens name someone else.
+        (email, slack) if !caller.may_act_for_others() => {
+            let own = caller
+                .token
+                .user_id
+                .clone()
+                .expect("a token acting for itself has an owner");
+            if email.is_some() || slack.is_some() {
+                let me = app.store.get_user(&own).await?;
+                let same = me.as_ref().is_some_and(|u| {
+                    email.is_none_or(|e| {
+                        u.email
+                            .as_deref()
+                            .is_some_and(|m| m.eq_ignore_ascii_case(e))
+                    }) && slack.is_none_or(|s| u.slack_user_id.as_deref() == Some(s))
+                });
+                if !same {
+                    return Err(ApiError::Forbidden(
+                        "this token uploads its own calls only; leave out rep_email and rep_slack_id (admin and service tokens upload for others)".into(),
+                    ));
                 }
-                Some(own)
             }
-            (None, None) => None,
-            (email, slack) => {
-                if let Some(e) = email
-                    && !(e.contains('@') && e.len() <= 254)
-                {
-                    return Err(ApiError::BadRequest(format!(
-                        "rep_email {e:?} is not an e-mail address"
-                    )));
-                }
-                Some(
-                    app.store
-                        .find_or_create_user(email, slack, email.unwrap_or_default())
-                        .await?,
-                )
+            Some(own)
+        }
+        (None, None) => None,
+        (email, slack) => {
+            if let Some(e) = email
+                && !(e.contains('@') && e.len() <= 254)
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "rep_email {e:?} is not an e-mail address"
+                )));
             }
-        },
-        blob_key: Some(upload.key.as_str().to_owned()),
-        metadata: Value::Object(metadata),
-        first_job: NewJob::new(CONVERSATIONS, PREPARE, json!({})),
-        idempotency_key,
-        slack: None,
+            Some(
+                app.store
+                    .find_or_create_user(email, slack, email.unwrap_or_default())
+                    .await?,
+            )
+        }
     };
+    intake.blob_key = Some(upload.key.as_str().to_owned());
+    intake.media = Media::sniffed(upload.kind, upload.bytes, upload.file_name.clone());
+    intake.idempotency_key = idempotency_key;
+    let new = intake
+        .conversation(line, Utc::now(), app.time_zone)
+        .map_err(|e| ApiError::BadRequest(e.0))?;
     let created = app.store.create_conversation(new).await?;
     if created.created {
         // The job was enqueued with the conversation; it learns its id from the row.

@@ -616,7 +616,7 @@ mod pipeline {
             "the rep is a user, found or created by e-mail"
         );
         assert_eq!(
-            done["conversation"]["metadata"]["media"], "transcript",
+            done["conversation"]["media"]["kind"], "transcript",
             "sniffed, whatever the file name said"
         );
         let statuses: Vec<&str> = done["stages"]
@@ -1441,7 +1441,7 @@ mod pipeline {
             done["error"]
         );
         assert_eq!(
-            done["conversation"]["metadata"]["format"], "wav",
+            done["conversation"]["media"]["format"], "wav",
             "sniffed, not taken from the name"
         );
         let text = done["transcript"]["segments"]

@@ -10,12 +10,13 @@ use salesai_core::analysis::derive::derive_in;
 use salesai_core::analysis::engine::{AgentContext, rules_fallback};
 use salesai_core::analysis::{Agent, AgentOutputs};
 use salesai_core::domain::ConversationStatus;
+use salesai_core::pipeline::AnalyzeJob;
 use salesai_core::queue::Job;
 use salesai_core::store::StoredAnalysis;
 use salesai_core::{App, ErrorCode};
 
 use super::{conversation_id, db, load_conversation, stage};
-use crate::{JobError, JobHandler};
+use crate::{Handler, JobError};
 
 /// The agents in waves (the core's order).
 pub use salesai_core::analysis::WAVES;
@@ -24,8 +25,10 @@ pub use salesai_core::analysis::WAVES;
 pub struct Analyze;
 
 #[async_trait]
-impl JobHandler for Analyze {
-    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for Analyze {
+    type Kind = AnalyzeJob;
+
+    async fn run(&self, app: &App, job: &Job, _: AnalyzeJob) -> Result<(), JobError> {
         let id = conversation_id(job)?;
         // On the job's last attempt an agent whose LLM still fails takes its output from the
         // rules engine (unless the analysis is strict), so the analysis completes.

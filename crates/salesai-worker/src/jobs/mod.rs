@@ -6,7 +6,6 @@ pub mod prepare;
 pub mod transcribe;
 
 use std::future::Future;
-use std::sync::Arc;
 
 use futures_util::StreamExt;
 use salesai_core::blob::{BlobError, BlobKey, ByteStream};
@@ -21,13 +20,10 @@ pub use salesai_core::pipeline::{ANALYZE, PREPARE};
 /// Registers the pipeline's job kinds.
 pub fn register_pipeline(registry: &mut Registry) {
     registry
-        .register(PREPARE, Arc::new(prepare::Prepare))
-        .register(
-            salesai_core::pipeline::TRANSCRIBE_CHUNK,
-            Arc::new(transcribe::TranscribeChunk),
-        )
-        .register(salesai_core::pipeline::MERGE, Arc::new(transcribe::Merge))
-        .register(ANALYZE, Arc::new(analyze::Analyze));
+        .add(prepare::Prepare)
+        .add(transcribe::TranscribeChunk)
+        .add(transcribe::Merge)
+        .add(analyze::Analyze);
 }
 
 /// The conversation a pipeline job works on.

@@ -8,11 +8,12 @@
 use async_trait::async_trait;
 use salesai_core::blob::BlobKey;
 use salesai_core::domain::ConversationStatus;
-use salesai_core::queue::{CONVERSATIONS, Job, NewJob};
+use salesai_core::pipeline::{AnalyzeJob, PrepareJob};
+use salesai_core::queue::{Job, NewJob};
 use salesai_core::{App, ErrorCode};
 
-use super::{ANALYZE, conversation_id, db, load_conversation, read_blob, stage};
-use crate::{JobError, JobHandler};
+use super::{conversation_id, db, load_conversation, read_blob, stage};
+use crate::{Handler, JobError};
 
 /// The largest transcript file read into memory (transcripts are text; 20 MB is hours of it).
 const MAX_TRANSCRIPT_BYTES: usize = 20 * 1024 * 1024;
@@ -21,8 +22,10 @@ const MAX_TRANSCRIPT_BYTES: usize = 20 * 1024 * 1024;
 pub struct Prepare;
 
 #[async_trait]
-impl JobHandler for Prepare {
-    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for Prepare {
+    type Kind = PrepareJob;
+
+    async fn run(&self, app: &App, job: &Job, _: PrepareJob) -> Result<(), JobError> {
         let id = conversation_id(job)?;
         stage(
             app,
@@ -47,12 +50,7 @@ async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
             .set_conversation_status(id, ConversationStatus::Preparing, None)
             .await
             .map_err(db)?;
-        let media = conversation
-            .metadata
-            .get("media")
-            .and_then(|v| v.as_str())
-            .unwrap_or("audio");
-        if media != "transcript" {
+        if !conversation.media.is_transcript() {
             // Audio goes through speech-to-text; the merge job hands over to the analysis.
             return super::transcribe::prepare_audio(app, job, &conversation).await;
         }
@@ -81,20 +79,11 @@ async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
         store.save_transcript(id, &segments).await.map_err(db)?;
         tracing::info!(event = "conversation.transcript_parsed", conversation_id = %id, format = ?format, segments = segments.len(), "transcript parsed");
     }
+    // Keyed by this job: a rerun of this job after a crash enqueues nothing new.
+    let next = NewJob::of(&AnalyzeJob {}).idempotency_key(format!("analyze:{id}:{}", job.id));
     store
-        .set_conversation_status(id, ConversationStatus::Analyzing, None)
+        .advance(id, ConversationStatus::Analyzing, vec![next])
         .await
         .map_err(db)?;
-    // Keyed by this job: a rerun of this job after a crash enqueues nothing new.
-    let next = NewJob {
-        conversation_id: Some(id.to_owned()),
-        ..NewJob::new(
-            CONVERSATIONS,
-            ANALYZE,
-            serde_json::json!({ "conversation_id": id }),
-        )
-        .idempotency_key(format!("analyze:{id}:{}", job.id))
-    };
-    store.enqueue(next).await.map_err(db)?;
     Ok(())
 }

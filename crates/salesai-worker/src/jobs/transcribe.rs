@@ -14,32 +14,15 @@ use futures_util::StreamExt;
 use salesai_core::audio::{Chunk, ChunkLimits, SILENCE_RMS, is_silent, merge_chunks, plan_chunks};
 use salesai_core::blob::{BlobKey, ByteStream};
 use salesai_core::domain::{Conversation, ConversationStatus};
-use salesai_core::pipeline::{ANALYZE, MERGE, TRANSCRIBE_CHUNK};
-use salesai_core::queue::{CONVERSATIONS, Job, NewJob};
+use salesai_core::pipeline::{AnalyzeJob, ChunkJob, MergeJob};
+use salesai_core::queue::{Job, NewJob};
 use salesai_core::store::ChunkTranscript;
 use salesai_core::stt::{SpeechToText, SttError, SttRequest};
 use salesai_core::transcript::Segment;
 use salesai_core::{App, ErrorCode};
-use serde::{Deserialize, Serialize};
 
 use super::{conversation_id, db, load_conversation, open_blob, read_blob, stage};
-use crate::{JobError, JobHandler};
-
-/// A chunk job's payload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ChunkPayload {
-    conversation_id: String,
-    #[serde(default)]
-    channel: u32,
-    index: u32,
-    total: u32,
-    start_ms: u64,
-    end_ms: u64,
-    blob_key: String,
-    file_name: String,
-    mime: String,
-    plan: i64,
-}
+use crate::{Handler, JobError};
 
 fn stt_of(app: &App) -> Result<&dyn SpeechToText, JobError> {
     app.stt.as_deref().ok_or_else(|| {
@@ -97,11 +80,10 @@ pub(crate) async fn prepare_audio(
             )
         })?;
     let format = conversation
-        .metadata
-        .get("format")
-        .and_then(|v| v.as_str())
-        .unwrap_or("mp3")
-        .to_owned();
+        .media
+        .format
+        .clone()
+        .unwrap_or_else(|| "mp3".to_owned());
     let scratch = download(app, &key).await?;
     let path = scratch.path().to_path_buf();
     let ext = format.clone();
@@ -141,8 +123,8 @@ pub(crate) async fn prepare_audio(
             }
             jobs.push(chunk_job(
                 job,
-                ChunkPayload {
-                    conversation_id: id.to_owned(),
+                id,
+                ChunkJob {
                     channel: 0,
                     index: 0,
                     total: 1,
@@ -229,8 +211,8 @@ pub(crate) async fn prepare_audio(
                         .map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
                     jobs.push(chunk_job(
                         job,
-                        ChunkPayload {
-                            conversation_id: id.to_owned(),
+                        id,
+                        ChunkJob {
                             channel,
                             index: chunk.index as u32,
                             total,
@@ -252,10 +234,9 @@ pub(crate) async fn prepare_audio(
     }
     tracing::info!(event = "audio.chunks_uploaded", conversation_id = %id, jobs = jobs.len(), duration_ms = started.elapsed().as_millis() as u64, "chunks ready");
     app.store
-        .set_conversation_status(id, ConversationStatus::Transcribing, None)
+        .advance(id, ConversationStatus::Transcribing, jobs)
         .await
         .map_err(db)?;
-    app.store.enqueue_many(jobs).await.map_err(db)?;
     Ok(())
 }
 
@@ -265,32 +246,20 @@ fn energy_range(energy: &[f32], start_ms: u64, end_ms: u64) -> &[f32] {
     &energy[a..b]
 }
 
-fn chunk_job(job: &Job, payload: ChunkPayload) -> NewJob {
+fn chunk_job(job: &Job, id: &str, payload: ChunkJob) -> NewJob {
     let key = format!(
-        "chunk:{}:{}:{}:{}",
-        payload.conversation_id, job.id, payload.channel, payload.index
+        "chunk:{id}:{}:{}:{}",
+        job.id, payload.channel, payload.index
     );
-    NewJob {
-        conversation_id: Some(payload.conversation_id.clone()),
-        ..NewJob::new(
-            CONVERSATIONS,
-            TRANSCRIBE_CHUNK,
-            serde_json::to_value(&payload).expect("payload serialises"),
-        )
+    NewJob::of(&payload)
+        .for_conversation(id)
         .idempotency_key(key)
-    }
 }
 
 fn merge_job(id: &str, plan: i64, total: u32) -> NewJob {
-    NewJob {
-        conversation_id: Some(id.to_owned()),
-        ..NewJob::new(
-            CONVERSATIONS,
-            MERGE,
-            serde_json::json!({ "conversation_id": id, "total": total, "plan": plan }),
-        )
+    NewJob::of(&MergeJob { total, plan })
+        .for_conversation(id)
         .idempotency_key(format!("merge:{id}:{plan}"))
-    }
 }
 
 fn stt_error(err: SttError) -> JobError {
@@ -320,25 +289,23 @@ fn stt_error(err: SttError) -> JobError {
 pub struct TranscribeChunk;
 
 #[async_trait]
-impl JobHandler for TranscribeChunk {
-    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for TranscribeChunk {
+    type Kind = ChunkJob;
+
+    async fn run(&self, app: &App, job: &Job, payload: ChunkJob) -> Result<(), JobError> {
         let id = conversation_id(job)?;
         stage(
             app,
             job,
             &id,
             ConversationStatus::Transcribing,
-            transcribe_chunk(app, job),
+            transcribe_chunk(app, &id, payload),
         )
         .await
     }
 }
 
-async fn transcribe_chunk(app: &App, job: &Job) -> Result<(), JobError> {
-    let payload: ChunkPayload = serde_json::from_value(job.payload.clone()).map_err(|e| {
-        JobError::terminal(ErrorCode::InvalidInput, format!("bad chunk payload: {e}"))
-    })?;
-    let id = payload.conversation_id.as_str();
+async fn transcribe_chunk(app: &App, id: &str, payload: ChunkJob) -> Result<(), JobError> {
     let store = &app.store;
     let done = store.get_chunk_transcripts(id).await.map_err(db)?;
     let finished = done.iter().any(|d| {
@@ -498,27 +465,25 @@ fn traditional() -> Result<&'static ferrous_opencc::OpenCC, JobError> {
 pub struct Merge;
 
 #[async_trait]
-impl JobHandler for Merge {
-    async fn run(&self, app: &App, job: &Job) -> Result<(), JobError> {
+impl Handler for Merge {
+    type Kind = MergeJob;
+
+    async fn run(&self, app: &App, job: &Job, payload: MergeJob) -> Result<(), JobError> {
         let id = conversation_id(job)?;
         stage(
             app,
             job,
             &id,
             ConversationStatus::Transcribing,
-            merge(app, job, &id),
+            merge(app, job, &id, payload),
         )
         .await
     }
 }
 
-async fn merge(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
+async fn merge(app: &App, job: &Job, id: &str, payload: MergeJob) -> Result<(), JobError> {
     let store = &app.store;
-    let total = job
-        .payload
-        .get("total")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0) as usize;
+    let total = payload.total as usize;
     let saved = store.get_chunk_transcripts(id).await.map_err(db)?;
     if saved.len() < total {
         return Err(JobError::retryable(
@@ -592,19 +557,10 @@ async fn merge(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
         ));
     }
     store.save_transcript(id, &segments).await.map_err(db)?;
+    let next = NewJob::of(&AnalyzeJob {}).idempotency_key(format!("analyze:{id}:{}", job.id));
     store
-        .set_conversation_status(id, ConversationStatus::Analyzing, None)
+        .advance(id, ConversationStatus::Analyzing, vec![next])
         .await
         .map_err(db)?;
-    let next = NewJob {
-        conversation_id: Some(id.to_owned()),
-        ..NewJob::new(
-            CONVERSATIONS,
-            ANALYZE,
-            serde_json::json!({ "conversation_id": id }),
-        )
-        .idempotency_key(format!("analyze:{id}:{}", job.id))
-    };
-    store.enqueue(next).await.map_err(db)?;
     Ok(())
 }

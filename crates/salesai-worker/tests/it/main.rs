@@ -12,7 +12,7 @@ use salesai_core::queue::{JobFilter, JobStatus, MAINTENANCE, NewJob, QueueSettin
 use salesai_core::{App, ErrorCode};
 use salesai_db::testing::TestDb;
 use salesai_providers::blob::{BlobConfig, ObjectBlobStore, S3Config};
-use salesai_worker::{JobError, JobHandler, Registry, WorkerOptions, register_builtin};
+use salesai_worker::{Handler, JobError, Registry, WorkerOptions, register_builtin};
 use tokio_util::sync::CancellationToken;
 
 use salesai_db::story;
@@ -166,11 +166,16 @@ async fn retries_with_backoff_then_dead_then_retry(db: &TestDb) {
     handle.await.unwrap();
 }
 
-struct RateLimitedOnce(AtomicU32);
+salesai_core::empty_job!(LimitedJob = "test.limited", MAINTENANCE);
+salesai_core::empty_job!(PanicsJob = "test.panics", MAINTENANCE);
+
+struct RateLimitedOnce(Arc<AtomicU32>);
 
 #[async_trait]
-impl JobHandler for RateLimitedOnce {
-    async fn run(&self, _app: &App, _job: &Job) -> Result<(), JobError> {
+impl Handler for RateLimitedOnce {
+    type Kind = LimitedJob;
+
+    async fn run(&self, _app: &App, _job: &Job, _: LimitedJob) -> Result<(), JobError> {
         if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err(JobError::RetryAt {
                 at: chrono::Utc::now() + chrono::Duration::milliseconds(300),
@@ -185,8 +190,10 @@ impl JobHandler for RateLimitedOnce {
 struct Panics;
 
 #[async_trait]
-impl JobHandler for Panics {
-    async fn run(&self, _app: &App, _job: &Job) -> Result<(), JobError> {
+impl Handler for Panics {
+    type Kind = PanicsJob;
+
+    async fn run(&self, _app: &App, _job: &Job, _: PanicsJob) -> Result<(), JobError> {
         panic!("boom")
     }
 }
@@ -197,9 +204,8 @@ async fn rate_limits_panics_and_unknown_kinds(db: &TestDb) {
     let app = app(db, &dir);
     quick_settings(&app, MAINTENANCE).await;
     let mut registry = builtin();
-    let limited = Arc::new(RateLimitedOnce(AtomicU32::new(0)));
-    registry.register("test.limited", limited.clone());
-    registry.register("test.panics", Arc::new(Panics));
+    let limited = Arc::new(AtomicU32::new(0));
+    registry.add(RateLimitedOnce(limited.clone())).add(Panics);
     let store = &app.store;
     let limited_id = store
         .enqueue(NewJob::new(
@@ -228,12 +234,23 @@ async fn rate_limits_panics_and_unknown_kinds(db: &TestDb) {
         .await
         .unwrap()
         .id;
+    // A payload its kind cannot decode will not decode on the next attempt either.
+    let garbled_id = store
+        .enqueue(NewJob::new(
+            MAINTENANCE,
+            "maintenance.sleep",
+            serde_json::json!({ "ms": "soon" }),
+        ))
+        .await
+        .unwrap()
+        .id;
     let (token, handle) = spawn_worker(&app, registry, "w-mixed");
-    wait_for(&app, "all three to settle", |jobs| {
+    wait_for(&app, "all four to settle", |jobs| {
         let status = |id| jobs.iter().find(|j| j.id == id).map(|j| j.status);
         status(limited_id) == Some(JobStatus::Completed)
             && status(panic_id) == Some(JobStatus::Dead)
             && status(unknown_id) == Some(JobStatus::Dead)
+            && status(garbled_id) == Some(JobStatus::Dead)
     })
     .await;
     token.cancel();
@@ -244,7 +261,7 @@ async fn rate_limits_panics_and_unknown_kinds(db: &TestDb) {
         "the rate limit did not spend an attempt"
     );
     assert_eq!(limited_job.attempts[0].outcome, "rescheduled");
-    assert_eq!(limited.0.load(Ordering::SeqCst), 2);
+    assert_eq!(limited.load(Ordering::SeqCst), 2);
     let panicked = store.get_job(panic_id).await.unwrap().unwrap();
     assert_eq!(panicked.job.attempts, 3);
     assert!(panicked.job.last_error_message.unwrap().contains("boom"));
@@ -253,6 +270,17 @@ async fn rate_limits_panics_and_unknown_kinds(db: &TestDb) {
     assert_eq!(
         unknown.job.last_error_code.as_deref(),
         Some("UNKNOWN_JOB_KIND")
+    );
+    let garbled = store.get_job(garbled_id).await.unwrap().unwrap().job;
+    assert_eq!(
+        garbled.attempts, 1,
+        "a payload that does not decode is terminal"
+    );
+    assert_eq!(garbled.last_error_code.as_deref(), Some("INVALID_INPUT"));
+    let message = garbled.last_error_message.unwrap();
+    assert!(
+        message.contains("maintenance.sleep") && message.contains("does not decode"),
+        "{message}"
     );
 }
 
@@ -400,6 +428,7 @@ async fn analyze_conversation(
             conversation_date: None,
             rep_user_id: None,
             blob_key: None,
+            media: Default::default(),
             metadata: serde_json::json!({}),
             first_job: NewJob::new(
                 salesai_core::queue::CONVERSATIONS,
@@ -690,6 +719,11 @@ async fn audio_conversation(
             conversation_date: None,
             rep_user_id: None,
             blob_key: Some(key.as_str().into()),
+            media: salesai_core::domain::Media::sniffed(
+                salesai_core::media::MediaKind::Wav,
+                0,
+                None,
+            ),
             metadata,
             first_job: NewJob::new(
                 salesai_core::queue::CONVERSATIONS,

@@ -12,11 +12,9 @@ use chrono::Utc;
 use salesai_core::analysis::derive::DerivedScores;
 use salesai_core::analysis::{AgentOutputs, Strategy};
 use salesai_core::blob::{BlobKey, ByteStream};
-use salesai_core::domain::{
-    CasePeriod, ConversationStatus, ConversationType, CustomerNumber, NewConversation,
-};
+use salesai_core::domain::{ConversationStatus, CustomerNumber, Media};
+use salesai_core::intake::{Intake, Source};
 use salesai_core::media::{ACCEPTED, sniff};
-use salesai_core::queue::{CONVERSATIONS, NewJob};
 use salesai_core::transcript::clock;
 use salesai_providers::blob::{BlobConfig, ObjectBlobStore};
 use secrecy::SecretString;
@@ -122,35 +120,20 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
 
     let created = app
         .store
-        .create_conversation(NewConversation {
-            customer_number: CustomerNumber::parse(&args.customer)
-                .map_err(|e| anyhow::anyhow!(e.0))?,
-            customer_name: args.customer.clone(),
-            product_line: line.id.clone(),
-            case_prefix: line.prefix().map_err(|e| anyhow::anyhow!(e.0))?,
-            case_period: CasePeriod::at(Utc::now(), app.time_zone),
-            conversation_type: ConversationType::DiscoveryCall,
-            title: args
+        .create_conversation({
+            let mut intake = Intake::new(
+                Source::Cli,
+                CustomerNumber::parse(&args.customer).map_err(|e| anyhow::anyhow!(e.0))?,
+            );
+            intake.title = args
                 .file
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            conversation_date: None,
-            rep_user_id: None,
-            blob_key: Some(key.as_str().to_owned()),
-            metadata: serde_json::json!({
-                "media": if kind.is_audio() { "audio" } else { "transcript" },
-                "format": kind.extension(),
-                "bytes": bytes,
-                "file_name": args.file.display().to_string(),
-            }),
-            first_job: NewJob::new(
-                CONVERSATIONS,
-                salesai_worker::jobs::PREPARE,
-                serde_json::json!({}),
-            ),
-            idempotency_key: None,
-            slack: None,
+                .map(|n| n.to_string_lossy().into_owned());
+            intake.blob_key = Some(key.as_str().to_owned());
+            intake.media = Media::sniffed(kind, bytes, Some(args.file.display().to_string()));
+            intake
+                .conversation(&line, Utc::now(), app.time_zone)
+                .map_err(|e| anyhow::anyhow!(e.0))?
         })
         .await?;
 

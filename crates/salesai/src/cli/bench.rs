@@ -418,27 +418,18 @@ async fn pipeline(
     let started = Instant::now();
     let created = app
         .store
-        .create_conversation(salesai_core::domain::NewConversation {
-            customer_number: salesai_core::domain::CustomerNumber::parse("BENCH")
-                .map_err(|e| anyhow::anyhow!(e.0))?,
-            customer_name: "bench".into(),
-            product_line: "default".into(),
-            case_prefix: salesai_core::domain::CasePrefix::parse("SA")
-                .map_err(|e| anyhow::anyhow!(e.0))?,
-            case_period: salesai_core::domain::CasePeriod::at(chrono::Utc::now(), app.time_zone),
-            conversation_type: salesai_core::domain::ConversationType::DiscoveryCall,
-            title: String::new(),
-            conversation_date: None,
-            rep_user_id: None,
-            blob_key: Some(key.as_str().to_owned()),
-            metadata: serde_json::json!({ "media": "audio", "format": kind.extension() }),
-            first_job: NewJob::new(
-                salesai_core::queue::CONVERSATIONS,
-                salesai_core::pipeline::PREPARE,
-                serde_json::json!({}),
-            ),
-            idempotency_key: None,
-            slack: None,
+        .create_conversation({
+            use salesai_core::intake::{Intake, Source};
+            let customer = salesai_core::domain::CustomerNumber::parse("BENCH")
+                .map_err(|e| anyhow::anyhow!(e.0))?;
+            let mut intake = Intake::new(Source::Bench, customer);
+            intake.blob_key = Some(key.as_str().to_owned());
+            intake.media = salesai_core::domain::Media::sniffed(kind, 0, None);
+            let line = salesai_core::product_line::find(&app.product_lines, "default")
+                .map_err(|e| anyhow::anyhow!(e.0))?;
+            intake
+                .conversation(line, chrono::Utc::now(), app.time_zone)
+                .map_err(|e| anyhow::anyhow!(e.0))?
         })
         .await?;
     let status = loop {

@@ -55,15 +55,24 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
 
     let mut daily = Vec::new();
     if let Some(at) = config.backup_at {
-        daily.push((at, crate::schedule::BACKUP));
+        daily.push((
+            at,
+            salesai_core::queue::NewJob::of(&crate::schedule::BackupRun {}),
+        ));
         tracing::info!(event = "backup.schedule", at = %at.format("%H:%M"), time_zone = %config.time_zone, dir = %config.backup_dir.display(), "daily backups scheduled");
     }
     if let Some(prune) = &config.prune {
-        daily.push((prune.at, crate::schedule::PRUNE));
+        daily.push((
+            prune.at,
+            salesai_core::queue::NewJob::of(&crate::schedule::PruneRun {}),
+        ));
         tracing::info!(event = "prune.schedule", at = %prune.at.format("%H:%M"), older_than_days = prune.older_than.num_days(), audio_only = prune.audio_only, "daily retention scheduled");
     }
     if config.jobs_keep_days > 0 {
-        daily.push((config.jobs_purge_at, crate::schedule::PURGE_JOBS));
+        daily.push((
+            config.jobs_purge_at,
+            salesai_core::queue::NewJob::of(&crate::schedule::PurgeJobsRun {}),
+        ));
     }
     if !daily.is_empty() {
         tokio::spawn(crate::schedule::run_daily_schedule(
@@ -89,29 +98,20 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
             {
                 let mut r = registry(slack.clone());
                 crate::monitor::register(&mut r, config, database.clone());
-                r.register(
-                    crate::schedule::PURGE_JOBS,
-                    std::sync::Arc::new(crate::schedule::PurgeJobsJob {
-                        keep: chrono::Duration::days(config.jobs_keep_days.max(1) as i64),
-                    }),
-                );
+                r.add(crate::schedule::PurgeJobsJob {
+                    keep: chrono::Duration::days(config.jobs_keep_days.max(1) as i64),
+                });
                 if let Some(prune) = &config.prune {
-                    r.register(
-                        crate::schedule::PRUNE,
-                        std::sync::Arc::new(crate::schedule::PruneJob {
-                            older_than: prune.older_than,
-                            audio_only: prune.audio_only,
-                        }),
-                    );
+                    r.add(crate::schedule::PruneJob {
+                        older_than: prune.older_than,
+                        audio_only: prune.audio_only,
+                    });
                 }
-                r.register(
-                    crate::schedule::BACKUP,
-                    crate::schedule::backup_handler(
-                        database.clone(),
-                        config.backup_dir.clone(),
-                        config.backup_keep,
-                    ),
-                );
+                r.add(crate::schedule::BackupJob {
+                    database: database.clone(),
+                    dir: config.backup_dir.clone(),
+                    keep: config.backup_keep,
+                });
                 r
             },
             options,
