@@ -23,6 +23,7 @@ pub mod signature;
 pub mod text;
 
 #[cfg(feature = "testing")]
+#[cfg(feature = "testing")]
 pub mod fake;
 
 use std::collections::BTreeMap;

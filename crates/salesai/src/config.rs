@@ -12,22 +12,30 @@ use anyhow::{Context, bail};
 use clap::builder::BoolishValueParser;
 use salesai_providers::blob::{BlobConfig, S3Config};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The settings as flags and environment variables. All optional: a missing one falls back to
 /// the config file, then to the default.
-#[derive(clap::Args, Debug, Default, Clone)]
+///
+/// Each setting is spelled once, here: its flag and environment variable (`#[arg]`), its key
+/// in `salesai.toml` (the field name), its help and its default (the doc comment). The same
+/// struct reads the config file; flags and environment win over it ([`ConfigArgs::over`]).
+/// `salesai help settings` and `salesai config` list them all from this struct.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConfigArgs {
     /// TOML file with any of the settings below (keys are the flag names with `_`)
     /// [default: ./salesai.toml when it exists]
     #[arg(long, env = "SALESAI_CONFIG", global = true, help_heading = "Settings")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Folder for the embedded database and blobs [default: ./data]
     #[arg(
         long,
         env = "SALESAI_DATA_DIR",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub data_dir: Option<PathBuf>,
     /// Database: sqlite://PATH or postgres://USER:PASS@HOST/DB [default: sqlite://<data_dir>/salesai.db]
@@ -36,7 +44,8 @@ pub struct ConfigArgs {
         env = "DATABASE_URL",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub database_url: Option<String>,
     /// Connections in the database pool [default: 10]
@@ -44,7 +53,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_DB_MAX_CONNECTIONS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub db_max_connections: Option<u32>,
     /// Blob storage: a folder, file:///PATH or s3://BUCKET/PREFIX [default: <data_dir>/blobs]
@@ -52,7 +62,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_BLOB_URL",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub blob_url: Option<String>,
     /// S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com (empty for AWS)
@@ -60,7 +71,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_S3_ENDPOINT",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub s3_endpoint: Option<String>,
     /// S3 region ("auto" for R2) [default: auto]
@@ -68,7 +80,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_S3_REGION",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub s3_region: Option<String>,
     /// S3 access key id
@@ -76,7 +89,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_S3_ACCESS_KEY_ID",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub s3_access_key_id: Option<String>,
     /// S3 secret access key (prefer the environment variable to the flag)
@@ -85,14 +99,15 @@ pub struct ConfigArgs {
         env = "SALESAI_S3_SECRET_ACCESS_KEY",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub s3_secret_access_key: Option<String>,
     /// Allow http:// S3 endpoints (local MinIO) [default: false]
-    #[arg(long, env = "SALESAI_S3_ALLOW_HTTP", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
+    #[arg(long, env = "SALESAI_S3_ALLOW_HTTP", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub s3_allow_http: Option<bool>,
     /// Virtual-hosted-style S3 requests instead of path style [default: false]
-    #[arg(long, env = "SALESAI_S3_VIRTUAL_HOSTED_STYLE", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
+    #[arg(long, env = "SALESAI_S3_VIRTUAL_HOSTED_STYLE", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub s3_virtual_hosted_style: Option<bool>,
     /// Groq API key: enables Groq Whisper speech-to-text (whisper-large-v3-turbo)
     #[arg(
@@ -100,7 +115,8 @@ pub struct ConfigArgs {
         env = "GROQ_API_KEY",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub groq_api_key: Option<String>,
     /// Any OpenAI-compatible speech-to-text server instead of Groq, e.g. http://127.0.0.1:8000/v1
@@ -108,7 +124,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_STT_BASE_URL",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub stt_base_url: Option<String>,
     /// API key for SALESAI_STT_BASE_URL
@@ -117,7 +134,8 @@ pub struct ConfigArgs {
         env = "SALESAI_STT_API_KEY",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub stt_api_key: Option<String>,
     /// Speech-to-text model [default: whisper-large-v3-turbo on Groq, whisper-1 elsewhere]
@@ -125,7 +143,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_STT_MODEL",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub stt_model: Option<String>,
     /// Chunks sent to speech-to-text at once per node [default: 4]
@@ -133,7 +152,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_STT_CONCURRENCY",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub stt_concurrency: Option<usize>,
     /// Longest chunk sent to speech-to-text, seconds [default: 600]
@@ -141,7 +161,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_STT_MAX_CHUNK_SECS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub stt_max_chunk_secs: Option<u64>,
     /// Largest chunk sent to speech-to-text, megabytes [default: 24]
@@ -149,7 +170,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_STT_MAX_CHUNK_MB",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub stt_max_chunk_mb: Option<u64>,
     /// Speech-to-text requests per minute from this node (over it, chunks wait for a slot) [default: no limit]
@@ -157,7 +179,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_STT_REQUESTS_PER_MINUTE",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub stt_requests_per_minute: Option<u32>,
     /// Seconds before a speech-to-text request times out [default: 180]
@@ -165,7 +188,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_STT_TIMEOUT_SECS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub stt_timeout_secs: Option<u64>,
     /// Gemini API key: enables LLM agents on Gemini's OpenAI-compatible endpoint (gemini-2.5-flash)
@@ -174,7 +198,8 @@ pub struct ConfigArgs {
         env = "GEMINI_API_KEY",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub gemini_api_key: Option<String>,
     /// Any OpenAI-compatible chat endpoint instead of Gemini (Groq, OpenAI, Ollama, vLLM), e.g. http://127.0.0.1:11434/v1
@@ -182,7 +207,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_LLM_BASE_URL",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub llm_base_url: Option<String>,
     /// API key for SALESAI_LLM_BASE_URL
@@ -191,7 +217,8 @@ pub struct ConfigArgs {
         env = "SALESAI_LLM_API_KEY",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub llm_api_key: Option<String>,
     /// LLM model for every agent [default: gemini-2.5-flash on Gemini]
@@ -199,7 +226,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_LLM_MODEL",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub llm_model: Option<String>,
     /// Models per agent, e.g. buyer=gemini-2.5-pro,coach=gemini-2.5-flash
@@ -208,7 +236,8 @@ pub struct ConfigArgs {
         env = "SALESAI_LLM_AGENT_MODELS",
         global = true,
         value_delimiter = ',',
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub llm_agent_models: Option<Vec<String>>,
     /// Seconds before an LLM request times out [default: 120]
@@ -216,18 +245,20 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_LLM_TIMEOUT_SECS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub llm_timeout_secs: Option<u64>,
     /// Fail the analysis when an agent's LLM answer is still invalid after a repair (or the LLM keeps failing), instead of taking that agent from the rules engine [default: false]
-    #[arg(long, env = "SALESAI_ANALYSIS_STRICT", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
+    #[arg(long, env = "SALESAI_ANALYSIS_STRICT", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub analysis_strict: Option<bool>,
     /// Folder of product-line files (<id>.toml) adding to or overriding the built-in lines
     #[arg(
         long,
         env = "SALESAI_LINES_DIR",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub lines_dir: Option<PathBuf>,
     /// Folder of prompt overrides: <dir>/<product line>/<agent>.md, <dir>/<zh-TW|en>/<agent>.md, <dir>/lines/<product line>.md
@@ -235,7 +266,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_PROMPTS_DIR",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub prompts_dir: Option<PathBuf>,
     /// Largest upload accepted, in megabytes [default: 500]
@@ -243,18 +275,26 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_MAX_UPLOAD_MB",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub max_upload_mb: Option<u64>,
     /// Address the HTTP server listens on [default: 127.0.0.1:3000]
-    #[arg(long, env = "SALESAI_BIND", global = true, help_heading = "Settings")]
+    #[arg(
+        long,
+        env = "SALESAI_BIND",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
     pub bind: Option<SocketAddr>,
     /// The team's time zone (IANA name) for case-number months and daily reports [default: Asia/Taipei]
     #[arg(
         long,
         env = "SALESAI_TIME_ZONE",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub time_zone: Option<String>,
     /// Log format: json or text [default: json]
@@ -262,18 +302,26 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_LOG_FORMAT",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub log_format: Option<String>,
     /// Log filter, e.g. info or salesai_worker=debug,info [default: info for serve/worker, warn otherwise]
-    #[arg(long, env = "SALESAI_LOG", global = true, help_heading = "Settings")]
+    #[arg(
+        long,
+        env = "SALESAI_LOG",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
     pub log: Option<String>,
     /// This node's worker id in leases and logs [default: <hostname>-<pid>]
     #[arg(
         long,
         env = "SALESAI_WORKER_ID",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub worker_id: Option<String>,
     /// Queues this node works on, comma-separated [default: conversations,notifications,maintenance]
@@ -282,7 +330,8 @@ pub struct ConfigArgs {
         env = "SALESAI_WORKER_QUEUES",
         global = true,
         value_delimiter = ',',
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub worker_queues: Option<Vec<String>>,
     /// Milliseconds an idle worker waits before polling again [default: 250]
@@ -290,7 +339,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_WORKER_POLL_MS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub worker_poll_ms: Option<u64>,
     /// Seconds shutdown waits for running jobs before returning them to the queue [default: 30]
@@ -298,7 +348,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_SHUTDOWN_GRACE_SECS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub shutdown_grace_secs: Option<u64>,
     /// Slack app signing secret (Basic Information → App Credentials); enables /slack/*
@@ -307,7 +358,8 @@ pub struct ConfigArgs {
         env = "SLACK_SIGNING_SECRET",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub slack_signing_secret: Option<String>,
     /// Slack bot token, xoxb-… (OAuth & Permissions)
@@ -316,21 +368,35 @@ pub struct ConfigArgs {
         env = "SLACK_BOT_TOKEN",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub slack_bot_token: Option<String>,
     /// Slack Web API base; files download only from its host when overridden [default: https://slack.com/api/]
-    #[arg(long, env = "SLACK_API_URL", global = true, help_heading = "Settings")]
+    #[arg(
+        long,
+        env = "SLACK_API_URL",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
     pub slack_api_url: Option<String>,
     /// Channels watched for recordings and their product lines: C0123=ichef,C0456=beauty
-    #[arg(long, env = "SLACK_CHANNELS", global = true, help_heading = "Settings")]
+    #[arg(
+        long,
+        env = "SLACK_CHANNELS",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
     pub slack_channels: Option<String>,
     /// Product line of recordings sent to the app in a DM [default: default]
     #[arg(
         long,
         env = "SLACK_DM_PRODUCT_LINE",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub slack_dm_product_line: Option<String>,
     /// Largest file downloaded from Slack, in megabytes [default: 500]
@@ -338,7 +404,8 @@ pub struct ConfigArgs {
         long,
         env = "SLACK_MAX_DOWNLOAD_MB",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub slack_max_download_mb: Option<u64>,
     /// Retention schedule: every day delete completed conversations older than this, e.g. 90d [default: off]
@@ -346,18 +413,20 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_PRUNE_COMPLETED_OLDER_THAN",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub prune_completed_older_than: Option<String>,
     /// The scheduled retention deletes only the audio, keeping transcript and analysis [default: false]
-    #[arg(long, env = "SALESAI_PRUNE_AUDIO_ONLY", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings")]
+    #[arg(long, env = "SALESAI_PRUNE_AUDIO_ONLY", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub prune_audio_only: Option<bool>,
     /// Local time of the scheduled retention run (HH:MM) [default: 04:00]
     #[arg(
         long,
         env = "SALESAI_PRUNE_AT",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub prune_at: Option<String>,
     /// Days completed jobs are kept before the daily purge deletes them; 0 keeps them forever [default: 7]
@@ -365,7 +434,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_JOBS_KEEP_DAYS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub jobs_keep_days: Option<u64>,
     /// Local time of the daily purge of completed jobs (HH:MM) [default: 04:30]
@@ -373,7 +443,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_JOBS_PURGE_AT",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub jobs_purge_at: Option<String>,
     /// Slack incoming webhook for ops alerts and the daily summary [default: off]
@@ -382,7 +453,8 @@ pub struct ConfigArgs {
         env = "SLACK_WEBHOOK_URL",
         global = true,
         hide_env_values = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub slack_webhook_url: Option<String>,
     /// Seconds between alert evaluations (one per interval across all nodes) [default: 60]
@@ -390,7 +462,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_ALERT_INTERVAL_SECS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub alert_interval_secs: Option<u64>,
     /// Minutes a cleared alert stays quiet if it returns [default: 30]
@@ -398,7 +471,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_ALERT_COOLDOWN_MINS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub alert_cooldown_mins: Option<u64>,
     /// Alert when more than this percentage of job attempts fail in 10 minutes (P1) [default: 5]
@@ -406,7 +480,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_ALERT_FAILURE_RATE",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub alert_failure_rate: Option<f64>,
     /// Alert when a queue has more jobs waiting (P2) [default: 100]
@@ -414,7 +489,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_ALERT_QUEUE_DEPTH",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub alert_queue_depth: Option<u64>,
     /// Alert when a job or a conversation waits longer, minutes (P2) [default: 20]
@@ -422,7 +498,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_ALERT_MAX_WAIT_MINS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub alert_max_wait_mins: Option<u64>,
     /// Alert when more Slack requests fail their signature in 10 minutes (P2) [default: 20]
@@ -430,7 +507,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_ALERT_SIGNATURE_FAILURES",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub alert_signature_failures: Option<u64>,
     /// Statements averaging longer than this are slow (P2), milliseconds [default: 500]
@@ -438,7 +516,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_ALERT_SLOW_QUERY_MS",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub alert_slow_query_ms: Option<f64>,
     /// Post a daily health summary to SLACK_WEBHOOK_URL at this local time (HH:MM) [default: off]
@@ -446,7 +525,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_DAILY_SUMMARY_AT",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub daily_summary_at: Option<String>,
     /// Take a backup every day at this local time (HH:MM in SALESAI_TIME_ZONE) [default: off]
@@ -454,7 +534,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_BACKUP_AT",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub backup_at: Option<String>,
     /// Folder for backups [default: <data_dir>/backups]
@@ -462,7 +543,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_BACKUP_DIR",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub backup_dir: Option<PathBuf>,
     /// Scheduled backups to keep [default: 7]
@@ -470,7 +552,8 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_BACKUP_KEEP",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub backup_keep: Option<usize>,
     /// Public base URL of this salesai (links in Slack cards), e.g. https://salesai.example.com/
@@ -478,76 +561,10 @@ pub struct ConfigArgs {
         long,
         env = "SALESAI_PUBLIC_URL",
         global = true,
-        help_heading = "Settings"
+        help_heading = "Settings",
+        hide = true
     )]
     pub public_url: Option<String>,
-}
-
-/// The same settings in `salesai.toml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    db_max_connections: Option<u32>,
-    blob_url: Option<String>,
-    s3_endpoint: Option<String>,
-    s3_region: Option<String>,
-    s3_access_key_id: Option<String>,
-    s3_secret_access_key: Option<String>,
-    s3_allow_http: Option<bool>,
-    s3_virtual_hosted_style: Option<bool>,
-    gemini_api_key: Option<String>,
-    llm_base_url: Option<String>,
-    llm_api_key: Option<String>,
-    llm_model: Option<String>,
-    llm_agent_models: Option<Vec<String>>,
-    llm_timeout_secs: Option<u64>,
-    analysis_strict: Option<bool>,
-    lines_dir: Option<PathBuf>,
-    prompts_dir: Option<PathBuf>,
-    groq_api_key: Option<String>,
-    stt_base_url: Option<String>,
-    stt_api_key: Option<String>,
-    stt_model: Option<String>,
-    stt_concurrency: Option<usize>,
-    stt_max_chunk_secs: Option<u64>,
-    stt_max_chunk_mb: Option<u64>,
-    stt_timeout_secs: Option<u64>,
-    stt_requests_per_minute: Option<u32>,
-    max_upload_mb: Option<u64>,
-    bind: Option<SocketAddr>,
-    time_zone: Option<String>,
-    log_format: Option<String>,
-    log: Option<String>,
-    worker_id: Option<String>,
-    worker_queues: Option<Vec<String>>,
-    worker_poll_ms: Option<u64>,
-    shutdown_grace_secs: Option<u64>,
-    slack_signing_secret: Option<String>,
-    slack_bot_token: Option<String>,
-    slack_api_url: Option<String>,
-    slack_channels: Option<String>,
-    slack_dm_product_line: Option<String>,
-    slack_max_download_mb: Option<u64>,
-    public_url: Option<String>,
-    backup_at: Option<String>,
-    backup_dir: Option<PathBuf>,
-    backup_keep: Option<usize>,
-    slack_webhook_url: Option<String>,
-    alert_interval_secs: Option<u64>,
-    alert_cooldown_mins: Option<u64>,
-    alert_failure_rate: Option<f64>,
-    alert_queue_depth: Option<u64>,
-    alert_max_wait_mins: Option<u64>,
-    alert_signature_failures: Option<u64>,
-    alert_slow_query_ms: Option<f64>,
-    daily_summary_at: Option<String>,
-    prune_completed_older_than: Option<String>,
-    prune_audio_only: Option<bool>,
-    prune_at: Option<String>,
-    jobs_keep_days: Option<u64>,
-    jobs_purge_at: Option<String>,
 }
 
 /// How log lines are written.
@@ -656,15 +673,10 @@ impl fmt::Debug for Config {
 impl Config {
     /// Resolves the configuration from the flags/environment and the config file.
     pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None if Path::new("salesai.toml").exists() => read_file(Path::new("salesai.toml"))?,
-            None => FileConfig::default(),
-        };
+        let args = &args.with_file()?;
         let public_url = args
             .public_url
             .clone()
-            .or(file.public_url.clone())
             .filter(|s| !s.is_empty())
             .map(|raw| {
                 let with_slash = if raw.ends_with('/') {
@@ -680,12 +692,11 @@ impl Config {
                     })
             })
             .transpose()?;
-        let slack = slack_config(args, &file, public_url.clone())?;
-        let alerts = alert_settings(args, &file)?;
+        let slack = slack_config(args, public_url.clone())?;
+        let alerts = alert_settings(args)?;
         let prune = args
             .prune_completed_older_than
             .clone()
-            .or(file.prune_completed_older_than.clone())
             .filter(|s| !s.trim().is_empty())
             .map(|raw| -> anyhow::Result<PruneSchedule> {
                 let older_than = crate::cli::queue::parse_age(raw.trim()).map_err(|e| {
@@ -696,17 +707,10 @@ impl Config {
                 }
                 Ok(PruneSchedule {
                     older_than,
-                    audio_only: args
-                        .prune_audio_only
-                        .or(file.prune_audio_only)
-                        .unwrap_or(false),
+                    audio_only: args.prune_audio_only.unwrap_or(false),
                     at: parse_time(
                         "SALESAI_PRUNE_AT",
-                        &args
-                            .prune_at
-                            .clone()
-                            .or(file.prune_at.clone())
-                            .unwrap_or_else(|| "04:00".into()),
+                        &args.prune_at.clone().unwrap_or_else(|| "04:00".into()),
                     )?,
                 })
             })
@@ -714,7 +718,6 @@ impl Config {
         let backup_at = args
             .backup_at
             .clone()
-            .or(file.backup_at.clone())
             .filter(|s| !s.trim().is_empty())
             .map(|raw| {
                 chrono::NaiveTime::parse_from_str(raw.trim(), "%H:%M").map_err(|_| {
@@ -724,18 +727,13 @@ impl Config {
                 })
             })
             .transpose()?;
-        let backup_keep = args.backup_keep.or(file.backup_keep).unwrap_or(7).max(1);
-        let backup_dir = args.backup_dir.clone().or(file.backup_dir.clone());
+        let backup_keep = args.backup_keep.unwrap_or(7).max(1);
+        let backup_dir = args.backup_dir.clone();
         let data_dir = args
             .data_dir
             .clone()
-            .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
-        let configured_url = args
-            .database_url
-            .clone()
-            .or(file.database_url)
-            .filter(|s| !s.is_empty());
+        let configured_url = args.database_url.clone().filter(|s| !s.is_empty());
         let database_configured = configured_url.is_some();
         let database_url = configured_url
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("salesai.db").display()));
@@ -751,39 +749,22 @@ impl Config {
         let blob_url = args
             .blob_url
             .clone()
-            .or(file.blob_url)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| data_dir.join("blobs").display().to_string());
         let s3 = S3Config {
             bucket: String::new(),
             prefix: String::new(),
-            endpoint: args
-                .s3_endpoint
-                .clone()
-                .or(file.s3_endpoint)
-                .filter(|s| !s.is_empty()),
-            region: args
-                .s3_region
-                .clone()
-                .or(file.s3_region)
-                .unwrap_or_else(|| "auto".into()),
-            access_key_id: args.s3_access_key_id.clone().or(file.s3_access_key_id),
-            secret_access_key: args
-                .s3_secret_access_key
-                .clone()
-                .or(file.s3_secret_access_key)
-                .map(SecretString::from),
-            allow_http: args.s3_allow_http.or(file.s3_allow_http).unwrap_or(false),
-            virtual_hosted_style: args
-                .s3_virtual_hosted_style
-                .or(file.s3_virtual_hosted_style)
-                .unwrap_or(false),
+            endpoint: args.s3_endpoint.clone().filter(|s| !s.is_empty()),
+            region: args.s3_region.clone().unwrap_or_else(|| "auto".into()),
+            access_key_id: args.s3_access_key_id.clone(),
+            secret_access_key: args.s3_secret_access_key.clone().map(SecretString::from),
+            allow_http: args.s3_allow_http.unwrap_or(false),
+            virtual_hosted_style: args.s3_virtual_hosted_style.unwrap_or(false),
         };
         let blob = BlobConfig::parse(&blob_url, s3).map_err(anyhow::Error::msg)?;
         let time_zone_name = args
             .time_zone
             .clone()
-            .or(file.time_zone)
             .unwrap_or_else(|| "Asia/Taipei".into());
         let time_zone: chrono_tz::Tz = time_zone_name.parse().map_err(|_| {
             anyhow::anyhow!(
@@ -793,7 +774,6 @@ impl Config {
         let log_format = match args
             .log_format
             .clone()
-            .or(file.log_format)
             .unwrap_or_else(|| "json".into())
             .as_str()
         {
@@ -801,66 +781,36 @@ impl Config {
             "text" | "pretty" => LogFormat::Text,
             other => bail!("unknown log format {other:?}; use json or text"),
         };
-        let worker_queues = args
-            .worker_queues
-            .clone()
-            .or(file.worker_queues)
-            .unwrap_or_else(|| {
-                salesai_core::queue::BUILTIN_QUEUES
-                    .iter()
-                    .map(|q| q.to_string())
-                    .collect()
-            });
+        let worker_queues = args.worker_queues.clone().unwrap_or_else(|| {
+            salesai_core::queue::BUILTIN_QUEUES
+                .iter()
+                .map(|q| q.to_string())
+                .collect()
+        });
         for queue in &worker_queues {
             salesai_core::queue::parse_queue_name(queue).map_err(|e| anyhow::anyhow!(e.0))?;
         }
         let backup_dir = backup_dir.unwrap_or_else(|| data_dir.join("backups"));
         let jobs_purge_at = parse_time(
             "SALESAI_JOBS_PURGE_AT",
-            &args
-                .jobs_purge_at
-                .clone()
-                .or(file.jobs_purge_at.clone())
-                .unwrap_or_else(|| "04:30".into()),
+            &args.jobs_purge_at.clone().unwrap_or_else(|| "04:30".into()),
         )?;
         Ok(Config {
             data_dir,
             database_url: SecretString::from(database_url),
             database_configured,
-            db_max_connections: args
-                .db_max_connections
-                .or(file.db_max_connections)
-                .unwrap_or(10),
+            db_max_connections: args.db_max_connections.unwrap_or(10),
             blob_url,
             blob,
             stt: {
-                let base = args
-                    .stt_base_url
-                    .clone()
-                    .or(file.stt_base_url)
-                    .filter(|s| !s.is_empty());
-                let groq = args
-                    .groq_api_key
-                    .clone()
-                    .or(file.groq_api_key)
-                    .filter(|s| !s.is_empty());
+                let base = args.stt_base_url.clone().filter(|s| !s.is_empty());
+                let groq = args.groq_api_key.clone().filter(|s| !s.is_empty());
                 let limits = salesai_core::audio::ChunkLimits {
-                    max_ms: args
-                        .stt_max_chunk_secs
-                        .or(file.stt_max_chunk_secs)
-                        .unwrap_or(600)
-                        .max(10)
-                        * 1000,
-                    max_bytes: args
-                        .stt_max_chunk_mb
-                        .or(file.stt_max_chunk_mb)
-                        .unwrap_or(24)
-                        .max(1)
-                        * 1024
-                        * 1024,
+                    max_ms: args.stt_max_chunk_secs.unwrap_or(600).max(10) * 1000,
+                    max_bytes: args.stt_max_chunk_mb.unwrap_or(24).max(1) * 1024 * 1024,
                     ..Default::default()
                 };
-                let model = args.stt_model.clone().or(file.stt_model);
+                let model = args.stt_model.clone();
                 let common =
                     |provider: &str, base_url: String, key: Option<String>, default_model: &str| {
                         salesai_providers::stt::SttConfig {
@@ -869,26 +819,18 @@ impl Config {
                             api_key: key.map(SecretString::from),
                             model: model.clone().unwrap_or_else(|| default_model.to_owned()),
                             timeout: std::time::Duration::from_secs(
-                                args.stt_timeout_secs
-                                    .or(file.stt_timeout_secs)
-                                    .unwrap_or(180),
+                                args.stt_timeout_secs.unwrap_or(180),
                             ),
-                            max_concurrency: args
-                                .stt_concurrency
-                                .or(file.stt_concurrency)
-                                .unwrap_or(4)
-                                .max(1),
+                            max_concurrency: args.stt_concurrency.unwrap_or(4).max(1),
                             limits,
-                            requests_per_minute: args
-                                .stt_requests_per_minute
-                                .or(file.stt_requests_per_minute),
+                            requests_per_minute: args.stt_requests_per_minute,
                         }
                     };
                 match (base, groq) {
                     (Some(base), _) => Some(common(
                         "custom",
                         base,
-                        args.stt_api_key.clone().or(file.stt_api_key),
+                        args.stt_api_key.clone(),
                         "whisper-1",
                     )),
                     (None, Some(key)) => Some(common(
@@ -901,24 +843,11 @@ impl Config {
                 }
             },
             llm: {
-                let base = args
-                    .llm_base_url
-                    .clone()
-                    .or(file.llm_base_url)
-                    .filter(|s| !s.is_empty());
-                let gemini = args
-                    .gemini_api_key
-                    .clone()
-                    .or(file.gemini_api_key)
-                    .filter(|s| !s.is_empty());
-                let model = args.llm_model.clone().or(file.llm_model);
+                let base = args.llm_base_url.clone().filter(|s| !s.is_empty());
+                let gemini = args.gemini_api_key.clone().filter(|s| !s.is_empty());
+                let model = args.llm_model.clone();
                 let mut agent_models = std::collections::BTreeMap::new();
-                for pair in args
-                    .llm_agent_models
-                    .clone()
-                    .or(file.llm_agent_models)
-                    .unwrap_or_default()
-                {
+                for pair in args.llm_agent_models.clone().unwrap_or_default() {
                     let (agent, agent_model) = pair.split_once('=').ok_or_else(|| {
                         anyhow::anyhow!(
                             "SALESAI_LLM_AGENT_MODELS entries are agent=model (got {pair:?})"
@@ -935,11 +864,7 @@ impl Config {
                     }
                     agent_models.insert(agent.to_owned(), agent_model.trim().to_owned());
                 }
-                let timeout = std::time::Duration::from_secs(
-                    args.llm_timeout_secs
-                        .or(file.llm_timeout_secs)
-                        .unwrap_or(120),
-                );
+                let timeout = std::time::Duration::from_secs(args.llm_timeout_secs.unwrap_or(120));
                 let make = |provider: &str,
                             base_url: String,
                             key: Option<String>,
@@ -956,17 +881,11 @@ impl Config {
                         timeout,
                         strict: args
                             .analysis_strict
-                            .or(file.analysis_strict)
                             .unwrap_or(false),
                     })
                 };
                 match (base, gemini) {
-                    (Some(base), _) => Some(make(
-                        "custom",
-                        base,
-                        args.llm_api_key.clone().or(file.llm_api_key),
-                        None,
-                    )?),
+                    (Some(base), _) => Some(make("custom", base, args.llm_api_key.clone(), None)?),
                     (None, Some(key)) => Some(make(
                         "gemini",
                         salesai_providers::llm::GEMINI_BASE_URL.into(),
@@ -976,27 +895,19 @@ impl Config {
                     (None, None) => None,
                 }
             },
-            prompts_dir: args.prompts_dir.clone().or(file.prompts_dir),
-            lines_dir: args.lines_dir.clone().or(file.lines_dir),
-            max_upload_mb: args.max_upload_mb.or(file.max_upload_mb).unwrap_or(500),
+            prompts_dir: args.prompts_dir.clone(),
+            lines_dir: args.lines_dir.clone(),
+            max_upload_mb: args.max_upload_mb.unwrap_or(500),
             bind: args
                 .bind
-                .or(file.bind)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
             time_zone,
             log_format,
-            log: args.log.clone().or(file.log),
-            worker_id: args
-                .worker_id
-                .clone()
-                .or(file.worker_id)
-                .unwrap_or_else(default_worker_id),
+            log: args.log.clone(),
+            worker_id: args.worker_id.clone().unwrap_or_else(default_worker_id),
             worker_queues,
-            worker_poll_ms: args.worker_poll_ms.or(file.worker_poll_ms).unwrap_or(250),
-            shutdown_grace_secs: args
-                .shutdown_grace_secs
-                .or(file.shutdown_grace_secs)
-                .unwrap_or(30),
+            worker_poll_ms: args.worker_poll_ms.unwrap_or(250),
+            shutdown_grace_secs: args.shutdown_grace_secs.unwrap_or(30),
             slack,
             public_url,
             backup_at,
@@ -1004,7 +915,7 @@ impl Config {
             backup_keep,
             alerts,
             prune,
-            jobs_keep_days: args.jobs_keep_days.or(file.jobs_keep_days).unwrap_or(7),
+            jobs_keep_days: args.jobs_keep_days.unwrap_or(7),
             jobs_purge_at,
         })
     }
@@ -1014,16 +925,11 @@ impl Config {
 /// lines.
 fn slack_config(
     args: &ConfigArgs,
-    file: &FileConfig,
     public_url: Option<url::Url>,
 ) -> anyhow::Result<Option<salesai_slack::SlackConfig>> {
-    let pick = |a: &Option<String>, f: &Option<String>| {
-        a.clone()
-            .or_else(|| f.clone())
-            .filter(|s| !s.trim().is_empty())
-    };
-    let secret = pick(&args.slack_signing_secret, &file.slack_signing_secret);
-    let token = pick(&args.slack_bot_token, &file.slack_bot_token);
+    let pick = |a: &Option<String>| a.clone().filter(|s| !s.trim().is_empty());
+    let secret = pick(&args.slack_signing_secret);
+    let token = pick(&args.slack_bot_token);
     let (secret, token) = match (secret, token) {
         (None, None) => return Ok(None),
         (Some(_), None) => bail!(
@@ -1034,19 +940,17 @@ fn slack_config(
         ),
         (Some(s), Some(t)) => (s, t),
     };
-    let api = pick(&args.slack_api_url, &file.slack_api_url)
-        .unwrap_or_else(|| salesai_slack::DEFAULT_API_URL.to_owned());
+    let api =
+        pick(&args.slack_api_url).unwrap_or_else(|| salesai_slack::DEFAULT_API_URL.to_owned());
     let api_url = url::Url::parse(&api)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| anyhow::anyhow!("SLACK_API_URL {api:?} is not an http(s) URL"))?;
-    let channels = salesai_slack::SlackConfig::parse_channels(
-        &pick(&args.slack_channels, &file.slack_channels).unwrap_or_default(),
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
+    let channels =
+        salesai_slack::SlackConfig::parse_channels(&pick(&args.slack_channels).unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!(e))?;
     let lines = salesai_core::product_line::builtin();
-    let dm_product_line = pick(&args.slack_dm_product_line, &file.slack_dm_product_line)
-        .unwrap_or_else(|| "default".into());
+    let dm_product_line = pick(&args.slack_dm_product_line).unwrap_or_else(|| "default".into());
     for line in channels.values().chain(std::iter::once(&dm_product_line)) {
         salesai_core::product_line::find(&lines, line).map_err(|e| {
             anyhow::anyhow!(
@@ -1062,13 +966,7 @@ fn slack_config(
         channels,
         dm_product_line,
         public_base_url: public_url,
-        max_download_bytes: args
-            .slack_max_download_mb
-            .or(file.slack_max_download_mb)
-            .unwrap_or(500)
-            .max(1)
-            * 1024
-            * 1024,
+        max_download_bytes: args.slack_max_download_mb.unwrap_or(500).max(1) * 1024 * 1024,
     }))
 }
 
@@ -1078,14 +976,10 @@ fn parse_time(name: &str, raw: &str) -> anyhow::Result<chrono::NaiveTime> {
         .map_err(|_| anyhow::anyhow!("{name} {raw:?} is not a time like 09:00 (HH:MM, local time)"))
 }
 
-fn alert_settings(
-    args: &ConfigArgs,
-    file: &FileConfig,
-) -> anyhow::Result<crate::monitor::AlertSettings> {
+fn alert_settings(args: &ConfigArgs) -> anyhow::Result<crate::monitor::AlertSettings> {
     let webhook = args
         .slack_webhook_url
         .clone()
-        .or(file.slack_webhook_url.clone())
         .filter(|s| !s.trim().is_empty())
         .map(|raw| {
             url::Url::parse(raw.trim())
@@ -1094,58 +988,212 @@ fn alert_settings(
                 .ok_or_else(|| anyhow::anyhow!("SLACK_WEBHOOK_URL is not an http(s) URL"))
         })
         .transpose()?;
-    let rate = args
-        .alert_failure_rate
-        .or(file.alert_failure_rate)
-        .unwrap_or(5.0);
+    let rate = args.alert_failure_rate.unwrap_or(5.0);
     if !(0.0..=100.0).contains(&rate) {
         bail!("SALESAI_ALERT_FAILURE_RATE is a percentage (0–100), got {rate}");
     }
     Ok(crate::monitor::AlertSettings {
         webhook,
-        interval: std::time::Duration::from_secs(
-            args.alert_interval_secs
-                .or(file.alert_interval_secs)
-                .unwrap_or(60)
-                .max(1),
-        ),
-        cooldown: chrono::Duration::minutes(
-            args.alert_cooldown_mins
-                .or(file.alert_cooldown_mins)
-                .unwrap_or(30) as i64,
-        ),
+        interval: std::time::Duration::from_secs(args.alert_interval_secs.unwrap_or(60).max(1)),
+        cooldown: chrono::Duration::minutes(args.alert_cooldown_mins.unwrap_or(30) as i64),
         thresholds: salesai_core::doctor::Thresholds {
             failure_rate: rate / 100.0,
-            queue_depth: args
-                .alert_queue_depth
-                .or(file.alert_queue_depth)
-                .unwrap_or(100),
-            max_wait_secs: 60
-                * args
-                    .alert_max_wait_mins
-                    .or(file.alert_max_wait_mins)
-                    .unwrap_or(20),
-            signature_failures: args
-                .alert_signature_failures
-                .or(file.alert_signature_failures)
-                .unwrap_or(20),
-            slow_query_ms: args
-                .alert_slow_query_ms
-                .or(file.alert_slow_query_ms)
-                .unwrap_or(500.0)
-                .max(1.0),
+            queue_depth: args.alert_queue_depth.unwrap_or(100),
+            max_wait_secs: 60 * args.alert_max_wait_mins.unwrap_or(20),
+            signature_failures: args.alert_signature_failures.unwrap_or(20),
+            slow_query_ms: args.alert_slow_query_ms.unwrap_or(500.0).max(1.0),
         },
         summary_at: args
             .daily_summary_at
             .clone()
-            .or(file.daily_summary_at.clone())
             .filter(|s| !s.trim().is_empty())
             .map(|raw| parse_time("SALESAI_DAILY_SUMMARY_AT", &raw))
             .transpose()?,
     })
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+impl ConfigArgs {
+    /// These settings (flags and environment) over `file`'s: a setting given here wins, the
+    /// file fills in the rest, field by field.
+    pub fn over(&self, file: ConfigArgs) -> anyhow::Result<ConfigArgs> {
+        let serde_json::Value::Object(mut merged) = serde_json::to_value(file)? else {
+            bail!("settings serialise to an object");
+        };
+        let serde_json::Value::Object(given) = serde_json::to_value(self)? else {
+            bail!("settings serialise to an object");
+        };
+        for (key, value) in given {
+            if !value.is_null() {
+                merged.insert(key, value);
+            }
+        }
+        let mut out: ConfigArgs = serde_json::from_value(serde_json::Value::Object(merged))?;
+        out.config = self.config.clone();
+        Ok(out)
+    }
+}
+
+/// The subsystem a setting belongs to, by its key, for `salesai help settings` and
+/// `salesai config`.
+fn subsystem(key: &str) -> (usize, &'static str) {
+    const GROUPS: &[(&str, &[&str])] = &[
+        (
+            "Alerts",
+            &["slack_webhook_url", "alert_", "daily_summary_at"],
+        ),
+        ("Database", &["config", "data_dir", "database_url", "db_"]),
+        ("Storage", &["blob_url", "s3_"]),
+        ("Speech-to-text", &["groq_api_key", "stt_"]),
+        (
+            "Analysis (LLM)",
+            &[
+                "gemini_api_key",
+                "llm_",
+                "analysis_",
+                "prompts_dir",
+                "lines_dir",
+            ],
+        ),
+        ("Web server", &["bind", "public_url", "max_upload_mb"]),
+        ("Slack", &["slack_"]),
+        ("Workers", &["worker_", "shutdown_grace_secs"]),
+        ("Schedules", &["backup_", "prune_", "jobs_"]),
+        ("Logs and time", &["log", "time_zone"]),
+    ];
+    GROUPS
+        .iter()
+        .enumerate()
+        .find(|(_, (_, prefixes))| prefixes.iter().any(|p| key.starts_with(p)))
+        .map_or((GROUPS.len(), "Other"), |(i, (name, _))| (i, name))
+}
+
+/// Every shared setting as clap knows it: key, flag, environment variable, help (with its
+/// default), whether its value is secret, and its subsystem; in subsystem order.
+pub fn settings() -> Vec<SettingInfo> {
+    use clap::Args;
+    let command = ConfigArgs::augment_args(clap::Command::new("settings"));
+    let mut out: Vec<SettingInfo> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let key = arg.get_id().as_str().to_owned();
+            Some(SettingInfo {
+                subsystem: subsystem(&key).1,
+                order: subsystem(&key).0,
+                flag: format!("--{}", arg.get_long()?),
+                env: arg.get_env()?.to_string_lossy().into_owned(),
+                help: arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                secret: arg.is_hide_env_values_set(),
+                key,
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| s.order);
+    out
+}
+
+/// One setting, as `settings()` describes it.
+#[derive(Debug, Clone)]
+pub struct SettingInfo {
+    /// Its subsystem.
+    pub subsystem: &'static str,
+    /// Where its subsystem is listed.
+    order: usize,
+    /// Its key in `salesai.toml`.
+    pub key: String,
+    /// Its flag.
+    pub flag: String,
+    /// Its environment variable.
+    pub env: String,
+    /// What it does, with its default.
+    pub help: String,
+    /// Whether its value is a secret (never printed).
+    pub secret: bool,
+}
+
+/// `salesai help settings`: every shared setting by subsystem.
+pub fn settings_help() -> String {
+    let mut out = String::from(
+        "Every command takes these settings as a flag, an environment variable or a key of salesai.toml \
+         (--config); a flag beats the environment, which beats the file, which beats the default. \
+         `salesai config` shows the value each one resolves to, and where it came from.\n",
+    );
+    let mut group = "";
+    for s in settings() {
+        if s.subsystem != group {
+            group = s.subsystem;
+            out.push_str(&format!("\n{group}:\n"));
+        }
+        out.push_str(&format!(
+            "  {}  {}  ({})\n      {}\n",
+            s.flag, s.env, s.key, s.help
+        ));
+    }
+    out
+}
+
+impl ConfigArgs {
+    /// The settings as resolved: these (flags and environment) over the config file's.
+    pub fn with_file(&self) -> anyhow::Result<ConfigArgs> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("salesai.toml").exists() => read_file(Path::new("salesai.toml"))?,
+            None => ConfigArgs::default(),
+        };
+        self.over(file)
+    }
+
+    /// `salesai config`: every setting with the value it resolves to and where that came from
+    /// (`flag`, `env`, `file` or `default`); secrets show only whether they are set, a database
+    /// URL without its password. `given` says which settings came from the command line or the
+    /// environment.
+    pub fn report(&self, given: impl Fn(&str) -> Option<&'static str>) -> anyhow::Result<String> {
+        let merged = serde_json::to_value(self.with_file()?)?;
+        let file = serde_json::to_value(match &self.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("salesai.toml").exists() => read_file(Path::new("salesai.toml"))?,
+            None => ConfigArgs::default(),
+        })?;
+        let mut out = String::new();
+        let mut group = "";
+        for s in settings() {
+            if s.subsystem != group {
+                group = s.subsystem;
+                out.push_str(&format!("{group}\n"));
+            }
+            let value = &merged[&s.key];
+            let source = given(&s.key).unwrap_or(if !file[&s.key].is_null() {
+                "file"
+            } else {
+                "default"
+            });
+            let shown = match value {
+                serde_json::Value::Null => default_of(&s.help).unwrap_or("(not set)").to_owned(),
+                _ if s.secret && s.key == "database_url" => {
+                    salesai_db::redact_url(value.as_str().unwrap_or_default())
+                }
+                _ if s.secret => "(set, hidden)".to_owned(),
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            out.push_str(&format!("  {:<28} {:<8} {shown}\n", s.key, source));
+        }
+        Ok(out)
+    }
+}
+
+/// The `[default: …]` a setting's help names.
+fn default_of(help: &str) -> Option<&str> {
+    let start = help.find("[default: ")? + "[default: ".len();
+    let end = help[start..].find(']')? + start;
+    Some(&help[start..end])
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ConfigArgs> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| {

@@ -43,7 +43,9 @@ pub enum BenchCommand {
         concurrency: u32,
     },
     /// /slack/events acknowledgement latency under a fixed rate of signed events, and the
-    /// server's memory while it downloads a large file from a fake Slack
+    /// server's memory while it downloads a large file from a fake Slack (built with
+    /// `--features fake-slack`)
+    #[cfg(feature = "fake-slack")]
     Slack {
         /// Signed events per second
         #[arg(long, default_value_t = 200)]
@@ -130,6 +132,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
             llm_ms,
             concurrency,
         } => return pipeline(config, file, stt_ms, llm_ms, concurrency).await,
+        #[cfg(feature = "fake-slack")]
         BenchCommand::Slack {
             rate,
             seconds,

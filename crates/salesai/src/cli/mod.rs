@@ -3,6 +3,7 @@
 mod analyze;
 mod backup;
 mod bench;
+#[cfg(feature = "fake-slack")]
 mod bench_slack;
 mod conversations;
 mod db;
@@ -91,12 +92,59 @@ enum Command {
     /// Measure performance
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Print the resolved configuration (secrets redacted)
+    /// Print every setting's resolved value and where it came from (flag, env, file,
+    /// default); secrets are never printed
     Config,
+    /// Every shared setting: flag, environment variable, salesai.toml key, default
+    Settings,
+}
+
+/// Every command's help ends with this.
+const SETTINGS_POINTER: &str = "Settings (database, storage, speech-to-text, LLM, Slack, alerts, schedules, \
+     workers, logs) are shared by every command as flags, environment variables or salesai.toml keys: \
+     `salesai help settings` lists them, `salesai config` shows their values.";
+
+/// The command line as clap sees it: the derived commands, with the settings pointer under
+/// every command's help and the settings table under `salesai help settings`.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    fn point(cmd: clap::Command) -> clap::Command {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        let mut cmd = cmd.after_help(SETTINGS_POINTER);
+        for name in names {
+            cmd = cmd.mut_subcommand(name, point);
+        }
+        cmd
+    }
+    point(Cli::command())
+        .mut_subcommand("settings", |c| c.after_help(crate::config::settings_help()))
+}
+
+/// Which source gave a setting on this command line: `flag` or `env`.
+pub fn given_by(matches: &clap::ArgMatches) -> impl Fn(&str) -> Option<&'static str> + '_ {
+    move |key| {
+        let mut m = matches;
+        // A global setting is recorded where it was given: at the top or in a subcommand.
+        loop {
+            match m.value_source(key) {
+                Some(clap::parser::ValueSource::CommandLine) => return Some("flag"),
+                Some(clap::parser::ValueSource::EnvVariable) => return Some("env"),
+                _ => {}
+            }
+            m = m.subcommand()?.1;
+        }
+    }
 }
 
 /// Runs the parsed command.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    if let Command::Settings = cli.command {
+        print!("{}", crate::config::settings_help());
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = Config::load(&cli.settings)?;
     match cli.command {
         Command::Serve(args) => {
@@ -176,8 +224,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::run(&config, cmd).await
         }
         Command::Config => {
-            println!("{config:#?}");
+            print!("{}", cli.settings.report(given_by(&matches))?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Settings => unreachable!("answered before the configuration is loaded"),
     }
 }

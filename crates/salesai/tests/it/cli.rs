@@ -426,14 +426,38 @@ fn bad_configuration_says_what_to_do() {
     )
     .unwrap();
     let out = run(salesai(dir.path())
-        .args(["config"])
-        .env("DATABASE_URL", "postgres://u:hunter2@db/x"));
+        .args(["config", "--worker-poll-ms", "99"])
+        .env("DATABASE_URL", "postgres://u:hunter2@db/x")
+        .env("GROQ_API_KEY", "gsk-secret-value"));
     let text = stdout(&out);
     assert!(
-        text.contains("127.0.0.1:4000") && !text.contains("hunter2"),
+        !text.contains("hunter2") && !text.contains("gsk-secret"),
         "{text}"
     );
-    let help = stdout(&run(salesai(dir.path()).arg("--help")));
+    let row = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("salesai config lists {key}:\n{text}"))
+    };
+    assert_eq!(row("bind"), "file 127.0.0.1:4000");
+    assert_eq!(row("database_url"), "env postgres://u:***@db/x");
+    assert_eq!(row("worker_poll_ms"), "flag 99");
+    assert_eq!(row("groq_api_key"), "env (set, hidden)");
+    assert_eq!(row("stt_concurrency"), "default 4");
+
+    // Every setting is listed once in `salesai help settings` and has a row in `salesai config`.
+    let settings = stdout(&run(salesai(dir.path()).args(["help", "settings"])));
+    let listed: Vec<&str> = settings
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter(|l| l.ends_with(')') && !l.contains('<'))
+        .collect();
+    assert!(listed.len() >= 60, "{settings}");
+    for line in &listed {
+        let key = line.rsplit('(').next().unwrap().trim_end_matches(')');
+        row(key);
+    }
     for env in [
         "DATABASE_URL",
         "SALESAI_BLOB_URL",
@@ -441,8 +465,16 @@ fn bad_configuration_says_what_to_do() {
         "SALESAI_BIND",
         "SALESAI_WORKER_QUEUES",
     ] {
-        assert!(help.contains(env), "--help lists {env}");
+        assert!(settings.contains(env), "help settings lists {env}");
     }
+    // A command's help is about that command: its own flags and a pointer to the settings.
+    let help = stdout(&run(salesai(dir.path()).args(["token", "create", "--help"])));
+    assert!(help.lines().count() <= 30, "one screen:\n{help}");
+    let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        !help.contains("DATABASE_URL") && words.contains("`salesai help settings`"),
+        "{help}"
+    );
 }
 
 #[test]
