@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod intake;
+pub mod language;
 pub mod media;
 pub mod metrics;
 pub mod pipeline;

@@ -220,6 +220,24 @@ macro_rules! empty_job {
     };
 }
 
+/// Parses an age given on the command line or in a setting: `90s`, `30m`, `12h`, `7d`.
+pub fn parse_age(raw: &str) -> Result<chrono::Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 90s, 30m, 12h or 7d"))?;
+    match unit {
+        "s" => Ok(chrono::Duration::seconds(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "d" => Ok(chrono::Duration::days(n)),
+        _ => Err(format!(
+            "{raw:?} is not a duration like 90s, 30m, 12h or 7d"
+        )),
+    }
+}
+
 /// A job kind: its name, its queue and its payload type, declared once, on the payload type.
 ///
 /// Enqueue with [`NewJob::of`]; a handler (`salesai_worker::Handler`) receives the payload

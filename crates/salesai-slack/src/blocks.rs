@@ -11,7 +11,7 @@ use salesai_core::store::StoredAnalysis;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::text::{Lang, explain, t};
+use crate::text::{Language, explain, t};
 
 /// Slack's limit on blocks per message.
 pub const MAX_BLOCKS: usize = 50;
@@ -113,7 +113,7 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// The thread reply to a shared file: its name and the button that opens the form.
-pub fn prompt(lang: Lang, file: &FileRef) -> Value {
+pub fn prompt(lang: Language, file: &FileRef) -> Value {
     let value = serde_json::to_string(file).expect("a FileRef serialises");
     let text = format!(
         "📎 *{}* ({}) — {}",
@@ -146,7 +146,7 @@ struct Field {
 }
 
 /// The fields every line asks, then the line's own questions.
-fn fields(lang: Lang, line: &ProductLine) -> Vec<Field> {
+fn fields(lang: Language, line: &ProductLine) -> Vec<Field> {
     let base = |id: &str, required: bool, email: bool| Field {
         id: id.to_owned(),
         label: t(lang, id).to_owned(),
@@ -178,7 +178,7 @@ fn fields(lang: Lang, line: &ProductLine) -> Vec<Field> {
 }
 
 /// The upload modal, built from the product line's form definition.
-pub fn upload_modal(lang: Lang, line: &ProductLine, file: &FileRef) -> Value {
+pub fn upload_modal(lang: Language, line: &ProductLine, file: &FileRef) -> Value {
     let mut blocks = vec![context(&format!(
         "📎 *{}* · {} · {}",
         escape(&truncate(&file.name, 200)),
@@ -240,7 +240,7 @@ pub struct Submission {
 /// Reads and checks a modal's `view.state.values`; errors are by block id, in the line's
 /// language, for Slack's inline `response_action: errors`.
 pub fn parse_submission(
-    lang: Lang,
+    lang: Language,
     line: &ProductLine,
     values: &Value,
 ) -> Result<Submission, BTreeMap<String, String>> {
@@ -305,7 +305,7 @@ const STAGES: [&str; 4] = ["pending", "preparing", "transcribing", "analyzing"];
 
 /// The status message, updated in place as the conversation moves: file, size, case number
 /// and stage.
-pub fn status(lang: Lang, conversation: &Conversation) -> Value {
+pub fn status(lang: Language, conversation: &Conversation) -> Value {
     let name = conversation
         .media
         .file_name
@@ -364,7 +364,7 @@ fn mmss(ms: u64) -> String {
 
 /// The completed card: score and qualification, PDCM bars, SPIN, top pains with a quote,
 /// strategy and next action, competitor alert, coaching highlight, report link.
-pub fn completed(lang: Lang, facts: &CardFacts<'_>) -> Value {
+pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
     let a = facts.analysis;
     let c = facts.conversation;
     let key = match a.qualification.as_str() {
@@ -537,7 +537,7 @@ pub fn completed(lang: Lang, facts: &CardFacts<'_>) -> Value {
 
 /// The failure notice: the code, what it means, and a Retry button that resumes the
 /// conversation.
-pub fn failed(lang: Lang, conversation: &Conversation) -> Value {
+pub fn failed(lang: Language, conversation: &Conversation) -> Value {
     let (stage, code, message) = conversation
         .error
         .as_ref()
@@ -734,7 +734,7 @@ mod tests {
         }
     }
 
-    fn card(lang: Lang, line: &str, outputs: &AgentOutputs) -> Value {
+    fn card(lang: Language, line: &str, outputs: &AgentOutputs) -> Value {
         let c = conversation(line, ConversationStatus::Completed);
         let a = stored(outputs);
         completed(
@@ -775,7 +775,7 @@ mod tests {
     #[test]
     fn the_english_card() {
         let out = outputs(Language::En, EN_CALL, &["Square".to_owned()]);
-        let card = card(Lang::En, "default", &out);
+        let card = card(Language::En, "default", &out);
         check_limits(&card).unwrap();
         insta::assert_json_snapshot!("completed_en", card);
         assert!(
@@ -790,7 +790,7 @@ mod tests {
         let c = conversation("ichef", ConversationStatus::Completed);
         let a = stored(&out);
         let card = completed(
-            Lang::ZhTw,
+            Language::ZhTw,
             &CardFacts {
                 conversation: &c,
                 analysis: &a,
@@ -810,7 +810,7 @@ mod tests {
     fn the_traditional_chinese_card() {
         let competitors = vec!["肚肚".to_owned(), "Dudoo".to_owned()];
         let out = outputs(Language::ZhTw, ZH_CALL, &competitors);
-        let card = card(Lang::ZhTw, "ichef", &out);
+        let card = card(Language::ZhTw, "ichef", &out);
         check_limits(&card).unwrap();
         insta::assert_json_snapshot!("completed_zh_tw", card);
     }
@@ -818,9 +818,9 @@ mod tests {
     #[test]
     fn status_failed_prompt_and_modal() {
         let c = conversation("ichef", ConversationStatus::Transcribing);
-        insta::assert_json_snapshot!("status_zh_tw", status(Lang::ZhTw, &c));
+        insta::assert_json_snapshot!("status_zh_tw", status(Language::ZhTw, &c));
         let failed_c = conversation("default", ConversationStatus::Failed);
-        let f = failed(Lang::En, &failed_c);
+        let f = failed(Language::En, &failed_c);
         check_limits(&f).unwrap();
         insta::assert_json_snapshot!("failed_en", f);
         let file = FileRef {
@@ -831,12 +831,12 @@ mod tests {
             name: "通話錄音.m4a".into(),
             size: 5_242_880,
         };
-        let p = prompt(Lang::ZhTw, &file);
+        let p = prompt(Language::ZhTw, &file);
         check_limits(&p).unwrap();
         insta::assert_json_snapshot!("prompt_zh_tw", p);
         let lines = salesai_core::product_line::builtin();
         let ichef = lines.iter().find(|l| l.id == "ichef").unwrap();
-        let modal = upload_modal(Lang::ZhTw, ichef, &file);
+        let modal = upload_modal(Language::ZhTw, ichef, &file);
         check_limits(&modal).unwrap();
         insta::assert_json_snapshot!("modal_ichef", modal);
     }
@@ -860,7 +860,7 @@ mod tests {
             name: "call.m4a".into(),
             size: 1_000,
         };
-        let modal = upload_modal(Lang::En, fitness, &file);
+        let modal = upload_modal(Language::En, fitness, &file);
         check_limits(&modal).unwrap();
         let blocks = modal["blocks"].as_array().unwrap();
         let member = blocks
@@ -897,7 +897,7 @@ mod tests {
         out.seller.next_action.script = Some(long.clone());
         out.seller.next_action.deadline = Some(long.clone());
         out.coach.coaching_notes = vec![long.clone(); 50];
-        let card = card(Lang::En, "default", &out);
+        let card = card(Language::En, "default", &out);
         check_limits(&card).unwrap();
         assert!(
             card.to_string().len() < 40_000,
@@ -907,8 +907,8 @@ mod tests {
         c.error.as_mut().unwrap().message = long.clone();
         c.media.file_name = Some(long.clone());
         c.media.bytes = Some(1);
-        check_limits(&failed(Lang::En, &c)).unwrap();
-        check_limits(&status(Lang::En, &c)).unwrap();
+        check_limits(&failed(Language::En, &c)).unwrap();
+        check_limits(&status(Language::En, &c)).unwrap();
         let text = format!("{}\n", "line of a long report ".repeat(40)).repeat(400);
         let e = ephemeral(&text);
         check_limits(&e).unwrap();
@@ -938,7 +938,7 @@ mod tests {
             "contact_email": { "value": { "value": "not-an-email" } },
             "store_type": { "value": { "selected_option": { "value": "spaceship" } } },
         });
-        let errors = parse_submission(Lang::ZhTw, ichef, &values).unwrap_err();
+        let errors = parse_submission(Language::ZhTw, ichef, &values).unwrap_err();
         assert_eq!(
             errors,
             BTreeMap::from([
@@ -953,7 +953,7 @@ mod tests {
             "store_type": { "value": { "selected_option": { "value": "cafe" } } },
             "decision_maker_present": { "value": { "selected_option": { "value": "yes" } } },
         });
-        let ok = parse_submission(Lang::ZhTw, ichef, &values).unwrap();
+        let ok = parse_submission(Language::ZhTw, ichef, &values).unwrap();
         assert_eq!(ok.customer_number.as_str(), "IC-1");
         assert_eq!(ok.answers["store_type"], "cafe");
         assert!(!ok.answers.contains_key("customer_name"));

@@ -17,8 +17,8 @@ use salesai_core::store::{ConversationFilter, StoreError};
 use crate::Slack;
 use crate::blocks::ephemeral;
 use crate::jobs::ReportJob;
-use crate::routes::{form, ok_json};
-use crate::text::Lang;
+use crate::reply::{form, ok_json};
+use crate::text::Language;
 
 /// Usage of each command.
 pub const ANALYZE_USAGE: &str = "*/analyze* — a conversation's status and scores\n• `/analyze <case number or id>` — status and scores\n• `/analyze <case number> rerun` — run the analysis again";
@@ -31,30 +31,22 @@ const ANALYZE_USAGE_ZH: &str = "*/analyze* — 查詢對話狀態與分數\n• 
 const OPPORTUNITY_USAGE_ZH: &str = "*/opportunity* — 客戶\n• `/opportunity <客戶編號或名稱>` — 查詢客戶、最新分數與對話\n• `/opportunity list` — 最新客戶\n• `/opportunity create <客戶編號> <名稱>` — 新增客戶";
 const REPORT_USAGE_ZH: &str = "*/report* — 最近 7 天摘要\n• `/report` — 我的：上傳數、平均分數、最弱面向\n• `/report team` — 團隊（主管）";
 
-/// `en` or `zh` by language.
-pub(crate) fn w(lang: Lang, en: &'static str, zh: &'static str) -> &'static str {
-    match lang {
-        Lang::En => en,
-        Lang::ZhTw => zh,
-    }
-}
-
-fn usage(lang: Lang, command: &str) -> &'static str {
+fn usage(lang: Language, command: &str) -> &'static str {
     match command {
-        "/analyze" => w(lang, ANALYZE_USAGE, ANALYZE_USAGE_ZH),
-        "/opportunity" => w(lang, OPPORTUNITY_USAGE, OPPORTUNITY_USAGE_ZH),
-        _ => w(lang, REPORT_USAGE, REPORT_USAGE_ZH),
+        "/analyze" => lang.pick(ANALYZE_USAGE, ANALYZE_USAGE_ZH),
+        "/opportunity" => lang.pick(OPPORTUNITY_USAGE, OPPORTUNITY_USAGE_ZH),
+        _ => lang.pick(REPORT_USAGE, REPORT_USAGE_ZH),
     }
 }
 
 /// The language of the channel a command came from (DMs and unmapped channels: the DM line's).
-fn lang_of(slack: &Slack, f: &BTreeMap<String, String>) -> Lang {
+fn lang_of(slack: &Slack, f: &BTreeMap<String, String>) -> Language {
     let channel = f.get("channel_id").map(String::as_str).unwrap_or_default();
     let line = slack
         .config
         .product_line_for(channel, None)
         .unwrap_or(&slack.config.dm_product_line);
-    Lang::of(&slack.app.product_line(line).language)
+    Language::of(&slack.app.product_line(line).language)
 }
 
 pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
@@ -69,8 +61,7 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
         "/report" => report(slack, lang, text, &f).await,
         _ => Ok(format!(
             "{}\n\n{}\n\n{}\n\n{}",
-            w(
-                lang,
+            lang.pick(
                 "salesai does not know {command}.",
                 "salesai 不認得 {command}。"
             )
@@ -87,9 +78,7 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
             // Slack shows a 200's text to the user; a 5xx shows a generic failure.
             (
                 StatusCode::OK,
-                axum::Json(ephemeral(w(
-                    lang,
-                    "salesai could not answer just now (its database is unavailable). Try again in a minute.",
+                axum::Json(ephemeral(lang.pick("salesai could not answer just now (its database is unavailable). Try again in a minute.",
                     "salesai 目前無法回應（資料庫無法使用），請一分鐘後再試。",
                 ))),
             )
@@ -102,7 +91,7 @@ fn is_help(text: &str) -> bool {
     text.is_empty() || text.eq_ignore_ascii_case("help")
 }
 
-async fn analyze(slack: &Slack, lang: Lang, text: &str) -> Result<String, StoreError> {
+async fn analyze(slack: &Slack, lang: Language, text: &str) -> Result<String, StoreError> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let (target, rerun) = match words.as_slice() {
         [t] if !is_help(t) => (*t, false),
@@ -113,16 +102,14 @@ async fn analyze(slack: &Slack, lang: Lang, text: &str) -> Result<String, StoreE
     let Some(c) = pipeline::find(store, target).await? else {
         return Ok(format!(
             "{}\n\n{}",
-            w(lang, "No conversation {target}.", "找不到對話 {target}。")
+            lang.pick("No conversation {target}.", "找不到對話 {target}。")
                 .replace("{target}", target),
             usage(lang, "/analyze")
         ));
     };
     if rerun {
         return Ok(match pipeline::reanalyze(store, &c).await {
-            Ok(_) => w(
-                lang,
-                "🔁 Re-running the analysis of {case}; the result updates its card in the thread.",
+            Ok(_) => lang.pick("🔁 Re-running the analysis of {case}; the result updates its card in the thread.",
                 "🔁 正在重新分析 {case}，結果會更新討論串中的卡片。",
             )
             .replace("{case}", c.case_number.as_str()),
@@ -169,7 +156,7 @@ async fn analyze(slack: &Slack, lang: Lang, text: &str) -> Result<String, StoreE
 
 async fn opportunity(
     slack: &Slack,
-    lang: Lang,
+    lang: Language,
     text: &str,
     f: &BTreeMap<String, String>,
 ) -> Result<String, StoreError> {
@@ -178,14 +165,12 @@ async fn opportunity(
     if is_help(text) {
         return Ok(usage.to_owned());
     }
-    let score_word = w(lang, "score", "分數");
+    let score_word = lang.pick("score", "分數");
     let (first, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     if first.eq_ignore_ascii_case("list") && rest.trim().is_empty() {
         let list = store.search_opportunities("", 10).await?;
         if list.is_empty() {
-            return Ok(w(
-                lang,
-                "No customers yet. Add one with `/opportunity create <customer number> <name>`.",
+            return Ok(lang.pick("No customers yet. Add one with `/opportunity create <customer number> <name>`.",
                 "尚無客戶。用 `/opportunity create <客戶編號> <名稱>` 新增。",
             )
             .into());
@@ -204,7 +189,7 @@ async fn opportunity(
             .collect();
         return Ok(format!(
             "*{}*\n{}",
-            w(lang, "Newest customers", "最新客戶"),
+            lang.pick("Newest customers", "最新客戶"),
             rows.join("\n")
         ));
     }
@@ -214,8 +199,7 @@ async fn opportunity(
         let Ok(number) = CustomerNumber::parse(number) else {
             return Ok(format!(
                 "{}\n\n{usage}",
-                w(
-                    lang,
+                lang.pick(
                     "`{number}` is not a customer number (letters, digits, - and _).",
                     "`{number}` 不是客戶編號（英數字、- 與 _）。"
                 )
@@ -226,7 +210,7 @@ async fn opportunity(
         if name.is_empty() {
             return Ok(format!(
                 "{}\n\n{usage}",
-                w(lang, "Give the customer a name.", "請輸入客戶名稱。")
+                lang.pick("Give the customer a name.", "請輸入客戶名稱。")
             ));
         }
         let channel = f.get("channel_id").map(String::as_str).unwrap_or_default();
@@ -252,14 +236,12 @@ async fn opportunity(
             {
                 Ok(o) => format!(
                     "✅ {} `{}` {} ({}).",
-                    w(lang, "Created", "已建立"),
+                    lang.pick("Created", "已建立"),
                     o.customer_number,
                     o.company_name,
                     o.product_line
                 ),
-                Err(StoreError::Conflict(_)) => w(
-                    lang,
-                    "Customer {number} already exists; look it up with `/opportunity {number}`.",
+                Err(StoreError::Conflict(_)) => lang.pick("Customer {number} already exists; look it up with `/opportunity {number}`.",
                     "客戶 {number} 已存在；用 `/opportunity {number}` 查詢。",
                 )
                 .replace("{number}", number.as_str()),
@@ -274,8 +256,7 @@ async fn opportunity(
     match found.as_slice() {
         [] => Ok(format!(
             "{}\n\n{usage}",
-            w(
-                lang,
+            lang.pick(
                 "No customer matches “{text}”.",
                 "沒有符合「{text}」的客戶。"
             )
@@ -295,10 +276,10 @@ async fn opportunity(
                 o.customer_number,
                 o.product_line,
                 o.status,
-                w(lang, "latest score", "最新分數"),
+                lang.pick("latest score", "最新分數"),
                 o.latest_score.map_or("–".to_owned(), |s| s.to_string()),
                 o.conversations,
-                w(lang, "conversation(s)", "通對話")
+                lang.pick("conversation(s)", "通對話")
             );
             for c in conversations {
                 out.push_str(&format!(
@@ -312,7 +293,7 @@ async fn opportunity(
         }
         many => Ok(format!(
             "{}\n{}",
-            w(lang, "{n} customers match:", "{n} 位客戶符合：")
+            lang.pick("{n} customers match:", "{n} 位客戶符合：")
                 .replace("{n}", &many.len().to_string()),
             many.iter()
                 .map(|o| format!("• `{}` {}", o.customer_number, o.company_name))
@@ -324,7 +305,7 @@ async fn opportunity(
 
 async fn report(
     slack: &Slack,
-    lang: Lang,
+    lang: Language,
     text: &str,
     f: &BTreeMap<String, String>,
 ) -> Result<String, StoreError> {
@@ -341,17 +322,21 @@ async fn report(
         user_id: f.get("user_id").cloned().unwrap_or_default(),
         user_name: f.get("user_name").cloned(),
         response_url: response_url.clone(),
-        lang: Some(if lang == Lang::ZhTw { "zh-TW" } else { "en" }.to_owned()),
+        lang: Some(
+            if lang == Language::ZhTw {
+                "zh-TW"
+            } else {
+                "en"
+            }
+            .to_owned(),
+        ),
     });
     slack.app.store.enqueue(job).await?;
     Ok(if team {
-        w(
-            lang,
-            "⏳ Preparing the team report…",
-            "⏳ 正在準備團隊報告…",
-        )
-        .into()
+        lang.pick("⏳ Preparing the team report…", "⏳ 正在準備團隊報告…")
+            .into()
     } else {
-        w(lang, "⏳ Preparing your report…", "⏳ 正在準備你的報告…").into()
+        lang.pick("⏳ Preparing your report…", "⏳ 正在準備你的報告…")
+            .into()
     })
 }

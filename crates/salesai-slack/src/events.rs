@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::Slack;
 use crate::jobs::PromptJob;
-use crate::routes::{ack, ok_json};
+use crate::reply::{ack, ok_json};
 
 pub(crate) async fn handle(slack: &Slack, headers: &HeaderMap, body: &[u8]) -> Response {
     let Ok(envelope) = serde_json::from_slice::<Value>(body) else {

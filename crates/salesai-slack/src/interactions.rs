@@ -19,8 +19,8 @@ use crate::blocks::{
     self, ACTION_OPEN_UPLOAD, ACTION_REPORT_LINK, ACTION_RETRY, FileRef, UPLOAD_CALLBACK,
 };
 use crate::jobs::RespondJob;
-use crate::routes::{ack, form, ok_json};
-use crate::text::{Lang, t};
+use crate::reply::{ack, form, ok_json};
+use crate::text::{Language, t};
 
 pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
     let fields = form(body);
@@ -72,7 +72,7 @@ async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response
         return ack();
     };
     let line = slack.app.product_line(&file.product_line).clone();
-    let lang = Lang::of(&line.language);
+    let lang = Language::of(&line.language);
     let view = blocks::upload_modal(lang, &line, &file);
     let trigger = payload["trigger_id"].as_str().unwrap_or_default();
     let body = json!({ "trigger_id": trigger, "view": view });
@@ -85,9 +85,7 @@ async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response
     tracing::error!(event = "slack.views_open_failed", error = %error, "could not open the upload form");
     // The rep clicked and saw nothing: say so, and what to do.
     if let Some(url) = payload["response_url"].as_str() {
-        let text = crate::commands::w(
-            lang,
-            "The form did not open (Slack was slow or refused). Click *Analyze* again; nothing was lost.",
+        let text = lang.pick("The form did not open (Slack was slow or refused). Click *Analyze* again; nothing was lost.",
             "表單沒有開啟（Slack 回應太慢或拒絕）。請再按一次「開始分析」，資料不會遺失。",
         );
         respond_later(slack, url, blocks::ephemeral(text)).await;
@@ -100,7 +98,7 @@ async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
     let found = pipeline::find(slack.app.store.as_ref(), id).await;
     let reply = match found {
         Ok(Some(conversation)) => {
-            let lang = Lang::of(&slack.app.product_line(&conversation.product_line).language);
+            let lang = Language::of(&slack.app.product_line(&conversation.product_line).language);
             match pipeline::retry(slack.app.store.as_ref(), &conversation).await {
                 Ok(restarted) => {
                     tracing::info!(event = "slack.retry", conversation_id = %restarted.id, resumes_at = restarted.resumes_at, "retry from Slack");
@@ -150,7 +148,7 @@ async fn submit(slack: &Slack, payload: &Value) -> Response {
         return (StatusCode::BAD_REQUEST, "the form lost its file").into_response();
     };
     let line = slack.app.product_line(&file.product_line).clone();
-    let lang = Lang::of(&line.language);
+    let lang = Language::of(&line.language);
     let submission = match blocks::parse_submission(lang, &line, &view["state"]["values"]) {
         Ok(s) => s,
         Err(errors) => {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::blocks::{self, CardFacts, FileRef};
-use crate::text::Lang;
+use crate::text::Language;
 use crate::{Slack, SlackError};
 
 /// `slack.prompt`: reply to a shared file with the button that opens the form.
@@ -233,7 +233,7 @@ impl Handler for Prompt {
             size: file["size"].as_u64().unwrap_or(0),
         };
         let line = slack.app.product_line(line_id);
-        let mut message = blocks::prompt(Lang::of(&line.language), &file_ref);
+        let mut message = blocks::prompt(Language::of(&line.language), &file_ref);
         message["channel"] = json!(channel);
         if let Some(ts) = thread_ts {
             message["thread_ts"] = json!(ts);
@@ -294,7 +294,7 @@ impl Handler for Report {
         let user = non_empty(&p.user_id, "user_id")?;
         let name = p.user_name.as_deref().unwrap_or(user);
         let team = p.team;
-        let lang = Lang::of(p.lang.as_deref().unwrap_or("en"));
+        let lang = Language::of(p.lang.as_deref().unwrap_or("en"));
         let user_id = map_user(slack, user, name).await?;
         let text = if team {
             let role = app
@@ -306,9 +306,7 @@ impl Handler for Report {
             if matches!(role, Some(Role::Manager | Role::Admin)) {
                 build_report(app, None, lang).await?
             } else {
-                crate::commands::w(
-                    lang,
-                    "`/report team` is for managers. Ask an admin to give you the manager role; `/report` shows yours.",
+                lang.pick("`/report team` is for managers. Ask an admin to give you the manager role; `/report` shows yours.",
                     "`/report team` 限主管使用。請管理員給你 manager 角色；`/report` 可看你自己的報告。",
                 )
                 .to_owned()
@@ -343,8 +341,11 @@ impl Tally {
 const DIMENSIONS: [&str; 4] = ["pain", "decision", "champion", "metrics"];
 
 /// The last seven days for one rep (`Some`) or the team (`None`), in `lang`.
-pub async fn build_report(app: &App, rep: Option<&str>, lang: Lang) -> Result<String, JobError> {
-    use crate::commands::w;
+pub async fn build_report(
+    app: &App,
+    rep: Option<&str>,
+    lang: Language,
+) -> Result<String, JobError> {
     let t = |key: &str| crate::text::t(lang, key).to_owned();
     let since = chrono::Utc::now() - chrono::Duration::days(7);
     let conversations = app
@@ -391,16 +392,16 @@ pub async fn build_report(app: &App, rep: Option<&str>, lang: Lang) -> Result<St
     let mut out = format!(
         "*{} — {}*\n{} *{}* · {} {} · {} {}",
         if rep.is_some() {
-            w(lang, "Your report", "你的報告")
+            lang.pick("Your report", "你的報告")
         } else {
-            w(lang, "Team report", "團隊報告")
+            lang.pick("Team report", "團隊報告")
         },
-        w(lang, "last 7 days", "最近 7 天"),
-        w(lang, "Uploads", "上傳"),
+        lang.pick("last 7 days", "最近 7 天"),
+        lang.pick("Uploads", "上傳"),
         total.uploads,
-        w(lang, "completed", "完成"),
+        lang.pick("completed", "完成"),
         total.completed,
-        w(lang, "failed", "失敗"),
+        lang.pick("failed", "失敗"),
         total.failed
     );
     match total.avg(0) {
@@ -410,7 +411,7 @@ pub async fn build_report(app: &App, rep: Option<&str>, lang: Lang) -> Result<St
                 .expect("four dimensions");
             out.push_str(&format!(
                 "\n{} *{avg}/100* · {} {} · {} {} · {} {} · {} {}\n{}: *{}* ({})",
-                w(lang, "Average score", "平均分數"),
+                lang.pick("Average score", "平均分數"),
                 t("pain"),
                 total.avg(1).unwrap_or(0),
                 t("decision"),
@@ -419,22 +420,18 @@ pub async fn build_report(app: &App, rep: Option<&str>, lang: Lang) -> Result<St
                 total.avg(3).unwrap_or(0),
                 t("metrics"),
                 total.avg(4).unwrap_or(0),
-                w(lang, "Weakest dimension", "最弱面向"),
+                lang.pick("Weakest dimension", "最弱面向"),
                 t(DIMENSIONS[weakest - 1]),
                 total.avg(weakest).unwrap_or(0)
             ));
         }
-        None => out.push_str(w(
-            lang,
-            "\nNo completed analyses yet.",
-            "\n尚無完成的分析。",
-        )),
+        None => out.push_str(lang.pick("\nNo completed analyses yet.", "\n尚無完成的分析。")),
     }
     if rep.is_none() && !by_rep.is_empty() {
-        out.push_str(w(lang, "\n\n*By rep*", "\n\n*依業務*"));
+        out.push_str(lang.pick("\n\n*By rep*", "\n\n*依業務*"));
         for (rep_id, tally) in &by_rep {
             let name = if rep_id.is_empty() {
-                w(lang, "(no rep)", "（無業務）").to_owned()
+                lang.pick("(no rep)", "（無業務）").to_owned()
             } else {
                 app.store
                     .get_user(rep_id)
@@ -447,8 +444,8 @@ pub async fn build_report(app: &App, rep: Option<&str>, lang: Lang) -> Result<St
                 "\n• {} — {} {}, {} {}",
                 blocks::escape(&name),
                 tally.uploads,
-                w(lang, "uploads", "次上傳"),
-                w(lang, "average", "平均"),
+                lang.pick("uploads", "次上傳"),
+                lang.pick("average", "平均"),
                 tally.avg(0).map_or("–".to_owned(), |a| a.to_string())
             ));
         }
@@ -659,7 +656,7 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
     };
     let app = &slack.app;
     let line = app.product_line(&c.product_line);
-    let lang = Lang::of(&line.language);
+    let lang = Language::of(&line.language);
     let posted: BTreeMap<String, (String, String)> = app
         .store
         .slack_messages(&c.id)

@@ -18,6 +18,7 @@ mod commands;
 mod events;
 mod interactions;
 pub mod jobs;
+mod reply;
 mod routes;
 pub mod signature;
 pub mod text;

@@ -91,18 +91,3 @@ fn verified<'a>(
         }
     }
 }
-
-/// Reads a form-encoded body into pairs.
-pub(crate) fn form(body: &[u8]) -> std::collections::BTreeMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
-/// A 200 with a JSON body.
-pub(crate) fn ok_json(value: serde_json::Value) -> Response {
-    (StatusCode::OK, axum::Json(value)).into_response()
-}
-
-/// An empty 200: Slack's acknowledgement.
-pub(crate) fn ack() -> Response {
-    StatusCode::OK.into_response()
-}

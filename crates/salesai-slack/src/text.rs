@@ -1,24 +1,7 @@
 //! The words salesai says in Slack, in each product line's language (`zh-TW` or English).
 
-/// A message language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    /// Traditional Chinese (Taiwan).
-    ZhTw,
-    /// English.
-    En,
-}
-
-impl Lang {
-    /// The language of a product line (`zh*` is Traditional Chinese, anything else English).
-    pub fn of(language: &str) -> Lang {
-        if language.starts_with("zh") {
-            Lang::ZhTw
-        } else {
-            Lang::En
-        }
-    }
-}
+/// A message language: the project's one language type.
+pub use salesai_core::language::Language;
 
 /// `(key, English, 繁體中文)`.
 const TEXTS: &[(&str, &str, &str)] = &[
@@ -92,19 +75,19 @@ const TEXTS: &[(&str, &str, &str)] = &[
 
 /// The text for `key` in `lang`. Unknown keys are a programming error caught by the tests;
 /// at run time they show the key itself.
-pub fn t(lang: Lang, key: &str) -> &str {
+pub fn t(lang: Language, key: &str) -> &str {
     TEXTS
         .iter()
         .find(|(k, _, _)| *k == key)
         .map(|(_, en, zh)| match lang {
-            Lang::En => *en,
-            Lang::ZhTw => *zh,
+            Language::En => *en,
+            Language::ZhTw => *zh,
         })
         .unwrap_or(key)
 }
 
 /// What an error code means, for a rep, in `lang`.
-pub fn explain(lang: Lang, code: &str) -> &'static str {
+pub fn explain(lang: Language, code: &str) -> &'static str {
     let (en, zh) = match code {
         "FILE_DOWNLOAD_FAILED" => (
             "salesai could not fetch the file from Slack. Share it again, or ask an admin to check the app's files:read scope.",
@@ -156,8 +139,8 @@ pub fn explain(lang: Lang, code: &str) -> &'static str {
         ),
     };
     match lang {
-        Lang::En => en,
-        Lang::ZhTw => zh,
+        Language::En => en,
+        Language::ZhTw => zh,
     }
 }
 
@@ -172,8 +155,8 @@ mod tests {
             assert!(keys.insert(*key), "duplicate key {key}");
             assert!(!en.is_empty() && !zh.is_empty(), "{key}");
         }
-        assert_eq!(t(Lang::ZhTw, "retry"), "重試");
-        assert_eq!(t(Lang::En, "retry"), "Retry");
-        assert!(explain(Lang::ZhTw, "FILE_DOWNLOAD_FAILED").contains("files:read"));
+        assert_eq!(t(Language::ZhTw, "retry"), "重試");
+        assert_eq!(t(Language::En, "retry"), "Retry");
+        assert!(explain(Language::ZhTw, "FILE_DOWNLOAD_FAILED").contains("files:read"));
     }
 }

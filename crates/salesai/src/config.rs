@@ -628,13 +628,28 @@ pub struct Config {
     /// Scheduled backups kept.
     pub backup_keep: usize,
     /// Ops alerts.
-    pub alerts: crate::monitor::AlertSettings,
+    pub alerts: AlertSettings,
     /// The retention schedule, when set.
     pub prune: Option<PruneSchedule>,
     /// Days completed jobs are kept (0: forever).
     pub jobs_keep_days: u64,
     /// The local time of the daily purge of completed jobs.
     pub jobs_purge_at: chrono::NaiveTime,
+}
+
+/// Alert settings.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// Where alerts go (a Slack incoming webhook).
+    pub webhook: Option<url::Url>,
+    /// How often conditions are evaluated.
+    pub interval: std::time::Duration,
+    /// A cleared condition that returns within this is not announced again.
+    pub cooldown: chrono::Duration,
+    /// The thresholds.
+    pub thresholds: salesai_core::doctor::Thresholds,
+    /// The daily summary's local time.
+    pub summary_at: Option<chrono::NaiveTime>,
 }
 
 /// The scheduled retention run.
@@ -699,7 +714,7 @@ impl Config {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .map(|raw| -> anyhow::Result<PruneSchedule> {
-                let older_than = crate::cli::queue::parse_age(raw.trim()).map_err(|e| {
+                let older_than = salesai_core::queue::parse_age(raw.trim()).map_err(|e| {
                     anyhow::anyhow!("SALESAI_PRUNE_COMPLETED_OLDER_THAN {raw:?}: {e}")
                 })?;
                 if older_than < chrono::Duration::days(1) {
@@ -976,7 +991,7 @@ fn parse_time(name: &str, raw: &str) -> anyhow::Result<chrono::NaiveTime> {
         .map_err(|_| anyhow::anyhow!("{name} {raw:?} is not a time like 09:00 (HH:MM, local time)"))
 }
 
-fn alert_settings(args: &ConfigArgs) -> anyhow::Result<crate::monitor::AlertSettings> {
+fn alert_settings(args: &ConfigArgs) -> anyhow::Result<AlertSettings> {
     let webhook = args
         .slack_webhook_url
         .clone()
@@ -992,7 +1007,7 @@ fn alert_settings(args: &ConfigArgs) -> anyhow::Result<crate::monitor::AlertSett
     if !(0.0..=100.0).contains(&rate) {
         bail!("SALESAI_ALERT_FAILURE_RATE is a percentage (0–100), got {rate}");
     }
-    Ok(crate::monitor::AlertSettings {
+    Ok(AlertSettings {
         webhook,
         interval: std::time::Duration::from_secs(args.alert_interval_secs.unwrap_or(60).max(1)),
         cooldown: chrono::Duration::minutes(args.alert_cooldown_mins.unwrap_or(30) as i64),

@@ -3,9 +3,8 @@
 
 mod cli;
 mod config;
-mod monitor;
+mod ops;
 mod runtime;
-mod schedule;
 
 use clap::FromArgMatches;
 

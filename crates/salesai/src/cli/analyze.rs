@@ -146,7 +146,7 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
     };
     let worker = tokio::spawn(salesai_worker::run(
         app.clone(),
-        crate::cli::serve::registry(None),
+        crate::ops::jobs::registry(None),
         options,
         token.clone(),
     ));

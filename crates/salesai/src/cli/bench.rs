@@ -414,7 +414,7 @@ async fn pipeline(
     };
     let worker = tokio::spawn(salesai_worker::run(
         app.clone(),
-        crate::cli::serve::registry(None),
+        crate::ops::jobs::registry(None),
         options,
         token.clone(),
     ));

@@ -10,7 +10,7 @@ pub enum DbCommand {
     /// PostgreSQL: terminate this database's connections idle for longer than the given age
     TerminateIdle {
         /// e.g. 5m
-        #[arg(long, default_value = "5m", value_parser = crate::cli::queue::parse_age)]
+        #[arg(long, default_value = "5m", value_parser = salesai_core::queue::parse_age)]
         older_than: chrono::Duration,
     },
     /// Refresh planner statistics and reclaim space (VACUUM ANALYZE; ANALYZE on SQLite)

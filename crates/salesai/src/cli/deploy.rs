@@ -145,7 +145,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<ExitCode> {
         c.warn("scheduled backups", "SALESAI_BACKUP_AT is not set");
     }
     // Doctor.
-    let facts = crate::cli::doctor::gather(config, "1h").await;
+    let facts = crate::ops::doctor::gather(config, "1h").await;
     let findings = diagnose(&facts, &config.alerts.thresholds);
     let serious: Vec<_> = findings
         .iter()

@@ -80,10 +80,7 @@ struct Report {
 }
 
 fn language_name(language: Language) -> &'static str {
-    match language {
-        Language::ZhTw => "zh-TW",
-        Language::En => "en",
-    }
+    language.code()
 }
 
 /// The labelled calls of a folder: (name, labels, transcript path), sorted by name.

@@ -108,26 +108,8 @@ pub struct FilterArgs {
     #[arg(long)]
     pub kind: Option<String>,
     /// Only jobs unchanged for longer than this (e.g. 90s, 30m, 12h, 7d)
-    #[arg(long, value_parser = parse_age)]
+    #[arg(long, value_parser = salesai_core::queue::parse_age)]
     pub older_than: Option<chrono::Duration>,
-}
-
-/// Parses `90s`, `30m`, `12h`, `7d`.
-pub fn parse_age(raw: &str) -> Result<chrono::Duration, String> {
-    let raw = raw.trim();
-    let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 90s, 30m, 12h or 7d"))?;
-    match unit {
-        "s" => Ok(chrono::Duration::seconds(n)),
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        _ => Err(format!(
-            "{raw:?} is not a duration like 90s, 30m, 12h or 7d"
-        )),
-    }
 }
 
 impl FilterArgs {
@@ -475,7 +457,7 @@ fn preview(ids: &[i64]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_age;
+    use salesai_core::queue::parse_age;
 
     #[test]
     fn ages_parse() {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use salesai_worker::{Registry, WorkerOptions};
+use salesai_worker::WorkerOptions;
 
 use crate::config::Config;
 
@@ -14,15 +14,6 @@ pub struct ServeArgs {
     /// Serve HTTP only; run workers elsewhere with `salesai worker`
     #[arg(long)]
     pub no_workers: bool,
-}
-
-/// The job kinds this binary runs.
-pub fn registry(slack: Option<salesai_slack::Slack>) -> Registry {
-    let mut registry = Registry::new();
-    salesai_worker::register_builtin(&mut registry);
-    salesai_worker::register_pipeline(&mut registry);
-    salesai_slack::register_jobs(&mut registry, slack);
-    registry
 }
 
 /// The Slack app, when configured.
@@ -53,39 +44,7 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         "salesai started"
     );
 
-    let mut daily = Vec::new();
-    if let Some(at) = config.backup_at {
-        daily.push((
-            at,
-            salesai_core::queue::NewJob::of(&crate::schedule::BackupRun {}),
-        ));
-        tracing::info!(event = "backup.schedule", at = %at.format("%H:%M"), time_zone = %config.time_zone, dir = %config.backup_dir.display(), "daily backups scheduled");
-    }
-    if let Some(prune) = &config.prune {
-        daily.push((
-            prune.at,
-            salesai_core::queue::NewJob::of(&crate::schedule::PruneRun {}),
-        ));
-        tracing::info!(event = "prune.schedule", at = %prune.at.format("%H:%M"), older_than_days = prune.older_than.num_days(), audio_only = prune.audio_only, "daily retention scheduled");
-    }
-    if config.jobs_keep_days > 0 {
-        daily.push((
-            config.jobs_purge_at,
-            salesai_core::queue::NewJob::of(&crate::schedule::PurgeJobsRun {}),
-        ));
-    }
-    if !daily.is_empty() {
-        tokio::spawn(crate::schedule::run_daily_schedule(
-            app.clone(),
-            daily,
-            shutdown.clone(),
-        ));
-    }
-    tokio::spawn(crate::monitor::run_schedule(
-        app.clone(),
-        config.clone(),
-        shutdown.clone(),
-    ));
+    crate::ops::schedule::spawn(&app, config, &shutdown);
     let worker = workers.then(|| {
         let options = WorkerOptions {
             queues: config.worker_queues.clone(),
@@ -95,25 +54,7 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         };
         tokio::spawn(salesai_worker::run(
             app.clone(),
-            {
-                let mut r = registry(slack.clone());
-                crate::monitor::register(&mut r, config, database.clone());
-                r.add(crate::schedule::PurgeJobsJob {
-                    keep: chrono::Duration::days(config.jobs_keep_days.max(1) as i64),
-                });
-                if let Some(prune) = &config.prune {
-                    r.add(crate::schedule::PruneJob {
-                        older_than: prune.older_than,
-                        audio_only: prune.audio_only,
-                    });
-                }
-                r.add(crate::schedule::BackupJob {
-                    database: database.clone(),
-                    dir: config.backup_dir.clone(),
-                    keep: config.backup_keep,
-                });
-                r
-            },
+            crate::ops::jobs::node_registry(config, slack.clone(), database.clone()),
             options,
             shutdown.clone(),
         ))

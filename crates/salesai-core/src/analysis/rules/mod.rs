@@ -26,39 +26,8 @@ use numbers::{Period, Quantity, Unit};
 /// The engine's name, as stored with its outputs.
 pub const ENGINE: &str = "rules";
 
-/// The language of messages the engine writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Language {
-    /// Traditional Chinese (Taiwan).
-    ZhTw,
-    /// English.
-    En,
-}
-
-impl Language {
-    /// Picks the language a transcript is mostly in.
-    pub fn detect(segments: &[Segment]) -> Language {
-        let (cjk, other) =
-            segments
-                .iter()
-                .flat_map(|s| s.text.chars())
-                .fold((0, 0), |(c, o), ch| {
-                    if is_cjk(ch) {
-                        (c + 1, o)
-                    } else if ch.is_alphabetic() {
-                        (c, o + 1)
-                    } else {
-                        (c, o)
-                    }
-                });
-        // A CJK character carries about as much as a short English word.
-        if cjk * 4 >= other {
-            Language::ZhTw
-        } else {
-            Language::En
-        }
-    }
-}
+/// The language of messages the engine writes: the project's one language type.
+pub use crate::language::Language;
 
 /// What the engine reads.
 #[derive(Debug, Clone, Copy)]
@@ -896,11 +865,9 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
     f
 }
 
+/// The Chinese or the English text (the engine's messages are written Chinese first).
 fn zh(language: Language, zh: &str, en: &str) -> String {
-    match language {
-        Language::ZhTw => zh.to_owned(),
-        Language::En => en.to_owned(),
-    }
+    language.pick(en, zh).to_owned()
 }
 
 fn context(f: &Findings<'_>) -> ContextOutput {

@@ -77,6 +77,44 @@ pub async fn run_daily_schedule(
     }
 }
 
+/// Starts this process's schedulers: the daily tasks its configuration enables (backups,
+/// retention, the job-history purge) and the ops-alert schedule, until `shutdown`.
+pub fn spawn(app: &App, config: &crate::config::Config, shutdown: &CancellationToken) {
+    let mut daily = Vec::new();
+    if let Some(at) = config.backup_at {
+        daily.push((
+            at,
+            salesai_core::queue::NewJob::of(&crate::ops::schedule::BackupRun {}),
+        ));
+        tracing::info!(event = "backup.schedule", at = %at.format("%H:%M"), time_zone = %config.time_zone, dir = %config.backup_dir.display(), "daily backups scheduled");
+    }
+    if let Some(prune) = &config.prune {
+        daily.push((
+            prune.at,
+            salesai_core::queue::NewJob::of(&crate::ops::schedule::PruneRun {}),
+        ));
+        tracing::info!(event = "prune.schedule", at = %prune.at.format("%H:%M"), older_than_days = prune.older_than.num_days(), audio_only = prune.audio_only, "daily retention scheduled");
+    }
+    if config.jobs_keep_days > 0 {
+        daily.push((
+            config.jobs_purge_at,
+            salesai_core::queue::NewJob::of(&crate::ops::schedule::PurgeJobsRun {}),
+        ));
+    }
+    if !daily.is_empty() {
+        tokio::spawn(crate::ops::schedule::run_daily_schedule(
+            app.clone(),
+            daily,
+            shutdown.clone(),
+        ));
+    }
+    tokio::spawn(crate::ops::monitor::run_schedule(
+        app.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
+}
+
 /// Runs `backup create` as a job.
 pub struct BackupJob {
     /// The database to back up.
@@ -116,7 +154,7 @@ impl Handler for PruneJob {
     type Kind = PruneRun;
 
     async fn run(&self, app: &App, _job: &Job, _: PruneRun) -> Result<(), JobError> {
-        let cases = crate::cli::prune::prune(app, self.older_than, self.audio_only, false, 100)
+        let cases = crate::ops::prune::prune(app, self.older_than, self.audio_only, false, 100)
             .await
             .map_err(|e| {
                 JobError::retryable(ErrorCode::StorageError, format!("prune failed: {e:#}"))

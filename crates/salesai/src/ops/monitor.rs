@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{NaiveTime, Utc};
+use chrono::Utc;
 use salesai_core::doctor::{Finding, Severity, Thresholds, diagnose};
 use salesai_core::domain::ConversationStatus;
 use salesai_core::queue::{Job, MAINTENANCE, NewJob};
@@ -20,8 +20,8 @@ use salesai_core::{App, ErrorCode};
 use salesai_worker::{Handler, JobError, Registry};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::doctor::{HEARTBEAT_COUNTER, SIGNATURE_COUNTER, gather_with};
 use crate::config::Config;
+use crate::ops::doctor::{HEARTBEAT_COUNTER, SIGNATURE_COUNTER, gather_with};
 
 /// One evaluation of the alert conditions.
 pub const MONITOR: &str = "maintenance.monitor";
@@ -36,21 +36,6 @@ salesai_core::empty_job!(
     /// The payload of [`SUMMARY`].
     SummaryRun = SUMMARY, MAINTENANCE
 );
-
-/// Alert settings.
-#[derive(Debug, Clone)]
-pub struct AlertSettings {
-    /// Where alerts go (a Slack incoming webhook).
-    pub webhook: Option<url::Url>,
-    /// How often conditions are evaluated.
-    pub interval: Duration,
-    /// A cleared condition that returns within this is not announced again.
-    pub cooldown: chrono::Duration,
-    /// The thresholds.
-    pub thresholds: Thresholds,
-    /// The daily summary's local time.
-    pub summary_at: Option<NaiveTime>,
-}
 
 /// The incident key of a finding: its area and title without numbers, so "150 jobs waiting"
 /// and "170 jobs waiting" are the same incident.
@@ -403,7 +388,7 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
                 tracing::warn!(event = "alert.schedule_failed", error = %err, "could not queue the alert evaluation");
             }
             if let Some(at) = settings.summary_at
-                && let Some(key) = crate::schedule::due_key(SUMMARY, now, app.time_zone, at)
+                && let Some(key) = crate::ops::schedule::due_key(SUMMARY, now, app.time_zone, at)
             {
                 let job = NewJob::of(&SummaryRun {}).idempotency_key(key);
                 if let Err(err) = app.store.enqueue(job).await {
