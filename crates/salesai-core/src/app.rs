@@ -34,6 +34,23 @@ pub struct App {
 }
 
 impl App {
+    /// An app over `store` and `blobs` with what a deployment with nothing configured has: the
+    /// built-in product lines, the offline rules engine, no speech-to-text, the Asia/Taipei
+    /// time zone, uploads up to 500 MB. The binary and every test start here and change what
+    /// they configure.
+    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> App {
+        App {
+            store,
+            blobs,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            time_zone: chrono_tz::Asia::Taipei,
+            product_lines: Arc::new(crate::product_line::builtin()),
+            analyzer: Arc::new(crate::analysis::engine::RulesAnalyzer),
+            stt: None,
+            max_upload_bytes: 500 * 1024 * 1024,
+        }
+    }
+
     /// The product line with this id, or the `default` line when there is no such line.
     pub fn product_line(&self, id: &str) -> &ProductLine {
         self.product_lines

@@ -90,6 +90,13 @@ pub struct ObjectBlobStore {
 const PART_SIZE: usize = 5 * 1024 * 1024;
 
 impl ObjectBlobStore {
+    /// Blobs in a local folder (created when missing): the embedded default, and tests'.
+    pub fn folder(root: &std::path::Path) -> Result<ObjectBlobStore, BlobError> {
+        ObjectBlobStore::open(&BlobConfig::Local {
+            root: root.to_path_buf(),
+        })
+    }
+
     /// Opens the configured storage; a local folder is created when missing.
     pub fn open(config: &BlobConfig) -> Result<ObjectBlobStore, BlobError> {
         match config {

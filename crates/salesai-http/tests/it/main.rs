@@ -11,7 +11,7 @@ use salesai_core::domain::Role;
 use salesai_core::queue::{CONVERSATIONS, JobFailure, JobStatus, NewJob};
 use salesai_core::store::NewApiToken;
 use salesai_db::testing::TestDb;
-use salesai_providers::blob::{BlobConfig, ObjectBlobStore, S3Config};
+use salesai_providers::blob::ObjectBlobStore;
 use serde_json::{Value, json};
 
 use salesai_db::story;
@@ -27,35 +27,12 @@ struct TestApp {
 impl TestApp {
     async fn spawn(db: &TestDb) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let config = BlobConfig::parse(
-            dir.path().to_str().unwrap(),
-            S3Config {
-                bucket: String::new(),
-                prefix: String::new(),
-                endpoint: None,
-                region: "auto".into(),
-                access_key_id: None,
-                secret_access_key: None,
-                allow_http: false,
-                virtual_hosted_style: false,
-            },
-        )
-        .unwrap();
-        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::open(&config).unwrap());
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::folder(dir.path()).unwrap());
         Self::spawn_with(db, blobs, dir).await
     }
 
     async fn spawn_with(db: &TestDb, blobs: Arc<dyn BlobStore>, dir: tempfile::TempDir) -> TestApp {
-        let app = App {
-            store: db.store(),
-            blobs,
-            metrics: Arc::new(salesai_core::metrics::Metrics::new()),
-            time_zone: chrono_tz::Asia::Taipei,
-            product_lines: Arc::new(salesai_core::product_line::builtin()),
-            analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
-            stt: None,
-            max_upload_bytes: 500 * 1024 * 1024,
-        };
+        let app = App::new(db.store(), blobs);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = salesai_http::router(app.clone());

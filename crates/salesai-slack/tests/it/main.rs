@@ -13,7 +13,7 @@ use salesai_core::App;
 use salesai_core::blob::BlobStore;
 use salesai_core::product_line::ProductLine;
 use salesai_db::testing::TestDb;
-use salesai_providers::blob::{BlobConfig, ObjectBlobStore, S3Config};
+use salesai_providers::blob::ObjectBlobStore;
 use salesai_slack::fake::{FakeContent, FakeFile, FakeSlack, signed_headers};
 use salesai_slack::{Slack, SlackConfig};
 use serde_json::{Value, json};
@@ -49,30 +49,10 @@ impl Harness {
 
     pub async fn start_with(db: &TestDb, lines: Vec<ProductLine>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let blob_config = BlobConfig::parse(
-            dir.path().to_str().unwrap(),
-            S3Config {
-                bucket: String::new(),
-                prefix: String::new(),
-                endpoint: None,
-                region: "auto".into(),
-                access_key_id: None,
-                secret_access_key: None,
-                allow_http: false,
-                virtual_hosted_style: false,
-            },
-        )
-        .unwrap();
-        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::open(&blob_config).unwrap());
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::folder(dir.path()).unwrap());
         let app = App {
-            store: db.store(),
-            blobs,
-            metrics: Arc::new(salesai_core::metrics::Metrics::new()),
-            time_zone: chrono_tz::Asia::Taipei,
             product_lines: Arc::new(lines),
-            analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
-            stt: None,
-            max_upload_bytes: 500 * 1024 * 1024,
+            ..App::new(db.store(), blobs)
         };
         let fake = FakeSlack::start(TOKEN).await;
         let config = SlackConfig {

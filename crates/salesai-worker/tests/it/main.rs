@@ -11,37 +11,17 @@ use salesai_core::queue::Job;
 use salesai_core::queue::{JobFilter, JobStatus, MAINTENANCE, NewJob, QueueSettings};
 use salesai_core::{App, ErrorCode};
 use salesai_db::testing::TestDb;
-use salesai_providers::blob::{BlobConfig, ObjectBlobStore, S3Config};
+use salesai_providers::blob::ObjectBlobStore;
 use salesai_worker::{Handler, JobError, Registry, WorkerOptions, register_builtin};
 use tokio_util::sync::CancellationToken;
 
 use salesai_db::story;
 
 fn app(db: &TestDb, dir: &tempfile::TempDir) -> App {
-    let config = BlobConfig::parse(
-        dir.path().to_str().unwrap(),
-        S3Config {
-            bucket: String::new(),
-            prefix: String::new(),
-            endpoint: None,
-            region: "auto".into(),
-            access_key_id: None,
-            secret_access_key: None,
-            allow_http: false,
-            virtual_hosted_style: false,
-        },
+    App::new(
+        db.store(),
+        Arc::new(ObjectBlobStore::folder(dir.path()).unwrap()),
     )
-    .unwrap();
-    App {
-        store: db.store(),
-        blobs: Arc::new(ObjectBlobStore::open(&config).unwrap()),
-        metrics: Arc::new(salesai_core::metrics::Metrics::new()),
-        time_zone: chrono_tz::Asia::Taipei,
-        product_lines: Arc::new(salesai_core::product_line::builtin()),
-        analyzer: Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
-        stt: None,
-        max_upload_bytes: 500 * 1024 * 1024,
-    }
 }
 
 fn options(id: &str) -> WorkerOptions {
