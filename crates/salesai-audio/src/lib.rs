@@ -10,7 +10,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use salesai_core::ErrorCode;
-use symphonia::core::audio::SampleBuffer;
+use symphonia::core::audio::{AudioBuffer, AudioBufferRef};
 use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, DecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
@@ -285,7 +285,8 @@ pub fn prepare_tracks(
         };
     let mut source_rate = params.sample_rate.unwrap_or(0);
     let mut source_channels = params.channels.map(|c| c.count()).unwrap_or(0);
-    let mut sample_buf: Option<SampleBuffer<f32>> = None;
+    // Only for decoders whose samples are not f32 already (MP3, AAC, Vorbis are).
+    let mut converted: Option<AudioBuffer<f32>> = None;
     let mut tracks: Vec<Track> = Vec::new();
     loop {
         let packet = match format.next_packet() {
@@ -309,14 +310,25 @@ pub fn prepare_tracks(
         let spec = *decoded.spec();
         source_rate = spec.rate;
         source_channels = spec.channels.count();
-        let needed = decoded.capacity() as u64;
-        let buf = match &mut sample_buf {
-            Some(buf) if buf.capacity() as u64 >= needed * source_channels as u64 => buf,
-            slot => slot.insert(SampleBuffer::<f32>::new(needed, spec)),
+        // The decoder's own planar buffer, one slice per channel: downmixed straight from
+        // there, with no interleaved copy in between.
+        let buf: &AudioBuffer<f32> = match &decoded {
+            AudioBufferRef::F32(buf) => buf.as_ref(),
+            other => {
+                let fits = converted
+                    .as_ref()
+                    .is_some_and(|c| c.capacity() >= other.capacity() && *c.spec() == spec);
+                if !fits {
+                    converted = Some(AudioBuffer::new(other.capacity() as u64, spec));
+                }
+                let dest = converted.as_mut().expect("made above");
+                other.convert(dest);
+                dest
+            }
         };
-        buf.copy_interleaved_ref(decoded);
-        let samples = buf.samples();
-        let channels = source_channels.max(1);
+        let planes = buf.planes();
+        let planes = planes.planes();
+        let channels = planes.len().max(1);
         if tracks.is_empty() {
             let count = if split_channels && channels >= 2 {
                 2
@@ -327,20 +339,29 @@ pub fn prepare_tracks(
                 tracks.push(Track::new()?);
             }
         }
+        if planes.is_empty() {
+            continue;
+        }
         if tracks.len() == 1 {
             let t = &mut tracks[0];
             t.input.clear();
-            t.input.extend(
-                samples
-                    .chunks_exact(channels)
-                    .map(|frame| frame.iter().sum::<f32>() / channels as f32),
-            );
+            t.input.extend_from_slice(planes[0]);
+            if channels > 1 {
+                for plane in &planes[1..] {
+                    for (sum, x) in t.input.iter_mut().zip(plane.iter()) {
+                        *sum += *x;
+                    }
+                }
+                let scale = 1.0 / channels as f32;
+                for sum in t.input.iter_mut() {
+                    *sum *= scale;
+                }
+            }
             t.push(source_rate)?;
         } else {
-            for (c, t) in tracks.iter_mut().enumerate() {
+            for (t, plane) in tracks.iter_mut().zip(planes.iter()) {
                 t.input.clear();
-                t.input
-                    .extend(samples.chunks_exact(channels).map(|frame| frame[c]));
+                t.input.extend_from_slice(plane);
                 t.push(source_rate)?;
             }
         }

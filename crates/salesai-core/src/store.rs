@@ -264,6 +264,18 @@ pub trait JobQueue: Send + Sync {
     /// Marks a leased job completed. False when the lease was lost.
     async fn complete(&self, lease: &Lease) -> StoreResult<bool>;
 
+    /// Marks a leased job completed and leases up to `max` due jobs of `queue` to `worker_id`
+    /// in one round trip where the backend can (PostgreSQL: one statement): a worker that
+    /// finishes a job asks for its next one at the same time. Returns whether the lease was
+    /// still held (as `complete`) and the jobs claimed (as `claim`).
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        queue: &str,
+        worker_id: &str,
+        max: u32,
+    ) -> StoreResult<(bool, Vec<Job>)>;
+
     /// Marks several leased jobs completed in one statement; returns how many were still held.
     async fn complete_many(&self, leases: &[Lease]) -> StoreResult<u64>;
 

@@ -167,6 +167,9 @@ async fn queue_loop(
 ) {
     let store = shared.app.store.clone();
     let running = Arc::new(AtomicUsize::new(0));
+    // The queue's concurrency as last read: a job that finishes takes the next one itself only
+    // while its queue is within it.
+    let limit = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(Notify::new());
     let mut settings = QueueSettings::defaults_for(&queue);
     let mut refreshed: Option<Instant> = None;
@@ -190,8 +193,9 @@ async fn queue_loop(
             continue;
         }
         let busy = running.load(Ordering::Acquire);
-        let limit = settings.max_concurrency as usize;
-        if busy >= limit {
+        limit.store(settings.max_concurrency as usize, Ordering::Release);
+        let limit_now = settings.max_concurrency as usize;
+        if busy >= limit_now {
             tokio::select! {
                 _ = finished.notified() => {}
                 _ = shutdown.cancelled() => {}
@@ -199,7 +203,7 @@ async fn queue_loop(
             }
             continue;
         }
-        let want = (limit - busy).min(settings.max_batch as usize) as u32;
+        let want = (limit_now - busy).min(settings.max_batch as usize) as u32;
         let jobs = match store.claim(&queue, &shared.options.worker_id, want).await {
             Ok(jobs) => jobs,
             Err(err) => {
@@ -218,11 +222,21 @@ async fn queue_loop(
             shared.in_flight().insert(job.id, lease.clone());
             let shared = shared.clone();
             let running = running.clone();
+            let limit = limit.clone();
             let finished = finished.clone();
+            let shutdown = shutdown.clone();
             tracker.spawn(async move {
                 // A job cut off by the end of the grace period keeps its entry in the
-                // in-flight map; shutdown releases it.
-                run_one(&shared, job, lease).await;
+                // in-flight map; shutdown releases it. A job that completes while work is
+                // waiting hands its slot to the next job it claims in the same round trip.
+                let more = || {
+                    !shutdown.is_cancelled()
+                        && running.load(Ordering::Acquire) <= limit.load(Ordering::Acquire)
+                };
+                let mut next = Some((job, lease));
+                while let Some((job, lease)) = next.take() {
+                    next = run_one(&shared, job, lease, &more).await;
+                }
                 running.fetch_sub(1, Ordering::AcqRel);
                 finished.notify_one();
             });
@@ -232,7 +246,14 @@ async fn queue_loop(
 
 /// Runs one job and records its outcome. A job cut off by the end of the grace period returns
 /// without recording anything: its lease stays in the in-flight map for shutdown to release.
-async fn run_one(shared: &Shared, job: Job, lease: Lease) {
+/// A job that succeeds while `more()` says the worker may go on is completed with its queue's
+/// next job claimed in the same call; that job, already in the in-flight map, is returned.
+async fn run_one(
+    shared: &Shared,
+    job: Job,
+    lease: Lease,
+    more: &(dyn Fn() -> bool + Sync),
+) -> Option<(Job, Lease)> {
     let started = Instant::now();
     debug!(event = "job.started", job_id = job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempts, "job started");
     let result = match shared.registry.get(&job.kind) {
@@ -257,22 +278,34 @@ async fn run_one(shared: &Shared, job: Job, lease: Lease) {
                         Err(JobError::retryable(ErrorCode::Internal, format!("handler panicked: {what}")))
                     }
                 },
-                _ = shared.hard_stop.cancelled() => return,
+                _ = shared.hard_stop.cancelled() => return None,
             }
         }
     };
     let elapsed = started.elapsed();
     let duration_ms = elapsed.as_millis() as u64;
     let store = &shared.app.store;
+    let mut next = None;
     let (outcome, code) = match result {
-        Ok(()) => match store.complete(&lease).await {
-            Ok(true) => {
-                info!(event = "job.completed", job_id = job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempts, duration_ms, worker_id = %lease.worker_id, "job completed");
-                ("completed", String::new())
-            }
-            Ok(false) => {
-                warn!(event = "job.lease_lost", job_id = job.id, queue = %job.queue, kind = %job.kind, duration_ms, "job finished after its lease was taken over; result not recorded");
-                ("lease_lost", String::new())
+        Ok(()) => match if more() {
+            store
+                .complete_and_claim(&lease, &job.queue, &lease.worker_id, 1)
+                .await
+        } else {
+            store.complete(&lease).await.map(|done| (done, Vec::new()))
+        } {
+            Ok((done, claimed)) => {
+                next = claimed.into_iter().find_map(|j| j.lease().map(|l| (j, l)));
+                if let Some((j, l)) = &next {
+                    shared.in_flight().insert(j.id, l.clone());
+                }
+                if done {
+                    info!(event = "job.completed", job_id = job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempts, duration_ms, worker_id = %lease.worker_id, "job completed");
+                    ("completed", String::new())
+                } else {
+                    warn!(event = "job.lease_lost", job_id = job.id, queue = %job.queue, kind = %job.kind, duration_ms, "job finished after its lease was taken over; result not recorded");
+                    ("lease_lost", String::new())
+                }
             }
             Err(err) => {
                 error!(event = "job.record_failed", job_id = job.id, error_code = %err.code(), error = %err, "could not record completion; the lease will expire and the job run again");
@@ -323,6 +356,7 @@ async fn run_one(shared: &Shared, job: Job, lease: Lease) {
         .metrics
         .observe_job(&job.queue, &job.kind, outcome, &code, elapsed);
     shared.in_flight().remove(&job.id);
+    next
 }
 
 async fn heartbeat(shared: Arc<Shared>, stopped: CancellationToken) {

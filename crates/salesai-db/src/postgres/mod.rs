@@ -119,6 +119,48 @@ async fn complete_many(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
     .rows_affected())
 }
 
+/// Completes a lease and claims the next jobs in one statement: one round trip where a
+/// `complete` and a `claim` take two. The claim runs on the statement's snapshot, in which the
+/// completed job is still running (so a kind that runs one at a time per conversation waits
+/// for the next poll, as it would).
+async fn complete_and_claim(
+    pool: &Pool,
+    lease: &Lease,
+    queue: &str,
+    worker_id: &str,
+    max: u32,
+) -> Result<(bool, Vec<DbRow>), sqlx::Error> {
+    let rows = sqlx::query(sql!(format!(
+        "WITH done AS ( \
+             UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
+             locked_by = NULL, lease_expires_at = NULL \
+             WHERE id = $4 AND status = 'running' AND attempts = $5 AND locked_by = $6 RETURNING id), \
+         claimed AS ({claim}) \
+         SELECT (SELECT COUNT(*) FROM done) AS done_count, claimed.* \
+         FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE",
+        claim = shared::claim_sql()
+    )))
+    .bind(worker_id)
+    .bind(queue)
+    .bind(i64::from(max))
+    .bind(lease.job_id)
+    .bind(lease.attempt as i32)
+    .bind(&lease.worker_id)
+    .fetch_all(pool)
+    .await?;
+    let done = match rows.first() {
+        Some(row) => row.try_get::<i64, _>("done_count")? == 1,
+        None => false,
+    };
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.try_get::<Option<i64>, _>("id")?.is_some() {
+            claimed.push(row);
+        }
+    }
+    Ok((done, claimed))
+}
+
 /// Extends leases in one statement.
 async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error> {
     let (ids, attempts, workers) = lease_arrays(leases);

@@ -393,3 +393,5 @@ mod conversations;
 mod people;
 #[path = "queue.rs"]
 mod queue;
+
+pub(super) use queue::claim_sql;

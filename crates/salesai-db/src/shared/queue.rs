@@ -50,6 +50,23 @@ fn push_filter(qb: &mut QueryBuilder<Db>, filter: &JobFilter) {
     }
 }
 
+/// The claim: `$1` the worker, `$2` the queue, `$3` how many. One statement, in PostgreSQL's
+/// SQL (the dialects translate it as any other).
+pub(crate) fn claim_sql() -> String {
+    format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+         lease_expires_at = now() + make_interval(secs => COALESCE( \
+             (SELECT lease_secs FROM queue_settings WHERE name = $2), 60)), \
+         updated_at = now() \
+         WHERE id IN (SELECT j.id FROM jobs j WHERE j.queue = $2 AND j.status = 'queued' AND j.run_at <= now() \
+                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE name = $2 AND paused) \
+                      {serial} ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE OF j SKIP LOCKED) \
+         RETURNING {columns}",
+        serial = crate::serial_guard(),
+        columns = job_columns!(),
+    )
+}
+
 /// The queues with a settings row.
 async fn configured_queues(pool: &Pool) -> R<Vec<QueueSettings>> {
     let rows = sqlx::query(sql!(concat!(
@@ -99,18 +116,7 @@ impl JobQueue for StoreImpl {
         // a pause that has committed stops every later claim on every node, and the hot path
         // makes one round trip. PostgreSQL skips rows other claims hold; SQLite's single
         // writer makes the statement atomic.
-        let claim = sql!(format!(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
-             lease_expires_at = now() + make_interval(secs => COALESCE( \
-                 (SELECT lease_secs FROM queue_settings WHERE name = $2), 60)), \
-             updated_at = now() \
-             WHERE id IN (SELECT j.id FROM jobs j WHERE j.queue = $2 AND j.status = 'queued' AND j.run_at <= now() \
-                          AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE name = $2 AND paused) \
-                          {serial} ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE OF j SKIP LOCKED) \
-             RETURNING {columns}",
-            serial = crate::serial_guard(),
-            columns = job_columns!(),
-        ));
+        let claim = sql!(claim_sql());
         run(async {
             let rows = sqlx::query(claim)
                 .bind(worker_id)
@@ -139,6 +145,24 @@ impl JobQueue for StoreImpl {
             .await?
             .rows_affected();
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        queue: &str,
+        worker_id: &str,
+        max: u32,
+    ) -> StoreResult<(bool, Vec<Job>)> {
+        run(async {
+            let (done, rows) =
+                super::super::complete_and_claim(&self.pool, lease, queue, worker_id, max.max(1))
+                    .await?;
+            let mut jobs = rows.iter().map(job_from_row).collect::<R<Vec<_>>>()?;
+            jobs.sort_by_key(|j| (j.run_at, j.id));
+            Ok((done, jobs))
         })
         .await
     }

@@ -184,6 +184,37 @@ async fn complete_many(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
     Ok(total)
 }
 
+/// Completes a lease and claims the next jobs: two statements in one write transaction
+/// (SQLite has no data-modifying CTE; its single writer makes the pair atomic anyway).
+async fn complete_and_claim(
+    pool: &Pool,
+    lease: &Lease,
+    queue: &str,
+    worker_id: &str,
+    max: u32,
+) -> Result<(bool, Vec<DbRow>), sqlx::Error> {
+    let mut tx = write_tx(pool).await?;
+    let done = sqlx::query(sql!(
+        "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), locked_by = NULL, \
+         lease_expires_at = NULL WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3"
+    ))
+    .bind(lease.job_id)
+    .bind(i64::from(lease.attempt))
+    .bind(&lease.worker_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let rows = sqlx::query(sql!(shared::claim_sql()))
+        .bind(worker_id)
+        .bind(queue)
+        .bind(i64::from(max))
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((done, rows))
+}
+
 /// Extends leases, one statement per lease inside one write transaction.
 async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error> {
     let mut tx = write_tx(pool).await?;

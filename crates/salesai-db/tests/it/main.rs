@@ -144,6 +144,59 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(migrator.up().await.is_err());
 }
 
+story!(complete_and_claim_next_in_one_call);
+async fn complete_and_claim_next_in_one_call(db: &TestDb) {
+    let store = db.store();
+    let ids: Vec<i64> = store
+        .enqueue_many((0..3).map(|_| job("c")).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let first = store.claim(CONVERSATIONS, "w1", 1).await.unwrap().remove(0);
+    let lease = first.lease().unwrap();
+    let (done, next) = store
+        .complete_and_claim(&lease, CONVERSATIONS, "w1", 1)
+        .await
+        .unwrap();
+    assert!(done);
+    assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[1]]);
+    assert_eq!(next[0].status, JobStatus::Running);
+    assert_eq!(next[0].locked_by.as_deref(), Some("w1"));
+    // A lost lease completes nothing, and the next job is still handed out.
+    let (done, again) = store
+        .complete_and_claim(&lease, CONVERSATIONS, "w1", 1)
+        .await
+        .unwrap();
+    assert!(!done, "completes once");
+    assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[2]]);
+    // A paused queue hands out nothing; the completion still counts.
+    let mut settings = store.get_queue_settings(CONVERSATIONS).await.unwrap();
+    settings.paused = true;
+    store.put_queue_settings(&settings).await.unwrap();
+    let (done, none) = store
+        .complete_and_claim(&next[0].lease().unwrap(), CONVERSATIONS, "w1", 1)
+        .await
+        .unwrap();
+    assert!(done && none.is_empty());
+    settings.paused = false;
+    store.put_queue_settings(&settings).await.unwrap();
+    let (done, none) = store
+        .complete_and_claim(&again[0].lease().unwrap(), CONVERSATIONS, "w1", 1)
+        .await
+        .unwrap();
+    assert!(done && none.is_empty(), "an empty queue hands out nothing");
+    let completed = store
+        .list_jobs(&JobFilter {
+            status: Some(JobStatus::Completed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(completed.len(), 3, "each job completed exactly once");
+}
+
 story!(enqueue_claim_complete);
 async fn enqueue_claim_complete(db: &TestDb) {
     let store = db.store();

@@ -191,16 +191,20 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
             tasks.push(tokio::spawn(async move {
                 let worker = format!("bench-{client}");
                 let mut done = 0u64;
-                loop {
-                    let claimed = store.claim(QUEUE, &worker, batch_size).await?;
-                    if claimed.is_empty() {
-                        break;
-                    }
+                // As the runner does: batch 1 completes each job and claims the next in one
+                // call; larger batches claim, then complete the batch in one statement.
+                let mut claimed = store.claim(QUEUE, &worker, batch_size).await?;
+                while !claimed.is_empty() {
                     let leases: Vec<_> = claimed.iter().filter_map(|j| j.lease()).collect();
-                    if leases.len() == 1 {
-                        store.complete(&leases[0]).await?;
+                    if leases.len() == 1 && batch_size == 1 {
+                        let (completed, next) = store
+                            .complete_and_claim(&leases[0], QUEUE, &worker, 1)
+                            .await?;
+                        anyhow::ensure!(completed, "a lease was lost");
+                        claimed = next;
                     } else {
                         store.complete_many(&leases).await?;
+                        claimed = store.claim(QUEUE, &worker, batch_size).await?;
                     }
                     done += leases.len() as u64;
                 }
