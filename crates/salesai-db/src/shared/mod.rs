@@ -394,4 +394,6 @@ mod people;
 #[path = "queue.rs"]
 mod queue;
 
-pub(super) use queue::claim_sql;
+#[allow(unused_imports)]
+// complete_in: the SQLite dialect batches with it; PostgreSQL binds arrays
+pub(super) use queue::{claim_sql, complete_in};

@@ -67,6 +67,25 @@ pub(crate) fn claim_sql() -> String {
     )
 }
 
+/// Marks a leased job completed; false when the lease was lost.
+pub(crate) async fn complete_in(
+    conn: &mut super::Conn,
+    lease: &Lease,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query(sql!(
+        "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
+         locked_by = NULL, lease_expires_at = NULL \
+         WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3"
+    ))
+    .bind(lease.job_id)
+    .bind(lease.attempt as i32)
+    .bind(&lease.worker_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
 /// The queues with a settings row.
 async fn configured_queues(pool: &Pool) -> R<Vec<QueueSettings>> {
     let rows = sqlx::query(sql!(concat!(
@@ -133,18 +152,8 @@ impl JobQueue for StoreImpl {
 
     async fn complete(&self, lease: &Lease) -> StoreResult<bool> {
         run(async {
-            let changed = sqlx::query(sql!(
-                "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
-                 locked_by = NULL, lease_expires_at = NULL \
-                 WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3"
-            ))
-            .bind(lease.job_id)
-            .bind(lease.attempt as i32)
-            .bind(&lease.worker_id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            Ok(changed == 1)
+            let mut conn = self.pool.acquire().await?;
+            Ok(complete_in(&mut conn, lease).await?)
         })
         .await
     }

@@ -169,16 +169,7 @@ async fn complete_many(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
     let mut tx = write_tx(pool).await?;
     let mut total = 0;
     for lease in leases {
-        total += sqlx::query(sql!(
-            "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), locked_by = NULL, \
-             lease_expires_at = NULL WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3"
-        ))
-        .bind(lease.job_id)
-        .bind(i64::from(lease.attempt))
-        .bind(&lease.worker_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        total += u64::from(shared::complete_in(&mut tx, lease).await?);
     }
     tx.commit().await?;
     Ok(total)
@@ -194,17 +185,7 @@ async fn complete_and_claim(
     max: u32,
 ) -> Result<(bool, Vec<DbRow>), sqlx::Error> {
     let mut tx = write_tx(pool).await?;
-    let done = sqlx::query(sql!(
-        "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), locked_by = NULL, \
-         lease_expires_at = NULL WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3"
-    ))
-    .bind(lease.job_id)
-    .bind(i64::from(lease.attempt))
-    .bind(&lease.worker_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
+    let done = shared::complete_in(&mut tx, lease).await?;
     let rows = sqlx::query(sql!(shared::claim_sql()))
         .bind(worker_id)
         .bind(queue)
