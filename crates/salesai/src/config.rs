@@ -22,13 +22,47 @@ use serde::{Deserialize, Serialize};
 /// struct reads the config file; flags and environment win over it ([`ConfigArgs::over`]).
 /// `salesai help settings` and `salesai config` list them all from this struct.
 #[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConfigArgs {
     /// TOML file with any of the settings below (keys are the flag names with `_`)
     /// [default: ./salesai.toml when it exists]
     #[arg(long, env = "SALESAI_CONFIG", global = true, help_heading = "Settings")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub storage: StorageSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub stt: SttSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub llm: LlmSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub web: WebSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub alerts: AlertsSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub slack: SlackSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub workers: WorkerSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub schedules: ScheduleSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub logs: LogSettings,
+}
+
+/// The database: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct DatabaseSettings {
     /// Folder for the embedded database and blobs [default: ./data]
     #[arg(
         long,
@@ -57,6 +91,11 @@ pub struct ConfigArgs {
         hide = true
     )]
     pub db_max_connections: Option<u32>,
+}
+
+/// Blob storage: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct StorageSettings {
     /// Blob storage: a folder, file:///PATH or s3://BUCKET/PREFIX [default: <data_dir>/blobs]
     #[arg(
         long,
@@ -109,6 +148,11 @@ pub struct ConfigArgs {
     /// Virtual-hosted-style S3 requests instead of path style [default: false]
     #[arg(long, env = "SALESAI_S3_VIRTUAL_HOSTED_STYLE", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub s3_virtual_hosted_style: Option<bool>,
+}
+
+/// Speech-to-text: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct SttSettings {
     /// Groq API key: enables Groq Whisper speech-to-text (whisper-large-v3-turbo)
     #[arg(
         long,
@@ -192,6 +236,11 @@ pub struct ConfigArgs {
         hide = true
     )]
     pub stt_timeout_secs: Option<u64>,
+}
+
+/// The analysis: LLM agents, product lines and prompts: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct LlmSettings {
     /// Gemini API key: enables LLM agents on Gemini's OpenAI-compatible endpoint (gemini-2.5-flash)
     #[arg(
         long,
@@ -270,6 +319,11 @@ pub struct ConfigArgs {
         hide = true
     )]
     pub prompts_dir: Option<PathBuf>,
+}
+
+/// The web server: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct WebSettings {
     /// Largest upload accepted, in megabytes [default: 500]
     #[arg(
         long,
@@ -288,165 +342,20 @@ pub struct ConfigArgs {
         hide = true
     )]
     pub bind: Option<SocketAddr>,
-    /// The team's time zone (IANA name) for case-number months and daily reports [default: Asia/Taipei]
+    /// Public base URL of this salesai (links in Slack cards), e.g. https://salesai.example.com/
     #[arg(
         long,
-        env = "SALESAI_TIME_ZONE",
+        env = "SALESAI_PUBLIC_URL",
         global = true,
         help_heading = "Settings",
         hide = true
     )]
-    pub time_zone: Option<String>,
-    /// Log format: json or text [default: json]
-    #[arg(
-        long,
-        env = "SALESAI_LOG_FORMAT",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub log_format: Option<String>,
-    /// Log filter, e.g. info or salesai_worker=debug,info [default: info for serve/worker, warn otherwise]
-    #[arg(
-        long,
-        env = "SALESAI_LOG",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub log: Option<String>,
-    /// This node's worker id in leases and logs [default: <hostname>-<pid>]
-    #[arg(
-        long,
-        env = "SALESAI_WORKER_ID",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub worker_id: Option<String>,
-    /// Queues this node works on, comma-separated [default: conversations,notifications,maintenance]
-    #[arg(
-        long,
-        env = "SALESAI_WORKER_QUEUES",
-        global = true,
-        value_delimiter = ',',
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub worker_queues: Option<Vec<String>>,
-    /// Milliseconds an idle worker waits before polling again [default: 250]
-    #[arg(
-        long,
-        env = "SALESAI_WORKER_POLL_MS",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub worker_poll_ms: Option<u64>,
-    /// Seconds shutdown waits for running jobs before returning them to the queue [default: 30]
-    #[arg(
-        long,
-        env = "SALESAI_SHUTDOWN_GRACE_SECS",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub shutdown_grace_secs: Option<u64>,
-    /// Slack app signing secret (Basic Information → App Credentials); enables /slack/*
-    #[arg(
-        long,
-        env = "SLACK_SIGNING_SECRET",
-        global = true,
-        hide_env_values = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub slack_signing_secret: Option<String>,
-    /// Slack bot token, xoxb-… (OAuth & Permissions)
-    #[arg(
-        long,
-        env = "SLACK_BOT_TOKEN",
-        global = true,
-        hide_env_values = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub slack_bot_token: Option<String>,
-    /// Slack Web API base; files download only from its host when overridden [default: https://slack.com/api/]
-    #[arg(
-        long,
-        env = "SLACK_API_URL",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub slack_api_url: Option<String>,
-    /// Channels watched for recordings and their product lines: C0123=ichef,C0456=beauty
-    #[arg(
-        long,
-        env = "SLACK_CHANNELS",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub slack_channels: Option<String>,
-    /// Product line of recordings sent to the app in a DM [default: default]
-    #[arg(
-        long,
-        env = "SLACK_DM_PRODUCT_LINE",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub slack_dm_product_line: Option<String>,
-    /// Largest file downloaded from Slack, in megabytes [default: 500]
-    #[arg(
-        long,
-        env = "SLACK_MAX_DOWNLOAD_MB",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub slack_max_download_mb: Option<u64>,
-    /// Retention schedule: every day delete completed conversations older than this, e.g. 90d [default: off]
-    #[arg(
-        long,
-        env = "SALESAI_PRUNE_COMPLETED_OLDER_THAN",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub prune_completed_older_than: Option<String>,
-    /// The scheduled retention deletes only the audio, keeping transcript and analysis [default: false]
-    #[arg(long, env = "SALESAI_PRUNE_AUDIO_ONLY", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
-    pub prune_audio_only: Option<bool>,
-    /// Local time of the scheduled retention run (HH:MM) [default: 04:00]
-    #[arg(
-        long,
-        env = "SALESAI_PRUNE_AT",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub prune_at: Option<String>,
-    /// Days completed jobs are kept before the daily purge deletes them; 0 keeps them forever [default: 7]
-    #[arg(
-        long,
-        env = "SALESAI_JOBS_KEEP_DAYS",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub jobs_keep_days: Option<u64>,
-    /// Local time of the daily purge of completed jobs (HH:MM) [default: 04:30]
-    #[arg(
-        long,
-        env = "SALESAI_JOBS_PURGE_AT",
-        global = true,
-        help_heading = "Settings",
-        hide = true
-    )]
-    pub jobs_purge_at: Option<String>,
+    pub public_url: Option<String>,
+}
+
+/// Ops alerts and the daily summary: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct AlertsSettings {
     /// Slack incoming webhook for ops alerts and the daily summary [default: off]
     #[arg(
         long,
@@ -529,6 +438,153 @@ pub struct ConfigArgs {
         hide = true
     )]
     pub daily_summary_at: Option<String>,
+}
+
+/// The Slack app: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct SlackSettings {
+    /// Slack app signing secret (Basic Information → App Credentials); enables /slack/*
+    #[arg(
+        long,
+        env = "SLACK_SIGNING_SECRET",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_signing_secret: Option<String>,
+    /// Slack bot token, xoxb-… (OAuth & Permissions)
+    #[arg(
+        long,
+        env = "SLACK_BOT_TOKEN",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_bot_token: Option<String>,
+    /// Slack Web API base; files download only from its host when overridden [default: https://slack.com/api/]
+    #[arg(
+        long,
+        env = "SLACK_API_URL",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_api_url: Option<String>,
+    /// Channels watched for recordings and their product lines: C0123=ichef,C0456=beauty
+    #[arg(
+        long,
+        env = "SLACK_CHANNELS",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_channels: Option<String>,
+    /// Product line of recordings sent to the app in a DM [default: default]
+    #[arg(
+        long,
+        env = "SLACK_DM_PRODUCT_LINE",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_dm_product_line: Option<String>,
+    /// Largest file downloaded from Slack, in megabytes [default: 500]
+    #[arg(
+        long,
+        env = "SLACK_MAX_DOWNLOAD_MB",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_max_download_mb: Option<u64>,
+}
+
+/// Workers: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct WorkerSettings {
+    /// This node's worker id in leases and logs [default: <hostname>-<pid>]
+    #[arg(
+        long,
+        env = "SALESAI_WORKER_ID",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub worker_id: Option<String>,
+    /// Queues this node works on, comma-separated [default: conversations,notifications,maintenance]
+    #[arg(
+        long,
+        env = "SALESAI_WORKER_QUEUES",
+        global = true,
+        value_delimiter = ',',
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub worker_queues: Option<Vec<String>>,
+    /// Milliseconds an idle worker waits before polling again [default: 250]
+    #[arg(
+        long,
+        env = "SALESAI_WORKER_POLL_MS",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub worker_poll_ms: Option<u64>,
+    /// Seconds shutdown waits for running jobs before returning them to the queue [default: 30]
+    #[arg(
+        long,
+        env = "SALESAI_SHUTDOWN_GRACE_SECS",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// Scheduled backups, retention and job-history purge: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ScheduleSettings {
+    /// Retention schedule: every day delete completed conversations older than this, e.g. 90d [default: off]
+    #[arg(
+        long,
+        env = "SALESAI_PRUNE_COMPLETED_OLDER_THAN",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub prune_completed_older_than: Option<String>,
+    /// The scheduled retention deletes only the audio, keeping transcript and analysis [default: false]
+    #[arg(long, env = "SALESAI_PRUNE_AUDIO_ONLY", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
+    pub prune_audio_only: Option<bool>,
+    /// Local time of the scheduled retention run (HH:MM) [default: 04:00]
+    #[arg(
+        long,
+        env = "SALESAI_PRUNE_AT",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub prune_at: Option<String>,
+    /// Days completed jobs are kept before the daily purge deletes them; 0 keeps them forever [default: 7]
+    #[arg(
+        long,
+        env = "SALESAI_JOBS_KEEP_DAYS",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub jobs_keep_days: Option<u64>,
+    /// Local time of the daily purge of completed jobs (HH:MM) [default: 04:30]
+    #[arg(
+        long,
+        env = "SALESAI_JOBS_PURGE_AT",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub jobs_purge_at: Option<String>,
     /// Take a backup every day at this local time (HH:MM in SALESAI_TIME_ZONE) [default: off]
     #[arg(
         long,
@@ -556,15 +612,38 @@ pub struct ConfigArgs {
         hide = true
     )]
     pub backup_keep: Option<usize>,
-    /// Public base URL of this salesai (links in Slack cards), e.g. https://salesai.example.com/
+}
+
+/// Logs and time: flags, environment variables and `salesai.toml` keys.
+#[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// The team's time zone (IANA name) for case-number months and daily reports [default: Asia/Taipei]
     #[arg(
         long,
-        env = "SALESAI_PUBLIC_URL",
+        env = "SALESAI_TIME_ZONE",
         global = true,
         help_heading = "Settings",
         hide = true
     )]
-    pub public_url: Option<String>,
+    pub time_zone: Option<String>,
+    /// Log format: json or text [default: json]
+    #[arg(
+        long,
+        env = "SALESAI_LOG_FORMAT",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or salesai_worker=debug,info [default: info for serve/worker, warn otherwise]
+    #[arg(
+        long,
+        env = "SALESAI_LOG",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub log: Option<String>,
 }
 
 /// How log lines are written.
@@ -690,6 +769,7 @@ impl Config {
     pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
         let args = &args.with_file()?;
         let public_url = args
+            .web
             .public_url
             .clone()
             .filter(|s| !s.is_empty())
@@ -710,6 +790,7 @@ impl Config {
         let slack = slack_config(args, public_url.clone())?;
         let alerts = alert_settings(args)?;
         let prune = args
+            .schedules
             .prune_completed_older_than
             .clone()
             .filter(|s| !s.trim().is_empty())
@@ -722,15 +803,20 @@ impl Config {
                 }
                 Ok(PruneSchedule {
                     older_than,
-                    audio_only: args.prune_audio_only.unwrap_or(false),
+                    audio_only: args.schedules.prune_audio_only.unwrap_or(false),
                     at: parse_time(
                         "SALESAI_PRUNE_AT",
-                        &args.prune_at.clone().unwrap_or_else(|| "04:00".into()),
+                        &args
+                            .schedules
+                            .prune_at
+                            .clone()
+                            .unwrap_or_else(|| "04:00".into()),
                     )?,
                 })
             })
             .transpose()?;
         let backup_at = args
+            .schedules
             .backup_at
             .clone()
             .filter(|s| !s.trim().is_empty())
@@ -742,13 +828,14 @@ impl Config {
                 })
             })
             .transpose()?;
-        let backup_keep = args.backup_keep.unwrap_or(7).max(1);
-        let backup_dir = args.backup_dir.clone();
+        let backup_keep = args.schedules.backup_keep.unwrap_or(7).max(1);
+        let backup_dir = args.schedules.backup_dir.clone();
         let data_dir = args
+            .database
             .data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("./data"));
-        let configured_url = args.database_url.clone().filter(|s| !s.is_empty());
+        let configured_url = args.database.database_url.clone().filter(|s| !s.is_empty());
         let database_configured = configured_url.is_some();
         let database_url = configured_url
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("salesai.db").display()));
@@ -762,6 +849,7 @@ impl Config {
             );
         }
         let blob_url = args
+            .storage
             .blob_url
             .clone()
             .filter(|s| !s.is_empty())
@@ -769,15 +857,24 @@ impl Config {
         let s3 = S3Config {
             bucket: String::new(),
             prefix: String::new(),
-            endpoint: args.s3_endpoint.clone().filter(|s| !s.is_empty()),
-            region: args.s3_region.clone().unwrap_or_else(|| "auto".into()),
-            access_key_id: args.s3_access_key_id.clone(),
-            secret_access_key: args.s3_secret_access_key.clone().map(SecretString::from),
-            allow_http: args.s3_allow_http.unwrap_or(false),
-            virtual_hosted_style: args.s3_virtual_hosted_style.unwrap_or(false),
+            endpoint: args.storage.s3_endpoint.clone().filter(|s| !s.is_empty()),
+            region: args
+                .storage
+                .s3_region
+                .clone()
+                .unwrap_or_else(|| "auto".into()),
+            access_key_id: args.storage.s3_access_key_id.clone(),
+            secret_access_key: args
+                .storage
+                .s3_secret_access_key
+                .clone()
+                .map(SecretString::from),
+            allow_http: args.storage.s3_allow_http.unwrap_or(false),
+            virtual_hosted_style: args.storage.s3_virtual_hosted_style.unwrap_or(false),
         };
         let blob = BlobConfig::parse(&blob_url, s3).map_err(anyhow::Error::msg)?;
         let time_zone_name = args
+            .logs
             .time_zone
             .clone()
             .unwrap_or_else(|| "Asia/Taipei".into());
@@ -787,6 +884,7 @@ impl Config {
             )
         })?;
         let log_format = match args
+            .logs
             .log_format
             .clone()
             .unwrap_or_else(|| "json".into())
@@ -796,7 +894,7 @@ impl Config {
             "text" | "pretty" => LogFormat::Text,
             other => bail!("unknown log format {other:?}; use json or text"),
         };
-        let worker_queues = args.worker_queues.clone().unwrap_or_else(|| {
+        let worker_queues = args.workers.worker_queues.clone().unwrap_or_else(|| {
             salesai_core::queue::BUILTIN_QUEUES
                 .iter()
                 .map(|q| q.to_string())
@@ -808,24 +906,28 @@ impl Config {
         let backup_dir = backup_dir.unwrap_or_else(|| data_dir.join("backups"));
         let jobs_purge_at = parse_time(
             "SALESAI_JOBS_PURGE_AT",
-            &args.jobs_purge_at.clone().unwrap_or_else(|| "04:30".into()),
+            &args
+                .schedules
+                .jobs_purge_at
+                .clone()
+                .unwrap_or_else(|| "04:30".into()),
         )?;
         Ok(Config {
             data_dir,
             database_url: SecretString::from(database_url),
             database_configured,
-            db_max_connections: args.db_max_connections.unwrap_or(10),
+            db_max_connections: args.database.db_max_connections.unwrap_or(10),
             blob_url,
             blob,
             stt: {
-                let base = args.stt_base_url.clone().filter(|s| !s.is_empty());
-                let groq = args.groq_api_key.clone().filter(|s| !s.is_empty());
+                let base = args.stt.stt_base_url.clone().filter(|s| !s.is_empty());
+                let groq = args.stt.groq_api_key.clone().filter(|s| !s.is_empty());
                 let limits = salesai_core::audio::ChunkLimits {
-                    max_ms: args.stt_max_chunk_secs.unwrap_or(600).max(10) * 1000,
-                    max_bytes: args.stt_max_chunk_mb.unwrap_or(24).max(1) * 1024 * 1024,
+                    max_ms: args.stt.stt_max_chunk_secs.unwrap_or(600).max(10) * 1000,
+                    max_bytes: args.stt.stt_max_chunk_mb.unwrap_or(24).max(1) * 1024 * 1024,
                     ..Default::default()
                 };
-                let model = args.stt_model.clone();
+                let model = args.stt.stt_model.clone();
                 let common =
                     |provider: &str, base_url: String, key: Option<String>, default_model: &str| {
                         salesai_providers::stt::SttConfig {
@@ -834,18 +936,18 @@ impl Config {
                             api_key: key.map(SecretString::from),
                             model: model.clone().unwrap_or_else(|| default_model.to_owned()),
                             timeout: std::time::Duration::from_secs(
-                                args.stt_timeout_secs.unwrap_or(180),
+                                args.stt.stt_timeout_secs.unwrap_or(180),
                             ),
-                            max_concurrency: args.stt_concurrency.unwrap_or(4).max(1),
+                            max_concurrency: args.stt.stt_concurrency.unwrap_or(4).max(1),
                             limits,
-                            requests_per_minute: args.stt_requests_per_minute,
+                            requests_per_minute: args.stt.stt_requests_per_minute,
                         }
                     };
                 match (base, groq) {
                     (Some(base), _) => Some(common(
                         "custom",
                         base,
-                        args.stt_api_key.clone(),
+                        args.stt.stt_api_key.clone(),
                         "whisper-1",
                     )),
                     (None, Some(key)) => Some(common(
@@ -858,11 +960,11 @@ impl Config {
                 }
             },
             llm: {
-                let base = args.llm_base_url.clone().filter(|s| !s.is_empty());
-                let gemini = args.gemini_api_key.clone().filter(|s| !s.is_empty());
-                let model = args.llm_model.clone();
+                let base = args.llm.llm_base_url.clone().filter(|s| !s.is_empty());
+                let gemini = args.llm.gemini_api_key.clone().filter(|s| !s.is_empty());
+                let model = args.llm.llm_model.clone();
                 let mut agent_models = std::collections::BTreeMap::new();
-                for pair in args.llm_agent_models.clone().unwrap_or_default() {
+                for pair in args.llm.llm_agent_models.clone().unwrap_or_default() {
                     let (agent, agent_model) = pair.split_once('=').ok_or_else(|| {
                         anyhow::anyhow!(
                             "SALESAI_LLM_AGENT_MODELS entries are agent=model (got {pair:?})"
@@ -879,7 +981,8 @@ impl Config {
                     }
                     agent_models.insert(agent.to_owned(), agent_model.trim().to_owned());
                 }
-                let timeout = std::time::Duration::from_secs(args.llm_timeout_secs.unwrap_or(120));
+                let timeout =
+                    std::time::Duration::from_secs(args.llm.llm_timeout_secs.unwrap_or(120));
                 let make = |provider: &str,
                             base_url: String,
                             key: Option<String>,
@@ -895,12 +998,14 @@ impl Config {
                         agent_models: agent_models.clone(),
                         timeout,
                         strict: args
-                            .analysis_strict
+                            .llm.analysis_strict
                             .unwrap_or(false),
                     })
                 };
                 match (base, gemini) {
-                    (Some(base), _) => Some(make("custom", base, args.llm_api_key.clone(), None)?),
+                    (Some(base), _) => {
+                        Some(make("custom", base, args.llm.llm_api_key.clone(), None)?)
+                    }
                     (None, Some(key)) => Some(make(
                         "gemini",
                         salesai_providers::llm::GEMINI_BASE_URL.into(),
@@ -910,19 +1015,24 @@ impl Config {
                     (None, None) => None,
                 }
             },
-            prompts_dir: args.prompts_dir.clone(),
-            lines_dir: args.lines_dir.clone(),
-            max_upload_mb: args.max_upload_mb.unwrap_or(500),
+            prompts_dir: args.llm.prompts_dir.clone(),
+            lines_dir: args.llm.lines_dir.clone(),
+            max_upload_mb: args.web.max_upload_mb.unwrap_or(500),
             bind: args
+                .web
                 .bind
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
             time_zone,
             log_format,
-            log: args.log.clone(),
-            worker_id: args.worker_id.clone().unwrap_or_else(default_worker_id),
+            log: args.logs.log.clone(),
+            worker_id: args
+                .workers
+                .worker_id
+                .clone()
+                .unwrap_or_else(default_worker_id),
             worker_queues,
-            worker_poll_ms: args.worker_poll_ms.unwrap_or(250),
-            shutdown_grace_secs: args.shutdown_grace_secs.unwrap_or(30),
+            worker_poll_ms: args.workers.worker_poll_ms.unwrap_or(250),
+            shutdown_grace_secs: args.workers.shutdown_grace_secs.unwrap_or(30),
             slack,
             public_url,
             backup_at,
@@ -930,7 +1040,7 @@ impl Config {
             backup_keep,
             alerts,
             prune,
-            jobs_keep_days: args.jobs_keep_days.unwrap_or(7),
+            jobs_keep_days: args.schedules.jobs_keep_days.unwrap_or(7),
             jobs_purge_at,
         })
     }
@@ -943,8 +1053,8 @@ fn slack_config(
     public_url: Option<url::Url>,
 ) -> anyhow::Result<Option<salesai_slack::SlackConfig>> {
     let pick = |a: &Option<String>| a.clone().filter(|s| !s.trim().is_empty());
-    let secret = pick(&args.slack_signing_secret);
-    let token = pick(&args.slack_bot_token);
+    let secret = pick(&args.slack.slack_signing_secret);
+    let token = pick(&args.slack.slack_bot_token);
     let (secret, token) = match (secret, token) {
         (None, None) => return Ok(None),
         (Some(_), None) => bail!(
@@ -955,17 +1065,19 @@ fn slack_config(
         ),
         (Some(s), Some(t)) => (s, t),
     };
-    let api =
-        pick(&args.slack_api_url).unwrap_or_else(|| salesai_slack::DEFAULT_API_URL.to_owned());
+    let api = pick(&args.slack.slack_api_url)
+        .unwrap_or_else(|| salesai_slack::DEFAULT_API_URL.to_owned());
     let api_url = url::Url::parse(&api)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| anyhow::anyhow!("SLACK_API_URL {api:?} is not an http(s) URL"))?;
-    let channels =
-        salesai_slack::SlackConfig::parse_channels(&pick(&args.slack_channels).unwrap_or_default())
-            .map_err(|e| anyhow::anyhow!(e))?;
+    let channels = salesai_slack::SlackConfig::parse_channels(
+        &pick(&args.slack.slack_channels).unwrap_or_default(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let lines = salesai_core::product_line::builtin();
-    let dm_product_line = pick(&args.slack_dm_product_line).unwrap_or_else(|| "default".into());
+    let dm_product_line =
+        pick(&args.slack.slack_dm_product_line).unwrap_or_else(|| "default".into());
     for line in channels.values().chain(std::iter::once(&dm_product_line)) {
         salesai_core::product_line::find(&lines, line).map_err(|e| {
             anyhow::anyhow!(
@@ -981,7 +1093,7 @@ fn slack_config(
         channels,
         dm_product_line,
         public_base_url: public_url,
-        max_download_bytes: args.slack_max_download_mb.unwrap_or(500).max(1) * 1024 * 1024,
+        max_download_bytes: args.slack.slack_max_download_mb.unwrap_or(500).max(1) * 1024 * 1024,
     }))
 }
 
@@ -993,6 +1105,7 @@ fn parse_time(name: &str, raw: &str) -> anyhow::Result<chrono::NaiveTime> {
 
 fn alert_settings(args: &ConfigArgs) -> anyhow::Result<AlertSettings> {
     let webhook = args
+        .alerts
         .slack_webhook_url
         .clone()
         .filter(|s| !s.trim().is_empty())
@@ -1003,22 +1116,25 @@ fn alert_settings(args: &ConfigArgs) -> anyhow::Result<AlertSettings> {
                 .ok_or_else(|| anyhow::anyhow!("SLACK_WEBHOOK_URL is not an http(s) URL"))
         })
         .transpose()?;
-    let rate = args.alert_failure_rate.unwrap_or(5.0);
+    let rate = args.alerts.alert_failure_rate.unwrap_or(5.0);
     if !(0.0..=100.0).contains(&rate) {
         bail!("SALESAI_ALERT_FAILURE_RATE is a percentage (0–100), got {rate}");
     }
     Ok(AlertSettings {
         webhook,
-        interval: std::time::Duration::from_secs(args.alert_interval_secs.unwrap_or(60).max(1)),
-        cooldown: chrono::Duration::minutes(args.alert_cooldown_mins.unwrap_or(30) as i64),
+        interval: std::time::Duration::from_secs(
+            args.alerts.alert_interval_secs.unwrap_or(60).max(1),
+        ),
+        cooldown: chrono::Duration::minutes(args.alerts.alert_cooldown_mins.unwrap_or(30) as i64),
         thresholds: salesai_core::doctor::Thresholds {
             failure_rate: rate / 100.0,
-            queue_depth: args.alert_queue_depth.unwrap_or(100),
-            max_wait_secs: 60 * args.alert_max_wait_mins.unwrap_or(20),
-            signature_failures: args.alert_signature_failures.unwrap_or(20),
-            slow_query_ms: args.alert_slow_query_ms.unwrap_or(500.0).max(1.0),
+            queue_depth: args.alerts.alert_queue_depth.unwrap_or(100),
+            max_wait_secs: 60 * args.alerts.alert_max_wait_mins.unwrap_or(20),
+            signature_failures: args.alerts.alert_signature_failures.unwrap_or(20),
+            slow_query_ms: args.alerts.alert_slow_query_ms.unwrap_or(500.0).max(1.0),
         },
         summary_at: args
+            .alerts
             .daily_summary_at
             .clone()
             .filter(|s| !s.trim().is_empty())
@@ -1048,62 +1164,44 @@ impl ConfigArgs {
     }
 }
 
-/// The subsystem a setting belongs to, by its key, for `salesai help settings` and
-/// `salesai config`.
-fn subsystem(key: &str) -> (usize, &'static str) {
-    const GROUPS: &[(&str, &[&str])] = &[
-        (
-            "Alerts",
-            &["slack_webhook_url", "alert_", "daily_summary_at"],
-        ),
-        ("Database", &["config", "data_dir", "database_url", "db_"]),
-        ("Storage", &["blob_url", "s3_"]),
-        ("Speech-to-text", &["groq_api_key", "stt_"]),
-        (
-            "Analysis (LLM)",
-            &[
-                "gemini_api_key",
-                "llm_",
-                "analysis_",
-                "prompts_dir",
-                "lines_dir",
-            ],
-        ),
-        ("Web server", &["bind", "public_url", "max_upload_mb"]),
-        ("Slack", &["slack_"]),
-        ("Workers", &["worker_", "shutdown_grace_secs"]),
-        ("Schedules", &["backup_", "prune_", "jobs_"]),
-        ("Logs and time", &["log", "time_zone"]),
-    ];
-    GROUPS
-        .iter()
-        .enumerate()
-        .find(|(_, (_, prefixes))| prefixes.iter().any(|p| key.starts_with(p)))
-        .map_or((GROUPS.len(), "Other"), |(i, (name, _))| (i, name))
-}
-
-/// Every shared setting as clap knows it: key, flag, environment variable, help (with its
-/// default), whether its value is secret, and its subsystem; in subsystem order.
+/// Every shared setting as clap knows it — key, flag, environment variable, help (with its
+/// default), whether its value is secret — by subsystem, in the order `salesai help settings`
+/// lists them. The subsystem is the struct that declares the setting.
 pub fn settings() -> Vec<SettingInfo> {
     use clap::Args;
-    let command = ConfigArgs::augment_args(clap::Command::new("settings"));
-    let mut out: Vec<SettingInfo> = command
-        .get_arguments()
-        .filter_map(|arg| {
-            let key = arg.get_id().as_str().to_owned();
-            Some(SettingInfo {
-                subsystem: subsystem(&key).1,
-                order: subsystem(&key).0,
-                flag: format!("--{}", arg.get_long()?),
-                env: arg.get_env()?.to_string_lossy().into_owned(),
-                help: arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
-                secret: arg.is_hide_env_values_set(),
-                key,
+    let groups: [(&'static str, clap::Command); 11] = [
+        ("Configuration file", clap::Command::new("config").arg(
+            clap::Arg::new("config").long("config").env("SALESAI_CONFIG").help(
+                "TOML file with any of the settings below (keys are the flag names with `_`) \
+                 [default: ./salesai.toml when it exists]",
+            ),
+        )),
+        ("Database", DatabaseSettings::augment_args(clap::Command::new("database"))),
+        ("Storage", StorageSettings::augment_args(clap::Command::new("storage"))),
+        ("Speech-to-text", SttSettings::augment_args(clap::Command::new("stt"))),
+        ("Analysis (LLM)", LlmSettings::augment_args(clap::Command::new("llm"))),
+        ("Web server", WebSettings::augment_args(clap::Command::new("web"))),
+        ("Slack", SlackSettings::augment_args(clap::Command::new("slack"))),
+        ("Alerts", AlertsSettings::augment_args(clap::Command::new("alerts"))),
+        ("Workers", WorkerSettings::augment_args(clap::Command::new("workers"))),
+        ("Schedules", ScheduleSettings::augment_args(clap::Command::new("schedules"))),
+        ("Logs and time", LogSettings::augment_args(clap::Command::new("logs"))),
+    ];
+    groups
+        .iter()
+        .flat_map(|(subsystem, command)| {
+            command.get_arguments().filter_map(move |arg| {
+                Some(SettingInfo {
+                    subsystem,
+                    key: arg.get_id().as_str().to_owned(),
+                    flag: format!("--{}", arg.get_long()?),
+                    env: arg.get_env()?.to_string_lossy().into_owned(),
+                    help: arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                    secret: arg.is_hide_env_values_set(),
+                })
             })
         })
-        .collect();
-    out.sort_by_key(|s| s.order);
-    out
+        .collect()
 }
 
 /// One setting, as `settings()` describes it.
@@ -1111,8 +1209,6 @@ pub fn settings() -> Vec<SettingInfo> {
 pub struct SettingInfo {
     /// Its subsystem.
     pub subsystem: &'static str,
-    /// Where its subsystem is listed.
-    order: usize,
     /// Its key in `salesai.toml`.
     pub key: String,
     /// Its flag.
@@ -1211,12 +1307,18 @@ fn default_of(help: &str) -> Option<&str> {
 fn read_file(path: &Path) -> anyhow::Result<ConfigArgs> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| {
+    let invalid = || {
         format!(
-            "config file {} is not valid (keys are the setting names in `salesai --help`, with _ for -)",
+            "config file {} is not valid (keys are the setting names of `salesai help settings`, with _ for -)",
             path.display()
         )
-    })
+    };
+    let table: toml::Table = toml::from_str(&text).with_context(invalid)?;
+    let known: Vec<String> = settings().into_iter().map(|s| s.key).collect();
+    if let Some(unknown) = table.keys().find(|k| *k == "config" || !known.contains(k)) {
+        return Err(anyhow::anyhow!("unknown setting {unknown:?}")).with_context(invalid);
+    }
+    toml::from_str(&text).with_context(invalid)
 }
 
 fn default_worker_id() -> String {
@@ -1260,7 +1362,10 @@ mod tests {
         .unwrap();
         let config = Config::load(&ConfigArgs {
             config: Some(path.clone()),
-            bind: Some("127.0.0.1:9000".parse().unwrap()),
+            web: WebSettings {
+                bind: Some("127.0.0.1:9000".parse().unwrap()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();
@@ -1282,7 +1387,10 @@ mod tests {
     fn bad_values_say_what_to_do() {
         let bad_db = Config::load(&ConfigArgs {
             config: Some(PathBuf::from("/dev/null")),
-            database_url: Some("mysql://x".into()),
+            database: DatabaseSettings {
+                database_url: Some("mysql://x".into()),
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert!(
@@ -1293,7 +1401,10 @@ mod tests {
         );
         let bad_tz = Config::load(&ConfigArgs {
             config: Some(PathBuf::from("/dev/null")),
-            time_zone: Some("Mars/Base".into()),
+            logs: LogSettings {
+                time_zone: Some("Mars/Base".into()),
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert!(bad_tz.unwrap_err().to_string().contains("IANA"));

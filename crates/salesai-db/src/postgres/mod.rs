@@ -123,6 +123,11 @@ async fn complete_many(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
 /// `complete` and a `claim` take two. The claim runs on the statement's snapshot, in which the
 /// completed job is still running (so a kind that runs one at a time per conversation waits
 /// for the next poll, as it would).
+///
+/// Neither half waits for a lock: a statement that waited to complete while holding the rows
+/// it had just claimed could deadlock with another doing the same (a concurrent claim may
+/// briefly hold the lock of a row it saw queued in an older snapshot). So the completion skips
+/// a locked row, and when it did, the lease is completed afterwards on its own.
 async fn complete_and_claim(
     pool: &Pool,
     lease: &Lease,
@@ -134,7 +139,8 @@ async fn complete_and_claim(
         "WITH done AS ( \
              UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
              locked_by = NULL, lease_expires_at = NULL \
-             WHERE id = $4 AND status = 'running' AND attempts = $5 AND locked_by = $6 RETURNING id), \
+             WHERE id = (SELECT id FROM jobs WHERE id = $4 AND status = 'running' AND attempts = $5 \
+                         AND locked_by = $6 FOR UPDATE SKIP LOCKED) RETURNING id), \
          claimed AS ({claim}) \
          SELECT (SELECT COUNT(*) FROM done) AS done_count, claimed.* \
          FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE",
@@ -148,10 +154,15 @@ async fn complete_and_claim(
     .bind(&lease.worker_id)
     .fetch_all(pool)
     .await?;
-    let done = match rows.first() {
+    let mut done = match rows.first() {
         Some(row) => row.try_get::<i64, _>("done_count")? == 1,
         None => false,
     };
+    if !done {
+        // Skipped (locked for a moment) or lost: the plain completion tells which.
+        let mut conn = pool.acquire().await?;
+        done = shared::complete_in(&mut conn, lease).await?;
+    }
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
         if row.try_get::<Option<i64>, _>("id")?.is_some() {

@@ -71,6 +71,10 @@ pub enum BenchCommand {
         /// Concurrent clients (workers)
         #[arg(long, default_value_t = 8)]
         clients: u32,
+        /// Batch 1 as two calls (claim, then complete) instead of the runner's one
+        /// (complete-and-claim), to compare the two in one run
+        #[arg(long)]
+        two_calls: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -114,13 +118,14 @@ async fn empty_queue(store: &Arc<dyn Store>) -> anyhow::Result<()> {
 
 /// Runs a benchmark.
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let (jobs, batch, clients, json) = match command {
+    let queue_args = match command {
         BenchCommand::Queue {
             jobs,
             batch,
             clients,
+            two_calls,
             json,
-        } => (jobs, batch, clients, json),
+        } => (jobs, batch, clients, two_calls, json),
         BenchCommand::Audio {
             file,
             chunk_secs,
@@ -140,6 +145,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
             json,
         } => return crate::cli::bench_slack::run(rate, seconds, download_mb, json).await,
     };
+    let (jobs, batch, clients, two_calls, json) = queue_args;
     anyhow::ensure!(
         jobs > 0 && clients > 0,
         "--jobs and --clients must be positive"
@@ -196,14 +202,18 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
                 let mut claimed = store.claim(QUEUE, &worker, batch_size).await?;
                 while !claimed.is_empty() {
                     let leases: Vec<_> = claimed.iter().filter_map(|j| j.lease()).collect();
-                    if leases.len() == 1 && batch_size == 1 {
+                    if leases.len() == 1 && batch_size == 1 && !two_calls {
                         let (completed, next) = store
                             .complete_and_claim(&leases[0], QUEUE, &worker, 1)
                             .await?;
                         anyhow::ensure!(completed, "a lease was lost");
                         claimed = next;
                     } else {
-                        store.complete_many(&leases).await?;
+                        if leases.len() == 1 {
+                            store.complete(&leases[0]).await?;
+                        } else {
+                            store.complete_many(&leases).await?;
+                        }
                         claimed = store.claim(QUEUE, &worker, batch_size).await?;
                     }
                     done += leases.len() as u64;
