@@ -38,6 +38,8 @@ psql "$BASE/$DB" -qc "DROP TABLE pgbench_jobs"
 
 echo "== salesai bench queue (PostgreSQL), $JOBS jobs, $CLIENTS clients"
 DATABASE_URL="$BASE/$DB" "$BIN" bench queue --jobs "$JOBS" --clients "$CLIENTS" --batch 1,10
+echo "== the same, batch 1 as two calls (claim, then complete), for comparison"
+DATABASE_URL="$BASE/$DB" "$BIN" bench queue --jobs "$JOBS" --clients "$CLIENTS" --batch 1 --two-calls
 
 echo "== salesai bench queue (SQLite), $JOBS jobs, $CLIENTS clients"
 DATABASE_URL="sqlite://$WORK/bench.db" "$BIN" bench queue --jobs "$JOBS" --clients "$CLIENTS" --batch 1,10
