@@ -537,6 +537,12 @@ pub struct Conversation {
     pub case_number: CaseNumber,
     /// The opportunity it belongs to.
     pub opportunity_id: String,
+    /// The customer's number (the opportunity's).
+    #[serde(default)]
+    pub customer_number: String,
+    /// The customer's name (the opportunity's).
+    #[serde(default)]
+    pub customer_name: String,
     /// The product line id.
     pub product_line: String,
     /// The kind of call.

@@ -324,16 +324,21 @@ pub fn status(lang: Language, conversation: &Conversation) -> Value {
             )
         }
     };
+    // A failed conversation has no progress bar: no double space where it would be.
+    let stage = [progress.as_str(), t(lang, state)]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
     let text = format!(
-        "{icon} *{}*{} · {} *{}*\n{}: {} {}",
+        "{icon} *{}*{} · {} *{}*\n{}: {stage}",
         escape(&truncate(name, 200)),
         size.map(|s| format!(" ({})", human_size(s)))
             .unwrap_or_default(),
         t(lang, "case"),
         conversation.case_number.as_str(),
         t(lang, "stage"),
-        progress,
-        t(lang, state),
     );
     json!({ "text": text, "blocks": [ section(&text) ] })
 }
@@ -672,6 +677,8 @@ mod tests {
             })
             .unwrap(),
             opportunity_id: "opp".into(),
+            customer_number: "C-001".into(),
+            customer_name: "Harbor Cafe".into(),
             product_line: line.into(),
             conversation_type: ConversationType::DiscoveryCall,
             title: "call".into(),
@@ -968,5 +975,21 @@ mod tests {
         assert_eq!(human_size(18_874_368), "18.0 MB");
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(escape("<a&b>"), "&lt;a&amp;b&gt;");
+    }
+
+    #[test]
+    fn a_failed_status_line_has_no_double_space() {
+        let c = conversation("ichef", ConversationStatus::Failed);
+        let text = status(Language::ZhTw, &c)["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(text.contains("階段: ") && !text.contains("  "), "{text}");
+        let c = conversation("default", ConversationStatus::Analyzing);
+        let text = status(Language::En, &c)["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(text.contains("Stage: ▰") && !text.contains("  "), "{text}");
     }
 }

@@ -50,7 +50,9 @@ macro_rules! conversation_columns {
         "id, case_number, opportunity_id, product_line, conversation_type, title, status, \
          error_stage, error_code, error_message, error_retryable, blob_key, rep_user_id, \
          conversation_date, media_kind, media_format, media_bytes, file_name, metadata, \
-         slack_channel_id, slack_thread_ts, created_at, updated_at"
+         slack_channel_id, slack_thread_ts, created_at, updated_at, \
+         (SELECT customer_number FROM opportunities WHERE opportunities.id = opportunity_id) AS customer_number, \
+         (SELECT company_name FROM opportunities WHERE opportunities.id = opportunity_id) AS customer_name"
     };
 }
 
@@ -162,6 +164,12 @@ fn conversation_from_row(row: &DbRow) -> R<Conversation> {
         id: row.try_get("id")?,
         case_number: CaseNumber::parse(&row.try_get::<String, _>("case_number")?)?,
         opportunity_id: row.try_get("opportunity_id")?,
+        customer_number: row
+            .try_get::<Option<String>, _>("customer_number")?
+            .unwrap_or_default(),
+        customer_name: row
+            .try_get::<Option<String>, _>("customer_name")?
+            .unwrap_or_default(),
         product_line: row.try_get("product_line")?,
         conversation_type: ConversationType::parse(
             &row.try_get::<String, _>("conversation_type")?,

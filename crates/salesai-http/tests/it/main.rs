@@ -596,6 +596,8 @@ mod pipeline {
             done["conversation"]["media"]["kind"], "transcript",
             "sniffed, whatever the file name said"
         );
+        assert_eq!(done["conversation"]["customer_number"], "C-100");
+        assert_eq!(done["conversation"]["customer_name"], "Ramen House");
         let statuses: Vec<&str> = done["stages"]
             .as_array()
             .unwrap()

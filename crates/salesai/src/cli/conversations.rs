@@ -99,6 +99,7 @@ pub async fn run(config: &Config, command: ConversationsCommand) -> anyhow::Resu
                         vec![
                             c.case_number.to_string(),
                             c.status.as_str().into(),
+                            clip(&format!("{} {}", c.customer_number, c.customer_name), 32),
                             c.product_line.clone(),
                             c.error.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
                             clip(&c.title, 40),
@@ -110,7 +111,9 @@ pub async fn run(config: &Config, command: ConversationsCommand) -> anyhow::Resu
                 print!(
                     "{}",
                     table(
-                        &["CASE", "STATUS", "LINE", "ERROR", "TITLE", "CREATED", "ID"],
+                        &[
+                            "CASE", "STATUS", "CUSTOMER", "LINE", "ERROR", "TITLE", "CREATED", "ID"
+                        ],
                         &table_rows
                     )
                 );
@@ -127,6 +130,7 @@ pub async fn run(config: &Config, command: ConversationsCommand) -> anyhow::Resu
                 )?;
             } else {
                 println!("{} ({}) — {}", c.case_number, c.id, c.status.as_str());
+                println!("customer {} · {}", c.customer_number, c.customer_name);
                 for e in &events {
                     println!(
                         "  {}  {}",
