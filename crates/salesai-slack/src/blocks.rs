@@ -548,11 +548,12 @@ pub fn failed(lang: Language, conversation: &Conversation) -> Value {
         .as_ref()
         .map(|e| (e.stage.as_str(), e.code.as_str(), e.message.as_str()))
         .unwrap_or(("pending", "INTERNAL", ""));
-    // A conversation fails while `pending` only in its download from Slack.
-    let stage = if stage == "pending" {
-        "downloading"
-    } else {
-        stage
+    // A conversation fails while `pending` only on its way in from Slack: fetching the file,
+    // or finding that what was fetched is not a call.
+    let stage = match (stage, code) {
+        ("pending", "FILE_DOWNLOAD_FAILED" | "TIMEOUT" | "SLACK_API_ERROR") => "downloading",
+        ("pending", _) => "checking_file",
+        (stage, _) => stage,
     };
     let text = format!(
         "❌ *{}* · {} *{}*\n{}: {} · `{}`\n{}",
@@ -568,15 +569,26 @@ pub fn failed(lang: Language, conversation: &Conversation) -> Value {
     if !message.is_empty() {
         blocks.push(context(&format!("`{}`", escape(&truncate(message, 500)))));
     }
-    blocks.push(
-        json!({ "type": "actions", "block_id": "salesai_failed", "elements": [ {
-        "type": "button",
-        "action_id": ACTION_RETRY,
-        "style": "primary",
-        "text": plain(t(lang, "retry"), 75),
-        "value": conversation.id,
-    } ] }),
-    );
+    // Retry only where another try can help: what the upload itself is (not a call, silent,
+    // undecodable, too large) fails the same way again; a setting fixed meanwhile (a scope,
+    // a key) or a provider back up does not.
+    const SAME_UPLOAD_FAILS_AGAIN: [&str; 4] = [
+        "INVALID_INPUT",
+        "AUDIO_DECODE_FAILED",
+        "AUDIO_EMPTY",
+        "AUDIO_TOO_LARGE",
+    ];
+    if !SAME_UPLOAD_FAILS_AGAIN.contains(&code) {
+        blocks.push(
+            json!({ "type": "actions", "block_id": "salesai_failed", "elements": [ {
+            "type": "button",
+            "action_id": ACTION_RETRY,
+            "style": "primary",
+            "text": plain(t(lang, "retry"), 75),
+            "value": conversation.id,
+        } ] }),
+        );
+    }
     json!({ "text": text, "blocks": blocks })
 }
 
@@ -991,5 +1003,40 @@ mod tests {
             .unwrap()
             .to_owned();
         assert!(text.contains("Stage: ▰") && !text.contains("  "), "{text}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_call_fails_at_the_check_with_no_retry() {
+        let mut c = conversation("ichef", ConversationStatus::Failed);
+        c.error = Some(StageError {
+            stage: ConversationStatus::Pending,
+            code: "INVALID_INPUT".into(),
+            message: "the file is not a recording or transcript salesai can read".into(),
+            retryable: false,
+        });
+        let card = failed(Language::ZhTw, &c);
+        let text = card["text"].as_str().unwrap();
+        assert!(
+            text.contains("檢查檔案") && !text.contains("下載檔案"),
+            "{text}"
+        );
+        assert!(
+            !card.to_string().contains(ACTION_RETRY),
+            "no Retry where retrying fails the same way"
+        );
+        c.error = Some(StageError {
+            stage: ConversationStatus::Pending,
+            code: "FILE_DOWNLOAD_FAILED".into(),
+            message: "HTTP 503 from files.slack.com".into(),
+            retryable: true,
+        });
+        let card = failed(Language::En, &c);
+        assert!(
+            card["text"]
+                .as_str()
+                .unwrap()
+                .contains("Downloading the file")
+        );
+        assert!(card.to_string().contains(ACTION_RETRY));
     }
 }

@@ -31,6 +31,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("stage", "Stage", "階段"),
     ("pending", "Queued", "排隊中"),
     ("downloading", "Downloading the file", "下載檔案"),
+    ("checking_file", "Checking the file", "檢查檔案"),
     ("preparing", "Preparing audio", "處理音檔中"),
     ("transcribing", "Transcribing", "轉錄中"),
     ("analyzing", "Analyzing", "分析中"),
