@@ -300,6 +300,14 @@ pub trait JobQueue: Send + Sync {
     /// Extends the leases of jobs a live worker still runs.
     async fn extend_leases(&self, leases: &[Lease]) -> StoreResult<u64>;
 
+    /// Ends now the leases held by these workers, known to be gone (an earlier incarnation of a
+    /// restarted node), so the next reap returns their jobs without waiting for the leases to
+    /// run out. Returns how many leases ended.
+    async fn expire_leases_of(&self, worker_ids: &[String]) -> StoreResult<u64>;
+
+    /// The workers that hold leases now.
+    async fn lease_holders(&self) -> StoreResult<Vec<String>>;
+
     /// Returns jobs whose lease ran out to the queue, or to dead when their attempts are spent.
     async fn reap_expired_leases(&self) -> StoreResult<Reaped>;
 

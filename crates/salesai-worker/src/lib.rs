@@ -22,6 +22,22 @@ use chrono::{DateTime, Utc};
 use salesai_core::queue::{Job, JobKind};
 use salesai_core::{App, ErrorCode};
 
+/// This machine's host name (`node` when it has none): the first part of a default worker id.
+pub fn node_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// The default worker id, `<host>-<pid>`: unique per process, and recognisable by a later
+/// process on the same host as belonging to one that is gone.
+pub fn default_worker_id() -> String {
+    format!("{}-{}", node_host(), std::process::id())
+}
+
 /// Why a job attempt did not succeed, and what the queue should do about it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobError {

@@ -91,6 +91,9 @@ pub async fn run(
         "worker started"
     );
 
+    // Leases still held under this worker's own id belong to its previous incarnation (a
+    // process that is just starting holds none): they end now, not when they run out.
+    recover_leases(&shared, true).await;
     let heartbeat = tokio::spawn(heartbeat(shared.clone(), stopped.clone()));
     let reaper = tokio::spawn(reaper(shared.clone(), shutdown.clone()));
     let loops: Vec<_> = shared
@@ -383,8 +386,62 @@ async fn heartbeat(shared: Arc<Shared>, stopped: CancellationToken) {
     }
 }
 
+/// The workers that hold leases but are known to be gone: this host's `<host>-<pid>` ids
+/// whose process no longer runs, and — at start only — this worker's own id.
+fn gone_workers(holders: &[String], own: &str, at_start: bool) -> Vec<String> {
+    let host = crate::node_host();
+    holders
+        .iter()
+        .filter(|holder| {
+            if holder.as_str() == own {
+                return at_start;
+            }
+            holder
+                .strip_prefix(&host)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid != std::process::id()
+                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Ends the leases of workers known to be gone (see [`gone_workers`]) and reaps them at once:
+/// a restarted node resumes its own dead jobs in seconds, not after the lease (other nodes'
+/// workers still wait for theirs to run out).
+async fn recover_leases(shared: &Shared, at_start: bool) {
+    let store = &shared.app.store;
+    let holders = match store.lease_holders().await {
+        Ok(holders) => holders,
+        Err(err) => {
+            warn!(event = "queue.recover_failed", error = %err, "could not list lease holders");
+            return;
+        }
+    };
+    let gone = gone_workers(&holders, &shared.options.worker_id, at_start);
+    if gone.is_empty() {
+        return;
+    }
+    match store.expire_leases_of(&gone).await {
+        Ok(ended) if ended > 0 => {
+            info!(event = "queue.leases_recovered", workers = ?gone, leases = ended, "ended the leases of workers that are gone");
+            if let Err(err) = store.reap_expired_leases().await {
+                warn!(event = "queue.reap_failed", error = %err, "could not reap the recovered leases");
+            }
+        }
+        Ok(_) => {}
+        Err(err) => {
+            warn!(event = "queue.recover_failed", error = %err, "could not end the leases of gone workers")
+        }
+    }
+}
+
 async fn reaper(shared: Arc<Shared>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
+        recover_leases(&shared, false).await;
         match shared.app.store.reap_expired_leases().await {
             Ok(reaped) if reaped.requeued + reaped.dead > 0 => warn!(
                 event = "queue.leases_expired",

@@ -504,7 +504,7 @@ pub struct SlackSettings {
 /// Workers: flags, environment variables and `salesai.toml` keys.
 #[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct WorkerSettings {
-    /// This node's worker id in leases and logs [default: <hostname>-<pid>]
+    /// This process's worker id in leases and logs, unique per running process (a process that starts under it takes back the leases still held under it) [default: <hostname>-<pid>]
     #[arg(
         long,
         env = "SALESAI_WORKER_ID",
@@ -1322,13 +1322,7 @@ fn read_file(path: &Path) -> anyhow::Result<ConfigArgs> {
 }
 
 fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".into());
-    format!("{host}-{}", std::process::id())
+    salesai_worker::default_worker_id()
 }
 
 #[cfg(test)]

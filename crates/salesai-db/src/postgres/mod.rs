@@ -61,6 +61,8 @@ type Time = DateTime<Utc>;
 const BACKEND: Backend = Backend::Postgres;
 /// The SQL for "now", for statements assembled at run time.
 const NOW: &str = "now()";
+/// The SQL for a second ago (a lease that ended).
+const SECOND_AGO: &str = "now() - interval '1 second'";
 /// Seconds since the oldest due queued job's `run_at`, per queue.
 const OLDEST_WAITING_SECS: &str = "EXTRACT(EPOCH FROM now() - MIN(run_at))::float8";
 

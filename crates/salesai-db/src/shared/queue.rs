@@ -11,7 +11,9 @@ use salesai_core::queue::{
 use salesai_core::store::{JobQueue, StoreError, StoreResult};
 use sqlx::{QueryBuilder, Row};
 
-use super::super::{Db, NOW, OLDEST_WAITING_SECS, Pool, StoreImpl, Time, from_db, time, write_tx};
+use super::super::{
+    Db, NOW, OLDEST_WAITING_SECS, Pool, SECOND_AGO, StoreImpl, Time, from_db, time, write_tx,
+};
 use super::{
     enqueue_in, fail_conversation_of_dead_job_in, job_from_row, record_attempt, settings_from_row,
     settings_in, u32_col, unlease,
@@ -283,6 +285,38 @@ impl JobQueue for StoreImpl {
             return Ok(0);
         }
         run(async { Ok(super::super::extend_leases(&self.pool, leases).await?) }).await
+    }
+
+    async fn expire_leases_of(&self, worker_ids: &[String]) -> StoreResult<u64> {
+        if worker_ids.is_empty() {
+            return Ok(0);
+        }
+        run(async {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "UPDATE jobs SET lease_expires_at = {SECOND_AGO} WHERE status = 'running' AND locked_by IN ("
+            ));
+            let mut list = qb.separated(", ");
+            for id in worker_ids {
+                list.push_bind(id.clone());
+            }
+            qb.push(")");
+            let mut tx = write_tx(&self.pool).await?;
+            let ended = qb.build().execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok(ended)
+        })
+        .await
+    }
+
+    async fn lease_holders(&self) -> StoreResult<Vec<String>> {
+        run(async {
+            Ok(sqlx::query_scalar(sql!(
+                "SELECT DISTINCT locked_by FROM jobs WHERE status = 'running' AND locked_by IS NOT NULL"
+            ))
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await
     }
 
     async fn reap_expired_leases(&self) -> StoreResult<Reaped> {

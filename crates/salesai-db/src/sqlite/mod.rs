@@ -92,6 +92,8 @@ type Time = i64;
 const BACKEND: Backend = Backend::Sqlite;
 /// The SQL for "now", for statements assembled at run time.
 const NOW: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+/// The SQL for a second ago (a lease that ended).
+const SECOND_AGO: &str = "(CAST(unixepoch('subsec') * 1000 AS INTEGER) - 1000)";
 /// Seconds since the oldest due queued job's `run_at`, per queue.
 const OLDEST_WAITING_SECS: &str =
     "(CAST(unixepoch('subsec') * 1000 AS INTEGER) - MIN(run_at)) / 1000.0";

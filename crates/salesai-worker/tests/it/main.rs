@@ -178,6 +178,69 @@ impl Handler for Panics {
     }
 }
 
+story!(a_restarted_node_resumes_its_own_dead_jobs_at_once);
+/// A node that comes back (its own id, or this host's `<host>-<pid>` of a process that is gone)
+/// gets its leases back at once, not after the 60-second lease; a live process's lease stays.
+async fn a_restarted_node_resumes_its_own_dead_jobs_at_once(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(db, &dir);
+    let store = &app.store;
+    let mut settings = store.get_queue_settings(MAINTENANCE).await.unwrap();
+    settings.lease_secs = 60;
+    store.put_queue_settings(&settings).await.unwrap();
+    let host = salesai_worker::node_host();
+    let dead_pid = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let mut alive = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let holders = [
+        "w-restarted".to_owned(),
+        format!("{host}-{dead_pid}"),
+        format!("{host}-{}", alive.id()),
+    ];
+    let mut ids = Vec::new();
+    for holder in &holders {
+        store
+            .enqueue(NewJob::new(
+                MAINTENANCE,
+                "maintenance.noop",
+                serde_json::json!({}),
+            ))
+            .await
+            .unwrap();
+        let claimed = store.claim(MAINTENANCE, holder, 1).await.unwrap();
+        ids.push(claimed[0].id);
+    }
+    // The node comes back under its own id: its earlier lease and the dead process's end now.
+    let (token, handle) = spawn_worker(&app, builtin(), "w-restarted");
+    wait_for(&app, "the dead incarnations' jobs to complete", |jobs| {
+        let status = |id| jobs.iter().find(|j| j.id == id).map(|j| j.status);
+        status(ids[0]) == Some(JobStatus::Completed) && status(ids[1]) == Some(JobStatus::Completed)
+    })
+    .await;
+    let live = store.get_job(ids[2]).await.unwrap().unwrap().job;
+    assert_eq!(
+        live.status,
+        JobStatus::Running,
+        "a live process keeps its lease"
+    );
+    alive.kill().unwrap();
+    alive.wait().unwrap();
+    wait_for(&app, "the job of the process that then died", |jobs| {
+        jobs.iter()
+            .any(|j| j.id == ids[2] && j.status == JobStatus::Completed)
+    })
+    .await;
+    token.cancel();
+    handle.await.unwrap();
+}
+
 story!(rate_limits_panics_and_unknown_kinds);
 async fn rate_limits_panics_and_unknown_kinds(db: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
