@@ -38,6 +38,19 @@ pub fn default_worker_id() -> String {
     format!("{}-{}", node_host(), std::process::id())
 }
 
+/// Whether `worker_id` names a process of this host that is gone: a `<host>-<pid>` id (the
+/// default) whose host is this one and whose process no longer runs. Ids of other hosts, and
+/// ids that are not of that form, are never called gone.
+pub fn is_gone_here(worker_id: &str) -> bool {
+    worker_id
+        .strip_prefix(&node_host())
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
 /// Why a job attempt did not succeed, and what the queue should do about it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobError {
@@ -168,5 +181,28 @@ impl Registry {
         let mut kinds: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
         kinds.sort_unstable();
         kinds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_gone_here, node_host};
+
+    #[test]
+    fn gone_means_this_host_and_no_such_process() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = node_host();
+        assert!(is_gone_here(&format!("{host}-{dead}")));
+        assert!(
+            !is_gone_here(&format!("{host}-{}", std::process::id())),
+            "this process"
+        );
+        assert!(
+            !is_gone_here(&format!("another-host-{dead}")),
+            "another host's"
+        );
+        assert!(!is_gone_here("w-configured"), "not of the default form");
     }
 }

@@ -389,21 +389,14 @@ async fn heartbeat(shared: Arc<Shared>, stopped: CancellationToken) {
 /// The workers that hold leases but are known to be gone: this host's `<host>-<pid>` ids
 /// whose process no longer runs, and — at start only — this worker's own id.
 fn gone_workers(holders: &[String], own: &str, at_start: bool) -> Vec<String> {
-    let host = crate::node_host();
     holders
         .iter()
         .filter(|holder| {
             if holder.as_str() == own {
-                return at_start;
+                at_start
+            } else {
+                crate::is_gone_here(holder)
             }
-            holder
-                .strip_prefix(&host)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(|pid| {
-                    pid != std::process::id()
-                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                })
         })
         .cloned()
         .collect()

@@ -161,10 +161,15 @@ async fn read_database(config: &Config, database: &Database, facts: &mut Facts) 
         }
     }
     let minute = Utc::now().timestamp() / 60;
+    // A process of this host that is gone (restarted) stops counting at once, not when its
+    // last heartbeat leaves the five-minute window.
     facts.nodes = store
         .counter_nodes(HEARTBEAT_COUNTER, minute - 5)
         .await
         .unwrap_or_default();
+    facts
+        .nodes
+        .retain(|node| !salesai_worker::is_gone_here(node));
     facts.signature_failures_10m = store
         .sum_counter(SIGNATURE_COUNTER, minute - 9)
         .await
