@@ -8,6 +8,9 @@ use crate::metrics::Metrics;
 use crate::product_line::ProductLine;
 use crate::store::Store;
 
+/// When storage was last probed with a write, and what the probe found.
+pub type StorageProbe = (std::time::Instant, Result<(), String>);
+
 /// What a request handler or a job needs from the outside world, chosen once by the binary.
 ///
 /// Architecture invariant: only the binary builds an `App` (it reads configuration and picks
@@ -31,6 +34,9 @@ pub struct App {
     pub stt: Option<Arc<dyn crate::stt::SpeechToText>>,
     /// The largest upload accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// The last storage write probe of `/ready` (when, and what it found), shared by the
+    /// process's requests so storage is written at most once per probe interval.
+    pub storage_probe: Arc<tokio::sync::Mutex<Option<StorageProbe>>>,
 }
 
 impl App {
@@ -48,6 +54,7 @@ impl App {
             analyzer: Arc::new(crate::analysis::engine::RulesAnalyzer),
             stt: None,
             max_upload_bytes: 500 * 1024 * 1024,
+            storage_probe: Arc::default(),
         }
     }
 

@@ -69,11 +69,40 @@ where
 
 /// Readiness: the database answers, blob storage answers, the queue tables are readable (one
 /// keyed read: `/ready` is polled often and must stay cheap however many jobs there are).
+/// How long a storage write probe's answer stands: `/ready` is polled every few seconds, and
+/// storage is written at most this often.
+const STORAGE_PROBE_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether storage takes a write: a few bytes written to `probes/ready`, at most once per
+/// [`STORAGE_PROBE_EVERY`] per process (the answer in between is the last one). A folder that
+/// became read-only or full, or a bucket whose credentials lost write access, fails here
+/// while reads still work.
+async fn storage_writable(app: &App) -> Result<(), String> {
+    let mut last = app.storage_probe.lock().await;
+    if let Some((at, result)) = last.as_ref()
+        && at.elapsed() < STORAGE_PROBE_EVERY
+    {
+        return result.clone();
+    }
+    let key = BlobKey::parse("probes/ready").expect("static key is valid");
+    let bytes = bytes::Bytes::from_static(b"salesai ready probe\n");
+    let stream: salesai_core::blob::ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes)]));
+    let result = match tokio::time::timeout(CHECK_TIMEOUT, app.blobs.put_stream(&key, stream)).await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(format!("storage does not take a write: {err}")),
+        Err(_) => Err(format!(
+            "storage did not take a write within {CHECK_TIMEOUT:?}"
+        )),
+    };
+    *last = Some((Instant::now(), result.clone()));
+    result
+}
+
 async fn ready(State(app): State<App>) -> impl IntoResponse {
-    let probe_key = BlobKey::parse("probes/ready").expect("static key is valid");
     let (database, storage, queue) = tokio::join!(
         check(app.store.ping()),
-        check(app.blobs.size(&probe_key)),
+        check(storage_writable(&app)),
         check(
             app.store
                 .get_queue_settings(salesai_core::queue::CONVERSATIONS)

@@ -184,6 +184,59 @@ impl BlobStore for BrokenBlobs {
     }
 }
 
+/// Storage that reads but no longer takes a write (a full disk, a read-only mount, a bucket
+/// key that lost write access), counting the writes tried.
+struct ReadOnlyBlobs(std::sync::atomic::AtomicU32);
+
+#[async_trait]
+impl BlobStore for ReadOnlyBlobs {
+    fn describe(&self) -> String {
+        "read-only".into()
+    }
+    async fn put_stream(&self, _: &BlobKey, _: ByteStream) -> Result<u64, BlobError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(BlobError::Unavailable("read-only file system".into()))
+    }
+    async fn get_stream(&self, _: &BlobKey) -> Result<ByteStream, BlobError> {
+        Ok(Box::pin(futures_util::stream::empty()))
+    }
+    async fn size(&self, _: &BlobKey) -> Result<Option<u64>, BlobError> {
+        Ok(Some(1))
+    }
+    async fn delete(&self, _: &BlobKey) -> Result<(), BlobError> {
+        Ok(())
+    }
+}
+
+story!(ready_sees_storage_that_no_longer_takes_a_write);
+async fn ready_sees_storage_that_no_longer_takes_a_write(db: &TestDb) {
+    let blobs = Arc::new(ReadOnlyBlobs(std::sync::atomic::AtomicU32::new(0)));
+    let t = TestApp::spawn_with(db, blobs.clone(), tempfile::tempdir().unwrap()).await;
+    for _ in 0..3 {
+        let ready = t
+            .client
+            .get(format!("{}/ready", t.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["checks"]["storage"]["ok"], false);
+        assert!(
+            body["checks"]["storage"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("read-only"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        blobs.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "polled three times, written once: the probe's answer is kept for a while"
+    );
+}
+
 story!(ready_reports_the_failing_check);
 async fn ready_reports_the_failing_check(db: &TestDb) {
     let t = TestApp::spawn_with(db, Arc::new(BrokenBlobs), tempfile::tempdir().unwrap()).await;
