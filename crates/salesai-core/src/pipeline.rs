@@ -84,6 +84,16 @@ impl JobKind for ChunkJob {
     const QUEUE: &'static str = CONVERSATIONS;
 }
 
+/// Whether retrying a conversation that failed with `code` can help. What the upload itself
+/// is — not a call, undecodable, silent, too large — fails the same way again; a setting fixed
+/// meanwhile (a scope, a key) or a provider back up does not, so everything else can.
+pub fn retry_can_help(code: &str) -> bool {
+    !matches!(
+        code,
+        "INVALID_INPUT" | "AUDIO_DECODE_FAILED" | "AUDIO_EMPTY" | "AUDIO_TOO_LARGE"
+    )
+}
+
 /// What a restart did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Restarted {

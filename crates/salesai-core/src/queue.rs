@@ -252,7 +252,7 @@ pub trait JobKind: Serialize + serde::de::DeserializeOwned + Send + Sync + 'stat
 
     /// Decodes a claimed job's payload, or says why it does not decode.
     fn decode(job: &Job) -> Result<Self, String> {
-        serde_json::from_value(job.payload.clone())
+        Self::deserialize(&job.payload)
             .map_err(|e| format!("the {} job's payload does not decode: {e}", Self::KIND))
     }
 }

@@ -569,16 +569,7 @@ pub fn failed(lang: Language, conversation: &Conversation) -> Value {
     if !message.is_empty() {
         blocks.push(context(&format!("`{}`", escape(&truncate(message, 500)))));
     }
-    // Retry only where another try can help: what the upload itself is (not a call, silent,
-    // undecodable, too large) fails the same way again; a setting fixed meanwhile (a scope,
-    // a key) or a provider back up does not.
-    const SAME_UPLOAD_FAILS_AGAIN: [&str; 4] = [
-        "INVALID_INPUT",
-        "AUDIO_DECODE_FAILED",
-        "AUDIO_EMPTY",
-        "AUDIO_TOO_LARGE",
-    ];
-    if !SAME_UPLOAD_FAILS_AGAIN.contains(&code) {
+    if salesai_core::pipeline::retry_can_help(code) {
         blocks.push(
             json!({ "type": "actions", "block_id": "salesai_failed", "elements": [ {
             "type": "button",

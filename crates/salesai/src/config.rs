@@ -1170,22 +1170,55 @@ impl ConfigArgs {
 pub fn settings() -> Vec<SettingInfo> {
     use clap::Args;
     let groups: [(&'static str, clap::Command); 11] = [
-        ("Configuration file", clap::Command::new("config").arg(
-            clap::Arg::new("config").long("config").env("SALESAI_CONFIG").help(
-                "TOML file with any of the settings below (keys are the flag names with `_`) \
-                 [default: ./salesai.toml when it exists]",
-            ),
-        )),
-        ("Database", DatabaseSettings::augment_args(clap::Command::new("database"))),
-        ("Storage", StorageSettings::augment_args(clap::Command::new("storage"))),
-        ("Speech-to-text", SttSettings::augment_args(clap::Command::new("stt"))),
-        ("Analysis (LLM)", LlmSettings::augment_args(clap::Command::new("llm"))),
-        ("Web server", WebSettings::augment_args(clap::Command::new("web"))),
-        ("Slack", SlackSettings::augment_args(clap::Command::new("slack"))),
-        ("Alerts", AlertsSettings::augment_args(clap::Command::new("alerts"))),
-        ("Workers", WorkerSettings::augment_args(clap::Command::new("workers"))),
-        ("Schedules", ScheduleSettings::augment_args(clap::Command::new("schedules"))),
-        ("Logs and time", LogSettings::augment_args(clap::Command::new("logs"))),
+        ("Configuration file", {
+            // `--config` alone, as `ConfigArgs` declares it.
+            let all = ConfigArgs::augment_args(clap::Command::new("all"));
+            let config = all
+                .get_arguments()
+                .find(|a| a.get_id() == "config")
+                .cloned();
+            clap::Command::new("config").args(config)
+        }),
+        (
+            "Database",
+            DatabaseSettings::augment_args(clap::Command::new("database")),
+        ),
+        (
+            "Storage",
+            StorageSettings::augment_args(clap::Command::new("storage")),
+        ),
+        (
+            "Speech-to-text",
+            SttSettings::augment_args(clap::Command::new("stt")),
+        ),
+        (
+            "Analysis (LLM)",
+            LlmSettings::augment_args(clap::Command::new("llm")),
+        ),
+        (
+            "Web server",
+            WebSettings::augment_args(clap::Command::new("web")),
+        ),
+        (
+            "Slack",
+            SlackSettings::augment_args(clap::Command::new("slack")),
+        ),
+        (
+            "Alerts",
+            AlertsSettings::augment_args(clap::Command::new("alerts")),
+        ),
+        (
+            "Workers",
+            WorkerSettings::augment_args(clap::Command::new("workers")),
+        ),
+        (
+            "Schedules",
+            ScheduleSettings::augment_args(clap::Command::new("schedules")),
+        ),
+        (
+            "Logs and time",
+            LogSettings::augment_args(clap::Command::new("logs")),
+        ),
     ];
     groups
         .iter()
@@ -1245,12 +1278,16 @@ pub fn settings_help() -> String {
 impl ConfigArgs {
     /// The settings as resolved: these (flags and environment) over the config file's.
     pub fn with_file(&self) -> anyhow::Result<ConfigArgs> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None if Path::new("salesai.toml").exists() => read_file(Path::new("salesai.toml"))?,
-            None => ConfigArgs::default(),
-        };
-        self.over(file)
+        self.over(self.file()?)
+    }
+
+    /// The config file's settings: `--config`, else `./salesai.toml` when it exists, else none.
+    fn file(&self) -> anyhow::Result<ConfigArgs> {
+        match &self.config {
+            Some(path) => read_file(path),
+            None if Path::new("salesai.toml").exists() => read_file(Path::new("salesai.toml")),
+            None => Ok(ConfigArgs::default()),
+        }
     }
 
     /// `salesai config`: every setting with the value it resolves to and where that came from
@@ -1258,12 +1295,9 @@ impl ConfigArgs {
     /// URL without its password. `given` says which settings came from the command line or the
     /// environment.
     pub fn report(&self, given: impl Fn(&str) -> Option<&'static str>) -> anyhow::Result<String> {
-        let merged = serde_json::to_value(self.with_file()?)?;
-        let file = serde_json::to_value(match &self.config {
-            Some(path) => read_file(path)?,
-            None if Path::new("salesai.toml").exists() => read_file(Path::new("salesai.toml"))?,
-            None => ConfigArgs::default(),
-        })?;
+        let file = self.file()?;
+        let merged = serde_json::to_value(self.over(file.clone())?)?;
+        let file = serde_json::to_value(file)?;
         let mut out = String::new();
         let mut group = "";
         for s in settings() {

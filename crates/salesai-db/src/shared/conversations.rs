@@ -91,6 +91,19 @@ async fn move_on(
     Ok(ids)
 }
 
+/// The conversation a one-key `sql` finds, if any.
+async fn one_conversation(
+    store: &StoreImpl,
+    sql: &'static str,
+    key: &str,
+) -> R<Option<Conversation>> {
+    let row = sqlx::query(sql)
+        .bind(key)
+        .fetch_optional(&store.pool)
+        .await?;
+    row.as_ref().map(conversation_from_row).transpose()
+}
+
 /// Why one pass of creating a conversation did not finish.
 enum CreateError {
     /// Another upload with the same idempotency key won the race.
@@ -217,31 +230,16 @@ impl Conversations for StoreImpl {
     }
 
     async fn get_conversation(&self, id: &str) -> StoreResult<Option<Conversation>> {
-        run(async {
-            let row = sqlx::query(sql!(concat!(conversation_select!(), " WHERE id = $1")))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(conversation_from_row).transpose()
-        })
-        .await
+        let sql = sql!(concat!(conversation_select!(), " WHERE id = $1"));
+        run(one_conversation(self, sql, id)).await
     }
 
     async fn find_conversation_by_case(
         &self,
         case_number: &str,
     ) -> StoreResult<Option<Conversation>> {
-        run(async {
-            let row = sqlx::query(sql!(concat!(
-                conversation_select!(),
-                " WHERE case_number = $1"
-            )))
-            .bind(case_number)
-            .fetch_optional(&self.pool)
-            .await?;
-            row.as_ref().map(conversation_from_row).transpose()
-        })
-        .await
+        let sql = sql!(concat!(conversation_select!(), " WHERE case_number = $1"));
+        run(one_conversation(self, sql, case_number)).await
     }
 
     async fn list_conversations(
