@@ -6,6 +6,7 @@
 //! That keeps the rules of the product (case numbers, queue backoff, error codes) testable in
 //! microseconds and identical for every backend.
 
+pub mod access;
 pub mod analysis;
 pub mod app;
 pub mod audio;

@@ -102,6 +102,106 @@ pub struct ConversationFilter {
     pub limit: u32,
     /// Rows to skip.
     pub offset: u32,
+    /// Only calls the caller reaches (`None`: all).
+    #[serde(default)]
+    pub reach: Option<crate::access::Reach>,
+    /// Only calls of reps in this team.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Only this kind of call.
+    #[serde(default)]
+    pub conversation_type: Option<crate::domain::ConversationType>,
+    /// Only analyses in this qualification band (`strong`, `moderate`, `weak`, `at_risk`).
+    #[serde(default)]
+    pub qualification: Option<String>,
+    /// Only overall scores at or above.
+    #[serde(default)]
+    pub score_min: Option<u8>,
+    /// Only overall scores at or below.
+    #[serde(default)]
+    pub score_max: Option<u8>,
+    /// Calls whose customer name, customer number, title or transcript contains this text
+    /// (case-insensitive; works without spaces between words, as Chinese is written).
+    #[serde(default)]
+    pub search: Option<String>,
+    /// Keyset paging: only calls listed after this one (older, in the newest-first order).
+    /// Stays fast however deep the page; `offset` is kept for the API's old clients.
+    #[serde(default)]
+    pub after: Option<CallCursor>,
+}
+
+/// Where a page of the calls list ends: the last call's creation time and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallCursor {
+    /// The last call's `created_at`.
+    pub created_at: DateTime<Utc>,
+    /// The last call's id.
+    pub id: String,
+}
+
+impl CallCursor {
+    /// The cursor as one URL-safe word: microseconds (PostgreSQL keeps them), `~`, id.
+    pub fn encode(&self) -> String {
+        format!("{}~{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    /// Reads a cursor made by [`CallCursor::encode`].
+    pub fn decode(raw: &str) -> Option<CallCursor> {
+        let (us, id) = raw.split_once('~')?;
+        let created_at = DateTime::from_timestamp_micros(us.parse().ok()?)?;
+        (!id.is_empty()
+            && id.len() <= 64
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .then(|| CallCursor {
+            created_at,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// A row of the calls list: the conversation with its score and rep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRow {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its overall score, once analysed.
+    pub score: Option<u8>,
+    /// Its qualification band, once analysed.
+    pub qualification: Option<String>,
+    /// The rep's name.
+    pub rep_name: Option<String>,
+    /// The call's length, from its transcript.
+    pub duration_ms: Option<i64>,
+    /// With a search: the first transcript line that matched.
+    pub hit: Option<SearchHit>,
+}
+
+/// A transcript line that matched a search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// The line's position in the transcript.
+    pub seq: i64,
+    /// Where it starts in the recording.
+    pub start_ms: i64,
+    /// Its speaker.
+    pub speaker: Option<String>,
+    /// The line.
+    pub text: String,
+}
+
+/// Numbers for the home page over the calls a principal reaches since a time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallStats {
+    /// Calls uploaded.
+    pub total: i64,
+    /// Of those, analysed.
+    pub completed: i64,
+    /// Of those, failed.
+    pub failed: i64,
+    /// Of those, still in the pipeline.
+    pub in_progress: i64,
+    /// The mean overall score of the analysed ones.
+    pub average_score: Option<f64>,
 }
 
 /// A status transition.
@@ -361,6 +461,17 @@ pub trait Conversations: Send + Sync {
         filter: &ConversationFilter,
     ) -> StoreResult<Vec<Conversation>>;
 
+    /// The calls list: conversations matching a filter with their scores, reps and (for a
+    /// search) the first matching transcript line, newest first.
+    async fn list_calls(&self, filter: &ConversationFilter) -> StoreResult<Vec<CallRow>>;
+
+    /// Counts for the calls `reach` covers created since `since`.
+    async fn call_stats(
+        &self,
+        reach: &crate::access::Reach,
+        since: DateTime<Utc>,
+    ) -> StoreResult<CallStats>;
+
     /// Moves a conversation to `status` and records the transition's time. A failure sets the
     /// error; any other status clears it (a retry starts clean).
     async fn set_conversation_status(
@@ -576,6 +687,181 @@ pub trait Operations: Send + Sync {
     async fn analyze(&self) -> StoreResult<()>;
 }
 
+/// A person as sign-in and authorisation see them: the user, their team, the teams they manage
+/// and whether they may sign in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    /// The user.
+    pub user: User,
+    /// The team they belong to.
+    pub team: Option<String>,
+    /// The teams they manage (managers), sorted.
+    pub manages: Vec<String>,
+    /// False once deactivated: they cannot sign in and their sessions and tokens stop working.
+    pub active: bool,
+    /// When they were created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A change to a person; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonChange {
+    /// The new role.
+    pub role: Option<Role>,
+    /// The new team (`Some(None)` leaves every team).
+    pub team: Option<Option<String>>,
+    /// The teams they manage, replacing the old list.
+    pub manages: Option<Vec<String>>,
+    /// Deactivate (`false`: their sessions end in the same transaction) or reactivate.
+    pub active: Option<bool>,
+    /// The new display name.
+    pub display_name: Option<String>,
+}
+
+/// Why a one-time link exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkPurpose {
+    /// Signs an existing person in.
+    Signin,
+    /// Creates the first admin (printed by `salesai serve` while there is none).
+    Setup,
+}
+
+impl LinkPurpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::Signin => "signin",
+            LinkPurpose::Setup => "setup",
+        }
+    }
+}
+
+/// A one-time sign-in link to store (only its hash is kept).
+#[derive(Debug, Clone)]
+pub struct NewLoginLink {
+    /// SHA-256 of the link's secret, hex.
+    pub token_hash: String,
+    /// The person it signs in; `None` for a setup link.
+    pub user_id: Option<String>,
+    /// What it does.
+    pub purpose: LinkPurpose,
+    /// The page to land on after signing in (a path on this server).
+    pub return_to: Option<String>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A live one-time link, as its confirmation page sees it (before it is used).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginLink {
+    /// What it does.
+    pub purpose: LinkPurpose,
+    /// The person it signs in (signin links).
+    pub person: Option<Person>,
+    /// The page to land on.
+    pub return_to: Option<String>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A web session to store (only the hash of the cookie's secret is kept).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// SHA-256 of the cookie's secret, hex.
+    pub id_hash: String,
+    /// Who signed in.
+    pub user_id: String,
+    /// The session's CSRF token, sent back in every form.
+    pub csrf_token: String,
+    /// The absolute end of the session, however active it stays.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A live web session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebSession {
+    /// SHA-256 of the cookie's secret, hex.
+    pub id_hash: String,
+    /// The session's CSRF token.
+    pub csrf_token: String,
+    /// When it began.
+    pub created_at: DateTime<Utc>,
+    /// Its absolute end.
+    pub expires_at: DateTime<Utc>,
+    /// Who it belongs to.
+    pub person: Person,
+}
+
+/// Sign-in and access: people with teams and activity, one-time links, web sessions.
+#[async_trait]
+pub trait Access: Send + Sync {
+    /// One person.
+    async fn person(&self, id: &str) -> StoreResult<Option<Person>>;
+
+    /// Every person, active first, then by name.
+    async fn people(&self) -> StoreResult<Vec<Person>>;
+
+    /// Whether an active admin exists (while none does, `salesai serve` prints a setup link).
+    async fn has_admin(&self) -> StoreResult<bool>;
+
+    /// The person with this e-mail, created when there is none (with `display_name`), given
+    /// `role` and `team` — what `salesai users invite` does before it makes their link.
+    async fn invite_person(
+        &self,
+        email: &str,
+        display_name: &str,
+        role: Role,
+        team: Option<&str>,
+    ) -> StoreResult<Person>;
+
+    /// Changes a person in one transaction; deactivation ends their sessions at once. `None`
+    /// when there is no such person.
+    async fn update_person(&self, id: &str, change: &PersonChange) -> StoreResult<Option<Person>>;
+
+    /// Stores a one-time link.
+    async fn create_login_link(&self, link: &NewLoginLink) -> StoreResult<()>;
+
+    /// The link with this hash while it can still be used (unused, unexpired, its person
+    /// active), without using it.
+    async fn peek_login_link(&self, token_hash: &str) -> StoreResult<Option<LoginLink>>;
+
+    /// Uses a sign-in link: at most one caller ever gets `Some` for a link (on any node).
+    /// Returns the person and the page to land on.
+    async fn redeem_login_link(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(Person, Option<String>)>>;
+
+    /// Uses a setup link and makes the person with this e-mail (created if needed) an admin, in
+    /// one transaction; `Conflict` when an active admin exists already, `None` when the link is
+    /// used or expired.
+    async fn complete_setup(
+        &self,
+        token_hash: &str,
+        email: &str,
+        display_name: &str,
+    ) -> StoreResult<Option<Person>>;
+
+    /// Stores a new session.
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+
+    /// The live session with this hash: not ended, before its absolute end, used within `idle`,
+    /// its person active. Records the use (at most once a minute).
+    async fn find_session(
+        &self,
+        id_hash: &str,
+        idle: std::time::Duration,
+    ) -> StoreResult<Option<WebSession>>;
+
+    /// Ends one session (sign out).
+    async fn end_session(&self, id_hash: &str) -> StoreResult<()>;
+
+    /// Ends every session of a person ("sign out everywhere"); returns how many ended.
+    async fn end_sessions_of(&self, user_id: &str) -> StoreResult<u64>;
+}
+
 /// Everything salesai stores: every capability, on one backend.
 ///
 /// Architecture invariant: multi-step writes happen inside one method, in one transaction
@@ -583,17 +869,19 @@ pub trait Operations: Send + Sync {
 /// leave half-written state behind. A new feature adds its own capability trait (and one
 /// implementation in `salesai-db`'s shared code, see ARCHITECTURE.md) and lists it here.
 pub trait Store:
-    JobQueue + Conversations + Customers + People + SlackState + Operations + 'static
+    JobQueue + Conversations + Customers + People + Access + SlackState + Operations + 'static
 {
 }
 
 impl<T> Store for T where
-    T: JobQueue + Conversations + Customers + People + SlackState + Operations + 'static
+    T: JobQueue + Conversations + Customers + People + Access + SlackState + Operations + 'static
 {
 }
 
 /// The store's capability traits, for `use salesai_core::store::prelude::*` where a caller
 /// calls store methods through an `Arc<dyn Store>`.
 pub mod prelude {
-    pub use super::{Conversations, Customers, JobQueue, Operations, People, SlackState, Store};
+    pub use super::{
+        Access, Conversations, Customers, JobQueue, Operations, People, SlackState, Store,
+    };
 }

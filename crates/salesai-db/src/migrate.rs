@@ -42,6 +42,7 @@ macro_rules! migrations {
             (4, "0004", "agent_fallback"),
             (5, "0005", "token_owner"),
             (6, "0006", "conversation_media"),
+            (7, "0007", "web_access"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {

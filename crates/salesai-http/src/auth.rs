@@ -3,16 +3,20 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use salesai_core::App;
+use salesai_core::access::{Principal, Reach};
 use salesai_core::domain::Role;
 use salesai_core::store::ApiToken;
 
 use crate::error::ApiError;
 
-/// The authenticated caller.
+/// The authenticated caller of the JSON API: their token and, from it, the principal every
+/// authorisation rule asks (`salesai_core::access`, shared with the web pages).
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The token used.
     pub token: ApiToken,
+    /// Who the caller is for the rules.
+    pub principal: Principal,
 }
 
 impl FromRequestParts<App> for Caller {
@@ -33,75 +37,82 @@ impl FromRequestParts<App> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         let hash = salesai_core::token::hash_token(token);
+        // A deactivated person's tokens authenticate nothing (the store checks).
         let found = app
             .store
             .authenticate_api_token(&hash)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Caller { token: found })
+        let manages = match &found.user_id {
+            Some(user) => app
+                .store
+                .person(user)
+                .await?
+                .map(|p| p.manages)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let principal = Principal {
+            user_id: found.user_id.clone(),
+            role: found.role,
+            name: found.name.clone(),
+            manages,
+        };
+        Ok(Caller {
+            token: found,
+            principal,
+        })
     }
 }
 
-/// Which conversations a caller reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// Every conversation: admin, service and manager tokens (managers see their teams' once
-    /// teams exist), and tokens from before tokens belonged to people.
-    All,
-    /// Only the conversations of this person (a rep's own token).
-    Own(String),
-}
+/// The reach checks every route makes, for any principal (API caller or web session).
+pub trait Authorize {
+    /// The principal asked.
+    fn principal(&self) -> &Principal;
 
-impl Caller {
-    /// The conversations this caller reaches, decided here once for every route.
-    pub fn scope(&self) -> Scope {
-        match (self.token.role, &self.token.user_id) {
-            (Role::Rep, Some(user)) => Scope::Own(user.clone()),
-            _ => Scope::All,
-        }
-    }
-
-    /// Fails with 403 unless the conversation of `rep_user_id` is within the caller's scope.
-    pub fn may_reach(&self, rep_user_id: Option<&str>) -> Result<(), ApiError> {
-        match self.scope() {
-            Scope::All => Ok(()),
-            Scope::Own(user) if rep_user_id == Some(user.as_str()) => Ok(()),
-            Scope::Own(_) => Err(ApiError::Forbidden(
-                "this conversation belongs to another rep; a rep's token reaches only their own calls"
-                    .into(),
-            )),
-        }
-    }
-
-    /// Whether the caller may upload a call on behalf of someone else (name another rep):
-    /// admin and service tokens, and tokens that belong to no person (they act as service
-    /// tokens until re-issued).
-    pub fn may_act_for_others(&self) -> bool {
-        matches!(self.token.role, Role::Admin | Role::Service) || self.token.user_id.is_none()
-    }
-}
-
-/// A caller that holds one of the roles a route allows.
-pub trait RequireRole {
-    /// Fails with 403 unless the caller's role is in `allowed`.
-    fn require(&self, allowed: &[Role]) -> Result<(), ApiError>;
-}
-
-impl RequireRole for Caller {
+    /// Fails with 403 unless the principal's role is in `allowed`.
     fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
-        if allowed.contains(&self.token.role) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "this needs the {} role; the token {:?} has the {} role",
-                allowed
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-                self.token.name,
-                self.token.role.as_str()
-            )))
+        self.principal()
+            .require(allowed)
+            .map_err(|d| ApiError::Forbidden(d.0))
+    }
+
+    /// Whether the principal may upload a call on behalf of someone else.
+    fn may_act_for_others(&self) -> bool {
+        self.principal().may_act_for_others()
+    }
+
+    /// The conversations the principal reaches.
+    fn reach(&self) -> Reach {
+        self.principal().reach()
+    }
+
+    /// Fails with 403 unless the call of `rep_user_id` is within the principal's reach (the
+    /// rep's team is read when the rule needs it).
+    fn may_reach(
+        &self,
+        app: &App,
+        rep_user_id: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            let principal = self.principal();
+            let rep = match (principal.reach(), rep_user_id) {
+                (Reach::All, _) => return Ok(()),
+                (_, Some(user)) => app.store.person(user).await?,
+                (_, None) => None,
+            };
+            principal
+                .may_reach(rep.as_ref())
+                .map_err(|d| ApiError::Forbidden(d.0))
         }
+    }
+}
+
+impl Authorize for Caller {
+    fn principal(&self) -> &Principal {
+        &self.principal
     }
 }

@@ -16,7 +16,7 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 
-pub use auth::{Caller, RequireRole, Scope};
+pub use auth::{Authorize, Caller};
 pub use error::ApiError;
 
 /// The header that carries a request's id, in and out.

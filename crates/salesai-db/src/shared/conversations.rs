@@ -2,14 +2,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use salesai_core::access::Reach;
 use salesai_core::domain::{
     CaseNumber, Conversation, ConversationStatus, CreatedConversation, Media, NewConversation,
     Opportunity, StageError,
 };
 use salesai_core::queue::NewJob;
 use salesai_core::store::{
-    AgentRun, ChunkTranscript, ConversationFilter, Conversations, Customers, PruneCandidate,
-    StageEvent, StoreError, StoreResult, StoredAnalysis,
+    AgentRun, CallRow, CallStats, ChunkTranscript, ConversationFilter, Conversations, Customers,
+    PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult, StoredAnalysis,
 };
 use salesai_core::transcript::Segment;
 use sqlx::{QueryBuilder, Row};
@@ -43,6 +44,120 @@ fn ms_i32(ms: u64) -> i32 {
 
 fn opt_i64(row: &super::DbRow, column: &str) -> R<Option<i64>> {
     Ok(row.try_get::<Option<i32>, _>(column)?.map(i64::from))
+}
+
+/// A search term as a case-insensitive `LIKE` pattern (`%`, `_` and `\` taken literally);
+/// `None` for an empty term.
+fn like_pattern(term: &str) -> Option<String> {
+    let term = term.trim();
+    if term.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(term.len() + 2);
+    out.push('%');
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    Some(out)
+}
+
+/// Limits a conversations query to what `reach` covers.
+fn push_reach(qb: &mut QueryBuilder<Db>, reach: &Reach) {
+    match reach {
+        Reach::All => {}
+        Reach::Own(user) => {
+            qb.push(" AND rep_user_id = ").push_bind(user.clone());
+        }
+        Reach::Teams(user) => {
+            qb.push(" AND (rep_user_id = ")
+                .push_bind(user.clone())
+                .push(
+                    " OR rep_user_id IN (SELECT u.id FROM users u JOIN team_managers m \
+                     ON m.team = u.team WHERE m.user_id = ",
+                )
+                .push_bind(user.clone())
+                .push("))");
+        }
+    }
+}
+
+/// The `WHERE` conditions, order and page of a conversations query (`WHERE TRUE` written).
+fn push_filter(qb: &mut QueryBuilder<Db>, filter: &ConversationFilter) {
+    if let Some(reach) = &filter.reach {
+        push_reach(qb, reach);
+    }
+    if let Some(status) = filter.status {
+        qb.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(line) = &filter.product_line {
+        qb.push(" AND product_line = ").push_bind(line.clone());
+    }
+    if let Some(kind) = filter.conversation_type {
+        qb.push(" AND conversation_type = ")
+            .push_bind(kind.as_str());
+    }
+    if let Some(rep) = &filter.rep_user_id {
+        qb.push(" AND rep_user_id = ").push_bind(rep.clone());
+    }
+    if let Some(team) = &filter.team {
+        qb.push(" AND rep_user_id IN (SELECT id FROM users WHERE team = ")
+            .push_bind(team.clone())
+            .push(")");
+    }
+    if let Some(customer) = &filter.customer_number {
+        qb.push(" AND opportunity_id IN (SELECT id FROM opportunities WHERE customer_number = ")
+            .push_bind(customer.clone())
+            .push(")");
+    }
+    if filter.qualification.is_some() || filter.score_min.is_some() || filter.score_max.is_some() {
+        qb.push(" AND id IN (SELECT conversation_id FROM analyses WHERE TRUE");
+        if let Some(band) = &filter.qualification {
+            qb.push(" AND qualification = ").push_bind(band.clone());
+        }
+        if let Some(min) = filter.score_min {
+            qb.push(" AND overall_score >= ").push_bind(i32::from(min));
+        }
+        if let Some(max) = filter.score_max {
+            qb.push(" AND overall_score <= ").push_bind(i32::from(max));
+        }
+        qb.push(")");
+    }
+    if let Some(from) = filter.from {
+        qb.push(" AND created_at >= ").push_bind(db_time(from));
+    }
+    if let Some(to) = filter.to {
+        qb.push(" AND created_at < ").push_bind(db_time(to));
+    }
+    if let Some(pattern) = filter.search.as_deref().and_then(like_pattern) {
+        qb.push(" AND (opportunity_id IN (SELECT id FROM opportunities WHERE lower(company_name) LIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\' OR lower(customer_number) LIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\') OR lower(title) LIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\' OR EXISTS (SELECT 1 FROM transcript_segments s WHERE s.conversation_id = conversations.id AND lower(s.text) LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\'))");
+    }
+    if let Some(after) = &filter.after {
+        let at = db_time(after.created_at);
+        qb.push(" AND (created_at < ")
+            .push_bind(at)
+            .push(" OR (created_at = ")
+            .push_bind(at)
+            .push(" AND id < ")
+            .push_bind(after.id.clone())
+            .push("))");
+    }
+    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(filter.limit.clamp(1, 500)));
+    if filter.after.is_none() && filter.offset > 0 {
+        qb.push(" OFFSET ").push_bind(i64::from(filter.offset));
+    }
 }
 
 /// Deletes a conversation's agent outputs and analysis inside the caller's transaction.
@@ -248,34 +363,94 @@ impl Conversations for StoreImpl {
     ) -> StoreResult<Vec<Conversation>> {
         run(async {
             let mut qb = QueryBuilder::<Db>::new(concat!(conversation_select!(), " WHERE TRUE"));
-            if let Some(status) = filter.status {
-                qb.push(" AND status = ").push_bind(status.as_str());
-            }
-            if let Some(line) = &filter.product_line {
-                qb.push(" AND product_line = ").push_bind(line.clone());
-            }
-            if let Some(rep) = &filter.rep_user_id {
-                qb.push(" AND rep_user_id = ").push_bind(rep.clone());
-            }
-            if let Some(customer) = &filter.customer_number {
-                qb.push(
-                    " AND opportunity_id IN (SELECT id FROM opportunities WHERE customer_number = ",
-                )
-                .push_bind(customer.clone())
-                .push(")");
-            }
-            if let Some(from) = filter.from {
-                qb.push(" AND created_at >= ").push_bind(db_time(from));
-            }
-            if let Some(to) = filter.to {
-                qb.push(" AND created_at < ").push_bind(db_time(to));
-            }
-            qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-                .push_bind(i64::from(filter.limit.clamp(1, 500)))
-                .push(" OFFSET ")
-                .push_bind(i64::from(filter.offset));
+            push_filter(&mut qb, filter);
             let rows = qb.build().fetch_all(&self.pool).await?;
             rows.iter().map(conversation_from_row).collect()
+        })
+        .await
+    }
+
+    async fn list_calls(&self, filter: &ConversationFilter) -> StoreResult<Vec<CallRow>> {
+        run(async {
+            let mut qb = QueryBuilder::<Db>::new(concat!(
+                "SELECT ",
+                conversation_columns!(),
+                ", (SELECT overall_score FROM analyses a WHERE a.conversation_id = conversations.id) AS score, \
+                 (SELECT qualification FROM analyses a WHERE a.conversation_id = conversations.id) AS qualification, \
+                 (SELECT display_name FROM users u WHERE u.id = conversations.rep_user_id) AS rep_name, \
+                 (SELECT end_ms FROM transcript_segments s WHERE s.conversation_id = conversations.id \
+                  ORDER BY seq DESC LIMIT 1) AS last_end_ms \
+                 FROM conversations WHERE TRUE"
+            ));
+            push_filter(&mut qb, filter);
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            let mut calls = Vec::with_capacity(rows.len());
+            for row in &rows {
+                calls.push(CallRow {
+                    conversation: conversation_from_row(row)?,
+                    score: row
+                        .try_get::<Option<i32>, _>("score")?
+                        .map(|s| s.clamp(0, 100) as u8),
+                    qualification: row.try_get("qualification")?,
+                    rep_name: row
+                        .try_get::<Option<String>, _>("rep_name")?
+                        .filter(|n| !n.is_empty()),
+                    duration_ms: opt_i64(row, "last_end_ms")?,
+                    hit: None,
+                });
+            }
+            if let Some(pattern) = filter.search.as_deref().and_then(like_pattern) {
+                for call in &mut calls {
+                    let hit = sqlx::query(sql!(
+                        "SELECT seq, start_ms, speaker, text FROM transcript_segments \
+                         WHERE conversation_id = $1 AND lower(text) LIKE $2 ESCAPE '\\' \
+                         ORDER BY seq LIMIT 1"
+                    ))
+                    .bind(&call.conversation.id)
+                    .bind(&pattern)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if let Some(r) = hit {
+                        call.hit = Some(SearchHit {
+                            seq: i64::from(r.try_get::<i32, _>("seq")?),
+                            start_ms: i64::from(r.try_get::<i32, _>("start_ms")?),
+                            speaker: r.try_get("speaker")?,
+                            text: r.try_get("text")?,
+                        });
+                    }
+                }
+            }
+            Ok(calls)
+        })
+        .await
+    }
+
+    async fn call_stats(&self, reach: &Reach, since: DateTime<Utc>) -> StoreResult<CallStats> {
+        run(async {
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT COUNT(*) AS total, \
+                 COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS completed, \
+                 COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+                 (SELECT AVG(CAST(a.overall_score AS REAL)) FROM analyses a WHERE a.conversation_id IN \
+                  (SELECT id FROM conversations WHERE TRUE",
+            );
+            push_reach(&mut qb, reach);
+            qb.push(" AND created_at >= ").push_bind(db_time(since));
+            qb.push(")) AS average FROM conversations WHERE TRUE");
+            push_reach(&mut qb, reach);
+            qb.push(" AND created_at >= ").push_bind(db_time(since));
+            let row = qb.build().fetch_one(&self.pool).await?;
+            let count = |name: &str| -> R<i64> {
+                Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0))
+            };
+            let (total, completed, failed) = (count("total")?, count("completed")?, count("failed")?);
+            Ok(CallStats {
+                total,
+                completed,
+                failed,
+                in_progress: total - completed - failed,
+                average_score: row.try_get::<Option<f64>, _>("average")?,
+            })
         })
         .await
     }

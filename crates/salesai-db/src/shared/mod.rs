@@ -395,6 +395,8 @@ async fn unlease(
 }
 
 // The capabilities, after the macros above so they can use them.
+#[path = "access.rs"]
+mod access;
 #[path = "conversations.rs"]
 mod conversations;
 #[path = "people.rs"]

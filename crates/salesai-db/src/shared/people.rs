@@ -13,7 +13,7 @@ use super::token_from_row;
 use crate::error::{Fail, R, run};
 
 /// A user row as a `User`.
-fn user_from_row(r: &super::DbRow) -> R<User> {
+pub(super) fn user_from_row(r: &super::DbRow) -> R<User> {
     Ok(User {
         id: r.try_get("id")?,
         email: r.try_get("email")?,
@@ -186,7 +186,9 @@ impl People for StoreImpl {
         run(async {
             sqlx::query(sql!(concat!(
                 "UPDATE api_tokens SET last_used_at = now() \
-                 WHERE token_hash = $1 AND revoked_at IS NULL RETURNING ",
+                 WHERE token_hash = $1 AND revoked_at IS NULL \
+                 AND (user_id IS NULL OR user_id IN (SELECT id FROM users WHERE deactivated_at IS NULL)) \
+                 RETURNING ",
                 token_columns!()
             )))
             .bind(token_hash)

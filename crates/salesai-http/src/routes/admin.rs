@@ -12,7 +12,7 @@ use salesai_core::queue::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Caller, RequireRole};
+use crate::auth::{Authorize, Caller};
 use crate::error::ApiError;
 
 /// The routes, nested under `/api/v1/admin`.

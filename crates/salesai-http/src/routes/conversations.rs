@@ -19,8 +19,9 @@ use salesai_core::store::ConversationFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Caller, RequireRole, Scope};
+use crate::auth::{Authorize, Caller};
 use crate::error::ApiError;
+use salesai_core::access::Reach;
 
 use salesai_core::pipeline::RestartError;
 
@@ -432,7 +433,9 @@ async fn show(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
-    caller.may_reach(conversation.rep_user_id.as_deref())?;
+    caller
+        .may_reach(&app, conversation.rep_user_id.as_deref())
+        .await?;
     let store = &app.store;
     let events = store.stage_events(&conversation.id).await?;
     let transcript = store.get_transcript(&conversation.id).await?;
@@ -491,9 +494,8 @@ async fn list(
             .transpose()
             .map_err(|e| ApiError::BadRequest(e.0))?,
         product_line: p.product_line,
-        rep_user_id: match caller.scope() {
-            Scope::All => p.rep,
-            Scope::Own(user) => {
+        rep_user_id: match caller.reach() {
+            Reach::Own(user) => {
                 if p.rep.as_deref().is_some_and(|r| r != user) {
                     return Err(ApiError::Forbidden(
                         "a rep's token lists only their own calls; leave out `rep`".into(),
@@ -501,12 +503,15 @@ async fn list(
                 }
                 Some(user)
             }
+            _ => p.rep,
         },
+        reach: Some(caller.reach()),
         customer_number: p.customer_number,
         from: p.from.as_deref().map(parse_date).transpose()?,
         to: p.to.as_deref().map(parse_date).transpose()?,
         limit,
         offset,
+        ..Default::default()
     };
     let conversations = app.store.list_conversations(&filter).await?;
     let next = (conversations.len() as u32 == limit).then(|| offset + limit);
@@ -524,7 +529,9 @@ async fn retry(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
-    caller.may_reach(conversation.rep_user_id.as_deref())?;
+    caller
+        .may_reach(&app, conversation.rep_user_id.as_deref())
+        .await?;
     let restarted = salesai_core::pipeline::retry(app.store.as_ref(), &conversation)
         .await
         .map_err(restart_error)?;
@@ -563,7 +570,9 @@ async fn reanalyze(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
-    caller.may_reach(conversation.rep_user_id.as_deref())?;
+    caller
+        .may_reach(&app, conversation.rep_user_id.as_deref())
+        .await?;
     let restarted = salesai_core::pipeline::reanalyze(app.store.as_ref(), &conversation)
         .await
         .map_err(restart_error)?;

@@ -1,0 +1,163 @@
+//! Who may see and do what: one rule set for the web app, the JSON API and (through the same
+//! roles) Slack. A request's caller — a web session or an API token — becomes a [`Principal`];
+//! every route asks the principal, never the role directly.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Role;
+use crate::store::Person;
+
+/// Which conversations a principal reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reach {
+    /// Every conversation: admins, service tokens, and tokens that belong to no person.
+    All,
+    /// The person's own calls and those of the reps in the teams they manage (managers).
+    Teams(String),
+    /// Only the person's own calls (reps).
+    Own(String),
+}
+
+/// The caller of a request, however they proved who they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Principal {
+    /// The person, when the caller is one (a web session, a person's token).
+    pub user_id: Option<String>,
+    /// What they may do.
+    pub role: Role,
+    /// Who, for logs (a person's name or a token's name).
+    pub name: String,
+    /// The teams they manage.
+    pub manages: Vec<String>,
+}
+
+/// Why an action was refused, for a 403 page or answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+impl Principal {
+    /// The principal of a signed-in person.
+    pub fn person(person: &Person) -> Principal {
+        Principal {
+            user_id: Some(person.user.id.clone()),
+            role: person.user.role,
+            name: if person.user.display_name.is_empty() {
+                person
+                    .user
+                    .email
+                    .clone()
+                    .unwrap_or_else(|| person.user.id.clone())
+            } else {
+                person.user.display_name.clone()
+            },
+            manages: person.manages.clone(),
+        }
+    }
+
+    /// The conversations this principal reaches; lists filter by it.
+    pub fn reach(&self) -> Reach {
+        match (self.role, &self.user_id) {
+            (Role::Rep, Some(user)) => Reach::Own(user.clone()),
+            (Role::Manager, Some(user)) => Reach::Teams(user.clone()),
+            _ => Reach::All,
+        }
+    }
+
+    /// Whether this principal reaches a call of `rep` (`None`: a call without a rep, which
+    /// only principals reaching everything see).
+    pub fn may_reach(&self, rep: Option<&Person>) -> Result<(), Denied> {
+        let rep_id = rep.map(|p| p.user.id.as_str());
+        match self.reach() {
+            Reach::All => Ok(()),
+            Reach::Own(me) if rep_id == Some(me.as_str()) => Ok(()),
+            Reach::Teams(me)
+                if rep_id == Some(me.as_str())
+                    || rep
+                        .and_then(|p| p.team.as_ref())
+                        .is_some_and(|t| self.manages.contains(t)) =>
+            {
+                Ok(())
+            }
+            Reach::Own(_) => Err(Denied(
+                "this call belongs to another rep; a rep sees only their own calls".into(),
+            )),
+            Reach::Teams(_) => Err(Denied(
+                "this call belongs to a rep outside the teams you manage".into(),
+            )),
+        }
+    }
+
+    /// Fails unless the principal's role is one of `allowed`.
+    pub fn require(&self, allowed: &[Role]) -> Result<(), Denied> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(Denied(format!(
+                "this needs the {} role; {} has the {} role",
+                allowed
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                self.name,
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// Whether the principal may act on someone else's behalf (upload a call for another rep):
+    /// admins and service tokens, and tokens that belong to no person.
+    pub fn may_act_for_others(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Service) || self.user_id.is_none()
+    }
+
+    /// Whether the principal runs the system (people, queues, doctor).
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::User;
+
+    fn person(id: &str, role: Role, team: Option<&str>, manages: &[&str]) -> Person {
+        Person {
+            user: User {
+                id: id.into(),
+                email: Some(format!("{id}@example.com")),
+                display_name: id.into(),
+                role,
+                slack_user_id: None,
+            },
+            team: team.map(Into::into),
+            manages: manages.iter().map(|s| s.to_string()).collect(),
+            active: true,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn reach_follows_role_and_team() {
+        let ann = person("ann", Role::Rep, Some("north"), &[]);
+        let bob = person("bob", Role::Rep, Some("south"), &[]);
+        let mia = person("mia", Role::Manager, Some("north"), &["north"]);
+        let root = person("root", Role::Admin, None, &[]);
+        let rep = Principal::person(&ann);
+        assert!(rep.may_reach(Some(&ann)).is_ok());
+        assert!(rep.may_reach(Some(&bob)).is_err());
+        assert!(rep.may_reach(None).is_err());
+        let manager = Principal::person(&mia);
+        assert_eq!(manager.reach(), Reach::Teams("mia".into()));
+        assert!(manager.may_reach(Some(&ann)).is_ok());
+        assert!(manager.may_reach(Some(&mia)).is_ok());
+        assert!(manager.may_reach(Some(&bob)).is_err());
+        let admin = Principal::person(&root);
+        assert!(admin.may_reach(Some(&bob)).is_ok() && admin.may_reach(None).is_ok());
+        assert!(admin.is_admin() && !manager.is_admin());
+        assert!(manager.require(&[Role::Admin]).is_err());
+        assert!(admin.may_act_for_others() && !rep.may_act_for_others());
+    }
+}

@@ -1,0 +1,507 @@
+//! Sign-in and access on both backends: people with their teams, one-time links, sessions.
+
+use async_trait::async_trait;
+use salesai_core::domain::Role;
+use salesai_core::store::{
+    Access, LinkPurpose, LoginLink, NewLoginLink, NewSession, Person, PersonChange, StoreError,
+    StoreResult, WebSession,
+};
+use sqlx::Row;
+
+use super::super::{Conn, StoreImpl, db_time, time, write_tx};
+use super::people::user_from_row;
+use crate::error::{R, run};
+
+/// The columns `person_from_row` reads.
+macro_rules! person_columns {
+    () => {
+        "id, email, display_name, role, slack_user_id, team, deactivated_at, created_at"
+    };
+}
+
+/// A person row, with the teams they manage read in the same connection.
+async fn person_in(conn: &mut Conn, id: &str) -> R<Option<Person>> {
+    let row = sqlx::query(sql!(concat!(
+        "SELECT ",
+        person_columns!(),
+        " FROM users WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let manages: Vec<String> = sqlx::query_scalar(sql!(
+        "SELECT team FROM team_managers WHERE user_id = $1 ORDER BY team"
+    ))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(person_from_row(&row, manages)?))
+}
+
+fn person_from_row(row: &super::DbRow, manages: Vec<String>) -> R<Person> {
+    Ok(Person {
+        user: user_from_row(row)?,
+        team: row.try_get("team")?,
+        manages,
+        active: super::super::opt_time(row, "deactivated_at")?.is_none(),
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// A team name as stored: trimmed, `None` when empty.
+fn team_name(team: Option<&str>) -> R<Option<String>> {
+    let Some(team) = team.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if team.chars().count() > 64 || team.chars().any(char::is_control) {
+        return Err(StoreError::InvalidInput(
+            "a team name is 1 to 64 characters of plain text".into(),
+        )
+        .into());
+    }
+    Ok(Some(team.to_owned()))
+}
+
+#[async_trait]
+impl Access for StoreImpl {
+    async fn person(&self, id: &str) -> StoreResult<Option<Person>> {
+        run(async {
+            let mut conn = self.pool.acquire().await?;
+            person_in(&mut conn, id).await
+        })
+        .await
+    }
+
+    async fn people(&self) -> StoreResult<Vec<Person>> {
+        run(async {
+            let rows = sqlx::query(sql!(concat!(
+                "SELECT ",
+                person_columns!(),
+                " FROM users ORDER BY (deactivated_at IS NULL) DESC, lower(display_name), id"
+            )))
+            .fetch_all(&self.pool)
+            .await?;
+            let managed = sqlx::query(sql!(
+                "SELECT user_id, team FROM team_managers ORDER BY team"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut people = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: String = row.try_get("id")?;
+                let mut manages = Vec::new();
+                for m in &managed {
+                    if m.try_get::<String, _>("user_id")? == id {
+                        manages.push(m.try_get("team")?);
+                    }
+                }
+                people.push(person_from_row(row, manages)?);
+            }
+            Ok(people)
+        })
+        .await
+    }
+
+    async fn has_admin(&self) -> StoreResult<bool> {
+        run(async {
+            Ok(sqlx::query_scalar::<_, i64>(sql!(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deactivated_at IS NULL"
+            ))
+            .fetch_one(&self.pool)
+            .await?
+                > 0)
+        })
+        .await
+    }
+
+    async fn invite_person(
+        &self,
+        email: &str,
+        display_name: &str,
+        role: Role,
+        team: Option<&str>,
+    ) -> StoreResult<Person> {
+        let email = check_email(email)?;
+        run(async {
+            let team = team_name(team)?;
+            let mut tx = write_tx(&self.pool).await?;
+            let id = invite_in(&mut tx, &email, display_name, role).await?;
+            if team.is_some() {
+                sqlx::query(sql!("UPDATE users SET team = $1 WHERE id = $2"))
+                    .bind(&team)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let person = person_in(&mut tx, &id)
+                .await?
+                .expect("the person was just written");
+            tx.commit().await?;
+            Ok(person)
+        })
+        .await
+    }
+
+    async fn update_person(&self, id: &str, change: &PersonChange) -> StoreResult<Option<Person>> {
+        run(async {
+            let team = match &change.team {
+                Some(team) => Some(team_name(team.as_deref())?),
+                None => None,
+            };
+            let mut tx = write_tx(&self.pool).await?;
+            if person_in(&mut tx, id).await?.is_none() {
+                return Ok(None);
+            }
+            if let Some(role) = change.role {
+                sqlx::query(sql!(
+                    "UPDATE users SET role = $1, updated_at = now() WHERE id = $2"
+                ))
+                .bind(role.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(name) = change.display_name.as_deref().map(str::trim) {
+                sqlx::query(sql!(
+                    "UPDATE users SET display_name = $1, updated_at = now() WHERE id = $2"
+                ))
+                .bind(name.chars().take(200).collect::<String>())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(team) = team {
+                sqlx::query(sql!(
+                    "UPDATE users SET team = $1, updated_at = now() WHERE id = $2"
+                ))
+                .bind(team)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(manages) = &change.manages {
+                sqlx::query(sql!("DELETE FROM team_managers WHERE user_id = $1"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut teams = Vec::new();
+                for team in manages {
+                    if let Some(team) = team_name(Some(team))?
+                        && !teams.contains(&team)
+                    {
+                        teams.push(team);
+                    }
+                }
+                for team in teams {
+                    sqlx::query(sql!(
+                        "INSERT INTO team_managers (user_id, team) VALUES ($1, $2)"
+                    ))
+                    .bind(id)
+                    .bind(team)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            match change.active {
+                Some(false) => {
+                    sqlx::query(sql!(
+                        "UPDATE users SET deactivated_at = now(), updated_at = now() \
+                         WHERE id = $1 AND deactivated_at IS NULL"
+                    ))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    end_sessions_in(&mut tx, id).await?;
+                }
+                Some(true) => {
+                    sqlx::query(sql!(
+                        "UPDATE users SET deactivated_at = NULL, updated_at = now() WHERE id = $1"
+                    ))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {}
+            }
+            let person = person_in(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(person)
+        })
+        .await
+    }
+
+    async fn create_login_link(&self, link: &NewLoginLink) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "INSERT INTO login_links (token_hash, user_id, purpose, return_to, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, now(), $5)"
+            ))
+            .bind(&link.token_hash)
+            .bind(&link.user_id)
+            .bind(link.purpose.as_str())
+            .bind(&link.return_to)
+            .bind(db_time(link.expires_at))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn peek_login_link(&self, token_hash: &str) -> StoreResult<Option<LoginLink>> {
+        run(async {
+            let mut conn = self.pool.acquire().await?;
+            let row = sqlx::query(sql!(
+                "SELECT user_id, purpose, return_to, expires_at FROM login_links \
+                 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()"
+            ))
+            .bind(token_hash)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let purpose = match row.try_get::<String, _>("purpose")?.as_str() {
+                "setup" => LinkPurpose::Setup,
+                _ => LinkPurpose::Signin,
+            };
+            let person = match row.try_get::<Option<String>, _>("user_id")? {
+                Some(user) => match person_in(&mut conn, &user).await? {
+                    Some(p) if p.active => Some(p),
+                    _ => return Ok(None),
+                },
+                None => None,
+            };
+            if purpose == LinkPurpose::Signin && person.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(LoginLink {
+                purpose,
+                person,
+                return_to: row.try_get("return_to")?,
+                expires_at: time(&row, "expires_at")?,
+            }))
+        })
+        .await
+    }
+
+    async fn redeem_login_link(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(Person, Option<String>)>> {
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            let row = sqlx::query(sql!(
+                "UPDATE login_links SET used_at = now() \
+                 WHERE token_hash = $1 AND purpose = 'signin' AND used_at IS NULL AND expires_at > now() \
+                 AND user_id IN (SELECT id FROM users WHERE deactivated_at IS NULL) \
+                 RETURNING user_id, return_to"
+            ))
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let user: String = row.try_get("user_id")?;
+            let return_to: Option<String> = row.try_get("return_to")?;
+            let person = person_in(&mut tx, &user).await?;
+            tx.commit().await?;
+            Ok(person.map(|p| (p, return_to)))
+        })
+        .await
+    }
+
+    async fn complete_setup(
+        &self,
+        token_hash: &str,
+        email: &str,
+        display_name: &str,
+    ) -> StoreResult<Option<Person>> {
+        let email = check_email(email)?;
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            let admins: i64 = sqlx::query_scalar(sql!(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deactivated_at IS NULL"
+            ))
+            .fetch_one(&mut *tx)
+            .await?;
+            if admins > 0 {
+                return Err(StoreError::Conflict(
+                    "salesai has an admin already; ask them for a sign-in link \
+                     (salesai users invite EMAIL --role admin)"
+                        .into(),
+                )
+                .into());
+            }
+            let used = sqlx::query(sql!(
+                "UPDATE login_links SET used_at = now() \
+                 WHERE token_hash = $1 AND purpose = 'setup' AND used_at IS NULL AND expires_at > now()"
+            ))
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if used == 0 {
+                return Ok(None);
+            }
+            let id = invite_in(&mut tx, &email, display_name, Role::Admin).await?;
+            sqlx::query(sql!(
+                "UPDATE users SET deactivated_at = NULL WHERE id = $1"
+            ))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            let person = person_in(&mut tx, &id).await?;
+            tx.commit().await?;
+            Ok(person)
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "INSERT INTO web_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, expires_at) \
+                 VALUES ($1, $2, $3, now(), now(), $4)"
+            ))
+            .bind(&session.id_hash)
+            .bind(&session.user_id)
+            .bind(&session.csrf_token)
+            .bind(db_time(session.expires_at))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_session(
+        &self,
+        id_hash: &str,
+        idle: std::time::Duration,
+    ) -> StoreResult<Option<WebSession>> {
+        run(async {
+            let mut conn = self.pool.acquire().await?;
+            let row = sqlx::query(sql!(
+                "SELECT s.user_id, s.csrf_token, s.created_at, s.expires_at, \
+                 (s.last_seen_at < now() - make_interval(secs => 60)) AS stale FROM web_sessions s \
+                 WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now() \
+                 AND s.last_seen_at > now() - make_interval(secs => $2)"
+            ))
+            .bind(id_hash)
+            .bind(idle.as_secs_f64())
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let user: String = row.try_get("user_id")?;
+            let Some(person) = person_in(&mut conn, &user).await?.filter(|p| p.active) else {
+                return Ok(None);
+            };
+            if row.try_get::<bool, _>("stale")? {
+                sqlx::query(sql!(
+                    "UPDATE web_sessions SET last_seen_at = now() WHERE id_hash = $1"
+                ))
+                .bind(id_hash)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(Some(WebSession {
+                id_hash: id_hash.to_owned(),
+                csrf_token: row.try_get("csrf_token")?,
+                created_at: time(&row, "created_at")?,
+                expires_at: time(&row, "expires_at")?,
+                person,
+            }))
+        })
+        .await
+    }
+
+    async fn end_session(&self, id_hash: &str) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "UPDATE web_sessions SET ended_at = now() WHERE id_hash = $1 AND ended_at IS NULL"
+            ))
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_sessions_of(&self, user_id: &str) -> StoreResult<u64> {
+        run(async {
+            let mut conn = self.pool.acquire().await?;
+            end_sessions_in(&mut conn, user_id).await
+        })
+        .await
+    }
+}
+
+/// Ends every live session of a person inside the caller's connection or transaction.
+async fn end_sessions_in(conn: &mut Conn, user_id: &str) -> R<u64> {
+    Ok(sqlx::query(sql!(
+        "UPDATE web_sessions SET ended_at = now() WHERE user_id = $1 AND ended_at IS NULL"
+    ))
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
+
+/// The person with this e-mail, created with `role` when there is none; an existing person's
+/// role becomes `role`. Returns their id.
+async fn invite_in(conn: &mut Conn, email: &str, display_name: &str, role: Role) -> R<String> {
+    let name: String = display_name.trim().chars().take(200).collect();
+    let existing: Option<String> =
+        sqlx::query_scalar(sql!("SELECT id FROM users WHERE email = $1"))
+            .bind(email)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(id) = existing {
+        sqlx::query(sql!(
+            "UPDATE users SET role = $1, \
+             display_name = CASE WHEN display_name = '' THEN $2 ELSE display_name END, \
+             updated_at = now() WHERE id = $3"
+        ))
+        .bind(role.as_str())
+        .bind(&name)
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(id);
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(sql!(
+        "INSERT INTO users (id, email, display_name, role, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, now(), now())"
+    ))
+    .bind(&id)
+    .bind(email)
+    .bind(if name.is_empty() {
+        email.split('@').next().unwrap_or(email).to_owned()
+    } else {
+        name
+    })
+    .bind(role.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// An e-mail address as stored: trimmed, lower case, one `@` with text on both sides.
+fn check_email(email: &str) -> StoreResult<String> {
+    let email = email.trim().to_lowercase();
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && email.len() <= 254
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(email)
+        }
+        _ => Err(StoreError::InvalidInput(format!(
+            "{email:?} is not an e-mail address; give one like ann@example.com"
+        ))),
+    }
+}

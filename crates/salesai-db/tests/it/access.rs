@@ -1,0 +1,391 @@
+//! Sign-in, sessions, people and teams, and the calls list as the web app reads it.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use salesai_core::access::Reach;
+use salesai_core::domain::Role;
+use salesai_core::store::{
+    CallCursor, ConversationFilter, LinkPurpose, NewLoginLink, NewSession, PersonChange, StoreError,
+};
+use salesai_core::transcript::Segment;
+use salesai_db::story;
+use salesai_db::testing::TestDb;
+
+use crate::new_conversation;
+
+fn link(hash: &str, user: Option<&str>, purpose: LinkPurpose, ttl_secs: i64) -> NewLoginLink {
+    NewLoginLink {
+        token_hash: hash.into(),
+        user_id: user.map(Into::into),
+        purpose,
+        return_to: Some("/calls".into()),
+        expires_at: Utc::now() + chrono::Duration::seconds(ttl_secs),
+    }
+}
+
+story!(setup_link_makes_the_first_admin_once);
+async fn setup_link_makes_the_first_admin_once(db: &TestDb) {
+    let store = db.store();
+    assert!(!store.has_admin().await.unwrap());
+    store
+        .create_login_link(&link("setup1", None, LinkPurpose::Setup, 600))
+        .await
+        .unwrap();
+    store
+        .create_login_link(&link("setup2", None, LinkPurpose::Setup, 600))
+        .await
+        .unwrap();
+    let peeked = store.peek_login_link("setup1").await.unwrap().unwrap();
+    assert_eq!(peeked.purpose, LinkPurpose::Setup);
+    assert!(peeked.person.is_none());
+    // A setup link never signs anyone in as a sign-in link.
+    assert!(store.redeem_login_link("setup1").await.unwrap().is_none());
+    let admin = store
+        .complete_setup("setup1", " Ann@Example.com ", "Ann")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(admin.user.role, Role::Admin);
+    assert_eq!(admin.user.email.as_deref(), Some("ann@example.com"));
+    assert!(store.has_admin().await.unwrap());
+    // Used once; a second setup link cannot make a second admin.
+    assert!(store.peek_login_link("setup1").await.unwrap().is_none());
+    assert!(matches!(
+        store
+            .complete_setup("setup2", "eve@example.com", "Eve")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .complete_setup("setup2", "not an address", "Eve")
+            .await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+story!(signin_links_work_once_and_expire);
+async fn signin_links_work_once_and_expire(db: &TestDb) {
+    let store = db.store();
+    let rep = store
+        .invite_person("rep@example.com", "Rita", Role::Rep, Some(" north "))
+        .await
+        .unwrap();
+    assert_eq!(rep.team.as_deref(), Some("north"));
+    store
+        .create_login_link(&link("l1", Some(&rep.user.id), LinkPurpose::Signin, 600))
+        .await
+        .unwrap();
+    store
+        .create_login_link(&link("old", Some(&rep.user.id), LinkPurpose::Signin, -1))
+        .await
+        .unwrap();
+    assert!(store.peek_login_link("old").await.unwrap().is_none());
+    assert!(store.redeem_login_link("old").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .peek_login_link("l1")
+            .await
+            .unwrap()
+            .unwrap()
+            .person
+            .unwrap()
+            .user
+            .id,
+        rep.user.id
+    );
+    // Eight concurrent redemptions: exactly one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.redeem_login_link("l1").await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        if let Some((person, back)) = task.await.unwrap() {
+            won += 1;
+            assert_eq!(person.user.id, rep.user.id);
+            assert_eq!(back.as_deref(), Some("/calls"));
+        }
+    }
+    assert_eq!(won, 1);
+    // A deactivated person's link does not work.
+    store
+        .create_login_link(&link("l2", Some(&rep.user.id), LinkPurpose::Signin, 600))
+        .await
+        .unwrap();
+    let change = PersonChange {
+        active: Some(false),
+        ..Default::default()
+    };
+    store.update_person(&rep.user.id, &change).await.unwrap();
+    assert!(store.peek_login_link("l2").await.unwrap().is_none());
+    assert!(store.redeem_login_link("l2").await.unwrap().is_none());
+}
+
+story!(sessions_end_on_sign_out_idle_and_deactivation);
+async fn sessions_end_on_sign_out_idle_and_deactivation(db: &TestDb) {
+    let store = db.store();
+    let mgr = store
+        .invite_person("mia@example.com", "Mia", Role::Manager, Some("north"))
+        .await
+        .unwrap();
+    let session = |hash: &str| NewSession {
+        id_hash: hash.into(),
+        user_id: mgr.user.id.clone(),
+        csrf_token: format!("csrf-{hash}"),
+        expires_at: Utc::now() + chrono::Duration::hours(12),
+    };
+    for hash in ["s1", "s2", "s3"] {
+        store.create_session(&session(hash)).await.unwrap();
+    }
+    let hour = Duration::from_secs(3600);
+    let found = store.find_session("s1", hour).await.unwrap().unwrap();
+    assert_eq!(found.csrf_token, "csrf-s1");
+    assert_eq!(found.person.user.id, mgr.user.id);
+    // Idle for longer than allowed: gone.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        store
+            .find_session("s1", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.end_session("s1").await.unwrap();
+    assert!(store.find_session("s1", hour).await.unwrap().is_none());
+    assert!(store.find_session("s2", hour).await.unwrap().is_some());
+    // Absolute expiry.
+    store
+        .create_session(&NewSession {
+            expires_at: Utc::now() - chrono::Duration::seconds(1),
+            ..session("gone")
+        })
+        .await
+        .unwrap();
+    assert!(store.find_session("gone", hour).await.unwrap().is_none());
+    // Teams they manage, then deactivation ends every session in the same change.
+    let changed = store
+        .update_person(
+            &mgr.user.id,
+            &PersonChange {
+                manages: Some(vec![
+                    "south".into(),
+                    "north".into(),
+                    "north".into(),
+                    " ".into(),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        changed.manages,
+        vec!["north".to_string(), "south".to_string()]
+    );
+    let off = store
+        .update_person(
+            &mgr.user.id,
+            &PersonChange {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!off.active);
+    assert!(store.find_session("s2", hour).await.unwrap().is_none());
+    assert!(store.find_session("s3", hour).await.unwrap().is_none());
+    // Reactivated, old sessions stay ended; "sign out everywhere" ends new ones.
+    store
+        .update_person(
+            &mgr.user.id,
+            &PersonChange {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.find_session("s3", hour).await.unwrap().is_none());
+    store.create_session(&session("s4")).await.unwrap();
+    store.create_session(&session("s5")).await.unwrap();
+    assert_eq!(store.end_sessions_of(&mgr.user.id).await.unwrap(), 2);
+    assert!(
+        store
+            .update_person("nobody", &PersonChange::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let people = store.people().await.unwrap();
+    assert_eq!(people.len(), 1);
+    assert_eq!(people[0].manages.len(), 2);
+}
+
+story!(calls_list_filters_by_reach_search_and_keyset);
+async fn calls_list_filters_by_reach_search_and_keyset(db: &TestDb) {
+    let store = db.store();
+    let ann = store
+        .invite_person("ann@example.com", "Ann", Role::Rep, Some("north"))
+        .await
+        .unwrap();
+    let bob = store
+        .invite_person("bob@example.com", "Bob", Role::Rep, Some("south"))
+        .await
+        .unwrap();
+    let mia = store
+        .invite_person("mia@example.com", "Mia", Role::Manager, Some("north"))
+        .await
+        .unwrap();
+    store
+        .update_person(
+            &mia.user.id,
+            &PersonChange {
+                manages: Some(vec!["north".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let mut new = new_conversation(&format!("C-{i}"), None);
+        new.rep_user_id = Some(if i % 2 == 0 { &ann } else { &bob }.user.id.clone());
+        new.customer_name = if i == 3 {
+            "大安咖啡館".into()
+        } else {
+            format!("Shop {i}")
+        };
+        let created = store.create_conversation(new).await.unwrap();
+        ids.push(created.id);
+    }
+    store
+        .save_transcript(
+            &ids[4],
+            &[
+                Segment {
+                    speaker: Some("客戶".into()),
+                    start_ms: 1_000,
+                    end_ms: 4_000,
+                    text: "我們每個月的預算大概五萬".into(),
+                },
+                Segment {
+                    speaker: Some("業務".into()),
+                    start_ms: 65_000,
+                    end_ms: 70_500,
+                    text: "The 100% Discount_code plan".into(),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let list = |filter: ConversationFilter| {
+        let store = store.clone();
+        async move { store.list_calls(&filter).await.unwrap() }
+    };
+    let all = list(ConversationFilter {
+        limit: 50,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(all.len(), 7);
+    assert_eq!(all[0].conversation.id, ids[6], "newest first");
+    let own = list(ConversationFilter {
+        limit: 50,
+        reach: Some(Reach::Own(ann.user.id.clone())),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(own.len(), 4);
+    assert!(own.iter().all(|c| c.rep_name.as_deref() == Some("Ann")));
+    let managed = list(ConversationFilter {
+        limit: 50,
+        reach: Some(Reach::Teams(mia.user.id.clone())),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(managed.len(), 4, "Mia manages north: Ann's calls");
+    let south = list(ConversationFilter {
+        limit: 50,
+        team: Some("south".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(south.len(), 3);
+    // Search: Chinese without spaces, in the customer's name and in the transcript, with the
+    // matching line; LIKE's wildcards are taken literally.
+    let cafe = list(ConversationFilter {
+        limit: 50,
+        search: Some("咖啡".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(cafe.len(), 1);
+    assert_eq!(cafe[0].conversation.customer_name, "大安咖啡館");
+    let budget = list(ConversationFilter {
+        limit: 50,
+        search: Some("預算".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(budget.len(), 1);
+    let hit = budget[0].hit.as_ref().unwrap();
+    assert_eq!((hit.seq, hit.start_ms), (0, 1_000));
+    assert_eq!(budget[0].duration_ms, Some(70_500));
+    for (term, expect) in [
+        ("100%", 1),
+        ("discount_code", 1),
+        ("%", 1),
+        ("_", 1),
+        ("1000%", 0),
+    ] {
+        let found = list(ConversationFilter {
+            limit: 50,
+            search: Some(term.into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(found.len(), expect, "search {term:?}");
+    }
+    // Keyset paging walks the whole list in pages of two, each call once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(ConversationFilter {
+            limit: 2,
+            after: after.clone(),
+            ..Default::default()
+        })
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        let last = &page.last().unwrap().conversation;
+        after = Some(CallCursor {
+            created_at: last.created_at,
+            id: last.id.clone(),
+        });
+        let encoded = after.as_ref().unwrap().encode();
+        assert_eq!(CallCursor::decode(&encoded), after);
+        seen.extend(page.into_iter().map(|c| c.conversation.id));
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+    let stats = store
+        .call_stats(
+            &Reach::Own(bob.user.id.clone()),
+            Utc::now() - chrono::Duration::days(7),
+        )
+        .await
+        .unwrap();
+    assert_eq!((stats.total, stats.completed, stats.in_progress), (3, 0, 3));
+    assert_eq!(stats.average_score, None);
+}
