@@ -5,7 +5,52 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Role;
-use crate::store::Person;
+use crate::store::{LinkPurpose, NewLoginLink, Person, Store, StoreResult};
+
+/// How long a one-time sign-in link works.
+pub const LINK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// How long the first-run setup link printed by `salesai serve` works.
+pub const SETUP_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Makes a one-time link for `user_id` (a setup link when `None`) and returns the path to open
+/// (`/login/link/<secret>`); only the secret's hash is stored. `return_to` must be a path on
+/// this server.
+pub async fn issue_link(
+    store: &dyn Store,
+    user_id: Option<&str>,
+    return_to: Option<&str>,
+    ttl: std::time::Duration,
+) -> StoreResult<String> {
+    let secret = crate::token::generate_token();
+    let secret = secret
+        .trim_start_matches(crate::token::TOKEN_PREFIX)
+        .to_owned();
+    store
+        .create_login_link(&NewLoginLink {
+            token_hash: crate::token::hash_token(&secret),
+            user_id: user_id.map(Into::into),
+            purpose: match user_id {
+                Some(_) => LinkPurpose::Signin,
+                None => LinkPurpose::Setup,
+            },
+            return_to: return_to.filter(|p| is_local_path(p)).map(Into::into),
+            expires_at: chrono::Utc::now()
+                + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(15)),
+        })
+        .await?;
+    Ok(format!("/login/link/{secret}"))
+}
+
+/// Whether `path` is a path on this server (`/calls/1`), never another site (`//evil.example`,
+/// `https://…`, `/\evil`): where a sign-in may send the browser afterwards.
+pub fn is_local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= 512
+        && !path.chars().any(|c| c.is_control() || c == '\\')
+}
 
 /// Which conversations a principal reaches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +181,23 @@ mod tests {
             manages: manages.iter().map(|s| s.to_string()).collect(),
             active: true,
             created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn only_local_paths_are_return_targets() {
+        for ok in ["/", "/calls/abc?status=failed", "/calls#t=5"] {
+            assert!(is_local_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "calls",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/\u{0}x",
+        ] {
+            assert!(!is_local_path(bad), "{bad}");
         }
     }
 

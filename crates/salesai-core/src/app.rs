@@ -34,6 +34,9 @@ pub struct App {
     pub stt: Option<Arc<dyn crate::stt::SpeechToText>>,
     /// The largest upload accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// The public base URL (`https://salesai.example.com/`), when configured: links in
+    /// messages and on the console, and whether session cookies are marked `Secure`.
+    pub public_url: Option<String>,
     /// The last storage write probe of `/ready` (when, and what it found), shared by the
     /// process's requests so storage is written at most once per probe interval.
     pub storage_probe: Arc<tokio::sync::Mutex<Option<StorageProbe>>>,
@@ -54,8 +57,16 @@ impl App {
             analyzer: Arc::new(crate::analysis::engine::RulesAnalyzer),
             stt: None,
             max_upload_bytes: 500 * 1024 * 1024,
+            public_url: None,
             storage_probe: Arc::default(),
         }
+    }
+
+    /// An absolute link to `path` (which starts with `/`) on this server: under the public URL
+    /// when one is configured, else under `fallback` (the address the server listens on).
+    pub fn link(&self, path: &str, fallback: &str) -> String {
+        let base = self.public_url.as_deref().unwrap_or(fallback);
+        format!("{}{path}", base.trim_end_matches('/'))
     }
 
     /// The product line with this id, or the `default` line when there is no such line.

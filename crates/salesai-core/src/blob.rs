@@ -91,6 +91,35 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Streams the blob under `key`.
     async fn get_stream(&self, key: &BlobKey) -> Result<ByteStream, BlobError>;
 
+    /// Streams bytes `range` of the blob under `key` (the audio player's HTTP Range requests).
+    /// The default reads from the start and skips; stores that can ask for a range do.
+    async fn get_range(
+        &self,
+        key: &BlobKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<ByteStream, BlobError> {
+        use futures_util::StreamExt;
+        let whole = self.get_stream(key).await?;
+        Ok(Box::pin(whole.scan(0u64, move |pos, item| {
+            let out = match item {
+                Err(err) => Some(Err(err)),
+                Ok(_) if *pos >= range.end => None,
+                Ok(bytes) => {
+                    let start = *pos;
+                    let end = start + bytes.len() as u64;
+                    *pos = end;
+                    let (lo, hi) = (range.start.max(start), range.end.min(end));
+                    Some(Ok(if lo < hi {
+                        bytes.slice((lo - start) as usize..(hi - start) as usize)
+                    } else {
+                        Bytes::new()
+                    }))
+                }
+            };
+            futures_util::future::ready(out)
+        })))
+    }
+
     /// The size of the blob under `key`, or `None` when there is none.
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError>;
 

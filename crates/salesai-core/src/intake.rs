@@ -24,6 +24,8 @@ pub enum Source {
     Api,
     /// The Slack upload form.
     Slack,
+    /// The web app's upload page.
+    Web,
     /// `salesai analyze`.
     Cli,
     /// `salesai bench`.
@@ -36,6 +38,7 @@ impl Source {
         match self {
             Source::Api => "api",
             Source::Slack => "slack",
+            Source::Web => "web",
             Source::Cli => "cli",
             Source::Bench => "bench",
         }

@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod observe;
 mod routes;
+pub mod web;
 
 use axum::Router;
 use axum::http::HeaderName;
@@ -35,9 +36,11 @@ pub fn router_with(app: App, extra: Router) -> Router {
         .merge(routes::health::routes())
         .nest("/api/v1/admin", routes::admin::routes())
         .nest("/api/v1/conversations", routes::conversations::routes())
+        .merge(web::routes())
         .with_state(app.clone())
         .merge(extra)
         .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn(web::security_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))

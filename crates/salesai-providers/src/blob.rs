@@ -200,6 +200,23 @@ impl BlobStore for ObjectBlobStore {
         Ok(Box::pin(result.into_stream().map_err(unavailable)))
     }
 
+    async fn get_range(
+        &self,
+        key: &BlobKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<ByteStream, BlobError> {
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let result = self
+            .inner
+            .get_opts(&self.path(key), options)
+            .await
+            .map_err(unavailable)?;
+        Ok(Box::pin(result.into_stream().map_err(unavailable)))
+    }
+
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
         match self.inner.head(&self.path(key)).await {
             Ok(meta) => Ok(Some(meta.size)),

@@ -755,10 +755,7 @@ mod tests {
                 buyer: Some(outputs.buyer.clone()),
                 seller: Some(outputs.seller.clone()),
                 coach: Some(outputs.coach.clone()),
-                report_url: Some(format!(
-                    "https://salesai.example.com/api/v1/conversations/{}",
-                    c.id
-                )),
+                report_url: Some(format!("https://salesai.example.com/calls/{}", c.id)),
                 fallbacks: Vec::new(),
             },
         )

@@ -185,10 +185,11 @@ impl Slack {
         })
     }
 
-    /// The full report's URL for a conversation, when a public base URL is configured.
+    /// The full report's URL for a conversation — its page in the web app, which asks the rep
+    /// to sign in first and then lands on it — when a public base URL is configured.
     pub fn report_url(&self, conversation_id: &str) -> Option<String> {
         self.config.public_base_url.as_ref().and_then(|base| {
-            base.join(&format!("api/v1/conversations/{conversation_id}"))
+            base.join(&format!("calls/{conversation_id}"))
                 .ok()
                 .map(String::from)
         })

@@ -9,9 +9,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use salesai_core::App;
+use salesai_core::access::Principal;
 use salesai_core::blob::{BlobKey, StoreLimitedError, Stored, store_limited};
 use salesai_core::domain::{
-    Conversation, ConversationStatus, ConversationType, CustomerNumber, Media, Role,
+    Conversation, ConversationStatus, ConversationType, CreatedConversation, CustomerNumber, Media,
+    Role,
 };
 use salesai_core::intake::{Intake, Source};
 use salesai_core::media::{ACCEPTED, MediaKind, sniff};
@@ -221,7 +223,7 @@ async fn create(
     caller: Caller,
     State(app): State<App>,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(UPLOADERS)?;
     let idempotency_key = headers
@@ -230,13 +232,48 @@ async fn create(
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .map(idempotency_digest);
+    let created = receive(&app, &caller.principal, multipart, idempotency_key, None).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": created.id,
+            "case_number": created.case_number,
+            "status": "pending",
+            "created": created.created,
+            "links": { "self": format!("/api/v1/conversations/{}", created.id) },
+        })),
+    ))
+}
+
+/// Receives an upload (the API's and the web app's): streams the file part to storage, reads
+/// the form fields, and creates the conversation through the one intake. With `csrf` (the web
+/// app), the first part must be a `csrf` field holding that token — checked before any file
+/// byte is stored. Whatever fails, nothing stays behind.
+pub(crate) async fn receive(
+    app: &App,
+    principal: &Principal,
+    mut multipart: Multipart,
+    idempotency_key: Option<String>,
+    csrf: Option<&str>,
+) -> Result<CreatedConversation, ApiError> {
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut upload: Option<Upload> = None;
+    let mut csrf_seen = csrf.is_none();
     let outcome = async {
         while let Some(field) = multipart.next_field().await.map_err(|e| {
             ApiError::BadRequest(format!("the request is not valid multipart/form-data: {e}"))
         })? {
             let name = field.name().unwrap_or_default().to_owned();
+            if !csrf_seen {
+                let given = if name == "csrf" { text_field(field).await? } else { String::new() };
+                if Some(given.as_str()) != csrf {
+                    return Err(ApiError::Forbidden(
+                        "this upload form is out of date or did not come from salesai; reload the page".into(),
+                    ));
+                }
+                csrf_seen = true;
+                continue;
+            }
             match name.as_str() {
                 "audio" | "transcript" | "file" => {
                     if upload.is_some() {
@@ -244,7 +281,7 @@ async fn create(
                             "send exactly one `audio` or `transcript` file part".into(),
                         ));
                     }
-                    upload = Some(store_part(&app, field).await?);
+                    upload = Some(store_part(app, field).await?);
                 }
                 _ => {
                     check_field_name(&name)?;
@@ -258,32 +295,36 @@ async fn create(
                 }
             }
         }
+        if !csrf_seen {
+            return Err(ApiError::Forbidden(
+                "this upload form is out of date or did not come from salesai; reload the page".into(),
+            ));
+        }
         let Some(stored) = upload.as_ref() else {
             return Err(ApiError::BadRequest(
                 "send one `audio` or `transcript` file part".into(),
             ));
         };
-        build(&app, &caller, &fields, stored, idempotency_key.clone()).await
+        let source = if csrf.is_some() { Source::Web } else { Source::Api };
+        build(app, principal, &fields, stored, idempotency_key.clone(), source).await
     }
     .await;
-    match outcome {
-        Ok(response) => Ok(response),
-        Err(err) => {
-            if let Some(stored) = &upload {
-                let _ = app.blobs.delete(&stored.key).await;
-            }
-            Err(err)
-        }
+    if outcome.is_err()
+        && let Some(stored) = &upload
+    {
+        let _ = app.blobs.delete(&stored.key).await;
     }
+    outcome
 }
 
 async fn build(
     app: &App,
-    caller: &Caller,
+    caller: &Principal,
     fields: &BTreeMap<String, String>,
     upload: &Upload,
     idempotency_key: Option<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    source: Source,
+) -> Result<CreatedConversation, ApiError> {
     let get = |k: &str| fields.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let customer_number = CustomerNumber::parse(get("customer_number").unwrap_or_default())
         .map_err(|e| ApiError::BadRequest(format!("customer_number: {}", e.0)))?;
@@ -293,7 +334,7 @@ async fn build(
     let conversation_type = ConversationType::parse(get("type").unwrap_or("discovery_call"))
         .map_err(|e| ApiError::BadRequest(e.0))?;
     let conversation_date = get("conversation_date").map(parse_call_date).transpose()?;
-    let mut intake = Intake::new(Source::Api, customer_number);
+    let mut intake = Intake::new(source, customer_number);
     for (k, v) in fields {
         if !matches!(
             k.as_str(),
@@ -322,10 +363,9 @@ async fn build(
         // service tokens name someone else.
         (email, slack) if !caller.may_act_for_others() => {
             let own = caller
-                .token
                 .user_id
                 .clone()
-                .expect("a token acting for itself has an owner");
+                .expect("a principal acting for itself is a person");
             if email.is_some() || slack.is_some() {
                 let me = app.store.get_user(&own).await?;
                 let same = me.as_ref().is_some_and(|u| {
@@ -389,16 +429,7 @@ async fn build(
             ));
         }
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "id": created.id,
-            "case_number": created.case_number,
-            "status": "pending",
-            "created": created.created,
-            "links": { "self": format!("/api/v1/conversations/{}", created.id) },
-        })),
-    ))
+    Ok(created)
 }
 
 async fn find(app: &App, id_or_case: &str) -> Result<Conversation, ApiError> {
@@ -548,6 +579,16 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::Admin])?;
     let conversation = find(&app, &id).await?;
+    delete_with_upload(&app, &conversation).await?;
+    tracing::info!(event = "conversation.deleted", conversation_id = %conversation.id, case_number = conversation.case_number.as_str(), by = %caller.token.name, "conversation deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a conversation and its stored upload (the API's DELETE and the web app's delete).
+pub(crate) async fn delete_with_upload(
+    app: &App,
+    conversation: &Conversation,
+) -> Result<(), ApiError> {
     if let Some(key) = conversation
         .blob_key
         .as_deref()
@@ -558,8 +599,7 @@ async fn remove(
         })?;
     }
     app.store.delete_conversation(&conversation.id).await?;
-    tracing::info!(event = "conversation.deleted", conversation_id = %conversation.id, case_number = conversation.case_number.as_str(), by = %caller.token.name, "conversation deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// `POST /api/v1/conversations/{id}/reanalyze`: keeps the transcript, runs the agents again.

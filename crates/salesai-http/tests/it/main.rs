@@ -9,12 +9,14 @@ use salesai_core::App;
 use salesai_core::blob::{BlobError, BlobKey, BlobStore, ByteStream};
 use salesai_core::domain::Role;
 use salesai_core::queue::{CONVERSATIONS, JobFailure, JobStatus, NewJob};
-use salesai_core::store::NewApiToken;
+use salesai_core::store::{NewApiToken, PersonChange};
 use salesai_db::testing::TestDb;
 use salesai_providers::blob::ObjectBlobStore;
 use serde_json::{Value, json};
 
 use salesai_db::story;
+
+mod web;
 
 /// The application served on an ephemeral port.
 struct TestApp {
@@ -1024,19 +1026,66 @@ mod pipeline {
     }
 
     // The authorisation table of tokens: route × caller × owner, each with its status. A
-    // rep's own token reaches only their calls; admin, service, manager and tokens from before
-    // tokens belonged to people reach all; only admin and service upload for someone else.
+    // rep's own token reaches only their calls, a manager's the calls of the teams they manage;
+    // admin, service and tokens from before tokens belonged to people reach all; only admin and
+    // service upload for someone else; a deactivated person's token authenticates nothing.
     story!(tokens_reach_what_their_owner_may);
     async fn tokens_reach_what_their_owner_may(db: &TestDb) {
         let t = TestApp::spawn(db).await;
         let (amy, amy_id) = t.token_for("amy", Role::Rep, "amy@example.com").await;
         let (bob, bob_id) = t.token_for("bob", Role::Rep, "bob@example.com").await;
-        let (manager, _) = t.token_for("mia", Role::Manager, "mia@example.com").await;
+        let (manager, mia_id) = t.token_for("mia", Role::Manager, "mia@example.com").await;
+        let (other_manager, max_id) = t.token_for("max", Role::Manager, "max@example.com").await;
+        let (deactivated, gus_id) = t.token_for("gus", Role::Admin, "gus@example.com").await;
         let service = t.token("crm-sync", Role::Service).await;
         let admin = t.token("ops", Role::Admin).await;
         let legacy = t.token("old-rep", Role::Rep).await;
         let revoked = t.token("gone", Role::Admin).await;
         t.app.store.revoke_api_token("gone").await.unwrap();
+        for (id, change) in [
+            (
+                &amy_id,
+                PersonChange {
+                    team: Some(Some("north".into())),
+                    ..Default::default()
+                },
+            ),
+            (
+                &bob_id,
+                PersonChange {
+                    team: Some(Some("south".into())),
+                    ..Default::default()
+                },
+            ),
+            (
+                &mia_id,
+                PersonChange {
+                    manages: Some(vec!["north".into()]),
+                    ..Default::default()
+                },
+            ),
+            (
+                &max_id,
+                PersonChange {
+                    manages: Some(vec!["south".into()]),
+                    ..Default::default()
+                },
+            ),
+            (
+                &gus_id,
+                PersonChange {
+                    active: Some(false),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            t.app
+                .store
+                .update_person(id, &change)
+                .await
+                .unwrap()
+                .unwrap();
+        }
 
         let upload = |token: &str, rep_email: Option<&str>| {
             let mut form = reqwest::multipart::Form::new()
@@ -1107,11 +1156,13 @@ mod pipeline {
         assert_eq!(stored.rep_user_id.as_deref(), Some(bob_id.as_str()));
 
         // Reading and acting on one conversation (Amy's).
-        let callers: [(&str, Option<&str>); 8] = [
+        let callers: [(&str, Option<&str>); 10] = [
             ("anonymous", None),
             ("amy", Some(&amy)),
             ("bob", Some(&bob)),
             ("manager", Some(&manager)),
+            ("other_manager", Some(&other_manager)),
+            ("deactivated", Some(&deactivated)),
             ("service", Some(&service)),
             ("admin", Some(&admin)),
             ("legacy", Some(&legacy)),
@@ -1119,7 +1170,7 @@ mod pipeline {
         ];
         let expect =
             |who: &str, allowed: StatusCode, forbidden_for: &[&str], admin_only: bool| match who {
-                "anonymous" | "revoked" => StatusCode::UNAUTHORIZED,
+                "anonymous" | "revoked" | "deactivated" => StatusCode::UNAUTHORIZED,
                 w if admin_only && w != "admin" => StatusCode::FORBIDDEN,
                 w if forbidden_for.contains(&w) => StatusCode::FORBIDDEN,
                 _ => allowed,
@@ -1140,7 +1191,7 @@ mod pipeline {
                 (
                     "GET one",
                     send(t.client.get(url(&format!("/api/v1/conversations/{amys}")))).await,
-                    expect(who, StatusCode::OK, &["bob"], false),
+                    expect(who, StatusCode::OK, &["bob", "other_manager"], false),
                 ),
                 (
                     "retry (pending: 409 when allowed)",
@@ -1149,7 +1200,7 @@ mod pipeline {
                             .post(url(&format!("/api/v1/conversations/{amys}/retry"))),
                     )
                     .await,
-                    expect(who, StatusCode::CONFLICT, &["bob"], false),
+                    expect(who, StatusCode::CONFLICT, &["bob", "other_manager"], false),
                 ),
                 (
                     "reanalyze (no transcript yet: refused when allowed)",
@@ -1158,7 +1209,7 @@ mod pipeline {
                             .post(url(&format!("/api/v1/conversations/{amys}/reanalyze"))),
                     )
                     .await,
-                    expect(who, StatusCode::CONFLICT, &["bob"], false),
+                    expect(who, StatusCode::CONFLICT, &["bob", "other_manager"], false),
                 ),
                 (
                     "list someone else's",
@@ -1209,6 +1260,16 @@ mod pipeline {
         assert!(bob_sees.iter().all(|r| *r == bob_id) && bob_sees.len() == 2);
         assert_eq!(
             listed(manager.clone()).await.len(),
+            2,
+            "Mia manages Amy's team"
+        );
+        assert_eq!(
+            listed(other_manager.clone()).await.len(),
+            2,
+            "Max manages Bob's team"
+        );
+        assert_eq!(
+            listed(admin.clone()).await.len(),
             5,
             "five uploads were accepted"
         );

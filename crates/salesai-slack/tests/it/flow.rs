@@ -257,9 +257,7 @@ async fn a_shared_transcript_comes_back_as_one_card(db: &TestDb) {
         text.contains("Overall") && text.contains("Pain") && text.contains("Square"),
         "{text}"
     );
-    assert!(text.contains(&format!(
-        "https://salesai.example.com/api/v1/conversations/{id}"
-    )));
+    assert!(text.contains(&format!("https://salesai.example.com/calls/{id}")));
     let statuses = posted_with(fake, c.case_number.as_str());
     let status = statuses
         .iter()

@@ -81,7 +81,7 @@ enum Command {
     /// Slack app set-up: check the token, scopes and channels; print the app manifest
     #[command(subcommand)]
     Slack(slack::SlackCommand),
-    /// People: set a user's role (managers see the team's reports)
+    /// People: invite with a one-time sign-in link, list, set role, deactivate
     #[command(subcommand)]
     Users(users::UsersCommand),
     /// The deployment checklist: configuration, database, pending migrations, last backup,

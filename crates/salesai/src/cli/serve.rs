@@ -28,6 +28,42 @@ pub fn slack(
         .transpose()
 }
 
+/// While no one can administer this salesai (no active admin), prints a one-time link on the
+/// console that makes whoever opens it the first admin: the README's run command leads straight
+/// into the web app. Printed once per start; the link works for 24 hours.
+async fn print_setup_link(app: &salesai_core::App, local: &str) {
+    match app.store.has_admin().await {
+        Ok(true) => {}
+        Ok(false) => {
+            match salesai_core::access::issue_link(
+                app.store.as_ref(),
+                None,
+                None,
+                salesai_core::access::SETUP_LINK_TTL,
+            )
+            .await
+            {
+                Ok(path) => {
+                    let link = app.link(&path, local);
+                    tracing::info!(
+                        event = "web.setup_link",
+                        "no admin yet: printed a one-time setup link on the console"
+                    );
+                    println!(
+                        "\n  salesai has no admin yet. Open this link to become the first one (works once, for 24 hours):\n\n    {link}\n"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(event = "web.setup_link_failed", error = %err, "could not make the setup link")
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(event = "web.setup_link_failed", error = %err, "could not check for an admin")
+        }
+    }
+}
+
 /// Runs HTTP and/or workers until SIGTERM or ctrl-c.
 pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result<ExitCode> {
     let (app, database) = crate::runtime::open_app(config).await?;
@@ -67,11 +103,15 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         let local = listener.local_addr()?;
         tracing::info!(event = "http.listening", address = %local, "listening on http://{local}");
         let router = salesai_http::router_with(app.clone(), salesai_slack::router(slack.clone()));
+        print_setup_link(&app, &format!("http://{local}")).await;
         let stop = shutdown.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("HTTP server failed")?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("HTTP server failed")?;
     } else {
         shutdown.cancelled().await;
     }

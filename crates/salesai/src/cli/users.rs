@@ -1,5 +1,7 @@
-//! `salesai users role WHO ROLE`: who may see the team's reports. People are created by their
-//! first upload or Slack message (as reps); managers and admins are named here.
+//! `salesai users …`: people and their access. `invite` creates a person (or updates one) and
+//! prints a one-time sign-in link for the web app; `link` prints a new link; `list` shows who is
+//! there; `role`, `team`, `deactivate`, `activate` change a person. People also appear on their
+//! first upload or Slack message (as reps).
 
 use std::process::ExitCode;
 
@@ -17,6 +19,59 @@ pub enum UsersCommand {
         /// The new role
         role: String,
     },
+    /// Create a person (or update their role and team) and print a one-time sign-in link
+    Invite {
+        /// Their e-mail
+        email: String,
+        /// Their role: admin, manager or rep
+        #[arg(long, default_value = "rep")]
+        role: String,
+        /// Their team
+        #[arg(long)]
+        team: Option<String>,
+        /// Their name (shown in the web app and reports)
+        #[arg(long)]
+        name: Option<String>,
+        /// The teams they manage, comma-separated (managers)
+        #[arg(long)]
+        manages: Option<String>,
+    },
+    /// Print a new one-time sign-in link for a person
+    Link {
+        /// Their id or e-mail
+        who: String,
+    },
+    /// List people with their role, team and status
+    List,
+    /// Deactivate a person: they cannot sign in, and their sessions and tokens stop at once
+    Deactivate {
+        /// Their id or e-mail
+        who: String,
+    },
+    /// Reactivate a deactivated person
+    Activate {
+        /// Their id or e-mail
+        who: String,
+    },
+}
+
+/// The person with this id or e-mail.
+async fn find(app: &salesai_core::App, who: &str) -> anyhow::Result<salesai_core::store::Person> {
+    let who = who.trim();
+    let people = app.store.people().await?;
+    people
+        .into_iter()
+        .find(|p| p.user.id == who || p.user.email.as_deref() == Some(who.to_lowercase().as_str()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no person {who:?}; see `salesai users list`, or create them with `salesai users invite EMAIL`"
+            )
+        })
+}
+
+/// The full sign-in link for a path.
+fn full_link(config: &Config, app: &salesai_core::App, path: &str) -> String {
+    app.link(path, &format!("http://{}", config.bind))
 }
 
 /// Runs a user command.
@@ -45,5 +100,134 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitC
                 }
             }
         }
+        UsersCommand::Invite {
+            email,
+            role,
+            team,
+            name,
+            manages,
+        } => {
+            let role = Role::parse(&role).map_err(|e| anyhow::anyhow!(e.0))?;
+            anyhow::ensure!(
+                role != Role::Service,
+                "a person is an admin, manager or rep; for an integration create a service token (salesai token create NAME --role service)"
+            );
+            let (app, database) = crate::runtime::open_app(config).await?;
+            let result = async {
+                let person = app
+                    .store
+                    .invite_person(&email, name.as_deref().unwrap_or(""), role, team.as_deref())
+                    .await?;
+                if let Some(manages) = manages {
+                    let change = salesai_core::store::PersonChange {
+                        manages: Some(manages.split(',').map(|t| t.trim().to_owned()).collect()),
+                        ..Default::default()
+                    };
+                    app.store.update_person(&person.user.id, &change).await?;
+                }
+                let path = salesai_core::access::issue_link(
+                    app.store.as_ref(),
+                    Some(&person.user.id),
+                    None,
+                    salesai_core::access::LINK_TTL,
+                )
+                .await?;
+                anyhow::Ok((person, path))
+            }
+            .await;
+            database.close().await;
+            let (person, path) = result?;
+            println!(
+                "{} <{}> is a {}{}.",
+                person.user.display_name,
+                person.user.email.as_deref().unwrap_or(""),
+                person.user.role.as_str(),
+                person
+                    .team
+                    .as_deref()
+                    .map(|t| format!(" in team {t}"))
+                    .unwrap_or_default()
+            );
+            println!("Sign-in link (works once, for 15 minutes; send it to them):");
+            println!("  {}", full_link(config, &app, &path));
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::Link { who } => {
+            let (app, database) = crate::runtime::open_app(config).await?;
+            let result = async {
+                let person = find(&app, &who).await?;
+                anyhow::ensure!(
+                    person.active,
+                    "{} is deactivated; reactivate them first (salesai users activate {who})",
+                    person.user.display_name
+                );
+                let path = salesai_core::access::issue_link(
+                    app.store.as_ref(),
+                    Some(&person.user.id),
+                    None,
+                    salesai_core::access::LINK_TTL,
+                )
+                .await?;
+                anyhow::Ok(path)
+            }
+            .await;
+            database.close().await;
+            println!("{}", full_link(config, &app, &result?));
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::List => {
+            let (app, database) = crate::runtime::open_app(config).await?;
+            let people = app.store.people().await;
+            database.close().await;
+            println!(
+                "{:<24} {:<30} {:<8} {:<12} {:<16} STATUS",
+                "NAME", "E-MAIL", "ROLE", "TEAM", "MANAGES"
+            );
+            for p in people? {
+                println!(
+                    "{:<24} {:<30} {:<8} {:<12} {:<16} {}",
+                    p.user.display_name,
+                    p.user.email.as_deref().unwrap_or("-"),
+                    p.user.role.as_str(),
+                    p.team.as_deref().unwrap_or("-"),
+                    if p.manages.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        p.manages.join(",")
+                    },
+                    if p.active { "active" } else { "deactivated" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::Deactivate { who } => set_active(config, &who, false).await,
+        UsersCommand::Activate { who } => set_active(config, &who, true).await,
     }
+}
+
+/// Deactivates (ending their sessions in the same transaction) or reactivates a person.
+async fn set_active(config: &Config, who: &str, active: bool) -> anyhow::Result<ExitCode> {
+    let (app, database) = crate::runtime::open_app(config).await?;
+    let result = async {
+        let person = find(&app, who).await?;
+        let change = salesai_core::store::PersonChange {
+            active: Some(active),
+            ..Default::default()
+        };
+        app.store.update_person(&person.user.id, &change).await?;
+        anyhow::Ok(person)
+    }
+    .await;
+    database.close().await;
+    let person = result?;
+    println!(
+        "{} is {}",
+        person.user.display_name,
+        if active {
+            "active again; send them a link with `salesai users link`"
+        } else {
+            "deactivated: their sessions and tokens no longer work"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,1082 @@
+//! The pages about calls: home, the calls list with search, the call page with its player,
+//! transcript and analysis, the audio stream, and the actions on a call.
+
+use axum::Form;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{NaiveDate, TimeZone, Utc};
+use maud::{Markup, PreEscaped, html};
+use salesai_core::App;
+use salesai_core::analysis::derive::DerivedScores;
+use salesai_core::analysis::{
+    BuyerOutput, CoachOutput, ContextOutput, CrmOutput, SellerOutput, Strategy, SummaryOutput,
+};
+use salesai_core::blob::BlobKey;
+use salesai_core::domain::{Conversation, ConversationStatus, ConversationType, Role, UploadKind};
+use salesai_core::store::{AgentRun, CallCursor, CallRow, ConversationFilter, Person};
+use serde::Deserialize;
+
+use super::chart;
+use super::i18n::{Lang, clock, day, when};
+use super::layout::{Nav, page};
+use super::session::{CsrfForm, PageError, Viewer, encode};
+use crate::auth::Authorize;
+
+const PAGE_SIZE: u32 = 25;
+
+/// A call the viewer may open, or the reason they may not.
+async fn reachable(app: &App, viewer: &Viewer, id: &str) -> Result<Conversation, PageError> {
+    let lang = viewer.lang;
+    let found = match uuid::Uuid::parse_str(id) {
+        Ok(_) => app.store.get_conversation(id).await?,
+        Err(_) => salesai_core::pipeline::find(app.store.as_ref(), id).await?,
+    };
+    let conversation = found.ok_or_else(|| PageError::not_found(lang))?;
+    viewer
+        .may_reach(app, conversation.rep_user_id.as_deref())
+        .await
+        .map_err(|_| {
+            PageError::forbidden(
+                lang,
+                lang.pick(
+                    "This call belongs to a rep outside what you can see. Ask them or their manager to share what you need.",
+                    "這通電話屬於您無權查看的業務。如有需要，請向該業務或其主管索取。",
+                ),
+            )
+        })?;
+    Ok(conversation)
+}
+
+fn status_pill(lang: Lang, status: ConversationStatus) -> Markup {
+    html! { span class=(format!("pill status-{}", status.as_str())) { (lang.status(status)) } }
+}
+
+fn score_badge(lang: Lang, score: Option<u8>, band: Option<&str>) -> Markup {
+    html! {
+        @match score {
+            Some(s) => span class=(format!("score tone-{}", chart::tone(s))) title=(band.map(|b| lang.qualification(b)).unwrap_or("")) {
+                strong { (s) } @if let Some(b) = band { " " small { (lang.qualification(b)) } }
+            },
+            None => span.score.none { "—" },
+        }
+    }
+}
+
+fn customer(c: &Conversation) -> Markup {
+    html! {
+        span.customer {
+            @if c.customer_name.is_empty() { (c.customer_number) } @else { (c.customer_name) }
+        }
+    }
+}
+
+/// The calls as a table on wide screens and as cards on phones (the same markup).
+fn call_table(lang: Lang, app: &App, calls: &[CallRow], search: Option<&str>) -> Markup {
+    html! {
+        @if calls.is_empty() {
+            p.empty { (lang.pick("No calls here yet.", "目前沒有通話。")) }
+        } @else {
+            table.calls {
+                thead { tr {
+                    th { (lang.pick("Date", "日期")) }
+                    th { (lang.pick("Customer", "客戶")) }
+                    th { (lang.pick("Rep", "業務")) }
+                    th.num { (lang.pick("Length", "長度")) }
+                    th { (lang.pick("Status", "狀態")) }
+                    th.num { (lang.pick("Score", "分數")) }
+                } }
+                tbody {
+                    @for row in calls {
+                        @let c = &row.conversation;
+                        tr {
+                            td data-label=(lang.pick("Date", "日期")) { (when(c.conversation_date.unwrap_or(c.created_at), app.time_zone)) }
+                            td.main data-label=(lang.pick("Customer", "客戶")) {
+                                a href={ "/calls/" (c.id) } { (customer(c)) }
+                                div.sub { (c.case_number) " · " (lang.call_type(c.conversation_type.as_str())) }
+                                @if let (Some(hit), Some(term)) = (&row.hit, search) {
+                                    a.hit href={ "/calls/" (c.id) "?t=" (hit.start_ms / 1000) "#seg-" (hit.seq) } {
+                                        span.ts { (clock(hit.start_ms)) } " " (highlight(&hit.text, term))
+                                    }
+                                }
+                            }
+                            td data-label=(lang.pick("Rep", "業務")) { (row.rep_name.as_deref().unwrap_or("—")) }
+                            td.num data-label=(lang.pick("Length", "長度")) { (row.duration_ms.map(clock).unwrap_or_else(|| "—".into())) }
+                            td data-label=(lang.pick("Status", "狀態")) { (status_pill(lang, c.status)) }
+                            td.num data-label=(lang.pick("Score", "分數")) { (score_badge(lang, row.score, row.qualification.as_deref())) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `text` with each case-insensitive occurrence of `term` marked, escaped, shortened around the
+/// first match.
+fn highlight(text: &str, term: &str) -> Markup {
+    let term = term.trim();
+    let lower = text.to_lowercase();
+    let needle = term.to_lowercase();
+    // Lower-casing can change byte lengths (rare letters): then show the line unmarked.
+    if needle.is_empty() || lower.len() != text.len() {
+        return html! { (text) };
+    }
+    let first = lower.find(&needle).unwrap_or(0);
+    let start = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .filter(|&i| i <= first)
+        .rev()
+        .nth(40)
+        .unwrap_or(0);
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    let mut at = start;
+    let shown_end = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .nth(text[..start].chars().count() + 160)
+        .unwrap_or(text.len());
+    while at < shown_end {
+        match lower[at..shown_end].find(&needle) {
+            Some(rel) => {
+                let hit = at + rel;
+                out.push_str(&maud::html! { (&text[at..hit]) }.into_string());
+                out.push_str("<mark>");
+                out.push_str(&maud::html! { (&text[hit..hit + needle.len()]) }.into_string());
+                out.push_str("</mark>");
+                at = hit + needle.len();
+            }
+            None => {
+                out.push_str(&maud::html! { (&text[at..shown_end]) }.into_string());
+                at = shown_end;
+            }
+        }
+    }
+    if shown_end < text.len() {
+        out.push('…');
+    }
+    PreEscaped(out)
+}
+
+/// `GET /`: my recent calls, what needs attention, the week in numbers.
+pub async fn home(State(app): State<App>, viewer: Viewer) -> Result<Response, PageError> {
+    let lang = viewer.lang;
+    let reach = viewer.reach();
+    let week_ago = Utc::now() - chrono::Duration::days(7);
+    let stats = app.store.call_stats(&reach, week_ago).await?;
+    let recent = app
+        .store
+        .list_calls(&ConversationFilter {
+            reach: Some(reach.clone()),
+            limit: 8,
+            ..Default::default()
+        })
+        .await?;
+    let failed = app
+        .store
+        .list_calls(&ConversationFilter {
+            reach: Some(reach.clone()),
+            status: Some(ConversationStatus::Failed),
+            from: Some(Utc::now() - chrono::Duration::days(14)),
+            limit: 5,
+            ..Default::default()
+        })
+        .await?;
+    let low = app
+        .store
+        .list_calls(&ConversationFilter {
+            reach: Some(reach.clone()),
+            score_max: Some(49),
+            from: Some(Utc::now() - chrono::Duration::days(14)),
+            limit: 5,
+            ..Default::default()
+        })
+        .await?;
+    let mine = matches!(reach, salesai_core::access::Reach::Own(_));
+    let first_name = viewer.principal.name.clone();
+    let body = html! {
+        div.page-head {
+            h1 { (lang.pick("Hi, ", "嗨，")) (first_name) }
+            a.button.primary href="/calls" { (lang.pick("All calls", "所有通話")) }
+        }
+        section.stats aria-label=(lang.pick("The last 7 days", "最近 7 天")) {
+            h2.visually-hidden { (lang.pick("The last 7 days", "最近 7 天")) }
+            div.stat { span.stat-value { (stats.total) } span.stat-label { (lang.pick("calls in 7 days", "7 天內通話")) } }
+            div.stat { span.stat-value { (stats.completed) } span.stat-label { (lang.pick("analysed", "已分析")) } }
+            div.stat { span.stat-value { (stats.in_progress) } span.stat-label { (lang.pick("in progress", "處理中")) } }
+            div.stat { span.stat-value { (stats.failed) } span.stat-label { (lang.pick("failed", "失敗")) } }
+            div.stat {
+                span.stat-value { (stats.average_score.map(|s| format!("{s:.0}")).unwrap_or_else(|| "—".into())) }
+                span.stat-label { (lang.pick("average score", "平均分數")) }
+            }
+        }
+        @if !failed.is_empty() || !low.is_empty() {
+            section.card.attention {
+                h2 { (lang.pick("Needs attention", "需要注意")) }
+                @if !failed.is_empty() {
+                    h3 { (lang.pick("Failed — retry or check the file", "失敗 — 請重試或檢查檔案")) }
+                    (call_table(lang, &app, &failed, None))
+                }
+                @if !low.is_empty() {
+                    h3 { (lang.pick("Low scores — worth a look", "低分 — 值得檢視")) }
+                    (call_table(lang, &app, &low, None))
+                }
+            }
+        }
+        section.card {
+            h2 { (if mine { lang.pick("My recent calls", "我最近的通話") } else { lang.pick("Recent calls", "最近的通話") }) }
+            (call_table(lang, &app, &recent, None))
+            p { a href="/calls" { (lang.pick("See all calls →", "查看所有通話 →")) } }
+        }
+    };
+    Ok(page(&viewer, Nav::Home, "/", lang.pick("Home", "首頁"), body).into_response())
+}
+
+/// The calls list's query string.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    status: Option<String>,
+    rep: Option<String>,
+    team: Option<String>,
+    line: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    qual: Option<String>,
+    min: Option<String>,
+    max: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<String>,
+}
+
+fn some(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl ListQuery {
+    /// The query string without the page cursor, for the next page's link.
+    fn without_cursor(&self) -> String {
+        let pairs = [
+            ("q", &self.q),
+            ("status", &self.status),
+            ("rep", &self.rep),
+            ("team", &self.team),
+            ("line", &self.line),
+            ("type", &self.kind),
+            ("qual", &self.qual),
+            ("min", &self.min),
+            ("max", &self.max),
+            ("from", &self.from),
+            ("to", &self.to),
+        ];
+        pairs
+            .iter()
+            .filter_map(|(k, v)| some(v).map(|v| format!("{k}={}", encode(v))))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// A day in the team's time zone as the UTC instant it starts.
+fn day_start(raw: &str, tz: chrono_tz::Tz) -> Option<chrono::DateTime<Utc>> {
+    let date = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok()?;
+    if !(2000..=2100).contains(&chrono::Datelike::year(&date)) {
+        return None;
+    }
+    tz.from_local_datetime(&date.and_hms_opt(0, 0, 0)?)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `GET /calls`: filters, search, keyset pages.
+pub async fn list(
+    State(app): State<App>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, PageError> {
+    let lang = viewer.lang;
+    let bad = |what: &str| PageError::new(StatusCode::BAD_REQUEST, Some(lang), what);
+    let score = |v: &Option<String>| -> Result<Option<u8>, PageError> {
+        some(v)
+            .map(|s| s.parse::<u8>().ok().filter(|n| *n <= 100))
+            .map(|n| {
+                n.ok_or_else(|| {
+                    bad(lang.pick(
+                        "A score is a number from 0 to 100.",
+                        "分數須為 0 到 100 的數字。",
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let date = |v: &Option<String>| -> Result<Option<chrono::DateTime<Utc>>, PageError> {
+        some(v)
+            .map(|s| {
+                day_start(s, app.time_zone).ok_or_else(|| {
+                    bad(lang.pick("Dates look like 2026-11-29.", "日期格式為 2026-11-29。"))
+                })
+            })
+            .transpose()
+    };
+    let search = some(&q.q).map(|s| s.chars().take(200).collect::<String>());
+    let filter = ConversationFilter {
+        reach: Some(viewer.reach()),
+        status: some(&q.status).and_then(|s| ConversationStatus::parse(s).ok()),
+        rep_user_id: some(&q.rep).map(Into::into),
+        team: some(&q.team).map(Into::into),
+        product_line: some(&q.line).map(Into::into),
+        conversation_type: some(&q.kind).and_then(|s| ConversationType::parse(s).ok()),
+        qualification: some(&q.qual).map(Into::into),
+        score_min: score(&q.min)?,
+        score_max: score(&q.max)?,
+        from: date(&q.from)?,
+        to: date(&q.to)?.map(|t| t + chrono::Duration::days(1)),
+        search: search.clone(),
+        after: some(&q.after).and_then(CallCursor::decode),
+        limit: PAGE_SIZE,
+        ..Default::default()
+    };
+    let calls = app.store.list_calls(&filter).await?;
+    let next = (calls.len() as u32 == PAGE_SIZE).then(|| {
+        let last = &calls[calls.len() - 1].conversation;
+        let cursor = CallCursor {
+            created_at: last.created_at,
+            id: last.id.clone(),
+        }
+        .encode();
+        let rest = q.without_cursor();
+        format!(
+            "/calls?{}{}after={}",
+            rest,
+            if rest.is_empty() { "" } else { "&" },
+            encode(&cursor)
+        )
+    });
+    // Whom the viewer may filter by: the people they reach.
+    let people: Vec<Person> = if viewer.principal.role == Role::Rep {
+        Vec::new()
+    } else {
+        let all = app.store.people().await?;
+        let mut reachable = Vec::new();
+        for p in all
+            .into_iter()
+            .filter(|p| matches!(p.user.role, Role::Rep | Role::Manager))
+        {
+            if viewer.principal.may_reach(Some(&p)).is_ok() {
+                reachable.push(p);
+            }
+        }
+        reachable
+    };
+    let mut teams: Vec<String> = people.iter().filter_map(|p| p.team.clone()).collect();
+    teams.sort();
+    teams.dedup();
+    let selected = |v: &Option<String>, option: &str| some(v) == Some(option);
+    let here = format!("/calls?{}", q.without_cursor());
+    let body = html! {
+        div.page-head {
+            h1 { (lang.pick("Calls", "通話")) }
+        }
+        form.filters method="get" action="/calls" role="search" {
+            div.search-row {
+                label.grow {
+                    span.visually-hidden { (lang.pick("Search", "搜尋")) }
+                    input type="search" name="q" value=[search.as_deref()] maxlength="200"
+                        placeholder=(lang.pick("Search transcripts, customers, titles…", "搜尋逐字稿、客戶、標題…"));
+                }
+                button.primary type="submit" { (lang.pick("Search", "搜尋")) }
+            }
+            details.more-filters open[q.status.is_some() || q.rep.is_some() || q.qual.is_some() || q.min.is_some() || q.from.is_some()] {
+                summary { (lang.pick("Filters", "篩選")) }
+                div.filter-grid {
+                    label { (lang.pick("Status", "狀態"))
+                        select name="status" {
+                            option value="" { (lang.pick("Any", "全部")) }
+                            @for s in [ConversationStatus::Completed, ConversationStatus::Failed, ConversationStatus::Pending, ConversationStatus::Preparing, ConversationStatus::Transcribing, ConversationStatus::Analyzing] {
+                                option value=(s.as_str()) selected[selected(&q.status, s.as_str())] { (lang.status(s)) }
+                            }
+                        }
+                    }
+                    @if !people.is_empty() {
+                        label { (lang.pick("Rep", "業務"))
+                            select name="rep" {
+                                option value="" { (lang.pick("Anyone", "所有人")) }
+                                @for p in &people {
+                                    option value=(p.user.id) selected[selected(&q.rep, &p.user.id)] { (p.user.display_name) }
+                                }
+                            }
+                        }
+                    }
+                    @if !teams.is_empty() {
+                        label { (lang.pick("Team", "團隊"))
+                            select name="team" {
+                                option value="" { (lang.pick("Any", "全部")) }
+                                @for t in &teams { option value=(t) selected[selected(&q.team, t)] { (t) } }
+                            }
+                        }
+                    }
+                    label { (lang.pick("Product line", "產品線"))
+                        select name="line" {
+                            option value="" { (lang.pick("Any", "全部")) }
+                            @for l in app.product_lines.iter() { option value=(l.id) selected[selected(&q.line, &l.id)] { (l.display_name) } }
+                        }
+                    }
+                    label { (lang.pick("Type", "類型"))
+                        select name="type" {
+                            option value="" { (lang.pick("Any", "全部")) }
+                            @for t in ["discovery_call", "demo", "follow_up", "negotiation", "closing", "support"] {
+                                option value=(t) selected[selected(&q.kind, t)] { (lang.call_type(t)) }
+                            }
+                        }
+                    }
+                    label { (lang.pick("Qualification", "資格"))
+                        select name="qual" {
+                            option value="" { (lang.pick("Any", "全部")) }
+                            @for b in ["strong", "medium", "weak", "atrisk"] {
+                                option value=(b) selected[selected(&q.qual, b)] { (lang.qualification(b)) }
+                            }
+                        }
+                    }
+                    label { (lang.pick("Score from", "分數下限"))
+                        input type="number" name="min" min="0" max="100" inputmode="numeric" value=[some(&q.min)]; }
+                    label { (lang.pick("Score to", "分數上限"))
+                        input type="number" name="max" min="0" max="100" inputmode="numeric" value=[some(&q.max)]; }
+                    label { (lang.pick("From", "起始日期"))
+                        input type="date" name="from" value=[some(&q.from)]; }
+                    label { (lang.pick("To", "結束日期"))
+                        input type="date" name="to" value=[some(&q.to)]; }
+                }
+                div.actions {
+                    button type="submit" { (lang.pick("Apply", "套用")) }
+                    a href="/calls" { (lang.pick("Clear", "清除")) }
+                }
+            }
+        }
+        section.card {
+            (call_table(lang, &app, &calls, search.as_deref()))
+            nav.pager aria-label=(lang.pick("Pages", "分頁")) {
+                @if q.after.is_some() { a href=(here) { (lang.pick("← First page", "← 第一頁")) } }
+                @if let Some(next) = &next { a.button href=(next) rel="next" { (lang.pick("Older calls →", "較早的通話 →")) } }
+            }
+        }
+    };
+    Ok(page(&viewer, Nav::Calls, &here, lang.pick("Calls", "通話"), body).into_response())
+}
+
+/// Upload metadata kept for the system, not shown as call details.
+const INTERNAL_KEYS: &[&str] = &[
+    "source",
+    "rep_email",
+    "rep_slack_id",
+    "slack_file_id",
+    "idempotency_key",
+];
+
+/// A file size for people.
+fn file_size(bytes: u64) -> String {
+    match bytes {
+        0..1_024 => format!("{bytes} B"),
+        1_024..1_048_576 => format!("{:.0} KB", bytes as f64 / 1_024.0),
+        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+/// Decodes one agent's saved output.
+fn output<T: serde::de::DeserializeOwned>(runs: &[AgentRun], agent: &str) -> Option<T> {
+    runs.iter()
+        .find(|r| r.agent == agent)
+        .and_then(|r| serde_json::from_value(r.output.clone()).ok())
+}
+
+fn strategy_label(lang: Lang, s: Strategy) -> &'static str {
+    match s {
+        Strategy::CloseNow => lang.pick("Close now", "立即成交"),
+        Strategy::SmallStep => lang.pick("Secure a small step", "爭取小承諾"),
+        Strategy::KeepWarm => lang.pick("Keep warm", "持續培養"),
+    }
+}
+
+/// A quote that jumps to its moment in the call.
+fn quote(quote: &str, start_ms: u64) -> Markup {
+    html! {
+        blockquote {
+            a.seek href={ "?t=" (start_ms / 1000) "#player" } data-seek=(start_ms) { span.ts { (clock(start_ms as i64)) } }
+            " " (quote)
+        }
+    }
+}
+
+/// Markdown rendered without any raw HTML: HTML in the source is shown as text.
+fn markdown(source: &str) -> Markup {
+    use pulldown_cmark::{Event, Options, Parser};
+    let parser = Parser::new_ext(
+        source,
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
+    )
+    .map(|event| match event {
+        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+        other => other,
+    });
+    let mut out = String::new();
+    pulldown_cmark::html::push_html(&mut out, parser);
+    PreEscaped(out)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShowQuery {
+    t: Option<u64>,
+}
+
+/// `GET /calls/{id}`: the whole call on one page.
+pub async fn show(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(sq): Query<ShowQuery>,
+) -> Result<Response, PageError> {
+    let lang = viewer.lang;
+    let c = reachable(&app, &viewer, &id).await?;
+    let (events, transcript, analysis, runs) = (
+        app.store.stage_events(&c.id).await?,
+        app.store.get_transcript(&c.id).await?,
+        app.store.get_analysis(&c.id).await?,
+        app.store.get_agent_outputs(&c.id).await?,
+    );
+    let rep = match &c.rep_user_id {
+        Some(id) => app.store.person(id).await?,
+        None => None,
+    };
+    let line = app.product_line(&c.product_line);
+    let derived: Option<DerivedScores> = analysis
+        .as_ref()
+        .and_then(|a| serde_json::from_value(a.result.clone()).ok());
+    let buyer: Option<BuyerOutput> = output(&runs, "buyer");
+    let seller: Option<SellerOutput> = output(&runs, "seller");
+    let context: Option<ContextOutput> = output(&runs, "context");
+    let crm: Option<CrmOutput> = output(&runs, "crm");
+    let summary: Option<SummaryOutput> = output(&runs, "summary");
+    let coach: Option<CoachOutput> = output(&runs, "coach");
+    let duration = transcript.last().map(|s| s.end_ms as i64);
+    let is_audio = c.media.kind == Some(UploadKind::Audio) && c.blob_key.is_some();
+    let estimated_times = c.media.format.as_deref() == Some("txt");
+    let running = !matches!(
+        c.status,
+        ConversationStatus::Completed | ConversationStatus::Failed
+    );
+    let csrf = &viewer.session.csrf_token;
+    let action = |path: &str, label: &str, class: &str| {
+        html! {
+            form.inline method="post" action={ "/calls/" (c.id) "/" (path) } {
+                input type="hidden" name="csrf" value=(csrf);
+                button class=(class) type="submit" { (label) }
+            }
+        }
+    };
+    let here = format!("/calls/{}", c.id);
+    let body = html! {
+        @if running {
+            // Without JavaScript the page reloads itself while the call is in the pipeline; with
+            // it, app.js polls the status and reloads when it changes.
+            noscript { meta http-equiv="refresh" content="10"; }
+            div #live data-status-url={ "/calls/" (c.id) "/status" } data-status=(c.status.as_str()) {}
+        }
+        div.page-head.call-head {
+            div {
+                p.crumbs { a href="/calls" { (lang.pick("Calls", "通話")) } " / " (c.case_number) }
+                h1 { (customer(&c)) " " small.muted { (c.customer_number) } }
+                p.meta {
+                    (status_pill(lang, c.status))
+                    span { (lang.call_type(c.conversation_type.as_str())) }
+                    span { (when(c.conversation_date.unwrap_or(c.created_at), app.time_zone)) }
+                    @if let Some(d) = duration { span { (clock(d)) } }
+                    span { (rep.as_ref().map(|p| p.user.display_name.as_str()).unwrap_or("—")) }
+                    span { (line.display_name) }
+                }
+                @if !c.title.is_empty() { p.title { (c.title) } }
+            }
+            @if let Some(a) = &analysis {
+                div class=(format!("big-score tone-{}", chart::tone(a.overall_score.value()))) {
+                    span.big-number { (a.overall_score.value()) }
+                    span.big-label { (lang.qualification(&a.qualification)) }
+                }
+            }
+        }
+        @if let Some(err) = &c.error {
+            section.card.failure role="alert" {
+                h2 { (lang.pick("This call failed", "這通電話處理失敗")) }
+                p { (salesai_core::pipeline::explain(lang.0, &err.code)) }
+                p.muted { code { (err.code) } " · " (lang.pick("stage", "階段")) " " (err.stage.as_str()) " · " (err.message) }
+                @if salesai_core::pipeline::retry_can_help(&err.code) { (action("retry", lang.pick("Retry", "重試"), "primary")) }
+            }
+        }
+        div.call-grid {
+            div.call-main {
+                @if let (Some(a), Some(d)) = (&analysis, &derived) {
+                    section.card #analysis {
+                        h2 { (lang.pick("What happened", "通話重點")) }
+                        @if let Some(s) = &seller {
+                            div.next-action {
+                                h3 { (lang.pick("Next action", "下一步")) " · " span.strategy { (strategy_label(lang, s.strategy)) } }
+                                p.lead { (s.next_action.action) }
+                                @if let Some(dl) = &s.next_action.deadline { p.muted { (lang.pick("When: ", "時間：")) (dl) } }
+                                @if let Some(script) = &s.next_action.script {
+                                    p.script { "“" (script.trim().trim_matches(|c| matches!(c, '"' | '“' | '”' | '「' | '」'))) "”" }
+                                }
+                            }
+                        }
+                        @if let Some(b) = &buyer {
+                            @if b.pain.main_pain.is_some() || !b.pain.evidence.is_empty() {
+                                h3 { (lang.pick("The customer's pain", "客戶痛點")) }
+                                @if let Some(p) = &b.pain.main_pain { p { (p) } }
+                                @if let Some(l) = &b.pain.quantified_loss { p.muted { (lang.pick("Loss: ", "損失：")) (l) } }
+                                @for e in b.pain.evidence.iter().take(4) { (quote(&e.quote, e.start_ms)) }
+                            }
+                            @if !b.competitors.is_empty() {
+                                h3 { (lang.pick("Competitors", "競爭對手")) }
+                                @for m in &b.competitors {
+                                    div.competitor { strong { (m.name) } " · " span.muted { (m.attitude) } (quote(&m.quote, m.start_ms)) }
+                                }
+                            }
+                        }
+                        div.charts {
+                            figure {
+                                (chart::radar("PDCM", &[
+                                    (lang.pick("Pain", "痛點"), a.pain_score.value()),
+                                    (lang.pick("Decision", "決策"), a.decision_score.value()),
+                                    (lang.pick("Champion", "支持者"), a.champion_score.value()),
+                                    (lang.pick("Metrics", "量化"), a.metrics_score.value()),
+                                ]))
+                                figcaption { "PDCM" }
+                            }
+                            div {
+                                (chart::bars("PDCM", &[
+                                    (lang.pick("Pain", "痛點"), a.pain_score.value()),
+                                    (lang.pick("Decision", "決策"), a.decision_score.value()),
+                                    (lang.pick("Champion", "支持者"), a.champion_score.value()),
+                                    (lang.pick("Metrics", "量化"), a.metrics_score.value()),
+                                ]))
+                                @if let Some(s) = &seller {
+                                    h4 { "SPIN" }
+                                    (chart::bars("SPIN", &[
+                                        (lang.pick("Situation", "情境"), s.spin.situation.value()),
+                                        (lang.pick("Problem", "問題"), s.spin.problem.value()),
+                                        (lang.pick("Implication", "影響"), s.spin.implication.value()),
+                                        (lang.pick("Need-payoff", "需求效益"), s.spin.need_payoff.value()),
+                                    ]))
+                                }
+                            }
+                        }
+                        @if !d.risks.is_empty() {
+                            h3 { (lang.pick("Risks", "風險")) }
+                            ul.risks { @for r in &d.risks { li class=(format!("sev-{:?}", r.severity).to_lowercase()) { (r.message) } } }
+                        }
+                    }
+                    @if let Some(s) = &seller {
+                        section.card {
+                            h2 { (lang.pick("Coaching", "教練建議")) }
+                            div.two {
+                                div { h3 { (lang.pick("Went well", "做得好")) } ul { @for x in &s.strengths { li { (x) } } } }
+                                div { h3 { (lang.pick("To improve", "可改進")) } ul { @for x in &s.improvements { li { (x) } } } }
+                            }
+                            @if let Some(co) = &coach {
+                                @if !co.coaching_notes.is_empty() { ul.notes { @for n in &co.coaching_notes { li { (n) } } } }
+                                @if !co.objections.is_empty() {
+                                    h3 { (lang.pick("Objections", "異議")) }
+                                    @for o in &co.objections {
+                                        div.objection {
+                                            span class=(if o.handled { "pill ok" } else { "pill warn" }) { (if o.handled { lang.pick("answered", "已回應") } else { lang.pick("not answered", "未回應") }) }
+                                            (quote(&o.objection, o.start_ms))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if let Some(sum) = &summary {
+                        section.card.notes-card {
+                            h2 { (lang.pick("Meeting notes", "會議紀錄")) }
+                            div.markdown { (markdown(&sum.meeting_notes_markdown)) }
+                            @if !sum.follow_up_message.is_empty() {
+                                h3 { (lang.pick("Follow-up message", "追蹤訊息")) }
+                                p.script { (sum.follow_up_message) }
+                            }
+                        }
+                    }
+                    details.card {
+                        summary { h2 { (lang.pick("CRM fields and MEDDIC", "CRM 欄位與 MEDDIC")) } }
+                        dl.fields {
+                            @if let Some(k) = &crm {
+                                dt { (lang.pick("Stage", "階段")) } dd { (k.stage) " (" (k.stage_confidence.value()) ")" }
+                                dt { (lang.pick("Budget", "預算")) } dd { (k.budget.as_deref().unwrap_or("—")) }
+                                dt { (lang.pick("Decision makers", "決策者")) } dd { (if k.decision_makers.is_empty() { "—".to_owned() } else { k.decision_makers.join(", ") }) }
+                                dt { (lang.pick("Timeline", "時程")) } dd { (k.timeline.as_deref().unwrap_or("—")) }
+                                dt { (lang.pick("Next steps", "後續步驟")) } dd { (if k.next_steps.is_empty() { "—".to_owned() } else { k.next_steps.join("; ") }) }
+                            }
+                            @if let Some(x) = &context {
+                                dt { (lang.pick("Urgency", "急迫性")) } dd { (x.urgency.map(|u| format!("{u:?}")).unwrap_or_else(|| "—".into())) }
+                                dt { (lang.pick("Deadline", "期限")) } dd { (x.deadline.as_deref().unwrap_or("—")) }
+                            }
+                            @if let Some(b) = &buyer {
+                                dt { (lang.pick("Deal probability", "成交機率")) } dd { (b.deal_probability.value()) "%" }
+                            }
+                        }
+                        h3 { "MEDDIC" }
+                        (chart::bars("MEDDIC", &[
+                            ("Metrics", d.meddic.metrics.value()),
+                            ("Economic buyer", d.meddic.economic_buyer.value()),
+                            ("Decision criteria", d.meddic.decision_criteria.value()),
+                            ("Decision process", d.meddic.decision_process.value()),
+                            ("Identify pain", d.meddic.identify_pain.value()),
+                            ("Champion", d.meddic.champion.value()),
+                        ]))
+                    }
+                    @if viewer.principal.is_admin() {
+                        details.card {
+                            summary { h2 { (lang.pick("How it was analysed", "分析方式")) } }
+                            table.agents {
+                                thead { tr { th { (lang.pick("Agent", "代理")) } th { (lang.pick("Engine", "引擎")) } th { (lang.pick("Model", "模型")) } th.num { (lang.pick("Tokens", "Token")) } th.num { (lang.pick("Time", "耗時")) } } }
+                                tbody { @for r in &runs { tr {
+                                    td { (r.agent) }
+                                    td { (r.engine) @if let Some(f) = &r.fallback { br; small.muted { (f) } } }
+                                    td { (r.model.as_deref().unwrap_or("—")) }
+                                    td.num { (r.prompt_tokens.unwrap_or(0) + r.completion_tokens.unwrap_or(0)) }
+                                    td.num { (r.latency_ms.map(|l| format!("{l} ms")).unwrap_or_else(|| "—".into())) }
+                                } } }
+                            }
+                        }
+                    }
+                } @else if running {
+                    section.card.progress {
+                        h2 { (lang.pick("Working on it", "處理中")) }
+                        p { (lang.pick("salesai is ", "salesai 正在")) (lang.status(c.status)) (lang.pick(". This page updates by itself.", "，此頁面會自動更新。")) }
+                    }
+                }
+            }
+            aside.call-side {
+                @if is_audio {
+                    section.card.player-card #player {
+                        h2 { (lang.pick("Recording", "錄音")) }
+                        audio #audio controls preload="metadata" src={ "/calls/" (c.id) "/audio" @if let Some(t) = sq.t { "#t=" (t) } } {
+                            a href={ "/calls/" (c.id) "/audio" } { (lang.pick("Download the recording", "下載錄音")) }
+                        }
+                    }
+                }
+                @if !transcript.is_empty() {
+                    section.card.transcript-card {
+                        h2 { (lang.pick("Transcript", "逐字稿")) }
+                        @if estimated_times { p.muted { (lang.pick("Times are estimated: the uploaded text had none.", "時間為估計值：上傳的文字檔未含時間。")) } }
+                        ol.transcript #transcript {
+                            @for (i, s) in transcript.iter().enumerate() {
+                                li #{ "seg-" (i) } data-start=(s.start_ms) data-end=(s.end_ms) {
+                                    a.ts href={ "?t=" (s.start_ms / 1000) "#seg-" (i) } data-seek=(s.start_ms) { (clock(s.start_ms as i64)) }
+                                    @if let Some(sp) = &s.speaker { " " b.speaker { (sp) } }
+                                    " " span.text { (s.text) }
+                                }
+                            }
+                        }
+                    }
+                }
+                section.card {
+                    h2 { (lang.pick("Timeline", "處理歷程")) }
+                    ol.timeline {
+                        li { span { (lang.pick("Uploaded", "上傳")) } span.took {} time { (when(c.created_at, app.time_zone)) } }
+                        @for (i, e) in events.iter().enumerate() {
+                            li {
+                                span { (lang.status(e.status)) }
+                                span.took {
+                                    @if let Some(next) = events.get(i + 1) {
+                                        (format!("{:.1} s", (next.at - e.at).num_milliseconds() as f64 / 1000.0))
+                                    }
+                                }
+                                time { (when(e.at, app.time_zone)) }
+                            }
+                        }
+                    }
+                }
+                section.card {
+                    h2 { (lang.pick("Details", "詳細資料")) }
+                    dl.fields {
+                        dt { (lang.pick("Case", "案件")) } dd { (c.case_number) }
+                        dt { (lang.pick("Customer number", "客戶編號")) } dd { (c.customer_number) }
+                        dt { (lang.pick("Uploaded", "上傳時間")) } dd { (day(c.created_at, app.time_zone)) }
+                        @if let Some(name) = &c.media.file_name { dt { (lang.pick("File", "檔案")) } dd { (name) } }
+                        @if let Some(bytes) = c.media.bytes { dt { (lang.pick("Size", "大小")) } dd { (file_size(bytes)) } }
+                        @if let Some(fields) = c.metadata.as_object() {
+                            @for (k, v) in fields.iter().filter(|(k, _)| !INTERNAL_KEYS.contains(&k.as_str())) {
+                                @if let Some(text) = v.as_str().filter(|t| !t.is_empty()) {
+                                    dt { (line.form.iter().find(|f| &f.id == k).map(|f| f.label.as_str()).unwrap_or(k)) } dd { (text) }
+                                }
+                            }
+                        }
+                    }
+                    div.actions {
+                        @if c.status == ConversationStatus::Completed { (action("reanalyze", lang.pick("Analyse again", "重新分析"), "")) }
+                        @if viewer.principal.is_admin() {
+                            details.danger {
+                                summary { (lang.pick("Delete…", "刪除…")) }
+                                p { (lang.pick("The call, its recording, transcript and analysis are deleted for good.", "通話、錄音、逐字稿與分析將永久刪除。")) }
+                                (action("delete", lang.pick("Yes, delete this call", "是，刪除這通電話"), "danger"))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let title = if c.customer_name.is_empty() {
+        c.case_number.to_string()
+    } else {
+        c.customer_name.clone()
+    };
+    Ok(page(&viewer, Nav::Calls, &here, &title, body).into_response())
+}
+
+/// `GET /calls/{id}/status`: the status as JSON, for the page's live update.
+pub async fn status(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let c = reachable(&app, &viewer, &id).await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({ "status": c.status })),
+    )
+        .into_response())
+}
+
+/// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range against `size`.
+fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (size.saturating_sub(n), size)
+        }
+        (a, "") => (a.parse().ok()?, size),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.saturating_add(1).min(size),
+        ),
+    };
+    (start < end && start < size).then_some(start..end)
+}
+
+/// `GET /calls/{id}/audio`: the recording, streamed from blob storage with HTTP Range support.
+pub async fn audio(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    let lang = viewer.lang;
+    let c = reachable(&app, &viewer, &id).await?;
+    let key = c
+        .blob_key
+        .as_deref()
+        .filter(|_| c.media.kind == Some(UploadKind::Audio))
+        .and_then(|k| BlobKey::parse(k).ok())
+        .ok_or_else(|| PageError::not_found(lang))?;
+    let unavailable = |e: salesai_core::blob::BlobError| {
+        tracing::warn!(event = "web.audio_unavailable", conversation_id = %c.id, error = %e, "recording could not be read");
+        PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(lang),
+            lang.pick(
+                "The recording cannot be read from storage right now.",
+                "目前無法從儲存空間讀取錄音。",
+            ),
+        )
+    };
+    let size = app
+        .blobs
+        .size(&key)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| PageError::not_found(lang))?;
+    let kind = match c.media.format.as_deref() {
+        Some("mp3") => "audio/mpeg",
+        Some("m4a") | Some("mp4") => "audio/mp4",
+        Some("wav") => "audio/wav",
+        Some("ogg") | Some("opus") => "audio/ogg",
+        Some("flac") => "audio/flac",
+        Some("webm") => "audio/webm",
+        _ => "application/octet-stream",
+    };
+    let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let mut response = match requested {
+        Some(raw) => match parse_range(raw, size) {
+            Some(range) => {
+                let stream = app
+                    .blobs
+                    .get_range(&key, range.clone())
+                    .await
+                    .map_err(unavailable)?;
+                let mut r = Response::new(Body::from_stream(stream));
+                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                r.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!(
+                        "bytes {}-{}/{size}",
+                        range.start,
+                        range.end - 1
+                    ))
+                    .expect("digits"),
+                );
+                r.headers_mut().insert(
+                    header::CONTENT_LENGTH,
+                    HeaderValue::from(range.end - range.start),
+                );
+                r
+            }
+            None => {
+                let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}")).expect("digits"),
+                );
+                return Ok(r);
+            }
+        },
+        None => {
+            let stream = app.blobs.get_stream(&key).await.map_err(unavailable)?;
+            let mut r = Response::new(Body::from_stream(stream));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            r
+        }
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    Ok(response)
+}
+
+/// Runs a restart and goes back to the call page, or shows why it was refused.
+async fn restart(
+    app: &App,
+    viewer: &Viewer,
+    id: &str,
+    form: &CsrfForm,
+    reanalyze: bool,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    let c = reachable(app, viewer, id).await?;
+    let done = if reanalyze {
+        salesai_core::pipeline::reanalyze(app.store.as_ref(), &c).await
+    } else {
+        salesai_core::pipeline::retry(app.store.as_ref(), &c).await
+    };
+    match done {
+        Ok(r) => {
+            tracing::info!(event = if reanalyze { "conversation.reanalyzed" } else { "conversation.retried" }, conversation_id = %c.id, resume_at = r.resumes_at, by = %viewer.principal.name, "restarted from the web app");
+            Ok(Redirect::to(&format!("/calls/{}", c.id)).into_response())
+        }
+        Err(salesai_core::pipeline::RestartError::Conflict(msg)) => Err(PageError::new(
+            StatusCode::CONFLICT,
+            Some(viewer.lang),
+            &msg,
+        )),
+        Err(salesai_core::pipeline::RestartError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// `POST /calls/{id}/retry`.
+pub async fn retry(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    restart(&app, &viewer, &id, &form, false).await
+}
+
+/// `POST /calls/{id}/reanalyze`.
+pub async fn reanalyze(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    restart(&app, &viewer, &id, &form, true).await
+}
+
+/// `POST /calls/{id}/delete` (admins).
+pub async fn delete(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    let lang = viewer.lang;
+    viewer.require(&[Role::Admin]).map_err(|_| {
+        PageError::forbidden(
+            lang,
+            lang.pick(
+                "Only an admin can delete a call.",
+                "只有管理員可以刪除通話。",
+            ),
+        )
+    })?;
+    let c = reachable(&app, &viewer, &id).await?;
+    crate::routes::conversations::delete_with_upload(&app, &c).await?;
+    tracing::info!(event = "conversation.deleted", conversation_id = %c.id, case_number = c.case_number.as_str(), by = %viewer.principal.name, "conversation deleted from the web app");
+    Ok(Redirect::to("/calls").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_like_browsers_send_them() {
+        assert_eq!(parse_range("bytes=0-", 100), Some(0..100));
+        assert_eq!(parse_range("bytes=10-19", 100), Some(10..20));
+        assert_eq!(parse_range("bytes=90-500", 100), Some(90..100));
+        assert_eq!(parse_range("bytes=-10", 100), Some(90..100));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-2", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=0-", 0), None);
+    }
+
+    #[test]
+    fn highlights_are_escaped_and_marked() {
+        let html = highlight("The <b>budget</b> is 50 萬 per 月", "budget").into_string();
+        assert!(
+            html.contains("&lt;b&gt;<mark>budget</mark>&lt;/b&gt;"),
+            "{html}"
+        );
+        let zh = highlight("我們每個月的預算大概五萬", "預算").into_string();
+        assert!(zh.contains("<mark>預算</mark>"), "{zh}");
+        assert_eq!(highlight("abc", "").into_string(), "abc");
+    }
+
+    #[test]
+    fn markdown_allows_no_raw_html() {
+        let html =
+            markdown("# Notes\n\n<script>alert(1)</script>\n\n- **a** <img src=x onerror=y>")
+                .into_string();
+        assert!(
+            !html.contains("<script") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(html.contains("<strong>a</strong>") && html.contains("&lt;script&gt;"));
+    }
+}

@@ -1,0 +1,198 @@
+//! The page language: the person's choice (a cookie set by the language switch), else the
+//! browser's `Accept-Language`, else Traditional Chinese (the team's language). Every text on a
+//! page is written as an English/Chinese pair at its place (`lang.pick(en, zh)`), so no page can
+//! ship with a text in one language only.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use salesai_core::domain::ConversationStatus;
+use salesai_core::language::Language;
+
+/// The cookie that keeps the chosen language.
+pub const LANG_COOKIE: &str = "salesai_lang";
+
+/// The language of the page being rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lang(pub Language);
+
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Lang(of_request(&parts.headers)))
+    }
+}
+
+/// The language a request asks for.
+pub fn of_request(headers: &axum::http::HeaderMap) -> Language {
+    if let Some(chosen) = super::session::cookie(headers, LANG_COOKIE) {
+        return Language::of(&chosen);
+    }
+    let Some(accept) = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Language::ZhTw;
+    };
+    // The first language with the highest weight that salesai speaks.
+    let mut best: Option<(f32, Language)> = None;
+    for part in accept.split(',') {
+        let mut pieces = part.split(';');
+        let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = pieces
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        let lang = if tag.starts_with("zh") {
+            Language::ZhTw
+        } else if tag.starts_with("en") {
+            Language::En
+        } else {
+            continue;
+        };
+        if best.is_none_or(|(w, _)| q > w) {
+            best = Some((q, lang));
+        }
+    }
+    best.map(|(_, l)| l).unwrap_or(Language::En)
+}
+
+impl Lang {
+    /// The English or the Chinese text.
+    pub fn pick<'a>(self, en: &'a str, zh: &'a str) -> &'a str {
+        self.0.pick(en, zh)
+    }
+
+    /// The `lang` attribute of the page.
+    pub fn code(self) -> &'static str {
+        self.0.code()
+    }
+
+    /// A conversation status for people.
+    pub fn status(self, status: ConversationStatus) -> &'static str {
+        let (en, zh) = match status {
+            ConversationStatus::Pending => ("Queued", "排隊中"),
+            ConversationStatus::Preparing => ("Preparing audio", "處理音檔中"),
+            ConversationStatus::Transcribing => ("Transcribing", "轉錄中"),
+            ConversationStatus::Analyzing => ("Analyzing", "分析中"),
+            ConversationStatus::Completed => ("Done", "完成"),
+            ConversationStatus::Failed => ("Failed", "失敗"),
+        };
+        self.0.pick(en, zh)
+    }
+
+    /// A qualification band as stored (`strong`, `medium`, `weak`, `atrisk`) for people.
+    pub fn qualification(self, band: &str) -> &'static str {
+        let (en, zh) = match band {
+            "strong" => ("Strong", "強"),
+            "medium" => ("Medium", "中"),
+            "weak" => ("Weak", "弱"),
+            "atrisk" | "at_risk" => ("At risk", "高風險"),
+            _ => ("—", "—"),
+        };
+        self.0.pick(en, zh)
+    }
+
+    /// A kind of call for people.
+    pub fn call_type(self, kind: &str) -> &'static str {
+        let (en, zh) = match kind {
+            "discovery_call" => ("Discovery", "初次探詢"),
+            "demo" => ("Demo", "產品展示"),
+            "follow_up" => ("Follow-up", "追蹤"),
+            "negotiation" => ("Negotiation", "議價"),
+            "closing" => ("Closing", "成交"),
+            "support" => ("Support", "售後支援"),
+            _ => ("Call", "通話"),
+        };
+        self.0.pick(en, zh)
+    }
+
+    /// A role for people.
+    pub fn role(self, role: salesai_core::domain::Role) -> &'static str {
+        use salesai_core::domain::Role;
+        let (en, zh) = match role {
+            Role::Admin => ("Admin", "管理員"),
+            Role::Manager => ("Manager", "主管"),
+            Role::Service => ("Service", "服務帳號"),
+            Role::Rep => ("Rep", "業務"),
+        };
+        self.0.pick(en, zh)
+    }
+}
+
+/// A time in the team's time zone, as `2026-11-29 14:05`.
+pub fn when(at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// A date in the team's time zone.
+pub fn day(at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    at.with_timezone(&tz).format("%Y-%m-%d").to_string()
+}
+
+/// A position or length in a recording: `m:ss`, or `h:mm:ss` from an hour.
+pub fn clock(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn language_comes_from_choice_then_browser() {
+        assert_eq!(of_request(&headers(&[])), Language::ZhTw);
+        assert_eq!(
+            of_request(&headers(&[("accept-language", "en-US,en;q=0.9")])),
+            Language::En
+        );
+        assert_eq!(
+            of_request(&headers(&[(
+                "accept-language",
+                "fr-FR, en;q=0.5, zh-TW;q=0.8"
+            )])),
+            Language::ZhTw
+        );
+        assert_eq!(
+            of_request(&headers(&[("accept-language", "de")])),
+            Language::En
+        );
+        assert_eq!(
+            of_request(&headers(&[
+                ("accept-language", "zh-TW"),
+                ("cookie", "a=b; salesai_lang=en")
+            ])),
+            Language::En
+        );
+    }
+
+    #[test]
+    fn clock_reads_like_a_player() {
+        assert_eq!(clock(0), "0:00");
+        assert_eq!(clock(65_400), "1:05");
+        assert_eq!(clock(3_725_000), "1:02:05");
+        assert_eq!(clock(-5), "0:00");
+    }
+}

@@ -1,0 +1,360 @@
+//! Web sessions: the cookie, who it belongs to, CSRF, and the page errors.
+//!
+//! A session is a random secret in an HttpOnly, SameSite=Lax cookie (Secure when the public URL
+//! is https); the database keeps only its hash, with an idle and an absolute expiry, so a
+//! session works on every node and ends everywhere at once (sign out, deactivation).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use salesai_core::App;
+use salesai_core::access::Principal;
+use salesai_core::store::{NewSession, StoreError, WebSession};
+
+use super::i18n::Lang;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "salesai_session";
+
+/// A session ends after this long without a request.
+pub const IDLE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// A session ends this long after sign-in, however active.
+pub const ABSOLUTE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// A `Set-Cookie` value for this app: path `/`, SameSite=Lax, HttpOnly unless `script`
+/// (never for the session), Secure when the public URL is https.
+pub fn set_cookie(app: &App, name: &str, value: &str, max_age_secs: u64, script: bool) -> String {
+    let secure = app
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    format!(
+        "{name}={value}; Path=/; Max-Age={max_age_secs}; SameSite=Lax{}{}",
+        if script { "" } else { "; HttpOnly" },
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The signed-in person of a page request.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// Their session.
+    pub session: WebSession,
+    /// Who they are for the rules.
+    pub principal: Principal,
+    /// The page language.
+    pub lang: Lang,
+}
+
+impl crate::auth::Authorize for Viewer {
+    fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl Viewer {
+    /// Fails with 403 unless `submitted` is this session's CSRF token.
+    pub fn check_csrf(&self, submitted: &str) -> Result<(), PageError> {
+        let expected = self.session.csrf_token.as_bytes();
+        let given = submitted.as_bytes();
+        // Compared in constant time: the token is a secret.
+        let same = expected.len() == given.len()
+            && expected
+                .iter()
+                .zip(given)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(PageError::new(
+                StatusCode::FORBIDDEN,
+                Some(self.lang),
+                self.lang.pick(
+                    "This form is out of date or did not come from salesai. Go back, reload the page and try again.",
+                    "這個表單已過期或並非來自 salesai。請返回、重新整理頁面後再試一次。",
+                ),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<App> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let lang = Lang(super::i18n::of_request(&parts.headers));
+        // A state-changing request another site's page made: refused before anything else.
+        if parts.method != Method::GET
+            && parts.method != Method::HEAD
+            && parts
+                .headers
+                .get("sec-fetch-site")
+                .and_then(|v| v.to_str().ok())
+                == Some("cross-site")
+        {
+            return Err(PageError::new(
+                StatusCode::FORBIDDEN,
+                Some(lang),
+                lang.pick(
+                    "Another site tried to act in your name; nothing was done.",
+                    "其他網站嘗試以您的身分操作，已拒絕。",
+                ),
+            )
+            .into_response());
+        }
+        let signin = || {
+            let next = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let next = if parts.method == Method::GET {
+                next
+            } else {
+                "/"
+            };
+            Redirect::to(&format!("/login?next={}", encode(next))).into_response()
+        };
+        let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(signin());
+        };
+        let hash = salesai_core::token::hash_token(&secret);
+        let session = app
+            .store
+            .find_session(&hash, IDLE)
+            .await
+            .map_err(|e| PageError::from(e).into_response())?;
+        let Some(session) = session else {
+            return Err(signin());
+        };
+        let principal = Principal::person(&session.person);
+        Ok(Viewer {
+            session,
+            principal,
+            lang,
+        })
+    }
+}
+
+/// A form that only carries the CSRF token (sign out, retry…). Missing fields read as empty, so
+/// a forged form is refused by the CSRF check (403), not by the form parser.
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    /// The session's CSRF token.
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// Starts a session for `person_id`: stores it and returns the `Set-Cookie` value.
+pub async fn start(app: &App, person_id: &str) -> Result<String, StoreError> {
+    let secret = salesai_core::token::generate_token();
+    let csrf = salesai_core::token::generate_token();
+    app.store
+        .create_session(&NewSession {
+            id_hash: salesai_core::token::hash_token(&secret),
+            user_id: person_id.to_owned(),
+            csrf_token: csrf,
+            expires_at: chrono::Utc::now()
+                + chrono::Duration::from_std(ABSOLUTE).expect("30 days fit"),
+        })
+        .await?;
+    Ok(set_cookie(
+        app,
+        SESSION_COOKIE,
+        &secret,
+        ABSOLUTE.as_secs(),
+        false,
+    ))
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A page that could not be shown: an HTML error page with the status, in the viewer's language
+/// when known (both languages otherwise).
+#[derive(Debug)]
+pub struct PageError {
+    /// The status.
+    pub status: StatusCode,
+    lang: Option<Lang>,
+    message: String,
+}
+
+impl PageError {
+    /// An error page.
+    pub fn new(status: StatusCode, lang: Option<Lang>, message: &str) -> PageError {
+        PageError {
+            status,
+            lang,
+            message: message.to_owned(),
+        }
+    }
+
+    /// 404 for a call or page that is not there.
+    pub fn not_found(lang: Lang) -> PageError {
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            Some(lang),
+            lang.pick(
+                "There is no such page or call. It may have been deleted.",
+                "找不到這個頁面或通話，可能已被刪除。",
+            ),
+        )
+    }
+
+    /// 403 with the reason.
+    pub fn forbidden(lang: Lang, reason: &str) -> PageError {
+        PageError::new(StatusCode::FORBIDDEN, Some(lang), reason)
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(err: StoreError) -> PageError {
+        let status = match &err {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            StoreError::Conflict(_) => StatusCode::CONFLICT,
+            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(event = "web.store_error", error = %err, "a page could not be read");
+        }
+        let message = match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                "The database cannot be reached right now. Try again in a minute. · 目前無法連線到資料庫，請稍後再試。".to_owned()
+            }
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                "Something went wrong; the server log has the details. · 系統發生錯誤，詳情請見伺服器記錄。".to_owned()
+            }
+            _ => err.to_string(),
+        };
+        PageError {
+            status,
+            lang: None,
+            message,
+        }
+    }
+}
+
+impl PageError {
+    /// An API refusal as a page, keeping its status and its message (which says what to do).
+    pub fn from_api(lang: Lang, err: crate::ApiError) -> PageError {
+        use crate::ApiError as E;
+        let message = match &err {
+            E::BadRequest(m)
+            | E::Forbidden(m)
+            | E::NotFound(m)
+            | E::Conflict(m)
+            | E::Unprocessable(_, m)
+            | E::PayloadTooLarge(m)
+            | E::UnsupportedMedia(m) => Some(m.clone()),
+            _ => None,
+        };
+        let status = err.into_response().status();
+        match message {
+            Some(m) => PageError::new(status, Some(lang), &m),
+            None => PageError::new(
+                status,
+                Some(lang),
+                lang.pick(
+                    "salesai could not store the upload right now. Try again in a minute.",
+                    "目前無法儲存上傳的檔案，請稍後再試。",
+                ),
+            ),
+        }
+    }
+}
+
+impl From<crate::ApiError> for PageError {
+    fn from(err: crate::ApiError) -> PageError {
+        let response = err.into_response();
+        PageError {
+            status: response.status(),
+            lang: None,
+            message: response
+                .status()
+                .canonical_reason()
+                .unwrap_or("refused")
+                .to_owned(),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let lang = self
+            .lang
+            .unwrap_or(Lang(salesai_core::language::Language::ZhTw));
+        let title = match self.status {
+            StatusCode::NOT_FOUND => lang.pick("Not found", "找不到"),
+            StatusCode::FORBIDDEN => lang.pick("Not allowed", "沒有權限"),
+            StatusCode::BAD_REQUEST => lang.pick("Cannot do that", "無法處理"),
+            StatusCode::CONFLICT => lang.pick("Not now", "目前無法執行"),
+            StatusCode::TOO_MANY_REQUESTS => lang.pick("Too many tries", "嘗試次數過多"),
+            _ => lang.pick("Something went wrong", "發生錯誤"),
+        };
+        let body = super::layout::bare(
+            lang,
+            title,
+            maud::html! {
+                main.narrow {
+                    section.card.error-card {
+                        p.error-code { (self.status.as_u16()) }
+                        h1 { (title) }
+                        p { (self.message) }
+                        p { a.button href="/" { (lang.pick("Go to the home page", "回到首頁")) } }
+                    }
+                }
+            },
+        );
+        (self.status, body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("x_salesai_session=no; a=1"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("salesai_session=yes"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("yes"));
+        assert_eq!(cookie(&h, "missing"), None);
+    }
+}

@@ -1,0 +1,323 @@
+//! Signing in and out: the sign-in page, one-time links (and the first-run setup link), the
+//! language switch.
+//!
+//! A link's page (GET) only shows who it signs in; the sign-in happens on its button (POST), so
+//! a chat app that previews the link cannot use it up.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use salesai_core::App;
+use salesai_core::access::is_local_path;
+use salesai_core::store::{LinkPurpose, StoreError};
+use serde::Deserialize;
+
+use super::i18n::{LANG_COOKIE, Lang};
+use super::layout::bare;
+use super::session::{self, CsrfForm, PageError, SESSION_COOKIE, Viewer};
+
+/// Sign-in attempts one client address may make in ten minutes.
+const ATTEMPTS_PER_10_MIN: i64 = 30;
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// `GET /login`.
+pub async fn login_page(
+    State(app): State<App>,
+    lang: Lang,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    // Signed in already: straight on.
+    if let Some(secret) = session::cookie(&headers, SESSION_COOKIE)
+        && let Ok(Some(_)) = app
+            .store
+            .find_session(&salesai_core::token::hash_token(&secret), session::IDLE)
+            .await
+    {
+        let next = q.next.filter(|n| is_local_path(n)).unwrap_or("/".into());
+        return Redirect::to(&next).into_response();
+    }
+    // Where to go after signing in, kept for the link the person will open next (the link was
+    // made elsewhere, by an admin or Slack, without knowing the page).
+    let remember = q
+        .next
+        .as_deref()
+        .filter(|n| is_local_path(n) && *n != "/")
+        .map(|n| session::set_cookie(&app, NEXT_COOKIE, &session::encode(n), 3600, false));
+    let page = bare(
+        lang,
+        lang.pick("Sign in", "登入"),
+        html! {
+            main.narrow {
+                section.card {
+                    h1 { (lang.pick("Sign in to salesai", "登入 salesai")) }
+                    p { (lang.pick(
+                        "salesai signs you in with a one-time link. Ask an admin to send you one:",
+                        "salesai 以一次性連結登入。請管理員為您產生連結：")) }
+                    pre.command { "salesai users invite you@example.com --role rep" }
+                    p.muted { (lang.pick(
+                        "The link works once, for 15 minutes, and brings you back to the page you wanted.",
+                        "連結僅能使用一次、15 分鐘內有效，登入後會回到您原本要開啟的頁面。")) }
+                }
+            }
+        },
+    );
+    match remember {
+        Some(cookie) => ([(header::SET_COOKIE, cookie)], page).into_response(),
+        None => page.into_response(),
+    }
+}
+
+/// The cookie that remembers the page a person wanted before signing in.
+const NEXT_COOKIE: &str = "salesai_next";
+
+/// Decodes a percent-encoded cookie value.
+fn decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /login/link/{secret}`: who the link signs in, with the button that does it.
+pub async fn link_page(
+    State(app): State<App>,
+    lang: Lang,
+    Path(secret): Path<String>,
+) -> Result<Response, PageError> {
+    let link = app
+        .store
+        .peek_login_link(&salesai_core::token::hash_token(&secret))
+        .await?;
+    let Some(link) = link else {
+        return Ok(link_gone(lang));
+    };
+    let action = format!("/login/link/{secret}");
+    let body = match (link.purpose, &link.person) {
+        (LinkPurpose::Setup, _) => html! {
+            section.card {
+                h1 { (lang.pick("Welcome to salesai", "歡迎使用 salesai")) }
+                p { (lang.pick(
+                    "No one runs this salesai yet. You become its first admin: you can then invite your team.",
+                    "這個 salesai 尚無管理員。您將成為第一位管理員，之後可以邀請團隊成員。")) }
+                form.stack method="post" action=(action) {
+                    label { (lang.pick("Your name", "您的名字"))
+                        input name="name" required maxlength="200" autocomplete="name"; }
+                    label { (lang.pick("Your work e-mail", "公司 Email"))
+                        input type="email" name="email" required maxlength="254" autocomplete="email"; }
+                    button.primary type="submit" { (lang.pick("Create my admin account", "建立管理員帳號")) }
+                }
+            }
+        },
+        (LinkPurpose::Signin, Some(person)) => html! {
+            section.card {
+                h1 { (lang.pick("Sign in", "登入")) }
+                p { (lang.pick("This link signs in", "此連結將登入")) }
+                p.identity {
+                    strong { (person.user.display_name) }
+                    @if let Some(email) = &person.user.email { br; span.muted { (email) } }
+                }
+                form method="post" action=(action) {
+                    button.primary type="submit" { (lang.pick("Continue", "繼續")) }
+                }
+                p.muted { (lang.pick("Not you? Close this page.", "不是您嗎？請關閉此頁。")) }
+            }
+        },
+        (LinkPurpose::Signin, None) => return Ok(link_gone(lang)),
+    };
+    Ok(bare(
+        lang,
+        lang.pick("Sign in", "登入"),
+        html! { main.narrow { (body) } },
+    )
+    .into_response())
+}
+
+fn link_gone(lang: Lang) -> Response {
+    (
+        StatusCode::GONE,
+        bare(
+            lang,
+            lang.pick("Link expired", "連結已失效"),
+            html! {
+                main.narrow { section.card.error-card {
+                    h1 { (lang.pick("This link no longer works", "此連結已失效")) }
+                    p { (lang.pick(
+                        "Sign-in links work once and for a short time. Ask an admin for a new one.",
+                        "登入連結僅能使用一次且有效期很短，請向管理員索取新的連結。")) }
+                    p { a.button href="/login" { (lang.pick("How to sign in", "如何登入")) } }
+                } }
+            },
+        ),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SetupForm {
+    name: Option<String>,
+    email: Option<String>,
+}
+
+/// The client's address, for the sign-in rate limit (`unknown` without connection info).
+fn client_key(headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> String {
+    let _ = headers;
+    peer.map(|p| p.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `POST /login/link/{secret}`: uses the link and starts a session.
+pub async fn use_link(
+    State(app): State<App>,
+    lang: Lang,
+    headers: HeaderMap,
+    peer: super::ClientAddr,
+    Path(secret): Path<String>,
+    Form(form): Form<SetupForm>,
+) -> Result<Response, PageError> {
+    let minute = chrono::Utc::now().timestamp() / 60;
+    let counter = format!("signin:{}", client_key(&headers, peer.0));
+    let recent = app.store.sum_counter(&counter, minute - 9).await?;
+    if recent >= ATTEMPTS_PER_10_MIN {
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(lang),
+            lang.pick(
+                "Too many sign-in attempts from this address. Wait ten minutes and try again.",
+                "此位址的登入嘗試次數過多，請等待十分鐘後再試。",
+            ),
+        ));
+    }
+    app.store.add_counter("web", &counter, minute, 1).await?;
+    let hash = salesai_core::token::hash_token(&secret);
+    let Some(link) = app.store.peek_login_link(&hash).await? else {
+        return Ok(link_gone(lang));
+    };
+    let (person, back) = match link.purpose {
+        LinkPurpose::Signin => match app.store.redeem_login_link(&hash).await? {
+            Some(found) => found,
+            None => return Ok(link_gone(lang)),
+        },
+        LinkPurpose::Setup => {
+            let email = form.email.unwrap_or_default();
+            let name = form.name.unwrap_or_default();
+            match app.store.complete_setup(&hash, &email, &name).await {
+                Ok(Some(person)) => (person, None),
+                Ok(None) => return Ok(link_gone(lang)),
+                Err(StoreError::InvalidInput(msg)) | Err(StoreError::Conflict(msg)) => {
+                    return Err(PageError::new(StatusCode::BAD_REQUEST, Some(lang), &msg));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    };
+    let cookie = session::start(&app, &person.user.id).await?;
+    tracing::info!(event = "web.signed_in", user_id = %person.user.id, via = link.purpose.as_str(), "signed in");
+    let wanted = session::cookie(&headers, NEXT_COOKIE).map(|v| decode(&v));
+    let to = back
+        .or(wanted)
+        .filter(|b| is_local_path(b))
+        .unwrap_or_else(|| "/".into());
+    let mut response = Redirect::to(&to).into_response();
+    let h = response.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        cookie.parse().expect("a cookie is a valid header"),
+    );
+    h.append(
+        header::SET_COOKIE,
+        session::set_cookie(&app, NEXT_COOKIE, "", 0, false)
+            .parse()
+            .expect("a cookie is a valid header"),
+    );
+    Ok(response)
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    State(app): State<App>,
+    viewer: Viewer,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    app.store.end_session(&viewer.session.id_hash).await?;
+    Ok(signed_out(&app))
+}
+
+/// `POST /logout/everywhere`: ends every session of the person.
+pub async fn logout_everywhere(
+    State(app): State<App>,
+    viewer: Viewer,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    let ended = app
+        .store
+        .end_sessions_of(&viewer.session.person.user.id)
+        .await?;
+    tracing::info!(event = "web.signed_out_everywhere", user_id = %viewer.session.person.user.id, ended, "signed out everywhere");
+    Ok(signed_out(&app))
+}
+
+fn signed_out(app: &App) -> Response {
+    (
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(app, SESSION_COOKIE, "", 0, false),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding_survives_anything() {
+        assert_eq!(super::decode("%2Fcalls%3Fq%3D%E9%A0%90"), "/calls?q=預");
+        assert_eq!(super::decode("%"), "%");
+        assert_eq!(super::decode("%zz%4"), "%zz%4");
+        assert_eq!(super::decode("%é1"), "%é1");
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LangQuery {
+    to: String,
+    next: Option<String>,
+}
+
+/// `GET /lang?to=en&next=/calls`: remembers the language (a display preference, nothing else)
+/// and goes back.
+pub async fn set_language(State(app): State<App>, Query(q): Query<LangQuery>) -> Response {
+    let lang = salesai_core::language::Language::of(&q.to);
+    let next = q.next.filter(|n| is_local_path(n)).unwrap_or("/".into());
+    (
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(&app, LANG_COOKIE, lang.code(), 365 * 24 * 3600, false),
+        )],
+        Redirect::to(&next),
+    )
+        .into_response()
+}

@@ -1,0 +1,119 @@
+//! Upload from the browser: a recording or a transcript with the product line's form (the same
+//! questions as the Slack form, from the same product-line definition), streamed to storage,
+//! then the call page, which follows the call through the pipeline.
+
+use axum::extract::{Multipart, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use salesai_core::App;
+use serde::Deserialize;
+
+use super::layout::{Nav, page};
+use super::session::{PageError, Viewer};
+
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    line: Option<String>,
+}
+
+/// `GET /upload`: the form. The product line picks the questions; changing it reloads the page
+/// (with JavaScript at once, without it with the "Change" button).
+pub async fn form(
+    State(app): State<App>,
+    viewer: Viewer,
+    Query(q): Query<UploadQuery>,
+) -> Result<Response, PageError> {
+    let lang = viewer.lang;
+    let line = app.product_line(q.line.as_deref().unwrap_or("default"));
+    let today = super::i18n::day(chrono::Utc::now(), app.time_zone);
+    let body = html! {
+        div.page-head { h1 { (lang.pick("Upload a call", "上傳通話")) } }
+        section.card {
+            form.line-picker method="get" action="/upload" {
+                label { (lang.pick("Product line", "產品線"))
+                    select name="line" data-autosubmit {
+                        @for l in app.product_lines.iter() {
+                            option value=(l.id) selected[l.id == line.id] { (l.display_name) }
+                        }
+                    }
+                }
+                noscript { button type="submit" { (lang.pick("Change", "變更")) } }
+            }
+            form.stack.upload #upload method="post" action="/upload" enctype="multipart/form-data" {
+                // The token comes first: the server checks it before it stores a byte.
+                input type="hidden" name="csrf" value=(viewer.session.csrf_token);
+                input type="hidden" name="product_line" value=(line.id);
+                label.drop {
+                    span { (lang.pick("Recording or transcript", "錄音檔或逐字稿")) }
+                    input type="file" name="file" required
+                        accept="audio/*,video/mp4,.m4a,.mp3,.wav,.ogg,.opus,.flac,.webm,.mp4,.vtt,.srt,.txt,.json";
+                    small.muted { (lang.pick(
+                        "MP3, M4A, WAV, OGG, FLAC, WebM, or a WebVTT, SRT, JSON or text transcript. Drop the file here or pick it.",
+                        "MP3、M4A、WAV、OGG、FLAC、WebM，或 WebVTT、SRT、JSON、純文字逐字稿。可拖放檔案或點選。")) }
+                }
+                div.filter-grid {
+                    label { (lang.pick("Customer number", "客戶編號")) " *"
+                        input name="customer_number" required maxlength="64" pattern="[A-Za-z0-9_-]+"; }
+                    label { (lang.pick("Customer name", "客戶名稱"))
+                        input name="customer_name" maxlength="200"; }
+                    label { (lang.pick("Type", "類型"))
+                        select name="type" {
+                            @for t in ["discovery_call", "demo", "follow_up", "negotiation", "closing", "support"] {
+                                option value=(t) { (lang.call_type(t)) }
+                            }
+                        }
+                    }
+                    label { (lang.pick("Date of the call", "通話日期"))
+                        input type="date" name="conversation_date" value=(today); }
+                    label { (lang.pick("Title", "標題"))
+                        input name="title" maxlength="200"; }
+                    label { (lang.pick("Contact name", "聯絡人"))
+                        input name="contact_name" maxlength="200"; }
+                    @for f in &line.form {
+                        label {
+                            (f.label) @if f.required { " *" }
+                            @if f.options.is_empty() {
+                                input name=(f.id) required[f.required] maxlength="500";
+                            } @else {
+                                select name=(f.id) required[f.required] {
+                                    option value="" { "—" }
+                                    @for o in &f.options { option value=(o.value) { (o.label) } }
+                                }
+                            }
+                        }
+                    }
+                }
+                progress #upload-progress max="100" value="0" hidden {}
+                div.actions { button.primary type="submit" { (lang.pick("Upload and analyse", "上傳並分析")) } }
+            }
+        }
+    };
+    Ok(page(
+        &viewer,
+        Nav::Calls,
+        "/upload",
+        lang.pick("Upload a call", "上傳通話"),
+        body,
+    )
+    .into_response())
+}
+
+/// `POST /upload`: receives the upload and opens its call page.
+pub async fn submit(
+    State(app): State<App>,
+    viewer: Viewer,
+    multipart: Multipart,
+) -> Result<Response, PageError> {
+    let lang = viewer.lang;
+    let created = crate::routes::conversations::receive(
+        &app,
+        &viewer.principal,
+        multipart,
+        None,
+        Some(&viewer.session.csrf_token),
+    )
+    .await
+    .map_err(|e| PageError::from_api(lang, e))?;
+    tracing::info!(event = "web.uploaded", conversation_id = %created.id, by = %viewer.principal.name, "call uploaded from the web app");
+    Ok(Redirect::to(&format!("/calls/{}", created.id)).into_response())
+}

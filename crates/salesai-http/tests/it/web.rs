@@ -1,0 +1,876 @@
+//! The web app over HTTP: signing in with one-time links, sessions, CSRF, the pages each kind
+//! of person may open (an authorisation matrix over every page route), search, and the audio
+//! stream with Range requests.
+
+use std::collections::BTreeSet;
+
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, COOKIE, LOCATION, RANGE, SET_COOKIE};
+use salesai_core::access::{LINK_TTL, SETUP_LINK_TTL, issue_link};
+use salesai_core::blob::BlobKey;
+use salesai_core::domain::{Media, Role, UploadKind};
+use salesai_core::store::PersonChange;
+use salesai_core::transcript::Segment;
+use salesai_db::story;
+use salesai_db::testing::TestDb;
+
+use super::TestApp;
+
+/// A form body, as a browser sends it (reqwest's `form` feature is not built here).
+trait FormBody {
+    fn fields<K: AsRef<str>, V: AsRef<str>>(self, pairs: &[(K, V)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn fields<K: AsRef<str>, V: AsRef<str>>(self, pairs: &[(K, V)]) -> Self {
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        let body = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k.as_ref()), enc(v.as_ref())))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body)
+    }
+}
+
+/// A call of `rep`, waiting in the queue.
+fn new_call_for(rep: &str) -> salesai_core::domain::NewConversation {
+    use salesai_core::domain::{CasePeriod, CasePrefix, ConversationType, CustomerNumber};
+    salesai_core::domain::NewConversation {
+        customer_number: CustomerNumber::parse("C-1").unwrap(),
+        customer_name: "Ramen House".into(),
+        product_line: "default".into(),
+        case_prefix: CasePrefix::parse("SA").unwrap(),
+        case_period: CasePeriod::at(chrono::Utc::now(), chrono_tz::Asia::Taipei),
+        conversation_type: ConversationType::DiscoveryCall,
+        title: "first call".into(),
+        conversation_date: Some(chrono::Utc::now()),
+        rep_user_id: Some(rep.into()),
+        blob_key: None,
+        media: Default::default(),
+        metadata: serde_json::json!({}),
+        first_job: salesai_core::queue::NewJob::new(
+            salesai_core::queue::CONVERSATIONS,
+            "test.hold",
+            serde_json::json!({}),
+        ),
+        idempotency_key: None,
+        slack: None,
+    }
+}
+
+/// A browser's worth of state for one person: their session cookie and CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `name=value` of a `Set-Cookie` header named `name`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            let pair = v.split(';').next().unwrap().to_owned();
+            (pair, v.to_owned())
+        })
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("the page has a form with a CSRF token");
+    html[at + 19..].split('"').next().unwrap().to_owned()
+}
+
+impl TestApp {
+    /// Signs `user_id` in through a fresh one-time link, as a browser would.
+    async fn sign_in(&self, user_id: &str) -> Browser {
+        let http = no_redirects();
+        let path = issue_link(self.app.store.as_ref(), Some(user_id), None, LINK_TTL)
+            .await
+            .unwrap();
+        let used = http
+            .post(format!("{}{path}", self.base))
+            .fields::<&str, &str>(&[])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(used.status(), StatusCode::SEE_OTHER);
+        let (cookie, _) = set_cookie(&used, "salesai_session").expect("a session cookie");
+        let home = http
+            .get(format!("{}/", self.base))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(home.status(), StatusCode::OK);
+        let csrf = csrf_of(&home.text().await.unwrap());
+        Browser { cookie, csrf }
+    }
+
+    async fn page(&self, who: Option<&Browser>, path: &str) -> (StatusCode, String) {
+        let mut req = no_redirects().get(format!("{}{path}", self.base));
+        if let Some(b) = who {
+            req = req.header(COOKIE, &b.cookie);
+        }
+        let r = req.send().await.unwrap();
+        (r.status(), r.text().await.unwrap_or_default())
+    }
+
+    async fn submit(
+        &self,
+        who: Option<&Browser>,
+        path: &str,
+        fields: &[(&str, &str)],
+        with_csrf: bool,
+    ) -> StatusCode {
+        let mut form: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut req = no_redirects().post(format!("{}{path}", self.base));
+        if let Some(b) = who {
+            req = req.header(COOKIE, &b.cookie);
+            if with_csrf {
+                form.push(("csrf".into(), b.csrf.clone()));
+            }
+        }
+        req.fields(&form).send().await.unwrap().status()
+    }
+}
+
+story!(first_admin_signs_in_with_the_setup_link);
+async fn first_admin_signs_in_with_the_setup_link(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let http = no_redirects();
+    // Anonymous: every page leads to sign-in, remembering where it was going.
+    let home = http
+        .get(format!("{}/calls?q=x", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), StatusCode::SEE_OTHER);
+    assert_eq!(home.headers()[LOCATION], "/login?next=/calls%3Fq%3Dx");
+    let path = issue_link(t.app.store.as_ref(), None, None, SETUP_LINK_TTL)
+        .await
+        .unwrap();
+    // The link's page shows the form and uses nothing (a chat preview cannot spend it).
+    for _ in 0..2 {
+        let (status, html) = t.page(None, &path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("name=\"email\""), "{html}");
+    }
+    let bad = http
+        .post(format!("{}{path}", t.base))
+        .fields(&[("name", "Ann"), ("email", "not-an-address")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let done = http
+        .post(format!("{}{path}", t.base))
+        .fields(&[("name", "Ann Admin"), ("email", "ann@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let (cookie, raw) = set_cookie(&done, "salesai_session").unwrap();
+    assert!(
+        raw.contains("HttpOnly") && raw.contains("SameSite=Lax"),
+        "{raw}"
+    );
+    assert!(
+        !raw.contains("Secure"),
+        "plain http without a public https URL: {raw}"
+    );
+    let page = http
+        .get(format!("{}/", t.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert!(page.text().await.unwrap().contains("Ann Admin"));
+    assert!(t.app.store.has_admin().await.unwrap());
+    // Used: a second try finds it gone.
+    let again = http
+        .post(format!("{}{path}", t.base))
+        .fields(&[("name", "Eve"), ("email", "eve@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::GONE);
+}
+
+story!(sessions_end_and_forms_need_their_token);
+async fn sessions_end_and_forms_need_their_token(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let rep = t
+        .app
+        .store
+        .invite_person("rita@example.com", "Rita", Role::Rep, Some("north"))
+        .await
+        .unwrap();
+    // The page a person wanted before signing in is where the link lands them.
+    let http = no_redirects();
+    let login = http
+        .get(format!("{}/login?next=/calls%3Fstatus%3Dfailed", t.base))
+        .send()
+        .await
+        .unwrap();
+    let (next_cookie, _) = set_cookie(&login, "salesai_next").unwrap();
+    let path = issue_link(t.app.store.as_ref(), Some(&rep.user.id), None, LINK_TTL)
+        .await
+        .unwrap();
+    let used = http
+        .post(format!("{}{path}", t.base))
+        .header(COOKIE, &next_cookie)
+        .fields::<&str, &str>(&[])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.headers()[LOCATION], "/calls?status=failed");
+    let (cookie, _) = set_cookie(&used, "salesai_session").unwrap();
+    let (status, html) = t
+        .page(
+            Some(&Browser {
+                cookie: cookie.clone(),
+                csrf: String::new(),
+            }),
+            "/",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let b = Browser {
+        cookie,
+        csrf: csrf_of(&html),
+    };
+    // A state-changing request without the token, with a wrong one, or from another site: refused.
+    assert_eq!(
+        t.submit(Some(&b), "/logout", &[], false).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.submit(Some(&b), "/logout", &[("csrf", "forged")], false)
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    let cross = no_redirects()
+        .post(format!("{}/logout", t.base))
+        .header(COOKIE, &b.cookie)
+        .header("sec-fetch-site", "cross-site")
+        .fields(&[("csrf", b.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        t.page(Some(&b), "/").await.0,
+        StatusCode::OK,
+        "still signed in"
+    );
+    // Signed out: the old cookie is refused.
+    assert_eq!(
+        t.submit(Some(&b), "/logout", &[], true).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(t.page(Some(&b), "/").await.0, StatusCode::SEE_OTHER);
+    // Sign out everywhere ends both of two sessions.
+    let (one, two) = (t.sign_in(&rep.user.id).await, t.sign_in(&rep.user.id).await);
+    assert_eq!(
+        t.submit(Some(&one), "/logout/everywhere", &[], true).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(t.page(Some(&two), "/").await.0, StatusCode::SEE_OTHER);
+    // Deactivated: the session stops at once.
+    let three = t.sign_in(&rep.user.id).await;
+    t.app
+        .store
+        .update_person(
+            &rep.user.id,
+            &PersonChange {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.page(Some(&three), "/").await.0, StatusCode::SEE_OTHER);
+}
+
+/// The page routes of the web app, read from its router's source so that a new route without a
+/// row in the matrix below fails this test.
+fn page_routes() -> BTreeSet<String> {
+    let source = include_str!("../../src/web/mod.rs");
+    source
+        .split(".route(")
+        .skip(1)
+        .map(|rest| {
+            let path = rest.trim_start().trim_start_matches('"');
+            path[..path.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+story!(every_page_route_answers_each_kind_of_person);
+async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let store = t.app.store.clone();
+    let invite = |email: &'static str, role: Role, team: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .invite_person(email, email, role, Some(team))
+                .await
+                .unwrap()
+        }
+    };
+    let amy = invite("amy@example.com", Role::Rep, "north").await;
+    let bob = invite("bob@example.com", Role::Rep, "south").await;
+    let mia = invite("mia@example.com", Role::Manager, "north").await;
+    let max = invite("max@example.com", Role::Manager, "south").await;
+    let ada = invite("ada@example.com", Role::Admin, "ops").await;
+    let gus = invite("gus@example.com", Role::Admin, "ops").await;
+    for (p, team) in [(&mia, "north"), (&max, "south")] {
+        store
+            .update_person(
+                &p.user.id,
+                &PersonChange {
+                    manages: Some(vec![team.into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // Amy's call: an audio upload, so the audio route has something to stream.
+    let mut new = new_call_for(&amy.user.id);
+    new.media = Media {
+        kind: Some(UploadKind::Audio),
+        format: Some("mp3".into()),
+        bytes: Some(1000),
+        file_name: Some("a.mp3".into()),
+    };
+    new.blob_key = Some("uploads/test/a".into());
+    let call = store.create_conversation(new).await.unwrap().id;
+    let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    t.app
+        .blobs
+        .put_stream(
+            &BlobKey::parse("uploads/test/a").unwrap(),
+            Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(
+                bytes.clone(),
+            ))])),
+        )
+        .await
+        .unwrap();
+    let people: Vec<(&str, Option<Browser>)> = vec![
+        ("anonymous", None),
+        ("rep", Some(t.sign_in(&amy.user.id).await)),
+        ("other_rep", Some(t.sign_in(&bob.user.id).await)),
+        ("manager", Some(t.sign_in(&mia.user.id).await)),
+        ("other_manager", Some(t.sign_in(&max.user.id).await)),
+        ("admin", Some(t.sign_in(&ada.user.id).await)),
+        ("deactivated", Some(t.sign_in(&gus.user.id).await)),
+    ];
+    store
+        .update_person(
+            &gus.user.id,
+            &PersonChange {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    use StatusCode as S;
+    let signin = S::SEE_OTHER;
+    // (route, method, path, [anonymous, rep, other_rep, manager, other_manager, admin, deactivated])
+    let rows: Vec<(&str, &str, String, [S; 7])> = vec![
+        (
+            "/",
+            "GET",
+            "/".into(),
+            [signin, S::OK, S::OK, S::OK, S::OK, S::OK, signin],
+        ),
+        (
+            "/calls",
+            "GET",
+            "/calls".into(),
+            [signin, S::OK, S::OK, S::OK, S::OK, S::OK, signin],
+        ),
+        (
+            "/calls/{id}",
+            "GET",
+            format!("/calls/{call}"),
+            [
+                signin,
+                S::OK,
+                S::FORBIDDEN,
+                S::OK,
+                S::FORBIDDEN,
+                S::OK,
+                signin,
+            ],
+        ),
+        (
+            "/calls/{id}/audio",
+            "GET",
+            format!("/calls/{call}/audio"),
+            [
+                signin,
+                S::OK,
+                S::FORBIDDEN,
+                S::OK,
+                S::FORBIDDEN,
+                S::OK,
+                signin,
+            ],
+        ),
+        (
+            "/calls/{id}/status",
+            "GET",
+            format!("/calls/{call}/status"),
+            [
+                signin,
+                S::OK,
+                S::FORBIDDEN,
+                S::OK,
+                S::FORBIDDEN,
+                S::OK,
+                signin,
+            ],
+        ),
+        // A pending call: retry and re-analysis are refused as "not now" to those who may act.
+        (
+            "/calls/{id}/retry",
+            "POST",
+            format!("/calls/{call}/retry"),
+            [
+                signin,
+                S::CONFLICT,
+                S::FORBIDDEN,
+                S::CONFLICT,
+                S::FORBIDDEN,
+                S::CONFLICT,
+                signin,
+            ],
+        ),
+        (
+            "/calls/{id}/reanalyze",
+            "POST",
+            format!("/calls/{call}/reanalyze"),
+            [
+                signin,
+                S::CONFLICT,
+                S::FORBIDDEN,
+                S::CONFLICT,
+                S::FORBIDDEN,
+                S::CONFLICT,
+                signin,
+            ],
+        ),
+        (
+            "/people",
+            "GET",
+            "/people".into(),
+            [
+                signin,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::OK,
+                signin,
+            ],
+        ),
+        (
+            "/people",
+            "POST",
+            "/people".into(),
+            [
+                signin,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::BAD_REQUEST,
+                signin,
+            ],
+        ),
+        (
+            "/people/{id}",
+            "POST",
+            format!("/people/{}", bob.user.id),
+            [
+                signin,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::BAD_REQUEST,
+                signin,
+            ],
+        ),
+        // Delete after the other call routes: it removes the call.
+        (
+            "/calls/{id}/delete",
+            "POST",
+            format!("/calls/{call}/delete"),
+            [
+                signin,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::SEE_OTHER,
+                signin,
+            ],
+        ),
+        (
+            "/upload",
+            "GET",
+            "/upload".into(),
+            [signin, S::OK, S::OK, S::OK, S::OK, S::OK, signin],
+        ),
+        // Not multipart: refused as a bad request once signed in.
+        (
+            "/upload",
+            "POST",
+            "/upload".into(),
+            [
+                signin,
+                S::BAD_REQUEST,
+                S::BAD_REQUEST,
+                S::BAD_REQUEST,
+                S::BAD_REQUEST,
+                S::BAD_REQUEST,
+                signin,
+            ],
+        ),
+        // Sign-out last: "everywhere" ends the person's other sessions too.
+        (
+            "/logout/everywhere",
+            "POST",
+            "/logout/everywhere".into(),
+            [
+                signin,
+                S::SEE_OTHER,
+                S::SEE_OTHER,
+                S::SEE_OTHER,
+                S::SEE_OTHER,
+                S::SEE_OTHER,
+                signin,
+            ],
+        ),
+        (
+            "/logout",
+            "POST",
+            "/logout".into(),
+            [
+                signin,
+                S::SEE_OTHER,
+                S::SEE_OTHER,
+                S::SEE_OTHER,
+                S::SEE_OTHER,
+                S::SEE_OTHER,
+                signin,
+            ],
+        ),
+        // Open to everyone.
+        ("/login", "GET", "/login".into(), [S::OK; 7]),
+        (
+            "/login/link/{secret}",
+            "GET",
+            "/login/link/nosuch".into(),
+            [S::GONE; 7],
+        ),
+        (
+            "/lang",
+            "GET",
+            "/lang?to=en&next=/calls".into(),
+            [S::SEE_OTHER; 7],
+        ),
+        (
+            "/assets/{file}",
+            "GET",
+            "/assets/app.css".into(),
+            [S::OK; 7],
+        ),
+    ];
+    let covered: BTreeSet<String> = rows.iter().map(|r| r.0.to_owned()).collect();
+    assert_eq!(
+        covered,
+        page_routes(),
+        "every page route has a row in the matrix"
+    );
+    // Sign-out rows end sessions: run them per person last but before delete, in a fresh
+    // session each, so the other rows keep theirs.
+    for (route, method, path, expected) in &rows {
+        for (i, (who, browser)) in people.iter().enumerate() {
+            let fresh;
+            let browser =
+                if route.starts_with("/logout") && browser.is_some() && *who != "deactivated" {
+                    let id = match *who {
+                        "rep" => &amy.user.id,
+                        "other_rep" => &bob.user.id,
+                        "manager" => &mia.user.id,
+                        "other_manager" => &max.user.id,
+                        _ => &ada.user.id,
+                    };
+                    fresh = t.sign_in(id).await;
+                    Some(&fresh)
+                } else {
+                    browser.as_ref()
+                };
+            let got = match *method {
+                "GET" => t.page(browser, path).await.0,
+                _ => t.submit(browser, path, &[], true).await,
+            };
+            assert_eq!(got, expected[i], "{method} {path} as {who}");
+        }
+    }
+    assert!(
+        store.get_conversation(&call).await.unwrap().is_none(),
+        "the admin deleted it"
+    );
+    let _ = bytes;
+}
+
+story!(audio_streams_with_ranges_and_search_finds_chinese);
+async fn audio_streams_with_ranges_and_search_finds_chinese(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let store = t.app.store.clone();
+    let amy = store
+        .invite_person("amy@example.com", "Amy", Role::Rep, None)
+        .await
+        .unwrap();
+    let mut new = new_call_for(&amy.user.id);
+    new.media = Media {
+        kind: Some(UploadKind::Audio),
+        format: Some("mp3".into()),
+        bytes: Some(5000),
+        file_name: Some("a.mp3".into()),
+    };
+    new.blob_key = Some("uploads/test/r".into());
+    new.customer_name = "大安咖啡館".into();
+    let call = store.create_conversation(new).await.unwrap().id;
+    let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    // Stored in small pieces so a range crosses piece boundaries.
+    let pieces: Vec<_> = bytes
+        .chunks(700)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    t.app
+        .blobs
+        .put_stream(
+            &BlobKey::parse("uploads/test/r").unwrap(),
+            Box::pin(futures_util::stream::iter(pieces)),
+        )
+        .await
+        .unwrap();
+    store
+        .save_transcript(
+            &call,
+            &[
+                Segment {
+                    speaker: Some("業務".into()),
+                    start_ms: 0,
+                    end_ms: 3_000,
+                    text: "請問您目前怎麼接單？".into(),
+                },
+                Segment {
+                    speaker: Some("客戶".into()),
+                    start_ms: 63_000,
+                    end_ms: 66_000,
+                    text: "我們每個月的預算大概五萬".into(),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let b = t.sign_in(&amy.user.id).await;
+    let http = no_redirects();
+    let get = |range: Option<&'static str>| {
+        let mut req = http
+            .get(format!("{}/calls/{call}/audio", t.base))
+            .header(COOKIE, &b.cookie);
+        if let Some(r) = range {
+            req = req.header(RANGE, r);
+        }
+        req.send()
+    };
+    let whole = get(None).await.unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert_eq!(whole.bytes().await.unwrap().to_vec(), bytes);
+    for (range, lo, hi) in [
+        ("bytes=690-1410", 690usize, 1411usize),
+        ("bytes=4990-", 4990, 5000),
+        ("bytes=-3", 4997, 5000),
+    ] {
+        let part = get(Some(range)).await.unwrap();
+        assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            part.headers()[CONTENT_RANGE],
+            format!("bytes {lo}-{}/5000", hi - 1)
+        );
+        let mut body = Vec::new();
+        let mut stream = part.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(body, bytes[lo..hi], "{range}");
+    }
+    let refused = get(Some("bytes=6000-")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(refused.headers()[CONTENT_RANGE], "bytes */5000");
+    // Search: a Chinese phrase lands on its moment, highlighted; the customer's name is found.
+    let (status, html) = t.page(Some(&b), "/calls?q=%E9%A0%90%E7%AE%97").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("/calls/{call}?t=63#seg-1")),
+        "{html}"
+    );
+    assert!(html.contains("<mark>預算</mark>"), "{html}");
+    let (_, html) = t.page(Some(&b), "/calls?q=%E5%92%96%E5%95%A1").await;
+    assert!(html.contains("大安咖啡館"));
+    let (_, html) = t.page(Some(&b), "/calls?q=nothing-like-this").await;
+    assert!(!html.contains("大安咖啡館"));
+    // The call page: the player with the moment, the transcript lines that seek.
+    let (status, html) = t.page(Some(&b), &format!("/calls/{call}?t=63")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("src=\"/calls/{call}/audio#t=63\"")),
+        "{html}"
+    );
+    assert!(html.contains("data-seek=\"63000\""));
+    // Bad filters are a clear 400, not a crash.
+    assert_eq!(
+        t.page(Some(&b), "/calls?min=500").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        t.page(Some(&b), "/calls?from=+99999-01-01").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        t.page(Some(&b), "/calls?after=garbage").await.0,
+        StatusCode::OK
+    );
+}
+
+story!(uploads_from_the_page_need_the_form_token_first);
+async fn uploads_from_the_page_need_the_form_token_first(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: std::sync::Arc<dyn salesai_core::blob::BlobStore> =
+        std::sync::Arc::new(salesai_providers::blob::ObjectBlobStore::folder(dir.path()).unwrap());
+    let folder = dir.path().to_owned();
+    let t = TestApp::spawn_with(db, blobs, dir).await;
+    let amy = t
+        .app
+        .store
+        .invite_person("amy@example.com", "Amy", Role::Rep, None)
+        .await
+        .unwrap();
+    let b = t.sign_in(&amy.user.id).await;
+    let (status, html) = t.page(Some(&b), "/upload?line=ichef").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("name=\"product_line\" value=\"ichef\""),
+        "the line's form"
+    );
+    let send = |csrf: Option<String>| {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(token) = csrf {
+            form = form.text("csrf", token);
+        }
+        let form = form
+            .text("product_line", "ichef")
+            .text("customer_number", "C-9")
+            .text("customer_name", "大安咖啡館")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(crate::pipeline::CALL.as_bytes().to_vec())
+                    .file_name("call.vtt"),
+            );
+        no_redirects()
+            .post(format!("{}/upload", t.base))
+            .header(COOKIE, &b.cookie)
+            .multipart(form)
+            .send()
+    };
+    let files = || walk(&folder);
+    for forged in [None, Some("forged".to_owned())] {
+        let refused = send(forged).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert_eq!(files(), 0, "nothing stored for a forged form");
+    }
+    let done = send(Some(b.csrf.clone())).await.unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let to = done.headers()[LOCATION].to_str().unwrap().to_owned();
+    let id = to.trim_start_matches("/calls/");
+    let call = t.app.store.get_conversation(id).await.unwrap().unwrap();
+    assert_eq!(
+        call.rep_user_id.as_deref(),
+        Some(amy.user.id.as_str()),
+        "uploaded as the signed-in rep"
+    );
+    assert_eq!(call.customer_name, "大安咖啡館");
+    assert_eq!(call.metadata["source"], "web");
+    assert_eq!(files(), 1);
+    let (status, html) = t.page(Some(&b), &to).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("data-status-url"),
+        "a call in the pipeline follows itself"
+    );
+}
+
+/// How many files are under a folder.
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() { walk(&p) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
