@@ -27,6 +27,11 @@ pub const OPPORTUNITY_USAGE: &str = "*/opportunity* — customers\n• `/opportu
 /// Usage of `/report`.
 pub const REPORT_USAGE: &str = "*/report* — summaries of the last 7 days\n• `/report` — yours: uploads, average score, weakest dimension\n• `/report team` — the team's, for managers";
 
+/// `/salesai` usage.
+pub const SALESAI_USAGE: &str =
+    "*/salesai login* — a one-time link that signs you in to the web app (only you see it)";
+const SALESAI_USAGE_ZH: &str = "*/salesai login* — 產生一次性網頁登入連結（只有您看得到）";
+
 const ANALYZE_USAGE_ZH: &str = "*/analyze* — 查詢對話狀態與分數\n• `/analyze <案件編號或 id>` — 狀態與分數\n• `/analyze <案件編號> rerun` — 重新分析";
 const OPPORTUNITY_USAGE_ZH: &str = "*/opportunity* — 客戶\n• `/opportunity <客戶編號或名稱>` — 查詢客戶、最新分數與對話\n• `/opportunity list` — 最新客戶\n• `/opportunity create <客戶編號> <名稱>` — 新增客戶";
 const REPORT_USAGE_ZH: &str = "*/report* — 最近 7 天摘要\n• `/report` — 我的：上傳數、平均分數、最弱面向\n• `/report team` — 團隊（主管）";
@@ -35,6 +40,7 @@ fn usage(lang: Language, command: &str) -> &'static str {
     match command {
         "/analyze" => lang.pick(ANALYZE_USAGE, ANALYZE_USAGE_ZH),
         "/opportunity" => lang.pick(OPPORTUNITY_USAGE, OPPORTUNITY_USAGE_ZH),
+        "/salesai" => lang.pick(SALESAI_USAGE, SALESAI_USAGE_ZH),
         _ => lang.pick(REPORT_USAGE, REPORT_USAGE_ZH),
     }
 }
@@ -59,8 +65,9 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
         "/analyze" => analyze(slack, lang, text).await,
         "/opportunity" => opportunity(slack, lang, text, &f).await,
         "/report" => report(slack, lang, text, &f).await,
+        "/salesai" => login(slack, lang, text, &f).await,
         _ => Ok(format!(
-            "{}\n\n{}\n\n{}\n\n{}",
+            "{}\n\n{}\n\n{}\n\n{}\n\n{}",
             lang.pick(
                 "salesai does not know {command}.",
                 "salesai 不認得 {command}。"
@@ -68,7 +75,8 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
             .replace("{command}", command),
             usage(lang, "/analyze"),
             usage(lang, "/opportunity"),
-            usage(lang, "/report")
+            usage(lang, "/report"),
+            usage(lang, "/salesai")
         )),
     };
     match answer {
@@ -85,6 +93,64 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
                 .into_response()
         }
     }
+}
+
+/// `/salesai login`: a one-time sign-in link for the web app, in an ephemeral answer only the
+/// person sees. The person is found by their Slack id (created as a rep on first use, as any
+/// Slack action does); a deactivated person gets no link.
+async fn login(
+    slack: &Slack,
+    lang: Language,
+    text: &str,
+    f: &BTreeMap<String, String>,
+) -> Result<String, StoreError> {
+    if !text.eq_ignore_ascii_case("login") {
+        return Ok(usage(lang, "/salesai").to_owned());
+    }
+    let Some(base) = &slack.config.public_base_url else {
+        return Ok(lang
+            .pick(
+                "The web app's address is not configured; ask an admin to set SALESAI_PUBLIC_URL.",
+                "尚未設定網頁版的網址，請管理員設定 SALESAI_PUBLIC_URL。",
+            )
+            .to_owned());
+    };
+    let slack_id = f.get("user_id").map(String::as_str).unwrap_or_default();
+    if slack_id.is_empty() {
+        return Ok(usage(lang, "/salesai").to_owned());
+    }
+    let name = f.get("user_name").map(String::as_str).unwrap_or(slack_id);
+    let store = &slack.app.store;
+    let user = store
+        .find_or_create_user(None, Some(slack_id), name)
+        .await?;
+    if !store.person(&user).await?.is_some_and(|p| p.active) {
+        return Ok(lang
+            .pick(
+                "Your salesai account is deactivated; ask an admin.",
+                "您的 salesai 帳號已停用，請洽管理員。",
+            )
+            .to_owned());
+    }
+    let path = salesai_core::access::issue_link(
+        store.as_ref(),
+        Some(&user),
+        None,
+        salesai_core::access::LINK_TTL,
+    )
+    .await?;
+    let link = base
+        .join(path.trim_start_matches('/'))
+        .map(String::from)
+        .unwrap_or(path);
+    tracing::info!(event = "slack.login_link", user_id = %user, "sign-in link given in Slack");
+    Ok(format!(
+        "{}\n{link}",
+        lang.pick(
+            "🔑 Your sign-in link (works once, for 15 minutes; only you see this):",
+            "🔑 您的登入連結（僅能使用一次、15 分鐘內有效；只有您看得到）：",
+        )
+    ))
 }
 
 fn is_help(text: &str) -> bool {

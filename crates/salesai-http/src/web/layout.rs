@@ -13,6 +13,8 @@ pub enum Nav {
     Home,
     /// The calls list and call pages.
     Calls,
+    /// The upload page.
+    Upload,
     /// People (admins).
     People,
 }
@@ -64,7 +66,7 @@ pub fn page(viewer: &Viewer, nav: Nav, here: &str, title: &str, body: Markup) ->
                         nav.mainnav aria-label=(lang.pick("Main", "主選單")) {
                             (item(Nav::Home, "/", lang.pick("Home", "首頁")))
                             (item(Nav::Calls, "/calls", lang.pick("Calls", "通話")))
-                            a href="/upload" { (lang.pick("Upload", "上傳")) }
+                            (item(Nav::Upload, "/upload", lang.pick("Upload", "上傳")))
                             @if viewer.principal.is_admin() {
                                 (item(Nav::People, "/people", lang.pick("People", "成員")))
                             }

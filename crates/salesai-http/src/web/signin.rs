@@ -61,6 +61,7 @@ pub async fn login_page(
                         "salesai signs you in with a one-time link. Ask an admin to send you one:",
                         "salesai 以一次性連結登入。請管理員為您產生連結：")) }
                     pre.command { "salesai users invite you@example.com --role rep" }
+                    p { (lang.pick("In Slack, type ", "在 Slack 中輸入 ")) code { "/salesai login" } (lang.pick(" for a link only you see.", "，即可取得只有您看得到的連結。")) }
                     p.muted { (lang.pick(
                         "The link works once, for 15 minutes, and brings you back to the page you wanted.",
                         "連結僅能使用一次、15 分鐘內有效，登入後會回到您原本要開啟的頁面。")) }

@@ -211,3 +211,51 @@ async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
     assert_eq!(boss.slack_user_id.as_deref(), Some("U0BOSS"));
     assert_eq!(boss.role, Role::Manager);
 }
+
+story!(salesai_login_gives_a_private_one_time_link);
+/// `/salesai login` answers only the person who asked, with a link that signs them in once;
+/// a deactivated person gets none.
+async fn salesai_login_gives_a_private_one_time_link(db: &TestDb) {
+    let h = Harness::start(db).await;
+    let usage = text(&h.command("/salesai", "", "U7", EN_CHANNEL).await);
+    assert!(usage.contains("/salesai login"), "{usage}");
+    let answer = text(&h.command("/salesai", "login", "U7", EN_CHANNEL).await);
+    let link = answer
+        .split_whitespace()
+        .find(|w| w.starts_with("https://salesai.example.com/login/link/"))
+        .unwrap_or_else(|| panic!("a link in {answer}"))
+        .to_owned();
+    let secret = link.rsplit('/').next().unwrap();
+    let store = h.app.store.clone();
+    let (person, _) = store
+        .redeem_login_link(&salesai_core::token::hash_token(secret))
+        .await
+        .unwrap()
+        .expect("the link signs the person in");
+    assert_eq!(person.user.slack_user_id.as_deref(), Some("U7"));
+    assert!(
+        store
+            .redeem_login_link(&salesai_core::token::hash_token(secret))
+            .await
+            .unwrap()
+            .is_none(),
+        "once"
+    );
+    let zh = text(&h.command("/salesai", "login", "U7", ZH_CHANNEL).await);
+    assert!(zh.contains("登入連結"), "{zh}");
+    store
+        .update_person(
+            &person.user.id,
+            &salesai_core::store::PersonChange {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let refused = text(&h.command("/salesai", "login", "U7", EN_CHANNEL).await);
+    assert!(
+        refused.contains("deactivated") && !refused.contains("/login/link/"),
+        "{refused}"
+    );
+}

@@ -69,6 +69,17 @@ async fn find(app: &salesai_core::App, who: &str) -> anyhow::Result<salesai_core
         })
 }
 
+/// A fresh one-time sign-in link's path for a person.
+async fn sign_in_path(app: &salesai_core::App, user_id: &str) -> anyhow::Result<String> {
+    Ok(salesai_core::access::issue_link(
+        app.store.as_ref(),
+        Some(user_id),
+        None,
+        salesai_core::access::LINK_TTL,
+    )
+    .await?)
+}
+
 /// The full sign-in link for a path.
 fn full_link(config: &Config, app: &salesai_core::App, path: &str) -> String {
     app.link(path, &format!("http://{}", config.bind))
@@ -125,13 +136,7 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitC
                     };
                     app.store.update_person(&person.user.id, &change).await?;
                 }
-                let path = salesai_core::access::issue_link(
-                    app.store.as_ref(),
-                    Some(&person.user.id),
-                    None,
-                    salesai_core::access::LINK_TTL,
-                )
-                .await?;
+                let path = sign_in_path(&app, &person.user.id).await?;
                 anyhow::Ok((person, path))
             }
             .await;
@@ -161,14 +166,7 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitC
                     "{} is deactivated; reactivate them first (salesai users activate {who})",
                     person.user.display_name
                 );
-                let path = salesai_core::access::issue_link(
-                    app.store.as_ref(),
-                    Some(&person.user.id),
-                    None,
-                    salesai_core::access::LINK_TTL,
-                )
-                .await?;
-                anyhow::Ok(path)
+                sign_in_path(&app, &person.user.id).await
             }
             .await;
             database.close().await;

@@ -94,7 +94,7 @@ fn the_manifest_points_at_our_endpoints() {
             "{manifest}"
         );
     }
-    for command in ["/analyze", "/opportunity", "/report"] {
+    for command in ["/analyze", "/opportunity", "/report", "/salesai"] {
         assert!(manifest.contains(&format!("command: {command}")));
     }
     for scope in salesai_slack::check::REQUIRED_SCOPES {
