@@ -111,7 +111,7 @@ pub struct ConversationFilter {
     /// Only this kind of call.
     #[serde(default)]
     pub conversation_type: Option<crate::domain::ConversationType>,
-    /// Only analyses in this qualification band (`strong`, `moderate`, `weak`, `at_risk`).
+    /// Only analyses in this qualification band as stored (`strong`, `medium`, `weak`, `atrisk`).
     #[serde(default)]
     pub qualification: Option<String>,
     /// Only overall scores at or above.

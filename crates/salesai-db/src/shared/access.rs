@@ -82,20 +82,23 @@ impl Access for StoreImpl {
             )))
             .fetch_all(&self.pool)
             .await?;
-            let managed = sqlx::query(sql!(
+            let mut managed: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for m in sqlx::query(sql!(
                 "SELECT user_id, team FROM team_managers ORDER BY team"
             ))
             .fetch_all(&self.pool)
-            .await?;
+            .await?
+            {
+                managed
+                    .entry(m.try_get("user_id")?)
+                    .or_default()
+                    .push(m.try_get("team")?);
+            }
             let mut people = Vec::with_capacity(rows.len());
             for row in &rows {
-                let id: String = row.try_get("id")?;
-                let mut manages = Vec::new();
-                for m in &managed {
-                    if m.try_get::<String, _>("user_id")? == id {
-                        manages.push(m.try_get("team")?);
-                    }
-                }
+                let manages = managed
+                    .remove(&row.try_get::<String, _>("id")?)
+                    .unwrap_or_default();
                 people.push(person_from_row(row, manages)?);
             }
             Ok(people)

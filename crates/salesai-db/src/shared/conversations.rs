@@ -399,18 +399,26 @@ impl Conversations for StoreImpl {
                     hit: None,
                 });
             }
-            if let Some(pattern) = filter.search.as_deref().and_then(like_pattern) {
-                for call in &mut calls {
-                    let hit = sqlx::query(sql!(
-                        "SELECT seq, start_ms, speaker, text FROM transcript_segments \
-                         WHERE conversation_id = $1 AND lower(text) LIKE $2 ESCAPE '\\' \
-                         ORDER BY seq LIMIT 1"
-                    ))
-                    .bind(&call.conversation.id)
-                    .bind(&pattern)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    if let Some(r) = hit {
+            // With a search, the first matching line of each call on the page, in one query.
+            if let Some(pattern) = filter.search.as_deref().and_then(like_pattern)
+                && !calls.is_empty()
+            {
+                let mut qb = QueryBuilder::<Db>::new(
+                    "SELECT conversation_id, seq, start_ms, speaker, text FROM transcript_segments \
+                     WHERE lower(text) LIKE ",
+                );
+                qb.push_bind(pattern).push(" ESCAPE '\\' AND conversation_id IN (");
+                let mut ids = qb.separated(", ");
+                for call in &calls {
+                    ids.push_bind(call.conversation.id.clone());
+                }
+                qb.push(") ORDER BY conversation_id, seq");
+                for r in qb.build().fetch_all(&self.pool).await? {
+                    let id: String = r.try_get("conversation_id")?;
+                    if let Some(call) = calls
+                        .iter_mut()
+                        .find(|c| c.conversation.id == id && c.hit.is_none())
+                    {
                         call.hit = Some(SearchHit {
                             seq: i64::from(r.try_get::<i32, _>("seq")?),
                             start_ms: i64::from(r.try_get::<i32, _>("start_ms")?),
@@ -427,23 +435,22 @@ impl Conversations for StoreImpl {
 
     async fn call_stats(&self, reach: &Reach, since: DateTime<Utc>) -> StoreResult<CallStats> {
         run(async {
+            // AVG skips the calls without an analysis (their subquery is NULL).
             let mut qb = QueryBuilder::<Db>::new(
                 "SELECT COUNT(*) AS total, \
                  COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS completed, \
                  COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
-                 (SELECT AVG(CAST(a.overall_score AS REAL)) FROM analyses a WHERE a.conversation_id IN \
-                  (SELECT id FROM conversations WHERE TRUE",
+                 AVG((SELECT CAST(a.overall_score AS REAL) FROM analyses a \
+                  WHERE a.conversation_id = conversations.id)) AS average \
+                 FROM conversations WHERE TRUE",
             );
             push_reach(&mut qb, reach);
             qb.push(" AND created_at >= ").push_bind(db_time(since));
-            qb.push(")) AS average FROM conversations WHERE TRUE");
-            push_reach(&mut qb, reach);
-            qb.push(" AND created_at >= ").push_bind(db_time(since));
             let row = qb.build().fetch_one(&self.pool).await?;
-            let count = |name: &str| -> R<i64> {
-                Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0))
-            };
-            let (total, completed, failed) = (count("total")?, count("completed")?, count("failed")?);
+            let count =
+                |name: &str| -> R<i64> { Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0)) };
+            let (total, completed, failed) =
+                (count("total")?, count("completed")?, count("failed")?);
             Ok(CallStats {
                 total,
                 completed,

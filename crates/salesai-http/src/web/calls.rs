@@ -1034,7 +1034,9 @@ pub async fn delete(
         )
     })?;
     let c = reachable(&app, &viewer, &id).await?;
-    crate::routes::conversations::delete_with_upload(&app, &c).await?;
+    crate::routes::conversations::delete_with_upload(&app, &c)
+        .await
+        .map_err(|e| PageError::from_api(lang, e))?;
     tracing::info!(event = "conversation.deleted", conversation_id = %c.id, case_number = c.case_number.as_str(), by = %viewer.principal.name, "conversation deleted from the web app");
     Ok(Redirect::to("/calls").into_response())
 }

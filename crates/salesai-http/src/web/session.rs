@@ -292,21 +292,6 @@ impl PageError {
     }
 }
 
-impl From<crate::ApiError> for PageError {
-    fn from(err: crate::ApiError) -> PageError {
-        let response = err.into_response();
-        PageError {
-            status: response.status(),
-            lang: None,
-            message: response
-                .status()
-                .canonical_reason()
-                .unwrap_or("refused")
-                .to_owned(),
-        }
-    }
-}
-
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let lang = self

@@ -180,13 +180,6 @@ pub struct SetupForm {
     email: Option<String>,
 }
 
-/// The client's address, for the sign-in rate limit (`unknown` without connection info).
-fn client_key(headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> String {
-    let _ = headers;
-    peer.map(|p| p.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// `POST /login/link/{secret}`: uses the link and starts a session.
 pub async fn use_link(
     State(app): State<App>,
@@ -197,7 +190,13 @@ pub async fn use_link(
     Form(form): Form<SetupForm>,
 ) -> Result<Response, PageError> {
     let minute = chrono::Utc::now().timestamp() / 60;
-    let counter = format!("signin:{}", client_key(&headers, peer.0));
+    // Per client address (`unknown` when the server runs without connection info).
+    let counter = format!(
+        "signin:{}",
+        peer.0
+            .map(|p| p.ip().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    );
     let recent = app.store.sum_counter(&counter, minute - 9).await?;
     if recent >= ATTEMPTS_PER_10_MIN {
         return Err(PageError::new(

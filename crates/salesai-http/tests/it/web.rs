@@ -134,6 +134,36 @@ impl TestApp {
         Browser { cookie, csrf }
     }
 
+    /// A call of `rep` whose upload is a recording of `size` bytes, stored in 700-byte pieces
+    /// so that a range crosses piece boundaries. Returns the call's id and the bytes.
+    async fn audio_call(&self, rep: &str, customer: &str, size: u32) -> (String, Vec<u8>) {
+        let key = format!("uploads/test/{}", uuid::Uuid::now_v7());
+        let mut new = new_call_for(rep);
+        new.media = Media {
+            kind: Some(UploadKind::Audio),
+            format: Some("mp3".into()),
+            bytes: Some(u64::from(size)),
+            file_name: Some("a.mp3".into()),
+        };
+        new.blob_key = Some(key.clone());
+        new.customer_name = customer.into();
+        let call = self.app.store.create_conversation(new).await.unwrap().id;
+        let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let pieces: Vec<_> = bytes
+            .chunks(700)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        self.app
+            .blobs
+            .put_stream(
+                &BlobKey::parse(&key).unwrap(),
+                Box::pin(futures_util::stream::iter(pieces)),
+            )
+            .await
+            .unwrap();
+        (call, bytes)
+    }
+
     async fn page(&self, who: Option<&Browser>, path: &str) -> (StatusCode, String) {
         let mut req = no_redirects().get(format!("{}{path}", self.base));
         if let Some(b) = who {
@@ -377,26 +407,7 @@ async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
             .unwrap();
     }
     // Amy's call: an audio upload, so the audio route has something to stream.
-    let mut new = new_call_for(&amy.user.id);
-    new.media = Media {
-        kind: Some(UploadKind::Audio),
-        format: Some("mp3".into()),
-        bytes: Some(1000),
-        file_name: Some("a.mp3".into()),
-    };
-    new.blob_key = Some("uploads/test/a".into());
-    let call = store.create_conversation(new).await.unwrap().id;
-    let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-    t.app
-        .blobs
-        .put_stream(
-            &BlobKey::parse("uploads/test/a").unwrap(),
-            Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(
-                bytes.clone(),
-            ))])),
-        )
-        .await
-        .unwrap();
+    let (call, _) = t.audio_call(&amy.user.id, "Ramen House", 1000).await;
     let people: Vec<(&str, Option<Browser>)> = vec![
         ("anonymous", None),
         ("rep", Some(t.sign_in(&amy.user.id).await)),
@@ -667,7 +678,6 @@ async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
         store.get_conversation(&call).await.unwrap().is_none(),
         "the admin deleted it"
     );
-    let _ = bytes;
 }
 
 story!(audio_streams_with_ranges_and_search_finds_chinese);
@@ -678,30 +688,7 @@ async fn audio_streams_with_ranges_and_search_finds_chinese(db: &TestDb) {
         .invite_person("amy@example.com", "Amy", Role::Rep, None)
         .await
         .unwrap();
-    let mut new = new_call_for(&amy.user.id);
-    new.media = Media {
-        kind: Some(UploadKind::Audio),
-        format: Some("mp3".into()),
-        bytes: Some(5000),
-        file_name: Some("a.mp3".into()),
-    };
-    new.blob_key = Some("uploads/test/r".into());
-    new.customer_name = "大安咖啡館".into();
-    let call = store.create_conversation(new).await.unwrap().id;
-    let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-    // Stored in small pieces so a range crosses piece boundaries.
-    let pieces: Vec<_> = bytes
-        .chunks(700)
-        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
-        .collect();
-    t.app
-        .blobs
-        .put_stream(
-            &BlobKey::parse("uploads/test/r").unwrap(),
-            Box::pin(futures_util::stream::iter(pieces)),
-        )
-        .await
-        .unwrap();
+    let (call, bytes) = t.audio_call(&amy.user.id, "大安咖啡館", 5000).await;
     store
         .save_transcript(
             &call,
