@@ -223,3 +223,49 @@ mod tests {
         assert!(admin.may_act_for_others() && !rep.may_act_for_others());
     }
 }
+
+/// A sign-in provider that speaks OpenID Connect: Slack's ("Sign in with Slack") or any other
+/// (Google Workspace, Microsoft Entra, Okta, Keycloak) by its issuer URL. The web app runs the
+/// authorisation-code flow with PKCE, state and nonce against it.
+#[derive(Clone)]
+pub struct OidcProvider {
+    /// The id in its URLs (`/login/oidc/<id>`): `slack`, or `sso` for the generic provider.
+    pub id: String,
+    /// What the sign-in button says ("Slack", "Google", …).
+    pub label: String,
+    /// The issuer URL; its discovery document is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The client id registered with the provider.
+    pub client_id: String,
+    /// The client secret registered with the provider.
+    pub client_secret: String,
+    /// E-mail domains whose people may sign in without an invitation (they join as reps);
+    /// empty: only people salesai already knows.
+    pub allowed_domains: Vec<String>,
+    /// Slack's provider: people are matched by their Slack user id first.
+    pub slack: bool,
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("id", &self.id)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"(hidden)")
+            .field("allowed_domains", &self.allowed_domains)
+            .finish()
+    }
+}
+
+impl OidcProvider {
+    /// Whether an unknown person with this (verified) e-mail may join by signing in here.
+    pub fn admits(&self, email: &str) -> bool {
+        let Some((_, domain)) = email.rsplit_once('@') else {
+            return false;
+        };
+        self.allowed_domains
+            .iter()
+            .any(|d| d.trim_start_matches('@').eq_ignore_ascii_case(domain))
+    }
+}

@@ -40,6 +40,9 @@ pub struct App {
     /// The last storage write probe of `/ready` (when, and what it found), shared by the
     /// process's requests so storage is written at most once per probe interval.
     pub storage_probe: Arc<tokio::sync::Mutex<Option<StorageProbe>>>,
+    /// The OpenID Connect providers people may sign in with (Slack's, a company's), besides
+    /// one-time links; empty when none is configured.
+    pub sign_in: Arc<Vec<crate::access::OidcProvider>>,
 }
 
 impl App {
@@ -59,6 +62,7 @@ impl App {
             max_upload_bytes: 500 * 1024 * 1024,
             public_url: None,
             storage_probe: Arc::default(),
+            sign_in: Arc::default(),
         }
     }
 

@@ -800,6 +800,15 @@ pub trait Access: Send + Sync {
     /// One person.
     async fn person(&self, id: &str) -> StoreResult<Option<Person>>;
 
+    /// The person with this Slack user id, else the one with this e-mail (case-insensitive):
+    /// how a sign-in through Slack or an OpenID Connect provider finds who signed in. Finds
+    /// deactivated people too (the caller refuses them); never creates anyone.
+    async fn person_by_identity(
+        &self,
+        slack_user_id: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<Option<Person>>;
+
     /// Every person, active first, then by name.
     async fn people(&self) -> StoreResult<Vec<Person>>;
 

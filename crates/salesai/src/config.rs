@@ -351,6 +351,52 @@ pub struct WebSettings {
         hide = true
     )]
     pub public_url: Option<String>,
+    /// OpenID Connect issuer URL for single sign-on (Google: https://accounts.google.com; Entra, Okta, Keycloak: the tenant's issuer) [default: off]
+    #[arg(
+        long,
+        env = "SALESAI_OIDC_ISSUER",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub oidc_issuer: Option<String>,
+    /// OpenID Connect client id registered with the issuer
+    #[arg(
+        long,
+        env = "SALESAI_OIDC_CLIENT_ID",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub oidc_client_id: Option<String>,
+    /// OpenID Connect client secret registered with the issuer
+    #[arg(
+        long,
+        env = "SALESAI_OIDC_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub oidc_client_secret: Option<String>,
+    /// What the single sign-on button says [default: Single sign-on]
+    #[arg(
+        long,
+        env = "SALESAI_OIDC_NAME",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub oidc_name: Option<String>,
+    /// E-mail domains whose people may sign in with single sign-on or Slack without an invitation (they join as reps), comma-separated: example.com,example.tw [default: none, only invited people]
+    #[arg(
+        long,
+        env = "SALESAI_SIGN_IN_DOMAINS",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub sign_in_domains: Option<String>,
 }
 
 /// Ops alerts and the daily summary: flags, environment variables and `salesai.toml` keys.
@@ -499,6 +545,34 @@ pub struct SlackSettings {
         hide = true
     )]
     pub slack_max_download_mb: Option<u64>,
+    /// Slack app client id (Basic Information → App Credentials); with the secret, enables Sign in with Slack
+    #[arg(
+        long,
+        env = "SLACK_CLIENT_ID",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_client_id: Option<String>,
+    /// Slack app client secret (Basic Information → App Credentials)
+    #[arg(
+        long,
+        env = "SLACK_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_client_secret: Option<String>,
+    /// Slack's OpenID Connect issuer [default: https://slack.com]
+    #[arg(
+        long,
+        env = "SLACK_OIDC_ISSUER",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_oidc_issuer: Option<String>,
 }
 
 /// Workers: flags, environment variables and `salesai.toml` keys.
@@ -700,6 +774,8 @@ pub struct Config {
     pub slack: Option<salesai_slack::SlackConfig>,
     /// The public base URL.
     pub public_url: Option<url::Url>,
+    /// The OpenID Connect sign-in providers (Slack's, a company's).
+    pub sign_in: Vec<salesai_core::access::OidcProvider>,
     /// The daily backup's local time, when scheduled.
     pub backup_at: Option<chrono::NaiveTime>,
     /// Where backups go.
@@ -1034,6 +1110,7 @@ impl Config {
             worker_poll_ms: args.workers.worker_poll_ms.unwrap_or(250),
             shutdown_grace_secs: args.workers.shutdown_grace_secs.unwrap_or(30),
             slack,
+            sign_in: sign_in_providers(args)?,
             public_url,
             backup_at,
             backup_dir,
@@ -1095,6 +1172,99 @@ fn slack_config(
         public_base_url: public_url,
         max_download_bytes: args.slack.slack_max_download_mb.unwrap_or(500).max(1) * 1024 * 1024,
     }))
+}
+
+/// The OpenID Connect sign-in providers: Slack's when its client id and secret are set, a
+/// company's when an issuer is set (with its client id and secret, else an error that names
+/// what is missing).
+fn sign_in_providers(args: &ConfigArgs) -> anyhow::Result<Vec<salesai_core::access::OidcProvider>> {
+    let pick = |a: &Option<String>| {
+        a.clone()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let domains: Vec<String> = pick(&args.web.sign_in_domains)
+        .unwrap_or_default()
+        .split(',')
+        .map(|d| d.trim().trim_start_matches('@').to_lowercase())
+        .filter(|d| !d.is_empty())
+        .collect();
+    if let Some(bad) = domains
+        .iter()
+        .find(|d| !d.contains('.') || d.contains(['/', ':', ' ']))
+    {
+        bail!(
+            "SALESAI_SIGN_IN_DOMAINS has {bad:?}, which is not an e-mail domain; give domains like example.com,example.tw"
+        );
+    }
+    let issuer_url = |name: &str, raw: String| -> anyhow::Result<String> {
+        url::Url::parse(&raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .map(|_| raw.trim_end_matches('/').to_owned())
+            .ok_or_else(|| anyhow::anyhow!("{name} {raw:?} is not an http(s) URL"))
+    };
+    let mut providers = Vec::new();
+    match (
+        pick(&args.slack.slack_client_id),
+        pick(&args.slack.slack_client_secret),
+    ) {
+        (None, None) => {}
+        (Some(_), None) => bail!(
+            "SLACK_CLIENT_ID is set but SLACK_CLIENT_SECRET is not; set both to enable Sign in with Slack"
+        ),
+        (None, Some(_)) => bail!(
+            "SLACK_CLIENT_SECRET is set but SLACK_CLIENT_ID is not; set both to enable Sign in with Slack"
+        ),
+        (Some(client_id), Some(client_secret)) => {
+            providers.push(salesai_core::access::OidcProvider {
+                id: "slack".into(),
+                label: "Slack".into(),
+                issuer: issuer_url(
+                    "SLACK_OIDC_ISSUER",
+                    pick(&args.slack.slack_oidc_issuer)
+                        .unwrap_or_else(|| "https://slack.com".into()),
+                )?,
+                client_id,
+                client_secret,
+                allowed_domains: domains.clone(),
+                slack: true,
+            })
+        }
+    }
+    let issuer = pick(&args.web.oidc_issuer);
+    let id = pick(&args.web.oidc_client_id);
+    let secret = pick(&args.web.oidc_client_secret);
+    match (issuer, id, secret) {
+        (None, None, None) => {}
+        (Some(issuer), Some(client_id), Some(client_secret)) => {
+            providers.push(salesai_core::access::OidcProvider {
+                id: "sso".into(),
+                label: pick(&args.web.oidc_name).unwrap_or_else(|| "Single sign-on".into()),
+                issuer: issuer_url("SALESAI_OIDC_ISSUER", issuer)?,
+                client_id,
+                client_secret,
+                allowed_domains: domains,
+                slack: false,
+            })
+        }
+        (issuer, id, secret) => {
+            let missing: Vec<&str> = [
+                ("SALESAI_OIDC_ISSUER", issuer.is_none()),
+                ("SALESAI_OIDC_CLIENT_ID", id.is_none()),
+                ("SALESAI_OIDC_CLIENT_SECRET", secret.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, gone)| gone.then_some(name))
+            .collect();
+            bail!(
+                "single sign-on needs SALESAI_OIDC_ISSUER, SALESAI_OIDC_CLIENT_ID and SALESAI_OIDC_CLIENT_SECRET; {} {} not set",
+                missing.join(" and "),
+                if missing.len() == 1 { "is" } else { "are" }
+            )
+        }
+    }
+    Ok(providers)
 }
 
 /// A local time of day, `HH:MM`.
@@ -1377,6 +1547,87 @@ mod tests {
         assert_eq!(config.blob_url, "./data/blobs");
         assert_eq!(config.bind.to_string(), "127.0.0.1:3000");
         assert_eq!(config.time_zone, chrono_tz::Asia::Taipei);
+    }
+
+    #[test]
+    fn sign_in_providers_need_all_their_settings() {
+        let with = |web: WebSettings, slack: SlackSettings| {
+            Config::load(&ConfigArgs {
+                config: Some(PathBuf::from("/dev/null")),
+                web,
+                slack,
+                ..Default::default()
+            })
+        };
+        assert!(
+            with(Default::default(), Default::default())
+                .unwrap()
+                .sign_in
+                .is_empty()
+        );
+        let web = WebSettings {
+            oidc_issuer: Some("https://accounts.google.com/".into()),
+            oidc_client_id: Some("id".into()),
+            oidc_client_secret: Some("secret".into()),
+            sign_in_domains: Some("Example.com, @example.tw".into()),
+            ..Default::default()
+        };
+        let slack = SlackSettings {
+            slack_client_id: Some("1.2".into()),
+            slack_client_secret: Some("s".into()),
+            ..Default::default()
+        };
+        let config = with(web.clone(), slack).unwrap();
+        let ids: Vec<_> = config
+            .sign_in
+            .iter()
+            .map(|p| (p.id.as_str(), p.issuer.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("slack", "https://slack.com"),
+                ("sso", "https://accounts.google.com")
+            ]
+        );
+        assert_eq!(
+            config.sign_in[1].allowed_domains,
+            ["example.com", "example.tw"]
+        );
+        let err = with(
+            WebSettings {
+                oidc_client_secret: None,
+                oidc_client_id: None,
+                ..web.clone()
+            },
+            Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("SALESAI_OIDC_CLIENT_ID and SALESAI_OIDC_CLIENT_SECRET are not set"),
+            "{err}"
+        );
+        let err = with(
+            Default::default(),
+            SlackSettings {
+                slack_client_id: Some("1.2".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SLACK_CLIENT_SECRET"), "{err}");
+        let err = with(
+            WebSettings {
+                sign_in_domains: Some("https://example.com".into()),
+                ..web
+            },
+            Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not an e-mail domain"), "{err}");
     }
 
     #[test]

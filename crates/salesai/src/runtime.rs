@@ -85,6 +85,7 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
         public_url: config.public_url.as_ref().map(|u| u.to_string()),
         storage_probe: Arc::default(),
+        sign_in: Arc::new(config.sign_in.clone()),
     };
     Ok((app, database))
 }

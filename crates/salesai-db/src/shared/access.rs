@@ -73,6 +73,43 @@ impl Access for StoreImpl {
         .await
     }
 
+    async fn person_by_identity(
+        &self,
+        slack_user_id: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<Option<Person>> {
+        let slack_user_id = slack_user_id.map(str::trim).filter(|s| !s.is_empty());
+        let email = email
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty());
+        run(async {
+            let mut conn = self.pool.acquire().await?;
+            if let Some(slack) = slack_user_id {
+                let id: Option<String> =
+                    sqlx::query_scalar(sql!("SELECT id FROM users WHERE slack_user_id = $1"))
+                        .bind(slack)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                if let Some(id) = id {
+                    return person_in(&mut conn, &id).await;
+                }
+            }
+            if let Some(email) = email {
+                let id: Option<String> = sqlx::query_scalar(sql!(
+                    "SELECT id FROM users WHERE lower(email) = $1 ORDER BY created_at, id LIMIT 1"
+                ))
+                .bind(&email)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(id) = id {
+                    return person_in(&mut conn, &id).await;
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
     async fn people(&self) -> StoreResult<Vec<Person>> {
         run(async {
             let rows = sqlx::query(sql!(concat!(

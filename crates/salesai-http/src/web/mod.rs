@@ -10,6 +10,7 @@ mod calls;
 mod chart;
 mod i18n;
 mod layout;
+mod oidc;
 mod people;
 mod session;
 mod signin;
@@ -39,6 +40,8 @@ pub fn routes() -> Router<App> {
             "/login/link/{secret}",
             get(signin::link_page).post(signin::use_link),
         )
+        .route("/login/oidc/{provider}", get(oidc::start))
+        .route("/login/oidc/{provider}/callback", get(oidc::callback))
         .route("/logout", post(signin::logout))
         .route("/logout/everywhere", post(signin::logout_everywhere))
         .route("/lang", get(signin::set_language))

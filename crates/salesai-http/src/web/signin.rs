@@ -57,6 +57,16 @@ pub async fn login_page(
             main.narrow {
                 section.card {
                     h1 { (lang.pick("Sign in to salesai", "登入 salesai")) }
+                    @if !app.sign_in.is_empty() {
+                        div.sign-in-providers {
+                            @for provider in app.sign_in.iter() {
+                                a.button.primary href={ "/login/oidc/" (provider.id) } {
+                                    (lang.pick("Sign in with ", "使用 ")) (provider.label) (lang.pick("", " 登入"))
+                                }
+                            }
+                        }
+                        p.muted { (lang.pick("Or use a one-time link:", "或使用一次性連結：")) }
+                    }
                     p { (lang.pick(
                         "salesai signs you in with a one-time link. Ask an admin to send you one:",
                         "salesai 以一次性連結登入。請管理員為您產生連結：")) }
@@ -189,26 +199,7 @@ pub async fn use_link(
     Path(secret): Path<String>,
     Form(form): Form<SetupForm>,
 ) -> Result<Response, PageError> {
-    let minute = chrono::Utc::now().timestamp() / 60;
-    // Per client address (`unknown` when the server runs without connection info).
-    let counter = format!(
-        "signin:{}",
-        peer.0
-            .map(|p| p.ip().to_string())
-            .unwrap_or_else(|| "unknown".into())
-    );
-    let recent = app.store.sum_counter(&counter, minute - 9).await?;
-    if recent >= ATTEMPTS_PER_10_MIN {
-        return Err(PageError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(lang),
-            lang.pick(
-                "Too many sign-in attempts from this address. Wait ten minutes and try again.",
-                "此位址的登入嘗試次數過多，請等待十分鐘後再試。",
-            ),
-        ));
-    }
-    app.store.add_counter("web", &counter, minute, 1).await?;
+    limit_attempts(&app, lang, &peer).await?;
     let hash = salesai_core::token::hash_token(&secret);
     let Some(link) = app.store.peek_login_link(&hash).await? else {
         return Ok(link_gone(lang));
@@ -231,9 +222,52 @@ pub async fn use_link(
             }
         }
     };
-    let cookie = session::start(&app, &person.user.id).await?;
-    tracing::info!(event = "web.signed_in", user_id = %person.user.id, via = link.purpose.as_str(), "signed in");
-    let wanted = session::cookie(&headers, NEXT_COOKIE).map(|v| decode(&v));
+    signed_in(&app, &headers, &person.user.id, back, link.purpose.as_str()).await
+}
+
+/// Counts a sign-in attempt from this client address (across nodes, in the database) and
+/// refuses it past [`ATTEMPTS_PER_10_MIN`] in ten minutes.
+pub async fn limit_attempts(
+    app: &App,
+    lang: Lang,
+    peer: &super::ClientAddr,
+) -> Result<(), PageError> {
+    let minute = chrono::Utc::now().timestamp() / 60;
+    // Per client address (`unknown` when the server runs without connection info).
+    let counter = format!(
+        "signin:{}",
+        peer.0
+            .map(|p| p.ip().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    );
+    let recent = app.store.sum_counter(&counter, minute - 9).await?;
+    if recent >= ATTEMPTS_PER_10_MIN {
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(lang),
+            lang.pick(
+                "Too many sign-in attempts from this address. Wait ten minutes and try again.",
+                "此位址的登入嘗試次數過多，請等待十分鐘後再試。",
+            ),
+        ));
+    }
+    app.store.add_counter("web", &counter, minute, 1).await?;
+    Ok(())
+}
+
+/// Starts a session for a person who just proved who they are (`via`: a link, Slack, single
+/// sign-on) and sends them on: to `back`, else the page they wanted before signing in, else
+/// home.
+pub async fn signed_in(
+    app: &App,
+    headers: &HeaderMap,
+    person_id: &str,
+    back: Option<String>,
+    via: &str,
+) -> Result<Response, PageError> {
+    let cookie = session::start(app, person_id).await?;
+    tracing::info!(event = "web.signed_in", user_id = %person_id, via, "signed in");
+    let wanted = session::cookie(headers, NEXT_COOKIE).map(|v| decode(&v));
     let to = back
         .or(wanted)
         .filter(|b| is_local_path(b))
@@ -246,7 +280,7 @@ pub async fn use_link(
     );
     h.append(
         header::SET_COOKIE,
-        session::set_cookie(&app, NEXT_COOKIE, "", 0, false)
+        session::set_cookie(app, NEXT_COOKIE, "", 0, false)
             .parse()
             .expect("a cookie is a valid header"),
     );

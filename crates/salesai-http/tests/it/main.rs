@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use salesai_db::story;
 
+mod oidc;
 mod web;
 
 /// The application served on an ephemeral port.
@@ -34,7 +35,11 @@ impl TestApp {
     }
 
     async fn spawn_with(db: &TestDb, blobs: Arc<dyn BlobStore>, dir: tempfile::TempDir) -> TestApp {
-        let app = App::new(db.store(), blobs);
+        Self::serve(App::new(db.store(), blobs), dir).await
+    }
+
+    /// Serves `app` (whose blobs live in `dir`) on an ephemeral port.
+    async fn serve(app: App, dir: tempfile::TempDir) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = salesai_http::router(app.clone());

@@ -629,6 +629,19 @@ async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
             "/login/link/nosuch".into(),
             [S::GONE; 7],
         ),
+        // No provider configured here (the OpenID Connect tests configure one).
+        (
+            "/login/oidc/{provider}",
+            "GET",
+            "/login/oidc/slack".into(),
+            [S::NOT_FOUND; 7],
+        ),
+        (
+            "/login/oidc/{provider}/callback",
+            "GET",
+            "/login/oidc/slack/callback?code=c&state=s".into(),
+            [S::NOT_FOUND; 7],
+        ),
         (
             "/lang",
             "GET",
