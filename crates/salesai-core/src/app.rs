@@ -43,6 +43,8 @@ pub struct App {
     /// The OpenID Connect providers people may sign in with (Slack's, a company's), besides
     /// one-time links; empty when none is configured.
     pub sign_in: Arc<Vec<crate::access::OidcProvider>>,
+    /// The doctor, for the operations page; `None` where the process has none (tests).
+    pub doctor: Option<Arc<dyn crate::doctor::Doctor>>,
 }
 
 impl App {
@@ -63,6 +65,7 @@ impl App {
             public_url: None,
             storage_probe: Arc::default(),
             sign_in: Arc::default(),
+            doctor: None,
         }
     }
 

@@ -17,6 +17,8 @@ pub enum Nav {
     Upload,
     /// People (admins).
     People,
+    /// Operations (admins).
+    Ops,
 }
 
 fn head(lang: Lang, title: &str) -> Markup {
@@ -69,6 +71,7 @@ pub fn page(viewer: &Viewer, nav: Nav, here: &str, title: &str, body: Markup) ->
                             (item(Nav::Upload, "/upload", lang.pick("Upload", "上傳")))
                             @if viewer.principal.is_admin() {
                                 (item(Nav::People, "/people", lang.pick("People", "成員")))
+                                (item(Nav::Ops, "/ops", lang.pick("Operations", "維運")))
                             }
                         }
                         div.who {

@@ -11,6 +11,7 @@ mod chart;
 mod i18n;
 mod layout;
 mod oidc;
+mod ops;
 mod people;
 mod session;
 mod signin;
@@ -45,6 +46,10 @@ pub fn routes() -> Router<App> {
         .route("/logout", post(signin::logout))
         .route("/logout/everywhere", post(signin::logout_everywhere))
         .route("/lang", get(signin::set_language))
+        .route("/ops", get(ops::show))
+        .route("/ops/queues/{name}/{action}", post(ops::set_paused))
+        .route("/ops/jobs/{id}/retry", post(ops::retry_one))
+        .route("/ops/jobs", post(ops::bulk))
         .route("/people", get(people::list).post(people::invite))
         .route("/people/{id}", post(people::change))
         .route(

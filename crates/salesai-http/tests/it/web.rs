@@ -556,6 +556,63 @@ async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
                 signin,
             ],
         ),
+        (
+            "/ops",
+            "GET",
+            "/ops".into(),
+            [
+                signin,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::OK,
+                signin,
+            ],
+        ),
+        (
+            "/ops/queues/{name}/{action}",
+            "POST",
+            "/ops/queues/maintenance/resume".into(),
+            [
+                signin,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::SEE_OTHER,
+                signin,
+            ],
+        ),
+        (
+            "/ops/jobs/{id}/retry",
+            "POST",
+            "/ops/jobs/987654/retry".into(),
+            [
+                signin,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::NOT_FOUND,
+                signin,
+            ],
+        ),
+        // No filter: refused, as the CLI refuses a purge without one.
+        (
+            "/ops/jobs",
+            "POST",
+            "/ops/jobs".into(),
+            [
+                signin,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::BAD_REQUEST,
+                signin,
+            ],
+        ),
         // Delete after the other call routes: it removes the call.
         (
             "/calls/{id}/delete",
@@ -873,4 +930,180 @@ fn walk(dir: &std::path::Path) -> usize {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// A doctor with one finding, as the binary's would report a stuck queue.
+struct OneFinding;
+
+#[async_trait::async_trait]
+impl salesai_core::doctor::Doctor for OneFinding {
+    async fn findings(&self) -> Vec<salesai_core::doctor::Finding> {
+        vec![salesai_core::doctor::Finding {
+            severity: salesai_core::doctor::Severity::P1,
+            area: "queue".into(),
+            title: "1 dead job in conversations".into(),
+            evidence: "INVALID_INPUT × 1".into(),
+            action: "salesai queue retry --status dead".into(),
+        }]
+    }
+}
+
+story!(operations_page_runs_the_runbook);
+async fn operations_page_runs_the_runbook(db: &TestDb) {
+    use salesai_core::queue::{CONVERSATIONS, JobFailure, JobStatus, NewJob};
+    let dir = tempfile::tempdir().unwrap();
+    let blobs =
+        std::sync::Arc::new(salesai_providers::blob::ObjectBlobStore::folder(dir.path()).unwrap());
+    let t = TestApp::serve(
+        salesai_core::App {
+            doctor: Some(std::sync::Arc::new(OneFinding)),
+            ..salesai_core::App::new(db.store(), blobs)
+        },
+        dir,
+    )
+    .await;
+    let store = t.app.store.clone();
+    let ada = store
+        .invite_person("ada@example.com", "Ada", Role::Admin, None)
+        .await
+        .unwrap();
+    let admin = t.sign_in(&ada.user.id).await;
+    // Two dead jobs and one waiting.
+    for _ in 0..2 {
+        store
+            .enqueue(NewJob::new(
+                CONVERSATIONS,
+                "test.dead",
+                serde_json::json!({}),
+            ))
+            .await
+            .unwrap();
+        let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+        store
+            .fail(
+                &claimed[0].lease().unwrap(),
+                &JobFailure {
+                    code: "INVALID_INPUT".into(),
+                    message: "<b>bad</b> file".into(),
+                    retryable: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let (status, html) = t.page(Some(&admin), "/ops").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("1 dead job in conversations"));
+    assert!(html.contains("salesai queue retry --status dead"));
+    assert!(html.contains("INVALID_INPUT"));
+    assert!(
+        html.contains("&lt;b&gt;bad&lt;/b&gt; file"),
+        "error text is escaped"
+    );
+    let dead = store
+        .list_jobs(&salesai_core::queue::JobFilter {
+            status: Some(JobStatus::Dead),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2);
+
+    // Pause and resume, as `salesai queue pause` does.
+    assert_eq!(
+        t.submit(Some(&admin), "/ops/queues/conversations/pause", &[], true)
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    assert!(
+        store
+            .get_queue_settings(CONVERSATIONS)
+            .await
+            .unwrap()
+            .paused
+    );
+    assert_eq!(
+        t.submit(Some(&admin), "/ops/queues/conversations/pause", &[], false)
+            .await,
+        StatusCode::FORBIDDEN,
+        "no CSRF token"
+    );
+    assert_eq!(
+        t.submit(Some(&admin), "/ops/queues/no-such-queue/pause", &[], true)
+            .await,
+        StatusCode::NOT_FOUND,
+        "no phantom queues"
+    );
+    assert_eq!(
+        t.submit(Some(&admin), "/ops/queues/conversations/resume", &[], true)
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    assert!(
+        !store
+            .get_queue_settings(CONVERSATIONS)
+            .await
+            .unwrap()
+            .paused
+    );
+
+    // Retry one dead job.
+    let one = dead[0].id.to_string();
+    assert_eq!(
+        t.submit(Some(&admin), &format!("/ops/jobs/{one}/retry"), &[], true)
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        store.get_job(dead[0].id).await.unwrap().unwrap().job.status,
+        JobStatus::Queued
+    );
+    // Retrying it again: it is no longer dead.
+    assert_eq!(
+        t.submit(Some(&admin), &format!("/ops/jobs/{one}/retry"), &[], true)
+            .await,
+        StatusCode::NOT_FOUND
+    );
+
+    // Purge: the first post only shows what would go; nothing is deleted until confirmed.
+    let preview = no_redirects()
+        .post(format!("{}/ops/jobs", t.base))
+        .header(COOKIE, &admin.cookie)
+        .fields(&[
+            ("csrf", admin.csrf.as_str()),
+            ("action", "purge"),
+            ("status", "dead"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preview.status(), StatusCode::OK);
+    let page = preview.text().await.unwrap();
+    assert!(page.contains(&format!("#{}", dead[1].id)), "{page}");
+    assert!(page.contains("name=\"confirm\" value=\"yes\""));
+    assert!(store.get_job(dead[1].id).await.unwrap().is_some());
+    assert_eq!(
+        t.submit(
+            Some(&admin),
+            "/ops/jobs",
+            &[("action", "purge"), ("status", "dead"), ("confirm", "yes")],
+            true
+        )
+        .await,
+        StatusCode::SEE_OTHER
+    );
+    assert!(store.get_job(dead[1].id).await.unwrap().is_none());
+    // The retried job (queued) was not touched by a purge of dead jobs.
+    assert!(store.get_job(dead[0].id).await.unwrap().is_some());
+    // A bad age is a clear refusal.
+    assert_eq!(
+        t.submit(
+            Some(&admin),
+            "/ops/jobs",
+            &[("action", "retry"), ("older_than_hours", "-3")],
+            true
+        )
+        .await,
+        StatusCode::BAD_REQUEST
+    );
 }

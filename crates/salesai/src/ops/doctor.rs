@@ -255,3 +255,20 @@ async fn check_providers(config: &Config) -> Vec<salesai_core::doctor::ProviderC
     let (stt, llm, slack) = tokio::join!(stt, llm, slack);
     [stt, llm, slack].into_iter().flatten().collect()
 }
+
+/// The doctor of a running process, over its own database: the web app's operations page shows
+/// its findings (the same facts and rules as `salesai doctor`, failure rate over the last hour).
+pub struct LiveDoctor {
+    /// This process's configuration.
+    pub config: Config,
+    /// This process's database.
+    pub database: Database,
+}
+
+#[async_trait::async_trait]
+impl salesai_core::doctor::Doctor for LiveDoctor {
+    async fn findings(&self) -> Vec<salesai_core::doctor::Finding> {
+        let facts = gather_with(&self.config, "1h", &self.database).await;
+        salesai_core::doctor::diagnose(&facts, &self.config.alerts.thresholds)
+    }
+}
