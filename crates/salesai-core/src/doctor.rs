@@ -423,6 +423,15 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
     out
 }
 
+/// Gathers this deployment's facts and judges them: what `salesai doctor` prints, for the web
+/// app's operations page. The binary provides it (it knows the configuration and the database);
+/// a process without one shows no findings.
+#[async_trait::async_trait]
+pub trait Doctor: Send + Sync {
+    /// The findings, worst first (empty: all clear).
+    async fn findings(&self) -> Vec<Finding>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,11 +610,3 @@ mod tests {
     }
 }
 
-/// Gathers this deployment's facts and judges them: what `salesai doctor` prints, for the web
-/// app's operations page. The binary provides it (it knows the configuration and the database);
-/// a process without one shows no findings.
-#[async_trait::async_trait]
-pub trait Doctor: Send + Sync {
-    /// The findings, worst first (empty: all clear).
-    async fn findings(&self) -> Vec<Finding>;
-}
