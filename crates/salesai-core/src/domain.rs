@@ -86,7 +86,7 @@ impl CasePrefix {
 ///
 /// The month is the month in the team's time zone when the conversation was created; the
 /// sequence restarts every month per prefix and is allocated atomically by the store.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct CaseNumber(String);
 
@@ -203,7 +203,7 @@ impl Role {
 /// Where a conversation is in its life.
 ///
 /// `pending → preparing → transcribing → analyzing → completed`, or `failed` from any stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConversationStatus {
     /// Stored, waiting for a worker.
@@ -252,7 +252,7 @@ impl ConversationStatus {
 }
 
 /// The kind of sales conversation, as the rep picks it on upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationType {
     /// First call: needs and pains.
@@ -353,7 +353,7 @@ impl From<Score> for i64 {
 }
 
 /// The stage and cause of a conversation's failure, as shown in the API and in Slack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StageError {
     /// The status the conversation was in when it failed.
     pub stage: ConversationStatus,
@@ -401,7 +401,7 @@ pub struct NewConversation {
 }
 
 /// Whether an upload is a recording or a transcript.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadKind {
     /// A recording: goes through speech-to-text.
@@ -433,7 +433,7 @@ impl UploadKind {
 
 /// The upload a conversation is made from. A file shared in Slack is known by name and size
 /// first; its kind and format once it is downloaded and sniffed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Media {
     /// Recording or transcript; `None` until the file has been read.
     pub kind: Option<UploadKind>,
@@ -467,7 +467,7 @@ impl Media {
 }
 
 /// Where in Slack a conversation reports back: a channel (or DM) and the thread in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SlackThread {
     /// The channel or DM id.
     pub channel_id: String,
@@ -514,7 +514,7 @@ pub struct User {
 }
 
 /// A freshly created conversation's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreatedConversation {
     /// The conversation id (a UUID).
     pub id: String,
@@ -529,7 +529,7 @@ pub struct CreatedConversation {
 }
 
 /// A conversation as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Conversation {
     /// The conversation id.
     pub id: String,

@@ -154,7 +154,7 @@ pub fn explain(lang: crate::language::Language, code: &str) -> &'static str {
 }
 
 /// What a restart did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Restarted {
     /// The conversation.
     pub id: String,

@@ -40,7 +40,7 @@ pub fn parse_queue_name(raw: &str) -> Result<String, InvalidInput> {
 
 /// A queue's settings. They live in the database, so a change made on one node (or with
 /// `salesai queue set`) applies to every node without a redeploy, and a pause survives restarts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueueSettings {
     /// The queue's name.
     pub name: String,
@@ -115,7 +115,7 @@ impl QueueSettings {
 }
 
 /// A change to some of a queue's settings; `None` keeps the current value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueueSettingsPatch {
     /// New batch size.
     pub max_batch: Option<u32>,
@@ -267,7 +267,19 @@ pub struct Enqueued {
 }
 
 /// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Waiting for `run_at` and a free worker.
@@ -316,7 +328,7 @@ impl JobStatus {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Job {
     /// The job id.
     pub id: i64,
@@ -406,7 +418,7 @@ pub enum FailOutcome {
 }
 
 /// One attempt in a job's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobAttempt {
     /// The attempt number (rate-limited attempts repeat the number they did not spend).
     pub attempt: u32,
@@ -423,7 +435,7 @@ pub struct JobAttempt {
 }
 
 /// A job with its attempt history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobDetail {
     /// The job.
     pub job: Job,
@@ -460,7 +472,7 @@ pub struct Reaped {
 }
 
 /// The queue's numbers, for `queue status`, `/metrics` and `doctor`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueueStats {
     /// One row per queue.
     pub queues: Vec<QueueStatsRow>,
@@ -469,7 +481,7 @@ pub struct QueueStats {
 }
 
 /// One queue's depth and age.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueueStatsRow {
     /// The queue.
     pub queue: String,
@@ -484,7 +496,7 @@ pub struct QueueStatsRow {
 }
 
 /// Completions and failures in a window ending now.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WindowStats {
     /// `10m`, `1h` or `24h`.
     pub window: String,

@@ -205,7 +205,7 @@ pub struct CallStats {
 }
 
 /// A status transition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StageEvent {
     /// The status entered.
     pub status: ConversationStatus,
@@ -272,7 +272,7 @@ pub struct AgentRun {
 }
 
 /// A completed analysis as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoredAnalysis {
     /// `rules` or `llm`.
     pub engine: String,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::InvalidInput;
 
 /// One stretch of speech.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Segment {
     /// Who spoke, when known (a label from the file or a channel), never guessed here.
     pub speaker: Option<String>,

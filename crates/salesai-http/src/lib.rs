@@ -34,6 +34,7 @@ pub fn router_with(app: App, extra: Router) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     Router::new()
         .merge(routes::health::routes())
+        .merge(routes::openapi::routes())
         .nest("/api/v1/admin", routes::admin::routes())
         .nest("/api/v1/conversations", routes::conversations::routes())
         .merge(web::routes())

@@ -32,7 +32,7 @@ pub fn routes() -> Router<App> {
 }
 
 /// Every queue's settings and numbers.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueuesResponse {
     /// Settings per queue.
     pub settings: Vec<QueueSettings>,
@@ -100,7 +100,7 @@ async fn resume_queue(
 }
 
 /// Job selection, as query parameters or a JSON body.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct FilterParams {
     /// Only this queue.
     pub queue: Option<String>,
@@ -186,10 +186,35 @@ async fn list_jobs(
     caller: Caller,
     State(app): State<App>,
     Query(params): Query<FilterParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobsResponse>, ApiError> {
     caller.require(&[Role::Admin])?;
     let jobs = app.store.list_jobs(&params.to_filter()?).await?;
-    Ok(Json(serde_json::json!({ "jobs": jobs })))
+    Ok(Json(JobsResponse { jobs }))
+}
+
+/// Jobs, newest first.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct JobsResponse {
+    /// The jobs.
+    pub jobs: Vec<salesai_core::queue::Job>,
+}
+
+/// What `terminate-idle` did.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TerminatedResponse {
+    /// Connections terminated.
+    pub terminated: i64,
+    /// The idle age they had passed.
+    pub older_than_secs: u64,
+}
+
+/// What `analyze` did.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AnalyzeResponse {
+    /// Always true (a failure is an error response).
+    pub ok: bool,
+    /// How long it took.
+    pub ms: u64,
 }
 
 async fn get_job(
@@ -206,7 +231,7 @@ async fn get_job(
 }
 
 /// The ids a bulk operation touched.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdsResponse {
     /// How many.
     pub count: usize,
@@ -285,8 +310,8 @@ async fn purge_jobs(
     }))
 }
 
-#[derive(Deserialize)]
-struct TerminateParams {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct TerminateParams {
     /// Idle longer than this many seconds (default 300).
     older_than_secs: Option<u64>,
 }
@@ -296,7 +321,7 @@ async fn terminate_idle(
     caller: Caller,
     State(app): State<App>,
     Query(params): Query<TerminateParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TerminatedResponse>, ApiError> {
     caller.require(&[Role::Admin])?;
     let secs = params.older_than_secs.unwrap_or(300).max(1);
     older_than(secs)?;
@@ -305,21 +330,23 @@ async fn terminate_idle(
         .terminate_idle(std::time::Duration::from_secs(secs))
         .await?;
     tracing::warn!(event = "db.terminate_idle", terminated, older_than_secs = secs, by = %caller.token.name, "terminated idle connections");
-    Ok(Json(
-        serde_json::json!({ "terminated": terminated, "older_than_secs": secs }),
-    ))
+    Ok(Json(TerminatedResponse {
+        terminated,
+        older_than_secs: secs,
+    }))
 }
 
 /// `POST /api/v1/admin/db/analyze`: `salesai db analyze`.
 async fn analyze(
     caller: Caller,
     State(app): State<App>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AnalyzeResponse>, ApiError> {
     caller.require(&[Role::Admin])?;
     let started = std::time::Instant::now();
     app.store.analyze().await?;
     tracing::info!(event = "db.analyze", by = %caller.token.name, "ANALYZE run");
-    Ok(Json(
-        serde_json::json!({ "ok": true, "ms": started.elapsed().as_millis() as u64 }),
-    ))
+    Ok(Json(AnalyzeResponse {
+        ok: true,
+        ms: started.elapsed().as_millis() as u64,
+    }))
 }

@@ -18,7 +18,7 @@ use salesai_core::domain::{
 use salesai_core::intake::{Intake, Source};
 use salesai_core::media::{ACCEPTED, MediaKind, sniff};
 use salesai_core::store::ConversationFilter;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{Authorize, Caller};
@@ -224,7 +224,7 @@ async fn create(
     State(app): State<App>,
     headers: HeaderMap,
     multipart: Multipart,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     caller.require(UPLOADERS)?;
     let idempotency_key = headers
         .get("idempotency-key")
@@ -235,14 +235,103 @@ async fn create(
     let created = receive(&app, &caller.principal, multipart, idempotency_key, None).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "id": created.id,
-            "case_number": created.case_number,
-            "status": "pending",
-            "created": created.created,
-            "links": { "self": format!("/api/v1/conversations/{}", created.id) },
-        })),
+        Json(Accepted {
+            links: Links {
+                this: format!("/api/v1/conversations/{}", created.id),
+            },
+            id: created.id,
+            case_number: created.case_number.to_string(),
+            status: ConversationStatus::Pending,
+            created: created.created,
+        }),
     ))
+}
+
+/// An upload accepted: the conversation it made (or, with the same `Idempotency-Key`, the one
+/// it made before).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Accepted {
+    /// The conversation id.
+    pub id: String,
+    /// Its case number, e.g. `202611-SA0001`.
+    pub case_number: String,
+    /// Always `pending` on acceptance.
+    pub status: ConversationStatus,
+    /// False when an earlier upload with the same idempotency key made it.
+    pub created: bool,
+    /// Where to follow it.
+    pub links: Links,
+}
+
+/// Related resources.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Links {
+    /// The conversation itself.
+    #[serde(rename = "self")]
+    pub this: String,
+}
+
+/// One conversation with everything known about it.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ConversationDetail {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its pipeline stage (its status).
+    pub stage: ConversationStatus,
+    /// Rough progress through the pipeline, 0–100.
+    pub progress: u8,
+    /// Why it failed, when it did.
+    pub error: Option<salesai_core::domain::StageError>,
+    /// Its stage history.
+    pub stages: Vec<salesai_core::store::StageEvent>,
+    /// Its transcript (empty until transcribed).
+    pub transcript: TranscriptBody,
+    /// Its analysis, once analysed.
+    pub analysis: Option<AnalysisBody>,
+}
+
+/// A transcript.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct TranscriptBody {
+    /// Timed lines.
+    pub segments: Vec<salesai_core::transcript::Segment>,
+}
+
+/// An analysis: the scores and each agent's output.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct AnalysisBody {
+    /// The overall and PDCM scores, qualification and derived results.
+    pub scores: salesai_core::store::StoredAnalysis,
+    /// Each agent's run, by agent name.
+    pub agents: BTreeMap<String, AgentRun>,
+}
+
+/// One agent's run.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct AgentRun {
+    /// `rules` or `llm`.
+    pub engine: String,
+    /// The model, for LLM runs.
+    pub model: Option<String>,
+    /// How long it took.
+    pub latency_ms: Option<i64>,
+    /// Prompt tokens used.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens used.
+    pub completion_tokens: Option<i64>,
+    /// Why the rules engine stood in for the LLM, when it did.
+    pub fallback: Option<String>,
+    /// The agent's output (its schema is the analysis contract's, per agent).
+    pub output: Value,
+}
+
+/// A page of conversations.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ConversationList {
+    /// The conversations, newest first.
+    pub conversations: Vec<Conversation>,
+    /// The `offset` of the next page, when there may be one.
+    pub next_offset: Option<u32>,
 }
 
 /// Receives an upload (the API's and the web app's): streams the file part to storage, reads
@@ -461,7 +550,7 @@ async fn show(
     caller: Caller,
     State(app): State<App>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationDetail>, ApiError> {
     caller.require(UPLOADERS)?;
     let conversation = find(&app, &id).await?;
     caller
@@ -471,33 +560,41 @@ async fn show(
     let events = store.stage_events(&conversation.id).await?;
     let transcript = store.get_transcript(&conversation.id).await?;
     let analysis = store.get_analysis(&conversation.id).await?;
-    let agents: serde_json::Map<String, Value> = store
+    let agents: BTreeMap<String, AgentRun> = store
         .get_agent_outputs(&conversation.id)
         .await?
         .into_iter()
         .map(|run| {
             (
                 run.agent.clone(),
-                json!({ "engine": run.engine, "model": run.model, "latency_ms": run.latency_ms,
-                        "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
-                        "fallback": run.fallback, "output": run.output }),
+                AgentRun {
+                    engine: run.engine,
+                    model: run.model,
+                    latency_ms: run.latency_ms,
+                    prompt_tokens: run.prompt_tokens,
+                    completion_tokens: run.completion_tokens,
+                    fallback: run.fallback,
+                    output: run.output,
+                },
             )
         })
         .collect();
-    Ok(Json(json!({
-        "conversation": conversation,
-        "stage": conversation.status,
-        "progress": progress(conversation.status),
-        "error": conversation.error,
-        "stages": events,
-        "transcript": { "segments": transcript },
-        "analysis": analysis.map(|a| json!({ "scores": a, "agents": agents })),
-    })))
+    Ok(Json(ConversationDetail {
+        stage: conversation.status,
+        progress: progress(conversation.status),
+        error: conversation.error.clone(),
+        stages: events,
+        transcript: TranscriptBody {
+            segments: transcript,
+        },
+        analysis: analysis.map(|scores| AnalysisBody { scores, agents }),
+        conversation,
+    }))
 }
 
 /// List filters.
-#[derive(Debug, Deserialize)]
-struct ListParams {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ListParams {
     status: Option<String>,
     product_line: Option<String>,
     rep: Option<String>,
@@ -513,7 +610,7 @@ async fn list(
     caller: Caller,
     State(app): State<App>,
     Query(p): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationList>, ApiError> {
     caller.require(UPLOADERS)?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
     let offset = p.offset.unwrap_or(0);
@@ -546,9 +643,10 @@ async fn list(
     };
     let conversations = app.store.list_conversations(&filter).await?;
     let next = (conversations.len() as u32 == limit).then(|| offset + limit);
-    Ok(Json(
-        json!({ "conversations": conversations, "next_offset": next }),
-    ))
+    Ok(Json(ConversationList {
+        conversations,
+        next_offset: next,
+    }))
 }
 
 /// `POST /api/v1/conversations/{id}/retry`: resumes a failed conversation at its first

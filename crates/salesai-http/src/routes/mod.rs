@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod conversations;
 pub mod health;
+pub mod openapi;

@@ -681,11 +681,20 @@ pub async fn show(
                         section.card {
                             h2 { (lang.pick("Coaching", "教練建議")) }
                             div.two {
-                                div { h3 { (lang.pick("Went well", "做得好")) } ul { @for x in &s.strengths { li { (x) } } } }
-                                div { h3 { (lang.pick("To improve", "可改進")) } ul { @for x in &s.improvements { li { (x) } } } }
+                                div { h3 { (lang.pick("Went well", "做得好")) }
+                                    @if s.strengths.is_empty() { p.muted { (lang.pick("Nothing stood out on this call.", "這通電話沒有特別突出的地方。")) } }
+                                    @else { ul { @for x in &s.strengths { li { (x) } } } } }
+                                div { h3 { (lang.pick("To improve", "可改進")) }
+                                    @if s.improvements.is_empty() { p.muted { (lang.pick("Nothing to change.", "沒有需要改進的地方。")) } }
+                                    @else { ul { @for x in &s.improvements { li { (x) } } } } }
                             }
                             @if let Some(co) = &coach {
-                                @if !co.coaching_notes.is_empty() { ul.notes { @for n in &co.coaching_notes { li { (n) } } } }
+                                // The coach often restates the seller's improvements: only what it adds.
+                                @let added: Vec<&String> = co.coaching_notes.iter().filter(|n| !s.improvements.contains(n) && !s.strengths.contains(n)).collect();
+                                @if !added.is_empty() {
+                                    h3 { (lang.pick("Coach's notes", "教練筆記")) }
+                                    ul.notes { @for n in added { li { (n) } } }
+                                }
                                 @if !co.objections.is_empty() {
                                     h3 { (lang.pick("Objections", "異議")) }
                                     @for o in &co.objections {

@@ -5,6 +5,7 @@
 //! sign-in page) and asks its principal — the same rules as the JSON API
 //! (`salesai_core::access`). Every state-changing form carries the session's CSRF token.
 
+mod apidocs;
 mod assets;
 mod calls;
 mod chart;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<App> {
         .route("/logout", post(signin::logout))
         .route("/logout/everywhere", post(signin::logout_everywhere))
         .route("/lang", get(signin::set_language))
+        .route("/api", get(apidocs::reference))
         .route("/ops", get(ops::show))
         .route("/ops/queues/{name}/{action}", post(ops::set_paused))
         .route("/ops/jobs/{id}/retry", post(ops::retry_one))

@@ -74,7 +74,8 @@ pub async fn show(
             h1 { (lang.pick("Operations", "維運")) }
             p.muted { (lang.pick(
                 "What salesai doctor and salesai queue show, with the same actions.",
-                "與 salesai doctor、salesai queue 相同的資訊與操作。")) }
+                "與 salesai doctor、salesai queue 相同的資訊與操作。"))
+                " " a href="/api" { (lang.pick("API reference", "API 參考")) } }
         }
         @if let Some(done) = &q.done { (notice(lang, done)) }
         section.card {

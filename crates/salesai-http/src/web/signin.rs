@@ -65,7 +65,7 @@ pub async fn login_page(
                                 }
                             }
                         }
-                        p.muted { (lang.pick("Or use a one-time link:", "或使用一次性連結：")) }
+                        p.or-divider { span { (lang.pick("or", "或")) } }
                     }
                     p { (lang.pick(
                         "salesai signs you in with a one-time link. Ask an admin to send you one:",

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use salesai_db::story;
 
 mod oidc;
+mod openapi;
 mod web;
 
 /// The application served on an ephemeral port.

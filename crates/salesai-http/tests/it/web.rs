@@ -557,6 +557,12 @@ async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
             ],
         ),
         (
+            "/api",
+            "GET",
+            "/api".into(),
+            [signin, S::OK, S::OK, S::OK, S::OK, S::OK, signin],
+        ),
+        (
             "/ops",
             "GET",
             "/ops".into(),
