@@ -43,6 +43,7 @@ macro_rules! migrations {
             (5, "0005", "token_owner"),
             (6, "0006", "conversation_media"),
             (7, "0007", "web_access"),
+            (8, "0008", "transcript_search"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {

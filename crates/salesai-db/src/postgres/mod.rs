@@ -59,6 +59,21 @@ type StoreImpl = PgStore;
 type Time = DateTime<Utc>;
 
 const BACKEND: Backend = Backend::Postgres;
+/// The conversation ids whose transcript matches an indexed search pattern (the pg_trgm index
+/// of migration 0008 on `lower(text)`); the pattern is bound after it.
+const TRANSCRIPT_INDEX_SUBQUERY: &str =
+    "SELECT conversation_id FROM transcript_segments WHERE lower(text) LIKE ";
+/// What follows the bound pattern.
+const TRANSCRIPT_INDEX_SUFFIX: &str = " ESCAPE '\\'";
+
+/// The pattern the trigram index can serve for a search term: three or more characters (the
+/// lower-cased `LIKE` pattern, wildcards escaped); `None` sends the search down the scan.
+fn indexed_pattern(term: &str) -> Option<String> {
+    (term.trim().chars().count() >= 3)
+        .then(|| shared::like_pattern(term))
+        .flatten()
+}
+
 /// The SQL for "now", for statements assembled at run time.
 const NOW: &str = "now()";
 /// The SQL for a second ago (a lease that ended).

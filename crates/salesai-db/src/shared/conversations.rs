@@ -48,7 +48,7 @@ fn opt_i64(row: &super::DbRow, column: &str) -> R<Option<i64>> {
 
 /// A search term as a case-insensitive `LIKE` pattern (`%`, `_` and `\` taken literally);
 /// `None` for an empty term.
-fn like_pattern(term: &str) -> Option<String> {
+pub(crate) fn like_pattern(term: &str) -> Option<String> {
     let term = term.trim();
     if term.is_empty() {
         return None;
@@ -85,8 +85,47 @@ fn push_reach(qb: &mut QueryBuilder<Db>, reach: &Reach) {
     }
 }
 
+/// How a search looks into transcripts.
+#[derive(Debug, Clone, PartialEq)]
+enum TranscriptMatch {
+    /// Each candidate call's own lines, newest call first: fast when the term is common (the
+    /// page fills within the first calls) or too short for the trigram index.
+    Scan,
+    /// The calls the trigram index names for this pattern: fast when the term is rare.
+    Indexed(String),
+}
+
+/// Matches from the trigram index at or above which a term counts as common.
+const COMMON_MATCHES: i64 = 2_000;
+
+/// Chooses how a search term looks into transcripts: a probe of at most [`COMMON_MATCHES`] index
+/// entries tells rare terms (answered from the index) from common ones (answered by scanning
+/// the newest calls, which stops once the page is full). Without a search, `Scan` (unused).
+async fn transcript_match(pool: &super::super::Pool, search: Option<&str>) -> R<TranscriptMatch> {
+    let Some(pattern) = search.and_then(super::super::indexed_pattern) else {
+        return Ok(TranscriptMatch::Scan);
+    };
+    let mut qb = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM (");
+    qb.push(super::super::TRANSCRIPT_INDEX_SUBQUERY)
+        .push_bind(pattern.clone())
+        .push(super::super::TRANSCRIPT_INDEX_SUFFIX)
+        .push(" LIMIT ")
+        .push_bind(COMMON_MATCHES)
+        .push(") probe");
+    let found: i64 = qb.build_query_scalar().fetch_one(pool).await?;
+    Ok(if found < COMMON_MATCHES {
+        TranscriptMatch::Indexed(pattern)
+    } else {
+        TranscriptMatch::Scan
+    })
+}
+
 /// The `WHERE` conditions, order and page of a conversations query (`WHERE TRUE` written).
-fn push_filter(qb: &mut QueryBuilder<Db>, filter: &ConversationFilter) {
+fn push_filter(
+    qb: &mut QueryBuilder<Db>,
+    filter: &ConversationFilter,
+    transcript: &TranscriptMatch,
+) {
     if let Some(reach) = &filter.reach {
         push_reach(qb, reach);
     }
@@ -133,15 +172,30 @@ fn push_filter(qb: &mut QueryBuilder<Db>, filter: &ConversationFilter) {
         qb.push(" AND created_at < ").push_bind(db_time(to));
     }
     if let Some(pattern) = filter.search.as_deref().and_then(like_pattern) {
-        qb.push(" AND (opportunity_id IN (SELECT id FROM opportunities WHERE lower(company_name) LIKE ")
-            .push_bind(pattern.clone())
-            .push(" ESCAPE '\\' OR lower(customer_number) LIKE ")
-            .push_bind(pattern.clone())
-            .push(" ESCAPE '\\') OR lower(title) LIKE ")
-            .push_bind(pattern.clone())
-            .push(" ESCAPE '\\' OR EXISTS (SELECT 1 FROM transcript_segments s WHERE s.conversation_id = conversations.id AND lower(s.text) LIKE ")
-            .push_bind(pattern)
-            .push(" ESCAPE '\\'))");
+        qb.push(
+            " AND (opportunity_id IN (SELECT id FROM opportunities WHERE lower(company_name) LIKE ",
+        )
+        .push_bind(pattern.clone())
+        .push(" ESCAPE '\\' OR lower(customer_number) LIKE ")
+        .push_bind(pattern.clone())
+        .push(" ESCAPE '\\') OR lower(title) LIKE ")
+        .push_bind(pattern.clone())
+        .push(" ESCAPE '\\' OR ");
+        match transcript {
+            TranscriptMatch::Scan => {
+                qb.push("EXISTS (SELECT 1 FROM transcript_segments s WHERE s.conversation_id = conversations.id AND lower(s.text) LIKE ")
+                    .push_bind(pattern)
+                    .push(" ESCAPE '\\')");
+            }
+            TranscriptMatch::Indexed(indexed) => {
+                qb.push("id IN (")
+                    .push(super::super::TRANSCRIPT_INDEX_SUBQUERY)
+                    .push_bind(indexed.clone())
+                    .push(super::super::TRANSCRIPT_INDEX_SUFFIX)
+                    .push(")");
+            }
+        }
+        qb.push(")");
     }
     if let Some(after) = &filter.after {
         let at = db_time(after.created_at);
@@ -362,8 +416,9 @@ impl Conversations for StoreImpl {
         filter: &ConversationFilter,
     ) -> StoreResult<Vec<Conversation>> {
         run(async {
+            let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
             let mut qb = QueryBuilder::<Db>::new(concat!(conversation_select!(), " WHERE TRUE"));
-            push_filter(&mut qb, filter);
+            push_filter(&mut qb, filter, &transcript);
             let rows = qb.build().fetch_all(&self.pool).await?;
             rows.iter().map(conversation_from_row).collect()
         })
@@ -382,7 +437,8 @@ impl Conversations for StoreImpl {
                   ORDER BY seq DESC LIMIT 1) AS last_end_ms \
                  FROM conversations WHERE TRUE"
             ));
-            push_filter(&mut qb, filter);
+            let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
+            push_filter(&mut qb, filter, &transcript);
             let rows = qb.build().fetch_all(&self.pool).await?;
             let mut calls = Vec::with_capacity(rows.len());
             for row in &rows {

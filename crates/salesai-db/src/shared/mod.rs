@@ -399,6 +399,9 @@ async fn unlease(
 mod access;
 #[path = "conversations.rs"]
 mod conversations;
+// PostgreSQL builds its indexed search pattern with it; SQLite does not.
+#[allow(unused_imports)]
+pub(super) use conversations::like_pattern;
 #[path = "people.rs"]
 mod people;
 #[path = "queue.rs"]

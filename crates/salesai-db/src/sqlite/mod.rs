@@ -90,6 +90,21 @@ type StoreImpl = SqliteStore;
 type Time = i64;
 
 const BACKEND: Backend = Backend::Sqlite;
+/// The conversation ids whose transcript matches an indexed search pattern (the trigram FTS5
+/// index of migration 0008); the pattern is bound after it.
+const TRANSCRIPT_INDEX_SUBQUERY: &str = "SELECT s.conversation_id FROM transcript_fts f \
+     JOIN transcript_segments s ON s.rowid = f.rowid WHERE f.text LIKE ";
+/// What follows the bound pattern.
+const TRANSCRIPT_INDEX_SUFFIX: &str = "";
+
+/// The pattern the trigram index can serve for a search term: three or more characters without
+/// LIKE's wildcards (FTS5 takes LIKE without an ESCAPE clause); `None` sends the search down the
+/// scan.
+fn indexed_pattern(term: &str) -> Option<String> {
+    let term = term.trim();
+    (term.chars().count() >= 3 && !term.contains(['%', '_', '\\'])).then(|| format!("%{term}%"))
+}
+
 /// The SQL for "now", for statements assembled at run time.
 const NOW: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 /// The SQL for a second ago (a lease that ended).

@@ -389,3 +389,95 @@ async fn calls_list_filters_by_reach_search_and_keyset(db: &TestDb) {
     assert_eq!((stats.total, stats.completed, stats.in_progress), (3, 0, 3));
     assert_eq!(stats.average_score, None);
 }
+
+story!(search_answers_the_same_from_the_index_and_the_scan);
+async fn search_answers_the_same_from_the_index_and_the_scan(db: &TestDb) {
+    // A common phrase (in more lines than the index probe counts: answered by scanning the
+    // newest calls) and rare ones (answered from the trigram index) must find exactly the calls
+    // that hold them, and deleting or re-transcribing a call must leave the index in step.
+    let store = db.store();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let created = store
+            .create_conversation(new_conversation(&format!("S-{i}"), None))
+            .await
+            .unwrap();
+        ids.push(created.id);
+    }
+    let line = |text: String| Segment {
+        speaker: None,
+        start_ms: 0,
+        end_ms: 1_000,
+        text,
+    };
+    // Call 0: 2,100 lines of the common phrase; calls 1 and 2: one line each.
+    let common: Vec<Segment> = (0..2_100)
+        .map(|i| line(format!("line {i}: the monthly budget is fine")))
+        .collect();
+    store.save_transcript(&ids[0], &common).await.unwrap();
+    for id in &ids[1..3] {
+        store
+            .save_transcript(id, &[line("Our Monthly Budget is tight".into())])
+            .await
+            .unwrap();
+    }
+    store
+        .save_transcript(&ids[3], &[line("競爭對手報價比較低，老闆想再比較".into())])
+        .await
+        .unwrap();
+    store
+        .save_transcript(&ids[4], &[line("rare zebra-7 mention".into())])
+        .await
+        .unwrap();
+    let search = |term: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut found: Vec<String> = store
+                .list_calls(&ConversationFilter {
+                    limit: 50,
+                    search: Some(term.into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.conversation.id)
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(search("monthly budget").await, sorted(ids[0..3].to_vec()));
+    assert_eq!(search("MONTHLY BUDGET").await, sorted(ids[0..3].to_vec()));
+    assert_eq!(search("競爭對手").await, vec![ids[3].clone()]);
+    assert_eq!(search("對手報價").await, vec![ids[3].clone()]);
+    assert_eq!(search("zebra-7").await, vec![ids[4].clone()]);
+    assert_eq!(search("zebra-8").await, Vec::<String>::new());
+    // The matching line comes with the rare hit too.
+    let hit = store
+        .list_calls(&ConversationFilter {
+            limit: 50,
+            search: Some("zebra-7".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .hit
+        .clone()
+        .unwrap();
+    assert_eq!(hit.text, "rare zebra-7 mention");
+    // Deleted: gone from the index.
+    store.delete_conversation(&ids[4]).await.unwrap();
+    assert_eq!(search("zebra-7").await, Vec::<String>::new());
+    // Re-transcribed (the transcript replaced): the old words go, the new ones come.
+    store
+        .save_transcript(&ids[3], &[line("價格可以接受，下週簽約".into())])
+        .await
+        .unwrap();
+    assert_eq!(search("競爭對手").await, Vec::<String>::new());
+    assert_eq!(search("下週簽約").await, vec![ids[3].clone()]);
+}

@@ -121,7 +121,7 @@ pub async fn reference(
     };
     page(
         &viewer,
-        Nav::Home,
+        Nav::Other,
         "/api",
         lang.pick("API reference", "API 參考"),
         body,

@@ -19,6 +19,8 @@ pub enum Nav {
     People,
     /// Operations (admins).
     Ops,
+    /// A page with no menu entry of its own (the API reference).
+    Other,
 }
 
 fn head(lang: Lang, title: &str) -> Markup {

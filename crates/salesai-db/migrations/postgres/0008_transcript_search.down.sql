@@ -1,0 +1,1 @@
+DROP INDEX transcript_segments_text_trgm;
