@@ -236,14 +236,14 @@ def main():
         page = ann.run("return document.body.innerText")
         check("Next action" in page, "the call page shows the next action")
         check("漏單" in page, "the call page shows the customer's words")
-        check(ann.run("return document.querySelectorAll('#transcript li[data-start]').length") >= 6,
+        check(ann.run("return document.querySelectorAll('#transcript li[data-t]').length") >= 6,
               "the transcript is on the page, line by line")
 
         print("3. search a Traditional Chinese phrase and land on its moment")
         ann.get(env.base + "/calls?q=" + urllib.request.quote("預算大概"))
         check("好食餐廳" in ann.run("return document.body.innerText"), "the search finds the call")
         ann.click("a[href*='?t=']")
-        wait_for(lambda: "#seg-" in ann.current_url(), "the jump to the moment", 20)
+        wait_for(lambda: "#hit" in ann.current_url(), "the jump to the moment", 20)
         target = ann.run("var t = document.querySelector(':target'); return t ? t.textContent : ''")
         check("預算大概" in target, "the page opens at the line that matched")
 
@@ -254,12 +254,12 @@ def main():
             subprocess.run(["espeak-ng", "-s", "150", "-w", wav, SPEECH_EN], check=True)
             audio_call = upload(ann, env, wav, "C-200", "Counter Cafe")
             completed(ann, env, audio_call, 300)
-            starts = ann.run("return Array.prototype.map.call(document.querySelectorAll('#transcript li[data-start]'), function (l) { return Number(l.getAttribute('data-start')); })")
+            starts = ann.run("return Array.prototype.map.call(document.querySelectorAll('#transcript li[data-t]'), function (l) { return l.getAttribute('data-t').split(':').reduce(function (a, p) { return a * 60 + Number(p); }, 0); })")
             check(len(starts) >= 2, f"Whisper gave the recording {len(starts)} timed lines")
-            later = max(starts)
+            later = max(starts) * 1000
             check(later > 0, "a line starts after the beginning")
             ann.run("document.getElementById('audio').muted = true")
-            ann.click(f"#transcript li[data-start='{later}'] a[data-seek]")
+            ann.click("#transcript li:last-child")
             now = wait_for(lambda: (lambda t: t if t and t >= later / 1000 - 0.05 else None)(
                 ann.run("return document.getElementById('audio').currentTime")), "the audio to seek", 10)
             check(abs(now - later / 1000) < 1.5, f"currentTime {now:.2f}s is the line's {later / 1000:.2f}s")

@@ -96,7 +96,7 @@ fn call_table(lang: Lang, app: &App, calls: &[CallRow], search: Option<&str>) ->
                                 a href={ "/calls/" (c.id) } { (customer(c)) }
                                 div.sub { (c.case_number) " · " (lang.call_type(c.conversation_type.as_str())) }
                                 @if let (Some(hit), Some(term)) = (&row.hit, search) {
-                                    a.hit href={ "/calls/" (c.id) "?t=" (hit.start_ms / 1000) "#seg-" (hit.seq) } {
+                                    a.hit href={ "/calls/" (c.id) "?t=" (hit.start_ms / 1000) "#hit" } {
                                         span.ts { (clock(hit.start_ms)) } " " (highlight(&hit.text, term))
                                     }
                                 }
@@ -503,6 +503,41 @@ fn strategy_label(lang: Lang, s: Strategy) -> &'static str {
 }
 
 /// A quote that jumps to its moment in the call.
+/// The transcript's lines, written compactly (a 60-minute call has ~700 of them and its page
+/// must stay under 100 KB): each line's start as `data-t` (`m:ss`, shown by the stylesheet and
+/// read by the script that seeks the recording on a click), the speaker only where the speaker
+/// changes, and no end tags (HTML closes a list item at the next one). The line at `t`
+/// (seconds; a search hit or a shared moment) is `#hit`.
+fn transcript_lines(
+    segments: &[salesai_core::transcript::Segment],
+    t: Option<u64>,
+) -> maud::PreEscaped<String> {
+    use std::fmt::Write as _;
+    let hit = t.and_then(|t| {
+        let at = t.saturating_mul(1000).saturating_add(999);
+        segments.iter().rposition(|s| s.start_ms <= at)
+    });
+    let mut out = String::with_capacity(segments.len() * 128);
+    let mut speaker: Option<&str> = None;
+    for (i, s) in segments.iter().enumerate() {
+        let _ = write!(out, "<li data-t=\"{}\"", clock(s.start_ms as i64));
+        if hit == Some(i) {
+            out.push_str(" id=\"hit\"");
+        }
+        out.push('>');
+        if let Some(who) = s.speaker.as_deref()
+            && speaker != Some(who)
+        {
+            out.push_str("<b>");
+            let _ = maud::Escaper::new(&mut out).write_str(who);
+            out.push_str("</b>");
+        }
+        speaker = s.speaker.as_deref();
+        let _ = maud::Escaper::new(&mut out).write_str(&s.text);
+    }
+    maud::PreEscaped(out)
+}
+
 fn quote(quote: &str, start_ms: u64) -> Markup {
     html! {
         blockquote {
@@ -780,15 +815,7 @@ pub async fn show(
                     section.card.transcript-card {
                         h2 { (lang.pick("Transcript", "逐字稿")) }
                         @if estimated_times { p.muted { (lang.pick("Times are estimated: the uploaded text had none.", "時間為估計值：上傳的文字檔未含時間。")) } }
-                        ol.transcript #transcript {
-                            @for (i, s) in transcript.iter().enumerate() {
-                                li #{ "seg-" (i) } data-start=(s.start_ms) data-end=(s.end_ms) {
-                                    a.ts href={ "?t=" (s.start_ms / 1000) "#seg-" (i) } data-seek=(s.start_ms) { (clock(s.start_ms as i64)) }
-                                    @if let Some(sp) = &s.speaker { " " b.speaker { (sp) } }
-                                    " " span.text { (s.text) }
-                                }
-                            }
-                        }
+                        ol.transcript #transcript { (transcript_lines(&transcript, sq.t)) }
                     }
                 }
                 section.card {

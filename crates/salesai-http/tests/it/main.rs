@@ -549,7 +549,7 @@ mod pipeline {
 
     pub(crate) const CALL: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Rep>How do you take orders today?\n\n00:00:04.000 --> 00:00:09.000\n<v Owner>By hand. It's slow and we lose about $2,000 a month in mistakes.\n\n00:00:09.000 --> 00:00:12.000\n<v Owner>I'm the owner, I decide. Sounds good, let's start the trial next week.\n";
 
-    fn start_worker(app: &App) -> CancellationToken {
+    pub(crate) fn start_worker(app: &App) -> CancellationToken {
         let mut registry = Registry::new();
         salesai_worker::register_builtin(&mut registry);
         salesai_worker::register_pipeline(&mut registry);

@@ -824,10 +824,7 @@ async fn audio_streams_with_ranges_and_search_finds_chinese(db: &TestDb) {
     // Search: a Chinese phrase lands on its moment, highlighted; the customer's name is found.
     let (status, html) = t.page(Some(&b), "/calls?q=%E9%A0%90%E7%AE%97").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        html.contains(&format!("/calls/{call}?t=63#seg-1")),
-        "{html}"
-    );
+    assert!(html.contains(&format!("/calls/{call}?t=63#hit")), "{html}");
     assert!(html.contains("<mark>預算</mark>"), "{html}");
     let (_, html) = t.page(Some(&b), "/calls?q=%E5%92%96%E5%95%A1").await;
     assert!(html.contains("大安咖啡館"));
@@ -840,7 +837,10 @@ async fn audio_streams_with_ranges_and_search_finds_chinese(db: &TestDb) {
         html.contains(&format!("src=\"/calls/{call}/audio#t=63\"")),
         "{html}"
     );
-    assert!(html.contains("data-seek=\"63000\""));
+    assert!(
+        html.contains("<li data-t=\"1:03\" id=\"hit\">"),
+        "the line at the moment is marked: {html}"
+    );
     // Bad filters are a clear 400, not a crash.
     assert_eq!(
         t.page(Some(&b), "/calls?min=500").await.0,
@@ -1112,4 +1112,113 @@ async fn operations_page_runs_the_runbook(db: &TestDb) {
         .await,
         StatusCode::BAD_REQUEST
     );
+}
+
+/// A 60-minute call as WebVTT: 720 five-second cues, rep and customer in turn, Chinese lines of
+/// the length people speak in five seconds.
+fn sixty_minute_vtt() -> String {
+    let lines = [
+        (
+            "業務",
+            "老闆您好，今天想跟您聊聊店裡點餐和出單的流程，大概會花半小時。",
+        ),
+        (
+            "客戶",
+            "我們現在都是手寫單，尖峰時段常常漏單，客人等太久就走了。",
+        ),
+        (
+            "業務",
+            "一個禮拜大概會漏幾次？每次漏單對營收的影響大概多少？",
+        ),
+        (
+            "客戶",
+            "至少十幾次吧，一次損失幾百塊，一個月下來也要兩三萬。",
+        ),
+        (
+            "業務",
+            "了解，如果點餐直接送到廚房，出單時間可以縮短一半以上。",
+        ),
+        (
+            "客戶",
+            "聽起來不錯，但預算大概只有五萬，而且要跟合夥人討論。",
+        ),
+        ("業務", "沒問題，我們有分期方案，也可以先試用兩週看看效果。"),
+        ("客戶", "隔壁那家用的是別家的系統，他們說月費比較便宜。"),
+        (
+            "業務",
+            "月費我們差不多，但我們有在地客服，半夜出問題也有人接。",
+        ),
+        ("客戶", "那你下週二下午兩點帶試算表過來，我請合夥人一起聽。"),
+    ];
+    let mut vtt = String::from("WEBVTT\n\n");
+    for i in 0..720u32 {
+        let (who, text) = lines[(i as usize * 7) % lines.len()];
+        let clock = |ms: u32| {
+            format!(
+                "{:02}:{:02}:{:02}.{:03}",
+                ms / 3_600_000,
+                ms / 60_000 % 60,
+                ms / 1000 % 60,
+                ms % 1000
+            )
+        };
+        vtt.push_str(&format!(
+            "{} --> {}\n<v {who}>{text}\n\n",
+            clock(i * 5000),
+            clock(i * 5000 + 4800)
+        ));
+    }
+    vtt
+}
+
+story!(a_sixty_minute_call_page_stays_under_100_kb);
+async fn a_sixty_minute_call_page_stays_under_100_kb(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let worker = super::pipeline::start_worker(&t.app);
+    let ada = t
+        .app
+        .store
+        .invite_person("ada@example.com", "Ada", Role::Admin, None)
+        .await
+        .unwrap();
+    let admin = t.sign_in(&ada.user.id).await;
+    let token = t.token("svc", Role::Service).await;
+    let form = reqwest::multipart::Form::new()
+        .text("customer_number", "C-60")
+        .text("customer_name", "好食餐廳")
+        .text("product_line", "default")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(sixty_minute_vtt().into_bytes()).file_name("sixty.vtt"),
+        );
+    let created: serde_json::Value = t
+        .post("/api/v1/conversations", &token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut html = String::new();
+    for _ in 0..600 {
+        let (status, page) = t.page(Some(&admin), &format!("/calls/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        if !page.contains("id=\"live\"") {
+            html = page;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    worker.cancel();
+    assert!(!html.is_empty(), "the call never completed");
+    assert_eq!(
+        html.matches("<li data-t=").count(),
+        720,
+        "every line of the hour is on the page"
+    );
+    let kb = html.len() as f64 / 1024.0;
+    println!("60-minute call page: {kb:.1} KB");
+    assert!(html.len() <= 100 * 1024, "the page is {kb:.1} KB");
 }

@@ -9,27 +9,36 @@
   }
   ready(function () {
     var audio = document.getElementById("audio");
-    var lines = Array.prototype.slice.call(document.querySelectorAll("#transcript li[data-start]"));
+    var lines = Array.prototype.slice.call(document.querySelectorAll("#transcript li[data-t]"));
+    // A line's start, seconds, from its m:ss or h:mm:ss label.
+    var starts = lines.map(function (li) {
+      return li.getAttribute("data-t").split(":").reduce(function (acc, part) { return acc * 60 + Number(part); }, 0);
+    });
     if (audio) {
-      document.addEventListener("click", function (e) {
-        var link = e.target.closest ? e.target.closest("[data-seek]") : null;
-        if (!link) return;
-        e.preventDefault();
-        audio.currentTime = Number(link.getAttribute("data-seek")) / 1000;
+      var seek = function (seconds, li) {
+        audio.currentTime = seconds;
         var playing = audio.play();
         if (playing && playing.catch) playing.catch(function () {});
-        var li = link.closest("li[data-start]");
-        if (li && history.replaceState) history.replaceState(null, "", "#" + li.id);
+        if (li && history.replaceState) history.replaceState(null, "", location.pathname + "?t=" + Math.floor(seconds));
+      };
+      document.addEventListener("click", function (e) {
+        if (!e.target.closest) return;
+        var link = e.target.closest("[data-seek]");
+        if (link) {
+          e.preventDefault();
+          seek(Number(link.getAttribute("data-seek")) / 1000, null);
+          return;
+        }
+        var li = e.target.closest("#transcript li[data-t]");
+        if (li && !window.getSelection().toString()) seek(starts[lines.indexOf(li)], li);
       });
       var current = null;
       audio.addEventListener("timeupdate", function () {
-        var ms = audio.currentTime * 1000;
+        var now = audio.currentTime + 0.05;
         var found = null;
         for (var i = 0; i < lines.length; i++) {
-          var start = Number(lines[i].getAttribute("data-start"));
-          var end = Number(lines[i].getAttribute("data-end"));
-          if (ms >= start && ms < Math.max(end, start + 1)) { found = lines[i]; break; }
-          if (start > ms) break;
+          if (starts[i] > now) break;
+          found = lines[i];
         }
         if (found === current) return;
         if (current) current.classList.remove("current");
@@ -42,6 +51,7 @@
           }
         }
       });
+      lines.forEach(function (li) { li.classList.add("seekable"); });
     }
     var live = document.getElementById("live");
     if (live && window.fetch) {
