@@ -10,6 +10,7 @@ pub mod diagnostics;
 mod error;
 pub mod migrate;
 mod postgres;
+pub mod seed;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -65,6 +65,11 @@ const TRANSCRIPT_INDEX_SUBQUERY: &str =
     "SELECT conversation_id FROM transcript_segments WHERE lower(text) LIKE ";
 /// What follows the bound pattern.
 const TRANSCRIPT_INDEX_SUFFIX: &str = " ESCAPE '\\'";
+/// One line `s` of a known call against a lower-cased `LIKE` pattern (bound after it). `ILIKE`
+/// on the column, not `lower(text) LIKE`: the trigram index (on `lower(text)`) must not serve
+/// this, or the planner reads every matching line of every call to check a few calls' lines;
+/// the primary key `(conversation_id, seq)` does.
+const LINE_MATCHES: &str = "s.text ILIKE ";
 
 /// The pattern the trigram index can serve for a search term: three or more characters (the
 /// lower-cased `LIKE` pattern, wildcards escaped); `None` sends the search down the scan.

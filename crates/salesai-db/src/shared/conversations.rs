@@ -153,7 +153,9 @@ fn push_filter(
             .push(")");
     }
     if filter.qualification.is_some() || filter.score_min.is_some() || filter.score_max.is_some() {
-        qb.push(" AND id IN (SELECT conversation_id FROM analyses WHERE TRUE");
+        // Correlated, so a list walking the newest calls checks each one's analysis by its key
+        // and stops when the page is full (an IN list would read every matching analysis first).
+        qb.push(" AND EXISTS (SELECT 1 FROM analyses a WHERE a.conversation_id = conversations.id");
         if let Some(band) = &filter.qualification {
             qb.push(" AND qualification = ").push_bind(band.clone());
         }
@@ -183,7 +185,8 @@ fn push_filter(
         .push(" ESCAPE '\\' OR ");
         match transcript {
             TranscriptMatch::Scan => {
-                qb.push("EXISTS (SELECT 1 FROM transcript_segments s WHERE s.conversation_id = conversations.id AND lower(s.text) LIKE ")
+                qb.push("EXISTS (SELECT 1 FROM transcript_segments s WHERE s.conversation_id = conversations.id AND ")
+                    .push(super::super::LINE_MATCHES)
                     .push_bind(pattern)
                     .push(" ESCAPE '\\')");
             }
@@ -460,9 +463,10 @@ impl Conversations for StoreImpl {
                 && !calls.is_empty()
             {
                 let mut qb = QueryBuilder::<Db>::new(
-                    "SELECT conversation_id, seq, start_ms, speaker, text FROM transcript_segments \
-                     WHERE lower(text) LIKE ",
+                    "SELECT conversation_id, seq, start_ms, speaker, text FROM transcript_segments s \
+                     WHERE ",
                 );
+                qb.push(super::super::LINE_MATCHES);
                 qb.push_bind(pattern).push(" ESCAPE '\\' AND conversation_id IN (");
                 let mut ids = qb.separated(", ");
                 for call in &calls {

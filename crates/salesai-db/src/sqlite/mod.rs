@@ -96,6 +96,8 @@ const TRANSCRIPT_INDEX_SUBQUERY: &str = "SELECT s.conversation_id FROM transcrip
      JOIN transcript_segments s ON s.rowid = f.rowid WHERE f.text LIKE ";
 /// What follows the bound pattern.
 const TRANSCRIPT_INDEX_SUFFIX: &str = "";
+/// One line `s` of a known call against a lower-cased `LIKE` pattern (bound after it).
+const LINE_MATCHES: &str = "lower(s.text) LIKE ";
 
 /// The pattern the trigram index can serve for a search term: three or more characters without
 /// LIKE's wildcards (FTS5 takes LIKE without an ESCAPE clause); `None` sends the search down the

@@ -330,8 +330,10 @@ pub struct AgentRun {
 pub struct ConversationList {
     /// The conversations, newest first.
     pub conversations: Vec<Conversation>,
-    /// The `offset` of the next page, when there may be one.
+    /// The `offset` of the next page, when there may be one (offset paging only).
     pub next_offset: Option<u32>,
+    /// The `after` of the next page, when there may be one.
+    pub next_after: Option<String>,
 }
 
 /// Receives an upload (the API's and the web app's): streams the file part to storage, reads
@@ -595,13 +597,23 @@ async fn show(
 /// List filters.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ListParams {
+    /// Only this status: pending, preparing, transcribing, analyzing, completed, failed.
     status: Option<String>,
+    /// Only this product line.
     product_line: Option<String>,
+    /// Only this rep's calls (a user id).
     rep: Option<String>,
+    /// Only this customer's calls.
     customer_number: Option<String>,
+    /// Created at or after (YYYY-MM-DD or RFC 3339).
     from: Option<String>,
+    /// Created before (YYYY-MM-DD or RFC 3339).
     to: Option<String>,
+    /// Page size, 1–500 (default 50).
     limit: Option<u32>,
+    /// The page after this one: the `next_after` of the previous page. Stays fast however deep.
+    after: Option<String>,
+    /// Skip this many (slower the deeper it goes; prefer `after`).
     offset: Option<u32>,
 }
 
@@ -614,6 +626,19 @@ async fn list(
     caller.require(UPLOADERS)?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
     let offset = p.offset.unwrap_or(0);
+    let after = match p.after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(raw) => Some(salesai_core::store::CallCursor::decode(raw).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "after {raw:?} is not a page cursor; pass the next_after of the previous page"
+            ))
+        })?),
+    };
+    if after.is_some() && offset > 0 {
+        return Err(ApiError::BadRequest(
+            "give after or offset, not both".into(),
+        ));
+    }
     let filter = ConversationFilter {
         status: p
             .status
@@ -639,13 +664,22 @@ async fn list(
         to: p.to.as_deref().map(parse_date).transpose()?,
         limit,
         offset,
+        after,
         ..Default::default()
     };
     let conversations = app.store.list_conversations(&filter).await?;
-    let next = (conversations.len() as u32 == limit).then(|| offset + limit);
+    let full = conversations.len() as u32 == limit;
+    let next_after = conversations.last().filter(|_| full).map(|c| {
+        salesai_core::store::CallCursor {
+            created_at: c.created_at,
+            id: c.id.clone(),
+        }
+        .encode()
+    });
     Ok(Json(ConversationList {
+        next_offset: (full && filter.after.is_none()).then(|| offset + limit),
+        next_after,
         conversations,
-        next_offset: next,
     }))
 }
 

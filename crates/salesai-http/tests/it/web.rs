@@ -48,7 +48,7 @@ impl FormBody for reqwest::RequestBuilder {
 }
 
 /// A call of `rep`, waiting in the queue.
-fn new_call_for(rep: &str) -> salesai_core::domain::NewConversation {
+pub(crate) fn new_call_for(rep: &str) -> salesai_core::domain::NewConversation {
     use salesai_core::domain::{CasePeriod, CasePrefix, ConversationType, CustomerNumber};
     salesai_core::domain::NewConversation {
         customer_number: CustomerNumber::parse("C-1").unwrap(),

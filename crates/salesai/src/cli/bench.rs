@@ -60,6 +60,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The web app and API with many calls: list, filtered list, deep page, searches, call page
+    /// and the API's pages, each timed over HTTP beside GET /health (seeds synthetic calls
+    /// into the configured database first; `--clear` removes them)
+    Web {
+        /// Synthetic calls to have in the database
+        #[arg(long, default_value_t = 100_000)]
+        calls: u32,
+        /// Transcript lines per call
+        #[arg(long, default_value_t = 40)]
+        lines: u32,
+        /// Timed requests per endpoint
+        #[arg(long, default_value_t = 50)]
+        samples: u32,
+        /// Remove the synthetic calls and stop
+        #[arg(long)]
+        clear: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue throughput with no-op jobs (uses the queue `bench`, emptied before and after)
     Queue {
         /// Jobs per measurement
@@ -144,6 +164,19 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
             download_mb,
             json,
         } => return crate::cli::bench_slack::run(rate, seconds, download_mb, json).await,
+        BenchCommand::Web {
+            calls,
+            lines,
+            samples,
+            clear,
+            json,
+        } => {
+            anyhow::ensure!(
+                calls > 0 && lines > 0 && samples > 0,
+                "--calls, --lines and --samples must be positive"
+            );
+            return crate::cli::bench_web::run(config, calls, lines, samples, clear, json).await;
+        }
     };
     let (jobs, batch, clients, two_calls, json) = queue_args;
     anyhow::ensure!(

@@ -5,6 +5,7 @@ mod backup;
 mod bench;
 #[cfg(feature = "fake-slack")]
 mod bench_slack;
+mod bench_web;
 mod conversations;
 mod db;
 mod deploy;
