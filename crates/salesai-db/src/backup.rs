@@ -36,6 +36,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("transcript_chunks", "conversation_id, channel, chunk_index"),
     ("agent_outputs", "conversation_id, agent"),
     ("analyses", "conversation_id"),
+    ("meeting_notes", "conversation_id"),
     ("api_tokens", "id"),
     ("team_managers", "user_id, team"),
     ("login_links", "token_hash"),

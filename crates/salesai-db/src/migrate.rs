@@ -44,6 +44,7 @@ macro_rules! migrations {
             (6, "0006", "conversation_media"),
             (7, "0007", "web_access"),
             (8, "0008", "transcript_search"),
+            (9, "0009", "meeting_notes"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {

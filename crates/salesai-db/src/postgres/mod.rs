@@ -70,6 +70,12 @@ const TRANSCRIPT_INDEX_SUFFIX: &str = " ESCAPE '\\'";
 /// this, or the planner reads every matching line of every call to check a few calls' lines;
 /// the primary key `(conversation_id, seq)` does.
 const LINE_MATCHES: &str = "s.text ILIKE ";
+/// The conversation ids whose summary matches an indexed pattern (migration 0009).
+const SUMMARY_INDEX_SUBQUERY: &str = "SELECT conversation_id FROM agent_outputs \
+     WHERE agent = 'summary' AND lower(output ->> 'meeting_notes_markdown') LIKE ";
+/// One call's summary output `o` against a lower-cased `LIKE` pattern (not the indexed
+/// expression, for the same reason as [`LINE_MATCHES`]).
+const SUMMARY_MATCHES: &str = "(o.output ->> 'meeting_notes_markdown') ILIKE ";
 
 /// The pattern the trigram index can serve for a search term: three or more characters (the
 /// lower-cased `LIKE` pattern, wildcards escaped); `None` sends the search down the scan.

@@ -105,14 +105,21 @@ async fn transcript_match(pool: &super::super::Pool, search: Option<&str>) -> R<
     let Some(pattern) = search.and_then(super::super::indexed_pattern) else {
         return Ok(TranscriptMatch::Scan);
     };
-    let mut qb = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM (");
-    qb.push(super::super::TRANSCRIPT_INDEX_SUBQUERY)
-        .push_bind(pattern.clone())
-        .push(super::super::TRANSCRIPT_INDEX_SUFFIX)
-        .push(" LIMIT ")
-        .push_bind(COMMON_MATCHES)
-        .push(") probe");
-    let found: i64 = qb.build_query_scalar().fetch_one(pool).await?;
+    let mut found = 0;
+    for subquery in [
+        super::super::TRANSCRIPT_INDEX_SUBQUERY,
+        super::super::SUMMARY_INDEX_SUBQUERY,
+    ] {
+        let mut qb = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM (");
+        qb.push(subquery)
+            .push_bind(pattern.clone())
+            .push(super::super::TRANSCRIPT_INDEX_SUFFIX)
+            .push(" LIMIT ")
+            .push_bind(COMMON_MATCHES)
+            .push(") probe");
+        let n: i64 = qb.build_query_scalar().fetch_one(pool).await?;
+        found += n;
+    }
     Ok(if found < COMMON_MATCHES {
         TranscriptMatch::Indexed(pattern)
     } else {
@@ -183,19 +190,32 @@ fn push_filter(
         .push(" ESCAPE '\\') OR lower(title) LIKE ")
         .push_bind(pattern.clone())
         .push(" ESCAPE '\\' OR ");
+        // Edited meeting notes: few, a plain LIKE.
+        qb.push("id IN (SELECT conversation_id FROM meeting_notes WHERE lower(markdown) LIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\') OR ");
         match transcript {
             TranscriptMatch::Scan => {
                 qb.push("EXISTS (SELECT 1 FROM transcript_segments s WHERE s.conversation_id = conversations.id AND ")
                     .push(super::super::LINE_MATCHES)
+                    .push_bind(pattern.clone())
+                    .push(" ESCAPE '\\') OR EXISTS (SELECT 1 FROM agent_outputs o WHERE o.conversation_id = conversations.id AND o.agent = 'summary' AND ")
+                    .push(super::super::SUMMARY_MATCHES)
                     .push_bind(pattern)
                     .push(" ESCAPE '\\')");
             }
             TranscriptMatch::Indexed(indexed) => {
-                qb.push("id IN (")
-                    .push(super::super::TRANSCRIPT_INDEX_SUBQUERY)
-                    .push_bind(indexed.clone())
-                    .push(super::super::TRANSCRIPT_INDEX_SUFFIX)
-                    .push(")");
+                for subquery in [
+                    super::super::TRANSCRIPT_INDEX_SUBQUERY,
+                    super::super::SUMMARY_INDEX_SUBQUERY,
+                ] {
+                    qb.push("id IN (")
+                        .push(subquery)
+                        .push_bind(indexed.clone())
+                        .push(super::super::TRANSCRIPT_INDEX_SUFFIX)
+                        .push(") OR ");
+                }
+                qb.push("FALSE");
             }
         }
         qb.push(")");

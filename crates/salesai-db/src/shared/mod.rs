@@ -402,6 +402,8 @@ mod conversations;
 // PostgreSQL builds its indexed search pattern with it; SQLite does not.
 #[allow(unused_imports)]
 pub(super) use conversations::like_pattern;
+#[path = "notes.rs"]
+mod notes;
 #[path = "people.rs"]
 mod people;
 #[path = "queue.rs"]

@@ -98,6 +98,11 @@ const TRANSCRIPT_INDEX_SUBQUERY: &str = "SELECT s.conversation_id FROM transcrip
 const TRANSCRIPT_INDEX_SUFFIX: &str = "";
 /// One line `s` of a known call against a lower-cased `LIKE` pattern (bound after it).
 const LINE_MATCHES: &str = "lower(s.text) LIKE ";
+/// The conversation ids whose summary matches an indexed pattern (migration 0009).
+const SUMMARY_INDEX_SUBQUERY: &str = "SELECT conversation_id FROM summary_fts WHERE text LIKE ";
+/// One call's summary output `o` against a lower-cased `LIKE` pattern.
+const SUMMARY_MATCHES: &str = "CASE WHEN json_valid(o.output) \
+     THEN lower(json_extract(o.output, '$.meeting_notes_markdown')) END LIKE ";
 
 /// The pattern the trigram index can serve for a search term: three or more characters without
 /// LIKE's wildcards (FTS5 takes LIKE without an ESCAPE clause); `None` sends the search down the

@@ -481,3 +481,102 @@ async fn search_answers_the_same_from_the_index_and_the_scan(db: &TestDb) {
     assert_eq!(search("競爭對手").await, Vec::<String>::new());
     assert_eq!(search("下週簽約").await, vec![ids[3].clone()]);
 }
+
+story!(meeting_notes_are_edited_searched_and_restored);
+async fn meeting_notes_are_edited_searched_and_restored(db: &TestDb) {
+    let store = db.store();
+    let editor = store
+        .invite_person("eva@example.com", "Eva", Role::Rep, None)
+        .await
+        .unwrap();
+    let call = store
+        .create_conversation(new_conversation("N-1", None))
+        .await
+        .unwrap()
+        .id;
+    let other = store
+        .create_conversation(new_conversation("N-2", None))
+        .await
+        .unwrap()
+        .id;
+    let summary = |notes: &str| salesai_core::store::AgentRun {
+        agent: "summary".into(),
+        engine: "rules".into(),
+        model: None,
+        output: serde_json::json!({ "meeting_notes_markdown": notes, "follow_up_message": "" }),
+        prompt_tokens: None,
+        completion_tokens: None,
+        latency_ms: None,
+        fallback: None,
+    };
+    store
+        .save_agent_output(
+            &call,
+            &summary("## 你們的挑戰\n- 尖峰時段漏單，外送單要手動輸入"),
+        )
+        .await
+        .unwrap();
+    let search = |term: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list_calls(&ConversationFilter {
+                    limit: 50,
+                    search: Some(term.into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.conversation.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // The generated summary is searched (from the index: a rare phrase; and by the two-char scan).
+    assert_eq!(search("外送單要手動").await, vec![call.clone()]);
+    assert_eq!(search("漏單").await, vec![call.clone()]);
+    // A new summary (re-analysis) replaces the old words in the index.
+    store
+        .save_agent_output(&call, &summary("- 月費太貴，想比價"))
+        .await
+        .unwrap();
+    assert!(search("外送單要手動").await.is_empty());
+    assert_eq!(search("想比價").await, vec![call.clone()]);
+    // Edited notes: saved, found by search, shown with their editor, restored.
+    assert!(store.meeting_notes(&call).await.unwrap().is_none());
+    store
+        .save_meeting_notes(&call, "## 下一步\n- 週二 14:00 到店簡報", &editor.user.id)
+        .await
+        .unwrap();
+    let notes = store.meeting_notes(&call).await.unwrap().unwrap();
+    assert_eq!(notes.edited_by_name.as_deref(), Some("Eva"));
+    assert!(notes.markdown.contains("週二"));
+    assert_eq!(search("到店簡報").await, vec![call.clone()]);
+    store
+        .save_meeting_notes(&call, "- 改成週三", &editor.user.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.meeting_notes(&call).await.unwrap().unwrap().markdown,
+        "- 改成週三"
+    );
+    assert!(store.clear_meeting_notes(&call).await.unwrap());
+    assert!(!store.clear_meeting_notes(&call).await.unwrap());
+    assert!(store.meeting_notes(&call).await.unwrap().is_none());
+    // Bad input: an unknown call, notes too long.
+    assert!(matches!(
+        store
+            .save_meeting_notes("no-such-call", "x", &editor.user.id)
+            .await,
+        Err(salesai_core::store::StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .save_meeting_notes(&other, &"長".repeat(20_001), &editor.user.id)
+            .await,
+        Err(salesai_core::store::StoreError::InvalidInput(_))
+    ));
+    // Deleting the call takes its summary out of the index.
+    store.delete_conversation(&call).await.unwrap();
+    assert!(search("想比價").await.is_empty());
+}

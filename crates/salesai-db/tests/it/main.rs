@@ -84,8 +84,8 @@ async fn migrations_are_checked(db: &TestDb) {
         Some("call.vtt".into()),
     );
     let created = db.store().create_conversation(new.clone()).await.unwrap();
-    assert_eq!(migrator.down_to(5).await.unwrap(), vec![8, 7, 6]);
-    assert_eq!(migrator.up().await.unwrap(), vec![6, 7, 8]);
+    assert_eq!(migrator.down_to(5).await.unwrap(), vec![9, 8, 7, 6]);
+    assert_eq!(migrator.up().await.unwrap(), vec![6, 7, 8, 9]);
     let back = db
         .store()
         .get_conversation(&created.id)
@@ -99,7 +99,7 @@ async fn migrations_are_checked(db: &TestDb) {
     );
 
     // Down to zero and up again: the down migrations really undo the schema.
-    assert_eq!(migrator.down_to(3).await.unwrap(), vec![8, 7, 6, 5, 4]);
+    assert_eq!(migrator.down_to(3).await.unwrap(), vec![9, 8, 7, 6, 5, 4]);
     assert!(
         fallback_column_is_gone(db).await,
         "0004 is undone: agent_outputs has no fallback_reason"
@@ -112,7 +112,10 @@ async fn migrations_are_checked(db: &TestDb) {
     assert_eq!(migrator.down_to(0).await.unwrap(), vec![1]);
     assert_eq!(migrator.current_version().await.unwrap(), 0);
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
-    assert_eq!(migrator.up().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(
+        migrator.up().await.unwrap(),
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+    );
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
 

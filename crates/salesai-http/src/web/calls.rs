@@ -15,7 +15,7 @@ use salesai_core::analysis::{
 };
 use salesai_core::blob::BlobKey;
 use salesai_core::domain::{Conversation, ConversationStatus, ConversationType, Role, UploadKind};
-use salesai_core::store::{AgentRun, CallCursor, CallRow, ConversationFilter, Person};
+use salesai_core::store::{AgentRun, CallCursor, CallRow, ConversationFilter, Person, StoreError};
 use serde::Deserialize;
 
 use super::chart;
@@ -596,6 +596,7 @@ pub async fn show(
     let context: Option<ContextOutput> = output(&runs, "context");
     let crm: Option<CrmOutput> = output(&runs, "crm");
     let summary: Option<SummaryOutput> = output(&runs, "summary");
+    let edited = app.store.meeting_notes(&c.id).await?;
     let coach: Option<CoachOutput> = output(&runs, "coach");
     let duration = transcript.last().map(|s| s.end_ms as i64);
     let is_audio = c.media.kind == Some(UploadKind::Audio) && c.blob_key.is_some();
@@ -742,11 +743,35 @@ pub async fn show(
                             }
                         }
                     }
-                    @if let Some(sum) = &summary {
-                        section.card.notes-card {
+                    @if summary.is_some() || edited.is_some() {
+                        @let generated = summary.as_ref().map(|s| s.meeting_notes_markdown.as_str()).unwrap_or_default();
+                        @let shown = edited.as_ref().map(|e| e.markdown.as_str()).unwrap_or(generated);
+                        section.card.notes-card #notes {
                             h2 { (lang.pick("Meeting notes", "會議紀錄")) }
-                            div.markdown { (markdown(&sum.meeting_notes_markdown)) }
-                            @if !sum.follow_up_message.is_empty() {
+                            div.markdown { (markdown(shown)) }
+                            @if let Some(e) = &edited {
+                                p.muted.edited {
+                                    (lang.pick("Edited by ", "編輯者："))
+                                    (e.edited_by_name.as_deref().unwrap_or(lang.pick("someone", "某位成員")))
+                                    " · " (when(e.edited_at, app.time_zone))
+                                }
+                            }
+                            details.edit-notes {
+                                summary { (lang.pick("Edit the notes", "編輯會議紀錄")) }
+                                form.stack method="post" action={ "/calls/" (c.id) "/notes" } {
+                                    input type="hidden" name="csrf" value=(viewer.session.csrf_token);
+                                    label { (lang.pick("Markdown: # headings, - lists, **bold**. HTML is shown as text.", "Markdown 格式：# 標題、- 清單、**粗體**。HTML 會以文字顯示。"))
+                                        textarea name="markdown" rows="14" maxlength="20000" { (shown) }
+                                    }
+                                    div.actions {
+                                        button.primary type="submit" name="action" value="save" { (lang.pick("Save the notes", "儲存會議紀錄")) }
+                                        @if edited.is_some() && summary.is_some() {
+                                            button type="submit" name="action" value="restore" { (lang.pick("Restore the generated notes", "還原為自動產生的紀錄")) }
+                                        }
+                                    }
+                                }
+                            }
+                            @if let Some(sum) = &summary && !sum.follow_up_message.is_empty() {
                                 h3 { (lang.pick("Follow-up message", "追蹤訊息")) }
                                 p.script { (sum.follow_up_message) }
                             }
@@ -1029,6 +1054,68 @@ async fn restart(
         )),
         Err(salesai_core::pipeline::RestartError::Store(e)) => Err(e.into()),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct NotesForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    markdown: String,
+}
+
+/// `POST /calls/{id}/notes`: saves edited meeting notes (`action=save`) or drops the edits so
+/// the generated notes show again (`action=restore`). Whoever may open the call may edit them.
+pub async fn notes(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<NotesForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    let lang = viewer.lang;
+    let c = reachable(&app, &viewer, &id).await?;
+    match form.action.as_str() {
+        "save" => {
+            let text = form.markdown.replace("\r\n", "\n");
+            if text.trim().is_empty() {
+                return Err(PageError::new(
+                    StatusCode::BAD_REQUEST,
+                    Some(lang),
+                    lang.pick(
+                        "The notes are empty. Write something, or restore the generated notes.",
+                        "會議紀錄是空的。請填寫內容，或還原為自動產生的紀錄。",
+                    ),
+                ));
+            }
+            match app
+                .store
+                .save_meeting_notes(&c.id, &text, &viewer.session.person.user.id)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::InvalidInput(msg)) => {
+                    return Err(PageError::new(StatusCode::BAD_REQUEST, Some(lang), &msg));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(event = "conversation.notes_edited", conversation_id = %c.id, by = %viewer.principal.name, "meeting notes edited");
+        }
+        "restore" => {
+            app.store.clear_meeting_notes(&c.id).await?;
+            tracing::info!(event = "conversation.notes_restored", conversation_id = %c.id, by = %viewer.principal.name, "generated meeting notes restored");
+        }
+        _ => {
+            return Err(PageError::new(
+                StatusCode::BAD_REQUEST,
+                Some(lang),
+                lang.pick("Choose save or restore.", "請選擇儲存或還原。"),
+            ));
+        }
+    }
+    Ok(Redirect::to(&format!("/calls/{}#notes", c.id)).into_response())
 }
 
 /// `POST /calls/{id}/retry`.

@@ -37,6 +37,7 @@ pub fn routes() -> Router<App> {
         .route("/calls/{id}/retry", post(calls::retry))
         .route("/calls/{id}/reanalyze", post(calls::reanalyze))
         .route("/calls/{id}/delete", post(calls::delete))
+        .route("/calls/{id}/notes", post(calls::notes))
         .route("/login", get(signin::login_page))
         .route(
             "/login/link/{secret}",

@@ -514,6 +514,21 @@ async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
                 signin,
             ],
         ),
+        // No action chosen: a clear 400 for those who may edit the call's notes.
+        (
+            "/calls/{id}/notes",
+            "POST",
+            format!("/calls/{call}/notes"),
+            [
+                signin,
+                S::BAD_REQUEST,
+                S::FORBIDDEN,
+                S::BAD_REQUEST,
+                S::FORBIDDEN,
+                S::BAD_REQUEST,
+                signin,
+            ],
+        ),
         (
             "/people",
             "GET",
@@ -1221,4 +1236,151 @@ async fn a_sixty_minute_call_page_stays_under_100_kb(db: &TestDb) {
     let kb = html.len() as f64 / 1024.0;
     println!("60-minute call page: {kb:.1} KB");
     assert!(html.len() <= 100 * 1024, "the page is {kb:.1} KB");
+}
+
+story!(meeting_notes_are_edited_on_the_call_page);
+async fn meeting_notes_are_edited_on_the_call_page(db: &TestDb) {
+    let t = TestApp::spawn(db).await;
+    let store = t.app.store.clone();
+    let amy = store
+        .invite_person("amy@example.com", "Amy", Role::Rep, Some("north"))
+        .await
+        .unwrap();
+    let bob = store
+        .invite_person("bob@example.com", "Bob", Role::Rep, Some("south"))
+        .await
+        .unwrap();
+    // Amy's call, through the real pipeline (the notes belong to a completed analysis).
+    let worker = super::pipeline::start_worker(&t.app);
+    let token = t.token("svc", Role::Service).await;
+    let form = reqwest::multipart::Form::new()
+        .text("customer_number", "C-7")
+        .text("product_line", "default")
+        .text("rep_email", "amy@example.com")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(super::pipeline::CALL.as_bytes().to_vec())
+                .file_name("call.vtt"),
+        );
+    let created: serde_json::Value = t
+        .post("/api/v1/conversations", &token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let call = created["id"].as_str().unwrap().to_owned();
+    for _ in 0..400 {
+        let c = store.get_conversation(&call).await.unwrap().unwrap();
+        if c.status == salesai_core::domain::ConversationStatus::Completed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    worker.cancel();
+    let generated = store
+        .get_agent_outputs(&call)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.agent == "summary")
+        .expect("a summary")
+        .output["meeting_notes_markdown"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first_line = generated
+        .lines()
+        .find(|l| l.starts_with("- "))
+        .unwrap()
+        .trim_start_matches("- ")
+        .to_owned();
+    let a = t.sign_in(&amy.user.id).await;
+    let b = t.sign_in(&bob.user.id).await;
+    let (_, html) = t.page(Some(&a), &format!("/calls/{call}")).await;
+    let escaped = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    assert!(
+        html.contains(&escaped(&first_line)),
+        "{first_line} in {html}"
+    );
+    assert!(html.contains(&format!("action=\"/calls/{call}/notes\"")));
+    // Saved: shown instead of the generated notes, raw HTML as text, with who edited them.
+    let edited = "## Agreed\n- demo on **Tuesday**\n<script>alert(1)</script>";
+    assert_eq!(
+        t.submit(
+            Some(&a),
+            &format!("/calls/{call}/notes"),
+            &[("action", "save"), ("markdown", edited)],
+            true
+        )
+        .await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, html) = t.page(Some(&a), &format!("/calls/{call}")).await;
+    assert!(html.contains("<strong>Tuesday</strong>"), "{html}");
+    assert!(!html.contains("<script>alert(1)</script>"));
+    assert!(html.contains("&lt;script&gt;"));
+    assert!(html.contains("Amy"));
+    assert!(!html.contains(&format!("<li>{}</li>", escaped(&first_line))));
+    // Another team's rep may not; no token, no change; empty notes are refused.
+    assert_eq!(
+        t.submit(
+            Some(&b),
+            &format!("/calls/{call}/notes"),
+            &[("action", "save"), ("markdown", "hijack")],
+            true
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.submit(
+            Some(&a),
+            &format!("/calls/{call}/notes"),
+            &[("action", "save"), ("markdown", "no token")],
+            false
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.submit(
+            Some(&a),
+            &format!("/calls/{call}/notes"),
+            &[("action", "save"), ("markdown", "  ")],
+            true
+        )
+        .await,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(
+        store
+            .meeting_notes(&call)
+            .await
+            .unwrap()
+            .unwrap()
+            .markdown
+            .contains("Tuesday")
+    );
+    // Restored: the generated notes again.
+    assert_eq!(
+        t.submit(
+            Some(&a),
+            &format!("/calls/{call}/notes"),
+            &[("action", "restore")],
+            true
+        )
+        .await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, html) = t.page(Some(&a), &format!("/calls/{call}")).await;
+    assert!(html.contains(&escaped(&first_line)));
+    assert!(store.meeting_notes(&call).await.unwrap().is_none());
 }

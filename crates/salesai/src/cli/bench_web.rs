@@ -61,7 +61,7 @@ pub async fn run(
             let to = (from + batch).min(calls);
             salesai_db::seed::calls(&database, from, to, calls, lines, base_ms).await?;
             from = to;
-            if from % 10_000 == 0 || from == calls {
+            if from.is_multiple_of(10_000) || from == calls {
                 eprintln!(
                     "seeded {from} of {calls} calls ({} lines) in {:.0} s",
                     u64::from(from) * u64::from(lines),

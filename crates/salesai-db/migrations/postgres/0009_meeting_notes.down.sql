@@ -1,0 +1,2 @@
+DROP INDEX agent_outputs_summary_trgm;
+DROP TABLE meeting_notes;
