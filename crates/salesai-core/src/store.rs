@@ -128,26 +128,88 @@ pub struct ConversationFilter {
     /// Stays fast however deep the page; `offset` is kept for the API's old clients.
     #[serde(default)]
     pub after: Option<CallCursor>,
+    /// The order (newest first by default).
+    #[serde(default)]
+    pub sort: CallSort,
 }
 
-/// Where a page of the calls list ends: the last call's creation time and id.
+/// The order of the calls list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallSort {
+    /// Newest first.
+    #[default]
+    Newest,
+    /// Oldest first.
+    Oldest,
+    /// Highest score first (analysed calls only), newest first within a score.
+    ScoreHigh,
+    /// Lowest score first (analysed calls only) — who needs help — newest first within a score.
+    ScoreLow,
+}
+
+impl CallSort {
+    /// Its name in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallSort::Newest => "newest",
+            CallSort::Oldest => "oldest",
+            CallSort::ScoreHigh => "score_high",
+            CallSort::ScoreLow => "score_low",
+        }
+    }
+
+    /// Reads a name made by [`CallSort::as_str`].
+    pub fn parse(raw: &str) -> Option<CallSort> {
+        [
+            CallSort::Newest,
+            CallSort::Oldest,
+            CallSort::ScoreHigh,
+            CallSort::ScoreLow,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+
+    /// Whether it orders by score.
+    pub fn by_score(self) -> bool {
+        matches!(self, CallSort::ScoreHigh | CallSort::ScoreLow)
+    }
+}
+
+/// Where a page of the calls list ends: the last call's creation time and id (and its score,
+/// when the list is sorted by score).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallCursor {
     /// The last call's `created_at`.
     pub created_at: DateTime<Utc>,
     /// The last call's id.
     pub id: String,
+    /// The last call's score, for a list sorted by score.
+    pub score: Option<u8>,
 }
 
 impl CallCursor {
-    /// The cursor as one URL-safe word: microseconds (PostgreSQL keeps them), `~`, id.
+    /// The cursor as one URL-safe word: `s<score>~` when sorted by score, then microseconds
+    /// (PostgreSQL keeps them), `~`, id.
     pub fn encode(&self) -> String {
-        format!("{}~{}", self.created_at.timestamp_micros(), self.id)
+        let at = format!("{}~{}", self.created_at.timestamp_micros(), self.id);
+        match self.score {
+            Some(score) => format!("s{score}~{at}"),
+            None => at,
+        }
     }
 
     /// Reads a cursor made by [`CallCursor::encode`].
     pub fn decode(raw: &str) -> Option<CallCursor> {
-        let (us, id) = raw.split_once('~')?;
+        let (score, rest) = match raw.strip_prefix('s') {
+            Some(scored) => {
+                let (score, rest) = scored.split_once('~')?;
+                (Some(score.parse::<u8>().ok().filter(|s| *s <= 100)?), rest)
+            }
+            None => (None, raw),
+        };
+        let (us, id) = rest.split_once('~')?;
         let created_at = DateTime::from_timestamp_micros(us.parse().ok()?)?;
         (!id.is_empty()
             && id.len() <= 64
@@ -155,6 +217,7 @@ impl CallCursor {
         .then(|| CallCursor {
             created_at,
             id: id.to_owned(),
+            score,
         })
     }
 }

@@ -9,8 +9,8 @@ use salesai_core::domain::{
 };
 use salesai_core::queue::NewJob;
 use salesai_core::store::{
-    AgentRun, CallRow, CallStats, ChunkTranscript, ConversationFilter, Conversations, Customers,
-    PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult, StoredAnalysis,
+    AgentRun, CallRow, CallSort, CallStats, ChunkTranscript, ConversationFilter, Conversations,
+    Customers, PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult, StoredAnalysis,
 };
 use salesai_core::transcript::Segment;
 use sqlx::{QueryBuilder, Row};
@@ -220,22 +220,68 @@ fn push_filter(
         }
         qb.push(")");
     }
+    // The order and, for keyset paging, "after the cursor" in that order. Within a score (and
+    // for newest/oldest) the creation time and id break ties, so every call has one place.
+    let (newer_first, score) = match filter.sort {
+        CallSort::Newest => (true, None),
+        CallSort::Oldest => (false, None),
+        CallSort::ScoreHigh => (true, Some("DESC")),
+        CallSort::ScoreLow => (true, Some("ASC")),
+    };
+    if score.is_some() {
+        qb.push(
+            " AND EXISTS (SELECT 1 FROM analyses a WHERE a.conversation_id = conversations.id)",
+        );
+    }
     if let Some(after) = &filter.after {
         let at = db_time(after.created_at);
-        qb.push(" AND (created_at < ")
+        let (time_op, id_op) = if newer_first { ("<", "<") } else { (">", ">") };
+        qb.push(" AND (");
+        if let (Some(direction), Some(last)) = (score, after.score) {
+            let beyond = if direction == "DESC" { " < " } else { " > " };
+            qb.push(SCORE_OF)
+                .push(beyond)
+                .push_bind(i32::from(last))
+                .push(" OR (")
+                .push(SCORE_OF)
+                .push(" = ")
+                .push_bind(i32::from(last))
+                .push(" AND (");
+        }
+        qb.push("created_at ")
+            .push(time_op)
+            .push(" ")
             .push_bind(at)
             .push(" OR (created_at = ")
             .push_bind(at)
-            .push(" AND id < ")
+            .push(" AND id ")
+            .push(id_op)
+            .push(" ")
             .push_bind(after.id.clone())
             .push("))");
+        if score.is_some() && after.score.is_some() {
+            qb.push("))");
+        }
     }
-    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+    qb.push(" ORDER BY ");
+    if let Some(direction) = score {
+        qb.push(SCORE_OF).push(" ").push(direction).push(", ");
+    }
+    qb.push(if newer_first {
+        "created_at DESC, id DESC"
+    } else {
+        "created_at ASC, id ASC"
+    });
+    qb.push(" LIMIT ")
         .push_bind(i64::from(filter.limit.clamp(1, 500)));
     if filter.after.is_none() && filter.offset > 0 {
         qb.push(" OFFSET ").push_bind(i64::from(filter.offset));
     }
 }
+
+/// A call's overall score, in a conversations query.
+const SCORE_OF: &str =
+    "(SELECT overall_score FROM analyses a WHERE a.conversation_id = conversations.id)";
 
 /// Deletes a conversation's agent outputs and analysis inside the caller's transaction.
 async fn clear_analysis_in(conn: &mut Conn, id: &str) -> R<()> {

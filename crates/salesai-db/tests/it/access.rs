@@ -371,6 +371,7 @@ async fn calls_list_filters_by_reach_search_and_keyset(db: &TestDb) {
         after = Some(CallCursor {
             created_at: last.created_at,
             id: last.id.clone(),
+            score: None,
         });
         let encoded = after.as_ref().unwrap().encode();
         assert_eq!(CallCursor::decode(&encoded), after);
@@ -579,4 +580,112 @@ async fn meeting_notes_are_edited_searched_and_restored(db: &TestDb) {
     // Deleting the call takes its summary out of the index.
     store.delete_conversation(&call).await.unwrap();
     assert!(search("想比價").await.is_empty());
+}
+
+story!(the_calls_list_sorts_and_pages_in_every_order);
+async fn the_calls_list_sorts_and_pages_in_every_order(db: &TestDb) {
+    use salesai_core::domain::Score;
+    use salesai_core::store::{CallSort, StoredAnalysis};
+    let store = db.store();
+    // Seven calls; five analysed with scores that tie (40 twice), two not analysed.
+    let scores = [Some(70), None, Some(40), Some(90), Some(40), None, Some(10)];
+    let mut ids = Vec::new();
+    for (i, score) in scores.iter().enumerate() {
+        let id = store
+            .create_conversation(new_conversation(&format!("O-{i}"), None))
+            .await
+            .unwrap()
+            .id;
+        if let Some(score) = score {
+            let s = Score::new(*score).unwrap();
+            store
+                .complete_analysis(
+                    &id,
+                    &StoredAnalysis {
+                        engine: "rules".into(),
+                        overall_score: s,
+                        qualification: "medium".into(),
+                        pain_score: s,
+                        decision_score: s,
+                        champion_score: s,
+                        metrics_score: s,
+                        result: serde_json::json!({}),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        ids.push(id);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    // Every order, walked two calls a page with the cursor the web app makes.
+    let walk = |sort: CallSort| {
+        let store = store.clone();
+        async move {
+            let mut seen: Vec<(String, Option<u8>)> = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_calls(&ConversationFilter {
+                        limit: 2,
+                        sort,
+                        after: after.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(CallCursor {
+                    created_at: last.conversation.created_at,
+                    id: last.conversation.id.clone(),
+                    score: last.score.filter(|_| sort.by_score()),
+                });
+                let encoded = after.as_ref().unwrap().encode();
+                assert_eq!(CallCursor::decode(&encoded), after, "{encoded}");
+                seen.extend(page.iter().map(|c| (c.conversation.id.clone(), c.score)));
+                assert!(seen.len() <= 7, "pages repeat: {seen:?}");
+            }
+            seen
+        }
+    };
+    let newest: Vec<String> = walk(CallSort::Newest)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(newest, expected);
+    let oldest: Vec<String> = walk(CallSort::Oldest)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(oldest, ids);
+    // By score: analysed calls only; ties newest first.
+    let low = walk(CallSort::ScoreLow).await;
+    assert_eq!(
+        low,
+        vec![
+            (ids[6].clone(), Some(10)),
+            (ids[4].clone(), Some(40)),
+            (ids[2].clone(), Some(40)),
+            (ids[0].clone(), Some(70)),
+            (ids[3].clone(), Some(90)),
+        ]
+    );
+    let high = walk(CallSort::ScoreHigh).await;
+    assert_eq!(
+        high,
+        vec![
+            (ids[3].clone(), Some(90)),
+            (ids[0].clone(), Some(70)),
+            (ids[4].clone(), Some(40)),
+            (ids[2].clone(), Some(40)),
+            (ids[6].clone(), Some(10)),
+        ]
+    );
+    assert_eq!(CallSort::parse("score_low"), Some(CallSort::ScoreLow));
+    assert_eq!(CallSort::parse("random"), None);
+    assert_eq!(CallCursor::decode("s101~1~x"), None, "a score above 100");
 }

@@ -673,6 +673,7 @@ async fn list(
         salesai_core::store::CallCursor {
             created_at: c.created_at,
             id: c.id.clone(),
+            score: None,
         }
         .encode()
     });

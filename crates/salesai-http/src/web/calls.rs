@@ -15,7 +15,9 @@ use salesai_core::analysis::{
 };
 use salesai_core::blob::BlobKey;
 use salesai_core::domain::{Conversation, ConversationStatus, ConversationType, Role, UploadKind};
-use salesai_core::store::{AgentRun, CallCursor, CallRow, ConversationFilter, Person, StoreError};
+use salesai_core::store::{
+    AgentRun, CallCursor, CallRow, CallSort, ConversationFilter, Person, StoreError,
+};
 use serde::Deserialize;
 
 use super::chart;
@@ -253,6 +255,7 @@ pub struct ListQuery {
     from: Option<String>,
     to: Option<String>,
     after: Option<String>,
+    sort: Option<String>,
 }
 
 fn some(v: &Option<String>) -> Option<&str> {
@@ -274,6 +277,7 @@ impl ListQuery {
             ("max", &self.max),
             ("from", &self.from),
             ("to", &self.to),
+            ("sort", &self.sort),
         ];
         pairs
             .iter()
@@ -325,6 +329,15 @@ pub async fn list(
             .transpose()
     };
     let search = some(&q.q).map(|s| s.chars().take(200).collect::<String>());
+    let sort = match some(&q.sort) {
+        None => CallSort::Newest,
+        Some(raw) => CallSort::parse(raw).ok_or_else(|| {
+            bad(lang.pick(
+                "Sort by newest, oldest, score_high or score_low.",
+                "排序方式為 newest、oldest、score_high 或 score_low。",
+            ))
+        })?,
+    };
     let filter = ConversationFilter {
         reach: Some(viewer.reach()),
         status: some(&q.status).and_then(|s| ConversationStatus::parse(s).ok()),
@@ -340,14 +353,17 @@ pub async fn list(
         search: search.clone(),
         after: some(&q.after).and_then(CallCursor::decode),
         limit: PAGE_SIZE,
+        sort,
         ..Default::default()
     };
     let calls = app.store.list_calls(&filter).await?;
     let next = (calls.len() as u32 == PAGE_SIZE).then(|| {
-        let last = &calls[calls.len() - 1].conversation;
+        let last_row = &calls[calls.len() - 1];
+        let last = &last_row.conversation;
         let cursor = CallCursor {
             created_at: last.created_at,
             id: last.id.clone(),
+            score: last_row.score.filter(|_| sort.by_score()),
         }
         .encode();
         let rest = q.without_cursor();
@@ -451,6 +467,18 @@ pub async fn list(
                         input type="date" name="from" value=[some(&q.from)]; }
                     label { (lang.pick("To", "結束日期"))
                         input type="date" name="to" value=[some(&q.to)]; }
+                    label { (lang.pick("Sort", "排序"))
+                        select name="sort" {
+                            @for (value, en, zh) in [
+                                ("newest", "Newest first", "最新優先"),
+                                ("oldest", "Oldest first", "最舊優先"),
+                                ("score_low", "Lowest score first", "分數低者優先"),
+                                ("score_high", "Highest score first", "分數高者優先"),
+                            ] {
+                                option value=(value) selected[selected(&q.sort, value)] { (lang.pick(en, zh)) }
+                            }
+                        }
+                    }
                 }
                 div.actions {
                     button type="submit" { (lang.pick("Apply", "套用")) }

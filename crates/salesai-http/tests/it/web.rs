@@ -862,6 +862,16 @@ async fn audio_streams_with_ranges_and_search_finds_chinese(db: &TestDb) {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
+        t.page(Some(&b), "/calls?sort=random").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (status, sorted) = t.page(Some(&b), "/calls?sort=score_low").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        sorted.contains("<option value=\"score_low\" selected"),
+        "{sorted}"
+    );
+    assert_eq!(
         t.page(Some(&b), "/calls?from=+99999-01-01").await.0,
         StatusCode::BAD_REQUEST
     );

@@ -117,6 +117,7 @@ pub async fn run(
             CallCursor {
                 created_at: c.created_at,
                 id: c.id,
+                score: None,
             }
             .encode()
         })
@@ -129,6 +130,11 @@ pub async fn run(
         (
             "filtered list",
             "/calls?team=team-1&status=completed&qual=strong".into(),
+            true,
+        ),
+        (
+            "sorted by lowest score",
+            "/calls?sort=score_low".into(),
             true,
         ),
         (
