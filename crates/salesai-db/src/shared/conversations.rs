@@ -228,11 +228,6 @@ fn push_filter(
         CallSort::ScoreHigh => (true, Some("DESC")),
         CallSort::ScoreLow => (true, Some("ASC")),
     };
-    if score.is_some() {
-        qb.push(
-            " AND EXISTS (SELECT 1 FROM analyses a WHERE a.conversation_id = conversations.id)",
-        );
-    }
     if let Some(after) = &filter.after {
         let at = db_time(after.created_at);
         let (time_op, id_op) = if newer_first { ("<", "<") } else { (">", ">") };
@@ -279,9 +274,20 @@ fn push_filter(
     }
 }
 
-/// A call's overall score, in a conversations query.
-const SCORE_OF: &str =
-    "(SELECT overall_score FROM analyses a WHERE a.conversation_id = conversations.id)";
+/// A call's overall score, in a conversations query sorted by score (see [`calls_from`]).
+const SCORE_OF: &str = "sort_score";
+
+/// What a conversations query reads from: the table, or — sorted by score — the analysed calls
+/// with their score as `sort_score` under the same name, so the filters read alike and the
+/// planner can walk the score index (`analyses_score_idx`) and stop when the page is full.
+fn calls_from(filter: &ConversationFilter) -> &'static str {
+    if filter.sort.by_score() {
+        "(SELECT c.*, sa.overall_score AS sort_score FROM conversations c \
+         JOIN analyses sa ON sa.conversation_id = c.id) conversations"
+    } else {
+        "conversations"
+    }
+}
 
 /// Deletes a conversation's agent outputs and analysis inside the caller's transaction.
 async fn clear_analysis_in(conn: &mut Conn, id: &str) -> R<()> {
@@ -486,7 +492,9 @@ impl Conversations for StoreImpl {
     ) -> StoreResult<Vec<Conversation>> {
         run(async {
             let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
-            let mut qb = QueryBuilder::<Db>::new(concat!(conversation_select!(), " WHERE TRUE"));
+            let mut qb =
+                QueryBuilder::<Db>::new(concat!("SELECT ", conversation_columns!(), " FROM "));
+            qb.push(calls_from(filter)).push(" WHERE TRUE");
             push_filter(&mut qb, filter, &transcript);
             let rows = qb.build().fetch_all(&self.pool).await?;
             rows.iter().map(conversation_from_row).collect()
@@ -503,9 +511,9 @@ impl Conversations for StoreImpl {
                  (SELECT qualification FROM analyses a WHERE a.conversation_id = conversations.id) AS qualification, \
                  (SELECT display_name FROM users u WHERE u.id = conversations.rep_user_id) AS rep_name, \
                  (SELECT end_ms FROM transcript_segments s WHERE s.conversation_id = conversations.id \
-                  ORDER BY seq DESC LIMIT 1) AS last_end_ms \
-                 FROM conversations WHERE TRUE"
+                  ORDER BY seq DESC LIMIT 1) AS last_end_ms FROM "
             ));
+            qb.push(calls_from(filter)).push(" WHERE TRUE");
             let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
             push_filter(&mut qb, filter, &transcript);
             let rows = qb.build().fetch_all(&self.pool).await?;
