@@ -144,29 +144,23 @@ pub async fn calls(
             cid = id("c.i"),
         ),
     ];
+    // The same statements in one transaction on either pool (their types differ).
+    macro_rules! in_one_transaction {
+        ($pool:expr) => {{
+            let mut tx = $pool.begin().await.map_err(store_error)?;
+            for sql in &statements {
+                // Built from this module's constants and numbers only: no outside text.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            }
+            tx.commit().await.map_err(store_error)?;
+        }};
+    }
     match db {
-        Database::Sqlite(store) => {
-            let mut tx = store.pool().begin().await.map_err(store_error)?;
-            for sql in &statements {
-                // Built from this module's constants and numbers only: no outside text.
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-            }
-            tx.commit().await.map_err(store_error)?;
-        }
-        Database::Postgres(store) => {
-            let mut tx = store.pool().begin().await.map_err(store_error)?;
-            for sql in &statements {
-                // Built from this module's constants and numbers only: no outside text.
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-            }
-            tx.commit().await.map_err(store_error)?;
-        }
+        Database::Sqlite(store) => in_one_transaction!(store.pool()),
+        Database::Postgres(store) => in_one_transaction!(store.pool()),
     }
     Ok(())
 }

@@ -1723,3 +1723,99 @@ async fn the_conversations_api_pages_with_a_cursor(db: &TestDb) {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+/// A TCP forwarder to PostgreSQL that can be cut, as a database outage looks from a node: new
+/// connections are refused and open ones drop.
+struct Outage {
+    addr: std::net::SocketAddr,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl Outage {
+    async fn forward_to(target: std::net::SocketAddr) -> Outage {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = tokio_util::sync::CancellationToken::new();
+        let stop = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = stop.cancelled() => return, // the listener drops: connections refused
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Outage { addr, cut }
+    }
+}
+
+story!(a_database_outage_is_a_quick_503_with_retry_after);
+async fn a_database_outage_is_a_quick_503_with_retry_after(db: &TestDb) {
+    let salesai_db::Database::Postgres(_) = &db.database else {
+        return; // SQLite is a file: it has no outage of this kind
+    };
+    // The test database, reached through a forwarder that can be cut.
+    let mut url = url::Url::parse(&db.url).unwrap();
+    let target: std::net::SocketAddr =
+        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+            .parse()
+            .unwrap();
+    let outage = Outage::forward_to(target).await;
+    url.set_port(Some(outage.addr.port())).unwrap();
+    let database = salesai_db::Database::connect(
+        url.as_str(),
+        &salesai_db::ConnectOptions {
+            max_connections: 4,
+            acquire_timeout: std::time::Duration::from_millis(2_500),
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::folder(dir.path()).unwrap());
+    let t = TestApp::serve(App::new(database.store(), blobs), dir).await;
+    let admin = t.token("admin", Role::Admin).await;
+    let ok = t.get("/api/v1/conversations", &admin).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    outage.cut.cancel();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The API, the web app and readiness each answer 503 (JSON for the API, with Retry-After),
+    // and nothing hangs: every request here is bounded by the client's own timeout.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let refused = client
+        .get(format!("{}/api/v1/conversations", t.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "DATABASE_ERROR");
+    let ready = client
+        .get(format!("{}/ready", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = client
+        .get(format!("{}/calls", t.base))
+        .header("cookie", "salesai_session=whatever")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
