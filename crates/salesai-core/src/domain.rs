@@ -446,6 +446,12 @@ pub struct Media {
 }
 
 impl Media {
+    /// Whether the transcript's times are estimated: a plain-text upload has none, so they are
+    /// derived from the text's length (`transcript::parse`). Every view that shows a time says so.
+    pub fn times_estimated(&self) -> bool {
+        self.format.as_deref() == Some("txt")
+    }
+
     /// An upload whose first bytes have been read.
     pub fn sniffed(kind: crate::media::MediaKind, bytes: u64, file_name: Option<String>) -> Media {
         Media {

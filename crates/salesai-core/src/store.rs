@@ -572,6 +572,10 @@ pub trait Conversations: Send + Sync {
     /// Replaces a conversation's transcript.
     async fn save_transcript(&self, id: &str, segments: &[Segment]) -> StoreResult<()>;
 
+    /// Records the format an uploaded transcript was parsed as (`vtt`, `srt`, `json`, `txt`):
+    /// every upload of text is stored as `txt` until then.
+    async fn set_media_format(&self, id: &str, format: &str) -> StoreResult<()>;
+
     /// A conversation's transcript (empty when not transcribed yet).
     async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>>;
 

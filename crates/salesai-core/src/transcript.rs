@@ -33,6 +33,19 @@ pub enum TranscriptFormat {
     Text,
 }
 
+impl TranscriptFormat {
+    /// Its usual file extension, kept as the conversation's media format once parsed: `txt`
+    /// alone means the times were estimated ([`crate::domain::Media::times_estimated`]).
+    pub fn extension(self) -> &'static str {
+        match self {
+            TranscriptFormat::WebVtt => "vtt",
+            TranscriptFormat::Srt => "srt",
+            TranscriptFormat::Json => "json",
+            TranscriptFormat::Text => "txt",
+        }
+    }
+}
+
 /// Recognises a transcript by its content (never by its file name).
 pub fn detect_format(text: &str) -> TranscriptFormat {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();

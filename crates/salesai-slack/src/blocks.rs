@@ -499,6 +499,9 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
             escape(&truncate(note, 1000))
         )));
     }
+    if c.media.times_estimated() {
+        blocks.push(context(&format!("⏱ {}", t(lang, "estimated_times"))));
+    }
     if !facts.fallbacks.is_empty() {
         let agents: Vec<&str> = facts
             .fallbacks
@@ -811,6 +814,35 @@ mod tests {
         check_limits(&card).unwrap();
         let text = card.to_string();
         assert!(text.contains("改由離線規則引擎分析: 買方, 教練"), "{text}");
+    }
+
+    #[test]
+    fn a_plain_text_transcript_card_says_its_times_are_estimated() {
+        let out = outputs(Language::ZhTw, ZH_CALL, &[]);
+        let mut c = conversation("ichef", ConversationStatus::Completed);
+        let a = stored(&out);
+        let facts = |c: &Conversation| {
+            completed(
+                Language::ZhTw,
+                &CardFacts {
+                    conversation: c,
+                    analysis: &a,
+                    buyer: Some(out.buyer.clone()),
+                    seller: Some(out.seller.clone()),
+                    coach: Some(out.coach.clone()),
+                    report_url: None,
+                    fallbacks: Vec::new(),
+                },
+            )
+            .to_string()
+        };
+        c.media.format = Some("vtt".into());
+        assert!(
+            !facts(&c).contains("估計值"),
+            "a timed transcript's times are real"
+        );
+        c.media.format = Some("txt".into());
+        assert!(facts(&c).contains("時間為估計值"));
     }
 
     #[test]

@@ -62,6 +62,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "The LLM could not answer for these parts; the offline rules engine filled them in",
         "以下部分 LLM 無法提供有效結果，改由離線規則引擎分析",
     ),
+    (
+        "estimated_times",
+        "Times are estimated: the uploaded text had none",
+        "時間為估計值：上傳的文字檔未含時間",
+    ),
     ("agent_context", "context", "情境"),
     ("agent_buyer", "buyer", "買方"),
     ("agent_seller", "seller", "業務表現"),

@@ -686,6 +686,20 @@ impl Conversations for StoreImpl {
         .await
     }
 
+    async fn set_media_format(&self, id: &str, format: &str) -> StoreResult<()> {
+        run(async {
+            sqlx::query(sql!(
+                "UPDATE conversations SET media_format = $1 WHERE id = $2"
+            ))
+            .bind(format)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>> {
         run(async {
             let rows = sqlx::query(sql!(

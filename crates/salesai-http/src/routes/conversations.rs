@@ -286,6 +286,8 @@ pub struct ConversationDetail {
     pub stages: Vec<salesai_core::store::StageEvent>,
     /// Its transcript (empty until transcribed).
     pub transcript: TranscriptBody,
+    /// True when the transcript's times are estimated (a plain-text upload has none).
+    pub estimated_times: bool,
     /// Its analysis, once analysed.
     pub analysis: Option<AnalysisBody>,
 }
@@ -589,6 +591,7 @@ async fn show(
         transcript: TranscriptBody {
             segments: transcript,
         },
+        estimated_times: conversation.media.times_estimated(),
         analysis: analysis.map(|scores| AnalysisBody { scores, agents }),
         conversation,
     }))

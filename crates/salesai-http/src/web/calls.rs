@@ -628,7 +628,7 @@ pub async fn show(
     let coach: Option<CoachOutput> = output(&runs, "coach");
     let duration = transcript.last().map(|s| s.end_ms as i64);
     let is_audio = c.media.kind == Some(UploadKind::Audio) && c.blob_key.is_some();
-    let estimated_times = c.media.format.as_deref() == Some("txt");
+    let estimated_times = c.media.times_estimated();
     let running = !matches!(
         c.status,
         ConversationStatus::Completed | ConversationStatus::Failed

@@ -600,6 +600,39 @@ mod pipeline {
         panic!("conversation {id} never reached {want}");
     }
 
+    story!(plain_text_transcripts_say_their_times_are_estimated);
+    async fn plain_text_transcripts_say_their_times_are_estimated(db: &TestDb) {
+        let t = TestApp::spawn(db).await;
+        let token = t.token("svc", Role::Service).await;
+        let worker = start_worker(&t.app);
+        let mut ids = Vec::new();
+        for (body, name) in [
+            (CALL.to_owned(), "call.vtt"),
+            (
+                "業務: 您好，今天想了解點餐流程\n客戶: 尖峰時段常常漏單，預算大概五萬\n".to_owned(),
+                "notes.txt",
+            ),
+        ] {
+            let created: Value = t
+                .post("/api/v1/conversations", &token)
+                .multipart(form("file", body.into_bytes(), name))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ids.push(created["id"].as_str().unwrap().to_owned());
+        }
+        let timed = wait_status(&t, &token, &ids[0], "completed").await;
+        let plain = wait_status(&t, &token, &ids[1], "completed").await;
+        worker.cancel();
+        assert_eq!(timed["estimated_times"], false);
+        assert_eq!(timed["conversation"]["media"]["format"], "vtt");
+        assert_eq!(plain["estimated_times"], true);
+        assert_eq!(plain["conversation"]["media"]["format"], "txt");
+    }
+
     story!(transcript_upload_runs_the_whole_pipeline);
     async fn transcript_upload_runs_the_whole_pipeline(db: &TestDb) {
         let t = TestApp::spawn(db).await;
@@ -638,6 +671,10 @@ mod pipeline {
 
         let done = wait_status(&t, &token, &id, "completed").await;
         assert_eq!(done["progress"], 100);
+        assert_eq!(
+            done["estimated_times"], false,
+            "a WebVTT transcript's times are real"
+        );
         assert_eq!(done["transcript"]["segments"].as_array().unwrap().len(), 3);
         assert_eq!(done["transcript"]["segments"][1]["speaker"], "Owner");
         let scores = &done["analysis"]["scores"];

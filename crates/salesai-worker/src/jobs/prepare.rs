@@ -77,6 +77,10 @@ async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
         let (format, segments) = salesai_core::transcript::parse_transcript(&text)
             .map_err(|e| JobError::terminal(ErrorCode::InvalidInput, e.0))?;
         store.save_transcript(id, &segments).await.map_err(db)?;
+        store
+            .set_media_format(id, format.extension())
+            .await
+            .map_err(db)?;
         tracing::info!(event = "conversation.transcript_parsed", conversation_id = %id, format = ?format, segments = segments.len(), "transcript parsed");
     }
     // Keyed by this job: a rerun of this job after a crash enqueues nothing new.
