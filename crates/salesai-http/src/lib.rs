@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod observe;
 mod routes;
+pub mod serve;
 pub mod web;
 
 use axum::Router;

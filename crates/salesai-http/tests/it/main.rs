@@ -18,6 +18,7 @@ use salesai_db::story;
 
 mod oidc;
 mod openapi;
+mod serve;
 mod web;
 
 /// The application served on an ephemeral port.

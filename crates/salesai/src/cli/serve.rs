@@ -105,11 +105,15 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         let router = salesai_http::router_with(app.clone(), salesai_slack::router(slack.clone()));
         print_setup_link(&app, &format!("http://{local}")).await;
         let stop = shutdown.clone();
-        axum::serve(
+        salesai_http::serve::serve(
             listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            router,
+            salesai_http::serve::Limits {
+                shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+                ..Default::default()
+            },
+            async move { stop.cancelled().await },
         )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
         .context("HTTP server failed")?;
     } else {
