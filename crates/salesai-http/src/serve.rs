@@ -79,14 +79,14 @@ pub async fn serve(
                 }
             },
         };
-        let service = router
-            .clone()
-            .map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        let service = router.clone().map_request(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 request
-            });
+            },
+        );
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
