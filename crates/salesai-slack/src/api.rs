@@ -273,6 +273,27 @@ impl WebClient {
             .await
     }
 
+    /// Starts a download of a private file's first `bytes` bytes (`Range: bytes=0-…`; a host
+    /// that ignores the range sends the whole file, which the caller stops reading).
+    pub async fn download_head(
+        &self,
+        url: &Url,
+        bytes: usize,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        self.http
+            .get(url.clone())
+            .header(
+                AUTHORIZATION,
+                format!("Bearer {}", self.token.expose_secret()),
+            )
+            .header(
+                reqwest::header::RANGE,
+                format!("bytes=0-{}", bytes.saturating_sub(1)),
+            )
+            .send()
+            .await
+    }
+
     fn url(&self, method: &str) -> Url {
         self.base
             .join(method)

@@ -219,6 +219,22 @@ impl Handler for Prompt {
             map_user(slack, user, user).await?;
         }
         let thread_ts = p.thread_ts.clone().or_else(|| share_ts(&file, channel));
+        // Checked before the rep is asked to fill a form: a file too large, or one whose first
+        // bytes are not a recording or transcript, gets a reply that says so instead.
+        let lang = Language::of(&slack.app.product_line(line_id).language);
+        if let Some(refusal) = refuse_early(slack, &file, lang).await {
+            let mut message = json!({ "channel": channel, "text": refusal });
+            if let Some(ts) = &thread_ts {
+                message["thread_ts"] = json!(ts);
+            }
+            slack
+                .client
+                .post_message(&message)
+                .await
+                .map_err(slack_err)?;
+            tracing::info!(event = "slack.file_refused", file_id, channel, reason = %refusal, "refused a shared file before the form");
+            return Ok(());
+        }
         let file_ref = FileRef {
             file_id: file_id.to_owned(),
             channel_id: channel.to_owned(),
@@ -251,6 +267,72 @@ impl Handler for Prompt {
         );
         Ok(())
     }
+}
+
+/// How much of a shared file is read to recognise it.
+const PEEK_BYTES: usize = 4096;
+
+/// Why a shared file cannot be analysed, in the line's language, when that is clear before
+/// downloading it: larger than the download limit, or its first bytes are neither a recording
+/// nor a transcript. `None` when it looks fine or cannot be told yet (the first bytes could not
+/// be read: the download job will check and report).
+async fn refuse_early(slack: &Slack, file: &Value, lang: Language) -> Option<String> {
+    let limit = slack.config.max_download_bytes;
+    let size = file["size"].as_u64().unwrap_or(0);
+    if size > limit {
+        return Some(
+            crate::text::t(lang, "file_too_large")
+                .replace("{size}", &(size.div_ceil(1024 * 1024)).to_string())
+                .replace("{limit}", &(limit / (1024 * 1024)).to_string()),
+        );
+    }
+    let head = peek(slack, file).await?;
+    (sniff(&head).is_none() && !looks_like_html(&head))
+        .then(|| crate::text::t(lang, "not_a_call_file").to_owned())
+}
+
+/// The first bytes of a Slack file (at most [`PEEK_BYTES`]), or `None` when they cannot be read
+/// (no URL, not a Slack file host, an error, a web page instead of the file).
+async fn peek(slack: &Slack, file: &Value) -> Option<Vec<u8>> {
+    use futures_util::StreamExt as _;
+    let raw = file["url_private_download"]
+        .as_str()
+        .or_else(|| file["url_private"].as_str())?;
+    let url = Url::parse(raw).ok()?;
+    if !slack.config.download_allowed(&url) {
+        return None;
+    }
+    let response = match slack.client.download_head(&url, PEEK_BYTES).await {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            tracing::warn!(event = "slack.peek_failed", status = %r.status(), "could not read a shared file's first bytes");
+            return None;
+        }
+        Err(err) => {
+            tracing::warn!(event = "slack.peek_failed", error = %err, "could not read a shared file's first bytes");
+            return None;
+        }
+    };
+    let is_html = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        return None; // a login page: the download job reports the missing scope
+    }
+    let mut head = Vec::with_capacity(PEEK_BYTES);
+    let mut stream = response.bytes_stream();
+    while head.len() < PEEK_BYTES {
+        match stream.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(_)) => return None,
+            None => break,
+        }
+    }
+    head.truncate(PEEK_BYTES);
+    // The rest of the file is not wanted: dropping the stream closes the download.
+    Some(head)
 }
 
 struct Respond(Option<Arc<Slack>>);

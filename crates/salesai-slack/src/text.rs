@@ -63,6 +63,16 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "以下部分 LLM 無法提供有效結果，改由離線規則引擎分析",
     ),
     (
+        "not_a_call_file",
+        "This file doesn't look like a recording or a transcript, so salesai won't analyse it. Send audio (mp3, m4a, wav, ogg, webm…) or a transcript (txt, vtt, srt, json).",
+        "這個檔案看起來不是錄音或逐字稿，salesai 不會分析它。請傳送錄音檔（mp3、m4a、wav、ogg、webm…）或逐字稿（txt、vtt、srt、json）。",
+    ),
+    (
+        "file_too_large",
+        "This file is {size} MB; salesai takes files up to {limit} MB. Split the recording or compress it and send it again.",
+        "此檔案為 {size} MB，salesai 接受的檔案上限為 {limit} MB。請分割或壓縮錄音後再傳送。",
+    ),
+    (
         "estimated_times",
         "Times are estimated: the uploaded text had none",
         "時間為估計值：上傳的文字檔未含時間",

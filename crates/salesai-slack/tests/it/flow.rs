@@ -717,3 +717,75 @@ async fn only_calls_in_watched_places_are_prompted(db: &TestDb) {
         "unwatched channels cost no API call"
     );
 }
+
+story!(a_file_that_is_not_a_call_is_refused_before_the_form);
+async fn a_file_that_is_not_a_call_is_refused_before_the_form(db: &TestDb) {
+    let h = Harness::start(db).await;
+    // A PNG named and typed as an MP3: it passes the file-type check, not the first bytes.
+    let fake_mp3 = salesai_slack::fake::FakeFile {
+        name: "call.mp3".into(),
+        mimetype: "audio/mpeg".into(),
+        filetype: "mp3".into(),
+        content: salesai_slack::fake::FakeContent::Bytes(Bytes::from_static(
+            b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR not audio at all",
+        )),
+    };
+    h.fake
+        .add_file("F0FAKEMP3", fake_mp3, ZH_CHANNEL, "1700000000.000050");
+    // Larger than the harness's 5 MB download limit.
+    let huge = salesai_slack::fake::FakeFile {
+        name: "long.mp3".into(),
+        mimetype: "audio/mpeg".into(),
+        filetype: "mp3".into(),
+        content: salesai_slack::fake::FakeContent::Generated(6 * 1024 * 1024),
+    };
+    h.fake
+        .add_file("F0HUGE", huge, EN_CHANNEL, "1700000000.000060");
+    for (id, file, channel) in [
+        ("Ev1", "F0FAKEMP3", ZH_CHANNEL),
+        ("Ev2", "F0HUGE", EN_CHANNEL),
+    ] {
+        assert_eq!(
+            h.event(id, file_shared(file, channel, "U0REP"), &[])
+                .await
+                .status(),
+            200
+        );
+    }
+    h.fake
+        .wait_until(
+            "both refusals",
+            std::time::Duration::from_secs(30),
+            |calls| {
+                calls
+                    .iter()
+                    .filter(|c| c.method == "chat.postMessage")
+                    .count()
+                    >= 2
+            },
+        )
+        .await;
+    let not_audio = posted_with(&h.fake, "看起來不是錄音或逐字稿");
+    assert_eq!(not_audio.len(), 1, "the zh-TW line answers in Chinese");
+    assert_eq!(
+        not_audio[0]["thread_ts"], "1700000000.000050",
+        "in the file's thread"
+    );
+    let too_large = posted_with(&h.fake, "salesai takes files up to 5 MB");
+    assert_eq!(
+        too_large.len(),
+        1,
+        "{:?}",
+        h.fake.calls_of("chat.postMessage")
+    );
+    assert!(too_large[0]["text"].as_str().unwrap().contains("6 MB"));
+    // No form was offered for either: no prompt buttons anywhere.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for post in h.fake.calls_of("chat.postMessage") {
+        assert!(
+            post.body.get("blocks").is_none(),
+            "no prompt: {}",
+            post.body
+        );
+    }
+}
