@@ -93,14 +93,26 @@ fn parse_timestamp(raw: &str) -> Option<u64> {
         .split(':')
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
-    let seconds = match parts.as_slice() {
-        [h, m, s] => h * 3600 + m * 60 + s,
-        [m, s] => m * 60 + s,
+    // Bounded, so no number in a file can overflow (found by the fuzz tests): a call of more
+    // than 1,000 hours is not a call.
+    let (h, m, s) = match parts.as_slice() {
+        [h, m, s] => (*h, *m, *s),
+        [m, s] => (0, *m, *s),
         _ => return None,
     };
-    let millis: u64 = format!("{:0<3}", &fraction[..fraction.len().min(3)])
-        .parse()
-        .ok()?;
+    if h > 1_000 || m > 60_000 || s > 3_600_000 {
+        return None;
+    }
+    let seconds = h * 3600 + m * 60 + s;
+    if seconds > 1_000 * 3600 {
+        return None;
+    }
+    // The first three digits of the fraction (characters, not bytes: "5字" must not split).
+    let digits: String = fraction.chars().take(3).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let millis: u64 = format!("{digits:0<3}").parse().ok()?;
     Some(seconds * 1000 + millis)
 }
 

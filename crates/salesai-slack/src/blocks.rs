@@ -816,6 +816,42 @@ mod tests {
         assert!(text.contains("改由離線規則引擎分析: 買方, 教練"), "{text}");
     }
 
+    /// Any JSON, nested a few levels.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// A form submission's state values, whatever Slack (or someone posing as it after the
+        /// signature) sends: answers or field errors, never a panic.
+        #[test]
+        fn any_submission_is_answered(values in any_json(), shaped in any_json()) {
+            let lines = salesai_core::product_line::builtin();
+            for line in &lines {
+                let _ = parse_submission(Language::ZhTw, line, &values);
+                // Shaped like Slack's view state: block id → action id → value.
+                let mut state = serde_json::Map::new();
+                for f in fields(Language::En, line) {
+                    state.insert(f.id.clone(), json!({ "value": shaped.clone() }));
+                }
+                let _ = parse_submission(Language::En, line, &Value::Object(state));
+            }
+        }
+    }
+
     #[test]
     fn a_plain_text_transcript_card_says_its_times_are_estimated() {
         let out = outputs(Language::ZhTw, ZH_CALL, &[]);

@@ -140,7 +140,7 @@ impl People for StoreImpl {
                 return Ok(id);
             }
             let id = uuid::Uuid::now_v7().to_string();
-            sqlx::query(sql!(
+            let inserted = sqlx::query(sql!(
                 "INSERT INTO users (id, email, display_name, role, slack_user_id, created_at, updated_at) \
                  VALUES ($1, $2, $3, 'rep', $4, now(), now())"
             ))
@@ -149,9 +149,31 @@ impl People for StoreImpl {
             .bind(display_name)
             .bind(slack)
             .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(id)
+            .await;
+            match inserted {
+                Ok(_) => {
+                    tx.commit().await?;
+                    Ok(id)
+                }
+                // Another request created the same person between our look-up and insert (two
+                // files from one new rep at once): theirs stands.
+                Err(e) if crate::error::is_unique_violation(&e) => {
+                    drop(tx);
+                    let found: Option<String> = sqlx::query_scalar(sql!(
+                        "SELECT id FROM users WHERE slack_user_id = $1 OR email = $2 \
+                         ORDER BY created_at LIMIT 1"
+                    ))
+                    .bind(slack)
+                    .bind(&email)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    match found {
+                        Some(id) => Ok(id),
+                        None => Err(e.into()),
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
         })
         .await
     }

@@ -689,3 +689,23 @@ async fn the_calls_list_sorts_and_pages_in_every_order(db: &TestDb) {
     assert_eq!(CallSort::parse("random"), None);
     assert_eq!(CallCursor::decode("s101~1~x"), None, "a score above 100");
 }
+
+story!(a_new_person_seen_twice_at_once_is_one_person);
+async fn a_new_person_seen_twice_at_once_is_one_person(db: &TestDb) {
+    // Two files from a rep salesai has never seen, handled at the same moment on two workers.
+    let store = db.store();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .find_or_create_user(Some("new.rep@example.com"), Some("U0NEW"), "New Rep")
+                .await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap().expect("no conflict error"));
+    }
+    assert_eq!(ids.len(), 1, "one person: {ids:?}");
+}

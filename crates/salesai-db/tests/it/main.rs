@@ -20,6 +20,7 @@ use salesai_db::story;
 
 mod access;
 mod backup;
+mod fuzz;
 
 fn job(kind: &str) -> NewJob {
     NewJob::new(CONVERSATIONS, kind, serde_json::json!({ "n": 1 }))

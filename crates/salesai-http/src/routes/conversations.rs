@@ -755,3 +755,51 @@ async fn reanalyze(
     tracing::info!(event = "conversation.reanalyzed", conversation_id = %conversation.id, by = %caller.token.name, "conversation re-analysis queued");
     Ok((StatusCode::ACCEPTED, Json(json!(restarted))))
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The multipart form's field handling against any input: names, text values and dates
+    //! are accepted or refused with a 400, never a panic, and what is accepted is clean.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn field_names(name in "\\PC{0,300}", bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+            for n in [name, String::from_utf8_lossy(&bytes).into_owned()] {
+                if check_field_name(&n).is_ok() {
+                    prop_assert!(!n.is_empty() && n.len() <= MAX_FIELD_NAME);
+                    prop_assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')));
+                }
+            }
+        }
+
+        #[test]
+        fn text_values(value in "\\PC{0,200}", control in any::<char>()) {
+            let _ = check_text("title", &value);
+            let with_control = format!("{value}{control}");
+            if check_text("title", &with_control).is_ok() {
+                prop_assert!(!with_control.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')));
+            }
+        }
+
+        #[test]
+        fn dates(raw in "\\PC{0,40}", year in any::<i32>(), month in 0u32..14, day in 0u32..33) {
+            let _ = parse_date(&raw);
+            let _ = parse_call_date(&raw);
+            let iso = format!("{year:04}-{month:02}-{day:02}");
+            let _ = parse_date(&iso);
+            if let Ok(at) = parse_call_date(&iso) {
+                prop_assert!((1990..=chrono::Datelike::year(&Utc::now()) + 1).contains(&chrono::Datelike::year(&at)), "{} → {}", iso, at);
+            }
+        }
+
+        #[test]
+        fn idempotency_keys(key in "\\PC{0,500}") {
+            let digest = idempotency_digest(&key);
+            prop_assert!(digest.len() <= 128);
+            prop_assert_eq!(digest, idempotency_digest(&key));
+        }
+    }
+}
