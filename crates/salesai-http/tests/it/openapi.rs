@@ -116,3 +116,284 @@ async fn the_document_covers_every_api_route(db: &TestDb) {
         );
     }
 }
+
+/// A token of `role` that belongs to `person` (or a service token without one).
+async fn token_of(t: &TestApp, name: &str, role: Role, person: Option<&str>) -> String {
+    let secret = salesai_core::token::generate_token();
+    t.app
+        .store
+        .create_api_token(salesai_core::store::NewApiToken {
+            name: name.into(),
+            role,
+            token_hash: salesai_core::token::hash_token(&secret),
+            user_id: person.map(Into::into),
+        })
+        .await
+        .unwrap();
+    secret
+}
+
+story!(every_api_route_answers_each_kind_of_token);
+async fn every_api_route_answers_each_kind_of_token(db: &TestDb) {
+    use salesai_core::store::PersonChange;
+    let t = TestApp::spawn(db).await;
+    let store = t.app.store.clone();
+    let invite = |email: &'static str, role: Role, team: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .invite_person(email, email, role, Some(team))
+                .await
+                .unwrap()
+        }
+    };
+    let amy = invite("amy@example.com", Role::Rep, "north").await;
+    let bob = invite("bob@example.com", Role::Rep, "south").await;
+    let mia = invite("mia@example.com", Role::Manager, "north").await;
+    let max = invite("max@example.com", Role::Manager, "south").await;
+    let ada = invite("ada@example.com", Role::Admin, "ops").await;
+    let gus = invite("gus@example.com", Role::Rep, "north").await;
+    for (p, team) in [(&mia, "north"), (&max, "south")] {
+        store
+            .update_person(
+                &p.user.id,
+                &PersonChange {
+                    manages: Some(vec![team.into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let call = store
+        .create_conversation(super::web::new_call_for(&amy.user.id))
+        .await
+        .unwrap()
+        .id;
+    let tokens: Vec<(&str, Option<String>)> = vec![
+        ("none", None),
+        (
+            "admin",
+            Some(token_of(&t, "a", Role::Admin, Some(&ada.user.id)).await),
+        ),
+        (
+            "service",
+            Some(token_of(&t, "s", Role::Service, None).await),
+        ),
+        (
+            "manager",
+            Some(token_of(&t, "m", Role::Manager, Some(&mia.user.id)).await),
+        ),
+        (
+            "other_manager",
+            Some(token_of(&t, "x", Role::Manager, Some(&max.user.id)).await),
+        ),
+        (
+            "rep",
+            Some(token_of(&t, "r", Role::Rep, Some(&amy.user.id)).await),
+        ),
+        (
+            "other_rep",
+            Some(token_of(&t, "o", Role::Rep, Some(&bob.user.id)).await),
+        ),
+        (
+            "deactivated",
+            Some(token_of(&t, "g", Role::Rep, Some(&gus.user.id)).await),
+        ),
+    ];
+    store
+        .update_person(
+            &gus.user.id,
+            &PersonChange {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    use StatusCode as S;
+    let (ok, no, bad, gone) = (S::OK, S::UNAUTHORIZED, S::BAD_REQUEST, S::FORBIDDEN);
+    // (method, documented path, request path, [none, admin, service, manager, other_manager,
+    //  rep (the call's), other_rep, deactivated]). A pending call: retry and re-analysis are
+    // "not now" (409) to whoever may act on it.
+    let rows: Vec<(&str, &str, String, [S; 8])> = vec![
+        ("GET", "/health", "/health".into(), [ok; 8]),
+        ("GET", "/ready", "/ready".into(), [ok; 8]),
+        ("GET", "/metrics", "/metrics".into(), [ok; 8]),
+        (
+            "GET",
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json".into(),
+            [ok; 8],
+        ),
+        (
+            "GET",
+            "/api/v1/conversations",
+            "/api/v1/conversations".into(),
+            [no, ok, ok, ok, ok, ok, ok, no],
+        ),
+        // Not multipart: refused as a bad request once the caller may upload.
+        (
+            "POST",
+            "/api/v1/conversations",
+            "/api/v1/conversations".into(),
+            [no, bad, bad, bad, bad, bad, bad, no],
+        ),
+        (
+            "GET",
+            "/api/v1/conversations/{id}",
+            format!("/api/v1/conversations/{call}"),
+            [no, ok, ok, ok, gone, ok, gone, no],
+        ),
+        (
+            "POST",
+            "/api/v1/conversations/{id}/retry",
+            format!("/api/v1/conversations/{call}/retry"),
+            [
+                no,
+                S::CONFLICT,
+                S::CONFLICT,
+                S::CONFLICT,
+                gone,
+                S::CONFLICT,
+                gone,
+                no,
+            ],
+        ),
+        (
+            "POST",
+            "/api/v1/conversations/{id}/reanalyze",
+            format!("/api/v1/conversations/{call}/reanalyze"),
+            [
+                no,
+                S::CONFLICT,
+                S::CONFLICT,
+                S::CONFLICT,
+                gone,
+                S::CONFLICT,
+                gone,
+                no,
+            ],
+        ),
+        (
+            "GET",
+            "/api/v1/admin/queues",
+            "/api/v1/admin/queues".into(),
+            [no, ok, gone, gone, gone, gone, gone, no],
+        ),
+        (
+            "PATCH",
+            "/api/v1/admin/queues/{name}",
+            "/api/v1/admin/queues/maintenance".into(),
+            [no, ok, gone, gone, gone, gone, gone, no],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/queues/{name}/pause",
+            "/api/v1/admin/queues/maintenance/pause".into(),
+            [no, ok, gone, gone, gone, gone, gone, no],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/queues/{name}/resume",
+            "/api/v1/admin/queues/maintenance/resume".into(),
+            [no, ok, gone, gone, gone, gone, gone, no],
+        ),
+        (
+            "GET",
+            "/api/v1/admin/jobs",
+            "/api/v1/admin/jobs".into(),
+            [no, ok, gone, gone, gone, gone, gone, no],
+        ),
+        (
+            "GET",
+            "/api/v1/admin/jobs/{id}",
+            "/api/v1/admin/jobs/987654".into(),
+            [no, S::NOT_FOUND, gone, gone, gone, gone, gone, no],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/jobs/{id}/retry",
+            "/api/v1/admin/jobs/987654/retry".into(),
+            [no, S::NOT_FOUND, gone, gone, gone, gone, gone, no],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/jobs/retry",
+            "/api/v1/admin/jobs/retry".into(),
+            [no, ok, gone, gone, gone, gone, gone, no],
+        ),
+        // Purge needs a filter.
+        (
+            "POST",
+            "/api/v1/admin/jobs/purge",
+            "/api/v1/admin/jobs/purge".into(),
+            [no, bad, gone, gone, gone, gone, gone, no],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/db/analyze",
+            "/api/v1/admin/db/analyze".into(),
+            [no, ok, gone, gone, gone, gone, gone, no],
+        ),
+        // SQLite has no server connections to end (400); PostgreSQL ends the idle ones (200).
+        (
+            "POST",
+            "/api/v1/admin/db/terminate-idle",
+            "/api/v1/admin/db/terminate-idle".into(),
+            [no, ok, gone, gone, gone, gone, gone, no],
+        ),
+        // Last: deleting removes the call (admins only).
+        (
+            "DELETE",
+            "/api/v1/conversations/{id}",
+            format!("/api/v1/conversations/{call}"),
+            [no, S::NO_CONTENT, gone, gone, gone, gone, gone, no],
+        ),
+    ];
+    // Every documented operation has a row: a new API route without a rule fails here.
+    let doc: Value = t
+        .client
+        .get(format!("{}/api/v1/openapi.json", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let described = documented(&doc);
+    let covered: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let missing: Vec<_> = described.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "API routes without a row in the token matrix: {missing:?}"
+    );
+    let backend_postgres = matches!(db.database, salesai_db::Database::Postgres(_));
+    let mut wrong = Vec::new();
+    for (method, _, path, expected) in &rows {
+        for ((who, token), want) in tokens.iter().zip(expected) {
+            let mut request = t
+                .client
+                .request(method.parse().unwrap(), format!("{}{path}", t.base));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if *method == "PATCH" || path.ends_with("/jobs/retry") || path.ends_with("/purge") {
+                request = request.json(&serde_json::json!({}));
+            }
+            let got = request.send().await.unwrap().status();
+            let want = match (path.ends_with("terminate-idle"), *who) {
+                (true, "admin") if backend_postgres => S::OK,
+                (true, "admin") => S::BAD_REQUEST,
+                _ => *want,
+            };
+            if got != want {
+                wrong.push(format!("{method} {path} as {who}: {got}, expected {want}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
