@@ -138,33 +138,14 @@ async fn every_api_route_answers_each_kind_of_token(db: &TestDb) {
     use salesai_core::store::PersonChange;
     let t = TestApp::spawn(db).await;
     let store = t.app.store.clone();
-    let invite = |email: &'static str, role: Role, team: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .invite_person(email, email, role, Some(team))
-                .await
-                .unwrap()
-        }
-    };
-    let amy = invite("amy@example.com", Role::Rep, "north").await;
-    let bob = invite("bob@example.com", Role::Rep, "south").await;
-    let mia = invite("mia@example.com", Role::Manager, "north").await;
-    let max = invite("max@example.com", Role::Manager, "south").await;
-    let ada = invite("ada@example.com", Role::Admin, "ops").await;
-    let gus = invite("gus@example.com", Role::Rep, "north").await;
-    for (p, team) in [(&mia, "north"), (&max, "south")] {
-        store
-            .update_person(
-                &p.user.id,
-                &PersonChange {
-                    manages: Some(vec![team.into()]),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-    }
+    let super::web::Cast {
+        amy,
+        bob,
+        mia,
+        max,
+        ada,
+        gus,
+    } = super::web::Cast::invite(&store, Role::Rep).await;
     let call = store
         .create_conversation(super::web::new_call_for(&amy.user.id))
         .await

@@ -73,6 +73,53 @@ pub(crate) fn new_call_for(rep: &str) -> salesai_core::domain::NewConversation {
     }
 }
 
+/// The people of the authorisation matrices: two reps (Amy north, Bob south), their managers
+/// (Mia manages north, Max south), an admin (Ada) and Gus, who is deactivated by the tests
+/// after they have signed in (an admin for the pages, a rep for the API).
+pub(crate) struct Cast {
+    pub amy: salesai_core::store::Person,
+    pub bob: salesai_core::store::Person,
+    pub mia: salesai_core::store::Person,
+    pub max: salesai_core::store::Person,
+    pub ada: salesai_core::store::Person,
+    pub gus: salesai_core::store::Person,
+}
+
+impl Cast {
+    pub(crate) async fn invite(
+        store: &std::sync::Arc<dyn salesai_core::store::Store>,
+        gus_role: Role,
+    ) -> Cast {
+        let invite = |email: &'static str, role: Role, team: &'static str| async move {
+            store
+                .invite_person(email, email, role, Some(team))
+                .await
+                .unwrap()
+        };
+        let cast = Cast {
+            amy: invite("amy@example.com", Role::Rep, "north").await,
+            bob: invite("bob@example.com", Role::Rep, "south").await,
+            mia: invite("mia@example.com", Role::Manager, "north").await,
+            max: invite("max@example.com", Role::Manager, "south").await,
+            ada: invite("ada@example.com", Role::Admin, "ops").await,
+            gus: invite("gus@example.com", gus_role, "ops").await,
+        };
+        for (p, team) in [(&cast.mia, "north"), (&cast.max, "south")] {
+            store
+                .update_person(
+                    &p.user.id,
+                    &PersonChange {
+                        manages: Some(vec![team.into()]),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        cast
+    }
+}
+
 /// A browser's worth of state for one person: their session cookie and CSRF token.
 struct Browser {
     cookie: String,
@@ -379,33 +426,14 @@ story!(every_page_route_answers_each_kind_of_person);
 async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
     let t = TestApp::spawn(db).await;
     let store = t.app.store.clone();
-    let invite = |email: &'static str, role: Role, team: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .invite_person(email, email, role, Some(team))
-                .await
-                .unwrap()
-        }
-    };
-    let amy = invite("amy@example.com", Role::Rep, "north").await;
-    let bob = invite("bob@example.com", Role::Rep, "south").await;
-    let mia = invite("mia@example.com", Role::Manager, "north").await;
-    let max = invite("max@example.com", Role::Manager, "south").await;
-    let ada = invite("ada@example.com", Role::Admin, "ops").await;
-    let gus = invite("gus@example.com", Role::Admin, "ops").await;
-    for (p, team) in [(&mia, "north"), (&max, "south")] {
-        store
-            .update_person(
-                &p.user.id,
-                &PersonChange {
-                    manages: Some(vec![team.into()]),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-    }
+    let Cast {
+        amy,
+        bob,
+        mia,
+        max,
+        ada,
+        gus,
+    } = Cast::invite(&store, Role::Admin).await;
     // Amy's call: an audio upload, so the audio route has something to stream.
     let (call, _) = t.audio_call(&amy.user.id, "Ramen House", 1000).await;
     let people: Vec<(&str, Option<Browser>)> = vec![
