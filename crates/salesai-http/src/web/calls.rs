@@ -93,7 +93,7 @@ fn call_table(lang: Lang, app: &App, calls: &[CallRow], search: Option<&str>) ->
                     @for row in calls {
                         @let c = &row.conversation;
                         tr {
-                            td data-label=(lang.pick("Date", "日期")) { (when(c.conversation_date.unwrap_or(c.created_at), app.time_zone)) }
+                            td data-label=(lang.pick("Date", "日期")) { (call_when(c, app.time_zone)) }
                             td.main data-label=(lang.pick("Customer", "客戶")) {
                                 a href={ "/calls/" (c.id) } { (customer(c)) }
                                 div.sub { (c.case_number) " · " (lang.call_type(c.conversation_type.as_str())) }
@@ -531,6 +531,18 @@ fn strategy_label(lang: Lang, s: Strategy) -> &'static str {
 }
 
 /// A quote that jumps to its moment in the call.
+/// When a call happened, as a person reads it: the date alone when only a date was given (the
+/// upload form asks for a day, stored as that day's midnight UTC, which would otherwise show as
+/// 08:00 in Taipei), else the date and time in the team's time zone; the upload time when no
+/// date was given at all.
+fn call_when(c: &Conversation, tz: chrono_tz::Tz) -> String {
+    match c.conversation_date {
+        Some(d) if d.time() == chrono::NaiveTime::MIN => d.format("%Y-%m-%d").to_string(),
+        Some(d) => when(d, tz),
+        None => when(c.created_at, tz),
+    }
+}
+
 /// The transcript's lines, written compactly (a 60-minute call has ~700 of them and its page
 /// must stay under 100 KB): each line's start as `data-t` (`m:ss`, shown by the stylesheet and
 /// read by the script that seeks the recording on a click), the speaker only where the speaker
@@ -657,7 +669,7 @@ pub async fn show(
                 p.meta {
                     (status_pill(lang, c.status))
                     span { (lang.call_type(c.conversation_type.as_str())) }
-                    span { (when(c.conversation_date.unwrap_or(c.created_at), app.time_zone)) }
+                    span { (call_when(&c, app.time_zone)) }
                     @if let Some(d) = duration { span { (clock(d)) } }
                     span { (rep.as_ref().map(|p| p.user.display_name.as_str()).unwrap_or("—")) }
                     span { (line.display_name) }
@@ -1195,6 +1207,34 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_without_a_time_shows_as_a_date() {
+        use chrono::TimeZone;
+        let mut c: Conversation = serde_json::from_value(serde_json::json!({
+            "id": "x", "case_number": "202611-SA0001", "opportunity_id": "o",
+            "customer_number": "C-1", "customer_name": "", "product_line": "default",
+            "conversation_type": "discovery_call", "title": "", "status": "pending",
+            "error": null, "blob_key": null, "rep_user_id": null, "conversation_date": null,
+            "media": {}, "metadata": {}, "slack": null,
+            "created_at": "2026-11-29T01:30:00Z", "updated_at": "2026-11-29T01:30:00Z"
+        }))
+        .unwrap();
+        let tz = chrono_tz::Asia::Taipei;
+        assert_eq!(
+            call_when(&c, tz),
+            "2026-11-29 09:30",
+            "no date: the upload time"
+        );
+        c.conversation_date = Some(chrono::Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap());
+        assert_eq!(call_when(&c, tz), "2026-11-20", "a date alone, not 08:00");
+        c.conversation_date = Some(
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 20, 6, 15, 0)
+                .unwrap(),
+        );
+        assert_eq!(call_when(&c, tz), "2026-11-20 14:15");
+    }
 
     #[test]
     fn ranges_parse_like_browsers_send_them() {
