@@ -462,6 +462,19 @@ pub struct JobFilter {
     pub limit: Option<u32>,
 }
 
+impl JobFilter {
+    /// True when nothing narrows the selection (ids and conversation aside): a bulk purge or
+    /// retry with it would touch every job, so the API, the web app and the CLI refuse it.
+    pub fn selects_everything(&self) -> bool {
+        self.queue.is_none()
+            && self.status.is_none()
+            && self.kind.is_none()
+            && self.older_than.is_none()
+            && self.ids.is_none()
+            && self.conversation_id.is_none()
+    }
+}
+
 /// What reaping expired leases did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reaped {

@@ -75,12 +75,25 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<QueueSettings>, ApiError> {
     caller.require(&[Role::Admin])?;
+    pause_or_resume(app, name, paused, &caller.token.name)
+        .await
+        .map(Json)
+}
+
+/// Pauses or resumes a queue this installation knows (the API's and the operations page's
+/// action, `by` naming who did it in the log).
+pub(crate) async fn pause_or_resume(
+    app: &App,
+    name: &str,
+    paused: bool,
+    by: &str,
+) -> Result<QueueSettings, ApiError> {
     let name = known_queue(app, name).await?;
     let mut settings = app.store.get_queue_settings(&name).await?;
     settings.paused = paused;
     app.store.put_queue_settings(&settings).await?;
-    tracing::info!(event = if paused { "queue.paused" } else { "queue.resumed" }, queue = %name, by = %caller.token.name, "queue {}", if paused { "paused" } else { "resumed" });
-    Ok(Json(settings))
+    tracing::info!(event = if paused { "queue.paused" } else { "queue.resumed" }, queue = %name, by, "queue {}", if paused { "paused" } else { "resumed" });
+    Ok(settings)
 }
 
 async fn pause_queue(
@@ -118,7 +131,7 @@ pub struct FilterParams {
 }
 
 impl FilterParams {
-    fn to_filter(&self) -> Result<JobFilter, ApiError> {
+    pub(crate) fn to_filter(&self) -> Result<JobFilter, ApiError> {
         Ok(JobFilter {
             queue: self
                 .queue
@@ -290,11 +303,7 @@ async fn purge_jobs(
 ) -> Result<Json<IdsResponse>, ApiError> {
     caller.require(&[Role::Admin])?;
     let filter = params.to_filter()?;
-    if filter.queue.is_none()
-        && filter.status.is_none()
-        && filter.kind.is_none()
-        && filter.older_than.is_none()
-    {
+    if filter.selects_everything() {
         return Err(ApiError::BadRequest(
             "purge needs at least one of queue, status, kind or older_than_secs".into(),
         ));

@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use salesai_core::App;
 use salesai_core::doctor::Severity;
 use salesai_core::domain::Role;
-use salesai_core::queue::{JobFilter, JobStatus, parse_queue_name};
+use salesai_core::queue::{JobFilter, JobStatus};
 use serde::Deserialize;
 
 use super::i18n::{Lang, when};
@@ -274,7 +274,8 @@ pub struct CsrfOnly {
     csrf: String,
 }
 
-/// `POST /ops/queues/{name}/pause` and `…/resume`.
+/// `POST /ops/queues/{name}/pause` and `…/resume`: what `salesai queue pause|resume` and the
+/// admin API do (`routes::admin::pause_or_resume`: unknown queues are 404, never created).
 pub async fn set_paused(
     State(app): State<App>,
     viewer: Viewer,
@@ -289,29 +290,12 @@ pub async fn set_paused(
         "resume" => false,
         _ => return Err(PageError::not_found(lang)),
     };
-    let name = parse_queue_name(&name)
-        .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, Some(lang), &e.0))?;
-    // A queue this installation knows (built in, configured or holding jobs): pausing any
-    // other would create a phantom queue.
-    let seen = app
-        .store
-        .queue_stats()
-        .await?
-        .queues
-        .into_iter()
-        .map(|q| q.queue);
-    let known = salesai_core::queue::complete_settings(app.store.queue_settings().await?, seen)
-        .iter()
-        .any(|s| s.name == name);
-    if !known {
-        return Err(PageError::not_found(lang));
-    }
-    let mut settings = app.store.get_queue_settings(&name).await?;
-    settings.paused = paused;
-    app.store.put_queue_settings(&settings).await?;
-    tracing::info!(event = if paused { "queue.paused" } else { "queue.resumed" }, queue = %name, by = %viewer.principal.name, "queue {}", if paused { "paused" } else { "resumed" });
+    let settings =
+        crate::routes::admin::pause_or_resume(&app, &name, paused, &viewer.principal.name)
+            .await
+            .map_err(|e| PageError::from_api(lang, e))?;
     let done = if paused { "paused" } else { "resumed" };
-    Ok(Redirect::to(&format!("/ops?done={done}:{name}")).into_response())
+    Ok(Redirect::to(&format!("/ops?done={done}:{}", settings.name)).into_response())
 }
 
 /// `POST /ops/jobs/{id}/retry`: one dead job, queued again with fresh attempts.
@@ -365,34 +349,37 @@ pub struct BulkForm {
 }
 
 impl BulkForm {
+    /// The selection, read like the admin API's (`FilterParams`), the age given in hours.
     fn filter(&self, lang: Lang) -> Result<JobFilter, PageError> {
-        let bad = |msg: &str| PageError::new(StatusCode::BAD_REQUEST, Some(lang), msg);
         let pick = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        let older_than = match pick(&self.older_than_hours) {
+        let older_than_secs = match pick(&self.older_than_hours) {
             None => None,
-            Some(h) => {
-                let hours: u32 = h.parse().ok().filter(|h| *h <= 87_600).ok_or_else(|| {
-                    bad(lang.pick(
-                        "Hours must be a whole number up to 87600 (ten years).",
-                        "小時數必須是 0 到 87600（十年）之間的整數。",
-                    ))
-                })?;
-                Some(chrono::Utc::now() - chrono::Duration::hours(hours.into()))
-            }
+            Some(h) => Some(
+                h.parse::<u64>()
+                    .ok()
+                    .filter(|h| *h <= 87_600)
+                    .ok_or_else(|| {
+                        PageError::new(
+                            StatusCode::BAD_REQUEST,
+                            Some(lang),
+                            lang.pick(
+                                "Hours must be a whole number up to 87600 (ten years).",
+                                "小時數必須是 0 到 87600（十年）之間的整數。",
+                            ),
+                        )
+                    })?
+                    * 3600,
+            ),
         };
-        Ok(JobFilter {
-            queue: pick(&self.queue)
-                .map(|q| parse_queue_name(&q))
-                .transpose()
-                .map_err(|e| bad(&e.0))?,
-            status: pick(&self.status)
-                .map(|s| JobStatus::parse(&s))
-                .transpose()
-                .map_err(|e| bad(&e.0))?,
+        crate::routes::admin::FilterParams {
+            queue: pick(&self.queue),
+            status: pick(&self.status),
             kind: pick(&self.kind),
-            older_than,
+            older_than_secs,
             ..Default::default()
-        })
+        }
+        .to_filter()
+        .map_err(|e| PageError::from_api(lang, e))
     }
 }
 
@@ -418,11 +405,7 @@ pub async fn bulk(
             ));
         }
     };
-    if filter.queue.is_none()
-        && filter.status.is_none()
-        && filter.kind.is_none()
-        && filter.older_than.is_none()
-    {
+    if filter.selects_everything() {
         return Err(PageError::new(
             StatusCode::BAD_REQUEST,
             Some(lang),

@@ -284,8 +284,8 @@ impl PageError {
                 status,
                 Some(lang),
                 lang.pick(
-                    "salesai could not store the upload right now. Try again in a minute.",
-                    "目前無法儲存上傳的檔案，請稍後再試。",
+                    "salesai cannot do this right now: its database or storage is not answering. Try again in a minute.",
+                    "salesai 目前無法完成此操作：資料庫或儲存空間沒有回應。請稍後再試。",
                 ),
             ),
         }
