@@ -520,8 +520,13 @@ fn status_text(code: u16) -> &'static str {
     }
 }
 
-/// The OpenAPI 3.1 document.
-pub fn document() -> Value {
+/// The OpenAPI 3.1 document, built once per process (it depends only on the code).
+pub fn document() -> &'static Value {
+    static DOCUMENT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(build);
+    &DOCUMENT
+}
+
+fn build() -> Value {
     let mut g = generator();
     let error = g.subschema_for::<ErrorBody>();
     let ops = operations(&mut g);

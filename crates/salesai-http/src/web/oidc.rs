@@ -115,6 +115,8 @@ enum Failure {
     NotAllowed(String),
     /// Their account is deactivated.
     Deactivated,
+    /// salesai's own database failed while finding or adding the person.
+    Store(salesai_core::store::StoreError),
 }
 
 impl Failure {
@@ -124,11 +126,14 @@ impl Failure {
             Failure::Provider(d) | Failure::Invalid(d) | Failure::NotAllowed(d) => d,
             Failure::Cancelled => "cancelled at the provider",
             Failure::Deactivated => "deactivated",
+            Failure::Store(_) => "database error",
         }
     }
 
-    fn page(&self, lang: Lang) -> PageError {
+    fn page(self, lang: Lang) -> PageError {
         let (status, en, zh) = match self {
+            // salesai's own failure: the usual page for it (503 while the database is away).
+            Failure::Store(e) => return e.into(),
             Failure::Provider(_) => (
                 StatusCode::BAD_GATEWAY,
                 "The sign-in provider did not answer properly. Try again in a minute, or ask an admin for a one-time sign-in link.",
@@ -638,13 +643,11 @@ async fn identify(
         .slack
         .then(|| text("https://slack.com/user_id"))
         .flatten();
-    let store_failed =
-        |e: salesai_core::store::StoreError| Failure::Provider(format!("store: {e}"));
     let found = app
         .store
         .person_by_identity(slack_user, email.as_deref())
         .await
-        .map_err(store_failed)?;
+        .map_err(Failure::Store)?;
     if let Some(person) = found {
         if !person.active {
             return Err(Failure::Deactivated);
@@ -668,7 +671,7 @@ async fn identify(
         .store
         .invite_person(&email, &name, Role::Rep, None)
         .await
-        .map_err(store_failed)?;
+        .map_err(Failure::Store)?;
     tracing::info!(event = "web.person_joined", user_id = %person.user.id, provider = %provider.id, "a person from an allowed domain joined as a rep");
     Ok(person.user.id)
 }
