@@ -98,10 +98,10 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         public_url: config.public_url.as_ref().map(|u| u.to_string()),
         storage_probe: Arc::default(),
         sign_in: Arc::new(config.sign_in.clone()),
-        doctor: Some(Arc::new(crate::ops::doctor::LiveDoctor {
-            config: config.clone(),
-            database: database.clone(),
-        })),
+        doctor: Some(Arc::new(crate::ops::doctor::LiveDoctor::new(
+            config.clone(),
+            database.clone(),
+        ))),
     };
     Ok((app, database))
 }

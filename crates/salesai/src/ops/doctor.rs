@@ -258,17 +258,42 @@ async fn check_providers(config: &Config) -> Vec<salesai_core::doctor::ProviderC
 
 /// The doctor of a running process, over its own database: the web app's operations page shows
 /// its findings (the same facts and rules as `salesai doctor`, failure rate over the last hour).
+/// Gathering writes a storage probe and calls every configured provider, so findings are kept
+/// for [`LiveDoctor::FRESH_FOR`]: reloading the page, or several admins at once, cost one round.
 pub struct LiveDoctor {
-    /// This process's configuration.
-    pub config: Config,
-    /// This process's database.
-    pub database: Database,
+    config: Config,
+    database: Database,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Vec<salesai_core::doctor::Finding>)>>,
+}
+
+impl LiveDoctor {
+    /// How long findings are reused.
+    pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// The doctor of this process.
+    pub fn new(config: Config, database: Database) -> LiveDoctor {
+        LiveDoctor {
+            config,
+            database,
+            last: Default::default(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl salesai_core::doctor::Doctor for LiveDoctor {
     async fn findings(&self) -> Vec<salesai_core::doctor::Finding> {
+        // Held while gathering: concurrent page loads wait for one round instead of each
+        // starting their own.
+        let mut last = self.last.lock().await;
+        if let Some((at, findings)) = last.as_ref()
+            && at.elapsed() < Self::FRESH_FOR
+        {
+            return findings.clone();
+        }
         let facts = gather_with(&self.config, "1h", &self.database).await;
-        salesai_core::doctor::diagnose(&facts, &self.config.alerts.thresholds)
+        let findings = salesai_core::doctor::diagnose(&facts, &self.config.alerts.thresholds);
+        *last = Some((std::time::Instant::now(), findings.clone()));
+        findings
     }
 }
