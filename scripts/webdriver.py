@@ -1,5 +1,5 @@
 """A minimal W3C WebDriver client over urllib (no Selenium needed), driving Debian's
-chromium through chromedriver. Used by scripts/screenshots.py and the browser tests' helpers."""
+chromium through chromedriver. Used by scripts/browser-test.py (the browser tests and the screenshots)."""
 
 import base64
 import json
