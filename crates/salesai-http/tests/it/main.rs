@@ -55,6 +55,11 @@ impl TestApp {
     }
 
     async fn token(&self, name: &str, role: Role) -> String {
+        self.token_of(name, role, None).await
+    }
+
+    /// A token of `role` that belongs to the person `user_id` (or to nobody: a service token).
+    async fn token_of(&self, name: &str, role: Role, user_id: Option<&str>) -> String {
         let secret = salesai_core::token::generate_token();
         self.app
             .store
@@ -62,7 +67,7 @@ impl TestApp {
                 name: name.into(),
                 role,
                 token_hash: salesai_core::token::hash_token(&secret),
-                user_id: None,
+                user_id: user_id.map(Into::into),
             })
             .await
             .unwrap();
@@ -77,18 +82,7 @@ impl TestApp {
             .find_or_create_user(Some(email), None, name)
             .await
             .unwrap();
-        let secret = salesai_core::token::generate_token();
-        self.app
-            .store
-            .create_api_token(NewApiToken {
-                name: name.into(),
-                role,
-                token_hash: salesai_core::token::hash_token(&secret),
-                user_id: Some(user.clone()),
-            })
-            .await
-            .unwrap();
-        (secret, user)
+        (self.token_of(name, role, Some(&user)).await, user)
     }
 
     fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {

@@ -117,22 +117,6 @@ async fn the_document_covers_every_api_route(db: &TestDb) {
     }
 }
 
-/// A token of `role` that belongs to `person` (or a service token without one).
-async fn token_of(t: &TestApp, name: &str, role: Role, person: Option<&str>) -> String {
-    let secret = salesai_core::token::generate_token();
-    t.app
-        .store
-        .create_api_token(salesai_core::store::NewApiToken {
-            name: name.into(),
-            role,
-            token_hash: salesai_core::token::hash_token(&secret),
-            user_id: person.map(Into::into),
-        })
-        .await
-        .unwrap();
-    secret
-}
-
 story!(every_api_route_answers_each_kind_of_token);
 async fn every_api_route_answers_each_kind_of_token(db: &TestDb) {
     use salesai_core::store::PersonChange;
@@ -155,31 +139,28 @@ async fn every_api_route_answers_each_kind_of_token(db: &TestDb) {
         ("none", None),
         (
             "admin",
-            Some(token_of(&t, "a", Role::Admin, Some(&ada.user.id)).await),
+            Some(t.token_of("a", Role::Admin, Some(&ada.user.id)).await),
         ),
-        (
-            "service",
-            Some(token_of(&t, "s", Role::Service, None).await),
-        ),
+        ("service", Some(t.token_of("s", Role::Service, None).await)),
         (
             "manager",
-            Some(token_of(&t, "m", Role::Manager, Some(&mia.user.id)).await),
+            Some(t.token_of("m", Role::Manager, Some(&mia.user.id)).await),
         ),
         (
             "other_manager",
-            Some(token_of(&t, "x", Role::Manager, Some(&max.user.id)).await),
+            Some(t.token_of("x", Role::Manager, Some(&max.user.id)).await),
         ),
         (
             "rep",
-            Some(token_of(&t, "r", Role::Rep, Some(&amy.user.id)).await),
+            Some(t.token_of("r", Role::Rep, Some(&amy.user.id)).await),
         ),
         (
             "other_rep",
-            Some(token_of(&t, "o", Role::Rep, Some(&bob.user.id)).await),
+            Some(t.token_of("o", Role::Rep, Some(&bob.user.id)).await),
         ),
         (
             "deactivated",
-            Some(token_of(&t, "g", Role::Rep, Some(&gus.user.id)).await),
+            Some(t.token_of("g", Role::Rep, Some(&gus.user.id)).await),
         ),
     ];
     store
