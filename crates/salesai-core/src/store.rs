@@ -704,6 +704,10 @@ pub trait SlackState: Send + Sync {
 
     /// Records a posted Slack message of `kind`; false when one of that kind was already
     /// recorded (the caller then updates the recorded one instead of posting again).
+    ///
+    /// An empty `ts` records the *intent* to post (before the post, so a crash between Slack's
+    /// answer and this record is recognisable); a later call with the real `ts` settles it.
+    /// A settled record is never changed.
     async fn put_slack_message(
         &self,
         conversation_id: &str,

@@ -93,6 +93,18 @@ impl SlackError {
     }
 }
 
+/// The `event_type` of the message metadata salesai tags its conversation messages with.
+pub const MESSAGE_EVENT_TYPE: &str = "salesai_message";
+
+/// Slack message metadata naming a conversation's message of `kind` (`status`, `completed`,
+/// `failed:N`): a retry that cannot tell whether its post arrived finds the message by it.
+pub fn message_tag(conversation_id: &str, kind: &str) -> Value {
+    serde_json::json!({
+        "event_type": MESSAGE_EVENT_TYPE,
+        "event_payload": { "conversation_id": conversation_id, "kind": kind },
+    })
+}
+
 /// The Web API client. Cheap to clone.
 #[derive(Clone)]
 pub struct WebClient {
@@ -212,6 +224,57 @@ impl WebClient {
         body["channel"] = channel.into();
         body["ts"] = ts.into();
         self.call_json("chat.update", &body).await.map(|_| ())
+    }
+
+    /// The `ts` of the message salesai tagged (see [`message_tag`]) as `conversation_id`'s
+    /// `kind`: looked for among a thread's replies (`conversations.replies`) or, for a message
+    /// that is not in a thread, among the channel's latest 100 messages
+    /// (`conversations.history`). `None` when Slack holds no such message (the post never
+    /// arrived). A call's thread holds a handful of messages, so one page is enough.
+    pub async fn find_tagged(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        conversation_id: &str,
+        kind: &str,
+    ) -> Result<Option<String>, SlackError> {
+        let answer = match thread_ts {
+            Some(ts) => {
+                self.call_form(
+                    "conversations.replies",
+                    &[
+                        ("channel", channel),
+                        ("ts", ts),
+                        ("include_all_metadata", "true"),
+                        ("limit", "200"),
+                    ],
+                )
+                .await?
+            }
+            None => {
+                self.call_form(
+                    "conversations.history",
+                    &[
+                        ("channel", channel),
+                        ("include_all_metadata", "true"),
+                        ("limit", "100"),
+                    ],
+                )
+                .await?
+            }
+        };
+        Ok(answer.body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| {
+                let meta = &m["metadata"];
+                meta["event_type"] == MESSAGE_EVENT_TYPE
+                    && meta["event_payload"]["conversation_id"] == conversation_id
+                    && meta["event_payload"]["kind"] == kind
+            })
+            .and_then(|m| m["ts"].as_str())
+            .map(str::to_owned))
     }
 
     /// Opens a DM with a user; returns the channel id.

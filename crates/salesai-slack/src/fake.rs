@@ -66,6 +66,7 @@ struct Inner {
     users: HashMap<String, Value>,
     rate_limits: HashMap<String, (u32, u64)>,
     delays: HashMap<String, Duration>,
+    lost_answers: Vec<(String, String, u32)>,
     next_ts: u64,
     messages: BTreeMap<String, Value>,
 }
@@ -169,6 +170,15 @@ impl FakeSlack {
         self.lock()
             .rate_limits
             .insert(method.to_owned(), (times, retry_after_secs));
+    }
+
+    /// The next `times` calls of `method` whose JSON arguments contain `containing` are carried
+    /// out, but answered with HTTP 500 — what a caller sees when Slack accepted a message and
+    /// the answer was lost (or the caller crashed before reading it).
+    pub fn lose_answers(&self, method: &str, containing: &str, times: u32) {
+        self.lock()
+            .lost_answers
+            .push((method.to_owned(), containing.to_owned(), times));
     }
 
     /// Every later call of `method` is answered after `delay`, as Slack does on a slow day
@@ -284,7 +294,19 @@ async fn api(
     if bearer != Some(s.token.as_str()) {
         return slack_err("invalid_auth");
     }
-    match method.as_str() {
+    let text = args.to_string();
+    let lose = match inner
+        .lost_answers
+        .iter_mut()
+        .find(|(m, needle, left)| *m == method && *left > 0 && text.contains(needle.as_str()))
+    {
+        Some((_, _, left)) => {
+            *left -= 1;
+            true
+        }
+        None => false,
+    };
+    let answer = match method.as_str() {
         "auth.test" => (
             [(
                 "x-oauth-scopes",
@@ -339,6 +361,30 @@ async fn api(
                 None => slack_err("user_not_found"),
             }
         }
+        "conversations.replies" | "conversations.history" => {
+            // The thread (its parent and replies) or the channel's top-level messages, oldest
+            // first as Slack's replies are; metadata only with include_all_metadata.
+            let channel = args["channel"].as_str().unwrap_or_default();
+            let thread = args["ts"].as_str();
+            let with_metadata = args["include_all_metadata"] == "true";
+            let messages: Vec<Value> = inner
+                .messages
+                .iter()
+                .filter(|(_, m)| m["channel"] == channel)
+                .filter(|(ts, m)| match thread {
+                    Some(parent) => ts.as_str() == parent || m["thread_ts"] == parent,
+                    None => m["thread_ts"].is_null(),
+                })
+                .map(|(ts, m)| {
+                    let mut out = json!({ "ts": ts, "text": m["text"], "thread_ts": m["thread_ts"] });
+                    if with_metadata && !m["metadata"].is_null() {
+                        out["metadata"] = m["metadata"].clone();
+                    }
+                    out
+                })
+                .collect();
+            slack_ok(json!({ "messages": messages, "has_more": false }))
+        }
         "conversations.open" => {
             let users = args["users"].as_str().unwrap_or_default();
             slack_ok(json!({ "channel": { "id": format!("D{users}") } }))
@@ -352,7 +398,11 @@ async fn api(
             }
         }
         _ => slack_err("unknown_method"),
+    };
+    if lose {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "lost").into_response();
     }
+    answer
 }
 
 async fn file(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {

@@ -22,7 +22,7 @@ use url::Url;
 
 use crate::blocks::{self, CardFacts, FileRef};
 use crate::text::Language;
-use crate::{Slack, SlackError};
+use crate::{Slack, SlackError, api};
 
 /// `slack.prompt`: reply to a shared file with the button that opens the form.
 pub const PROMPT: &str = "slack.prompt";
@@ -731,7 +731,8 @@ fn agent<T: serde::de::DeserializeOwned>(
 
 /// Brings a conversation's Slack thread up to date: the status message (posted once, then
 /// updated in place), the completion card (posted once per conversation; a re-analysis
-/// updates it), and one notice per failure.
+/// updates it), and one notice per failure. Every post goes through [`post_once`], so a crash
+/// or a lost answer between Slack's acceptance and our record does not post twice.
 pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
     let Some(thread) = &c.slack else {
         return Ok(());
@@ -751,7 +752,9 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
     // rep whose first message, the status, is the thread's parent.
     let (channel, thread_ts) = match (line.slack_reply, posted.get("status")) {
         (SlackReply::Thread, _) => (thread.channel_id.clone(), thread.thread_ts.clone()),
-        (SlackReply::Dm, Some((channel, ts))) => (channel.clone(), Some(ts.clone())),
+        (SlackReply::Dm, Some((channel, ts))) => {
+            (channel.clone(), Some(ts.clone()).filter(|t| !t.is_empty()))
+        }
         (SlackReply::Dm, None) => {
             let rep = c.metadata["slack_user_id"].as_str().unwrap_or_default();
             let dm = if rep.is_empty() {
@@ -762,40 +765,28 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
             (dm, None)
         }
     };
-    let post = |message: Value, thread: Option<String>| {
-        let mut message = message;
-        message["channel"] = json!(channel);
-        if let Some(ts) = thread {
-            message["thread_ts"] = json!(ts);
-        }
-        message
+    let place = Place {
+        channel: &channel,
+        thread: thread_ts.as_deref(),
     };
     let status = blocks::status(lang, c);
-    let status_ts = match posted.get("status") {
-        Some((ch, ts)) => {
+    let status_ts = match post_once(slack, c, &posted, "status", place, &status).await? {
+        Posted::New(ts) => ts,
+        Posted::Earlier(ch, ts) => {
             slack
                 .client
-                .update_message(ch, ts, &status)
+                .update_message(&ch, &ts, &status)
                 .await
                 .map_err(slack_err)?;
-            ts.clone()
-        }
-        None => {
-            let ts = slack
-                .client
-                .post_message(&post(status, thread_ts.clone()))
-                .await
-                .map_err(slack_err)?;
-            app.store
-                .put_slack_message(&c.id, "status", &channel, &ts)
-                .await
-                .map_err(db)?;
             ts
         }
     };
-    let reply_in = match line.slack_reply {
-        SlackReply::Thread => thread_ts,
-        SlackReply::Dm => Some(status_ts),
+    let reply_in = Place {
+        channel: &channel,
+        thread: match line.slack_reply {
+            SlackReply::Thread => thread_ts.as_deref(),
+            SlackReply::Dm => Some(&status_ts),
+        },
     };
     match c.status {
         ConversationStatus::Completed => {
@@ -817,25 +808,16 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
                     .collect(),
             };
             let card = blocks::completed(lang, &facts);
-            match posted.get("completed") {
-                // Exactly one completion message: a re-analysis updates it.
-                Some((ch, ts)) => slack
-                    .client
-                    .update_message(ch, ts, &card)
-                    .await
-                    .map_err(slack_err)?,
-                None => {
-                    let ts = slack
-                        .client
-                        .post_message(&post(card, reply_in))
-                        .await
-                        .map_err(slack_err)?;
-                    app.store
-                        .put_slack_message(&c.id, "completed", &channel, &ts)
-                        .await
-                        .map_err(db)?;
+            // Exactly one completion message: a re-analysis updates it.
+            match post_once(slack, c, &posted, "completed", reply_in, &card).await? {
+                Posted::New(_) => {
                     tracing::info!(event = "slack.completed_posted", conversation_id = %c.id, "posted the completion card");
                 }
+                Posted::Earlier(ch, ts) => slack
+                    .client
+                    .update_message(&ch, &ts, &card)
+                    .await
+                    .map_err(slack_err)?,
             }
         }
         ConversationStatus::Failed => {
@@ -847,20 +829,88 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
                 .iter()
                 .filter(|e| e.status == ConversationStatus::Failed)
                 .count();
+            // One notice per failure: an earlier notice of this failure stays as it is.
             let kind = format!("failed:{failures}");
-            if !posted.contains_key(&kind) {
-                let ts = slack
-                    .client
-                    .post_message(&post(blocks::failed(lang, c), reply_in))
-                    .await
-                    .map_err(slack_err)?;
-                app.store
-                    .put_slack_message(&c.id, &kind, &channel, &ts)
-                    .await
-                    .map_err(db)?;
-            }
+            post_once(slack, c, &posted, &kind, reply_in, &blocks::failed(lang, c)).await?;
         }
         _ => {}
     }
     Ok(())
+}
+
+/// Where a message goes: a channel, and the thread in it (none for a thread's parent).
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    channel: &'a str,
+    thread: Option<&'a str>,
+}
+
+/// What [`post_once`] did.
+enum Posted {
+    /// Posted now, with this `ts`.
+    New(String),
+    /// Posted before (recorded, or found in Slack by its tag) in this channel with this `ts`.
+    Earlier(String, String),
+}
+
+/// Posts the conversation's message of `kind` unless it was posted before — also when the
+/// earlier post's answer never reached the store (a crash, a lost answer). The intent is
+/// recorded first (an empty `ts`), the message carries [`api::message_tag`], and a post that
+/// finds an unsettled intent asks Slack for the tagged message before posting again. When
+/// Slack cannot be asked (no history scope), it posts: a rare duplicate beats a lost card.
+async fn post_once(
+    slack: &Slack,
+    c: &Conversation,
+    posted: &BTreeMap<String, (String, String)>,
+    kind: &str,
+    place: Place<'_>,
+    message: &Value,
+) -> Result<Posted, JobError> {
+    let store = &slack.app.store;
+    match posted.get(kind) {
+        Some((ch, ts)) if !ts.is_empty() => return Ok(Posted::Earlier(ch.clone(), ts.clone())),
+        Some((ch, _)) => {
+            match slack
+                .client
+                .find_tagged(ch, place.thread, &c.id, kind)
+                .await
+            {
+                Ok(Some(ts)) => {
+                    store
+                        .put_slack_message(&c.id, kind, ch, &ts)
+                        .await
+                        .map_err(db)?;
+                    tracing::info!(event = "slack.post_recovered", conversation_id = %c.id, kind, "an earlier post whose answer was lost was found by its tag");
+                    return Ok(Posted::Earlier(ch.clone(), ts));
+                }
+                Ok(None) => {} // it never arrived: post it now
+                Err(err) if err.is_transient() => return Err(slack_err(err)),
+                Err(err) => {
+                    tracing::warn!(event = "slack.post_unverifiable", conversation_id = %c.id, kind, error = %err, "cannot look for an earlier post (add the history scopes); posting again");
+                }
+            }
+        }
+        None => {
+            store
+                .put_slack_message(&c.id, kind, place.channel, "")
+                .await
+                .map_err(db)?;
+        }
+    }
+    let mut message = message.clone();
+    message["channel"] = json!(place.channel);
+    if let Some(ts) = place.thread {
+        message["thread_ts"] = json!(ts);
+    }
+    message["metadata"] = api::message_tag(&c.id, kind);
+    let ts = slack
+        .client
+        .post_message(&message)
+        .await
+        .map_err(slack_err)?;
+    store
+        .put_slack_message(&c.id, kind, place.channel, &ts)
+        .await
+        .map_err(db)?;
+    Ok(Posted::New(ts))
 }

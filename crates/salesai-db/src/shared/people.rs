@@ -283,7 +283,9 @@ impl SlackState for StoreImpl {
         run(async {
             let changed = sqlx::query(sql!(
                 "INSERT INTO slack_messages (conversation_id, kind, channel_id, ts, created_at) \
-                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT (conversation_id, kind) DO NOTHING"
+                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT (conversation_id, kind) DO UPDATE \
+                 SET channel_id = excluded.channel_id, ts = excluded.ts \
+                 WHERE slack_messages.ts = '' AND excluded.ts <> ''"
             ))
             .bind(conversation_id)
             .bind(kind)

@@ -789,3 +789,72 @@ async fn a_file_that_is_not_a_call_is_refused_before_the_form(db: &TestDb) {
         );
     }
 }
+
+story!(a_lost_answer_from_slack_does_not_post_twice);
+async fn a_lost_answer_from_slack_does_not_post_twice(db: &TestDb) {
+    let h = Harness::start(db).await;
+    h.fake.add_user("U0REP", "rep@example.com", "Rita Rep");
+    h.fake.add_file(
+        "F0LOST",
+        vtt_file("call.vtt", english_transcript()),
+        EN_CHANNEL,
+        "1700000000.000400",
+    );
+    // Slack takes the status message and the card, but the answers never arrive (what a node
+    // killed between Slack's answer and its own record also leaves behind).
+    h.fake
+        .lose_answers("chat.postMessage", r#""kind":"status""#, 1);
+    h.fake
+        .lose_answers("chat.postMessage", r#""kind":"completed""#, 1);
+    let id = upload(
+        &h,
+        "F0LOST",
+        EN_CHANNEL,
+        "U0REP",
+        "1700000000.000400",
+        &[
+            ("customer_number", "C-LOST"),
+            ("customer_name", "Lost Cafe"),
+        ],
+        &[("decision_maker_present", "yes")],
+    )
+    .await;
+    wait_status(&h, &id, ConversationStatus::Completed).await;
+    eventually("the card recorded", || async {
+        h.app
+            .store
+            .slack_messages(&id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(kind, _, ts)| kind == "completed" && !ts.is_empty())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let fake = &h.fake;
+    let tagged = |kind: &str| -> Vec<Value> {
+        fake.messages()
+            .into_values()
+            .filter(|m| m["metadata"]["event_payload"]["kind"] == kind)
+            .collect()
+    };
+    assert_eq!(tagged("status").len(), 1, "one status message");
+    assert_eq!(tagged("completed").len(), 1, "one completion card");
+    assert!(
+        tagged("status")[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Analysis complete")
+            || !fake.calls_of("chat.update").is_empty(),
+        "the status message found by its tag is updated in place"
+    );
+    assert!(
+        !fake.calls_of("conversations.replies").is_empty(),
+        "the retry looked in the thread before posting again"
+    );
+    let recorded = h.app.store.slack_messages(&id).await.unwrap();
+    assert!(
+        recorded.iter().all(|(_, _, ts)| !ts.is_empty()),
+        "every intent settled: {recorded:?}"
+    );
+}
