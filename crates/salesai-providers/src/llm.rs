@@ -4,8 +4,9 @@
 //! Real servers differ in structured output, so the client degrades once per process, on the
 //! server's own word: strict `json_schema` first, then `json_object` with the schema in the
 //! prompt, then plain text with the schema in the prompt. Whatever the mode, the answer is
-//! validated locally against the contract and repaired once with the validation error; a second
-//! invalid answer is `ANALYSIS_INVALID_OUTPUT`.
+//! validated locally against the contract and repaired once with the validation error; a repair
+//! still invalid gets one fresh call (the question asked anew), and an answer invalid after that
+//! is `ANALYSIS_INVALID_OUTPUT` in strict mode, else that agent's rules-engine fallback.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -434,13 +435,33 @@ impl Analyzer for LlmAnalyzer {
                 };
                 prompt_tokens += second.prompt_tokens;
                 completion_tokens += second.completion_tokens;
-                match check(&second.content) {
+                // A repair that is still invalid gets one fresh call (the question asked anew:
+                // a model that went wrong once often answers well from scratch) before the
+                // agent gives up.
+                let fresh = match check(&second.content) {
+                    Ok(value) => Ok(value),
+                    Err(problem) => {
+                        tracing::warn!(event = "llm.fresh_call", agent = agent.as_str(), problem = %problem, "still invalid after the repair; asking once more from scratch");
+                        match self.call(agent, &model, mode, &conversation).await {
+                            Ok(third) => {
+                                prompt_tokens += third.prompt_tokens;
+                                completion_tokens += third.completion_tokens;
+                                check(&third.content)
+                            }
+                            Err(CallError::Failed(err) | CallError::Refused(err)) => {
+                                return Err(err);
+                            }
+                            Err(CallError::ModeUnsupported) => Err(problem),
+                        }
+                    }
+                };
+                match fresh {
                     Ok(value) => value,
                     Err(problem) if self.config.strict => {
                         return Err(AnalyzerError {
                             code: ErrorCode::AnalysisInvalidOutput,
                             message: format!(
-                                "the {} agent's answer did not match its schema after one repair: {problem}",
+                                "the {} agent's answer did not match its schema after one repair and a fresh call: {problem}",
                                 agent.as_str()
                             ),
                             retry_at: None,
@@ -449,12 +470,12 @@ impl Analyzer for LlmAnalyzer {
                     Err(problem) => {
                         // Per-agent fallback: this agent's output comes from the rules engine,
                         // marked with the reason, and the analysis goes on.
-                        tracing::warn!(event = "llm.fallback", agent = agent.as_str(), model = %model, problem = %problem, "invalid answer after a repair; this agent falls back to the rules engine");
+                        tracing::warn!(event = "llm.fallback", agent = agent.as_str(), model = %model, problem = %problem, "invalid answer after a repair and a fresh call; this agent falls back to the rules engine");
                         let mut run = rules_fallback(
                             agent,
                             &context,
                             format!(
-                                "the LLM's answer did not match the schema after a repair: {problem}"
+                                "the LLM's answer did not match the schema after a repair and a fresh call: {problem}"
                             ),
                         );
                         run.prompt_tokens = Some(prompt_tokens);

@@ -136,6 +136,11 @@ async fn stub(mode: &'static str) -> (String, Log) {
                     }
                     "invalid_then_fixed" => completion(good),
                     "always_invalid" => completion("{\"pain\": \"very high\"}".into()),
+                    // The buyer's first answer and its repair are invalid; asked anew, it is fine.
+                    "buyer_invalid_twice" if agent == "buyer" && n <= 2 => {
+                        completion("{\"pain\": \"very high\"}".into())
+                    }
+                    "buyer_invalid_twice" => completion(good),
                     "weak_buyer" if agent == "buyer" && n == 1 => {
                         let mut weak: Value = serde_json::from_str(&good).unwrap();
                         weak["pain"]["evidence"] = json!([]);
@@ -348,6 +353,30 @@ async fn invalid_answers_are_repaired_once() {
     assert!(err.message.contains("after one repair"), "{}", err.message);
 }
 
+/// A repair that is still invalid gets one fresh call — the whole question again, not another
+/// repair — and a valid fresh answer is used as the LLM's own (no fallback).
+#[tokio::test]
+async fn a_repair_still_invalid_gets_a_fresh_call() {
+    let (base, log) = stub("buyer_invalid_twice").await;
+    let runs = run_all(&analyzer_with(&base, true)).await.unwrap();
+    let buyer = &runs[&Agent::Buyer];
+    assert_eq!(buyer.engine, "llm");
+    assert_eq!(buyer.fallback, None);
+    let buyer_requests: Vec<Value> = log
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| agent_of(r) == "buyer")
+        .cloned()
+        .collect();
+    assert_eq!(buyer_requests.len(), 3, "answer, repair, fresh call");
+    assert_eq!(
+        buyer_requests[2]["messages"], buyer_requests[0]["messages"],
+        "the fresh call asks the original question"
+    );
+}
+
 #[tokio::test]
 async fn provider_failures_are_classified() {
     let (base, _) = stub("429").await;
@@ -486,8 +515,8 @@ async fn an_agent_that_stays_invalid_falls_back_to_the_rules_engine() {
     assert!(reason.contains("schema"), "{reason}");
     assert_eq!(
         buyer.prompt_tokens,
-        Some(240),
-        "both calls' tokens are kept"
+        Some(360),
+        "the three calls' tokens are kept"
     );
     salesai_core::analysis::validate_output(Agent::Buyer, &buyer.output).unwrap();
     for agent in [
@@ -507,7 +536,10 @@ async fn an_agent_that_stays_invalid_falls_back_to_the_rules_engine() {
         .iter()
         .filter(|r| agent_of(r) == "buyer")
         .count();
-    assert_eq!(buyer_calls, 2, "the first answer and one repair");
+    assert_eq!(
+        buyer_calls, 3,
+        "the first answer, one repair and one fresh call"
+    );
 
     let (base, _) = stub("invalid_buyer").await;
     let err = run_all(&analyzer_with(&base, true)).await.unwrap_err();

@@ -97,17 +97,7 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
                     product_line: line,
                     prior: &prior,
                 };
-                let result = match app.analyzer.run(*agent, context).await {
-                    Err(err) if fall_back(app, &err, last_attempt) => Ok(rules_fallback(
-                        *agent,
-                        &context,
-                        format!(
-                            "the LLM kept failing for this agent: {}: {}",
-                            err.code, err.message
-                        ),
-                    )),
-                    other => other,
-                };
+                let result = run_agent(app, *agent, context, last_attempt).await;
                 (*agent, result)
             }
         }))
@@ -169,6 +159,49 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
     );
     Ok(())
 }
+
+/// Calls one agent with its own budget: a transient failure (5xx, a timeout, a refused
+/// connection) is tried again in this attempt, up to [`AGENT_CALLS`] calls, after an
+/// exponential backoff with jitter — so one agent's bad luck spends neither the job's attempts
+/// nor the other agents' finished work. A rate limit is not waited for here: the job is
+/// rescheduled for the provider's `Retry-After` without spending an attempt.
+async fn run_agent(
+    app: &App,
+    agent: Agent,
+    context: AgentContext<'_>,
+    last_attempt: bool,
+) -> Result<salesai_core::store::AgentRun, salesai_core::analysis::engine::AnalyzerError> {
+    let mut call = 1;
+    loop {
+        match app.analyzer.run(agent, context).await {
+            Ok(run) => return Ok(run),
+            Err(err)
+                if call < AGENT_CALLS
+                    && err.retry_at.is_none()
+                    && err.code.retryable_by_default() =>
+            {
+                let wait = super::call_backoff(call, rand::random::<f64>());
+                tracing::warn!(event = "agent.retry", agent = agent.as_str(), call, error_code = %err.code, error = %err.message, wait_ms = wait.as_millis() as u64, "the agent's call failed; trying again");
+                tokio::time::sleep(wait).await;
+                call += 1;
+            }
+            Err(err) if fall_back(app, &err, last_attempt) => {
+                return Ok(rules_fallback(
+                    agent,
+                    &context,
+                    format!(
+                        "the LLM kept failing for this agent: {}: {}",
+                        err.code, err.message
+                    ),
+                ));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Calls an agent gets within one attempt of the job before the attempt fails.
+pub const AGENT_CALLS: u32 = 3;
 
 /// Whether a failed agent takes its output from the rules engine: not in strict mode, not for a
 /// rate limit (it waits without spending an attempt), and only when no retry is left (the last

@@ -158,3 +158,31 @@ pub(crate) async fn read_blob(
     }
     Ok(bytes)
 }
+
+/// The wait before a provider call number `call + 1` within one attempt (an agent's or a
+/// chunk's own budget): 1 s, then 2 s, …, capped at 8 s, with equal jitter (half fixed, half
+/// random from `jitter` in `[0, 1)`), so calls that failed together do not retry together.
+pub fn call_backoff(call: u32, jitter: f64) -> std::time::Duration {
+    let full = 1_000u64 << call.saturating_sub(1).min(3);
+    let half = full / 2;
+    std::time::Duration::from_millis(half + (half as f64 * jitter.clamp(0.0, 1.0)) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn call_backoff_grows_and_is_bounded() {
+        assert_eq!(call_backoff(1, 0.0), Duration::from_millis(500));
+        assert_eq!(call_backoff(1, 0.999), Duration::from_millis(999));
+        assert_eq!(call_backoff(2, 0.0), Duration::from_millis(1000));
+        assert_eq!(call_backoff(9, 1.0), Duration::from_millis(8000));
+        assert_eq!(
+            call_backoff(9, 7.0),
+            Duration::from_millis(8000),
+            "jitter clamped"
+        );
+    }
+}

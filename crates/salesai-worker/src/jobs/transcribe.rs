@@ -246,6 +246,9 @@ fn energy_range(energy: &[f32], start_ms: u64, end_ms: u64) -> &[f32] {
     &energy[a..b]
 }
 
+/// Calls a chunk gets within one attempt of its job before the attempt fails.
+pub const CHUNK_CALLS: u32 = 2;
+
 fn chunk_job(job: &Job, id: &str, payload: ChunkJob) -> NewJob {
     let key = format!(
         "chunk:{id}:{}:{}:{}",
@@ -337,13 +340,24 @@ async fn transcribe_chunk(app: &App, id: &str, payload: ChunkJob) -> Result<(), 
             prompt: line.stt_prompt(),
         };
         let started = Instant::now();
-        let segments = match stt.transcribe(request.clone()).await {
-            Ok(result) => result.segments,
-            Err(SttError::TooLarge) => split_and_transcribe(stt, request, 2).await?,
-            Err(err) => {
-                let err = stt_error(err);
-                tracing::warn!(event = "stt.failed", conversation_id = %id, chunk = payload.index, error_code = %err.code(), "chunk transcription failed");
-                return Err(err);
+        // The chunk's own budget: a transient failure (5xx, a timeout) is tried again in this
+        // attempt after a short backoff with jitter; a rate limit reschedules the chunk alone.
+        let mut call = 1;
+        let segments = loop {
+            match stt.transcribe(request.clone()).await {
+                Ok(result) => break result.segments,
+                Err(SttError::TooLarge) => break split_and_transcribe(stt, request, 2).await?,
+                Err(SttError::Transient { code, message }) if call < CHUNK_CALLS => {
+                    let wait = super::call_backoff(call, rand::random::<f64>());
+                    tracing::warn!(event = "stt.retry", conversation_id = %id, chunk = payload.index, call, error_code = %code, error = %message, wait_ms = wait.as_millis() as u64, "chunk transcription failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    call += 1;
+                }
+                Err(err) => {
+                    let err = stt_error(err);
+                    tracing::warn!(event = "stt.failed", conversation_id = %id, chunk = payload.index, error_code = %err.code(), "chunk transcription failed");
+                    return Err(err);
+                }
             }
         };
         let latency_ms = started.elapsed().as_millis() as i64;
