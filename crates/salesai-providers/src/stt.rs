@@ -63,7 +63,8 @@ pub struct SttClient {
 
 #[derive(Deserialize)]
 struct VerboseJson {
-    #[serde(default)]
+    /// Always present in a real answer (empty for silence): an answer without it is not a
+    /// transcription, and must not pass for a silent chunk.
     text: String,
     #[serde(default)]
     language: Option<String>,

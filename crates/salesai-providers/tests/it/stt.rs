@@ -59,6 +59,8 @@ async fn stub(mode: &'static str) -> (String, Seen) {
                     "400" => (StatusCode::BAD_REQUEST, r#"{"error":{"message":"file must be one of the following types: [flac mp3 mp4 mpeg mpga m4a ogg opus wav webm]","type":"invalid_request_error"}}"#).into_response(),
                     "500" => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":{"message":"Internal Server Error","type":"internal_server_error"}}"#).into_response(),
                     "garbage" => (StatusCode::OK, "<html>not json</html>").into_response(),
+                    // JSON, but not a transcription: must not pass for a silent chunk.
+                    "wrong_shape" => axum::Json(serde_json::json!({ "words": "hello" })).into_response(),
                     "slow" => {
                         tokio::time::sleep(Duration::from_secs(3)).await;
                         (StatusCode::OK, "{}").into_response()
@@ -170,6 +172,13 @@ async fn failures_are_classified() {
     );
 
     let (base, _) = stub("garbage").await;
+    let err = client(&base).transcribe(request()).await.unwrap_err();
+    assert!(
+        matches!(&err, SttError::Transient { message, .. } if message.contains("verbose_json")),
+        "{err:?}"
+    );
+
+    let (base, _) = stub("wrong_shape").await;
     let err = client(&base).transcribe(request()).await.unwrap_err();
     assert!(
         matches!(&err, SttError::Transient { message, .. } if message.contains("verbose_json")),

@@ -1,6 +1,7 @@
 //! The `salesai` binary as users run it: real processes, real signals, both backends.
 
 mod cli;
+mod faults;
 mod process;
 mod slack;
 mod workers;
