@@ -782,3 +782,328 @@ async fn faults_d_provider_faults_postgres() {
         .expect("the fault suite needs PostgreSQL");
     provider_faults_are_survived(&db).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// (c) PostgreSQL stopped for 15 s under upload load: a private instance this test starts
+// (Debian's PostgreSQL binaries, initdb in a temporary folder), stopped with `-m immediate`
+// (as a crash) and started again.
+
+/// A PostgreSQL server of this test's own.
+struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("the fault suite needs PostgreSQL's server binaries in /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .collect();
+        versions.sort();
+        let bin = versions
+            .pop()
+            .expect("no initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if root {
+            // PostgreSQL refuses to run as root: the folder and the server belong to postgres.
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown to postgres failed");
+        }
+        let pg = PrivatePostgres {
+            bin,
+            data,
+            port: crate::free_port(),
+            _dir: dir,
+        };
+        let out = pg
+            .as_postgres(&pg.bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&pg.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.up();
+        pg
+    }
+
+    fn as_postgres(&self, program: &std::path::Path) -> std::process::Command {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        }
+    }
+
+    fn up(&self) {
+        let out = self
+            .as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-o")
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                self.port,
+                self._dir.path().display()
+            ))
+            .arg("-l")
+            .arg(self._dir.path().join("log"))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server as a crash does.
+    fn down(&self) {
+        let out = self
+            .as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// One upload's fate.
+struct Sent {
+    status: u16,
+    retry_after: bool,
+    code: String,
+    id: Option<String>,
+    ms: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
+async fn faults_c_postgres_stopped_under_load() {
+    let pg = PrivatePostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(salesai(dir.path())
+        .args(["token", "create", "--name", "load", "--role", "service"])
+        .env("DATABASE_URL", pg.url()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = crate::stdout(&out).trim().to_owned();
+    let port = crate::free_port();
+    let mut command = salesai(dir.path());
+    command
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", pg.url())
+        .env("SALESAI_DATA_DIR", dir.path())
+        .env("SALESAI_WORKER_POLL_MS", "50")
+        .env("SALESAI_LOG", "info");
+    let server = Running::start(command);
+    let base = format!("http://127.0.0.1:{port}");
+    crate::wait_until_up(&format!("{base}/health"), &server).await;
+
+    // Ten uploads a second for 30 s; the database goes away at 5 s and comes back at 20 s.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let mut outage: Option<(Duration, Duration)> = None;
+    let mut n = 0u32;
+    while started.elapsed() < Duration::from_secs(30) {
+        if outage.is_none() && started.elapsed() >= Duration::from_secs(5) {
+            let down_at = started.elapsed();
+            tokio::task::block_in_place(|| pg.down());
+            outage = Some((down_at, Duration::ZERO));
+        }
+        if let Some((down_at, end)) = outage
+            && end.is_zero()
+            && started.elapsed() >= down_at + Duration::from_secs(15)
+        {
+            tokio::task::block_in_place(|| pg.up());
+            outage = Some((down_at, started.elapsed()));
+        }
+        n += 1;
+        let client = client.clone();
+        let url = format!("{base}/api/v1/conversations");
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let form = reqwest::multipart::Form::new()
+                .text("customer_number", format!("PG-{n}"))
+                .text("customer_name", "Outage Diner")
+                .text("product_line", "default")
+                .part(
+                    "transcript",
+                    reqwest::multipart::Part::bytes(
+                        format!("Rep: How do you take orders, ticket {n}?\nOwner: By hand, we lose $300 a month.\nRep: Shall we book a demo on Tuesday?")
+                            .into_bytes(),
+                    )
+                    .file_name("call.txt"),
+                );
+            let sent = Instant::now();
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", format!("load-{n}"))
+                .multipart(form)
+                .send()
+                .await;
+            let ms = sent.elapsed().as_millis() as u64;
+            match response {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let retry_after = r.headers().contains_key("retry-after");
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    Sent {
+                        status,
+                        retry_after,
+                        code: body["error"]["code"].as_str().unwrap_or_default().to_owned(),
+                        id: body["id"].as_str().map(str::to_owned),
+                        ms,
+                    }
+                }
+                Err(e) => Sent {
+                    status: 0,
+                    retry_after: false,
+                    code: e.to_string(),
+                    id: None,
+                    ms,
+                },
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut sent = Vec::new();
+    for t in tasks {
+        sent.push(t.await.unwrap());
+    }
+    let accepted: Vec<&Sent> = sent.iter().filter(|s| s.status / 100 == 2).collect();
+    let refused: Vec<&Sent> = sent.iter().filter(|s| s.status / 100 != 2).collect();
+    for s in &refused {
+        assert!(
+            s.status == 503 && s.retry_after && s.code == "DATABASE_ERROR",
+            "a refused upload is a 503 with Retry-After and DATABASE_ERROR, got {} {} ({} ms)",
+            s.status,
+            s.code,
+            s.ms
+        );
+    }
+    assert!(!refused.is_empty(), "the outage refused some uploads");
+    assert!(
+        accepted.len() > refused.len(),
+        "most of the load was accepted"
+    );
+
+    // Every accepted upload completes; nothing else was written.
+    let database = salesai_db::Database::connect(&pg.url(), &Default::default())
+        .await
+        .unwrap();
+    let store = database.store();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut open = 0;
+        for s in &accepted {
+            let id =
+                s.id.as_deref()
+                    .expect("an accepted upload names its conversation");
+            let c = store
+                .get_conversation(id)
+                .await
+                .unwrap()
+                .expect("accepted, so stored");
+            assert_ne!(c.status, ConversationStatus::Failed, "{id}: {:?}", c.error);
+            if c.status != ConversationStatus::Completed {
+                open += 1;
+            }
+        }
+        if open == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} accepted uploads never completed; log:\n{}",
+            server
+                .log_text()
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let stored = store
+        .list_conversations(&ConversationFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        stored,
+        accepted.len(),
+        "no conversation from a refused upload"
+    );
+    let (down_at, up_at) = outage.unwrap();
+    let max_refusal_ms = refused.iter().map(|s| s.ms).max().unwrap_or(0);
+    println!(
+        "FAULTS {}",
+        json!({ "scenario": "c_postgres_stopped", "backend": "postgres (private)",
+                "outage_s": (up_at - down_at).as_secs_f64(), "uploads": sent.len(),
+                "accepted": accepted.len(), "refused_503": refused.len(),
+                "max_refusal_ms": max_refusal_ms, "completed": accepted.len() })
+    );
+}
