@@ -121,6 +121,9 @@ pub struct Facts {
     /// Slack requests refused for their signature in the last 10 minutes (all nodes), when
     /// known.
     pub signature_failures_10m: Option<u64>,
+    /// Providers that paused themselves after failing broadly in the last 10 minutes (all
+    /// nodes), with how many pauses: `(provider, pauses)`.
+    pub provider_pauses_10m: Vec<(String, u64)>,
     /// Now.
     pub now: DateTime<Utc>,
 }
@@ -359,6 +362,15 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             "`salesai migrate up` (salesai serve applies them on start); `salesai migrate status` lists them",
         ));
     }
+    for (provider, pauses) in &facts.provider_pauses_10m {
+        out.push(finding(
+            Severity::P1,
+            provider,
+            format!("{provider} failed broadly and paused itself"),
+            format!("{pauses} automatic pause(s) in the last 10 minutes: most calls in a minute failed (5xx, timeouts, 429s); calls resume by themselves after each pause and waiting jobs keep their attempts"),
+            "check the provider's status page and its key; `salesai queue pause conversations` holds everything longer, the log events are provider.paused and provider.resumed",
+        ));
+    }
     if let Some(n) = facts.signature_failures_10m
         && n > t.signature_failures
     {
@@ -463,6 +475,29 @@ mod tests {
                 .any(|x| x.title == "the last backup is 30 hours old")
         );
         assert!(!found.iter().any(|x| x.title.contains("share a SQLite")));
+    }
+
+    #[test]
+    fn a_provider_that_paused_itself_is_p1() {
+        let mut f = facts();
+        f.provider_pauses_10m = vec![("speech-to-text".into(), 2)];
+        let found = diagnose(&f, &Thresholds::default());
+        let paused = found
+            .iter()
+            .find(|x| x.title == "speech-to-text failed broadly and paused itself")
+            .expect("a finding");
+        assert_eq!(paused.severity, Severity::P1);
+        assert!(
+            paused.evidence.starts_with("2 automatic pause(s)"),
+            "{}",
+            paused.evidence
+        );
+        f.provider_pauses_10m.clear();
+        assert!(
+            !diagnose(&f, &Thresholds::default())
+                .iter()
+                .any(|x| x.title.contains("paused itself"))
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod app;
 pub mod audio;
 pub mod blob;
+pub mod breaker;
 pub mod doctor;
 pub mod domain;
 pub mod error;

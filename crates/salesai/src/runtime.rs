@@ -83,16 +83,23 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         metrics: Arc::new(Metrics::new()),
         time_zone: config.time_zone,
         product_lines: Arc::new(product_lines(config)?),
+        // Configured providers sit behind a breaker that pauses calls to a provider failing
+        // broadly (salesai_core::breaker).
         analyzer: match &config.llm {
-            Some(llm) => Arc::new(salesai_providers::llm::LlmAnalyzer::new(
-                llm.clone(),
-                load_prompts(config)?,
+            Some(llm) => Arc::new(salesai_core::breaker::GuardedAnalyzer::new(
+                Arc::new(salesai_providers::llm::LlmAnalyzer::new(
+                    llm.clone(),
+                    load_prompts(config)?,
+                )),
+                salesai_core::breaker::Breaker::new("llm"),
             )),
             None => Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
         },
         stt: config.stt.clone().map(|c| {
-            Arc::new(salesai_providers::stt::SttClient::new(c))
-                as Arc<dyn salesai_core::stt::SpeechToText>
+            Arc::new(salesai_core::breaker::GuardedStt::new(
+                Arc::new(salesai_providers::stt::SttClient::new(c)),
+                salesai_core::breaker::Breaker::new("speech-to-text"),
+            )) as Arc<dyn salesai_core::stt::SpeechToText>
         }),
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
         public_url: config.public_url.as_ref().map(|u| u.to_string()),

@@ -170,6 +170,17 @@ async fn read_database(config: &Config, database: &Database, facts: &mut Facts) 
     facts
         .nodes
         .retain(|node| !salesai_worker::is_gone_here(node));
+    for provider in ["speech-to-text", "llm"] {
+        if let Ok(n) = store
+            .sum_counter(&salesai_core::breaker::counter_name(provider), minute - 9)
+            .await
+            && n > 0
+        {
+            facts
+                .provider_pauses_10m
+                .push((provider.to_owned(), n as u64));
+        }
+    }
     facts.signature_failures_10m = store
         .sum_counter(SIGNATURE_COUNTER, minute - 9)
         .await

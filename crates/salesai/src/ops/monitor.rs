@@ -328,6 +328,8 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
     let settings = config.alerts.clone();
     let interval = settings.interval.max(Duration::from_secs(1));
     let mut flushed = 0u64;
+    // Pauses of each provider's breaker already flushed to the per-node counters.
+    let mut pauses_flushed: std::collections::HashMap<&'static str, u64> = Default::default();
     let mut outage = Outage::default();
     loop {
         let now = Utc::now();
@@ -377,6 +379,30 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
                 Ok(()) => flushed = total,
                 Err(err) => {
                     tracing::warn!(event = "alert.counter_failed", error = %err, "could not record signature failures")
+                }
+            }
+        }
+        for breaker in salesai_core::breaker::all() {
+            let total = breaker.opened_total();
+            let done = pauses_flushed.get(breaker.name()).copied().unwrap_or(0);
+            if total > done {
+                let counter = salesai_core::breaker::counter_name(breaker.name());
+                match app
+                    .store
+                    .add_counter(
+                        &config.worker_id,
+                        &counter,
+                        now.timestamp() / 60,
+                        (total - done) as i64,
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        pauses_flushed.insert(breaker.name(), total);
+                    }
+                    Err(err) => {
+                        tracing::warn!(event = "alert.counter_failed", error = %err, "could not record a provider pause")
+                    }
                 }
             }
         }
