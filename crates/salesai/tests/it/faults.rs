@@ -470,6 +470,31 @@ fn tone_wav(seconds: u32, hz: u32) -> Vec<u8> {
     out
 }
 
+/// A scenario as two `#[ignore]`d tests, `<name>_sqlite` and `<name>_postgres` (which needs
+/// `SALESAI_TEST_POSTGRES_URL`: the fault suite does not skip).
+macro_rules! fault_tests {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            use salesai_db::testing::TestDb;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
+            async fn sqlite() {
+                super::$scenario(&TestDb::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
+            async fn postgres() {
+                let db = TestDb::postgres()
+                    .await
+                    .expect("the fault suite needs PostgreSQL (SALESAI_TEST_POSTGRES_URL)");
+                super::$scenario(&db).await;
+            }
+        }
+    };
+}
+
 fn backend(db: &TestDb) -> &'static str {
     match db.database {
         salesai_db::Database::Sqlite(_) => "sqlite",
@@ -579,20 +604,7 @@ async fn killed_nodes_lose_nothing_and_post_once(db: &TestDb) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
-async fn faults_a_kill9_sqlite() {
-    killed_nodes_lose_nothing_and_post_once(&TestDb::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
-async fn faults_a_kill9_postgres() {
-    let db = TestDb::postgres()
-        .await
-        .expect("the fault suite needs PostgreSQL");
-    killed_nodes_lose_nothing_and_post_once(&db).await;
-}
+fault_tests!(faults_a_kill9, killed_nodes_lose_nothing_and_post_once);
 
 // ---------------------------------------------------------------------------------------------
 // (b) A job whose worker dies on every attempt: the conversation fails with WORKER_LOST, the
@@ -683,20 +695,10 @@ async fn a_worker_dying_every_attempt_fails_once_and_retries(db: &TestDb) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
-async fn faults_b_dies_every_attempt_sqlite() {
-    a_worker_dying_every_attempt_fails_once_and_retries(&TestDb::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
-async fn faults_b_dies_every_attempt_postgres() {
-    let db = TestDb::postgres()
-        .await
-        .expect("the fault suite needs PostgreSQL");
-    a_worker_dying_every_attempt_fails_once_and_retries(&db).await;
-}
+fault_tests!(
+    faults_b_dies_every_attempt,
+    a_worker_dying_every_attempt_fails_once_and_retries
+);
 
 // ---------------------------------------------------------------------------------------------
 // (d) 30 % mixed faults on speech-to-text and the LLM: 429 with Retry-After, 500, 503, hangs
@@ -768,20 +770,7 @@ async fn provider_faults_are_survived(db: &TestDb) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
-async fn faults_d_provider_faults_sqlite() {
-    provider_faults_are_survived(&TestDb::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
-async fn faults_d_provider_faults_postgres() {
-    let db = TestDb::postgres()
-        .await
-        .expect("the fault suite needs PostgreSQL");
-    provider_faults_are_survived(&db).await;
-}
+fault_tests!(faults_d_provider_faults, provider_faults_are_survived);
 
 // ---------------------------------------------------------------------------------------------
 // (c) PostgreSQL stopped for 15 s under upload load: a private instance this test starts
