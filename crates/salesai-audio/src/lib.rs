@@ -478,6 +478,26 @@ pub fn encode_flac(prepared: &Prepared, start_ms: u64, end_ms: u64) -> Result<Ve
     Ok(sink.into_inner())
 }
 
+/// A 16-bit PCM WAV file around interleaved little-endian sample bytes: what tests, fixtures
+/// and benchmarks feed the decoder (salesai never writes WAV itself).
+pub fn pcm16_wav(channels: u16, rate: u32, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + data.len());
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2 * u32::from(channels)).to_le_bytes());
+    out.extend_from_slice(&(2 * channels).to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,20 +515,7 @@ mod tests {
                 data.extend_from_slice(&((v * 32767.0) as i16).to_le_bytes());
             }
         }
-        let mut out = Vec::new();
-        out.extend_from_slice(b"RIFF");
-        out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-        out.extend_from_slice(b"WAVEfmt ");
-        out.extend_from_slice(&16u32.to_le_bytes());
-        out.extend_from_slice(&1u16.to_le_bytes());
-        out.extend_from_slice(&channels.to_le_bytes());
-        out.extend_from_slice(&rate.to_le_bytes());
-        out.extend_from_slice(&(rate * channels as u32 * 2).to_le_bytes());
-        out.extend_from_slice(&(channels * 2).to_le_bytes());
-        out.extend_from_slice(&16u16.to_le_bytes());
-        out.extend_from_slice(b"data");
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&data);
+        let out = pcm16_wav(channels, rate, &data);
         std::fs::write(path, out).unwrap();
     }
 
@@ -596,19 +603,7 @@ mod tests {
             data.extend_from_slice(&v.to_le_bytes());
             data.extend_from_slice(&0i16.to_le_bytes());
         }
-        let mut out = b"RIFF".to_vec();
-        out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-        out.extend_from_slice(b"WAVEfmt ");
-        out.extend_from_slice(&16u32.to_le_bytes());
-        out.extend_from_slice(&1u16.to_le_bytes());
-        out.extend_from_slice(&2u16.to_le_bytes());
-        out.extend_from_slice(&rate.to_le_bytes());
-        out.extend_from_slice(&(rate * 4).to_le_bytes());
-        out.extend_from_slice(&4u16.to_le_bytes());
-        out.extend_from_slice(&16u16.to_le_bytes());
-        out.extend_from_slice(b"data");
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&data);
+        let out = pcm16_wav(2, rate, &data);
         std::fs::write(&path, out).unwrap();
         let tracks = prepare_tracks(&path, Some("wav"), true).unwrap();
         assert_eq!(tracks.len(), 2);

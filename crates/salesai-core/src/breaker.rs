@@ -22,6 +22,11 @@ use crate::error::ErrorCode;
 use crate::store::AgentRun;
 use crate::stt::{SpeechToText, SttError, SttRequest, SttResult};
 
+/// The speech-to-text provider's name (in logs, counters and the doctor's findings).
+pub const STT: &str = "speech-to-text";
+/// The LLM's name.
+pub const LLM: &str = "llm";
+
 /// Calls in the window before a pause can start.
 pub const MIN_CALLS: usize = 10;
 /// Share of failed calls in the window that pauses the provider.
@@ -52,15 +57,18 @@ pub struct Breaker {
 static ALL: LazyLock<Mutex<Vec<Arc<Breaker>>>> = LazyLock::new(Mutex::default);
 
 impl Breaker {
-    /// A breaker for `name` (`speech-to-text`, `llm`), registered for [`all`].
-    pub fn new(name: &'static str) -> Arc<Breaker> {
+    /// This process's breaker for the provider `name` ([`STT`], [`LLM`]): one per provider, so
+    /// every client of it (and the monitor, through [`all`]) sees the same pauses.
+    pub fn of(name: &'static str) -> Arc<Breaker> {
+        let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = all.iter().find(|b| b.name == name) {
+            return found.clone();
+        }
         let breaker = Arc::new(Breaker {
             name,
             state: Mutex::default(),
         });
-        ALL.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(breaker.clone());
+        all.push(breaker.clone());
         breaker
     }
 

@@ -105,6 +105,9 @@ pub fn message_tag(conversation_id: &str, kind: &str) -> Value {
     })
 }
 
+/// Asks the history methods for message metadata too.
+const METADATA: &[(&str, &str)] = &[("include_all_metadata", "true")];
+
 /// The Web API client. Cheap to clone.
 #[derive(Clone)]
 pub struct WebClient {
@@ -240,27 +243,14 @@ impl WebClient {
     ) -> Result<Option<String>, SlackError> {
         let answer = match thread_ts {
             Some(ts) => {
-                self.call_form(
-                    "conversations.replies",
-                    &[
-                        ("channel", channel),
-                        ("ts", ts),
-                        ("include_all_metadata", "true"),
-                        ("limit", "200"),
-                    ],
-                )
-                .await?
+                let args = [("channel", channel), ("ts", ts), ("limit", "200")];
+                self.call_form("conversations.replies", &[&args[..], METADATA].concat())
+                    .await?
             }
             None => {
-                self.call_form(
-                    "conversations.history",
-                    &[
-                        ("channel", channel),
-                        ("include_all_metadata", "true"),
-                        ("limit", "100"),
-                    ],
-                )
-                .await?
+                let args = [("channel", channel), ("limit", "100")];
+                self.call_form("conversations.history", &[&args[..], METADATA].concat())
+                    .await?
             }
         };
         Ok(answer.body["messages"]

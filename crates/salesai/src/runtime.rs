@@ -91,14 +91,14 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
                     llm.clone(),
                     load_prompts(config)?,
                 )),
-                salesai_core::breaker::Breaker::new("llm"),
+                salesai_core::breaker::Breaker::of(salesai_core::breaker::LLM),
             )),
             None => Arc::new(salesai_core::analysis::engine::RulesAnalyzer),
         },
         stt: config.stt.clone().map(|c| {
             Arc::new(salesai_core::breaker::GuardedStt::new(
                 Arc::new(salesai_providers::stt::SttClient::new(c)),
-                salesai_core::breaker::Breaker::new("speech-to-text"),
+                salesai_core::breaker::Breaker::of(salesai_core::breaker::STT),
             )) as Arc<dyn salesai_core::stt::SpeechToText>
         }),
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),

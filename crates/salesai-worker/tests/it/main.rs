@@ -722,24 +722,6 @@ impl salesai_core::stt::SpeechToText for StubStt {
     }
 }
 
-/// A 16-bit PCM WAV file around interleaved sample bytes.
-fn wav(channels: u16, rate: u32, data: &[u8]) -> Vec<u8> {
-    let mut out = b"RIFF".to_vec();
-    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&channels.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2 * u32::from(channels)).to_le_bytes());
-    out.extend_from_slice(&(2 * channels).to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
 /// Stores `audio` and creates a conversation for it whose first job is `conversation.prepare`.
 async fn audio_conversation(
     app: &App,
@@ -811,7 +793,7 @@ fn tone_wav(seconds: u32) -> Vec<u8> {
         };
         data.extend_from_slice(&((v * 32767.0) as i16).to_le_bytes());
     }
-    wav(1, rate, &data)
+    salesai_audio::pcm16_wav(1, rate, &data)
 }
 
 story!(a_line_from_a_file_sends_its_vocabulary_to_speech_to_text);
@@ -1112,7 +1094,7 @@ fn dialer_wav(seconds: u32) -> Vec<u8> {
         data.extend_from_slice(&l.to_le_bytes());
         data.extend_from_slice(&r.to_le_bytes());
     }
-    wav(2, rate, &data)
+    salesai_audio::pcm16_wav(2, rate, &data)
 }
 
 story!(stereo_channels_are_transcribed_apart_and_labelled);

@@ -170,7 +170,7 @@ async fn read_database(config: &Config, database: &Database, facts: &mut Facts) 
     facts
         .nodes
         .retain(|node| !salesai_worker::is_gone_here(node));
-    for provider in ["speech-to-text", "llm"] {
+    for provider in [salesai_core::breaker::STT, salesai_core::breaker::LLM] {
         if let Ok(n) = store
             .sum_counter(&salesai_core::breaker::counter_name(provider), minute - 9)
             .await

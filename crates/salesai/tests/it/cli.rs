@@ -1466,42 +1466,10 @@ fn a_product_line_from_a_folder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eval_runs_through_a_configured_llm() {
     use axum::Json;
-    use salesai_core::analysis::rules::{Language, RulesInput, run_agent};
-    let segments = salesai_core::transcript::parse_transcript(
-        "Rep: How do you take orders?\nOwner: By hand, we lose $500 a month.",
-    )
-    .unwrap()
-    .1;
-    let answer = move |body: serde_json::Value| {
-        let system = body["messages"][0]["content"].as_str().unwrap_or_default();
-        let agent = salesai_core::analysis::AGENTS
-            .into_iter()
-            .find(|a| {
-                system.contains(&format!("Agent: {}", a.as_str()))
-                    || system.contains(&format!("代理：{}", a.as_str()))
-            })
-            .unwrap_or(salesai_core::analysis::Agent::Context);
-        let output = run_agent(
-            agent,
-            &RulesInput {
-                segments: &segments,
-                competitors: &[],
-                metadata: &serde_json::json!({}),
-                language: Language::En,
-                lexicon: &Default::default(),
-            },
-        );
-        serde_json::json!({
-            "id": "x", "object": "chat.completion", "created": 1, "model": "stub",
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": output.to_string() }, "finish_reason": "stop" }],
-            "usage": { "prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120 }
-        })
-    };
     let app = axum::Router::new().route(
         "/v1/chat/completions",
-        axum::routing::post(move |Json(body): Json<serde_json::Value>| {
-            let answer = answer.clone();
-            async move { Json(answer(body)) }
+        axum::routing::post(|Json(body): Json<serde_json::Value>| async move {
+            Json(crate::stubs::agent_completion(&body))
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -117,11 +117,16 @@ impl Providers {
 }
 
 /// Decides this request's fate: a fault (recorded) or `None`, after checking it did not come
-/// before an earlier 429's `Retry-After`.
-async fn fate(ledger: &Arc<Mutex<Ledger>>, key: &str) -> (Option<Fault>, Duration, Duration) {
+/// before an earlier 429's `Retry-After`. `key` is `None` for a request that cannot be told
+/// apart from other conversations' (an LLM repair shows the invalid answer, not the call).
+async fn fate(
+    ledger: &Arc<Mutex<Ledger>>,
+    key: Option<&str>,
+) -> (Option<Fault>, Duration, Duration) {
     let mut l = ledger.lock().unwrap();
     l.requests += 1;
-    if let Some(until) = l.blocked.get(key)
+    if let Some(key) = key
+        && let Some(until) = l.blocked.get(key)
         && Instant::now() < *until
     {
         l.early.push(key.to_owned());
@@ -130,7 +135,7 @@ async fn fate(ledger: &Arc<Mutex<Ledger>>, key: &str) -> (Option<Fault>, Duratio
         (rand::random::<f64>() < l.fault_rate).then(|| FAULTS[rand::random_range(0..FAULTS.len())]);
     if let Some(f) = fault {
         *l.faults.entry(format!("{f:?}")).or_insert(0) += 1;
-        if matches!(f, Fault::RateLimited) {
+        if let (Fault::RateLimited, Some(key)) = (f, key) {
             l.blocked
                 .insert(key.to_owned(), Instant::now() + Duration::from_secs(1));
         }
@@ -164,57 +169,28 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 async fn chat(State(ledger): State<Arc<Mutex<Ledger>>>, body: Bytes) -> Response {
-    use salesai_core::analysis::rules::{Language, RulesInput, run_agent};
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let key = format!("llm:{}", sha(request["messages"].to_string().as_bytes()));
-    let (fault, latency, hang) = fate(&ledger, &key).await;
-    tokio::time::sleep(latency).await;
-    if let Some(fault) = fault {
-        let wrong = json!({
-            "id": "x", "object": "chat.completion", "created": 1, "model": "stub",
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": "{\"pain\": \"very high\"}" }, "finish_reason": "stop" }],
-        });
-        return faulty(fault, hang, wrong).await;
-    }
-    let system = request["messages"][0]["content"]
-        .as_str()
-        .unwrap_or_default();
-    let agent = salesai_core::analysis::AGENTS
-        .into_iter()
-        .find(|a| {
-            system.contains(&format!("Agent: {}", a.as_str()))
-                || system.contains(&format!("代理：{}", a.as_str()))
-        })
-        .unwrap_or(salesai_core::analysis::Agent::Context);
-    let segments = salesai_core::transcript::parse_transcript(
-        "Rep: How do you take orders?\nOwner: By hand, we lose $500 a month.",
-    )
-    .unwrap()
-    .1;
-    let output = run_agent(
-        agent,
-        &RulesInput {
-            segments: &segments,
-            competitors: &[],
-            metadata: &json!({}),
-            language: Language::En,
-            lexicon: &Default::default(),
-        },
-    );
     // A repair shows the invalid answer without the transcript, so it is the same text for
-    // every conversation: it is follow-up work, not counted as a first-time payment.
+    // every conversation: follow-up work, neither a first-time payment nor tracked for
+    // Retry-After.
     let repair = request
         .to_string()
         .contains("does not match the required JSON schema");
+    let (fault, latency, hang) = fate(&ledger, (!repair).then_some(key.as_str())).await;
+    tokio::time::sleep(latency).await;
+    if let Some(fault) = fault {
+        return faulty(
+            fault,
+            hang,
+            crate::stubs::completion("{\"pain\": \"very high\"}"),
+        )
+        .await;
+    }
     if !repair {
         *ledger.lock().unwrap().paid.entry(key).or_insert(0) += 1;
     }
-    axum::Json(json!({
-        "id": "x", "object": "chat.completion", "created": 1, "model": "stub",
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": output.to_string() }, "finish_reason": "stop" }],
-        "usage": { "prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120 }
-    }))
-    .into_response()
+    axum::Json(crate::stubs::agent_completion(&request)).into_response()
 }
 
 async fn transcription(
@@ -231,7 +207,7 @@ async fn transcription(
         .to_owned();
     let text = String::from_utf8_lossy(&body).replace(&boundary, "");
     let key = format!("stt:{}", sha(text.as_bytes()));
-    let (fault, latency, hang) = fate(&ledger, &key).await;
+    let (fault, latency, hang) = fate(&ledger, Some(&key)).await;
     tokio::time::sleep(latency).await;
     if let Some(fault) = fault {
         return faulty(fault, hang, json!({ "words": "not verbose_json" })).await;
@@ -453,21 +429,7 @@ fn tone_wav(seconds: u32, hz: u32) -> Vec<u8> {
             v.to_le_bytes()
         })
         .collect();
-    let mut out = Vec::with_capacity(44 + samples.len());
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + samples.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(samples.len() as u32).to_le_bytes());
-    out.extend_from_slice(&samples);
-    out
+    salesai_audio::pcm16_wav(1, rate, &samples)
 }
 
 /// A scenario as two `#[ignore]`d tests, `<name>_sqlite` and `<name>_postgres` (which needs
@@ -719,16 +681,12 @@ async fn provider_faults_are_survived(db: &TestDb) {
         .iter()
         .filter(|id| statuses[*id] == ConversationStatus::Completed)
         .count();
-    for id in &ids {
-        if statuses[id] == ConversationStatus::Failed {
-            let conversation = c.store.get_conversation(id).await.unwrap().unwrap();
-            assert!(conversation.error.is_some(), "{id} failed without a code");
-        }
-    }
+    // The rest (if any) failed with a code; nothing is stuck (settle waited for that).
     let mut errors = Vec::new();
     for id in &ids {
         if statuses[id] != ConversationStatus::Completed {
             let conversation = c.store.get_conversation(id).await.unwrap().unwrap();
+            assert!(conversation.error.is_some(), "{id} failed without a code");
             errors.push(format!("{id}: {:?}", conversation.error));
         }
     }
@@ -761,6 +719,14 @@ async fn provider_faults_are_survived(db: &TestDb) {
     for id in &ids {
         let kinds = tagged.get(id).cloned().unwrap_or_default();
         assert_eq!(kinds.get("status"), Some(&1), "{id}: {kinds:?}");
+        // One card for a completed call, one notice for a failed one, nothing else.
+        let outcome = if statuses[id] == ConversationStatus::Completed {
+            "completed"
+        } else {
+            "failed:1"
+        };
+        assert_eq!(kinds.get(outcome), Some(&1), "{id}: {kinds:?}");
+        assert_eq!(kinds.len(), 2, "{id}: {kinds:?}");
     }
     println!(
         "FAULTS {}",
@@ -780,9 +746,10 @@ fault_tests!(faults_d_provider_faults, provider_faults_are_survived);
 /// A PostgreSQL server of this test's own.
 struct PrivatePostgres {
     bin: std::path::PathBuf,
-    data: std::path::PathBuf,
+    /// Run its tools as the `postgres` user (PostgreSQL refuses to run as root).
+    as_postgres: bool,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl PrivatePostgres {
@@ -797,13 +764,11 @@ impl PrivatePostgres {
             .pop()
             .expect("no initdb under /usr/lib/postgresql/*/bin");
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let root = std::process::Command::new("id")
+        let as_postgres = std::process::Command::new("id")
             .arg("-u")
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if root {
-            // PostgreSQL refuses to run as root: the folder and the server belong to postgres.
+        if as_postgres {
             let ok = std::process::Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(dir.path())
@@ -814,13 +779,14 @@ impl PrivatePostgres {
         }
         let pg = PrivatePostgres {
             bin,
-            data,
+            as_postgres,
             port: crate::free_port(),
-            _dir: dir,
+            dir,
         };
-        let out = pg
-            .as_postgres(&pg.bin.join("initdb"))
-            .args([
+        let data = pg.data();
+        pg.tool(
+            "initdb",
+            &[
                 "-A",
                 "trust",
                 "-U",
@@ -829,70 +795,65 @@ impl PrivatePostgres {
                 "UTF8",
                 "--no-sync",
                 "-D",
-            ])
-            .arg(&pg.data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+                &data,
+            ],
+        )
+        .expect("initdb");
         pg.up();
         pg
     }
 
-    fn as_postgres(&self, program: &std::path::Path) -> std::process::Command {
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if root {
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs one of PostgreSQL's tools; its stderr when it fails.
+    fn tool(&self, name: &str, args: &[&str]) -> Result<(), String> {
+        let program = self.bin.join(name);
+        let mut command = if self.as_postgres {
             let mut c = std::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(program);
             c
         } else {
             std::process::Command::new(program)
+        };
+        let out = command.args(args).output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{name}: {}", String::from_utf8_lossy(&out.stderr)))
         }
     }
 
     fn up(&self) {
-        let out = self
-            .as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .arg("-o")
-            .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                self.port,
-                self._dir.path().display()
-            ))
-            .arg("-l")
-            .arg(self._dir.path().join("log"))
-            .args(["-w", "start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
         );
+        let log = self.dir.path().join("log").display().to_string();
+        self.tool(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        )
+        .expect("pg_ctl start");
     }
 
     /// Stops the server as a crash does.
-    fn down(&self) {
-        let out = self
-            .as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl stop: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    fn down(&self) -> Result<(), String> {
+        self.tool(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
     }
 
     fn url(&self) -> String {
@@ -902,12 +863,7 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = self
-            .as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        let _ = self.down();
     }
 }
 
@@ -954,7 +910,7 @@ async fn faults_c_postgres_stopped_under_load() {
     while started.elapsed() < Duration::from_secs(30) {
         if outage.is_none() && started.elapsed() >= Duration::from_secs(5) {
             let down_at = started.elapsed();
-            tokio::task::block_in_place(|| pg.down());
+            tokio::task::block_in_place(|| pg.down()).expect("pg_ctl stop");
             outage = Some((down_at, Duration::ZERO));
         }
         if let Some((down_at, end)) = outage

@@ -4,6 +4,7 @@ mod cli;
 mod faults;
 mod process;
 mod slack;
+mod stubs;
 mod workers;
 
 pub use process::*;
