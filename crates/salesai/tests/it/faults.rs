@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use salesai_core::domain::{ConversationStatus, CustomerNumber, SlackThread};
 use salesai_core::intake::{Intake, Source};
+use salesai_core::pipeline::{ANALYZE, MERGE, PREPARE};
 use salesai_core::queue::{CONVERSATIONS, JobFilter, JobStatus, NOTIFICATIONS, QueueSettings};
 use salesai_core::store::{ConversationFilter, Store};
 use salesai_db::testing::TestDb;
@@ -116,31 +117,40 @@ impl Providers {
     }
 }
 
-/// Decides this request's fate: a fault (recorded) or `None`, after checking it did not come
-/// before an earlier 429's `Retry-After`. `key` is `None` for a request that cannot be told
-/// apart from other conversations' (an LLM repair shows the invalid answer, not the call).
-async fn fate(
-    ledger: &Arc<Mutex<Ledger>>,
-    key: Option<&str>,
-) -> (Option<Fault>, Duration, Duration) {
-    let mut l = ledger.lock().unwrap();
-    l.requests += 1;
-    if let Some(key) = key
-        && let Some(until) = l.blocked.get(key)
-        && Instant::now() < *until
-    {
-        l.early.push(key.to_owned());
-    }
-    let fault =
-        (rand::random::<f64>() < l.fault_rate).then(|| FAULTS[rand::random_range(0..FAULTS.len())]);
-    if let Some(f) = fault {
-        *l.faults.entry(format!("{f:?}")).or_insert(0) += 1;
-        if let (Fault::RateLimited, Some(key)) = (f, key) {
-            l.blocked
-                .insert(key.to_owned(), Instant::now() + Duration::from_secs(1));
+/// Decides this request's fate — a fault (recorded) or `None` — after checking it did not come
+/// before an earlier 429's `Retry-After`, and waits the stub's latency. A 429's window starts
+/// when the answer is sent, not when it is decided: a client cannot honour what it has not
+/// been told. `key` is `None` for a request that cannot be told apart from other
+/// conversations' (an LLM repair shows the invalid answer, not the call).
+async fn fate(ledger: &Arc<Mutex<Ledger>>, key: Option<&str>) -> (Option<Fault>, Duration) {
+    let (fault, latency, hang) = {
+        let mut l = ledger.lock().unwrap();
+        l.requests += 1;
+        if let Some(key) = key
+            && let Some(until) = l.blocked.get(key)
+        {
+            let now = Instant::now();
+            if now < *until {
+                let early = format!("{key} {} ms early", (*until - now).as_millis());
+                l.early.push(early);
+            }
         }
+        let fault = (rand::random::<f64>() < l.fault_rate)
+            .then(|| FAULTS[rand::random_range(0..FAULTS.len())]);
+        if let Some(f) = fault {
+            *l.faults.entry(format!("{f:?}")).or_insert(0) += 1;
+        }
+        (fault, l.latency, l.hang)
+    };
+    tokio::time::sleep(latency).await;
+    if let (Some(Fault::RateLimited), Some(key)) = (fault, key) {
+        ledger
+            .lock()
+            .unwrap()
+            .blocked
+            .insert(key.to_owned(), Instant::now() + Duration::from_secs(1));
     }
-    (fault, l.latency, l.hang)
+    (fault, hang)
 }
 
 async fn faulty(fault: Fault, hang: Duration, wrong_shape: Value) -> Response {
@@ -177,8 +187,7 @@ async fn chat(State(ledger): State<Arc<Mutex<Ledger>>>, body: Bytes) -> Response
     let repair = request
         .to_string()
         .contains("does not match the required JSON schema");
-    let (fault, latency, hang) = fate(&ledger, (!repair).then_some(key.as_str())).await;
-    tokio::time::sleep(latency).await;
+    let (fault, hang) = fate(&ledger, (!repair).then_some(key.as_str())).await;
     if let Some(fault) = fault {
         return faulty(
             fault,
@@ -207,20 +216,21 @@ async fn transcription(
         .to_owned();
     let text = String::from_utf8_lossy(&body).replace(&boundary, "");
     let key = format!("stt:{}", sha(text.as_bytes()));
-    let (fault, latency, hang) = fate(&ledger, Some(&key)).await;
-    tokio::time::sleep(latency).await;
+    let (fault, hang) = fate(&ledger, Some(&key)).await;
     if let Some(fault) = fault {
         return faulty(fault, hang, json!({ "words": "not verbose_json" })).await;
     }
     *ledger.lock().unwrap().paid.entry(key.clone()).or_insert(0) += 1;
-    // Each recording's words name it, so each conversation's LLM requests are its own.
+    // Every line names its recording, so each conversation's LLM requests are its own
+    // whichever lines an agent is shown.
     let first = format!("We write every order by hand, ticket {key}.");
+    let second = format!("We lose money every month on ticket {key}.");
     axum::Json(json!({
         "task": "transcribe", "language": "english", "duration": 3.0,
-        "text": format!("{first} We lose money every month."),
+        "text": format!("{first} {second}"),
         "segments": [
             { "id": 0, "start": 0.0, "end": 1.5, "text": first, "no_speech_prob": 0.01 },
-            { "id": 1, "start": 1.5, "end": 3.0, "text": "We lose money every month.", "no_speech_prob": 0.01 }
+            { "id": 1, "start": 1.5, "end": 3.0, "text": second, "no_speech_prob": 0.01 }
         ]
     }))
     .into_response()
@@ -307,8 +317,8 @@ impl<'a> Cluster<'a> {
                     content: FakeContent::Bytes(
                         format!(
                             "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Rep>How do you take orders today, order {i}?\n\n\
-                             00:00:05.000 --> 00:00:09.000\n<v Owner>By hand. We lose about $500 a month to mistakes.\n\n\
-                             00:00:10.000 --> 00:00:14.000\n<v Rep>Shall we book a demo with your manager next Tuesday?\n"
+                             00:00:05.000 --> 00:00:09.000\n<v Owner>By hand. We lose about $500 a month to mistakes on order {i}.\n\n\
+                             00:00:10.000 --> 00:00:14.000\n<v Rep>Shall we book a demo about order {i} with your manager next Tuesday?\n"
                         )
                         .into(),
                     ),
@@ -398,6 +408,31 @@ impl<'a> Cluster<'a> {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Conversations that got more than one job of a pipeline stage (prepare, merge, analyze):
+    /// each stage is enqueued once per conversation, whatever was retried or killed.
+    async fn doubled_stages(&self) -> Vec<String> {
+        let mut per: BTreeMap<(String, String), u32> = BTreeMap::new();
+        for job in self
+            .store
+            .list_jobs(&JobFilter {
+                limit: Some(100_000),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        {
+            if [PREPARE, MERGE, ANALYZE].contains(&job.kind.as_str())
+                && let Some(id) = job.conversation_id
+            {
+                *per.entry((id, job.kind)).or_insert(0) += 1;
+            }
+        }
+        per.into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|((id, kind), n)| format!("{id} {kind} ×{n}"))
+            .collect()
     }
 
     /// Slack's messages tagged for `id`, by kind.
@@ -534,6 +569,8 @@ async fn killed_nodes_lose_nothing_and_post_once(db: &TestDb) {
         .collect();
     assert_eq!(completed, CALLS, "every call completes: {failed:?}");
     assert!(c.jobs(JobStatus::Dead).await.is_empty(), "no dead job");
+    let doubled = c.doubled_stages().await;
+    assert!(doubled.is_empty(), "stages enqueued twice: {doubled:?}");
     let tagged = c.tagged();
     for id in &ids {
         let kinds = tagged.get(id).cloned().unwrap_or_default();
@@ -594,7 +631,7 @@ async fn a_worker_dying_every_attempt_fails_once_and_retries(db: &TestDb) {
             .jobs(JobStatus::Running)
             .await
             .into_iter()
-            .find(|j| j.kind == "conversation.analyze")
+            .find(|j| j.kind == ANALYZE)
             .map(|j| j.attempts)
             .filter(|a| *a > killed_attempt);
         if let Some(attempt) = attempt {
@@ -694,6 +731,8 @@ async fn provider_faults_are_survived(db: &TestDb) {
         completed * 100 >= CALLS * 98,
         "at least 98 % complete: {completed} of {CALLS}: {errors:?}"
     );
+    let doubled = c.doubled_stages().await;
+    assert!(doubled.is_empty(), "stages enqueued twice: {doubled:?}");
     let paid_twice = c.providers.paid_twice();
     assert!(paid_twice.is_empty(), "paid twice: {paid_twice:?}");
     let (early, faults, requests) = {
