@@ -103,7 +103,7 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
         }))
         .await;
         // Save every success before reporting a failure, so a retry redoes only the failures.
-        let mut first_error = None;
+        let mut errors = Vec::new();
         for (agent, result) in runs {
             match result {
                 Ok(run) => {
@@ -113,19 +113,12 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
                 }
                 Err(err) => {
                     tracing::warn!(event = "agent.failed", conversation_id = %id, agent = agent.as_str(), error_code = %err.code, error = %err.message, "agent failed");
-                    first_error.get_or_insert(err);
+                    errors.push(err);
                 }
             }
         }
-        if let Some(err) = first_error {
-            return Err(match err.retry_at {
-                Some(at) => JobError::RetryAt {
-                    at,
-                    code: err.code,
-                    message: err.message,
-                },
-                None => JobError::from_code(err.code, err.message),
-            });
+        if let Some(err) = wave_error(errors) {
+            return Err(err);
         }
     }
     let outputs = assemble(&done)?;
@@ -158,6 +151,34 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
         "Processing completed"
     );
     Ok(())
+}
+
+/// The job's outcome when agents of a wave failed: an error no retry can help ends the job;
+/// otherwise rate limits reschedule it for the *latest* `Retry-After` among them (an earlier
+/// one would call the other rate-limited agents before their provider allows it); otherwise
+/// the first failure is retried as usual.
+fn wave_error(errors: Vec<salesai_core::analysis::engine::AnalyzerError>) -> Option<JobError> {
+    if let Some(err) = errors
+        .iter()
+        .find(|e| e.retry_at.is_none() && !e.code.retryable_by_default())
+    {
+        return Some(JobError::terminal(err.code, err.message.clone()));
+    }
+    if let Some((at, err)) = errors
+        .iter()
+        .filter_map(|e| e.retry_at.map(|at| (at, e)))
+        .max_by_key(|(at, _)| *at)
+    {
+        return Some(JobError::RetryAt {
+            at,
+            code: err.code,
+            message: err.message.clone(),
+        });
+    }
+    errors
+        .into_iter()
+        .next()
+        .map(|err| JobError::from_code(err.code, err.message))
 }
 
 /// Calls one agent with its own budget: a transient failure (5xx, a timeout, a refused
@@ -240,4 +261,55 @@ pub fn stage_durations(events: &[salesai_core::store::StageEvent]) -> BTreeMap<&
         out.insert("total", (last.at - first.at).num_milliseconds().max(0));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wave_error;
+    use crate::JobError;
+    use chrono::{Duration, Utc};
+    use salesai_core::ErrorCode;
+    use salesai_core::analysis::engine::AnalyzerError;
+
+    fn err(code: ErrorCode, retry_in_ms: Option<i64>) -> AnalyzerError {
+        AnalyzerError {
+            code,
+            message: format!("{code}"),
+            retry_at: retry_in_ms.map(|ms| Utc::now() + Duration::milliseconds(ms)),
+        }
+    }
+
+    #[test]
+    fn the_latest_retry_after_of_a_wave_wins() {
+        let early = err(ErrorCode::RateLimited, Some(100));
+        let late = err(ErrorCode::RateLimited, Some(900));
+        let late_at = late.retry_at.unwrap();
+        // Whatever order the agents finished in.
+        for errors in [vec![early.clone(), late.clone()], vec![late, early]] {
+            match wave_error(errors) {
+                Some(JobError::RetryAt { at, .. }) => assert_eq!(at, late_at),
+                other => panic!("expected a reschedule, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_outranks_a_transient_failure_and_a_terminal_one_ends_the_job() {
+        let transient = err(ErrorCode::LlmApiError, None);
+        let limited = err(ErrorCode::RateLimited, Some(500));
+        assert!(matches!(
+            wave_error(vec![transient.clone(), limited.clone()]),
+            Some(JobError::RetryAt { .. })
+        ));
+        let terminal = err(ErrorCode::AnalysisInvalidOutput, None);
+        assert!(matches!(
+            wave_error(vec![limited, terminal]),
+            Some(JobError::Terminal { .. })
+        ));
+        assert!(matches!(
+            wave_error(vec![transient]),
+            Some(JobError::Retryable { .. })
+        ));
+        assert!(wave_error(Vec::new()).is_none());
+    }
 }
