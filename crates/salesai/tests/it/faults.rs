@@ -291,58 +291,9 @@ impl<'a> Cluster<'a> {
         Running::start(command)
     }
 
-    /// `n` conversations shared in Slack (every `audio_every`-th a recording, the rest
-    /// transcripts), each as the Slack form creates it: waiting for its download.
+    /// `n` conversations shared in this cluster's Slack (see [`share`]).
     async fn share(&self, n: usize, audio_every: usize) -> Vec<String> {
-        let lines = salesai_core::product_line::builtin();
-        let line = salesai_core::product_line::find(&lines, "default").unwrap();
-        let mut ids = Vec::new();
-        for i in 0..n {
-            let file_id = format!("F{i:05}");
-            let channel = format!("C0F{:02}", i % CHANNELS);
-            let thread = format!("1700000000.{i:06}");
-            let audio = audio_every > 0 && i % audio_every == 0;
-            let file = if audio {
-                FakeFile {
-                    name: format!("call-{i}.wav"),
-                    mimetype: "audio/wav".into(),
-                    filetype: "wav".into(),
-                    content: FakeContent::Bytes(tone_wav(3, 220 + i as u32).into()),
-                }
-            } else {
-                FakeFile {
-                    name: format!("call-{i}.vtt"),
-                    mimetype: "text/vtt".into(),
-                    filetype: "vtt".into(),
-                    content: FakeContent::Bytes(
-                        format!(
-                            "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Rep>How do you take orders today, order {i}?\n\n\
-                             00:00:05.000 --> 00:00:09.000\n<v Owner>By hand. We lose about $500 a month to mistakes on order {i}.\n\n\
-                             00:00:10.000 --> 00:00:14.000\n<v Rep>Shall we book a demo about order {i} with your manager next Tuesday?\n"
-                        )
-                        .into(),
-                    ),
-                }
-            };
-            self.slack.add_file(&file_id, file, &channel, &thread);
-            let mut intake = Intake::new(
-                Source::Slack,
-                CustomerNumber::parse(&format!("F-{i}")).unwrap(),
-            );
-            intake.customer_name = Some(format!("Fault Cafe {i}"));
-            intake.fields.insert("slack_file_id".into(), json!(file_id));
-            intake.fields.insert("slack_user_id".into(), json!("U0REP"));
-            intake.idempotency_key = Some(format!("slack-file:{file_id}"));
-            intake.slack = Some(SlackThread {
-                channel_id: channel,
-                thread_ts: Some(thread),
-            });
-            let new = intake
-                .conversation(line, chrono::Utc::now(), chrono_tz::Asia::Taipei)
-                .unwrap();
-            ids.push(self.store.create_conversation(new).await.unwrap().id);
-        }
-        ids
+        share(self.store.as_ref(), &self.slack, n, audio_every).await
     }
 
     async fn statuses(&self) -> BTreeMap<String, ConversationStatus> {
@@ -435,23 +386,83 @@ impl<'a> Cluster<'a> {
             .collect()
     }
 
-    /// Slack's messages tagged for `id`, by kind.
+    /// The salesai messages in this cluster's Slack (see [`tagged`]).
     fn tagged(&self) -> HashMap<String, BTreeMap<String, u32>> {
-        let mut out: HashMap<String, BTreeMap<String, u32>> = HashMap::new();
-        for m in self.slack.messages().into_values() {
-            let payload = &m["metadata"]["event_payload"];
-            if let (Some(id), Some(kind)) = (
-                payload["conversation_id"].as_str(),
-                payload["kind"].as_str(),
-            ) {
-                *out.entry(id.to_owned())
-                    .or_default()
-                    .entry(kind.to_owned())
-                    .or_insert(0) += 1;
-            }
-        }
-        out
+        tagged(&self.slack)
     }
+}
+
+/// `n` conversations shared in Slack (every `audio_every`-th a recording, the rest
+/// transcripts), each as the Slack form creates it: waiting for its download.
+async fn share(store: &dyn Store, slack: &FakeSlack, n: usize, audio_every: usize) -> Vec<String> {
+    let lines = salesai_core::product_line::builtin();
+    let line = salesai_core::product_line::find(&lines, "default").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let file_id = format!("F{i:05}");
+        let channel = format!("C0F{:02}", i % CHANNELS);
+        let thread = format!("1700000000.{i:06}");
+        let audio = audio_every > 0 && i % audio_every == 0;
+        let file = if audio {
+            FakeFile {
+                name: format!("call-{i}.wav"),
+                mimetype: "audio/wav".into(),
+                filetype: "wav".into(),
+                content: FakeContent::Bytes(tone_wav(3, 220 + i as u32).into()),
+            }
+        } else {
+            FakeFile {
+                name: format!("call-{i}.vtt"),
+                mimetype: "text/vtt".into(),
+                filetype: "vtt".into(),
+                content: FakeContent::Bytes(
+                    format!(
+                        "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Rep>How do you take orders today, order {i}?\n\n\
+                         00:00:05.000 --> 00:00:09.000\n<v Owner>By hand. We lose about $500 a month to mistakes on order {i}.\n\n\
+                         00:00:10.000 --> 00:00:14.000\n<v Rep>Shall we book a demo about order {i} with your manager next Tuesday?\n"
+                    )
+                    .into(),
+                ),
+            }
+        };
+        slack.add_file(&file_id, file, &channel, &thread);
+        let mut intake = Intake::new(
+            Source::Slack,
+            CustomerNumber::parse(&format!("F-{i}")).unwrap(),
+        );
+        intake.customer_name = Some(format!("Fault Cafe {i}"));
+        intake.fields.insert("slack_file_id".into(), json!(file_id));
+        intake.fields.insert("slack_user_id".into(), json!("U0REP"));
+        intake.idempotency_key = Some(format!("slack-file:{file_id}"));
+        intake.slack = Some(SlackThread {
+            channel_id: channel,
+            thread_ts: Some(thread),
+        });
+        let new = intake
+            .conversation(line, chrono::Utc::now(), chrono_tz::Asia::Taipei)
+            .unwrap();
+        ids.push(store.create_conversation(new).await.unwrap().id);
+    }
+    ids
+}
+
+/// The salesai messages in Slack per conversation and kind (`status`, `completed`,
+/// `failed:N`), from the metadata each message carries.
+fn tagged(slack: &FakeSlack) -> HashMap<String, BTreeMap<String, u32>> {
+    let mut out: HashMap<String, BTreeMap<String, u32>> = HashMap::new();
+    for m in slack.messages().into_values() {
+        let payload = &m["metadata"]["event_payload"];
+        if let (Some(id), Some(kind)) = (
+            payload["conversation_id"].as_str(),
+            payload["kind"].as_str(),
+        ) {
+            *out.entry(id.to_owned())
+                .or_default()
+                .entry(kind.to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 /// A mono 16 kHz 16-bit WAV of a tone (a different pitch gives different bytes).
@@ -915,6 +926,9 @@ struct Sent {
     ms: u64,
 }
 
+/// Conversations shared in Slack in (c), beside the API uploads.
+const SLACK_CALLS: usize = 30;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
 async fn faults_c_postgres_stopped_under_load() {
@@ -925,6 +939,18 @@ async fn faults_c_postgres_stopped_under_load() {
         .env("DATABASE_URL", pg.url()));
     assert!(out.status.success(), "{}", stderr(&out));
     let token = crate::stdout(&out).trim().to_owned();
+    // Conversations shared in a Slack that answers slowly, so their status messages and cards
+    // are still being posted when the database goes away.
+    let slack = FakeSlack::start(TOKEN).await;
+    for method in ["chat.postMessage", "chat.update"] {
+        slack.slow(method, Duration::from_millis(1500));
+    }
+    let shared = {
+        let database = salesai_db::Database::connect(&pg.url(), &Default::default())
+            .await
+            .unwrap();
+        share(database.store().as_ref(), &slack, SLACK_CALLS, 0).await
+    };
     let port = crate::free_port();
     let mut command = salesai(dir.path());
     command
@@ -932,7 +958,10 @@ async fn faults_c_postgres_stopped_under_load() {
         .env("DATABASE_URL", pg.url())
         .env("SALESAI_DATA_DIR", dir.path())
         .env("SALESAI_WORKER_POLL_MS", "50")
-        .env("SALESAI_LOG", "info");
+        .env("SALESAI_LOG", "info")
+        .env("SLACK_SIGNING_SECRET", "faults-secret")
+        .env("SLACK_BOT_TOKEN", TOKEN)
+        .env("SLACK_API_URL", slack.api_url().as_str());
     let server = Running::start(command);
     let base = format!("http://127.0.0.1:{port}");
     crate::wait_until_up(&format!("{base}/health"), &server).await;
@@ -945,10 +974,15 @@ async fn faults_c_postgres_stopped_under_load() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     let mut outage: Option<(Duration, Duration)> = None;
+    let count_cards = |t: &HashMap<String, BTreeMap<String, u32>>| {
+        t.values().filter(|k| k.get("completed").is_some()).count()
+    };
+    let mut cards_before_outage = 0;
     let mut n = 0u32;
     while started.elapsed() < Duration::from_secs(30) {
         if outage.is_none() && started.elapsed() >= Duration::from_secs(5) {
             let down_at = started.elapsed();
+            cards_before_outage = count_cards(&tagged(&slack));
             tokio::task::block_in_place(|| pg.down()).expect("pg_ctl stop");
             outage = Some((down_at, Duration::ZERO));
         }
@@ -1036,12 +1070,17 @@ async fn faults_c_postgres_stopped_under_load() {
         .unwrap();
     let store = database.store();
     let deadline = Instant::now() + Duration::from_secs(120);
+    let ids: Vec<&str> = accepted
+        .iter()
+        .map(|s| {
+            s.id.as_deref()
+                .expect("an accepted upload names its conversation")
+        })
+        .chain(shared.iter().map(String::as_str))
+        .collect();
     loop {
         let mut open = 0;
-        for s in &accepted {
-            let id =
-                s.id.as_deref()
-                    .expect("an accepted upload names its conversation");
+        for &id in &ids {
             let c = store
                 .get_conversation(id)
                 .await
@@ -1078,9 +1117,32 @@ async fn faults_c_postgres_stopped_under_load() {
         .len();
     assert_eq!(
         stored,
-        accepted.len(),
+        accepted.len() + SLACK_CALLS,
         "no conversation from a refused upload"
     );
+    // Each Slack conversation's notifications settle (the last ones may still be in flight),
+    // then it has exactly one status message and one card, whatever the outage interrupted.
+    let settled = Instant::now();
+    let complete = |t: &HashMap<String, BTreeMap<String, u32>>| {
+        shared
+            .iter()
+            .all(|id| t.get(id).is_some_and(|k| k.get("completed") == Some(&1)))
+    };
+    while !complete(&tagged(&slack)) && settled.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posted = tagged(&slack);
+    assert!(
+        cards_before_outage < SLACK_CALLS,
+        "the outage came after every card was posted: nothing was tested"
+    );
+    for id in &shared {
+        let kinds = posted.get(id).cloned().unwrap_or_default();
+        assert_eq!(kinds.get("status"), Some(&1), "{id}: {kinds:?}");
+        assert_eq!(kinds.get("completed"), Some(&1), "{id}: {kinds:?}");
+        assert_eq!(kinds.len(), 2, "{id}: {kinds:?}");
+    }
     let (down_at, up_at) = outage.unwrap();
     let max_refusal_ms = refused.iter().map(|s| s.ms).max().unwrap_or(0);
     println!(
@@ -1088,6 +1150,8 @@ async fn faults_c_postgres_stopped_under_load() {
         json!({ "scenario": "c_postgres_stopped", "backend": "postgres (private)",
                 "outage_s": (up_at - down_at).as_secs_f64(), "uploads": sent.len(),
                 "accepted": accepted.len(), "refused_503": refused.len(),
-                "max_refusal_ms": max_refusal_ms, "completed": accepted.len() })
+                "max_refusal_ms": max_refusal_ms, "completed": accepted.len(),
+                "slack_calls": SLACK_CALLS, "slack_cards": SLACK_CALLS,
+                "slack_cards_before_outage": cards_before_outage })
     );
 }
