@@ -98,6 +98,8 @@ pub const MESSAGE_EVENT_TYPE: &str = "salesai_message";
 
 /// Slack message metadata naming a conversation's message of `kind` (`status`, `completed`,
 /// `failed:N`): a retry that cannot tell whether its post arrived finds the message by it.
+/// Before a conversation exists (a shared file's `prompt` or `refused` reply), the subject in
+/// `conversation_id` is `file:` and the Slack file id.
 pub fn message_tag(conversation_id: &str, kind: &str) -> Value {
     serde_json::json!({
         "event_type": MESSAGE_EVENT_TYPE,

@@ -200,7 +200,7 @@ struct Prompt(Option<Arc<Slack>>);
 impl Handler for Prompt {
     type Kind = PromptJob;
 
-    async fn run(&self, _app: &App, _job: &Job, p: PromptJob) -> Result<(), JobError> {
+    async fn run(&self, _app: &App, job: &Job, p: PromptJob) -> Result<(), JobError> {
         let slack = configured(&self.0)?;
         let file_id = non_empty(&p.file_id, "file_id")?;
         let channel = non_empty(&p.channel_id, "channel_id")?;
@@ -222,16 +222,14 @@ impl Handler for Prompt {
         // Checked before the rep is asked to fill a form: a file too large, or one whose first
         // bytes are not a recording or transcript, gets a reply that says so instead.
         let lang = Language::of(&slack.app.product_line(line_id).language);
+        let subject = format!("file:{file_id}");
+        let place = Place {
+            channel,
+            thread: thread_ts.as_deref(),
+        };
         if let Some(refusal) = refuse_early(slack, &file, lang).await {
-            let mut message = json!({ "channel": channel, "text": refusal });
-            if let Some(ts) = &thread_ts {
-                message["thread_ts"] = json!(ts);
-            }
-            slack
-                .client
-                .post_message(&message)
-                .await
-                .map_err(slack_err)?;
+            let message = json!({ "text": refusal });
+            post_tagged_once(slack, job, &subject, "refused", place, message).await?;
             tracing::info!(event = "slack.file_refused", file_id, channel, reason = %refusal, "refused a shared file before the form");
             return Ok(());
         }
@@ -249,16 +247,8 @@ impl Handler for Prompt {
             size: file["size"].as_u64().unwrap_or(0),
         };
         let line = slack.app.product_line(line_id);
-        let mut message = blocks::prompt(Language::of(&line.language), &file_ref);
-        message["channel"] = json!(channel);
-        if let Some(ts) = thread_ts {
-            message["thread_ts"] = json!(ts);
-        }
-        slack
-            .client
-            .post_message(&message)
-            .await
-            .map_err(slack_err)?;
+        let message = blocks::prompt(Language::of(&line.language), &file_ref);
+        post_tagged_once(slack, job, &subject, "prompt", place, message).await?;
         tracing::info!(
             event = "slack.prompted",
             file_id,
@@ -267,6 +257,55 @@ impl Handler for Prompt {
         );
         Ok(())
     }
+}
+
+/// Posts a message about something that has no conversation yet (a shared file's prompt or
+/// refusal), tagged with `subject` and `kind` ([`api::message_tag`]): a later attempt of the
+/// job first looks in the thread for the tagged message, so a post whose answer was lost (or
+/// whose worker died before recording the job done) is not repeated. The first attempt posts
+/// at once: nothing can have been posted before it. When Slack cannot be asked (no history
+/// scope), it posts: a rare duplicate beats a lost prompt.
+async fn post_tagged_once(
+    slack: &Slack,
+    job: &Job,
+    subject: &str,
+    kind: &str,
+    place: Place<'_>,
+    mut message: Value,
+) -> Result<(), JobError> {
+    if job.attempts > 1 {
+        match slack
+            .client
+            .find_tagged(place.channel, place.thread, subject, kind)
+            .await
+        {
+            Ok(Some(_)) => {
+                tracing::info!(
+                    event = "slack.post_recovered",
+                    subject,
+                    kind,
+                    "an earlier post whose answer was lost was found by its tag"
+                );
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(err) if err.is_transient() => return Err(slack_err(err)),
+            Err(err) => {
+                tracing::warn!(event = "slack.post_unverifiable", subject, kind, error = %err, "cannot look for an earlier post (add the history scopes); posting again");
+            }
+        }
+    }
+    message["channel"] = json!(place.channel);
+    if let Some(ts) = place.thread {
+        message["thread_ts"] = json!(ts);
+    }
+    message["metadata"] = api::message_tag(subject, kind);
+    slack
+        .client
+        .post_message(&message)
+        .await
+        .map_err(slack_err)?;
+    Ok(())
 }
 
 /// How much of a shared file is read to recognise it.

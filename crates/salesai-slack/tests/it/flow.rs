@@ -858,3 +858,55 @@ async fn a_lost_answer_from_slack_does_not_post_twice(db: &TestDb) {
         "every intent settled: {recorded:?}"
     );
 }
+
+story!(a_lost_answer_does_not_repeat_the_prompt);
+async fn a_lost_answer_does_not_repeat_the_prompt(db: &TestDb) {
+    let h = Harness::start(db).await;
+    h.fake.add_user("U0REP", "rep@example.com", "Rita Rep");
+    h.fake.add_file(
+        "F0PLOST",
+        vtt_file("call.vtt", english_transcript()),
+        EN_CHANNEL,
+        "1700000000.000500",
+    );
+    // Slack takes the prompt, but its answer never arrives: the job fails and is retried.
+    h.fake
+        .lose_answers("chat.postMessage", r#""kind":"prompt""#, 1);
+    let r = h
+        .event(
+            "EvF0PLOST",
+            file_shared("F0PLOST", EN_CHANNEL, "U0REP"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let store = &h.app.store;
+    eventually("the prompt job done on its second attempt", || async {
+        store
+            .list_jobs(&salesai_core::queue::JobFilter {
+                kind: Some("slack.prompt".into()),
+                limit: Some(10),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .any(|j| j.status == salesai_core::queue::JobStatus::Completed && j.attempts == 2)
+    })
+    .await;
+    let prompts: Vec<Value> = h
+        .fake
+        .messages()
+        .into_values()
+        .filter(|m| m["metadata"]["event_payload"]["kind"] == "prompt")
+        .collect();
+    assert_eq!(prompts.len(), 1, "one prompt in the thread: {prompts:?}");
+    assert_eq!(
+        prompts[0]["metadata"]["event_payload"]["conversation_id"],
+        "file:F0PLOST"
+    );
+    assert!(
+        !h.fake.calls_of("conversations.replies").is_empty(),
+        "the retry looked in the thread before posting again"
+    );
+}
