@@ -64,6 +64,8 @@ const FAULTS: [Fault; 6] = [
 struct Ledger {
     /// Share of requests that fail.
     fault_rate: f64,
+    /// The one fault injected (any of [`FAULTS`] when `None`).
+    only: Option<Fault>,
     /// Latency of every answer.
     latency: Duration,
     /// How long a hang lasts (past the client's timeout).
@@ -107,6 +109,15 @@ impl Providers {
         l.latency = latency;
     }
 
+    /// Injects only `fault` from now on (`None`: any of [`FAULTS`]).
+    fn only(&self, fault: Option<Fault>) {
+        self.ledger.lock().unwrap().only = fault;
+    }
+
+    fn requests(&self) -> u32 {
+        self.ledger.lock().unwrap().requests
+    }
+
     fn paid_twice(&self) -> Vec<String> {
         let l = self.ledger.lock().unwrap();
         l.paid
@@ -135,8 +146,10 @@ async fn fate(ledger: &Arc<Mutex<Ledger>>, key: Option<&str>) -> (Option<Fault>,
                 l.early.push(early);
             }
         }
-        let fault = (rand::random::<f64>() < l.fault_rate)
-            .then(|| FAULTS[rand::random_range(0..FAULTS.len())]);
+        let fault = (rand::random::<f64>() < l.fault_rate).then(|| {
+            l.only
+                .unwrap_or(FAULTS[rand::random_range(0..FAULTS.len())])
+        });
         if let Some(f) = fault {
             *l.faults.entry(format!("{f:?}")).or_insert(0) += 1;
         }
@@ -270,7 +283,13 @@ impl<'a> Cluster<'a> {
 
     /// A worker node with this id (a restarted node keeps its id, as under systemd).
     fn node(&self, id: &str) -> Running {
+        self.node_with(id, &[])
+    }
+
+    /// A worker node with extra environment.
+    fn node_with(&self, id: &str, env: &[(&str, &str)]) -> Running {
         let mut command = salesai(self.dir.path());
+        command.envs(env.iter().copied());
         command
             .arg("worker")
             .env("DATABASE_URL", &self.db.url)
@@ -787,6 +806,93 @@ async fn provider_faults_are_survived(db: &TestDb) {
 }
 
 fault_tests!(faults_d_provider_faults, provider_faults_are_survived);
+
+// ---------------------------------------------------------------------------------------------
+// (f) A provider that fails broadly pauses itself: every LLM call answers 500 until the node
+// pauses the LLM, which the ops webhook announces once; no call is made during the pause; when
+// it ends, the (by then healthy) provider completes every analysis, and no job spent an
+// attempt on the outage.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
+async fn faults_f_a_failing_provider_pauses_itself() {
+    const CALLS: usize = 3;
+    let db = TestDb::sqlite().await;
+    let c = Cluster::start(&db, 60).await;
+    c.providers.set(1.0, Duration::from_millis(50));
+    c.providers.only(Some(Fault::Status500));
+    let ids = c.share(CALLS, 0).await;
+    let hook = c.slack.hook_url("ops");
+    let node = c.node_with(
+        "node-a",
+        &[
+            ("SLACK_WEBHOOK_URL", hook.as_str()),
+            ("SALESAI_ALERT_INTERVAL_SECS", "1"),
+        ],
+    );
+    let started = Instant::now();
+    let alert = "llm failed broadly and paused itself";
+    let alerts = || -> Vec<String> {
+        c.slack
+            .calls_of("hook:ops")
+            .into_iter()
+            .filter_map(|call| call.body["text"].as_str().map(str::to_owned))
+            .filter(|t| t.contains(alert))
+            .collect()
+    };
+    while alerts().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no alert about the pause; log:\n{}",
+            node.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let announced = started.elapsed();
+    let failed_calls = c.providers.requests();
+    // The provider is healthy again, but the node does not call it until the pause ends.
+    c.providers.set(0.0, Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        c.providers.requests(),
+        failed_calls,
+        "no LLM call during the pause"
+    );
+    let statuses = c.statuses().await;
+    assert!(
+        ids.iter()
+            .all(|id| statuses[id] == ConversationStatus::Analyzing),
+        "the analyses wait, none failed: {statuses:?}"
+    );
+    c.settle(Duration::from_secs(120), &[&node]).await;
+    let resumed = started.elapsed();
+    let statuses = c.statuses().await;
+    for id in &ids {
+        assert_eq!(statuses[id], ConversationStatus::Completed, "{id}");
+    }
+    for job in c.jobs(JobStatus::Completed).await {
+        if job.kind == ANALYZE {
+            assert_eq!(job.attempts, 1, "the outage spent no attempt: {job:?}");
+        }
+    }
+    let events: Vec<String> = node
+        .events()
+        .into_iter()
+        .filter_map(|e| e["event"].as_str().map(str::to_owned))
+        .collect();
+    assert!(events.iter().any(|e| e == "provider.paused"), "{events:?}");
+    assert!(events.iter().any(|e| e == "provider.resumed"), "{events:?}");
+    let posted = alerts();
+    assert_eq!(posted.len(), 1, "announced once: {posted:?}");
+    assert!(posted[0].contains("[P1]"), "{}", posted[0]);
+    println!(
+        "FAULTS {}",
+        json!({ "scenario": "f_provider_paused", "backend": "sqlite", "calls": CALLS,
+                "failed_llm_calls_before_pause": failed_calls, "announced_s": announced.as_secs_f64(),
+                "calls_during_pause": 0, "completed_s": resumed.as_secs_f64(),
+                "alerts": posted.len(), "attempts_spent": 0 })
+    );
+}
 
 // ---------------------------------------------------------------------------------------------
 // (c) PostgreSQL stopped for 15 s under upload load: a private instance this test starts
