@@ -69,12 +69,19 @@ impl QueueSettings {
             NOTIFICATIONS => (10, 8),
             _ => (1, 1),
         };
+        // Six attempts with a 5 s base: 77–155 s of backoff before the last one, so a lone
+        // call outlives a provider's (or Slack's) outage of a minute or two. An outage that
+        // many calls meet pauses the provider instead (`breaker`), spending no attempt.
+        let max_attempts = match name {
+            CONVERSATIONS | NOTIFICATIONS => 6,
+            _ => 3,
+        };
         QueueSettings {
             name: name.to_owned(),
             paused: false,
             max_batch,
             max_concurrency,
-            max_attempts: 3,
+            max_attempts,
             backoff_base_ms: 5_000,
             backoff_max_ms: 600_000,
             lease_secs: 60,
@@ -613,7 +620,7 @@ mod tests {
     fn settings_validate_and_patch() {
         let defaults = QueueSettings::defaults_for(CONVERSATIONS);
         assert!(defaults.validate().is_ok());
-        assert_eq!(defaults.max_attempts, 3);
+        assert_eq!(defaults.max_attempts, 6);
         let patched = QueueSettingsPatch {
             max_batch: Some(10),
             max_concurrency: Some(10),

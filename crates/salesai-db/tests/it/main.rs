@@ -312,7 +312,14 @@ async fn enqueue_claim_complete(db: &TestDb) {
 story!(retry_backoff_dead_and_back);
 async fn retry_backoff_dead_and_back(db: &TestDb) {
     let store = db.store();
-    let id = store.enqueue(job("flaky")).await.unwrap().id;
+    let id = store
+        .enqueue(NewJob {
+            max_attempts: Some(3),
+            ..job("flaky")
+        })
+        .await
+        .unwrap()
+        .id;
 
     // With the default backoff the retry waits: the job is not claimable straight away.
     let claimed = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
