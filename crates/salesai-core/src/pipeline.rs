@@ -24,6 +24,40 @@ pub const DOWNLOAD: &str = "conversation.download";
 /// of a conversation that has a Slack thread, so no change goes unannounced.
 pub const NOTIFY: &str = "conversation.notify";
 
+/// How much earlier (in upload time) a conversation's job counts for each pipeline stage it is
+/// further along: a minute. A burst of calls uploaded within a minute is worked call by call
+/// (each one's later stages first), so the first card arrives about when a lone call's would,
+/// instead of after every call's preparation and transcription.
+pub const STAGE_STEP_MS: i64 = 60_000;
+
+/// How far along the pipeline a job kind is (0 for the first stage); `None` for other kinds.
+pub fn stage_rank(kind: &str) -> Option<i64> {
+    match kind {
+        DOWNLOAD => Some(0),
+        PREPARE => Some(1),
+        TRANSCRIBE_CHUNK => Some(2),
+        MERGE => Some(3),
+        ANALYZE => Some(4),
+        NOTIFY => Some(5),
+        _ => None,
+    }
+}
+
+/// A job's claim priority (lower runs first among due jobs): a conversation's job takes the
+/// conversation's upload time in milliseconds, less [`STAGE_STEP_MS`] per stage it is along;
+/// any other job its due time (first come, first served). Both only grow with time for new
+/// work, so nothing waits behind an endless stream of newer jobs.
+pub fn job_priority(
+    kind: &str,
+    uploaded: Option<chrono::DateTime<chrono::Utc>>,
+    due: chrono::DateTime<chrono::Utc>,
+) -> i64 {
+    match uploaded {
+        Some(at) => at.timestamp_millis() - stage_rank(kind).unwrap_or(0) * STAGE_STEP_MS,
+        None => due.timestamp_millis(),
+    }
+}
+
 crate::empty_job!(
     /// The payload of [`PREPARE`] (the conversation is the job's).
     PrepareJob = PREPARE, CONVERSATIONS

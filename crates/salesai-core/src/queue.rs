@@ -353,6 +353,9 @@ pub struct Job {
     pub max_attempts: u32,
     /// Not before this time.
     pub run_at: DateTime<Utc>,
+    /// Among due jobs of a queue, lower is claimed first (see
+    /// [`crate::pipeline::job_priority`]).
+    pub priority: i64,
     /// The worker holding it, while running.
     pub locked_by: Option<String>,
     /// When the lease runs out, while running.

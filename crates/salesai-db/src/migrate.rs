@@ -45,6 +45,7 @@ macro_rules! migrations {
             (7, "0007", "web_access"),
             (8, "0008", "transcript_search"),
             (9, "0009", "meeting_notes"),
+            (10, "0010", "job_priority"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {

@@ -29,7 +29,7 @@ use crate::error::R;
 /// mislabels `RETURNING *` after an `ALTER TABLE`).
 macro_rules! job_columns {
     () => {
-        "id, queue, kind, payload, status, attempts, max_attempts, run_at, locked_by, \
+        "id, queue, kind, payload, status, attempts, max_attempts, run_at, priority, locked_by, \
          lease_expires_at, last_error_code, last_error_message, idempotency_key, conversation_id, \
          created_at, updated_at, finished_at"
     };
@@ -82,6 +82,7 @@ fn job_from_row(row: &DbRow) -> R<Job> {
         attempts: u32_col(row, "attempts")?,
         max_attempts: u32_col(row, "max_attempts")?,
         run_at: time(row, "run_at")?,
+        priority: row.try_get("priority")?,
         locked_by: row.try_get("locked_by")?,
         lease_expires_at: opt_time(row, "lease_expires_at")?,
         last_error_code: row.try_get("last_error_code")?,
@@ -222,10 +223,22 @@ async fn enqueue_in(conn: &mut Conn, job: &NewJob) -> R<Enqueued> {
         Some(n) => n,
         None => settings_in(conn, &job.queue).await?.max_attempts,
     };
+    // A conversation's jobs are ordered by its upload time (and stage); others by due time.
+    let uploaded = match &job.conversation_id {
+        Some(id) => sqlx::query(sql!("SELECT created_at FROM conversations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| time(&row, "created_at"))
+            .transpose()?,
+        None => None,
+    };
+    let due = job.run_at.unwrap_or_else(Utc::now);
+    let priority = salesai_core::pipeline::job_priority(&job.kind, uploaded, due);
     let id: Option<i64> = sqlx::query_scalar(sql!(
-        "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, run_at, \
+        "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, run_at, priority, \
          idempotency_key, conversation_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'queued', 0, $4, COALESCE($5, now()), $6, $7, now(), now()) \
+         VALUES ($1, $2, $3, 'queued', 0, $4, COALESCE($5, now()), $6, $7, $8, now(), now()) \
          ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING id"
     ))
@@ -234,6 +247,7 @@ async fn enqueue_in(conn: &mut Conn, job: &NewJob) -> R<Enqueued> {
     .bind(&job.payload)
     .bind(max_attempts as i32)
     .bind(job.run_at.map(db_time))
+    .bind(priority)
     .bind(&job.idempotency_key)
     .bind(&job.conversation_id)
     .fetch_optional(&mut *conn)

@@ -62,7 +62,7 @@ pub(crate) fn claim_sql() -> String {
          updated_at = now() \
          WHERE id IN (SELECT j.id FROM jobs j WHERE j.queue = $2 AND j.status = 'queued' AND j.run_at <= now() \
                       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE name = $2 AND paused) \
-                      {serial} ORDER BY j.run_at, j.id LIMIT $3 FOR UPDATE OF j SKIP LOCKED) \
+                      {serial} ORDER BY j.priority, j.id LIMIT $3 FOR UPDATE OF j SKIP LOCKED) \
          RETURNING {columns}",
         serial = crate::serial_guard(),
         columns = job_columns!(),
@@ -146,7 +146,7 @@ impl JobQueue for StoreImpl {
                 .fetch_all(&self.pool)
                 .await?;
             let mut jobs = rows.iter().map(job_from_row).collect::<R<Vec<_>>>()?;
-            jobs.sort_by_key(|j| (j.run_at, j.id));
+            jobs.sort_by_key(|j| (j.priority, j.id));
             Ok(jobs)
         })
         .await
@@ -172,7 +172,7 @@ impl JobQueue for StoreImpl {
                 super::super::complete_and_claim(&self.pool, lease, queue, worker_id, max.max(1))
                     .await?;
             let mut jobs = rows.iter().map(job_from_row).collect::<R<Vec<_>>>()?;
-            jobs.sort_by_key(|j| (j.run_at, j.id));
+            jobs.sort_by_key(|j| (j.priority, j.id));
             Ok((done, jobs))
         })
         .await

@@ -85,8 +85,8 @@ async fn migrations_are_checked(db: &TestDb) {
         Some("call.vtt".into()),
     );
     let created = db.store().create_conversation(new.clone()).await.unwrap();
-    assert_eq!(migrator.down_to(5).await.unwrap(), vec![9, 8, 7, 6]);
-    assert_eq!(migrator.up().await.unwrap(), vec![6, 7, 8, 9]);
+    assert_eq!(migrator.down_to(5).await.unwrap(), vec![10, 9, 8, 7, 6]);
+    assert_eq!(migrator.up().await.unwrap(), vec![6, 7, 8, 9, 10]);
     let back = db
         .store()
         .get_conversation(&created.id)
@@ -100,7 +100,10 @@ async fn migrations_are_checked(db: &TestDb) {
     );
 
     // Down to zero and up again: the down migrations really undo the schema.
-    assert_eq!(migrator.down_to(3).await.unwrap(), vec![9, 8, 7, 6, 5, 4]);
+    assert_eq!(
+        migrator.down_to(3).await.unwrap(),
+        vec![10, 9, 8, 7, 6, 5, 4]
+    );
     assert!(
         fallback_column_is_gone(db).await,
         "0004 is undone: agent_outputs has no fallback_reason"
@@ -115,7 +118,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
     assert_eq!(
         migrator.up().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     );
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
@@ -725,6 +728,81 @@ async fn a_conversations_notifications_run_one_at_a_time(db: &TestDb) {
     store.complete(&batch[0].lease().unwrap()).await.unwrap();
     let batch = store.claim(NOTIFICATIONS, "w3", 10).await.unwrap();
     assert_eq!(batch.iter().map(|j| j.id).collect::<Vec<_>>(), [y]);
+}
+
+story!(later_stages_of_earlier_calls_are_claimed_first);
+async fn later_stages_of_earlier_calls_are_claimed_first(db: &TestDb) {
+    use salesai_core::pipeline::{ANALYZE, MERGE, PREPARE};
+    let store = db.store();
+    let stage = |kind: &str, conversation: &str| {
+        NewJob::new(CONVERSATIONS, kind, serde_json::json!({})).for_conversation(conversation)
+    };
+    let claim_one = || async {
+        let jobs = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        store.complete(&jobs[0].lease().unwrap()).await.unwrap();
+        (
+            jobs[0].kind.clone(),
+            jobs[0].conversation_id.clone().unwrap_or_default(),
+        )
+    };
+    // Two calls uploaded one after the other: each queues its preparation.
+    let a = store
+        .create_conversation(new_conversation("C-A", None))
+        .await
+        .unwrap()
+        .id;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let b = store
+        .create_conversation(new_conversation("C-B", None))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(claim_one().await, (PREPARE.to_owned(), a.clone()));
+    // A's preparation hands over to its analysis, queued after B's preparation: A's analysis
+    // (a later stage of an earlier call) goes first.
+    store.enqueue(stage(ANALYZE, &a)).await.unwrap();
+    assert_eq!(claim_one().await, (ANALYZE.to_owned(), a.clone()));
+    // A call uploaded later but further along also goes before B's preparation.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let c = store
+        .create_conversation(new_conversation("C-C", None))
+        .await
+        .unwrap()
+        .id;
+    store.enqueue(stage(MERGE, &c)).await.unwrap();
+    // A job of no conversation is first come, first served: after the calls' work queued
+    // before it.
+    store
+        .enqueue(NewJob::new(
+            CONVERSATIONS,
+            "maintenance.noop",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(claim_one().await, (MERGE.to_owned(), c.clone()));
+    assert_eq!(claim_one().await, (PREPARE.to_owned(), b.clone()));
+    assert_eq!(claim_one().await, (PREPARE.to_owned(), c.clone()));
+    assert_eq!(claim_one().await.0, "maintenance.noop");
+    // A retried job keeps its place: due again, it goes before newer calls' work.
+    store.enqueue(stage(ANALYZE, &b)).await.unwrap();
+    let jobs = store.claim(CONVERSATIONS, "w", 1).await.unwrap();
+    assert_eq!(jobs[0].kind, ANALYZE);
+    store
+        .fail(&jobs[0].lease().unwrap(), &failure("LLM_API_ERROR", true))
+        .await
+        .unwrap();
+    sqlx_force_due(db, jobs[0].id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let d = store
+        .create_conversation(new_conversation("C-D", None))
+        .await
+        .unwrap()
+        .id;
+    store.enqueue(stage(ANALYZE, &d)).await.unwrap();
+    assert_eq!(claim_one().await, (ANALYZE.to_owned(), b.clone()));
+    assert_eq!(claim_one().await, (ANALYZE.to_owned(), d.clone()));
 }
 
 story!(expired_leases_return_jobs);

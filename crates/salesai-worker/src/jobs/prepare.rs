@@ -46,10 +46,14 @@ async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
     }
     // Checkpoint: a transcript saved by an earlier attempt is not made again.
     if store.get_transcript(id).await.map_err(db)?.is_empty() {
-        store
-            .set_conversation_status(id, ConversationStatus::Preparing, None)
-            .await
-            .map_err(db)?;
+        // A rerun after a crash mid-preparation finds chunks already transcribing: the status
+        // does not go back.
+        if conversation.status != ConversationStatus::Transcribing {
+            store
+                .set_conversation_status(id, ConversationStatus::Preparing, None)
+                .await
+                .map_err(db)?;
+        }
         if !conversation.media.is_transcript() {
             // Audio goes through speech-to-text; the merge job hands over to the analysis.
             return super::transcribe::prepare_audio(app, job, &conversation).await;

@@ -1,7 +1,9 @@
-//! Audio to transcript: `prepare_audio` (called by `conversation.prepare`) decodes, plans and
-//! uploads the chunks; one `conversation.transcribe_chunk` job per chunk sends it to
-//! speech-to-text and checkpoints the result; the last chunk to finish enqueues
-//! `conversation.merge`, which joins them and hands over to the analysis.
+//! Audio to transcript: `prepare_audio` (called by `conversation.prepare`) decodes and plans
+//! the chunks, then encodes and uploads them one by one, queuing each chunk's
+//! `conversation.transcribe_chunk` job as soon as it is stored — so speech-to-text works on the
+//! first chunks while later ones are still being encoded. Each chunk job sends its chunk and
+//! checkpoints the result; the last chunk to finish (or the preparation, when it saw the set
+//! complete) enqueues `conversation.merge`, which joins them and hands over to the analysis.
 //!
 //! A 429 reschedules only that chunk for the provider's `retry-after`; a 413 splits that
 //! chunk in two and sends the halves; a finished chunk is never sent again.
@@ -103,7 +105,8 @@ pub(crate) async fn prepare_audio(
     .await
     .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?;
     let started = Instant::now();
-    let mut jobs = Vec::new();
+    // Chunk jobs queued by this run; the first also moves the conversation to transcribing.
+    let mut queued = 0usize;
     match prepared {
         Err(salesai_audio::AudioError::UnsupportedCodec(codec)) => {
             // Opus (WebM/Ogg) has no decoder here: send it unchanged when it fits in one request.
@@ -121,7 +124,7 @@ pub(crate) async fn prepare_audio(
                     ),
                 ));
             }
-            jobs.push(chunk_job(
+            let whole = chunk_job(
                 job,
                 id,
                 ChunkJob {
@@ -135,7 +138,8 @@ pub(crate) async fn prepare_audio(
                     mime: format!("audio/{format}"),
                     plan: job.id,
                 },
-            ));
+            );
+            hand_over(app, id, &mut queued, whole).await?;
         }
         Err(err) => return Err(JobError::terminal(err.code(), err.to_string())),
         Ok(tracks) => {
@@ -189,14 +193,6 @@ pub(crate) async fn prepare_audio(
                             .map_err(db)?;
                         continue;
                     }
-                    let source = prepared.clone();
-                    let (start, end) = (chunk.start_ms, chunk.end_ms);
-                    let flac = tokio::task::spawn_blocking(move || {
-                        salesai_audio::encode_flac(&source, start, end)
-                    })
-                    .await
-                    .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?
-                    .map_err(|e| JobError::terminal(e.code(), e.to_string()))?;
                     let name = if tracks.len() == 1 {
                         format!("chunk-{:04}.flac", chunk.index)
                     } else {
@@ -205,11 +201,40 @@ pub(crate) async fn prepare_audio(
                     let chunk_key =
                         BlobKey::parse(&format!("chunks/{id}/{channel}-{:04}.flac", chunk.index))
                             .expect("valid key");
-                    app.blobs
-                        .put_stream(&chunk_key, one_shot(flac))
+                    // A chunk already queued failed the conversation for good: the rest would
+                    // be encoded for nothing.
+                    if queued > 0
+                        && load_conversation(app, id).await?.status == ConversationStatus::Failed
+                    {
+                        tracing::info!(event = "audio.preparation_stopped", conversation_id = %id, "a chunk failed the conversation; preparing the rest stops");
+                        return Ok(());
+                    }
+                    // A chunk an earlier run of this job stored (and probably queued) before a
+                    // crash is not encoded again; queuing it again is a no-op.
+                    let stored = app
+                        .blobs
+                        .size(&chunk_key)
                         .await
-                        .map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?;
-                    jobs.push(chunk_job(
+                        .map_err(|e| JobError::retryable(ErrorCode::StorageError, e.to_string()))?
+                        .is_some();
+                    if !stored {
+                        let source = prepared.clone();
+                        let (start, end) = (chunk.start_ms, chunk.end_ms);
+                        let flac = tokio::task::spawn_blocking(move || {
+                            salesai_audio::encode_flac(&source, start, end)
+                        })
+                        .await
+                        .map_err(|e| JobError::retryable(ErrorCode::Internal, e.to_string()))?
+                        .map_err(|e| JobError::terminal(e.code(), e.to_string()))?;
+                        app.blobs
+                            .put_stream(&chunk_key, one_shot(flac))
+                            .await
+                            .map_err(|e| {
+                                JobError::retryable(ErrorCode::StorageError, e.to_string())
+                            })?;
+                    }
+                    // Sent to speech-to-text now, while later chunks are still being encoded.
+                    let next = chunk_job(
                         job,
                         id,
                         ChunkJob {
@@ -223,20 +248,36 @@ pub(crate) async fn prepare_audio(
                             mime: "audio/flac".into(),
                             plan: job.id,
                         },
-                    ));
+                    );
+                    hand_over(app, id, &mut queued, next).await?;
                 }
             }
-            if jobs.is_empty() {
-                // Every chunk was silent or already transcribed.
-                jobs.push(merge_job(id, job.id, total));
+            // Every chunk silent or already transcribed, or the last ones transcribed while
+            // this job was still saving silent ones: no chunk job will see the set complete,
+            // so the merge is queued here (keyed by the plan, so only once either way).
+            let saved = app.store.get_chunk_transcripts(id).await.map_err(db)?;
+            if saved.len() as u32 >= total {
+                hand_over(app, id, &mut queued, merge_job(id, job.id, total)).await?;
             }
         }
     }
-    tracing::info!(event = "audio.chunks_uploaded", conversation_id = %id, jobs = jobs.len(), duration_ms = started.elapsed().as_millis() as u64, "chunks ready");
-    app.store
-        .advance(id, ConversationStatus::Transcribing, jobs)
-        .await
-        .map_err(db)?;
+    tracing::info!(event = "audio.chunks_uploaded", conversation_id = %id, jobs = queued, duration_ms = started.elapsed().as_millis() as u64, "chunks ready");
+    Ok(())
+}
+
+/// Queues the next job of an audio conversation: the first one (a chunk, or the merge when no
+/// chunk needs speech-to-text) moves the conversation to transcribing in the same
+/// transaction; later ones are plain enqueues.
+async fn hand_over(app: &App, id: &str, queued: &mut usize, next: NewJob) -> Result<(), JobError> {
+    if *queued == 0 {
+        app.store
+            .advance(id, ConversationStatus::Transcribing, vec![next])
+            .await
+            .map_err(db)?;
+    } else {
+        app.store.enqueue(next).await.map_err(db)?;
+    }
+    *queued += 1;
     Ok(())
 }
 

@@ -1164,3 +1164,156 @@ async fn stereo_channels_are_transcribed_apart_and_labelled(db: &TestDb) {
         "rep on the right: {speakers:?}"
     );
 }
+
+/// Blob storage that fails the first store of one key (a crash in the middle of preparing a
+/// recording, as far as the preparation can tell) and counts the stores per key.
+struct FlakyBlobs {
+    inner: Arc<dyn salesai_core::blob::BlobStore>,
+    fail_once: &'static str,
+    puts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+#[async_trait]
+impl salesai_core::blob::BlobStore for FlakyBlobs {
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+    async fn put_stream(
+        &self,
+        key: &salesai_core::blob::BlobKey,
+        stream: salesai_core::blob::ByteStream,
+    ) -> Result<u64, salesai_core::blob::BlobError> {
+        let n = {
+            let mut puts = self.puts.lock().unwrap();
+            let n = puts.entry(key.as_str().to_owned()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if key.as_str().ends_with(self.fail_once) && n == 1 {
+            return Err(salesai_core::blob::BlobError::Unavailable(
+                "the disk went away".into(),
+            ));
+        }
+        self.inner.put_stream(key, stream).await
+    }
+    async fn get_stream(
+        &self,
+        key: &salesai_core::blob::BlobKey,
+    ) -> Result<salesai_core::blob::ByteStream, salesai_core::blob::BlobError> {
+        self.inner.get_stream(key).await
+    }
+    async fn size(
+        &self,
+        key: &salesai_core::blob::BlobKey,
+    ) -> Result<Option<u64>, salesai_core::blob::BlobError> {
+        self.inner.size(key).await
+    }
+    async fn delete(
+        &self,
+        key: &salesai_core::blob::BlobKey,
+    ) -> Result<(), salesai_core::blob::BlobError> {
+        self.inner.delete(key).await
+    }
+}
+
+story!(chunks_are_transcribed_while_the_rest_is_prepared);
+async fn chunks_are_transcribed_while_the_rest_is_prepared(db: &TestDb) {
+    use salesai_core::domain::ConversationStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    // Storing the third chunk fails once: the preparation's first attempt ends there, and its
+    // retry waits a backoff of at least a second.
+    let blobs = Arc::new(FlakyBlobs {
+        inner: app.blobs.clone(),
+        fail_once: "-0002.flac",
+        puts: Default::default(),
+    });
+    app.blobs = blobs.clone();
+    let stt = Arc::new(StubStt {
+        prompts: Default::default(),
+        calls: Default::default(),
+        too_large: "none",
+    });
+    app.stt = Some(stt.clone());
+    let settings = QueueSettings {
+        backoff_base_ms: 2_000,
+        backoff_max_ms: 2_000,
+        max_concurrency: 4,
+        max_batch: 4,
+        ..QueueSettings::defaults_for(salesai_core::queue::CONVERSATIONS)
+    };
+    app.store.put_queue_settings(&settings).await.unwrap();
+    let id = audio_conversation(
+        &app,
+        "default",
+        "OV",
+        tone_wav(36),
+        serde_json::json!({ "media": "audio", "format": "wav" }),
+    )
+    .await;
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(&app, registry, "w-overlap");
+    let mut status = ConversationStatus::Pending;
+    for _ in 0..1000 {
+        status = app
+            .store
+            .get_conversation(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        if matches!(
+            status,
+            ConversationStatus::Completed | ConversationStatus::Failed
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    assert_eq!(status, ConversationStatus::Completed);
+    let prepare = app
+        .store
+        .list_jobs(&JobFilter {
+            kind: Some(salesai_worker::jobs::PREPARE.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(prepare[0].attempts, 2, "the preparation ran again");
+    let detail = app.store.get_job(prepare[0].id).await.unwrap().unwrap();
+    // The retry waits at least half the 2 s backoff after the first attempt failed.
+    let retried_at = detail.attempts[0].finished_at + chrono::Duration::milliseconds(1_000);
+    // The chunks stored before the failure went to speech-to-text while the preparation was
+    // still unfinished (waiting for its retry), were not encoded again by the retry, and were
+    // sent once.
+    // (The stub answers chunk-0001's first request with a 429.)
+    let calls = stt.calls.lock().unwrap().clone();
+    for (chunk, requests) in [("chunk-0000.flac", 1), ("chunk-0001.flac", 2)] {
+        let sent: Vec<_> = calls.iter().filter(|(n, _)| n == chunk).collect();
+        assert_eq!(sent.len(), requests, "{chunk}: {calls:?}");
+        assert!(
+            sent[0].1 < retried_at,
+            "{chunk} went to speech-to-text before the preparation finished: {calls:?}"
+        );
+    }
+    let puts = blobs.puts.lock().unwrap().clone();
+    let stored = |suffix: &str| {
+        puts.iter()
+            .filter(|(k, _)| k.ends_with(suffix))
+            .map(|(_, n)| *n)
+            .sum::<u32>()
+    };
+    assert_eq!(stored("-0000.flac"), 1, "{puts:?}");
+    assert_eq!(stored("-0001.flac"), 1, "{puts:?}");
+    assert_eq!(stored("-0002.flac"), 2, "{puts:?}");
+    let chunks = app.store.get_chunk_transcripts(&id).await.unwrap();
+    assert!(chunks.len() >= 4, "36 s in chunks of at most 10 s");
+    assert_eq!(
+        calls.len(),
+        chunks.len() + 1,
+        "every chunk sent once, plus the 429's repeat: {calls:?}"
+    );
+}

@@ -3,6 +3,7 @@
 mod analyze;
 mod backup;
 mod bench;
+mod bench_burst;
 #[cfg(feature = "fake-slack")]
 mod bench_slack;
 mod bench_web;
