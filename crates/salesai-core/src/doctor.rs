@@ -73,6 +73,9 @@ pub struct DatabaseFacts {
     pub connections: i64,
     /// The server's connection limit (PostgreSQL).
     pub max_connections: Option<i64>,
+    /// The most connections each node's pool may open (this process's setting, which nodes
+    /// normally share).
+    pub pool_max: u32,
     /// Lock waits, one line each: who waits on whom, and their queries.
     pub lock_waits: Vec<String>,
     /// Statements slower than the threshold on average; `None` when `pg_stat_statements` is
@@ -180,6 +183,22 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
         {
             out.push(finding(Severity::P2, "database", format!("{} of {max} connections in use", db.connections),
                 "80 % of the server's limit".into(), "lower SALESAI_DB_MAX_CONNECTIONS per node or raise max_connections; `salesai db terminate-idle` frees idle ones"));
+        }
+        // Headroom across nodes: what every live node's pool may open at once, against the
+        // server's limit less its reserved superuser slots.
+        if let Some(max) = db.max_connections
+            && db.backend == "postgres"
+            && db.pool_max > 0
+        {
+            let nodes = facts.nodes.len().max(1) as i64;
+            let worst = nodes * i64::from(db.pool_max);
+            let usable = (max - 3).max(1);
+            if worst > usable {
+                out.push(finding(Severity::P3, "database",
+                    format!("{nodes} nodes' pools may open {worst} connections; PostgreSQL allows {usable}"),
+                    format!("{nodes} live nodes × SALESAI_DB_MAX_CONNECTIONS={} (pools open connections on demand and close them after 30 s unused; {} are open now)", db.pool_max, db.connections),
+                    "put PgBouncer in transaction mode in front of PostgreSQL (docs/RUNBOOK.md, section Many nodes) or lower SALESAI_DB_MAX_CONNECTIONS; raising max_connections also works"));
+            }
         }
         match &db.slow_statements {
             None if db.backend == "postgres" => out.push(finding(Severity::P3, "database", "slow statements cannot be listed".into(),
@@ -448,6 +467,34 @@ pub trait Doctor: Send + Sync {
 mod tests {
     use super::*;
     use crate::queue::{QueueStatsRow, WindowStats};
+
+    #[test]
+    fn connection_headroom_across_nodes() {
+        let mut f = facts();
+        f.database = Some(DatabaseFacts {
+            backend: "postgres".into(),
+            connections: 12,
+            max_connections: Some(100),
+            pool_max: 6,
+            slow_statements: Some(Vec::new()),
+            ..Default::default()
+        });
+        let short = |f: &Facts| {
+            diagnose(f, &Thresholds::default())
+                .into_iter()
+                .find(|x| x.title.contains("pools may open"))
+        };
+        f.nodes = (0..16).map(|n| format!("node-{n}")).collect();
+        assert!(short(&f).is_none(), "16 × 6 = 96 fits in 97");
+        f.nodes = (0..20).map(|n| format!("node-{n}")).collect();
+        let finding = short(&f).expect("20 × 6 = 120 does not");
+        assert_eq!(finding.severity, Severity::P3);
+        assert_eq!(
+            finding.title,
+            "20 nodes' pools may open 120 connections; PostgreSQL allows 97"
+        );
+        assert!(finding.action.contains("PgBouncer"), "{}", finding.action);
+    }
 
     #[test]
     fn unsafe_production_defaults_are_findings() {

@@ -82,7 +82,8 @@ pub struct DatabaseSettings {
         hide = true
     )]
     pub database_url: Option<String>,
-    /// Connections in the database pool [default: 10]
+    /// Most connections in the database pool, opened on demand and closed after 30 s unused
+    /// [default: 6]
     #[arg(
         long,
         env = "SALESAI_DB_MAX_CONNECTIONS",
@@ -992,7 +993,10 @@ impl Config {
             data_dir,
             database_url: SecretString::from(database_url),
             database_configured,
-            db_max_connections: args.database.db_max_connections.unwrap_or(10),
+            db_max_connections: args
+                .database
+                .db_max_connections
+                .unwrap_or(salesai_db::DEFAULT_POOL_MAX),
             blob_url,
             blob,
             stt: {

@@ -30,6 +30,8 @@ impl PgStore {
         let connect = connect.application_name("salesai");
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
+            .min_connections(0)
+            .idle_timeout(Some(crate::POOL_IDLE))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await

@@ -228,7 +228,10 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         jobs > 0 && clients > 0,
         "--jobs and --clients must be positive"
     );
-    let (app, database) = crate::runtime::open_app(config).await?;
+    // A connection per client (and two to spare), so the pool is not what is measured.
+    let mut config = config.clone();
+    config.db_max_connections = config.db_max_connections.max(clients + 2);
+    let (app, database) = crate::runtime::open_app(&config).await?;
     let store = app.store.clone();
     let mut results = Vec::new();
     for &batch_size in &batch {

@@ -110,6 +110,7 @@ async fn read_database(config: &Config, database: &Database, facts: &mut Facts) 
                 backend: d.backend.clone(),
                 connections: d.connections_by_state.iter().map(|(_, n)| n).sum(),
                 max_connections: d.max_connections,
+                pool_max: config.db_max_connections,
                 lock_waits: d
                     .lock_waits
                     .iter()
