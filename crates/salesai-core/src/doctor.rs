@@ -475,7 +475,7 @@ mod tests {
             backend: "postgres".into(),
             connections: 12,
             max_connections: Some(100),
-            pool_max: 6,
+            pool_max: 4,
             slow_statements: Some(Vec::new()),
             ..Default::default()
         });
@@ -484,14 +484,14 @@ mod tests {
                 .into_iter()
                 .find(|x| x.title.contains("pools may open"))
         };
-        f.nodes = (0..16).map(|n| format!("node-{n}")).collect();
-        assert!(short(&f).is_none(), "16 × 6 = 96 fits in 97");
-        f.nodes = (0..20).map(|n| format!("node-{n}")).collect();
-        let finding = short(&f).expect("20 × 6 = 120 does not");
+        f.nodes = (0..24).map(|n| format!("node-{n}")).collect();
+        assert!(short(&f).is_none(), "24 × 4 = 96 fits in 97");
+        f.nodes = (0..25).map(|n| format!("node-{n}")).collect();
+        let finding = short(&f).expect("25 × 4 = 100 does not");
         assert_eq!(finding.severity, Severity::P3);
         assert_eq!(
             finding.title,
-            "20 nodes' pools may open 120 connections; PostgreSQL allows 97"
+            "25 nodes' pools may open 100 connections; PostgreSQL allows 97"
         );
         assert!(finding.action.contains("PgBouncer"), "{}", finding.action);
     }

@@ -174,7 +174,7 @@ async fn pg_columns(
     conn: &mut sqlx::PgConnection,
     table: &str,
 ) -> StoreResult<Vec<(String, String)>> {
-    sqlx::query_as(
+    crate::statement::query_as(
         "SELECT column_name::text, data_type::text FROM information_schema.columns \
          WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
     )
@@ -188,7 +188,7 @@ async fn sqlite_columns(
     conn: &mut sqlx::SqliteConnection,
     table: &str,
 ) -> StoreResult<Vec<String>> {
-    sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+    crate::statement::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
         .bind(table)
         .fetch_all(conn)
         .await
@@ -222,7 +222,7 @@ pub async fn export(db: &Database, out: &mut (dyn Write + Send)) -> StoreResult<
                 )?;
                 let mut acc = Acc::default();
                 let sql = format!("SELECT * FROM \"{table}\" ORDER BY {order}");
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
+                let mut rows = crate::statement::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(map)? {
                     let mut values = Vec::with_capacity(row.columns().len());
                     for i in 0..row.columns().len() {
@@ -252,7 +252,7 @@ pub async fn export(db: &Database, out: &mut (dyn Write + Send)) -> StoreResult<
         }
         Database::Postgres(store) => {
             let mut tx = store.pool().begin().await.map_err(map)?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            crate::statement::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
@@ -270,7 +270,7 @@ pub async fn export(db: &Database, out: &mut (dyn Write + Send)) -> StoreResult<
                     selects.join(", ")
                 );
                 let mut acc = Acc::default();
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
+                let mut rows = crate::statement::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(map)? {
                     let mut values = Vec::with_capacity(kinds.len());
                     for (i, kind) in kinds.iter().enumerate() {
@@ -339,11 +339,12 @@ macro_rules! check_empty {
     ($conn:expr, $force:expr) => {{
         let mut found = Vec::new();
         for t in DATA_TABLES {
-            let n: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{t}\"")))
-                    .fetch_one(&mut *$conn)
-                    .await
-                    .map_err(map)?;
+            let n: i64 = crate::statement::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM \"{t}\""
+            )))
+            .fetch_one(&mut *$conn)
+            .await
+            .map_err(map)?;
             if n > 0 {
                 found.push(format!("{t}: {n} rows"));
             }
@@ -395,7 +396,7 @@ pub async fn import(
             let mut tx = s.pool().begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
             check_empty!(tx, force);
             for (table, _) in TABLES.iter().rev() {
-                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM \"{table}\"")))
+                crate::statement::query(sqlx::AssertSqlSafe(format!("DELETE FROM \"{table}\"")))
                     .execute(&mut *tx)
                     .await
                     .map_err(map)?;
@@ -434,7 +435,7 @@ pub async fn import(
                 .map(|(t, _)| format!("\"{t}\""))
                 .collect::<Vec<_>>()
                 .join(", ");
-            sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {list}")))
+            crate::statement::query(sqlx::AssertSqlSafe(format!("TRUNCATE {list}")))
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
@@ -465,7 +466,7 @@ pub async fn import(
                 return Err(damaged("the file ends before its last line (truncated)"));
             }
             // Identity columns continue after the restored ids.
-            let identities: Vec<(String, String)> = sqlx::query_as(
+            let identities: Vec<(String, String)> = crate::statement::query_as(
                 "SELECT table_name::text, column_name::text FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND is_identity = 'YES'",
             )
@@ -476,7 +477,7 @@ pub async fn import(
                 if !TABLES.iter().any(|(t, _)| *t == table) {
                     continue;
                 }
-                sqlx::query(sqlx::AssertSqlSafe(format!(
+                crate::statement::query(sqlx::AssertSqlSafe(format!(
                     "SELECT setval(pg_get_serial_sequence('\"{table}\"', '{column}'), \
                      COALESCE((SELECT MAX(\"{column}\") FROM \"{table}\"), 1), \
                      (SELECT COUNT(*) > 0 FROM \"{table}\"))"
@@ -560,7 +561,7 @@ async fn flush_sqlite(
         "INSERT INTO \"{table}\" ({names}) VALUES {}",
         vec![one; batch.len()].join(", ")
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut q = crate::statement::query(sqlx::AssertSqlSafe(sql));
     for row in batch.iter() {
         if row.len() != columns.len() {
             return Err(damaged(format!(
@@ -654,7 +655,7 @@ async fn flush_pg(
         "INSERT INTO \"{table}\" ({names}) OVERRIDING SYSTEM VALUE VALUES {}",
         tuples.join(", ")
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut q = crate::statement::query(sqlx::AssertSqlSafe(sql));
     for row in batch.iter() {
         if row.len() != columns.len() {
             return Err(damaged(format!(

@@ -67,11 +67,11 @@ impl Database {
         match self {
             Database::Sqlite(store) => {
                 let pool = store.pool();
-                let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+                let integrity: String = crate::statement::query_scalar("PRAGMA integrity_check")
                     .fetch_one(pool)
                     .await
                     .map_err(map)?;
-                let path: Option<String> = sqlx::query("PRAGMA database_list")
+                let path: Option<String> = crate::statement::query("PRAGMA database_list")
                     .fetch_all(pool)
                     .await
                     .map_err(map)?
@@ -88,8 +88,8 @@ impl Database {
                 })
             }
             Database::Postgres(store) => {
-                let pool = store.pool();
-                let connections_by_state = sqlx::query(
+                let pool = store.statements();
+                let connections_by_state = crate::statement::query(
                     "SELECT COALESCE(state, 'unknown') AS state, COUNT(*) AS n FROM pg_stat_activity \
                      WHERE datname = current_database() GROUP BY 1 ORDER BY 2 DESC",
                 )
@@ -99,11 +99,12 @@ impl Database {
                 .iter()
                 .map(|r| Ok((r.try_get("state").map_err(map)?, r.try_get("n").map_err(map)?)))
                 .collect::<StoreResult<Vec<_>>>()?;
-                let max_connections: String = sqlx::query_scalar("SHOW max_connections")
-                    .fetch_one(pool)
-                    .await
-                    .map_err(map)?;
-                let lock_waits = sqlx::query(
+                let max_connections: String =
+                    crate::statement::query_scalar("SHOW max_connections")
+                        .fetch_one(pool)
+                        .await
+                        .map_err(map)?;
+                let lock_waits = crate::statement::query(
                     "SELECT blocked.pid AS blocked_pid, blocked.query AS blocked_query, \
                             blocking.pid AS blocking_pid, blocking.query AS blocking_query \
                      FROM pg_stat_activity blocked \
@@ -131,12 +132,12 @@ impl Database {
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
                 let has_statements: bool =
-                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')")
+                    crate::statement::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')")
                         .fetch_one(pool)
                         .await
                         .map_err(map)?;
                 let slow_statements = if has_statements {
-                    let rows = sqlx::query(
+                    let rows = crate::statement::query(
                         "SELECT query, mean_exec_time::float8 AS mean_ms, calls FROM pg_stat_statements \
                          WHERE mean_exec_time > 100 ORDER BY mean_exec_time DESC LIMIT 10",
                     )
@@ -158,7 +159,7 @@ impl Database {
                 } else {
                     None
                 };
-                let unused_indexes = sqlx::query_scalar(
+                let unused_indexes = crate::statement::query_scalar(
                     "SELECT s.relname || '.' || s.indexrelname FROM pg_stat_user_indexes s \
                      JOIN pg_index i ON i.indexrelid = s.indexrelid \
                      WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary ORDER BY 1",
@@ -166,7 +167,7 @@ impl Database {
                 .fetch_all(pool)
                 .await
                 .map_err(map)?;
-                let needs_vacuum = sqlx::query(
+                let needs_vacuum = crate::statement::query(
                     "SELECT relname, n_dead_tup FROM pg_stat_user_tables \
                      WHERE n_dead_tup > 1000 AND n_dead_tup > 0.2 * GREATEST(n_live_tup, 1) ORDER BY n_dead_tup DESC",
                 )

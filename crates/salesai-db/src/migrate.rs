@@ -132,7 +132,10 @@ impl Migrator {
             "SELECT version, name, checksum, applied_at FROM salesai_migrations ORDER BY version";
         match self {
             Migrator::Sqlite(pool) => {
-                let rows = sqlx::query(sql).fetch_all(pool).await.map_err(map)?;
+                let rows = crate::statement::query(sql)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(map)?;
                 rows.iter()
                     .map(|r| {
                         Ok((
@@ -145,7 +148,10 @@ impl Migrator {
                     .collect()
             }
             Migrator::Postgres(pool) => {
-                let rows = sqlx::query(sql).fetch_all(pool).await.map_err(map)?;
+                let rows = crate::statement::query(sql)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(map)?;
                 rows.iter()
                     .map(|r| {
                         Ok((
@@ -223,12 +229,23 @@ impl Migrator {
     /// Safe to run from several nodes at once.
     pub async fn up(&self) -> StoreResult<Vec<i64>> {
         self.check().await?;
+        // Through PgBouncer the migration lock (a session lock) and the one-transaction-per-
+        // migration steps could land on different server connections.
+        if matches!(self, Migrator::Postgres(_)) && crate::statement::behind_pgbouncer() {
+            let (current, latest) = (self.current_version().await?, self.latest_known());
+            if current < latest {
+                return Err(StoreError::InvalidInput(format!(
+                    "the schema is at version {current} and this binary needs {latest}; migrations cannot run through PgBouncer: run `salesai migrate up` once with DATABASE_URL pointing at PostgreSQL itself (and SALESAI_DB_PGBOUNCER unset), then start the nodes"
+                )));
+            }
+            return Ok(Vec::new());
+        }
         let mut done = Vec::new();
         match self {
             Migrator::Sqlite(pool) => {
                 for m in self.migrations() {
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-                    let exists: Option<i64> = sqlx::query_scalar(
+                    let exists: Option<i64> = crate::statement::query_scalar(
                         "SELECT version FROM salesai_migrations WHERE version = ?",
                     )
                     .bind(m.version)
@@ -244,7 +261,7 @@ impl Migrator {
                             m.version, m.name
                         ))
                     })?;
-                    sqlx::query(
+                    crate::statement::query(
                         "INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
                     )
                     .bind(m.version)
@@ -260,7 +277,7 @@ impl Migrator {
             }
             Migrator::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(map)?;
-                sqlx::query("SELECT pg_advisory_lock($1)")
+                crate::statement::query("SELECT pg_advisory_lock($1)")
                     .bind(PG_MIGRATION_LOCK)
                     .execute(&mut *conn)
                     .await
@@ -268,7 +285,7 @@ impl Migrator {
                 let result = async {
                     for m in self.migrations() {
                         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map)?;
-                        let exists: Option<i64> = sqlx::query_scalar(
+                        let exists: Option<i64> = crate::statement::query_scalar(
                             "SELECT version FROM salesai_migrations WHERE version = $1",
                         )
                         .bind(m.version)
@@ -284,7 +301,7 @@ impl Migrator {
                                 m.version, m.name
                             ))
                         })?;
-                        sqlx::query(
+                        crate::statement::query(
                             "INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, now())",
                         )
                         .bind(m.version)
@@ -299,7 +316,7 @@ impl Migrator {
                     Ok::<_, StoreError>(())
                 }
                 .await;
-                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                let _ = crate::statement::query("SELECT pg_advisory_unlock($1)")
                     .bind(PG_MIGRATION_LOCK)
                     .execute(&mut *conn)
                     .await;
@@ -330,7 +347,7 @@ impl Migrator {
                 Migrator::Sqlite(pool) => {
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
                     sqlx::raw_sql(m.down).execute(&mut *tx).await.map_err(map)?;
-                    sqlx::query("DELETE FROM salesai_migrations WHERE version = ?")
+                    crate::statement::query("DELETE FROM salesai_migrations WHERE version = ?")
                         .bind(m.version)
                         .execute(&mut *tx)
                         .await
@@ -339,13 +356,13 @@ impl Migrator {
                 }
                 Migrator::Postgres(pool) => {
                     let mut tx = pool.begin().await.map_err(map)?;
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    crate::statement::query("SELECT pg_advisory_xact_lock($1)")
                         .bind(PG_MIGRATION_LOCK)
                         .execute(&mut *tx)
                         .await
                         .map_err(map)?;
                     sqlx::raw_sql(m.down).execute(&mut *tx).await.map_err(map)?;
-                    sqlx::query("DELETE FROM salesai_migrations WHERE version = $1")
+                    crate::statement::query("DELETE FROM salesai_migrations WHERE version = $1")
                         .bind(m.version)
                         .execute(&mut *tx)
                         .await

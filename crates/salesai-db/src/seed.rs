@@ -169,8 +169,16 @@ pub async fn calls(
 pub async fn count(db: &Database) -> StoreResult<i64> {
     let sql = "SELECT COUNT(*) FROM conversations WHERE case_number LIKE '200001-BW%'";
     match db {
-        Database::Sqlite(s) => sqlx::query_scalar(sql).fetch_one(s.pool()).await,
-        Database::Postgres(s) => sqlx::query_scalar(sql).fetch_one(s.pool()).await,
+        Database::Sqlite(s) => {
+            crate::statement::query_scalar(sql)
+                .fetch_one(s.pool())
+                .await
+        }
+        Database::Postgres(s) => {
+            crate::statement::query_scalar(sql)
+                .fetch_one(s.pool())
+                .await
+        }
     }
     .map_err(store_error)
 }

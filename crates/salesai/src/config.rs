@@ -83,7 +83,7 @@ pub struct DatabaseSettings {
     )]
     pub database_url: Option<String>,
     /// Most connections in the database pool, opened on demand and closed after 30 s unused
-    /// [default: 6]
+    /// [default: 4]
     #[arg(
         long,
         env = "SALESAI_DB_MAX_CONNECTIONS",
@@ -92,6 +92,16 @@ pub struct DatabaseSettings {
         hide = true
     )]
     pub db_max_connections: Option<u32>,
+    /// DATABASE_URL is PgBouncer in transaction pooling mode: unnamed statements, one
+    /// transaction per use of a connection; migrations then need a direct URL [default: false]
+    #[arg(
+        long,
+        env = "SALESAI_DB_PGBOUNCER",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub db_pgbouncer: Option<bool>,
 }
 
 /// Blob storage: flags, environment variables and `salesai.toml` keys.
@@ -741,6 +751,8 @@ pub struct Config {
     pub database_configured: bool,
     /// Pool size.
     pub db_max_connections: u32,
+    /// The database URL is PgBouncer's (transaction pooling).
+    pub db_pgbouncer: bool,
     /// The blob URL as given.
     pub blob_url: String,
     /// Blob storage.
@@ -828,6 +840,7 @@ impl fmt::Debug for Config {
                 &salesai_db::redact_url(self.database_url.expose_secret()),
             )
             .field("db_max_connections", &self.db_max_connections)
+            .field("db_pgbouncer", &self.db_pgbouncer)
             .field("blob", &self.blob)
             .field("stt", &self.stt)
             .field("llm", &self.llm)
@@ -997,6 +1010,7 @@ impl Config {
                 .database
                 .db_max_connections
                 .unwrap_or(salesai_db::DEFAULT_POOL_MAX),
+            db_pgbouncer: args.database.db_pgbouncer.unwrap_or(false),
             blob_url,
             blob,
             stt: {

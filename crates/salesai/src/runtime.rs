@@ -17,8 +17,16 @@ use crate::config::{Config, LogFormat};
 
 /// Starts logging to stderr. `default_filter` applies when no filter is configured.
 pub fn init_logging(config: &Config, default_filter: &str) {
-    let filter = EnvFilter::try_new(config.log.as_deref().unwrap_or(default_filter))
+    let mut filter = EnvFilter::try_new(config.log.as_deref().unwrap_or(default_filter))
         .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    if config.db_pgbouncer {
+        // Behind PgBouncer each use of a connection is wrapped in a transaction, so a store
+        // transaction inside it draws PostgreSQL's harmless "already / no transaction in
+        // progress" warnings; they are not news.
+        if let Ok(quiet) = "sqlx::postgres::notice=error".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -53,6 +61,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Database> {
         &ConnectOptions {
             max_connections: config.db_max_connections,
             acquire_timeout: acquire_timeout(url),
+            pgbouncer: config.db_pgbouncer,
         },
     )
     .await

@@ -18,7 +18,7 @@ use crate::ConnectOptions;
 /// The PostgreSQL implementation of the store's capabilities.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pool: PinnedPool,
 }
 
 impl PgStore {
@@ -28,25 +28,123 @@ impl PgStore {
             .parse()
             .map_err(|e| StoreError::InvalidInput(format!("invalid PostgreSQL URL: {e}")))?;
         let connect = connect.application_name("salesai");
+        let unavailable = |e: sqlx::Error| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {}: {e}",
+                crate::redact_url(url)
+            ))
+        };
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .min_connections(0)
             .idle_timeout(Some(crate::POOL_IDLE))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to PostgreSQL at {}: {e}",
-                    crate::redact_url(url)
-                ))
-            })?;
-        Ok(PgStore { pool })
+            .acquire_timeout(options.acquire_timeout);
+        if options.pgbouncer {
+            crate::statement::use_unnamed_statements();
+        }
+        let inner = pool.connect_with(connect).await.map_err(unavailable)?;
+        Ok(PgStore {
+            pool: PinnedPool {
+                inner,
+                pinned: options.pgbouncer,
+            },
+        })
     }
 
-    /// The connection pool, for migrations and diagnostics.
+    /// The connection pool, for migrations, backups and seeding (which need a direct URL
+    /// behind PgBouncer).
     pub fn pool(&self) -> &PgPool {
+        &self.pool.inner
+    }
+
+    /// The store's pool for single statements: behind PgBouncer each runs in a transaction of
+    /// its own (see [`PinnedPool`]).
+    pub fn statements(&self) -> &PinnedPool {
         &self.pool
+    }
+}
+
+/// The store's pool. Behind PgBouncer in transaction pooling mode (`pinned`), a statement
+/// sent to the pool itself runs in a transaction of its own — BEGIN, the statement, COMMIT
+/// before its result is returned — so its parse and its execution (sqlx sends a sync between
+/// them) reach the same server connection; a store transaction is pinned already. Otherwise
+/// it is the plain pool.
+#[derive(Clone, Debug)]
+pub struct PinnedPool {
+    inner: PgPool,
+    pinned: bool,
+}
+
+impl PinnedPool {
+    /// A transaction on a pooled connection.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.inner.begin().await
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+impl<'p> sqlx::Executor<'p> for &'_ PinnedPool {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> futures_util::stream::BoxStream<
+        'e,
+        Result<sqlx::Either<sqlx::postgres::PgQueryResult, PgRow>, sqlx::Error>,
+    >
+    where
+        E: 'q + sqlx::Execute<'q, Postgres>,
+    {
+        use futures_util::{StreamExt, TryStreamExt};
+        if !self.pinned {
+            return (&self.inner).fetch_many(query);
+        }
+        let pool = self.inner.clone();
+        Box::pin(
+            futures_util::stream::once(async move {
+                let mut tx = pool.begin().await?;
+                let items: Vec<_> = (&mut *tx).fetch_many(query).try_collect().await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(futures_util::stream::iter(items.into_iter().map(Ok)))
+            })
+            .try_flatten()
+            .boxed(),
+        )
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> futures_util::future::BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        E: 'q + sqlx::Execute<'q, Postgres>,
+    {
+        if !self.pinned {
+            return (&self.inner).fetch_optional(query);
+        }
+        let pool = self.inner.clone();
+        Box::pin(async move {
+            let mut tx = pool.begin().await?;
+            let row = (&mut *tx).fetch_optional(query).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: sqlx::SqlStr,
+        parameters: &'e [sqlx::postgres::PgTypeInfo],
+    ) -> futures_util::future::BoxFuture<'e, Result<sqlx::postgres::PgStatement, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        (&self.inner).prepare_with(sql, parameters)
     }
 }
 
@@ -55,7 +153,7 @@ impl PgStore {
 type Db = Postgres;
 type DbRow = PgRow;
 type Conn = PgConnection;
-type Pool = PgPool;
+type Pool = PinnedPool;
 type StoreImpl = PgStore;
 /// How a time is bound: `timestamptz`.
 type Time = DateTime<Utc>;
@@ -114,6 +212,18 @@ async fn write_tx(pool: &Pool) -> Result<Transaction<'static, Db>, sqlx::Error> 
     pool.begin().await
 }
 
+/// A connection for a few statements outside a store transaction: a transaction of its own,
+/// so behind PgBouncer its statements stay on one server connection. Reads that return early
+/// roll back on drop; [`release`] commits.
+async fn hold(pool: &Pool) -> Result<Transaction<'static, Db>, sqlx::Error> {
+    pool.begin().await
+}
+
+/// Commits what [`hold`] gave.
+async fn release(conn: Transaction<'static, Db>) -> Result<(), sqlx::Error> {
+    conn.commit().await
+}
+
 /// A statement of the shared code (already PostgreSQL), kept for the process's life.
 macro_rules! sql {
     ($text:expr) => {{
@@ -134,7 +244,7 @@ fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<i32>, Vec<String>) {
 /// Marks leased jobs completed in one statement.
 async fn complete_many(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error> {
     let (ids, attempts, workers) = lease_arrays(leases);
-    Ok(sqlx::query(
+    Ok(crate::statement::query(
         "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
          locked_by = NULL, lease_expires_at = NULL \
          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS l(id, attempt, worker) \
@@ -165,7 +275,7 @@ async fn complete_and_claim(
     worker_id: &str,
     max: u32,
 ) -> Result<(bool, Vec<DbRow>), sqlx::Error> {
-    let rows = sqlx::query(sql!(format!(
+    let rows = crate::statement::query(sql!(format!(
         "WITH done AS ( \
              UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
              locked_by = NULL, lease_expires_at = NULL \
@@ -190,8 +300,9 @@ async fn complete_and_claim(
     };
     if !done {
         // Skipped (locked for a moment) or lost: the plain completion tells which.
-        let mut conn = pool.acquire().await?;
-        done = shared::complete_in(&mut conn, lease).await?;
+        let mut tx = pool.begin().await?;
+        done = shared::complete_in(&mut tx, lease).await?;
+        tx.commit().await?;
     }
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
@@ -205,7 +316,7 @@ async fn complete_and_claim(
 /// Extends leases in one statement.
 async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error> {
     let (ids, attempts, workers) = lease_arrays(leases);
-    Ok(sqlx::query(
+    Ok(crate::statement::query(
         "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => COALESCE( \
              (SELECT lease_secs FROM queue_settings WHERE name = jobs.queue), 60)) \
          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS l(id, attempt, worker) \
@@ -224,7 +335,7 @@ async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
 /// history, in one statement: SKIP LOCKED lets several nodes reap at once without waiting on
 /// each other. Returns `(id, new status, message)` of each.
 async fn reap_expired(conn: &mut Conn) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
-    sqlx::query_as(
+    crate::statement::query_as(
         "WITH expired AS ( \
              SELECT id, attempts, max_attempts, locked_by FROM jobs \
              WHERE status = 'running' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED), \
@@ -253,7 +364,7 @@ async fn insert_segments(
     segments: &[Segment],
 ) -> Result<(), sqlx::Error> {
     let clamp = |ms: u64| ms.min(i32::MAX as u64) as i32;
-    sqlx::query(
+    crate::statement::query(
         "INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text) \
          SELECT $1, * FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::text[])",
     )
@@ -280,7 +391,7 @@ async fn insert_segments(
 
 /// Terminates this database's connections idle for longer than `older_than`.
 async fn terminate_idle(pool: &Pool, older_than: std::time::Duration) -> StoreResult<i64> {
-    sqlx::query_scalar(
+    crate::statement::query_scalar(
         "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE datname = current_database() AND state = 'idle' AND pid <> pg_backend_pid() \
          AND state_change < now() - make_interval(secs => $1)",

@@ -8,7 +8,7 @@ use salesai_core::store::{
 };
 use sqlx::Row;
 
-use super::super::{Conn, StoreImpl, db_time, time, write_tx};
+use super::super::{Conn, StoreImpl, db_time, hold, release, time, write_tx};
 use super::people::user_from_row;
 use crate::error::{R, run};
 
@@ -21,7 +21,7 @@ macro_rules! person_columns {
 
 /// A person row, with the teams they manage read in the same connection.
 async fn person_in(conn: &mut Conn, id: &str) -> R<Option<Person>> {
-    let row = sqlx::query(sql!(concat!(
+    let row = crate::statement::query(sql!(concat!(
         "SELECT ",
         person_columns!(),
         " FROM users WHERE id = $1"
@@ -30,7 +30,7 @@ async fn person_in(conn: &mut Conn, id: &str) -> R<Option<Person>> {
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let manages: Vec<String> = sqlx::query_scalar(sql!(
+    let manages: Vec<String> = crate::statement::query_scalar(sql!(
         "SELECT team FROM team_managers WHERE user_id = $1 ORDER BY team"
     ))
     .bind(id)
@@ -67,8 +67,10 @@ fn team_name(team: Option<&str>) -> R<Option<String>> {
 impl Access for StoreImpl {
     async fn person(&self, id: &str) -> StoreResult<Option<Person>> {
         run(async {
-            let mut conn = self.pool.acquire().await?;
-            person_in(&mut conn, id).await
+            let mut conn = hold(&self.pool).await?;
+            let person = person_in(&mut conn, id).await?;
+            release(conn).await?;
+            Ok(person)
         })
         .await
     }
@@ -83,19 +85,20 @@ impl Access for StoreImpl {
             .map(|e| e.trim().to_lowercase())
             .filter(|e| !e.is_empty());
         run(async {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = hold(&self.pool).await?;
             if let Some(slack) = slack_user_id {
-                let id: Option<String> =
-                    sqlx::query_scalar(sql!("SELECT id FROM users WHERE slack_user_id = $1"))
-                        .bind(slack)
-                        .fetch_optional(&mut *conn)
-                        .await?;
+                let id: Option<String> = crate::statement::query_scalar(sql!(
+                    "SELECT id FROM users WHERE slack_user_id = $1"
+                ))
+                .bind(slack)
+                .fetch_optional(&mut *conn)
+                .await?;
                 if let Some(id) = id {
                     return person_in(&mut conn, &id).await;
                 }
             }
             if let Some(email) = email {
-                let id: Option<String> = sqlx::query_scalar(sql!(
+                let id: Option<String> = crate::statement::query_scalar(sql!(
                     "SELECT id FROM users WHERE lower(email) = $1 ORDER BY created_at, id LIMIT 1"
                 ))
                 .bind(&email)
@@ -112,7 +115,7 @@ impl Access for StoreImpl {
 
     async fn people(&self) -> StoreResult<Vec<Person>> {
         run(async {
-            let rows = sqlx::query(sql!(concat!(
+            let rows = crate::statement::query(sql!(concat!(
                 "SELECT ",
                 person_columns!(),
                 " FROM users ORDER BY (deactivated_at IS NULL) DESC, lower(display_name), id"
@@ -120,7 +123,7 @@ impl Access for StoreImpl {
             .fetch_all(&self.pool)
             .await?;
             let mut managed: std::collections::HashMap<String, Vec<String>> = Default::default();
-            for m in sqlx::query(sql!(
+            for m in crate::statement::query(sql!(
                 "SELECT user_id, team FROM team_managers ORDER BY team"
             ))
             .fetch_all(&self.pool)
@@ -145,7 +148,7 @@ impl Access for StoreImpl {
 
     async fn has_admin(&self) -> StoreResult<bool> {
         run(async {
-            Ok(sqlx::query_scalar::<_, i64>(sql!(
+            Ok(crate::statement::query_scalar::<_, i64>(sql!(
                 "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deactivated_at IS NULL"
             ))
             .fetch_one(&self.pool)
@@ -168,7 +171,7 @@ impl Access for StoreImpl {
             let mut tx = write_tx(&self.pool).await?;
             let id = invite_in(&mut tx, &email, display_name, role).await?;
             if team.is_some() {
-                sqlx::query(sql!("UPDATE users SET team = $1 WHERE id = $2"))
+                crate::statement::query(sql!("UPDATE users SET team = $1 WHERE id = $2"))
                     .bind(&team)
                     .bind(&id)
                     .execute(&mut *tx)
@@ -194,7 +197,7 @@ impl Access for StoreImpl {
                 return Ok(None);
             }
             if let Some(role) = change.role {
-                sqlx::query(sql!(
+                crate::statement::query(sql!(
                     "UPDATE users SET role = $1, updated_at = now() WHERE id = $2"
                 ))
                 .bind(role.as_str())
@@ -203,7 +206,7 @@ impl Access for StoreImpl {
                 .await?;
             }
             if let Some(name) = change.display_name.as_deref().map(str::trim) {
-                sqlx::query(sql!(
+                crate::statement::query(sql!(
                     "UPDATE users SET display_name = $1, updated_at = now() WHERE id = $2"
                 ))
                 .bind(name.chars().take(200).collect::<String>())
@@ -212,7 +215,7 @@ impl Access for StoreImpl {
                 .await?;
             }
             if let Some(team) = team {
-                sqlx::query(sql!(
+                crate::statement::query(sql!(
                     "UPDATE users SET team = $1, updated_at = now() WHERE id = $2"
                 ))
                 .bind(team)
@@ -221,7 +224,7 @@ impl Access for StoreImpl {
                 .await?;
             }
             if let Some(manages) = &change.manages {
-                sqlx::query(sql!("DELETE FROM team_managers WHERE user_id = $1"))
+                crate::statement::query(sql!("DELETE FROM team_managers WHERE user_id = $1"))
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -234,7 +237,7 @@ impl Access for StoreImpl {
                     }
                 }
                 for team in teams {
-                    sqlx::query(sql!(
+                    crate::statement::query(sql!(
                         "INSERT INTO team_managers (user_id, team) VALUES ($1, $2)"
                     ))
                     .bind(id)
@@ -245,7 +248,7 @@ impl Access for StoreImpl {
             }
             match change.active {
                 Some(false) => {
-                    sqlx::query(sql!(
+                    crate::statement::query(sql!(
                         "UPDATE users SET deactivated_at = now(), updated_at = now() \
                          WHERE id = $1 AND deactivated_at IS NULL"
                     ))
@@ -255,7 +258,7 @@ impl Access for StoreImpl {
                     end_sessions_in(&mut tx, id).await?;
                 }
                 Some(true) => {
-                    sqlx::query(sql!(
+                    crate::statement::query(sql!(
                         "UPDATE users SET deactivated_at = NULL, updated_at = now() WHERE id = $1"
                     ))
                     .bind(id)
@@ -273,7 +276,7 @@ impl Access for StoreImpl {
 
     async fn create_login_link(&self, link: &NewLoginLink) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO login_links (token_hash, user_id, purpose, return_to, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, now(), $5)"
             ))
@@ -291,8 +294,8 @@ impl Access for StoreImpl {
 
     async fn peek_login_link(&self, token_hash: &str) -> StoreResult<Option<LoginLink>> {
         run(async {
-            let mut conn = self.pool.acquire().await?;
-            let row = sqlx::query(sql!(
+            let mut conn = hold(&self.pool).await?;
+            let row = crate::statement::query(sql!(
                 "SELECT user_id, purpose, return_to, expires_at FROM login_links \
                  WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()"
             ))
@@ -330,7 +333,7 @@ impl Access for StoreImpl {
     ) -> StoreResult<Option<(Person, Option<String>)>> {
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            let row = sqlx::query(sql!(
+            let row = crate::statement::query(sql!(
                 "UPDATE login_links SET used_at = now() \
                  WHERE token_hash = $1 AND purpose = 'signin' AND used_at IS NULL AND expires_at > now() \
                  AND user_id IN (SELECT id FROM users WHERE deactivated_at IS NULL) \
@@ -358,7 +361,7 @@ impl Access for StoreImpl {
         let email = check_email(email)?;
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            let admins: i64 = sqlx::query_scalar(sql!(
+            let admins: i64 = crate::statement::query_scalar(sql!(
                 "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deactivated_at IS NULL"
             ))
             .fetch_one(&mut *tx)
@@ -371,7 +374,7 @@ impl Access for StoreImpl {
                 )
                 .into());
             }
-            let used = sqlx::query(sql!(
+            let used = crate::statement::query(sql!(
                 "UPDATE login_links SET used_at = now() \
                  WHERE token_hash = $1 AND purpose = 'setup' AND used_at IS NULL AND expires_at > now()"
             ))
@@ -383,7 +386,7 @@ impl Access for StoreImpl {
                 return Ok(None);
             }
             let id = invite_in(&mut tx, &email, display_name, Role::Admin).await?;
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "UPDATE users SET deactivated_at = NULL WHERE id = $1"
             ))
             .bind(&id)
@@ -398,7 +401,7 @@ impl Access for StoreImpl {
 
     async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO web_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, expires_at) \
                  VALUES ($1, $2, $3, now(), now(), $4)"
             ))
@@ -419,8 +422,8 @@ impl Access for StoreImpl {
         idle: std::time::Duration,
     ) -> StoreResult<Option<WebSession>> {
         run(async {
-            let mut conn = self.pool.acquire().await?;
-            let row = sqlx::query(sql!(
+            let mut conn = hold(&self.pool).await?;
+            let row = crate::statement::query(sql!(
                 "SELECT s.user_id, s.csrf_token, s.created_at, s.expires_at, \
                  (s.last_seen_at < now() - make_interval(secs => 60)) AS stale FROM web_sessions s \
                  WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now() \
@@ -436,27 +439,29 @@ impl Access for StoreImpl {
                 return Ok(None);
             };
             if row.try_get::<bool, _>("stale")? {
-                sqlx::query(sql!(
+                crate::statement::query(sql!(
                     "UPDATE web_sessions SET last_seen_at = now() WHERE id_hash = $1"
                 ))
                 .bind(id_hash)
                 .execute(&mut *conn)
                 .await?;
             }
-            Ok(Some(WebSession {
+            let session = WebSession {
                 id_hash: id_hash.to_owned(),
                 csrf_token: row.try_get("csrf_token")?,
                 created_at: time(&row, "created_at")?,
                 expires_at: time(&row, "expires_at")?,
                 person,
-            }))
+            };
+            release(conn).await?;
+            Ok(Some(session))
         })
         .await
     }
 
     async fn end_session(&self, id_hash: &str) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "UPDATE web_sessions SET ended_at = now() WHERE id_hash = $1 AND ended_at IS NULL"
             ))
             .bind(id_hash)
@@ -469,8 +474,10 @@ impl Access for StoreImpl {
 
     async fn end_sessions_of(&self, user_id: &str) -> StoreResult<u64> {
         run(async {
-            let mut conn = self.pool.acquire().await?;
-            end_sessions_in(&mut conn, user_id).await
+            let mut conn = hold(&self.pool).await?;
+            let ended = end_sessions_in(&mut conn, user_id).await?;
+            release(conn).await?;
+            Ok(ended)
         })
         .await
     }
@@ -478,7 +485,7 @@ impl Access for StoreImpl {
 
 /// Ends every live session of a person inside the caller's connection or transaction.
 async fn end_sessions_in(conn: &mut Conn, user_id: &str) -> R<u64> {
-    Ok(sqlx::query(sql!(
+    Ok(crate::statement::query(sql!(
         "UPDATE web_sessions SET ended_at = now() WHERE user_id = $1 AND ended_at IS NULL"
     ))
     .bind(user_id)
@@ -492,12 +499,12 @@ async fn end_sessions_in(conn: &mut Conn, user_id: &str) -> R<u64> {
 async fn invite_in(conn: &mut Conn, email: &str, display_name: &str, role: Role) -> R<String> {
     let name: String = display_name.trim().chars().take(200).collect();
     let existing: Option<String> =
-        sqlx::query_scalar(sql!("SELECT id FROM users WHERE email = $1"))
+        crate::statement::query_scalar(sql!("SELECT id FROM users WHERE email = $1"))
             .bind(email)
             .fetch_optional(&mut *conn)
             .await?;
     if let Some(id) = existing {
-        sqlx::query(sql!(
+        crate::statement::query(sql!(
             "UPDATE users SET role = $1, \
              display_name = CASE WHEN display_name = '' THEN $2 ELSE display_name END, \
              updated_at = now() WHERE id = $3"
@@ -510,7 +517,7 @@ async fn invite_in(conn: &mut Conn, email: &str, display_name: &str, role: Role)
         return Ok(id);
     }
     let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(sql!(
+    crate::statement::query(sql!(
         "INSERT INTO users (id, email, display_name, role, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, now(), now())"
     ))

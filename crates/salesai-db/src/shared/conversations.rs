@@ -295,7 +295,10 @@ async fn clear_analysis_in(conn: &mut Conn, id: &str) -> R<()> {
         sql!("DELETE FROM agent_outputs WHERE conversation_id = $1"),
         sql!("DELETE FROM analyses WHERE conversation_id = $1"),
     ] {
-        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+        crate::statement::query(sql)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -310,7 +313,7 @@ async fn move_on(
     clear_analysis: bool,
 ) -> R<Vec<i64>> {
     let mut tx = write_tx(&store.pool).await?;
-    let changed = sqlx::query(sql!(
+    let changed = crate::statement::query(sql!(
         "UPDATE conversations SET status = $1, error_stage = NULL, error_code = NULL, error_message = NULL, \
          error_retryable = NULL, updated_at = now() WHERE id = $2"
     ))
@@ -341,7 +344,7 @@ async fn one_conversation(
     sql: &'static str,
     key: &str,
 ) -> R<Option<Conversation>> {
-    let row = sqlx::query(sql)
+    let row = crate::statement::query(sql)
         .bind(key)
         .fetch_optional(&store.pool)
         .await?;
@@ -368,7 +371,7 @@ async fn try_create_conversation(
 ) -> Result<CreatedConversation, CreateError> {
     let mut tx = write_tx(&store.pool).await?;
     if let Some(key) = &new.idempotency_key {
-        let existing = sqlx::query(sql!(
+        let existing = crate::statement::query(sql!(
             "SELECT c.id, c.case_number, c.opportunity_id, \
              (SELECT MIN(j.id) FROM jobs j WHERE j.conversation_id = c.id) AS job_id \
              FROM conversations c WHERE c.idempotency_key = $1"
@@ -386,7 +389,7 @@ async fn try_create_conversation(
             });
         }
     }
-    let opportunity_id: String = sqlx::query_scalar(sql!(
+    let opportunity_id: String = crate::statement::query_scalar(sql!(
         "INSERT INTO opportunities (id, customer_number, company_name, product_line, status, \
          status_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'new', now(), now(), now()) \
          ON CONFLICT (customer_number) DO UPDATE SET updated_at = excluded.updated_at RETURNING id"
@@ -398,7 +401,7 @@ async fn try_create_conversation(
     .fetch_one(&mut *tx)
     .await?;
     // The case number: the next value of the (period, prefix) sequence, in this transaction.
-    let sequence: i32 = sqlx::query_scalar(sql!(
+    let sequence: i32 = crate::statement::query_scalar(sql!(
         "INSERT INTO case_sequences (period, prefix, last_value) VALUES ($1, $2, 1) \
          ON CONFLICT (period, prefix) DO UPDATE SET last_value = case_sequences.last_value + 1 \
          RETURNING last_value"
@@ -409,7 +412,7 @@ async fn try_create_conversation(
     .await?;
     let case_number = CaseNumber::new(&new.case_period, &new.case_prefix, sequence as u64);
     let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(sql!(
+    crate::statement::query(sql!(
         "INSERT INTO conversations (id, case_number, opportunity_id, product_line, conversation_type, \
          title, status, blob_key, conversation_date, rep_user_id, metadata, idempotency_key, \
          slack_channel_id, slack_thread_ts, media_kind, media_format, media_bytes, file_name, created_at, updated_at) \
@@ -604,7 +607,7 @@ impl Conversations for StoreImpl {
     ) -> StoreResult<()> {
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            let changed = sqlx::query(sql!(
+            let changed = crate::statement::query(sql!(
                 "UPDATE conversations SET status = $1, error_stage = $2, error_code = $3, error_message = $4, \
                  error_retryable = $5, updated_at = now() WHERE id = $6"
             ))
@@ -650,7 +653,7 @@ impl Conversations for StoreImpl {
 
     async fn stage_events(&self, id: &str) -> StoreResult<Vec<StageEvent>> {
         run(async {
-            let rows = sqlx::query(sql!(
+            let rows = crate::statement::query(sql!(
                 "SELECT status, at FROM conversation_stage_events WHERE conversation_id = $1 ORDER BY id"
             ))
             .bind(id)
@@ -671,7 +674,7 @@ impl Conversations for StoreImpl {
     async fn save_transcript(&self, id: &str, segments: &[Segment]) -> StoreResult<()> {
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "DELETE FROM transcript_segments WHERE conversation_id = $1"
             ))
             .bind(id)
@@ -688,7 +691,7 @@ impl Conversations for StoreImpl {
 
     async fn set_media_format(&self, id: &str, format: &str) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "UPDATE conversations SET media_format = $1 WHERE id = $2"
             ))
             .bind(format)
@@ -702,7 +705,7 @@ impl Conversations for StoreImpl {
 
     async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>> {
         run(async {
-            let rows = sqlx::query(sql!(
+            let rows = crate::statement::query(sql!(
                 "SELECT speaker, start_ms, end_ms, text FROM transcript_segments WHERE conversation_id = $1 ORDER BY seq"
             ))
             .bind(id)
@@ -724,7 +727,7 @@ impl Conversations for StoreImpl {
 
     async fn save_chunk_transcript(&self, id: &str, chunk: &ChunkTranscript) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO transcript_chunks (conversation_id, chunk_index, channel, start_ms, end_ms, provider, model, segments, latency_ms, created_at) \
                  VALUES ($1, $2, $9, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (conversation_id, channel, chunk_index) DO UPDATE SET \
                  start_ms = excluded.start_ms, end_ms = excluded.end_ms, provider = excluded.provider, model = excluded.model, \
@@ -748,7 +751,7 @@ impl Conversations for StoreImpl {
 
     async fn get_chunk_transcripts(&self, id: &str) -> StoreResult<Vec<ChunkTranscript>> {
         run(async {
-            let rows = sqlx::query(sql!(
+            let rows = crate::statement::query(sql!(
                 "SELECT channel, chunk_index, start_ms, end_ms, provider, model, segments, latency_ms \
                  FROM transcript_chunks WHERE conversation_id = $1 ORDER BY channel, chunk_index"
             ))
@@ -777,7 +780,7 @@ impl Conversations for StoreImpl {
 
     async fn save_agent_output(&self, id: &str, run_: &AgentRun) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, fallback_reason, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
                  model = excluded.model, output = excluded.output, prompt_tokens = excluded.prompt_tokens, \
@@ -802,7 +805,7 @@ impl Conversations for StoreImpl {
 
     async fn get_agent_outputs(&self, id: &str) -> StoreResult<Vec<AgentRun>> {
         run(async {
-            let rows = sqlx::query(sql!(
+            let rows = crate::statement::query(sql!(
                 "SELECT agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, \
                  fallback_reason FROM agent_outputs WHERE conversation_id = $1 ORDER BY created_at, agent"
             ))
@@ -840,7 +843,7 @@ impl Conversations for StoreImpl {
     async fn complete_analysis(&self, id: &str, analysis: &StoredAnalysis) -> StoreResult<()> {
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO analyses (conversation_id, engine, overall_score, qualification, pain_score, decision_score, \
                  champion_score, metrics_score, result, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) \
                  ON CONFLICT (conversation_id) DO UPDATE SET engine = excluded.engine, overall_score = excluded.overall_score, \
@@ -859,7 +862,7 @@ impl Conversations for StoreImpl {
             .bind(&analysis.result)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "UPDATE conversations SET status = 'completed', error_stage = NULL, error_code = NULL, error_message = NULL, \
                  error_retryable = NULL, updated_at = now() WHERE id = $1"
             ))
@@ -868,7 +871,7 @@ impl Conversations for StoreImpl {
             .await?;
             stage_event_in(&mut tx, id, ConversationStatus::Completed).await?;
             notify_in(&mut tx, id).await?;
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "UPDATE opportunities SET latest_score = $1, updated_at = now() \
                  WHERE id = (SELECT opportunity_id FROM conversations WHERE id = $2)"
             ))
@@ -884,7 +887,7 @@ impl Conversations for StoreImpl {
 
     async fn get_analysis(&self, id: &str) -> StoreResult<Option<StoredAnalysis>> {
         run(async {
-            let row = sqlx::query(sql!(
+            let row = crate::statement::query(sql!(
                 "SELECT engine, overall_score, qualification, pain_score, decision_score, champion_score, \
                  metrics_score, result FROM analyses WHERE conversation_id = $1"
             ))
@@ -917,7 +920,7 @@ impl Conversations for StoreImpl {
         limit: u32,
     ) -> StoreResult<Vec<PruneCandidate>> {
         run(async {
-            let rows = sqlx::query(sql!(
+            let rows = crate::statement::query(sql!(
                 "SELECT id, case_number, blob_key FROM conversations WHERE status = 'completed' AND NOT protected \
                  AND created_at < $1 AND (NOT $2 OR blob_key IS NOT NULL) ORDER BY created_at, id LIMIT $3"
             ))
@@ -929,7 +932,7 @@ impl Conversations for StoreImpl {
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 let id: String = r.try_get("id")?;
-                let chunks = sqlx::query(sql!(
+                let chunks = crate::statement::query(sql!(
                     "SELECT channel, chunk_index FROM transcript_chunks WHERE conversation_id = $1 AND provider <> 'silence'"
                 ))
                 .bind(&id)
@@ -957,7 +960,7 @@ impl Conversations for StoreImpl {
 
     async fn delete_conversation(&self, id: &str) -> StoreResult<bool> {
         run(async {
-            let changed = sqlx::query(sql!("DELETE FROM conversations WHERE id = $1"))
+            let changed = crate::statement::query(sql!("DELETE FROM conversations WHERE id = $1"))
                 .bind(id)
                 .execute(&self.pool)
                 .await?
@@ -969,7 +972,7 @@ impl Conversations for StoreImpl {
 
     async fn forget_audio(&self, id: &str) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "UPDATE conversations SET blob_key = NULL, updated_at = now() WHERE id = $1"
             ))
             .bind(id)
@@ -989,7 +992,7 @@ impl Conversations for StoreImpl {
     ) -> StoreResult<i64> {
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            let changed = sqlx::query(sql!(
+            let changed = crate::statement::query(sql!(
                 "UPDATE conversations SET blob_key = $1, media_kind = $2, media_format = $3, media_bytes = $4, \
                  file_name = COALESCE($5, file_name), updated_at = now() WHERE id = $6"
             ))
@@ -1017,7 +1020,7 @@ impl Conversations for StoreImpl {
 impl Customers for StoreImpl {
     async fn get_opportunity(&self, customer_number: &str) -> StoreResult<Option<Opportunity>> {
         run(async {
-            sqlx::query(sql!(concat!(
+            crate::statement::query(sql!(concat!(
                 opportunity_select!(),
                 " WHERE o.customer_number = $1"
             )))
@@ -1033,7 +1036,7 @@ impl Customers for StoreImpl {
 
     async fn search_opportunities(&self, query: &str, limit: u32) -> StoreResult<Vec<Opportunity>> {
         run(async {
-            sqlx::query(sql!(concat!(
+            crate::statement::query(sql!(concat!(
                 opportunity_select!(),
                 " WHERE $1 = '' OR o.customer_number = $1 OR strpos(lower(o.company_name), lower($1)) > 0 \
                  ORDER BY o.created_at DESC, o.id LIMIT $2"
@@ -1057,7 +1060,7 @@ impl Customers for StoreImpl {
         owner_user_id: Option<&str>,
     ) -> StoreResult<Opportunity> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO opportunities (id, customer_number, company_name, product_line, owner_user_id, \
                  status_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, now(), now(), now())"
             ))

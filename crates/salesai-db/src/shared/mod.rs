@@ -201,7 +201,7 @@ fn conversation_from_row(row: &DbRow) -> R<Conversation> {
 }
 
 async fn settings_in(conn: &mut Conn, queue: &str) -> R<QueueSettings> {
-    let row = sqlx::query(sql!(concat!(
+    let row = crate::statement::query(sql!(concat!(
         "SELECT ",
         settings_columns!(),
         " FROM queue_settings WHERE name = $1"
@@ -225,17 +225,19 @@ async fn enqueue_in(conn: &mut Conn, job: &NewJob) -> R<Enqueued> {
     };
     // A conversation's jobs are ordered by its upload time (and stage); others by due time.
     let uploaded = match &job.conversation_id {
-        Some(id) => sqlx::query(sql!("SELECT created_at FROM conversations WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|row| time(&row, "created_at"))
-            .transpose()?,
+        Some(id) => {
+            crate::statement::query(sql!("SELECT created_at FROM conversations WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|row| time(&row, "created_at"))
+                .transpose()?
+        }
         None => None,
     };
     let due = job.run_at.unwrap_or_else(Utc::now);
     let priority = salesai_core::pipeline::job_priority(&job.kind, uploaded, due);
-    let id: Option<i64> = sqlx::query_scalar(sql!(
+    let id: Option<i64> = crate::statement::query_scalar(sql!(
         "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, run_at, priority, \
          idempotency_key, conversation_id, created_at, updated_at) \
          VALUES ($1, $2, $3, 'queued', 0, $4, COALESCE($5, now()), $6, $7, $8, now(), now()) \
@@ -255,7 +257,7 @@ async fn enqueue_in(conn: &mut Conn, job: &NewJob) -> R<Enqueued> {
     if let Some(id) = id {
         return Ok(Enqueued { id, created: true });
     }
-    let id: i64 = sqlx::query_scalar(sql!(
+    let id: i64 = crate::statement::query_scalar(sql!(
         "SELECT id FROM jobs WHERE queue = $1 AND idempotency_key = $2"
     ))
     .bind(&job.queue)
@@ -270,7 +272,7 @@ async fn enqueue_in(conn: &mut Conn, job: &NewJob) -> R<Enqueued> {
 /// commit together). One queued notification is enough: it renders the status current when it
 /// runs.
 async fn notify_in(conn: &mut Conn, id: &str) -> R<()> {
-    let wanted: Option<i32> = sqlx::query_scalar(sql!(
+    let wanted: Option<i32> = crate::statement::query_scalar(sql!(
         "SELECT 1 FROM conversations c WHERE c.id = $1 AND c.slack_channel_id IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.conversation_id = c.id AND j.kind = $2 AND j.status = 'queued')"
     ))
@@ -292,7 +294,7 @@ async fn notify_in(conn: &mut Conn, id: &str) -> R<()> {
 
 /// Records a stage transition of a conversation.
 async fn stage_event_in(conn: &mut Conn, id: &str, status: ConversationStatus) -> R<()> {
-    sqlx::query(sql!(
+    crate::statement::query(sql!(
         "INSERT INTO conversation_stage_events (conversation_id, status, at) VALUES ($1, $2, now())"
     ))
     .bind(id)
@@ -314,7 +316,7 @@ async fn fail_conversation_of_dead_job_in(
     code: &str,
     message: &str,
 ) -> R<()> {
-    let row = sqlx::query(sql!(
+    let row = crate::statement::query(sql!(
         "SELECT c.id, c.status FROM jobs j JOIN conversations c ON c.id = j.conversation_id \
          WHERE j.id = $1 AND j.queue = $2 FOR UPDATE OF c"
     ))
@@ -330,7 +332,7 @@ async fn fail_conversation_of_dead_job_in(
     let Some(failure) = dead_job_failure(&status, code, message) else {
         return Ok(());
     };
-    sqlx::query(sql!(
+    crate::statement::query(sql!(
         "UPDATE conversations SET status = 'failed', error_stage = $1, error_code = $2, error_message = $3, \
          error_retryable = $4, updated_at = now() WHERE id = $5"
     ))
@@ -342,7 +344,7 @@ async fn fail_conversation_of_dead_job_in(
     .execute(&mut *conn)
     .await?;
     stage_event_in(conn, &id, ConversationStatus::Failed).await?;
-    sqlx::query(sql!(
+    crate::statement::query(sql!(
         "UPDATE jobs SET status = 'dead', last_error_code = 'CANCELLED', last_error_message = $1, \
          finished_at = now(), updated_at = now() WHERE conversation_id = $2 AND queue = $3 AND status = 'queued' AND id <> $4"
     ))
@@ -363,7 +365,7 @@ async fn record_attempt(
     code: Option<&str>,
     message: Option<&str>,
 ) -> R<()> {
-    sqlx::query(sql!(
+    crate::statement::query(sql!(
         "INSERT INTO job_attempts (job_id, attempt, worker_id, outcome, error_code, error_message, finished_at) \
          VALUES ($1, $2, $3, $4, $5, $6, now())"
     ))
@@ -388,7 +390,7 @@ async fn unlease(
     code: &str,
     message: &str,
 ) -> R<bool> {
-    let changed = sqlx::query(sql!(
+    let changed = crate::statement::query(sql!(
         "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = COALESCE($1, now()), \
          locked_by = NULL, lease_expires_at = NULL, last_error_code = $2, last_error_message = $3, \
          updated_at = now() WHERE id = $4 AND status = 'running' AND attempts = $5 AND locked_by = $6"

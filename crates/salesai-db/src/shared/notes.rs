@@ -14,7 +14,7 @@ const MAX_CHARS: usize = 20_000;
 impl MeetingNotes for StoreImpl {
     async fn meeting_notes(&self, conversation_id: &str) -> StoreResult<Option<EditedNotes>> {
         run(async {
-            let row = sqlx::query(sql!(
+            let row = crate::statement::query(sql!(
                 "SELECT n.markdown, n.edited_by, n.edited_at, u.display_name FROM meeting_notes n \
                  LEFT JOIN users u ON u.id = n.edited_by WHERE n.conversation_id = $1"
             ))
@@ -45,14 +45,14 @@ impl MeetingNotes for StoreImpl {
         }
         run(async {
             let exists: Option<String> =
-                sqlx::query_scalar(sql!("SELECT id FROM conversations WHERE id = $1"))
+                crate::statement::query_scalar(sql!("SELECT id FROM conversations WHERE id = $1"))
                     .bind(conversation_id)
                     .fetch_optional(&self.pool)
                     .await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound(format!("no call {conversation_id}")).into());
             }
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO meeting_notes (conversation_id, markdown, edited_by, edited_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id) DO UPDATE SET \
                  markdown = excluded.markdown, edited_by = excluded.edited_by, \
@@ -71,10 +71,12 @@ impl MeetingNotes for StoreImpl {
 
     async fn clear_meeting_notes(&self, conversation_id: &str) -> StoreResult<bool> {
         run(async {
-            let done = sqlx::query(sql!("DELETE FROM meeting_notes WHERE conversation_id = $1"))
-                .bind(conversation_id)
-                .execute(&self.pool)
-                .await?;
+            let done = crate::statement::query(sql!(
+                "DELETE FROM meeting_notes WHERE conversation_id = $1"
+            ))
+            .bind(conversation_id)
+            .execute(&self.pool)
+            .await?;
             Ok(done.rows_affected() > 0)
         })
         .await

@@ -27,7 +27,7 @@ pub(super) fn user_from_row(r: &super::DbRow) -> R<User> {
 impl People for StoreImpl {
     async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "SELECT id, email, display_name, role, slack_user_id FROM users WHERE id = $1"
             ))
             .bind(id)
@@ -49,7 +49,7 @@ impl People for StoreImpl {
         run(async {
             let name = display_name.trim();
             if !name.is_empty() {
-                sqlx::query(sql!(
+                crate::statement::query(sql!(
                     "UPDATE users SET display_name = $1, updated_at = now() WHERE id = $2"
                 ))
                 .bind(name)
@@ -58,7 +58,7 @@ impl People for StoreImpl {
                 .await?;
             }
             if let Some(email) = email.map(str::trim).filter(|e| e.contains('@')) {
-                sqlx::query(sql!(
+                crate::statement::query(sql!(
                     "UPDATE users SET email = $1, updated_at = now() WHERE id = $2 AND email IS NULL \
                      AND NOT EXISTS (SELECT 1 FROM users WHERE email = $1)"
                 ))
@@ -74,7 +74,7 @@ impl People for StoreImpl {
 
     async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>> {
         let id: Option<String> = run(async {
-            Ok(sqlx::query_scalar(sql!(
+            Ok(crate::statement::query_scalar(sql!(
                 "UPDATE users SET role = $1, updated_at = now() \
                  WHERE id = $2 OR email = $2 OR slack_user_id = $2 RETURNING id"
             ))
@@ -109,7 +109,7 @@ impl People for StoreImpl {
             let mut tx = write_tx(&self.pool).await?;
             // By Slack id first, then by e-mail (linking the Slack id), else a new rep.
             if let Some(slack) = slack
-                && let Some(id) = sqlx::query_scalar::<_, String>(sql!(
+                && let Some(id) = crate::statement::query_scalar::<_, String>(sql!(
                     "SELECT id FROM users WHERE slack_user_id = $1"
                 ))
                 .bind(slack)
@@ -121,13 +121,13 @@ impl People for StoreImpl {
             }
             if let Some(email) = &email
                 && let Some(id) =
-                    sqlx::query_scalar::<_, String>(sql!("SELECT id FROM users WHERE email = $1"))
+                    crate::statement::query_scalar::<_, String>(sql!("SELECT id FROM users WHERE email = $1"))
                         .bind(email)
                         .fetch_optional(&mut *tx)
                         .await?
             {
                 if let Some(slack) = slack {
-                    sqlx::query(sql!(
+                    crate::statement::query(sql!(
                         "UPDATE users SET slack_user_id = $1, updated_at = now() \
                          WHERE id = $2 AND slack_user_id IS NULL"
                     ))
@@ -140,7 +140,7 @@ impl People for StoreImpl {
                 return Ok(id);
             }
             let id = uuid::Uuid::now_v7().to_string();
-            let inserted = sqlx::query(sql!(
+            let inserted = crate::statement::query(sql!(
                 "INSERT INTO users (id, email, display_name, role, slack_user_id, created_at, updated_at) \
                  VALUES ($1, $2, $3, 'rep', $4, now(), now())"
             ))
@@ -159,7 +159,7 @@ impl People for StoreImpl {
                 // files from one new rep at once): theirs stands.
                 Err(e) if crate::error::is_unique_violation(&e) => {
                     drop(tx);
-                    let found: Option<String> = sqlx::query_scalar(sql!(
+                    let found: Option<String> = crate::statement::query_scalar(sql!(
                         "SELECT id FROM users WHERE slack_user_id = $1 OR email = $2 \
                          ORDER BY created_at LIMIT 1"
                     ))
@@ -180,7 +180,7 @@ impl People for StoreImpl {
 
     async fn create_api_token(&self, token: NewApiToken) -> StoreResult<ApiToken> {
         run(async {
-            let row = sqlx::query(sql!(concat!(
+            let row = crate::statement::query(sql!(concat!(
                 "INSERT INTO api_tokens (name, role, token_hash, user_id, created_at) \
                  VALUES ($1, $2, $3, $4, now()) RETURNING ",
                 token_columns!()
@@ -206,7 +206,7 @@ impl People for StoreImpl {
 
     async fn authenticate_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         run(async {
-            sqlx::query(sql!(concat!(
+            crate::statement::query(sql!(concat!(
                 "UPDATE api_tokens SET last_used_at = now() \
                  WHERE token_hash = $1 AND revoked_at IS NULL \
                  AND (user_id IS NULL OR user_id IN (SELECT id FROM users WHERE deactivated_at IS NULL)) \
@@ -225,7 +225,7 @@ impl People for StoreImpl {
 
     async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
         run(async {
-            sqlx::query(sql!(concat!(
+            crate::statement::query(sql!(concat!(
                 "SELECT ",
                 token_columns!(),
                 " FROM api_tokens ORDER BY id"
@@ -241,7 +241,7 @@ impl People for StoreImpl {
 
     async fn revoke_api_token(&self, name_or_id: &str) -> StoreResult<bool> {
         run(async {
-            let changed = sqlx::query(sql!(
+            let changed = crate::statement::query(sql!(
                 "UPDATE api_tokens SET revoked_at = now() \
                  WHERE revoked_at IS NULL AND (name = $1 OR id = $2)"
             ))
@@ -263,7 +263,7 @@ impl SlackState for StoreImpl {
         conversation_id: &str,
     ) -> StoreResult<Vec<(String, String, String)>> {
         run(async {
-            Ok(sqlx::query_as(sql!(
+            Ok(crate::statement::query_as(sql!(
                 "SELECT kind, channel_id, ts FROM slack_messages WHERE conversation_id = $1 ORDER BY created_at, kind"
             ))
             .bind(conversation_id)
@@ -281,7 +281,7 @@ impl SlackState for StoreImpl {
         ts: &str,
     ) -> StoreResult<bool> {
         run(async {
-            let changed = sqlx::query(sql!(
+            let changed = crate::statement::query(sql!(
                 "INSERT INTO slack_messages (conversation_id, kind, channel_id, ts, created_at) \
                  VALUES ($1, $2, $3, $4, now()) ON CONFLICT (conversation_id, kind) DO UPDATE \
                  SET channel_id = excluded.channel_id, ts = excluded.ts \
@@ -301,7 +301,7 @@ impl SlackState for StoreImpl {
 
     async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
         run(async {
-            let changed = sqlx::query(sql!(
+            let changed = crate::statement::query(sql!(
                 "INSERT INTO external_events (source, event_id, received_at) VALUES ($1, $2, now()) \
                  ON CONFLICT (source, event_id) DO NOTHING"
             ))
@@ -324,7 +324,9 @@ impl Operations for StoreImpl {
 
     async fn ping(&self) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!("SELECT 1")).execute(&self.pool).await?;
+            crate::statement::query(sql!("SELECT 1"))
+                .execute(&self.pool)
+                .await?;
             Ok(())
         })
         .await
@@ -332,7 +334,7 @@ impl Operations for StoreImpl {
 
     async fn list_incidents(&self) -> StoreResult<Vec<Incident>> {
         run(async {
-            let rows = sqlx::query(sql!(
+            let rows = crate::statement::query(sql!(
                 "SELECT key, severity, title, detail, opened_at, resolved_at, notified_at \
                  FROM alert_incidents ORDER BY opened_at, key"
             ))
@@ -357,7 +359,7 @@ impl Operations for StoreImpl {
 
     async fn save_incident(&self, i: &Incident) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO alert_incidents (key, severity, title, detail, opened_at, resolved_at, notified_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO UPDATE SET severity = excluded.severity, \
                  title = excluded.title, detail = excluded.detail, opened_at = excluded.opened_at, \
@@ -385,7 +387,7 @@ impl Operations for StoreImpl {
         delta: i64,
     ) -> StoreResult<()> {
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO node_counters (node, name, minute, count) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (node, name, minute) DO UPDATE SET count = node_counters.count + excluded.count"
             ))
@@ -402,7 +404,7 @@ impl Operations for StoreImpl {
 
     async fn sum_counter(&self, name: &str, since_minute: i64) -> StoreResult<i64> {
         run(async {
-            Ok(sqlx::query_scalar(sql!(
+            Ok(crate::statement::query_scalar(sql!(
                 "SELECT COALESCE(SUM(count), 0)::bigint FROM node_counters WHERE name = $1 AND minute >= $2"
             ))
             .bind(name)
@@ -415,7 +417,7 @@ impl Operations for StoreImpl {
 
     async fn counter_nodes(&self, name: &str, since_minute: i64) -> StoreResult<Vec<String>> {
         run(async {
-            Ok(sqlx::query_scalar(sql!(
+            Ok(crate::statement::query_scalar(sql!(
                 "SELECT DISTINCT node FROM node_counters WHERE name = $1 AND minute >= $2 ORDER BY node"
             ))
             .bind(name)
@@ -429,7 +431,7 @@ impl Operations for StoreImpl {
     async fn prune_counters(&self, before_minute: i64) -> StoreResult<u64> {
         run(async {
             Ok(
-                sqlx::query(sql!("DELETE FROM node_counters WHERE minute < $1"))
+                crate::statement::query(sql!("DELETE FROM node_counters WHERE minute < $1"))
                     .bind(before_minute)
                     .execute(&self.pool)
                     .await?

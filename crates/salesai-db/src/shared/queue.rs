@@ -12,7 +12,8 @@ use salesai_core::store::{JobQueue, StoreError, StoreResult};
 use sqlx::{QueryBuilder, Row};
 
 use super::super::{
-    Db, NOW, OLDEST_WAITING_SECS, Pool, SECOND_AGO, StoreImpl, Time, from_db, time, write_tx,
+    Db, NOW, OLDEST_WAITING_SECS, Pool, SECOND_AGO, StoreImpl, Time, from_db, hold, release, time,
+    write_tx,
 };
 use super::{
     enqueue_in, fail_conversation_of_dead_job_in, job_from_row, record_attempt, settings_from_row,
@@ -74,7 +75,7 @@ pub(crate) async fn complete_in(
     conn: &mut super::Conn,
     lease: &Lease,
 ) -> Result<bool, sqlx::Error> {
-    let changed = sqlx::query(sql!(
+    let changed = crate::statement::query(sql!(
         "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), \
          locked_by = NULL, lease_expires_at = NULL \
          WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3"
@@ -90,7 +91,7 @@ pub(crate) async fn complete_in(
 
 /// The queues with a settings row.
 async fn configured_queues(pool: &Pool) -> R<Vec<QueueSettings>> {
-    let rows = sqlx::query(sql!(concat!(
+    let rows = crate::statement::query(sql!(concat!(
         "SELECT ",
         settings_columns!(),
         " FROM queue_settings ORDER BY name"
@@ -139,7 +140,7 @@ impl JobQueue for StoreImpl {
         // writer makes the statement atomic.
         let claim = sql!(claim_sql());
         run(async {
-            let rows = sqlx::query(claim)
+            let rows = crate::statement::query(claim)
                 .bind(worker_id)
                 .bind(queue)
                 .bind(i64::from(max.max(1)))
@@ -154,8 +155,10 @@ impl JobQueue for StoreImpl {
 
     async fn complete(&self, lease: &Lease) -> StoreResult<bool> {
         run(async {
-            let mut conn = self.pool.acquire().await?;
-            Ok(complete_in(&mut conn, lease).await?)
+            let mut conn = hold(&self.pool).await?;
+            let done = complete_in(&mut conn, lease).await?;
+            release(conn).await?;
+            Ok(done)
         })
         .await
     }
@@ -188,7 +191,7 @@ impl JobQueue for StoreImpl {
     async fn fail(&self, lease: &Lease, failure: &JobFailure) -> StoreResult<FailOutcome> {
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            let row = sqlx::query(sql!(
+            let row = crate::statement::query(sql!(
                 "SELECT queue, attempts, max_attempts FROM jobs \
                  WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3 FOR UPDATE"
             ))
@@ -206,7 +209,7 @@ impl JobQueue for StoreImpl {
             let settings = settings_in(&mut tx, &queue).await?;
             let outcome = if failure.retryable && attempts < max_attempts {
                 let delay = backoff_delay(&settings, attempts, rand::rng().random::<f64>());
-                let run_at: Time = sqlx::query_scalar(sql!(
+                let run_at: Time = crate::statement::query_scalar(sql!(
                     "UPDATE jobs SET status = 'queued', run_at = now() + make_interval(secs => $1), \
                      locked_by = NULL, lease_expires_at = NULL, last_error_code = $2, \
                      last_error_message = $3, updated_at = now() WHERE id = $4 RETURNING run_at"
@@ -221,7 +224,7 @@ impl JobQueue for StoreImpl {
                     run_at: from_db(run_at),
                 }
             } else {
-                sqlx::query(sql!(
+                crate::statement::query(sql!(
                     "UPDATE jobs SET status = 'dead', locked_by = NULL, lease_expires_at = NULL, \
                      last_error_code = $1, last_error_message = $2, updated_at = now(), finished_at = now() \
                      WHERE id = $3"
@@ -310,7 +313,7 @@ impl JobQueue for StoreImpl {
 
     async fn lease_holders(&self) -> StoreResult<Vec<String>> {
         run(async {
-            Ok(sqlx::query_scalar(sql!(
+            Ok(crate::statement::query_scalar(sql!(
                 "SELECT DISTINCT locked_by FROM jobs WHERE status = 'running' AND locked_by IS NOT NULL"
             ))
             .fetch_all(&self.pool)
@@ -342,9 +345,10 @@ impl JobQueue for StoreImpl {
 
     async fn queue_settings(&self) -> StoreResult<Vec<QueueSettings>> {
         run(async {
-            let seen: Vec<String> = sqlx::query_scalar(sql!("SELECT DISTINCT queue FROM jobs"))
-                .fetch_all(&self.pool)
-                .await?;
+            let seen: Vec<String> =
+                crate::statement::query_scalar(sql!("SELECT DISTINCT queue FROM jobs"))
+                    .fetch_all(&self.pool)
+                    .await?;
             Ok(complete_settings(
                 configured_queues(&self.pool).await?,
                 seen,
@@ -355,8 +359,10 @@ impl JobQueue for StoreImpl {
 
     async fn get_queue_settings(&self, queue: &str) -> StoreResult<QueueSettings> {
         run(async {
-            let mut conn = self.pool.acquire().await?;
-            settings_in(&mut conn, queue).await
+            let mut conn = hold(&self.pool).await?;
+            let settings = settings_in(&mut conn, queue).await?;
+            release(conn).await?;
+            Ok(settings)
         })
         .await
     }
@@ -366,7 +372,7 @@ impl JobQueue for StoreImpl {
             .validate()
             .map_err(|e| StoreError::InvalidInput(e.0))?;
         run(async {
-            sqlx::query(sql!(
+            crate::statement::query(sql!(
                 "INSERT INTO queue_settings (name, paused, max_batch, max_concurrency, max_attempts, \
                  backoff_base_ms, backoff_max_ms, lease_secs, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) \
@@ -408,7 +414,7 @@ impl JobQueue for StoreImpl {
 
     async fn get_job(&self, id: i64) -> StoreResult<Option<JobDetail>> {
         run(async {
-            let row = sqlx::query(sql!(concat!(
+            let row = crate::statement::query(sql!(concat!(
                 "SELECT ",
                 job_columns!(),
                 " FROM jobs WHERE id = $1"
@@ -418,7 +424,7 @@ impl JobQueue for StoreImpl {
             .await?;
             let Some(row) = row else { return Ok(None) };
             let job = job_from_row(&row)?;
-            let rows = sqlx::query(sql!(
+            let rows = crate::statement::query(sql!(
                 "SELECT attempt, worker_id, outcome, error_code, error_message, finished_at \
                  FROM job_attempts WHERE job_id = $1 ORDER BY id"
             ))
@@ -502,7 +508,7 @@ impl JobQueue for StoreImpl {
                     ..Default::default()
                 })
                 .collect();
-            let depth = sqlx::query(sql!(
+            let depth = crate::statement::query(sql!(
                 "SELECT queue, 'queued' AS status, COUNT(*) AS n FROM jobs WHERE status = 'queued' GROUP BY queue \
                  UNION ALL SELECT queue, 'running', COUNT(*) FROM jobs WHERE status = 'running' GROUP BY queue \
                  UNION ALL SELECT queue, 'completed', COUNT(*) FROM jobs WHERE status = 'completed' GROUP BY queue \
@@ -518,7 +524,7 @@ impl JobQueue for StoreImpl {
                     .depth
                     .insert(status, n.max(0) as u64);
             }
-            let oldest = sqlx::query(sql!(format!(
+            let oldest = crate::statement::query(sql!(format!(
                 "SELECT queue, {OLDEST_WAITING_SECS} AS age FROM jobs \
                  WHERE status = 'queued' AND run_at <= now() GROUP BY queue"
             )))
@@ -529,7 +535,7 @@ impl JobQueue for StoreImpl {
                 let age: f64 = row.try_get("age")?;
                 stats_row(&mut queues, &queue).oldest_waiting_secs = age.max(0.0) as u64;
             }
-            let expired = sqlx::query(sql!(
+            let expired = crate::statement::query(sql!(
                 "SELECT queue, COUNT(*) AS n FROM jobs WHERE status = 'running' AND lease_expires_at < now() GROUP BY queue"
             ))
             .fetch_all(&self.pool)
@@ -539,14 +545,14 @@ impl JobQueue for StoreImpl {
             }
             let mut windows = Vec::new();
             for (name, seconds) in STATS_WINDOWS {
-                let completed: i64 = sqlx::query_scalar(sql!(
+                let completed: i64 = crate::statement::query_scalar(sql!(
                     "SELECT COUNT(*) FROM jobs WHERE status = 'completed' \
                      AND finished_at >= now() - make_interval(secs => $1)"
                 ))
                 .bind(seconds as f64)
                 .fetch_one(&self.pool)
                 .await?;
-                let failures = sqlx::query(sql!(
+                let failures = crate::statement::query(sql!(
                     "SELECT COALESCE(error_code, 'INTERNAL') AS code, COUNT(*) AS n FROM job_attempts \
                      WHERE finished_at >= now() - make_interval(secs => $1) AND outcome <> 'released' \
                      GROUP BY error_code"

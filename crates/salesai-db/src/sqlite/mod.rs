@@ -140,6 +140,16 @@ async fn write_tx(pool: &Pool) -> Result<Transaction<'static, Db>, sqlx::Error> 
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
+/// A connection for a few statements outside a store transaction (see the PostgreSQL twin).
+async fn hold(pool: &Pool) -> Result<sqlx::pool::PoolConnection<Db>, sqlx::Error> {
+    pool.acquire().await
+}
+
+/// Gives back what [`hold`] gave.
+async fn release(_conn: sqlx::pool::PoolConnection<Db>) -> Result<(), sqlx::Error> {
+    Ok(())
+}
+
 /// A statement of the shared code, translated once and kept for the process's life.
 macro_rules! sql {
     ($text:expr) => {{
@@ -210,7 +220,7 @@ async fn complete_and_claim(
 ) -> Result<(bool, Vec<DbRow>), sqlx::Error> {
     let mut tx = write_tx(pool).await?;
     let done = shared::complete_in(&mut tx, lease).await?;
-    let rows = sqlx::query(sql!(shared::claim_sql()))
+    let rows = crate::statement::query(sql!(shared::claim_sql()))
         .bind(worker_id)
         .bind(queue)
         .bind(i64::from(max))
@@ -225,7 +235,7 @@ async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
     let mut tx = write_tx(pool).await?;
     let mut total = 0;
     for lease in leases {
-        total += sqlx::query(sql!(
+        total += crate::statement::query(sql!(
             "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => COALESCE( \
                (SELECT lease_secs FROM queue_settings WHERE name = jobs.queue), 60)) \
              WHERE id = $1 AND status = 'running' AND attempts = $2 AND locked_by = $3"
@@ -244,7 +254,7 @@ async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
 /// Moves jobs whose lease ran out back to the queue or to dead, recording each in the job's
 /// history; returns `(id, new status, message)` of each.
 async fn reap_expired(conn: &mut Conn) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
-    sqlx::query(sql!(
+    crate::statement::query(sql!(
         "INSERT INTO job_attempts (job_id, attempt, worker_id, outcome, error_code, error_message, finished_at) \
          SELECT id, attempts, locked_by, 'lease_expired', 'LEASE_EXPIRED', \
                 'lease expired while held by ' || COALESCE(locked_by, '?'), now() \
@@ -252,7 +262,7 @@ async fn reap_expired(conn: &mut Conn) -> Result<Vec<(i64, String, String)>, sql
     ))
     .execute(&mut *conn)
     .await?;
-    sqlx::query_as(sql!(
+    crate::statement::query_as(sql!(
         "UPDATE jobs SET \
            status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
            finished_at = CASE WHEN attempts >= max_attempts THEN now() ELSE NULL END, \

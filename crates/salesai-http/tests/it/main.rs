@@ -1809,6 +1809,7 @@ async fn a_database_outage_is_a_quick_503_with_retry_after(db: &TestDb) {
         &salesai_db::ConnectOptions {
             max_connections: 4,
             acquire_timeout: std::time::Duration::from_millis(2_500),
+            pgbouncer: false,
         },
     )
     .await

@@ -289,7 +289,6 @@ impl<'a> Cluster<'a> {
     /// A worker node with extra environment.
     fn node_with(&self, id: &str, env: &[(&str, &str)]) -> Running {
         let mut command = salesai(self.dir.path());
-        command.envs(env.iter().copied());
         command
             .arg("worker")
             .env("DATABASE_URL", &self.db.url)
@@ -307,12 +306,13 @@ impl<'a> Cluster<'a> {
             .env("SALESAI_STT_BASE_URL", &self.providers.base)
             .env("SALESAI_STT_MODEL", "stub-whisper")
             .env("SALESAI_STT_TIMEOUT_SECS", "2");
+        command.envs(env.iter().copied());
         Running::start(command)
     }
 
     /// `n` conversations shared in this cluster's Slack (see [`share`]).
     async fn share(&self, n: usize, audio_every: usize) -> Vec<String> {
-        share(self.store.as_ref(), &self.slack, n, audio_every).await
+        share(self.store.as_ref(), &self.slack, 0..n, audio_every).await
     }
 
     async fn statuses(&self) -> BTreeMap<String, ConversationStatus> {
@@ -413,11 +413,16 @@ impl<'a> Cluster<'a> {
 
 /// `n` conversations shared in Slack (every `audio_every`-th a recording, the rest
 /// transcripts), each as the Slack form creates it: waiting for its download.
-async fn share(store: &dyn Store, slack: &FakeSlack, n: usize, audio_every: usize) -> Vec<String> {
+async fn share(
+    store: &dyn Store,
+    slack: &FakeSlack,
+    calls: std::ops::Range<usize>,
+    audio_every: usize,
+) -> Vec<String> {
     let lines = salesai_core::product_line::builtin();
     let line = salesai_core::product_line::find(&lines, "default").unwrap();
     let mut ids = Vec::new();
-    for i in 0..n {
+    for i in calls {
         let file_id = format!("F{i:05}");
         let channel = format!("C0F{:02}", i % CHANNELS);
         let thread = format!("1700000000.{i:06}");
@@ -895,6 +900,251 @@ async fn faults_f_a_failing_provider_pauses_itself() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// (g) Twenty worker nodes against one PostgreSQL: through PgBouncer 1.18 in transaction pooling
+// mode (its server connections counted by their own role), then directly with the default
+// pools. Every call completes exactly once either way.
+
+/// A PgBouncer of this test's own in front of the test server, in transaction pooling mode;
+/// its server connections log in as `role`, so they can be told apart in `pg_stat_activity`.
+struct PgBouncer {
+    port: u16,
+    /// Its configuration and log, removed with it.
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+/// PgBouncer's server connections per database.
+const PGBOUNCER_POOL: u32 = 10;
+
+impl PgBouncer {
+    fn start(server: &url::Url, role: &str) -> PgBouncer {
+        let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("the fault suite needs PgBouncer (Debian: apt-get install pgbouncer)");
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::free_port();
+        let ini = format!(
+            "[databases]\n* = host={host} port={pgport} user={role}\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n\
+             auth_file = {dir}/users.txt\npool_mode = transaction\ndefault_pool_size = {PGBOUNCER_POOL}\n\
+             max_client_conn = 2000\nunix_socket_dir = {dir}\nlogfile = {dir}/pgbouncer.log\n\
+             ignore_startup_parameters = extra_float_digits\n",
+            host = server.host_str().unwrap_or("127.0.0.1"),
+            pgport = server.port().unwrap_or(5432),
+            dir = dir.path().display(),
+        );
+        std::fs::write(dir.path().join("pgbouncer.ini"), ini).unwrap();
+        let user = server.username();
+        std::fs::write(
+            dir.path().join("users.txt"),
+            format!("\"{user}\" \"\"\n\"{role}\" \"\"\n"),
+        )
+        .unwrap();
+        // PgBouncer refuses to run as root.
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let mut command = if root {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown to postgres failed");
+            // setpriv runs PgBouncer in its own place (no child process in between), so
+            // stopping the child stops PgBouncer.
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+                bin,
+            ]);
+            c
+        } else {
+            std::process::Command::new(bin)
+        };
+        let child = command
+            .arg(dir.path().join("pgbouncer.ini"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start PgBouncer");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "PgBouncer did not listen: {}",
+                std::fs::read_to_string(dir.path().join("pgbouncer.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PgBouncer {
+            port,
+            _dir: dir,
+            child,
+        }
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `calls` Slack calls on `nodes` worker processes whose database URL is `url`, sampling
+/// the connections `count` reports; returns (wall time, most connections seen).
+async fn twenty_nodes_run(
+    c: &Cluster<'_>,
+    url: &str,
+    env: &[(&str, &str)],
+    calls: usize,
+    count: &str,
+    admin: &mut sqlx::PgConnection,
+) -> (Duration, i64) {
+    let before = c.statuses().await.len();
+    let ids = share(c.store.as_ref(), &c.slack, before..before + calls, 3).await;
+    let started = Instant::now();
+    let mut env = env.to_vec();
+    env.push(("DATABASE_URL", url));
+    let nodes: Vec<Running> = (0..TWENTY)
+        .map(|n| c.node_with(&format!("node-{n:02}"), &env))
+        .collect();
+    let mut most = 0i64;
+    loop {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.to_owned()))
+            .fetch_one(&mut *admin)
+            .await
+            .unwrap();
+        most = most.max(n);
+        let statuses = c.statuses().await;
+        let open = ids
+            .iter()
+            .filter(|id| {
+                !matches!(
+                    statuses[*id],
+                    ConversationStatus::Completed | ConversationStatus::Failed
+                )
+            })
+            .count();
+        if open == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(240) {
+            let logs: Vec<String> = nodes.iter().take(3).map(|n| n.log_text()).collect();
+            panic!("{open} calls unfinished; logs:\n{}", logs.join("\n----\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let wall = started.elapsed();
+    let refs: Vec<&Running> = nodes.iter().collect();
+    c.settle(Duration::from_secs(120), &refs).await;
+    for mut node in nodes {
+        node.signal("TERM");
+        node.wait(Duration::from_secs(20));
+    }
+    let statuses = c.statuses().await;
+    assert_eq!(statuses.len(), before + calls);
+    for id in &ids {
+        assert_eq!(statuses[id], ConversationStatus::Completed, "{id}");
+    }
+    (wall, most)
+}
+
+/// Worker processes in (g).
+const TWENTY: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "fault suite: cargo test -p salesai --test it faults -- --ignored"]
+async fn faults_g_twenty_nodes_behind_pgbouncer() {
+    use sqlx::Connection;
+    const CALLS: usize = 60;
+    let db = TestDb::postgres()
+        .await
+        .expect("the fault suite needs PostgreSQL (SALESAI_TEST_POSTGRES_URL)");
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let role = "salesai_pgbouncer";
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+         CREATE ROLE {role} LOGIN SUPERUSER; END IF; END $$"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let c = Cluster::start(&db, 60).await;
+    c.providers.set(0.0, Duration::from_millis(300));
+    let server = url::Url::parse(&db.url).unwrap();
+    let name = server.path().trim_start_matches('/').to_owned();
+    let bouncer = PgBouncer::start(&server, role);
+    let mut through = server.clone();
+    through.set_port(Some(bouncer.port)).unwrap();
+
+    // Through PgBouncer: its server connections are the role's.
+    let servers = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND usename = '{role}'"
+    );
+    let (wall_pgb, most_pgb) = twenty_nodes_run(
+        &c,
+        through.as_str(),
+        &[("SALESAI_DB_PGBOUNCER", "true")],
+        CALLS,
+        &servers,
+        &mut admin,
+    )
+    .await;
+    assert!(
+        most_pgb <= i64::from(PGBOUNCER_POOL),
+        "PostgreSQL saw {most_pgb} server connections from PgBouncer, its pool is {PGBOUNCER_POOL}"
+    );
+
+    // Directly, with the default pools: every connection to the database but this test's.
+    let direct = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND application_name = 'salesai'"
+    );
+    let (wall_direct, most_direct) =
+        twenty_nodes_run(&c, &db.url, &[], CALLS, &direct, &mut admin).await;
+    let max_connections: String = sqlx::query_scalar("SHOW max_connections")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let max_connections: i64 = max_connections.parse().unwrap();
+    assert!(
+        most_direct < max_connections,
+        "{most_direct} connections of {max_connections}"
+    );
+
+    let doubled = c.doubled_stages().await;
+    assert!(doubled.is_empty(), "stages enqueued twice: {doubled:?}");
+    let paid_twice = c.providers.paid_twice();
+    assert!(paid_twice.is_empty(), "paid twice: {paid_twice:?}");
+    let tagged = c.tagged();
+    for (id, kinds) in &tagged {
+        assert_eq!(kinds.get("status"), Some(&1), "{id}: {kinds:?}");
+        assert_eq!(kinds.get("completed"), Some(&1), "{id}: {kinds:?}");
+        assert_eq!(kinds.len(), 2, "{id}: {kinds:?}");
+    }
+    assert_eq!(tagged.len(), 2 * CALLS, "one card per call");
+    // The bound: 20 nodes × 4 slots, each call 0.3 s of speech-to-text (one in three) and three
+    // agent waves of 0.3 s.
+    let per_min = |wall: Duration| CALLS as f64 * 60.0 / wall.as_secs_f64();
+    println!(
+        "FAULTS {}",
+        json!({ "scenario": "g_twenty_nodes", "backend": "postgres", "nodes": TWENTY, "calls_per_run": CALLS,
+                "pgbouncer": { "pool_size": PGBOUNCER_POOL, "max_server_connections": most_pgb,
+                               "wall_s": wall_pgb.as_secs_f64(), "calls_per_min": per_min(wall_pgb) },
+                "direct": { "max_connections_seen": most_direct, "server_max_connections": max_connections,
+                            "wall_s": wall_direct.as_secs_f64(), "calls_per_min": per_min(wall_direct) },
+                "completed": 2 * CALLS, "cards": 2 * CALLS })
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // (c) PostgreSQL stopped for 15 s under upload load: a private instance this test starts
 // (Debian's PostgreSQL binaries, initdb in a temporary folder), stopped with `-m immediate`
 // (as a crash) and started again.
@@ -1055,7 +1305,7 @@ async fn faults_c_postgres_stopped_under_load() {
         let database = salesai_db::Database::connect(&pg.url(), &Default::default())
             .await
             .unwrap();
-        share(database.store().as_ref(), &slack, SLACK_CALLS, 0).await
+        share(database.store().as_ref(), &slack, 0..SLACK_CALLS, 0).await
     };
     let port = crate::free_port();
     let mut command = salesai(dir.path());
