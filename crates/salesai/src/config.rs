@@ -92,8 +92,8 @@ pub struct DatabaseSettings {
         hide = true
     )]
     pub db_max_connections: Option<u32>,
-    /// DATABASE_URL is PgBouncer in transaction pooling mode: unnamed statements, one
-    /// transaction per use of a connection; migrations then need a direct URL [default: false]
+    /// DATABASE_URL is PgBouncer in transaction pooling mode: unnamed statements, each in a
+    /// transaction; migrations then need a direct URL [default: false]
     #[arg(
         long,
         env = "SALESAI_DB_PGBOUNCER",
