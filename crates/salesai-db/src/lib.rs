@@ -120,6 +120,20 @@ impl Database {
         }
     }
 
+    /// Applies the pending migrations and gives back the database to use from then on, with
+    /// the versions applied. On SQLite, when any was applied, that is a fresh pool: a pooled
+    /// connection that lived through the schema change can go on reading from before it
+    /// (seen as an intermittent "no such table" right after a first start), so none is kept.
+    pub async fn migrate(self) -> StoreResult<(Database, Vec<i64>)> {
+        let applied = self.migrator().up().await?;
+        match self {
+            Database::Sqlite(store) if !applied.is_empty() => {
+                Ok((Database::Sqlite(store.reopen().await?), applied))
+            }
+            other => Ok((other, applied)),
+        }
+    }
+
     /// The database as the core's `Store`.
     pub fn store(&self) -> Arc<dyn Store> {
         match self {

@@ -33,7 +33,7 @@ impl TestDb {
         let database = Database::connect(&url, &ConnectOptions::default())
             .await
             .expect("open SQLite");
-        database.migrator().up().await.expect("migrate SQLite");
+        let (database, _) = database.migrate().await.expect("migrate SQLite");
         TestDb {
             database,
             url,
@@ -70,7 +70,7 @@ impl TestDb {
         let database = Database::connect(&url, &ConnectOptions::default())
             .await
             .expect("connect to test database");
-        database.migrator().up().await.expect("migrate PostgreSQL");
+        let (database, _) = database.migrate().await.expect("migrate PostgreSQL");
         Some(TestDb {
             database,
             url,

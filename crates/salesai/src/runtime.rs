@@ -76,10 +76,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Database> {
 /// Connects, applies pending migrations (refusing a schema newer than this binary) and opens
 /// blob storage.
 pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
-    let database = connect(config).await?;
-    let applied = database
-        .migrator()
-        .up()
+    let (database, applied) = connect(config)
+        .await?
+        .migrate()
         .await
         .context("failed to bring the database schema up to date")?;
     if !applied.is_empty() {

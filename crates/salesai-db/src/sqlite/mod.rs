@@ -73,6 +73,17 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// The same database on a new pool, this one closed (see [`crate::Database::migrate`]).
+    pub(crate) async fn reopen(&self) -> StoreResult<SqliteStore> {
+        let options = self.pool.options().clone();
+        let connect = (*self.pool.connect_options()).clone();
+        self.pool.close().await;
+        let pool = options.connect_with(connect).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot reopen the SQLite database: {e}"))
+        })?;
+        Ok(SqliteStore { pool })
+    }
+
     /// The connection pool, for migrations and diagnostics.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
