@@ -212,16 +212,47 @@ async fn write_tx(pool: &Pool) -> Result<Transaction<'static, Db>, sqlx::Error> 
     pool.begin().await
 }
 
-/// A connection for a few statements outside a store transaction: a transaction of its own,
-/// so behind PgBouncer its statements stay on one server connection. Reads that return early
-/// roll back on drop; [`release`] commits.
-async fn hold(pool: &Pool) -> Result<Transaction<'static, Db>, sqlx::Error> {
-    pool.begin().await
+/// A connection for a few statements outside a store transaction: a plain pooled connection,
+/// or behind PgBouncer a transaction of its own so its statements stay on one server
+/// connection (reads that return early roll back on drop; [`release`] commits).
+enum Held {
+    Conn(sqlx::pool::PoolConnection<Db>),
+    Pinned(Transaction<'static, Db>),
 }
 
-/// Commits what [`hold`] gave.
-async fn release(conn: Transaction<'static, Db>) -> Result<(), sqlx::Error> {
-    conn.commit().await
+impl std::ops::Deref for Held {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Held::Conn(c) => c,
+            Held::Pinned(t) => t,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Held::Conn(c) => c,
+            Held::Pinned(t) => t,
+        }
+    }
+}
+
+async fn hold(pool: &Pool) -> Result<Held, sqlx::Error> {
+    Ok(if pool.pinned {
+        Held::Pinned(pool.inner.begin().await?)
+    } else {
+        Held::Conn(pool.inner.acquire().await?)
+    })
+}
+
+/// Gives back what [`hold`] gave, committing a pinned transaction.
+async fn release(held: Held) -> Result<(), sqlx::Error> {
+    match held {
+        Held::Conn(_) => Ok(()),
+        Held::Pinned(tx) => tx.commit().await,
+    }
 }
 
 /// A statement of the shared code (already PostgreSQL), kept for the process's life.

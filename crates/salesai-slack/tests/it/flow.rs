@@ -790,6 +790,14 @@ async fn a_file_that_is_not_a_call_is_refused_before_the_form(db: &TestDb) {
     }
 }
 
+/// The messages Slack holds that salesai tagged as `kind` (message metadata).
+fn tagged(fake: &salesai_slack::fake::FakeSlack, kind: &str) -> Vec<Value> {
+    fake.messages()
+        .into_values()
+        .filter(|m| m["metadata"]["event_payload"]["kind"] == kind)
+        .collect()
+}
+
 story!(a_lost_answer_from_slack_does_not_post_twice);
 async fn a_lost_answer_from_slack_does_not_post_twice(db: &TestDb) {
     let h = Harness::start(db).await;
@@ -832,12 +840,7 @@ async fn a_lost_answer_from_slack_does_not_post_twice(db: &TestDb) {
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let fake = &h.fake;
-    let tagged = |kind: &str| -> Vec<Value> {
-        fake.messages()
-            .into_values()
-            .filter(|m| m["metadata"]["event_payload"]["kind"] == kind)
-            .collect()
-    };
+    let tagged = |kind: &str| tagged(fake, kind);
     assert_eq!(tagged("status").len(), 1, "one status message");
     assert_eq!(tagged("completed").len(), 1, "one completion card");
     assert!(
@@ -894,12 +897,7 @@ async fn a_lost_answer_does_not_repeat_the_prompt(db: &TestDb) {
             .any(|j| j.status == salesai_core::queue::JobStatus::Completed && j.attempts == 2)
     })
     .await;
-    let prompts: Vec<Value> = h
-        .fake
-        .messages()
-        .into_values()
-        .filter(|m| m["metadata"]["event_payload"]["kind"] == "prompt")
-        .collect();
+    let prompts = tagged(&h.fake, "prompt");
     assert_eq!(prompts.len(), 1, "one prompt in the thread: {prompts:?}");
     assert_eq!(
         prompts[0]["metadata"]["event_payload"]["conversation_id"],

@@ -78,6 +78,28 @@ fn spawn_worker(
     (token, handle)
 }
 
+/// Runs the pipeline on a worker named `worker` until conversation `id` ends (completed or
+/// failed, at most 20 s), stops the worker, and gives back the conversation as it ended.
+async fn run_pipeline(app: &App, id: &str, worker: &str) -> salesai_core::domain::Conversation {
+    use salesai_core::domain::ConversationStatus;
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(app, registry, worker);
+    for _ in 0..1000 {
+        let c = app.store.get_conversation(id).await.unwrap().unwrap();
+        if matches!(
+            c.status,
+            ConversationStatus::Completed | ConversationStatus::Failed
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    app.store.get_conversation(id).await.unwrap().unwrap()
+}
+
 fn builtin() -> Registry {
     let mut registry = Registry::new();
     register_builtin(&mut registry);
@@ -822,22 +844,7 @@ async fn a_line_from_a_file_sends_its_vocabulary_to_speech_to_text(db: &TestDb) 
         serde_json::json!({ "media": "audio", "format": "wav" }),
     )
     .await;
-    let mut registry = builtin();
-    salesai_worker::register_pipeline(&mut registry);
-    let (token, handle) = spawn_worker(&app, registry, "w-vocabulary");
-    for _ in 0..500 {
-        let c = app.store.get_conversation(&id).await.unwrap().unwrap();
-        if matches!(
-            c.status,
-            ConversationStatus::Completed | ConversationStatus::Failed
-        ) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    token.cancel();
-    handle.await.unwrap();
-    let conversation = app.store.get_conversation(&id).await.unwrap().unwrap();
+    let conversation = run_pipeline(&app, &id, "w-vocabulary").await;
     assert_eq!(
         conversation.status,
         ConversationStatus::Completed,
@@ -874,31 +881,9 @@ async fn audio_chunks_rate_limit_and_split(db: &TestDb) {
         serde_json::json!({ "media": "audio", "format": "wav" }),
     )
     .await;
-    let mut registry = builtin();
-    salesai_worker::register_pipeline(&mut registry);
-    let (token, handle) = spawn_worker(&app, registry, "w-audio");
-    let mut status = ConversationStatus::Pending;
-    for _ in 0..500 {
-        status = app
-            .store
-            .get_conversation(&id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status;
-        if matches!(
-            status,
-            ConversationStatus::Completed | ConversationStatus::Failed
-        ) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    token.cancel();
-    handle.await.unwrap();
-    let conversation = app.store.get_conversation(&id).await.unwrap().unwrap();
+    let conversation = run_pipeline(&app, &id, "w-audio").await;
     assert_eq!(
-        status,
+        conversation.status,
         ConversationStatus::Completed,
         "{:?}",
         conversation.error
@@ -1116,22 +1101,7 @@ async fn stereo_channels_are_transcribed_apart_and_labelled(db: &TestDb) {
         serde_json::json!({ "media": "audio", "format": "wav", "speaker_channels": "rep_right" }),
     )
     .await;
-    let mut registry = builtin();
-    salesai_worker::register_pipeline(&mut registry);
-    let (token, handle) = spawn_worker(&app, registry, "w-stereo");
-    for _ in 0..500 {
-        let c = app.store.get_conversation(&id).await.unwrap().unwrap();
-        if matches!(
-            c.status,
-            ConversationStatus::Completed | ConversationStatus::Failed
-        ) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    token.cancel();
-    handle.await.unwrap();
-    let conversation = app.store.get_conversation(&id).await.unwrap().unwrap();
+    let conversation = run_pipeline(&app, &id, "w-stereo").await;
     assert_eq!(
         conversation.status,
         ConversationStatus::Completed,
@@ -1251,29 +1221,13 @@ async fn chunks_are_transcribed_while_the_rest_is_prepared(db: &TestDb) {
         serde_json::json!({ "media": "audio", "format": "wav" }),
     )
     .await;
-    let mut registry = builtin();
-    salesai_worker::register_pipeline(&mut registry);
-    let (token, handle) = spawn_worker(&app, registry, "w-overlap");
-    let mut status = ConversationStatus::Pending;
-    for _ in 0..1000 {
-        status = app
-            .store
-            .get_conversation(&id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status;
-        if matches!(
-            status,
-            ConversationStatus::Completed | ConversationStatus::Failed
-        ) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    token.cancel();
-    handle.await.unwrap();
-    assert_eq!(status, ConversationStatus::Completed);
+    let conversation = run_pipeline(&app, &id, "w-overlap").await;
+    assert_eq!(
+        conversation.status,
+        ConversationStatus::Completed,
+        "{:?}",
+        conversation.error
+    );
     let prepare = app
         .store
         .list_jobs(&JobFilter {

@@ -904,6 +904,25 @@ async fn faults_f_a_failing_provider_pauses_itself() {
 // mode (its server connections counted by their own role), then directly with the default
 // pools. Every call completes exactly once either way.
 
+/// When this test runs as root (PostgreSQL and PgBouncer refuse to), gives `dir` to the
+/// `postgres` user and says so: the server is then run as that user.
+fn hand_to_postgres_if_root(dir: &std::path::Path) -> bool {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown to postgres failed");
+    }
+    root
+}
+
 /// A PgBouncer of this test's own in front of the test server, in transaction pooling mode;
 /// its server connections log in as `role`, so they can be told apart in `pg_stat_activity`.
 struct PgBouncer {
@@ -942,18 +961,7 @@ impl PgBouncer {
         )
         .unwrap();
         // PgBouncer refuses to run as root.
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        let mut command = if root {
-            let ok = std::process::Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown to postgres failed");
+        let mut command = if hand_to_postgres_if_root(dir.path()) {
             // setpriv runs PgBouncer in its own place (no child process in between), so
             // stopping the child stops PgBouncer.
             let mut c = std::process::Command::new("setpriv");
@@ -1170,19 +1178,7 @@ impl PrivatePostgres {
             .pop()
             .expect("no initdb under /usr/lib/postgresql/*/bin");
         let dir = tempfile::tempdir().unwrap();
-        let as_postgres = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if as_postgres {
-            let ok = std::process::Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown to postgres failed");
-        }
+        let as_postgres = hand_to_postgres_if_root(dir.path());
         let pg = PrivatePostgres {
             bin,
             as_postgres,
