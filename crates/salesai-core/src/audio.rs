@@ -159,6 +159,7 @@ pub fn merge_chunks(parts: &[(Chunk, Vec<Segment>)]) -> Vec<Segment> {
                 start_ms: start,
                 end_ms: end,
                 text: s.text.clone(),
+                ..Default::default()
             });
         }
     }
@@ -251,6 +252,7 @@ mod tests {
             start_ms: start,
             end_ms: end,
             text: text.into(),
+            ..Default::default()
         }
     }
 

@@ -22,8 +22,10 @@ pub mod metrics;
 pub mod pipeline;
 pub mod product_line;
 pub mod queue;
+pub mod speakers;
 pub mod store;
 pub mod stt;
+pub mod talk;
 pub mod token;
 pub mod transcript;
 

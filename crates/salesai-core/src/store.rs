@@ -979,6 +979,36 @@ pub trait MeetingNotes: Send + Sync {
     async fn clear_meeting_notes(&self, conversation_id: &str) -> StoreResult<bool>;
 }
 
+/// Who said what: the voices the preparation heard, and reps' voice profiles.
+#[async_trait]
+pub trait Voices: Send + Sync {
+    /// Saves (replaces) the voices of a recording.
+    async fn save_speaker_turns(
+        &self,
+        conversation_id: &str,
+        diarization: &crate::speakers::Diarization,
+    ) -> StoreResult<()>;
+
+    /// The voices of a recording, once the preparation saved them.
+    async fn speaker_turns(
+        &self,
+        conversation_id: &str,
+    ) -> StoreResult<Option<crate::speakers::Diarization>>;
+
+    /// A rep's voice profile, when salesai has learned one.
+    async fn voice_profile(
+        &self,
+        user_id: &str,
+    ) -> StoreResult<Option<crate::speakers::VoiceProfile>>;
+
+    /// Saves (replaces) a rep's voice profile.
+    async fn save_voice_profile(
+        &self,
+        user_id: &str,
+        profile: &crate::speakers::VoiceProfile,
+    ) -> StoreResult<()>;
+}
+
 pub trait Store:
     JobQueue
     + Conversations
@@ -986,6 +1016,7 @@ pub trait Store:
     + People
     + Access
     + MeetingNotes
+    + Voices
     + SlackState
     + Operations
     + 'static
@@ -999,6 +1030,7 @@ impl<T> Store for T where
         + People
         + Access
         + MeetingNotes
+        + Voices
         + SlackState
         + Operations
         + 'static
@@ -1010,6 +1042,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::{
         Access, Conversations, Customers, JobQueue, MeetingNotes, Operations, People, SlackState,
-        Store,
+        Store, Voices,
     };
 }

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::InvalidInput;
 
 /// One stretch of speech.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Segment {
-    /// Who spoke, when known (a label from the file or a channel), never guessed here.
+    /// Who spoke: a label from the file, a channel's side, or a voice found in mono audio
+    /// ("Speaker 1"); `None` when nobody can say (overlapping speech, a turn too short to place).
     pub speaker: Option<String>,
     /// Start, milliseconds from the beginning of the recording.
     pub start_ms: u64,
@@ -16,6 +17,99 @@ pub struct Segment {
     pub end_ms: u64,
     /// What was said.
     pub text: String,
+    /// The speaker's side of the table, once salesai has placed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// How the speaker and role are known: the analysis trusts a fact more than an inference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
+    /// Confidence in the speaker and role, percent: 100 for what is known, less for an
+    /// inference (the share of the segment's time its voice covers, times how sure the role is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<u8>,
+}
+
+impl Segment {
+    /// A segment with text and times only: who spoke is not known yet.
+    pub fn said(start_ms: u64, end_ms: u64, text: impl Into<String>) -> Segment {
+        Segment {
+            start_ms,
+            end_ms,
+            text: text.into(),
+            ..Segment::default()
+        }
+    }
+}
+
+/// Which side of the table a speaker is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The seller: salesai's user.
+    Rep,
+    /// Anyone on the buying side.
+    Customer,
+}
+
+impl Role {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Rep => "rep",
+            Role::Customer => "customer",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(raw: &str) -> Option<Role> {
+        match raw {
+            "rep" => Some(Role::Rep),
+            "customer" => Some(Role::Customer),
+            _ => None,
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> Role {
+        match self {
+            Role::Rep => Role::Customer,
+            Role::Customer => Role::Rep,
+        }
+    }
+}
+
+/// How salesai knows who spoke a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Attribution {
+    /// A fact: a stereo channel, a label in the uploaded transcript, or a person's correction.
+    Known,
+    /// Inferred: the voice from speaker turns of mono audio, the role from what was said and
+    /// the rep's voice profile; see the segment's confidence.
+    Inferred,
+    /// Overlapping speech, or a turn too short to place: no speaker is guessed.
+    Uncertain,
+}
+
+impl Attribution {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Known => "known",
+            Attribution::Inferred => "inferred",
+            Attribution::Uncertain => "uncertain",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(raw: &str) -> Option<Attribution> {
+        match raw {
+            "known" => Some(Attribution::Known),
+            "inferred" => Some(Attribution::Inferred),
+            "uncertain" => Some(Attribution::Uncertain),
+            _ => None,
+        }
+    }
 }
 
 /// A transcript file format.
@@ -163,6 +257,7 @@ fn parse_cues(body: &str) -> Result<Vec<Segment>, InvalidInput> {
             start_ms,
             end_ms: end_ms.max(start_ms),
             text: joined,
+            ..Default::default()
         });
     }
     Ok(segments)
@@ -249,6 +344,7 @@ fn parse_json(body: &str) -> Result<Vec<Segment>, InvalidInput> {
             start_ms,
             end_ms: ((s.end * 1000.0).round() as u64).max(start_ms),
             text: s.text.trim().to_owned(),
+            ..Default::default()
         });
     }
     Ok(segments)
@@ -271,6 +367,7 @@ fn parse_text(body: &str) -> Vec<Segment> {
                 start_ms: at,
                 end_ms: at + duration,
                 text,
+                ..Default::default()
             };
             at += duration;
             segment
@@ -330,7 +427,8 @@ mod tests {
                 speaker: Some("A".into()),
                 start_ms: 500,
                 end_ms: 2000,
-                text: "hi".into()
+                text: "hi".into(),
+                ..Default::default()
             }
         );
         let verbose =

@@ -37,6 +37,8 @@ pub const TABLES: &[(&str, &str)] = &[
     ("agent_outputs", "conversation_id, agent"),
     ("analyses", "conversation_id"),
     ("meeting_notes", "conversation_id"),
+    ("speaker_turns", "conversation_id"),
+    ("voice_profiles", "user_id"),
     ("api_tokens", "id"),
     ("team_managers", "user_id, team"),
     ("login_links", "token_hash"),

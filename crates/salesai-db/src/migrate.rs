@@ -46,6 +46,7 @@ macro_rules! migrations {
             (8, "0008", "transcript_search"),
             (9, "0009", "meeting_notes"),
             (10, "0010", "job_priority"),
+            (11, "0011", "speakers"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {

@@ -250,6 +250,7 @@ impl SttClient {
                     start_ms: (s.start.max(0.0) * 1000.0).round() as u64,
                     end_ms: (s.end.max(s.start).max(0.0) * 1000.0).round() as u64,
                     text: s.text.trim().to_owned(),
+                    ..Default::default()
                 })
                 .filter(|s| !s.text.is_empty())
                 .collect(),
@@ -258,6 +259,7 @@ impl SttClient {
                 start_ms: 0,
                 end_ms: (parsed.duration.unwrap_or(0.0).max(0.0) * 1000.0) as u64,
                 text: parsed.text.trim().to_owned(),
+                ..Default::default()
             }],
             None => Vec::new(),
         };

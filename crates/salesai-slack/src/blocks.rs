@@ -719,6 +719,7 @@ mod tests {
                 start_ms: i as u64 * 7000,
                 end_ms: i as u64 * 7000 + 6000,
                 text: (*text).into(),
+                ..Default::default()
             })
             .collect()
     }

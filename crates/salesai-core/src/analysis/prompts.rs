@@ -384,6 +384,7 @@ mod tests {
             start_ms: i * 1000,
             end_ms: i * 1000 + 900,
             text: text.into(),
+            ..Default::default()
         }
     }
 

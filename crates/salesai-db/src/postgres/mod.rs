@@ -396,8 +396,8 @@ async fn insert_segments(
 ) -> Result<(), sqlx::Error> {
     let clamp = |ms: u64| ms.min(i32::MAX as u64) as i32;
     crate::statement::query(
-        "INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text) \
-         SELECT $1, * FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::text[])",
+        "INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text, role, attribution, confidence) \
+         SELECT $1, * FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[], $9::int[])",
     )
     .bind(id)
     .bind((0..segments.len() as i32).collect::<Vec<_>>())
@@ -415,6 +415,24 @@ async fn insert_segments(
     )
     .bind(segments.iter().map(|s| clamp(s.end_ms)).collect::<Vec<_>>())
     .bind(segments.iter().map(|s| s.text.clone()).collect::<Vec<_>>())
+    .bind(
+        segments
+            .iter()
+            .map(|s| s.role.map(|r| r.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        segments
+            .iter()
+            .map(|s| s.attribution.map(|a| a.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        segments
+            .iter()
+            .map(|s| s.confidence.map(i32::from))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -12,7 +12,7 @@ use salesai_core::store::{
     AgentRun, CallRow, CallSort, CallStats, ChunkTranscript, ConversationFilter, Conversations,
     Customers, PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult, StoredAnalysis,
 };
-use salesai_core::transcript::Segment;
+use salesai_core::transcript::{Attribution, Role, Segment};
 use sqlx::{QueryBuilder, Row};
 
 use super::super::{Conn, Db, StoreImpl, db_time, insert_segments, time, write_tx};
@@ -706,7 +706,7 @@ impl Conversations for StoreImpl {
     async fn get_transcript(&self, id: &str) -> StoreResult<Vec<Segment>> {
         run(async {
             let rows = crate::statement::query(sql!(
-                "SELECT speaker, start_ms, end_ms, text FROM transcript_segments WHERE conversation_id = $1 ORDER BY seq"
+                "SELECT speaker, start_ms, end_ms, text, role, attribution, confidence FROM transcript_segments WHERE conversation_id = $1 ORDER BY seq"
             ))
             .bind(id)
             .fetch_all(&self.pool)
@@ -717,8 +717,17 @@ impl Conversations for StoreImpl {
                         speaker: r.try_get("speaker")?,
                         start_ms: r.try_get::<i32, _>("start_ms")?.max(0) as u64,
                         end_ms: r.try_get::<i32, _>("end_ms")?.max(0) as u64,
-                        text: r.try_get("text")?,
-                    })
+                        text: r.try_get("text")?, role: r
+                            .try_get::<Option<String>, _>("role")?
+                            .as_deref()
+                            .and_then(Role::parse),
+                        attribution: r
+                            .try_get::<Option<String>, _>("attribution")?
+                            .as_deref()
+                            .and_then(Attribution::parse),
+                        confidence: r
+                            .try_get::<Option<i32>, _>("confidence")?
+                            .map(|c| c.clamp(0, 100) as u8), })
                 })
                 .collect()
         })

@@ -424,6 +424,8 @@ mod notes;
 mod people;
 #[path = "queue.rs"]
 mod queue;
+#[path = "voices.rs"]
+mod voices;
 
 #[allow(unused_imports)]
 // complete_in: the SQLite dialect batches with it; PostgreSQL binds arrays

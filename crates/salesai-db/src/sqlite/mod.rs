@@ -292,10 +292,10 @@ async fn insert_segments(
     id: &str,
     segments: &[Segment],
 ) -> Result<(), sqlx::Error> {
-    // 6 parameters a row, well under SQLite's 32,766.
+    // 9 parameters a row, well under SQLite's 32,766.
     for (batch, rows) in segments.chunks(2_000).enumerate() {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text) ",
+            "INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text, role, attribution, confidence) ",
         );
         qb.push_values(rows.iter().enumerate(), |mut b, (i, s)| {
             b.push_bind(id)
@@ -303,7 +303,10 @@ async fn insert_segments(
                 .push_bind(&s.speaker)
                 .push_bind(s.start_ms as i64)
                 .push_bind(s.end_ms as i64)
-                .push_bind(&s.text);
+                .push_bind(&s.text)
+                .push_bind(s.role.map(|r| r.as_str()))
+                .push_bind(s.attribution.map(|a| a.as_str()))
+                .push_bind(s.confidence.map(i32::from));
         });
         qb.build().execute(&mut *conn).await?;
     }

@@ -275,12 +275,14 @@ async fn calls_list_filters_by_reach_search_and_keyset(db: &TestDb) {
                     start_ms: 1_000,
                     end_ms: 4_000,
                     text: "我們每個月的預算大概五萬".into(),
+                    ..Default::default()
                 },
                 Segment {
                     speaker: Some("業務".into()),
                     start_ms: 65_000,
                     end_ms: 70_500,
                     text: "The 100% Discount_code plan".into(),
+                    ..Default::default()
                 },
             ],
         )
@@ -410,6 +412,7 @@ async fn search_answers_the_same_from_the_index_and_the_scan(db: &TestDb) {
         start_ms: 0,
         end_ms: 1_000,
         text,
+        ..Default::default()
     };
     // Call 0: 2,100 lines of the common phrase; calls 1 and 2: one line each.
     let common: Vec<Segment> = (0..2_100)

@@ -34,6 +34,7 @@ async fn populate(store: &dyn Store) {
             start_ms: 0,
             end_ms: 1500,
             text: "我們每個月漏單損失兩萬 \"quoted\"".into(),
+            ..Default::default()
         }];
         store.save_transcript(&id, &segments).await.unwrap();
         store

@@ -21,6 +21,7 @@ use salesai_db::story;
 mod access;
 mod backup;
 mod fuzz;
+mod speakers;
 
 fn job(kind: &str) -> NewJob {
     NewJob::new(CONVERSATIONS, kind, serde_json::json!({ "n": 1 }))
@@ -85,8 +86,8 @@ async fn migrations_are_checked(db: &TestDb) {
         Some("call.vtt".into()),
     );
     let created = db.store().create_conversation(new.clone()).await.unwrap();
-    assert_eq!(migrator.down_to(5).await.unwrap(), vec![10, 9, 8, 7, 6]);
-    assert_eq!(migrator.up().await.unwrap(), vec![6, 7, 8, 9, 10]);
+    assert_eq!(migrator.down_to(5).await.unwrap(), vec![11, 10, 9, 8, 7, 6]);
+    assert_eq!(migrator.up().await.unwrap(), vec![6, 7, 8, 9, 10, 11]);
     let back = db
         .store()
         .get_conversation(&created.id)
@@ -102,7 +103,7 @@ async fn migrations_are_checked(db: &TestDb) {
     // Down to zero and up again: the down migrations really undo the schema.
     assert_eq!(
         migrator.down_to(3).await.unwrap(),
-        vec![10, 9, 8, 7, 6, 5, 4]
+        vec![11, 10, 9, 8, 7, 6, 5, 4]
     );
     assert!(
         fallback_column_is_gone(db).await,
@@ -118,7 +119,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
     assert_eq!(
         migrator.up().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     );
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
@@ -1080,12 +1081,14 @@ async fn conversation_lifecycle_and_checkpoints(db: &TestDb) {
             start_ms: 0,
             end_ms: 1500,
             text: "Hello".into(),
+            ..Default::default()
         },
         Segment {
             speaker: None,
             start_ms: 1500,
             end_ms: 4000,
             text: "我們每天都很忙".into(),
+            ..Default::default()
         },
     ];
     store.save_transcript(id, &segments).await.unwrap();

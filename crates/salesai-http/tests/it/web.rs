@@ -817,12 +817,14 @@ async fn audio_streams_with_ranges_and_search_finds_chinese(db: &TestDb) {
                     start_ms: 0,
                     end_ms: 3_000,
                     text: "請問您目前怎麼接單？".into(),
+                    ..Default::default()
                 },
                 Segment {
                     speaker: Some("客戶".into()),
                     start_ms: 63_000,
                     end_ms: 66_000,
                     text: "我們每個月的預算大概五萬".into(),
+                    ..Default::default()
                 },
             ],
         )

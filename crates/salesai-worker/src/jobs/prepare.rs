@@ -78,8 +78,17 @@ async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
         let text = String::from_utf8(bytes).map_err(|_| {
             JobError::terminal(ErrorCode::InvalidInput, "the transcript is not UTF-8 text")
         })?;
-        let (format, segments) = salesai_core::transcript::parse_transcript(&text)
+        let (format, mut segments) = salesai_core::transcript::parse_transcript(&text)
             .map_err(|e| JobError::terminal(ErrorCode::InvalidInput, e.0))?;
+        // The file's own labels place its speakers ("業務", "Customer", the rep's name); other
+        // names are placed by how they talk.
+        super::transcribe::place_speakers(
+            app,
+            &conversation,
+            &mut segments,
+            &salesai_core::speakers::Diarization::default(),
+        )
+        .await?;
         store.save_transcript(id, &segments).await.map_err(db)?;
         store
             .set_media_format(id, format.extension())

@@ -18,9 +18,11 @@ use salesai_core::blob::{BlobKey, ByteStream};
 use salesai_core::domain::{Conversation, ConversationStatus};
 use salesai_core::pipeline::{AnalyzeJob, ChunkJob, MergeJob};
 use salesai_core::queue::{Job, NewJob};
+use salesai_core::speakers::{self, Diarization, RoleHints, VoiceProfile};
 use salesai_core::store::ChunkTranscript;
 use salesai_core::stt::{SpeechToText, SttError, SttRequest};
 use salesai_core::transcript::Segment;
+use salesai_core::transcript::{Attribution, Role};
 use salesai_core::{App, ErrorCode};
 
 use super::{conversation_id, db, load_conversation, open_blob, read_blob, stage};
@@ -139,6 +141,11 @@ pub(crate) async fn prepare_audio(
                     plan: job.id,
                 },
             );
+            // No samples to hear voices in: the transcript will have no speakers.
+            app.store
+                .save_speaker_turns(id, &Diarization::default())
+                .await
+                .map_err(db)?;
             hand_over(app, id, &mut queued, whole).await?;
         }
         Err(err) => return Err(JobError::terminal(err.code(), err.to_string())),
@@ -154,6 +161,13 @@ pub(crate) async fn prepare_audio(
                     "the recording is silent; there is nothing to transcribe",
                 ));
             }
+            // Who spoke when, worked out beside the chunk encoding: speaker turns for mono
+            // audio, one voice print per channel for a stereo dialer recording.
+            let rep_channel = rep_channel_of(conversation);
+            let voices = {
+                let tracks = tracks.clone();
+                tokio::task::spawn_blocking(move || voices_of(&tracks, rep_channel))
+            };
             let plans: Vec<Vec<Chunk>> = tracks
                 .iter()
                 .map(|t| plan_chunks(t.duration_ms, salesai_audio::FRAME_MS, &t.energy, &limits))
@@ -252,6 +266,21 @@ pub(crate) async fn prepare_audio(
                     hand_over(app, id, &mut queued, next).await?;
                 }
             }
+            // Saved before the merge can be queued from here; a merge queued by the last chunk
+            // meanwhile waits for them.
+            let diarization = match voices.await {
+                Ok(Ok(found)) => found,
+                Ok(Err(err)) => {
+                    tracing::warn!(event = "audio.diarization_failed", conversation_id = %id, error = %err, "speaker turns could not be found; the transcript will have no speakers");
+                    Diarization::default()
+                }
+                Err(err) => return Err(JobError::retryable(ErrorCode::Internal, err.to_string())),
+            };
+            tracing::info!(event = "audio.diarized", conversation_id = %id, speakers = diarization.voices.len(), turns = diarization.turns.len(), "speaker turns found");
+            app.store
+                .save_speaker_turns(id, &diarization)
+                .await
+                .map_err(db)?;
             // Every chunk silent or already transcribed, or the last ones transcribed while
             // this job was still saving silent ones: no chunk job will see the set complete,
             // so the merge is queued here (keyed by the plan, so only once either way).
@@ -263,6 +292,38 @@ pub(crate) async fn prepare_audio(
     }
     tracing::info!(event = "audio.chunks_uploaded", conversation_id = %id, jobs = queued, duration_ms = started.elapsed().as_millis() as u64, "chunks ready");
     Ok(())
+}
+
+/// The channel the rep is on, for a stereo dialer recording the upload says is split.
+fn rep_channel_of(conversation: &Conversation) -> Option<u32> {
+    match conversation
+        .metadata
+        .get("speaker_channels")
+        .and_then(|v| v.as_str())
+    {
+        Some("rep_left") => Some(0),
+        Some("rep_right") => Some(1),
+        _ => None,
+    }
+}
+
+/// Speaker turns of a mono track, or a voice print per channel of a split one.
+fn voices_of(
+    tracks: &[std::sync::Arc<salesai_audio::Prepared>],
+    rep_channel: Option<u32>,
+) -> Result<Diarization, salesai_audio::AudioError> {
+    if tracks.len() > 1 {
+        let mut voices = Vec::new();
+        for (channel, track) in tracks.iter().enumerate() {
+            voices.extend(salesai_audio::diarize::voice_print(track, channel as u32)?);
+        }
+        return Ok(Diarization {
+            turns: Vec::new(),
+            voices,
+            rep_channel: Some(rep_channel.unwrap_or(0)),
+        });
+    }
+    salesai_audio::diarize::diarize(&tracks[0])
 }
 
 /// Queues the next job of an audio conversation: the first one (a chunk, or the merge when no
@@ -546,17 +607,20 @@ async fn merge(app: &App, job: &Job, id: &str, payload: MergeJob) -> Result<(), 
             format!("{} of {total} chunks transcribed; waiting", saved.len()),
         ));
     }
+    // The preparation saves the voices beside the chunks; a merge queued by a fast last chunk
+    // waits for them (a few attempts, then goes on without: a call prepared before speaker
+    // turns existed has none).
+    let diarization = store.speaker_turns(id).await.map_err(db)?;
+    if diarization.is_none() && job.attempts < 3 {
+        return Err(JobError::retryable(
+            ErrorCode::Internal,
+            "the speaker turns are not saved yet; waiting",
+        ));
+    }
     let conversation = load_conversation(app, id).await?;
     let line = app.product_line(&conversation.product_line);
     let channels: std::collections::BTreeSet<u32> = saved.iter().map(|c| c.channel).collect();
-    let rep_channel = match conversation
-        .metadata
-        .get("speaker_channels")
-        .and_then(|v| v.as_str())
-    {
-        Some("rep_right") => 1,
-        _ => 0,
-    };
+    let rep_channel = rep_channel_of(&conversation).unwrap_or(0);
     let (rep, customer) = if line.language.starts_with("zh") {
         ("業務", "客戶")
     } else {
@@ -592,8 +656,16 @@ async fn merge(app: &App, job: &Job, id: &str, payload: MergeJob) -> Result<(), 
             } else {
                 customer
             };
+            let role = if *channel == rep_channel {
+                Role::Rep
+            } else {
+                Role::Customer
+            };
             for segment in &mut merged {
                 segment.speaker = Some(label.to_owned());
+                segment.role = Some(role);
+                segment.attribution = Some(Attribution::Known);
+                segment.confidence = Some(100);
             }
         }
         segments.extend(merged);
@@ -611,11 +683,59 @@ async fn merge(app: &App, job: &Job, id: &str, payload: MergeJob) -> Result<(), 
             "speech-to-text heard no words in the recording",
         ));
     }
+    let diarization = diarization.unwrap_or_default();
+    if channels.len() == 1 && !diarization.turns.is_empty() {
+        speakers::attach(
+            &mut segments,
+            &diarization.turns,
+            line.language.starts_with("zh"),
+        );
+    }
+    place_speakers(app, &conversation, &mut segments, &diarization).await?;
     store.save_transcript(id, &segments).await.map_err(db)?;
     let next = NewJob::of(&AnalyzeJob {}).idempotency_key(format!("analyze:{id}:{}", job.id));
     store
         .advance(id, ConversationStatus::Analyzing, vec![next])
         .await
         .map_err(db)?;
+    Ok(())
+}
+
+/// Places every speaker of a transcript on a side (see [`salesai_core::speakers`]) with what
+/// salesai knows of the rep — their name, their voice profile — and, where the rep's side is a
+/// fact (a stereo channel), teaches their voice profile.
+pub(crate) async fn place_speakers(
+    app: &App,
+    conversation: &Conversation,
+    segments: &mut [salesai_core::transcript::Segment],
+    diarization: &Diarization,
+) -> Result<(), JobError> {
+    let store = &app.store;
+    let rep = match conversation.rep_user_id.as_deref() {
+        Some(user) => store.get_user(user).await.map_err(db)?,
+        None => None,
+    };
+    let profile = match &rep {
+        Some(user) => store.voice_profile(&user.id).await.map_err(db)?,
+        None => None,
+    };
+    let placed = speakers::assign_roles(
+        segments,
+        &RoleHints {
+            rep_name: rep.as_ref().map(|u| u.display_name.as_str()),
+            rep_profile: profile.as_ref(),
+            voices: &diarization.voices,
+        },
+    );
+    tracing::info!(event = "transcript.speakers_placed", conversation_id = %conversation.id, speakers = placed.len(), inferred = placed.iter().filter(|p| !p.known).count(), "speakers placed");
+    if let (Some(user), Some(channel)) = (&rep, diarization.rep_channel)
+        && let Some(voice) = diarization.voices.iter().find(|v| v.speaker == channel)
+    {
+        let learned = VoiceProfile::learn(profile, voice);
+        store
+            .save_voice_profile(&user.id, &learned)
+            .await
+            .map_err(db)?;
+    }
     Ok(())
 }

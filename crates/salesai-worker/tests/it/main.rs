@@ -738,6 +738,7 @@ impl salesai_core::stt::SpeechToText for StubStt {
                 start_ms: 1_000,
                 end_ms: 2_000,
                 text: format!("said in {}", request.file_name),
+                ..Default::default()
             }],
             language: Some("en".into()),
         })
@@ -1002,6 +1003,7 @@ impl salesai_core::stt::SpeechToText for SimplifiedStt {
                 start_ms: 0,
                 end_ms: 2_000,
                 text: "我们现在用手写点单，软件和鼠标都很旧".into(),
+                ..Default::default()
             }],
             language: Some("zh".into()),
         })

@@ -27,6 +27,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Speaker turns on synthesised calls with known truth (stereo, one speaker per channel,
+    /// mixed down to mono; English and Traditional Chinese, cross-talk, short turns): the
+    /// diarization error rate per call and overall, and how much speaking time gets the right
+    /// role (needs espeak-ng)
+    Diarize {
+        /// Calls to synthesise (at most 8)
+        #[arg(long, default_value_t = 8)]
+        calls: usize,
+        /// Keep the stereo recordings in this folder
+        #[arg(long)]
+        keep: Option<std::path::PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// The whole pipeline on one recording with stub providers at fixed latencies, against the
     /// critical path (decoding, then each chunk to speech-to-text as soon as it is encoded,
     /// `concurrency` at a time, then 3 agent waves × LLM latency)
@@ -175,6 +190,9 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
             chunk_secs,
             json,
         } => return audio(file, chunk_secs, json).await,
+        BenchCommand::Diarize { calls, keep, json } => {
+            return crate::cli::bench_diarize::run(calls, keep, json).await;
+        }
         BenchCommand::Pipeline {
             file,
             stt_ms,
@@ -459,6 +477,7 @@ impl salesai_core::stt::SpeechToText for FixedStt {
                 start_ms: 0,
                 end_ms: 5_000,
                 text: format!("We lose money every month, said in {}.", request.file_name),
+                ..Default::default()
             }],
             language: None,
         })

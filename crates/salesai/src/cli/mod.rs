@@ -4,6 +4,7 @@ mod analyze;
 mod backup;
 mod bench;
 mod bench_burst;
+mod bench_diarize;
 #[cfg(feature = "fake-slack")]
 mod bench_slack;
 mod bench_web;

@@ -921,6 +921,7 @@ async fn prune_removes_exactly_what_the_dry_run_listed(db: &TestDb) {
                     start_ms: 0,
                     end_ms: 1,
                     text: "hi".into(),
+                    ..Default::default()
                 }],
             )
             .await

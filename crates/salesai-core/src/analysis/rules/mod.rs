@@ -16,7 +16,7 @@ use super::{
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Score;
-use crate::transcript::{Segment, clock, is_cjk};
+use crate::transcript::{Role, Segment, clock, is_cjk};
 
 pub mod numbers;
 pub mod patterns;
@@ -81,9 +81,22 @@ enum Side {
     Unknown,
 }
 
-/// Places every speaker: by their label ("業務", "Owner", "Customer"), then, for names, by how
-/// they talk (the rep asks and pitches; the customer describes their own business).
+/// Places every line: by the role salesai attached to it (a channel, a label, a correction,
+/// or an inference from the voices), else — for a transcript placed by nobody — by speaker
+/// label ("業務", "Owner", "Customer"), then, for names, by how they talk (see
+/// [`crate::speakers::rep_likeness`]). A line with no role in a placed transcript (overlapping
+/// speech) stays unknown rather than guessed.
 fn sides(segments: &[Segment]) -> Vec<Side> {
+    if segments.iter().any(|s| s.role.is_some()) {
+        return segments
+            .iter()
+            .map(|s| match s.role {
+                Some(Role::Rep) => Side::Rep,
+                Some(Role::Customer) => Side::Customer,
+                None => Side::Unknown,
+            })
+            .collect();
+    }
     let mut labels: Vec<&str> = Vec::new();
     for s in segments {
         if let Some(name) = s.speaker.as_deref()
@@ -95,12 +108,10 @@ fn sides(segments: &[Segment]) -> Vec<Side> {
     let mut side_of: Vec<(&str, Side)> = labels
         .iter()
         .map(|l| {
-            let side = if patterns::REP_LABEL.is_match(l) {
-                Side::Rep
-            } else if patterns::CUSTOMER_LABEL.is_match(l) {
-                Side::Customer
-            } else {
-                Side::Unknown
+            let side = match crate::speakers::label_role(l, None) {
+                Some(Role::Rep) => Side::Rep,
+                Some(Role::Customer) => Side::Customer,
+                None => Side::Unknown,
             };
             (*l, side)
         })
@@ -108,24 +119,12 @@ fn sides(segments: &[Segment]) -> Vec<Side> {
     let unknown = side_of.iter().filter(|(_, s)| *s == Side::Unknown).count();
     if unknown > 0 && labels.len() >= 2 {
         let rep_known = side_of.iter().any(|(_, s)| *s == Side::Rep);
-        // Rep-likeness: questions asked and pitching, against describing one's own business.
         let score = |label: &str| -> f64 {
             let lines: Vec<&Segment> = segments
                 .iter()
                 .filter(|s| s.speaker.as_deref() == Some(label))
                 .collect();
-            let n = lines.len().max(1) as f64;
-            let questions = lines.iter().filter(|s| is_question(&s.text)).count() as f64;
-            let pitch = lines
-                .iter()
-                .filter(|s| patterns::PITCH.is_match(&s.text))
-                .count() as f64;
-            let own = lines
-                .iter()
-                .filter(|s| patterns::OWN_BUSINESS.is_match(&s.text))
-                .count() as f64;
-            let pains = lines.iter().filter(|s| is_pain_text(&s.text)).count() as f64;
-            (questions + 1.5 * pitch - own - 0.5 * pains) / n
+            crate::speakers::rep_likeness(&lines)
         };
         let best = side_of
             .iter()
@@ -156,7 +155,7 @@ fn sides(segments: &[Segment]) -> Vec<Side> {
 /// A question: a question mark, or (with no closing punctuation, as speech-to-text often
 /// leaves it) an interrogative shape. A line closed with "。" or "." is a statement even when
 /// it holds an embedded question ("我不確定老闆會不會看。").
-fn is_question(text: &str) -> bool {
+pub(crate) fn is_question(text: &str) -> bool {
     let t = text.trim();
     if t.contains(['?', '？']) {
         return true;
@@ -174,7 +173,7 @@ fn timeline_rank(text: &str, asked_when: bool) -> i32 {
         - 2 * i32::from(patterns::PAST.is_match(text))
 }
 
-fn is_pain_text(text: &str) -> bool {
+pub(crate) fn is_pain_text(text: &str) -> bool {
     (patterns::PAIN_EN.is_match(text) || patterns::PAIN_ZH.is_match(text))
         && !patterns::NOT_PAIN.is_match(text)
 }
@@ -1649,6 +1648,7 @@ pub(crate) mod tests_support {
             start_ms: 0,
             end_ms: 1,
             text: "hello".into(),
+            ..Default::default()
         }];
         let mut outputs = analyze(&RulesInput {
             segments: &segments,
