@@ -34,6 +34,8 @@ pub struct App {
     pub stt: Option<Arc<dyn crate::stt::SpeechToText>>,
     /// The largest upload accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// Talk analytics' healthy ranges (coaching flags in the card, the API and the call page).
+    pub talk_targets: crate::talk::TalkTargets,
     /// The public base URL (`https://salesai.example.com/`), when configured: links in
     /// messages and on the console, and whether session cookies are marked `Secure`.
     pub public_url: Option<String>,
@@ -62,6 +64,7 @@ impl App {
             analyzer: Arc::new(crate::analysis::engine::RulesAnalyzer),
             stt: None,
             max_upload_bytes: 500 * 1024 * 1024,
+            talk_targets: crate::talk::TalkTargets::default(),
             public_url: None,
             storage_probe: Arc::default(),
             sign_in: Arc::default(),

@@ -294,6 +294,71 @@ pub async fn reanalyze(
     })
 }
 
+/// A person's correction of who is who: every line of `speaker` is on `role`'s side (a fact
+/// from now on), the other speakers are placed again around it, the rep's voice profile learns
+/// the voice when the correction names the rep, and the analysis runs again on the corrected
+/// transcript. Refused while the call is still in the pipeline, or for a speaker the
+/// transcript does not have.
+pub async fn correct_speaker(
+    store: &dyn Store,
+    conversation: &Conversation,
+    speaker: &str,
+    role: crate::transcript::Role,
+) -> Result<Restarted, RestartError> {
+    use crate::speakers::{self, RoleHints, VoiceProfile};
+    if !matches!(
+        conversation.status,
+        ConversationStatus::Completed | ConversationStatus::Failed
+    ) {
+        return Err(RestartError::Conflict(format!(
+            "conversation {} is still {}; correct the speakers once it has finished",
+            conversation.case_number,
+            conversation.status.as_str()
+        )));
+    }
+    let mut segments = store.get_transcript(&conversation.id).await?;
+    if !segments
+        .iter()
+        .any(|s| s.speaker.as_deref() == Some(speaker))
+    {
+        return Err(RestartError::Conflict(format!(
+            "the transcript has no speaker {speaker:?}; use one of the names it shows"
+        )));
+    }
+    speakers::correct(&mut segments, speaker, role);
+    let diarization = store
+        .speaker_turns(&conversation.id)
+        .await?
+        .unwrap_or_default();
+    let rep = match conversation.rep_user_id.as_deref() {
+        Some(id) => store.get_user(id).await?,
+        None => None,
+    };
+    let profile = match &rep {
+        Some(user) => store.voice_profile(&user.id).await?,
+        None => None,
+    };
+    speakers::assign_roles(
+        &mut segments,
+        &RoleHints {
+            rep_name: rep.as_ref().map(|u| u.display_name.as_str()),
+            rep_profile: profile.as_ref(),
+            voices: &diarization.voices,
+        },
+    );
+    store.save_transcript(&conversation.id, &segments).await?;
+    if role == crate::transcript::Role::Rep
+        && let Some(user) = &rep
+        && let Some(voice) = speakers::speaker_number(speaker)
+            .and_then(|n| diarization.voices.iter().find(|v| v.speaker == n))
+    {
+        store
+            .save_voice_profile(&user.id, &VoiceProfile::learn(profile, voice))
+            .await?;
+    }
+    reanalyze(store, conversation).await
+}
+
 /// Finds a conversation by id or case number.
 pub async fn find(store: &dyn Store, id_or_case: &str) -> Result<Option<Conversation>, StoreError> {
     if crate::domain::CaseNumber::parse(id_or_case).is_ok() {

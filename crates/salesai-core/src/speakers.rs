@@ -548,6 +548,79 @@ mod tests {
         assert_eq!(segments[0].role, Some(Role::Customer));
     }
 
+    /// The call of issue #14: with its labels stripped (a mono recording), the rules engine
+    /// took the rep's own words for the customer's pain (here: the rep's story of what other shops lose). With the voices attached and
+    /// the roles placed, every quote about the customer comes from a customer line.
+    #[test]
+    fn a_mono_call_no_longer_quotes_the_rep_as_the_customer() {
+        use crate::analysis::rules::{Lexicon, RulesInput, analyze};
+        use crate::language::Language;
+        let labelled = "Rep: Thanks for making time. How do you handle shipping today?\n\
+            Customer: We pack everything by hand and mistakes happen every week.\n\
+            Rep: That sounds painful. Most shops we talk to lose three thousand dollars a month to mis-shipped orders, a real headache.\n\
+            Customer: For us it is around forty dollars a return, about two thousand a month.\n\
+            Rep: Our platform checks every order before it ships. Who else decides on tools like this?\n\
+            Customer: I run operations, but our CFO signs off on anything over five hundred a month.\n\
+            Rep: Would a two week trial next month work for you?\n\
+            Customer: Yes, next month works.";
+        let (_, truth) = crate::transcript::parse_transcript(labelled).unwrap();
+        let customer_lines: Vec<&str> = truth
+            .iter()
+            .filter(|s| s.speaker.as_deref() == Some("Customer"))
+            .map(|s| s.text.as_str())
+            .collect();
+        // Mono: no labels, the voices as speaker turns would give them (3 s a line).
+        let mut segments: Vec<Segment> = truth
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Segment::said(i as u64 * 3_000, i as u64 * 3_000 + 2_900, s.text.clone()))
+            .collect();
+        let turns: Vec<Turn> = truth
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Turn {
+                start_ms: i as u64 * 3_000,
+                end_ms: i as u64 * 3_000 + 2_900,
+                speaker: Some(u32::from(s.speaker.as_deref() == Some("Customer"))),
+                confidence: 85,
+            })
+            .collect();
+        attach(&mut segments, &turns, false);
+        assign_roles(&mut segments, &RoleHints::default());
+        for (segment, truth) in segments.iter().zip(&truth) {
+            let expected = if truth.speaker.as_deref() == Some("Rep") {
+                Role::Rep
+            } else {
+                Role::Customer
+            };
+            assert_eq!(segment.role, Some(expected), "{}", segment.text);
+        }
+        let out = analyze(&RulesInput {
+            segments: &segments,
+            competitors: &[],
+            metadata: &serde_json::json!({}),
+            language: Language::En,
+            lexicon: &Lexicon::default(),
+        });
+        assert!(!out.buyer.pain.evidence.is_empty(), "{:?}", out.buyer.pain);
+        for evidence in &out.buyer.pain.evidence {
+            assert!(
+                customer_lines
+                    .iter()
+                    .any(|l| l.contains(evidence.quote.trim_end_matches('…'))),
+                "pain quoted from a rep line: {}",
+                evidence.quote
+            );
+        }
+        for item in &out.buyer.metrics.quantified_items {
+            assert_ne!(
+                item.monthly_value,
+                Some(3000.0),
+                "the rep's figure taken as the customer's: {item:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_correction_is_a_fact() {
         let mut segments = vec![Segment {

@@ -16,7 +16,7 @@ use crate::analysis::rules::{is_pain_text, is_question, patterns};
 use crate::transcript::{Attribution, Role, Segment};
 
 /// A stretch of one side talking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stretch {
     /// Where it starts, ms.
     pub start_ms: u64,
@@ -25,7 +25,7 @@ pub struct Stretch {
 }
 
 /// The figures of one call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TalkStats {
     /// From the first word to the last, ms.
     pub duration_ms: u64,
@@ -60,7 +60,7 @@ pub struct TalkStats {
 
 /// Healthy ranges: a figure outside its range is flagged for coaching. Defaults are the
 /// commonly cited ones from published analyses of recorded sales calls.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TalkTargets {
     /// The rep's share of talk, lowest healthy (0.40).
     pub talk_ratio_min: f64,
@@ -140,7 +140,7 @@ impl TalkTargets {
 }
 
 /// A figure outside its healthy range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TalkFlag {
     /// The rep talked more than the range allows.

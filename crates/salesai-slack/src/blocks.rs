@@ -361,6 +361,58 @@ pub struct CardFacts<'a> {
     /// The agents whose output came from the rules engine because the LLM could not give a
     /// valid one (`buyer`, `seller`, …).
     pub fallbacks: Vec<String>,
+    /// Talk analytics and the figures out of their healthy range, when the speakers have sides.
+    pub talk: Option<(
+        salesai_core::talk::TalkStats,
+        Vec<salesai_core::talk::TalkFlag>,
+    )>,
+}
+
+/// The card's one line of talk analytics; a figure out of its healthy range carries ⚠️.
+pub fn talk_line(
+    lang: Language,
+    stats: &salesai_core::talk::TalkStats,
+    flags: &[salesai_core::talk::TalkFlag],
+) -> String {
+    use salesai_core::talk::TalkFlag;
+    let warn = |hit: bool| if hit { " ⚠️" } else { "" };
+    let mut parts = vec![format!(
+        "{} {:.0}%{}",
+        t(lang, "talk_rep"),
+        stats.talk_ratio * 100.0,
+        warn(
+            flags
+                .iter()
+                .any(|f| matches!(f, TalkFlag::TalksTooMuch | TalkFlag::TalksTooLittle))
+        )
+    )];
+    if let Some(m) = stats.longest_monologue {
+        parts.push(format!(
+            "{} {}{}",
+            t(lang, "talk_monologue"),
+            mmss(m.duration_ms),
+            warn(flags.contains(&TalkFlag::LongMonologue))
+        ));
+    }
+    parts.push(format!(
+        "{} {:.0}{}",
+        t(lang, "talk_questions"),
+        stats.questions_per_hour,
+        warn(flags.contains(&TalkFlag::FewQuestions))
+    ));
+    if let Some(p) = stats.patience_ms {
+        parts.push(format!(
+            "{} {:.1} s{}",
+            t(lang, "talk_patience"),
+            p as f64 / 1000.0,
+            warn(flags.contains(&TalkFlag::Impatient))
+        ));
+    }
+    let mut line = format!("🗣 {}: {}", t(lang, "talk"), parts.join(" · "));
+    if stats.inferred {
+        line.push_str(&format!(" _({})_", t(lang, "talk_inferred")));
+    }
+    line
 }
 
 fn mmss(ms: u64) -> String {
@@ -422,6 +474,9 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
             seller.spin.implication.value(),
             seller.spin.need_payoff.value(),
         )));
+    }
+    if let Some((stats, flags)) = &facts.talk {
+        blocks.push(context(&talk_line(lang, stats, flags)));
     }
     if let Some(buyer) = &facts.buyer {
         let mut pains = Vec::new();
@@ -761,6 +816,7 @@ mod tests {
                 coach: Some(outputs.coach.clone()),
                 report_url: Some(format!("https://salesai.example.com/calls/{}", c.id)),
                 fallbacks: Vec::new(),
+                talk: None,
             },
         )
     }
@@ -810,6 +866,7 @@ mod tests {
                 coach: Some(out.coach.clone()),
                 report_url: None,
                 fallbacks: vec!["buyer".into(), "coach".into()],
+                talk: None,
             },
         );
         check_limits(&card).unwrap();
@@ -869,6 +926,7 @@ mod tests {
                     coach: Some(out.coach.clone()),
                     report_url: None,
                     fallbacks: Vec::new(),
+                    talk: None,
                 },
             )
             .to_string()
@@ -1095,5 +1153,38 @@ mod tests {
                 .contains("Downloading the file")
         );
         assert!(card.to_string().contains(ACTION_RETRY));
+    }
+
+    #[test]
+    fn the_talk_line_flags_what_is_out_of_range() {
+        use salesai_core::talk::{Stretch, TalkFlag, TalkStats};
+        let stats = TalkStats {
+            duration_ms: 600_000,
+            rep_ms: 360_000,
+            customer_ms: 240_000,
+            unattributed_ms: 0,
+            talk_ratio: 0.6,
+            longest_monologue: Some(Stretch {
+                start_ms: 0,
+                duration_ms: 180_000,
+            }),
+            longest_customer_story: None,
+            switches_per_minute: 3.0,
+            patience_ms: Some(1_000),
+            rep_questions: 3,
+            questions_per_hour: 18.0,
+            business_share: Some(0.7),
+            attributed_share: 1.0,
+            inferred: true,
+        };
+        let flags = [TalkFlag::LongMonologue];
+        assert_eq!(
+            talk_line(Language::En, &stats, &flags),
+            "🗣 Talk: rep 60% · longest monologue 03:00 ⚠️ · questions/h 18 · patience 1.0 s _(speakers inferred)_"
+        );
+        assert_eq!(
+            talk_line(Language::ZhTw, &stats, &flags),
+            "🗣 談話: 業務 60% · 最長獨白 03:00 ⚠️ · 提問/小時 18 · 停頓 1.0 s _(說話者為推測)_"
+        );
     }
 }

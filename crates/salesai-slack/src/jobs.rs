@@ -833,7 +833,13 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
                 return Ok(());
             };
             let runs = app.store.get_agent_outputs(&c.id).await.map_err(db)?;
+            let transcript = app.store.get_transcript(&c.id).await.map_err(db)?;
+            let talk = salesai_core::talk::analyze(&transcript).map(|stats| {
+                let flags = stats.flags(&app.talk_targets);
+                (stats, flags)
+            });
             let facts = CardFacts {
+                talk,
                 conversation: c,
                 analysis: &analysis,
                 buyer: agent::<BuyerOutput>(&runs, "buyer"),

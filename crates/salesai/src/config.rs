@@ -321,6 +321,15 @@ pub struct LlmSettings {
         hide = true
     )]
     pub lines_dir: Option<PathBuf>,
+    /// Talk analytics' healthy ranges, any of ratio=LOW-HIGH (rep's share of talk, percent), monologue=S, story=S, switches=PER_MIN, patience=MS, questions=PER_HOUR [default: ratio=40-60,monologue=150,story=60,switches=2,patience=600,questions=11]
+    #[arg(
+        long,
+        env = "SALESAI_TALK_TARGETS",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub talk_targets: Option<String>,
     /// Folder of prompt overrides: <dir>/<product line>/<agent>.md, <dir>/<zh-TW|en>/<agent>.md, <dir>/lines/<product line>.md
     #[arg(
         long,
@@ -765,6 +774,8 @@ pub struct Config {
     pub prompts_dir: Option<PathBuf>,
     /// Product-line files folder (adds to and overrides the built-in lines).
     pub lines_dir: Option<PathBuf>,
+    /// Talk analytics' healthy ranges.
+    pub talk_targets: salesai_core::talk::TalkTargets,
     /// Largest upload, megabytes.
     pub max_upload_mb: u64,
     /// Listen address.
@@ -1111,6 +1122,11 @@ impl Config {
             },
             prompts_dir: args.llm.prompts_dir.clone(),
             lines_dir: args.llm.lines_dir.clone(),
+            talk_targets: match args.llm.talk_targets.as_deref() {
+                Some(raw) => salesai_core::talk::TalkTargets::parse(raw)
+                    .map_err(|e| anyhow::anyhow!("SALESAI_TALK_TARGETS: {e}"))?,
+                None => salesai_core::talk::TalkTargets::default(),
+            },
             max_upload_mb: args.web.max_upload_mb.unwrap_or(500),
             bind: args
                 .web

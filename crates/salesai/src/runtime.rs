@@ -110,6 +110,7 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
             )) as Arc<dyn salesai_core::stt::SpeechToText>
         }),
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
+        talk_targets: config.talk_targets.clone(),
         public_url: config.public_url.as_ref().map(|u| u.to_string()),
         storage_probe: Arc::default(),
         sign_in: Arc::new(config.sign_in.clone()),

@@ -290,6 +290,31 @@ pub struct ConversationDetail {
     pub estimated_times: bool,
     /// Its analysis, once analysed.
     pub analysis: Option<AnalysisBody>,
+    /// How the rep ran the call, once the transcript's speakers have sides.
+    pub talk: Option<TalkBody>,
+}
+
+/// Talk analytics of one call.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct TalkBody {
+    /// The figures.
+    pub stats: salesai_core::talk::TalkStats,
+    /// The figures outside their healthy range.
+    pub flags: Vec<salesai_core::talk::TalkFlag>,
+    /// The healthy ranges they were checked against (`SALESAI_TALK_TARGETS`).
+    pub targets: salesai_core::talk::TalkTargets,
+}
+
+impl TalkBody {
+    /// The figures of a transcript, when its speakers have sides.
+    pub fn of(app: &App, segments: &[salesai_core::transcript::Segment]) -> Option<TalkBody> {
+        let stats = salesai_core::talk::analyze(segments)?;
+        Some(TalkBody {
+            flags: stats.flags(&app.talk_targets),
+            stats,
+            targets: app.talk_targets.clone(),
+        })
+    }
 }
 
 /// A transcript.
@@ -584,6 +609,7 @@ async fn show(
         })
         .collect();
     Ok(Json(ConversationDetail {
+        talk: TalkBody::of(&app, &transcript),
         stage: conversation.status,
         progress: progress(conversation.status),
         error: conversation.error.clone(),

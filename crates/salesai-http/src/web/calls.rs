@@ -549,33 +549,199 @@ fn call_when(c: &Conversation, tz: chrono_tz::Tz) -> String {
 /// changes, and no end tags (HTML closes a list item at the next one). The line at `t`
 /// (seconds; a search hit or a shared moment) is `#hit`.
 fn transcript_lines(
+    lang: Lang,
     segments: &[salesai_core::transcript::Segment],
     t: Option<u64>,
 ) -> maud::PreEscaped<String> {
+    use salesai_core::transcript::{Attribution, Role};
     use std::fmt::Write as _;
     let hit = t.and_then(|t| {
         let at = t.saturating_mul(1000).saturating_add(999);
         segments.iter().rposition(|s| s.start_ms <= at)
     });
     let mut out = String::with_capacity(segments.len() * 128);
-    let mut speaker: Option<&str> = None;
+    let mut previous: Option<(Option<&str>, Option<Role>)> = None;
     for (i, s) in segments.iter().enumerate() {
         let _ = write!(out, "<li data-t=\"{}\"", clock(s.start_ms as i64));
         if hit == Some(i) {
             out.push_str(" id=\"hit\"");
         }
         out.push('>');
-        if let Some(who) = s.speaker.as_deref()
-            && speaker != Some(who)
-        {
-            out.push_str("<b>");
-            let _ = maud::Escaper::new(&mut out).write_str(who);
+        let who = (s.speaker.as_deref(), s.role);
+        if s.speaker.is_none() && s.attribution == Some(Attribution::Uncertain) {
+            // Two at once, or a turn too short to place: said so, not guessed.
+            let _ = write!(
+                out,
+                "<b class=\"r-unsure\">{}</b>",
+                lang.pick("(overlap)", "（重疊）")
+            );
+        } else if who.0.is_some() && previous != Some(who) {
+            let class = match s.role {
+                Some(Role::Rep) => "r-rep",
+                Some(Role::Customer) => "r-customer",
+                None => "r-none",
+            };
+            let _ = write!(out, "<b class=\"{class}\"");
+            if s.attribution == Some(Attribution::Inferred) {
+                let _ = write!(
+                    out,
+                    " title=\"{} {}%\"",
+                    lang.pick("inferred, confidence", "推測，信心"),
+                    s.confidence.unwrap_or(0)
+                );
+            }
+            out.push('>');
+            let label = s.speaker.as_deref().unwrap_or_default();
+            let side = s.role.map(|r| role_name(lang, r));
+            match side {
+                Some(side) if side != label => {
+                    let _ = maud::Escaper::new(&mut out).write_str(side);
+                    out.push_str(" · ");
+                    let _ = maud::Escaper::new(&mut out).write_str(label);
+                }
+                _ => {
+                    let _ = maud::Escaper::new(&mut out).write_str(label);
+                }
+            }
+            if s.attribution == Some(Attribution::Inferred) {
+                out.push('?');
+            }
             out.push_str("</b>");
         }
-        speaker = s.speaker.as_deref();
+        previous = Some(who);
         let _ = maud::Escaper::new(&mut out).write_str(&s.text);
     }
     maud::PreEscaped(out)
+}
+
+fn role_name(lang: Lang, role: salesai_core::transcript::Role) -> &'static str {
+    match role {
+        salesai_core::transcript::Role::Rep => lang.pick("Rep", "業務"),
+        salesai_core::transcript::Role::Customer => lang.pick("Customer", "客戶"),
+    }
+}
+
+/// The talk analytics card: each figure with its healthy range, ⚠️ on those outside it, and
+/// the form that corrects who is who (which re-runs the analysis).
+fn talk_card(
+    lang: Lang,
+    app: &App,
+    c: &Conversation,
+    csrf: &str,
+    segments: &[salesai_core::transcript::Segment],
+) -> Markup {
+    use salesai_core::talk::TalkFlag;
+    let stats = salesai_core::talk::analyze(segments);
+    let targets = &app.talk_targets;
+    let mut speakers: Vec<(&str, Option<salesai_core::transcript::Role>, bool)> = Vec::new();
+    for s in segments {
+        if let Some(name) = s.speaker.as_deref()
+            && !speakers.iter().any(|(n, _, _)| *n == name)
+        {
+            speakers.push((
+                name,
+                s.role,
+                s.attribution == Some(salesai_core::transcript::Attribution::Known),
+            ));
+        }
+    }
+    let mins = |ms: u64| clock(ms as i64);
+    html! {
+        section.card #talk {
+            h2 { (lang.pick("How the call was run", "通話節奏")) }
+            @if let Some(st) = &stats {
+                @let flags = st.flags(targets);
+                @let warn = |hit: bool| if hit { " ⚠️" } else { "" };
+                dl.fields.talk {
+                    dt { (lang.pick("Rep's share of talk", "業務說話占比")) }
+                    dd { (format!("{:.0}%", st.talk_ratio * 100.0)) (warn(flags.iter().any(|f| matches!(f, TalkFlag::TalksTooMuch | TalkFlag::TalksTooLittle))))
+                        small.muted { " " (format!("{:.0}–{:.0}%", targets.talk_ratio_min * 100.0, targets.talk_ratio_max * 100.0)) } }
+                    dt { (lang.pick("Longest rep monologue", "業務最長獨白")) }
+                    dd { (st.longest_monologue.map(|m| mins(m.duration_ms)).unwrap_or_else(|| "—".into())) (warn(flags.contains(&TalkFlag::LongMonologue)))
+                        small.muted { " ≤ " (mins(targets.monologue_max_s * 1000)) } }
+                    dt { (lang.pick("Longest customer story", "客戶最長敘述")) }
+                    dd { (st.longest_customer_story.map(|m| mins(m.duration_ms)).unwrap_or_else(|| "—".into())) (warn(flags.contains(&TalkFlag::ShortCustomerStory)))
+                        small.muted { " ≥ " (mins(targets.story_min_s * 1000)) } }
+                    dt { (lang.pick("Interactivity", "互動頻率")) }
+                    dd { (format!("{:.1}", st.switches_per_minute)) (lang.pick(" switches/min", " 次換人/分鐘")) (warn(flags.contains(&TalkFlag::LowInteractivity)))
+                        small.muted { " ≥ " (targets.switches_min) } }
+                    dt { (lang.pick("Patience", "耐心停頓")) }
+                    dd { (st.patience_ms.map(|p| format!("{:.1} s", p as f64 / 1000.0)).unwrap_or_else(|| "—".into())) (warn(flags.contains(&TalkFlag::Impatient)))
+                        small.muted { " ≥ " (format!("{:.1} s", targets.patience_min_ms as f64 / 1000.0)) } }
+                    dt { (lang.pick("Rep questions", "業務提問")) }
+                    dd { (st.rep_questions) " · " (format!("{:.0}", st.questions_per_hour)) (lang.pick("/hour", "/小時")) (warn(flags.contains(&TalkFlag::FewQuestions)))
+                        small.muted { " ≥ " (targets.questions_per_hour_min) } }
+                    @if let Some(b) = st.business_share {
+                        dt { (lang.pick("Customer's business vs product", "客戶業務 vs 產品")) }
+                        dd { (format!("{:.0}% / {:.0}%", b * 100.0, (1.0 - b) * 100.0)) }
+                    }
+                }
+                @if st.inferred {
+                    p.muted { (lang.pick("Who spoke is inferred from the voices and what was said; correct it below if it is wrong.", "說話者是依聲音與內容推測的；如有錯誤，請在下方更正。")) }
+                }
+            } @else {
+                p.muted { (lang.pick("Nobody in this transcript is placed as rep or customer yet, so there are no talk figures.", "這份逐字稿還沒有區分業務與客戶，因此沒有談話數據。")) }
+            }
+            @if !speakers.is_empty() && matches!(c.status, ConversationStatus::Completed | ConversationStatus::Failed) {
+                details.edit-speakers {
+                    summary { (lang.pick("Who is who?", "誰是誰？")) }
+                    @for (name, role, known) in &speakers {
+                        form.inline-form method="post" action={ "/calls/" (c.id) "/speakers" } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="speaker" value=(name);
+                            span.speaker { (name) @if !known { small.muted { (lang.pick(" (inferred)", "（推測）")) } } }
+                            select name="role" aria-label=(lang.pick("Side", "身分")) {
+                                option value="rep" selected[*role == Some(salesai_core::transcript::Role::Rep)] { (lang.pick("Rep", "業務")) }
+                                option value="customer" selected[*role == Some(salesai_core::transcript::Role::Customer)] { (lang.pick("Customer", "客戶")) }
+                            }
+                            button type="submit" { (lang.pick("Save and analyse again", "儲存並重新分析")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct SpeakerForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    speaker: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// `POST /calls/{id}/speakers`: a person says which side a speaker is on; the transcript is
+/// corrected and the call analysed again (see `salesai_core::pipeline::correct_speaker`).
+pub async fn speakers(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<SpeakerForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    let lang = viewer.lang;
+    let c = reachable(&app, &viewer, &id).await?;
+    let Some(role) = salesai_core::transcript::Role::parse(&form.role) else {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            Some(lang),
+            lang.pick("Choose rep or customer.", "請選擇業務或客戶。"),
+        ));
+    };
+    match salesai_core::pipeline::correct_speaker(app.store.as_ref(), &c, &form.speaker, role).await
+    {
+        Ok(_) => {
+            tracing::info!(event = "conversation.speaker_corrected", conversation_id = %c.id, speaker = %form.speaker, role = role.as_str(), by = %viewer.principal.name, "speaker corrected; analysing again");
+            Ok(Redirect::to(&format!("/calls/{}", c.id)).into_response())
+        }
+        Err(salesai_core::pipeline::RestartError::Conflict(msg)) => {
+            Err(PageError::new(StatusCode::CONFLICT, Some(lang), &msg))
+        }
+        Err(salesai_core::pipeline::RestartError::Store(e)) => Err(e.into()),
+    }
 }
 
 fn quote(quote: &str, start_ms: u64) -> Markup {
@@ -783,6 +949,7 @@ pub async fn show(
                             }
                         }
                     }
+                    @if !transcript.is_empty() { (talk_card(lang, &app, &c, csrf, &transcript)) }
                     @if summary.is_some() || edited.is_some() {
                         @let generated = summary.as_ref().map(|s| s.meeting_notes_markdown.as_str()).unwrap_or_default();
                         @let shown = edited.as_ref().map(|e| e.markdown.as_str()).unwrap_or(generated);
@@ -880,7 +1047,7 @@ pub async fn show(
                     section.card.transcript-card {
                         h2 { (lang.pick("Transcript", "逐字稿")) }
                         @if estimated_times { p.muted { (lang.pick("Times are estimated: the uploaded text had none.", "時間為估計值：上傳的文字檔未含時間。")) } }
-                        ol.transcript #transcript { (transcript_lines(&transcript, sq.t)) }
+                        ol.transcript #transcript { (transcript_lines(lang, &transcript, sq.t)) }
                     }
                 }
                 section.card {

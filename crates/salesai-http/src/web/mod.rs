@@ -38,6 +38,7 @@ pub fn routes() -> Router<App> {
         .route("/calls/{id}/reanalyze", post(calls::reanalyze))
         .route("/calls/{id}/delete", post(calls::delete))
         .route("/calls/{id}/notes", post(calls::notes))
+        .route("/calls/{id}/speakers", post(calls::speakers))
         .route("/login", get(signin::login_page))
         .route(
             "/login/link/{secret}",
