@@ -805,10 +805,10 @@ mod tests {
             true, true, false, true, true, false, false, false, true, false,
         ];
         fill_runs(&mut flags, false, 2);
-        assert_eq!(flags[2], true);
-        assert_eq!(flags[5], false);
+        assert!(flags[2]);
+        assert!(!flags[5]);
         fill_runs(&mut flags, true, 2);
-        assert_eq!(flags[8], false);
+        assert!(!flags[8]);
     }
 
     #[test]

@@ -834,10 +834,13 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
             };
             let runs = app.store.get_agent_outputs(&c.id).await.map_err(db)?;
             let transcript = app.store.get_transcript(&c.id).await.map_err(db)?;
-            let talk = salesai_core::talk::analyze(&transcript).map(|stats| {
-                let flags = stats.flags(&app.talk_targets);
-                (stats, flags)
-            });
+            // Estimated times (a plain-text upload) would make every timed figure up.
+            let talk = salesai_core::talk::analyze(&transcript)
+                .filter(|_| !c.media.times_estimated())
+                .map(|stats| {
+                    let flags = stats.flags(&app.talk_targets);
+                    (stats, flags)
+                });
             let facts = CardFacts {
                 talk,
                 conversation: c,

@@ -609,7 +609,7 @@ async fn show(
         })
         .collect();
     Ok(Json(ConversationDetail {
-        talk: TalkBody::of(&app, &transcript),
+        talk: TalkBody::of(&app, &transcript).filter(|_| !conversation.media.times_estimated()),
         stage: conversation.status,
         progress: progress(conversation.status),
         error: conversation.error.clone(),

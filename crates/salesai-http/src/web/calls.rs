@@ -631,7 +631,8 @@ fn talk_card(
     segments: &[salesai_core::transcript::Segment],
 ) -> Markup {
     use salesai_core::talk::TalkFlag;
-    let stats = salesai_core::talk::analyze(segments);
+    // Estimated times (a plain-text upload) would make every timed figure up.
+    let stats = salesai_core::talk::analyze(segments).filter(|_| !c.media.times_estimated());
     let targets = &app.talk_targets;
     let mut speakers: Vec<(&str, Option<salesai_core::transcript::Role>, bool)> = Vec::new();
     for s in segments {
@@ -679,6 +680,8 @@ fn talk_card(
                 @if st.inferred {
                     p.muted { (lang.pick("Who spoke is inferred from the voices and what was said; correct it below if it is wrong.", "說話者是依聲音與內容推測的；如有錯誤，請在下方更正。")) }
                 }
+            } @else if c.media.times_estimated() {
+                p.muted { (lang.pick("The uploaded text had no times, so there are no talk figures.", "上傳的文字檔沒有時間，因此沒有談話數據。")) }
             } @else {
                 p.muted { (lang.pick("Nobody in this transcript is placed as rep or customer yet, so there are no talk figures.", "這份逐字稿還沒有區分業務與客戶，因此沒有談話數據。")) }
             }

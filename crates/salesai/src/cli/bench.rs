@@ -23,6 +23,9 @@ pub enum BenchCommand {
         /// Longest chunk, seconds
         #[arg(long, default_value_t = 600)]
         chunk_secs: u64,
+        /// Also find the speaker turns (what the worker does for a mono recording), timed apart
+        #[arg(long)]
+        diarize: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -188,8 +191,9 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         BenchCommand::Audio {
             file,
             chunk_secs,
+            diarize,
             json,
-        } => return audio(file, chunk_secs, json).await,
+        } => return audio(file, chunk_secs, diarize, json).await,
         BenchCommand::Diarize { calls, keep, json } => {
             return crate::cli::bench_diarize::run(calls, keep, json).await;
         }
@@ -370,7 +374,12 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audio(file: std::path::PathBuf, chunk_secs: u64, json: bool) -> anyhow::Result<ExitCode> {
+async fn audio(
+    file: std::path::PathBuf,
+    chunk_secs: u64,
+    diarize: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ext = file.extension().map(|e| e.to_string_lossy().into_owned());
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
@@ -393,7 +402,22 @@ async fn audio(file: std::path::PathBuf, chunk_secs: u64, json: bool) -> anyhow:
             std::fs::write(out.path().join(format!("{:04}.flac", chunk.index)), &flac)?;
             bytes.push(flac.len());
         }
+        let prepare_secs = started.elapsed().as_secs_f64();
+        let voices = if diarize {
+            let begun = Instant::now();
+            let found = salesai_audio::diarize::diarize(&prepared)?;
+            Some(serde_json::json!({
+                "speakers": found.voices.len(),
+                "turns": found.turns.len(),
+                "unplaced_turns": found.turns.iter().filter(|t| t.speaker.is_none()).count(),
+                "diarize_s": begun.elapsed().as_secs_f64(),
+            }))
+        } else {
+            None
+        };
         Ok(serde_json::json!({
+            "diarization": voices,
+            "prepare_s": prepare_secs,
             "codec": prepared.codec,
             "source_rate": prepared.source_rate,
             "source_channels": prepared.source_channels,
