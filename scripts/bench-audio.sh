@@ -42,3 +42,6 @@ ls -l "$WORK/out.flac" | awk '{printf "         output %.1f MB\n", $5/1048576}'
 echo "== salesai bench audio (600 s FLAC chunks)"
 measure salesai "$BIN" bench audio "$WORK/in.mp3" --json
 python3 -c "import json; d=json.load(open('$WORK/out')); print('         output %.1f MB in %d chunks, %.0f s of audio' % (sum(d['chunk_bytes'])/1048576, d['chunks'], d['duration_s']))"
+echo "== salesai bench audio --diarize (the same, plus the speaker turns of issue #14)"
+measure diarize "$BIN" bench audio "$WORK/in.mp3" --json --diarize
+python3 -c "import json; d=json.load(open('$WORK/out')); v=d['diarization']; print('         speaker turns: %.2f s wall in-process, %d speakers, %d turns (%d unplaced)' % (v['diarize_s'], v['speakers'], v['turns'], v['unplaced_turns']))"
