@@ -570,18 +570,13 @@ fn transcript_lines(
         let who = (s.speaker.as_deref(), s.role);
         if s.speaker.is_none() && s.attribution == Some(Attribution::Uncertain) {
             // Two at once, or a turn too short to place: said so, not guessed.
-            let _ = write!(
-                out,
-                "<b class=\"r-unsure\">{}</b>",
-                lang.pick("(overlap)", "（重疊）")
-            );
+            let _ = write!(out, "<b class=u>{}</b>", lang.pick("(overlap)", "（重疊）"));
         } else if who.0.is_some() && previous != Some(who) {
-            let class = match s.role {
-                Some(Role::Rep) => "r-rep",
-                Some(Role::Customer) => "r-customer",
-                None => "r-none",
-            };
-            let _ = write!(out, "<b class=\"{class}\"");
+            // Short attributes: a 60-minute call has hundreds of speaker changes.
+            out.push_str(match s.role {
+                Some(Role::Customer) => "<b class=c",
+                _ => "<b",
+            });
             if s.attribution == Some(Attribution::Inferred) {
                 let _ = write!(
                     out,

@@ -557,6 +557,21 @@ async fn every_page_route_answers_each_kind_of_person(db: &TestDb) {
                 signin,
             ],
         ),
+        // No side chosen: a clear 400 for those who may correct the call's speakers.
+        (
+            "/calls/{id}/speakers",
+            "POST",
+            format!("/calls/{call}/speakers"),
+            [
+                signin,
+                S::BAD_REQUEST,
+                S::FORBIDDEN,
+                S::BAD_REQUEST,
+                S::FORBIDDEN,
+                S::BAD_REQUEST,
+                signin,
+            ],
+        ),
         (
             "/people",
             "GET",
