@@ -180,28 +180,26 @@ fn features(prepared: &Prepared) -> Result<Frames, AudioError> {
     };
     let mut reader = BufReader::with_capacity(128 * 1024, prepared.pcm.reopen()?);
     let mut ring: Vec<f32> = Vec::with_capacity(WINDOW + HOP);
-    let mut bytes = vec![0u8; HOP * 2];
+    // One buffer for the whole file: the first frame reads WINDOW samples, each next one HOP.
+    let mut bytes = vec![0u8; WINDOW * 2];
     let (mut re, mut im) = (vec![0f32; FFT], vec![0f32; FFT]);
     let mut bands = [0f32; BANDS];
     let mut previous = 0f32;
     loop {
-        // Fill the window: the first frame needs WINDOW samples, each next one HOP more.
-        let need = if ring.is_empty() { WINDOW } else { HOP };
+        let need = if ring.is_empty() { WINDOW } else { HOP } * 2;
+        let chunk = &mut bytes[..need];
         let mut got = 0;
-        let mut chunk = vec![0u8; need * 2];
-        while got < chunk.len() {
+        while got < need {
             let n = reader.read(&mut chunk[got..])?;
             if n == 0 {
                 break;
             }
             got += n;
         }
-        if got < chunk.len() {
+        if got < need {
             break;
         }
-        bytes.clear();
-        bytes.extend_from_slice(&chunk);
-        for pair in bytes.chunks_exact(2) {
+        for pair in chunk.chunks_exact(2) {
             let sample = f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0;
             // Pre-emphasis lifts the formants a voice is told apart by.
             ring.push(sample - 0.97 * previous);

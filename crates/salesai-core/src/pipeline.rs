@@ -305,7 +305,7 @@ pub async fn correct_speaker(
     speaker: &str,
     role: crate::transcript::Role,
 ) -> Result<Restarted, RestartError> {
-    use crate::speakers::{self, RoleHints, VoiceProfile};
+    use crate::speakers::{self, VoiceProfile};
     if !matches!(
         conversation.status,
         ConversationStatus::Completed | ConversationStatus::Failed
@@ -330,6 +330,29 @@ pub async fn correct_speaker(
         .speaker_turns(&conversation.id)
         .await?
         .unwrap_or_default();
+    let rep = place_speakers(store, conversation, &mut segments, &diarization).await?;
+    store.save_transcript(&conversation.id, &segments).await?;
+    if role == crate::transcript::Role::Rep
+        && let Some((user, profile)) = rep
+        && let Some(voice) = speakers::speaker_number(speaker)
+            .and_then(|n| diarization.voices.iter().find(|v| v.speaker == n))
+    {
+        store
+            .save_voice_profile(&user, &VoiceProfile::learn(profile, voice))
+            .await?;
+    }
+    reanalyze(store, conversation).await
+}
+
+/// Places every speaker of a transcript on a side (see [`crate::speakers::assign_roles`]) with
+/// what salesai knows of the conversation's rep — their name and voice profile — and returns the
+/// rep's user id and profile as read, for a caller that teaches the profile afterwards.
+pub async fn place_speakers(
+    store: &dyn Store,
+    conversation: &Conversation,
+    segments: &mut [crate::transcript::Segment],
+    diarization: &crate::speakers::Diarization,
+) -> Result<Option<(String, Option<crate::speakers::VoiceProfile>)>, StoreError> {
     let rep = match conversation.rep_user_id.as_deref() {
         Some(id) => store.get_user(id).await?,
         None => None,
@@ -338,25 +361,16 @@ pub async fn correct_speaker(
         Some(user) => store.voice_profile(&user.id).await?,
         None => None,
     };
-    speakers::assign_roles(
-        &mut segments,
-        &RoleHints {
+    let placed = crate::speakers::assign_roles(
+        segments,
+        &crate::speakers::RoleHints {
             rep_name: rep.as_ref().map(|u| u.display_name.as_str()),
             rep_profile: profile.as_ref(),
             voices: &diarization.voices,
         },
     );
-    store.save_transcript(&conversation.id, &segments).await?;
-    if role == crate::transcript::Role::Rep
-        && let Some(user) = &rep
-        && let Some(voice) = speakers::speaker_number(speaker)
-            .and_then(|n| diarization.voices.iter().find(|v| v.speaker == n))
-    {
-        store
-            .save_voice_profile(&user.id, &VoiceProfile::learn(profile, voice))
-            .await?;
-    }
-    reanalyze(store, conversation).await
+    tracing::info!(event = "transcript.speakers_placed", conversation_id = %conversation.id, speakers = placed.len(), inferred = placed.iter().filter(|p| !p.known).count(), "speakers placed");
+    Ok(rep.map(|u| (u.id, profile)))
 }
 
 /// Finds a conversation by id or case number.

@@ -18,7 +18,7 @@ use salesai_core::blob::{BlobKey, ByteStream};
 use salesai_core::domain::{Conversation, ConversationStatus};
 use salesai_core::pipeline::{AnalyzeJob, ChunkJob, MergeJob};
 use salesai_core::queue::{Job, NewJob};
-use salesai_core::speakers::{self, Diarization, RoleHints, VoiceProfile};
+use salesai_core::speakers::{self, Diarization, VoiceProfile};
 use salesai_core::store::ChunkTranscript;
 use salesai_core::stt::{SpeechToText, SttError, SttRequest};
 use salesai_core::transcript::Segment;
@@ -701,39 +701,27 @@ async fn merge(app: &App, job: &Job, id: &str, payload: MergeJob) -> Result<(), 
     Ok(())
 }
 
-/// Places every speaker of a transcript on a side (see [`salesai_core::speakers`]) with what
-/// salesai knows of the rep — their name, their voice profile — and, where the rep's side is a
-/// fact (a stereo channel), teaches their voice profile.
+/// Places every speaker of a transcript (`pipeline::place_speakers`) and, where the rep's side
+/// is a fact (a stereo channel), teaches their voice profile.
 pub(crate) async fn place_speakers(
     app: &App,
     conversation: &Conversation,
     segments: &mut [salesai_core::transcript::Segment],
     diarization: &Diarization,
 ) -> Result<(), JobError> {
-    let store = &app.store;
-    let rep = match conversation.rep_user_id.as_deref() {
-        Some(user) => store.get_user(user).await.map_err(db)?,
-        None => None,
-    };
-    let profile = match &rep {
-        Some(user) => store.voice_profile(&user.id).await.map_err(db)?,
-        None => None,
-    };
-    let placed = speakers::assign_roles(
+    let rep = salesai_core::pipeline::place_speakers(
+        app.store.as_ref(),
+        conversation,
         segments,
-        &RoleHints {
-            rep_name: rep.as_ref().map(|u| u.display_name.as_str()),
-            rep_profile: profile.as_ref(),
-            voices: &diarization.voices,
-        },
-    );
-    tracing::info!(event = "transcript.speakers_placed", conversation_id = %conversation.id, speakers = placed.len(), inferred = placed.iter().filter(|p| !p.known).count(), "speakers placed");
-    if let (Some(user), Some(channel)) = (&rep, diarization.rep_channel)
+        diarization,
+    )
+    .await
+    .map_err(db)?;
+    if let (Some((user, profile)), Some(channel)) = (rep, diarization.rep_channel)
         && let Some(voice) = diarization.voices.iter().find(|v| v.speaker == channel)
     {
-        let learned = VoiceProfile::learn(profile, voice);
-        store
-            .save_voice_profile(&user.id, &learned)
+        app.store
+            .save_voice_profile(&user, &VoiceProfile::learn(profile, voice))
             .await
             .map_err(db)?;
     }
