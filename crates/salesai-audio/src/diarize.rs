@@ -1,19 +1,32 @@
 //! Speaker turns for mono recordings, in-process and offline: who spoke when, with no model
 //! file and no network call.
 //!
-//! The method is the classical one: mel-frequency cepstral coefficients every 10 ms, an energy
-//! voice-activity decision against the recording's own noise floor, one embedding per 1.25 s
-//! window (the coefficients' mean and spread), agglomerative clustering (average linkage) of a
-//! sample of the windows into speakers — two unless the audio clearly holds more — refined over
-//! every window, then a Viterbi pass that prefers staying with the same speaker, so a turn
-//! changes hands only when the voice does. A stretch no voice explains well (two people at
-//! once) or a turn too short to place gets no speaker.
+//! The method is the classical one, in two passes:
 //!
-//! Architecture invariant: memory is bounded by the recording's length at 42 bytes per 10 ms
-//! frame (about 15 MB for an hour), never by its samples: the 16 kHz scratch file is read in
-//! blocks.
+//! 1. **Features** every 10 ms: mel-frequency cepstral coefficients, the log energy, and the
+//!    pitch (the normalised autocorrelation below 2 kHz, read from the same spectrum). Two
+//!    frames share one complex FFT (one as the real part, one as the imaginary part).
+//! 2. **Clustering**: an energy voice-activity decision against the recording's own noise
+//!    floor; one embedding per 1.25 s window (the cepstra's mean and spread, and the mean
+//!    pitch); agglomerative clustering (average linkage) of a sample of the windows into
+//!    speakers — two unless the audio clearly holds more — refined over every window by
+//!    k-means and a Viterbi pass that prefers staying with the same speaker.
+//! 3. **Re-segmentation**: each speaker becomes a full-covariance Gaussian over their frames'
+//!    cepstra (a voice is in how the parts of its spectrum move together) and a Gaussian over
+//!    their pitch, every 250 ms block is scored by its likelihood under each, and the Viterbi
+//!    pass runs again — three rounds. The last round's likelihood margins are the turns'
+//!    confidence. A stretch no voice explains well (two people at once) or a turn too short
+//!    to place gets no speaker.
+//!
+//! Architecture invariant: memory is bounded by the recording's length — 46 bytes per 10 ms
+//! frame and 0.9 KB per 250 ms block (about 30 MB for an hour) — never by its samples: the
+//! 16 kHz scratch file is read in blocks.
 
 use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+use rustfft::num_complex::Complex;
+use rustfft::{Fft, FftPlanner};
 
 use salesai_core::speakers::{Diarization, Turn, Voice};
 
@@ -37,6 +50,16 @@ const REACH: usize = 2;
 const SAMPLE: usize = 400;
 /// The most speakers the audio may claim.
 const MAX_SPEAKERS: usize = 4;
+/// How much more the mean log pitch of a window counts than one cepstral dimension.
+const PITCH_WEIGHT: f64 = 1.0;
+/// Rounds of Gaussian re-segmentation after the clustering.
+const RESEGMENT_ROUNDS: usize = 3;
+const _: () = assert!(
+    RESEGMENT_ROUNDS > 0,
+    "the turns take their confidence from the last round"
+);
+/// The cost of a change of speaker in re-segmentation, in nats per frame of a block.
+const RESEGMENT_PENALTY: f32 = 3.0;
 /// A turn shorter than this is not placed (ms).
 const MIN_TURN_MS: u64 = 500;
 
@@ -65,6 +88,8 @@ struct Frames {
     energy: Vec<f32>,
     /// `COEFFS` cepstra per frame, ×100, as i16 (the range is well inside ±327).
     cepstra: Vec<i16>,
+    /// Natural log of each frame's pitch in Hz, 0 where the frame has no clear period.
+    pitch: Vec<f32>,
 }
 
 impl Frames {
@@ -72,59 +97,6 @@ impl Frames {
         self.cepstra[frame * COEFFS..(frame + 1) * COEFFS]
             .iter()
             .map(|c| f32::from(*c) / 100.0)
-    }
-}
-
-/// A radix-2 complex FFT of [`FFT`] points with tables built once.
-struct Fourier {
-    cos: Vec<f32>,
-    sin: Vec<f32>,
-    reverse: Vec<usize>,
-}
-
-impl Fourier {
-    fn new() -> Fourier {
-        let bits = FFT.trailing_zeros();
-        Fourier {
-            cos: (0..FFT / 2)
-                .map(|k| (-2.0 * std::f64::consts::PI * k as f64 / FFT as f64).cos() as f32)
-                .collect(),
-            sin: (0..FFT / 2)
-                .map(|k| (-2.0 * std::f64::consts::PI * k as f64 / FFT as f64).sin() as f32)
-                .collect(),
-            reverse: (0..FFT)
-                .map(|i| i.reverse_bits() >> (usize::BITS - bits))
-                .collect(),
-        }
-    }
-
-    /// In place, `re`/`im` of length [`FFT`].
-    fn transform(&self, re: &mut [f32], im: &mut [f32]) {
-        for i in 0..FFT {
-            let j = self.reverse[i];
-            if j > i {
-                re.swap(i, j);
-                im.swap(i, j);
-            }
-        }
-        let mut size = 2;
-        while size <= FFT {
-            let half = size / 2;
-            let step = FFT / size;
-            for start in (0..FFT).step_by(size) {
-                for k in 0..half {
-                    let (wr, wi) = (self.cos[k * step], self.sin[k * step]);
-                    let (a, b) = (start + k, start + k + half);
-                    let tr = re[b] * wr - im[b] * wi;
-                    let ti = re[b] * wi + im[b] * wr;
-                    re[b] = re[a] - tr;
-                    im[b] = im[a] - ti;
-                    re[a] += tr;
-                    im[a] += ti;
-                }
-            }
-            size *= 2;
-        }
     }
 }
 
@@ -156,34 +128,198 @@ fn mel_filters() -> Vec<Vec<(usize, f32)>> {
         .collect()
 }
 
+/// The per-frame analysis: tables built once, scratch buffers reused for every frame.
+struct Analyser {
+    fourier: Arc<dyn Fft<f32>>,
+    /// The pitch path's transform, over the spectrum below 2 kHz.
+    small: Arc<dyn Fft<f32>>,
+    filters: Vec<Vec<(usize, f32)>>,
+    hamming: Vec<f32>,
+    dct: Vec<f32>,
+    /// The Hamming window's own autocorrelation at the pitch lags, to undo its taper.
+    taper: Vec<f32>,
+    spectrum: Vec<Complex<f32>>,
+    low: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
+    power: [Vec<f32>; 2],
+}
+
+/// Bins of the spectrum the pitch is read from (below 2 kHz: the autocorrelation at 4 kHz).
+const LOW: usize = FFT / 4;
+/// Pitch lags at 4 kHz: 10 (400 Hz) to 57 (70 Hz).
+const LAG_MIN: usize = 10;
+const LAG_MAX: usize = 57;
+/// The normalised autocorrelation peak above which a frame is pitched (Boersma's 0.45).
+const PERIODIC: f32 = 0.45;
+
+impl Analyser {
+    fn new() -> Analyser {
+        let hamming: Vec<f32> = (0..WINDOW)
+            .map(|i| {
+                (0.54 - 0.46 * (2.0 * std::f64::consts::PI * i as f64 / (WINDOW - 1) as f64).cos())
+                    as f32
+            })
+            .collect();
+        let own: f64 = hamming.iter().map(|w| f64::from(w * w)).sum();
+        let taper = (0..LOW / 2 + 1)
+            .map(|lag| {
+                let shift = lag * FFT / LOW;
+                let r: f64 = (0..WINDOW.saturating_sub(shift))
+                    .map(|i| f64::from(hamming[i] * hamming[i + shift]))
+                    .sum();
+                (r / own).max(1e-3) as f32
+            })
+            .collect();
+        let mut planner = FftPlanner::<f32>::new();
+        let (fourier, small) = (planner.plan_fft_forward(FFT), planner.plan_fft_forward(LOW));
+        let scratch = fourier
+            .get_inplace_scratch_len()
+            .max(small.get_inplace_scratch_len());
+        Analyser {
+            fourier,
+            small,
+            filters: mel_filters(),
+            hamming,
+            dct: (1..=COEFFS)
+                .flat_map(|k| {
+                    (0..BANDS).map(move |b| {
+                        (std::f64::consts::PI * k as f64 * (b as f64 + 0.5) / BANDS as f64).cos()
+                            as f32
+                    })
+                })
+                .collect(),
+            taper,
+            spectrum: vec![Complex::default(); FFT],
+            low: vec![Complex::default(); LOW],
+            scratch: vec![Complex::default(); scratch],
+            power: [vec![0.0; FFT / 2 + 1], vec![0.0; FFT / 2 + 1]],
+        }
+    }
+
+    /// Analyses two frames with one complex transform (the first as its real part, the
+    /// second as its imaginary part: the spectra of two real signals separate by symmetry),
+    /// pushing `count` (1 or 2) frames' features.
+    fn pair(&mut self, first: &[f32], second: &[f32], count: usize, out: &mut Frames) {
+        for (i, z) in self.spectrum.iter_mut().enumerate() {
+            *z = if i < WINDOW {
+                Complex::new(first[i] * self.hamming[i], second[i] * self.hamming[i])
+            } else {
+                Complex::default()
+            };
+        }
+        self.fourier
+            .process_with_scratch(&mut self.spectrum, &mut self.scratch);
+        let z = &self.spectrum;
+        let [pa, pb] = &mut self.power;
+        for k in 0..=FFT / 2 {
+            let j = (FFT - k) % FFT;
+            let (sr, dr) = (z[k].re + z[j].re, z[k].re - z[j].re);
+            let (si, di) = (z[k].im + z[j].im, z[k].im - z[j].im);
+            pa[k] = (sr * sr + di * di) * 0.25;
+            pb[k] = (si * si + dr * dr) * 0.25;
+        }
+        // The autocorrelation of both frames below 2 kHz, again in one transform: the power
+        // spectra are real and even, so their transforms are too.
+        for (k, z) in self.low.iter_mut().enumerate() {
+            let bin = if k <= LOW / 2 { k } else { LOW - k };
+            // No DC and no hum: bins under 60 Hz say nothing about a voice's pitch.
+            *z = if bin >= 2 {
+                Complex::new(pa[bin], pb[bin])
+            } else {
+                Complex::default()
+            };
+        }
+        self.small
+            .process_with_scratch(&mut self.low, &mut self.scratch);
+        for which in 0..count {
+            let power = &self.power[which];
+            let mut bands = [0f32; BANDS];
+            let mut total = 0f32;
+            for (band, filter) in bands.iter_mut().zip(&self.filters) {
+                let mut sum = 0f32;
+                for (bin, weight) in filter {
+                    sum += power[*bin] * weight;
+                }
+                total += sum;
+                *band = (sum + 1e-10).ln();
+            }
+            out.energy.push((total + 1e-10).ln());
+            for k in 0..COEFFS {
+                let row = &self.dct[k * BANDS..(k + 1) * BANDS];
+                let c: f32 = row.iter().zip(&bands).map(|(w, b)| w * b).sum();
+                out.cepstra
+                    .push((c * 100.0).round().clamp(-32_767.0, 32_767.0) as i16);
+            }
+            let r = |lag: usize| {
+                if which == 0 {
+                    self.low[lag].re
+                } else {
+                    self.low[lag].im
+                }
+            };
+            out.pitch.push(pitch(r, &self.taper));
+        }
+    }
+}
+
+/// The natural log of the pitch (Hz) from a frame's autocorrelation at 4 kHz, or 0 for a
+/// frame with no clear period (unvoiced, silent, or two voices at once).
+fn pitch(r: impl Fn(usize) -> f32, taper: &[f32]) -> f32 {
+    let r0 = r(0);
+    if r0 <= 1e-9 {
+        return 0.0;
+    }
+    // The normalised autocorrelation from one lag below the range to one above it.
+    let mut normal = [0f32; LAG_MAX - LAG_MIN + 3];
+    for (i, v) in normal.iter_mut().enumerate() {
+        let lag = LAG_MIN - 1 + i;
+        *v = r(lag) / r0 / taper[lag];
+    }
+    let peak = |i: usize| {
+        let v = normal[i];
+        (v >= normal[i - 1] && v >= normal[i + 1]).then_some(v)
+    };
+    let peaks = 1..normal.len() - 1;
+    let strongest = peaks.clone().filter_map(peak).fold(0f32, f32::max);
+    if strongest < PERIODIC {
+        return 0.0;
+    }
+    // A period's multiples correlate as well as the period itself: the shortest lag about as
+    // strong as the strongest is the period (no octave errors downwards).
+    let Some(at) = peaks
+        .into_iter()
+        .find(|i| peak(*i).is_some_and(|v| v >= 0.9 * strongest))
+    else {
+        return 0.0;
+    };
+    // Parabolic interpolation between the lags either side.
+    let (l, c, h) = (normal[at - 1], normal[at], normal[at + 1]);
+    let bend = l - 2.0 * c + h;
+    let offset = if bend < 0.0 {
+        (0.5 * (l - h) / bend).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    let lag = (LAG_MIN - 1 + at) as f32 + offset;
+    (4_000.0 / lag).ln()
+}
+
 /// Reads the scratch file once and computes every frame's features.
 fn features(prepared: &Prepared) -> Result<Frames, AudioError> {
-    let fourier = Fourier::new();
-    let filters = mel_filters();
-    let hamming: Vec<f32> = (0..WINDOW)
-        .map(|i| {
-            (0.54 - 0.46 * (2.0 * std::f64::consts::PI * i as f64 / (WINDOW - 1) as f64).cos())
-                as f32
-        })
-        .collect();
-    let dct: Vec<f32> = (1..=COEFFS)
-        .flat_map(|k| {
-            (0..BANDS).map(move |b| {
-                (std::f64::consts::PI * k as f64 * (b as f64 + 0.5) / BANDS as f64).cos() as f32
-            })
-        })
-        .collect();
+    let mut analyser = Analyser::new();
     let count = (prepared.samples as usize).saturating_sub(WINDOW) / HOP + 1;
     let mut frames = Frames {
         energy: Vec::with_capacity(count),
         cepstra: Vec::with_capacity(count * COEFFS),
+        pitch: Vec::with_capacity(count),
     };
     let mut reader = BufReader::with_capacity(128 * 1024, prepared.pcm.reopen()?);
     let mut ring: Vec<f32> = Vec::with_capacity(WINDOW + HOP);
     // One buffer for the whole file: the first frame reads WINDOW samples, each next one HOP.
     let mut bytes = vec![0u8; WINDOW * 2];
-    let (mut re, mut im) = (vec![0f32; FFT], vec![0f32; FFT]);
-    let mut bands = [0f32; BANDS];
+    // A frame waiting for its partner in the paired transform.
+    let mut held = vec![0f32; WINDOW];
+    let mut holding = false;
     let mut previous = 0f32;
     loop {
         let need = if ring.is_empty() { WINDOW } else { HOP } * 2;
@@ -208,32 +344,15 @@ fn features(prepared: &Prepared) -> Result<Frames, AudioError> {
         if ring.len() > WINDOW {
             ring.drain(..ring.len() - WINDOW);
         }
-        for i in 0..FFT {
-            re[i] = if i < WINDOW {
-                ring[i] * hamming[i]
-            } else {
-                0.0
-            };
-            im[i] = 0.0;
+        if holding {
+            analyser.pair(&held, &ring, 2, &mut frames);
+        } else {
+            held.copy_from_slice(&ring);
         }
-        fourier.transform(&mut re, &mut im);
-        let mut total = 0f32;
-        for (band, filter) in bands.iter_mut().zip(&filters) {
-            let mut sum = 0f32;
-            for (bin, weight) in filter {
-                sum += (re[*bin] * re[*bin] + im[*bin] * im[*bin]) * weight;
-            }
-            total += sum;
-            *band = (sum + 1e-10).ln();
-        }
-        frames.energy.push((total + 1e-10).ln());
-        for k in 0..COEFFS {
-            let row = &dct[k * BANDS..(k + 1) * BANDS];
-            let c: f32 = row.iter().zip(&bands).map(|(w, b)| w * b).sum();
-            frames
-                .cepstra
-                .push((c * 100.0).round().clamp(-32_767.0, 32_767.0) as i16);
-        }
+        holding = !holding;
+    }
+    if holding {
+        analyser.pair(&held, &held, 1, &mut frames);
     }
     Ok(frames)
 }
@@ -302,6 +421,12 @@ struct Blocks {
     voiced: Vec<u32>,
     sum: Vec<[f32; COEFFS]>,
     squares: Vec<[f32; COEFFS]>,
+    /// Sums of the cepstra's pairwise products (the upper triangle, row by row).
+    products: Vec<[f32; PAIRS]>,
+    /// Pitched voiced frames, and their log pitch's sum and sum of squares.
+    pitched: Vec<u32>,
+    pitch_sum: Vec<f32>,
+    pitch_squares: Vec<f32>,
     /// First and last voiced frame of each block, when any.
     span: Vec<Option<(usize, usize)>>,
 }
@@ -312,6 +437,10 @@ fn blocks(frames: &Frames, voiced: &[bool]) -> Blocks {
         voiced: vec![0; count],
         sum: vec![[0.0; COEFFS]; count],
         squares: vec![[0.0; COEFFS]; count],
+        products: vec![[0.0; PAIRS]; count],
+        pitched: vec![0; count],
+        pitch_sum: vec![0.0; count],
+        pitch_squares: vec![0.0; count],
         span: vec![None; count],
     };
     for (frame, is_voiced) in voiced.iter().enumerate() {
@@ -320,9 +449,24 @@ fn blocks(frames: &Frames, voiced: &[bool]) -> Blocks {
         }
         let b = frame / BLOCK;
         out.voiced[b] += 1;
-        for (k, c) in frames.cepstrum(frame).enumerate() {
-            out.sum[b][k] += c;
-            out.squares[b][k] += c * c;
+        let mut c = [0f32; COEFFS];
+        for (k, v) in frames.cepstrum(frame).enumerate() {
+            c[k] = v;
+            out.sum[b][k] += v;
+            out.squares[b][k] += v * v;
+        }
+        let mut at = 0;
+        for i in 0..COEFFS {
+            for j in i..COEFFS {
+                out.products[b][at] += c[i] * c[j];
+                at += 1;
+            }
+        }
+        let p = frames.pitch[frame];
+        if p > 0.0 {
+            out.pitched[b] += 1;
+            out.pitch_sum[b] += p;
+            out.pitch_squares[b] += p * p;
         }
         out.span[b] = Some(match out.span[b] {
             Some((first, _)) => (first, frame),
@@ -332,8 +476,18 @@ fn blocks(frames: &Frames, voiced: &[bool]) -> Blocks {
     out
 }
 
-/// The embedding of the window around block `b`: mean and spread of its
-/// voiced frames' cepstra; `None` with under 0.4 s of speech in it.
+/// Distinct pairs of cepstra (with each one's square): the upper triangle of a covariance.
+const PAIRS: usize = COEFFS * (COEFFS + 1) / 2;
+
+/// Dimensions of an embedding: the cepstra's mean and spread, then the mean log pitch (its
+/// spread is intonation, not identity).
+const DIMS: usize = COEFFS * 2 + 1;
+/// Pitched frames a window needs for its pitch to count (100 ms).
+const MIN_PITCHED: u32 = 10;
+
+/// The embedding of the window around block `b`: mean and spread of its voiced frames'
+/// cepstra and their mean log pitch (NaN with too few pitched frames); `None` with under
+/// 0.4 s of speech in it.
 fn embedding(blocks: &Blocks, b: usize) -> Option<Vec<f32>> {
     let from = b.saturating_sub(REACH);
     let to = (b + REACH + 1).min(blocks.voiced.len());
@@ -342,13 +496,20 @@ fn embedding(blocks: &Blocks, b: usize) -> Option<Vec<f32>> {
         return None;
     }
     let n = n as f32;
-    let mut out = vec![0f32; COEFFS * 2];
+    let mut out = vec![0f32; DIMS];
     for k in 0..COEFFS {
         let s: f32 = (from..to).map(|i| blocks.sum[i][k]).sum();
         let q: f32 = (from..to).map(|i| blocks.squares[i][k]).sum();
         let mean = s / n;
         out[k] = mean;
         out[COEFFS + k] = (q / n - mean * mean).max(0.0).sqrt();
+    }
+    let pitched: u32 = blocks.pitched[from..to].iter().sum();
+    if pitched >= MIN_PITCHED {
+        let p = pitched as f32;
+        out[2 * COEFFS] = blocks.pitch_sum[from..to].iter().sum::<f32>() / p;
+    } else {
+        out[2 * COEFFS] = f32::NAN;
     }
     Some(out)
 }
@@ -503,24 +664,44 @@ fn cluster(frames: &Frames) -> Diarization {
             rep_channel: None,
         };
     }
-    // Standardise each dimension over the recording, so no coefficient dominates.
-    let dims = COEFFS * 2;
+    // Standardise each dimension over the recording, so no coefficient dominates; a window
+    // with no pitch sits at the pitch's mean (no evidence either way).
+    let dims = DIMS;
     let mut mean = vec![0f64; dims];
     let mut var = vec![0f64; dims];
+    let mut seen = vec![0usize; dims];
     for b in &present {
         for (k, v) in raw[*b].as_ref().expect("present").iter().enumerate() {
-            mean[k] += f64::from(*v);
+            if v.is_finite() {
+                mean[k] += f64::from(*v);
+                seen[k] += 1;
+            }
         }
     }
-    mean.iter_mut().for_each(|m| *m /= present.len() as f64);
+    for (m, n) in mean.iter_mut().zip(&seen) {
+        *m /= (*n).max(1) as f64;
+    }
     for b in &present {
         for (k, v) in raw[*b].as_ref().expect("present").iter().enumerate() {
-            var[k] += (f64::from(*v) - mean[k]).powi(2);
+            if v.is_finite() {
+                var[k] += (f64::from(*v) - mean[k]).powi(2);
+            }
         }
     }
     let scale: Vec<f64> = var
         .iter()
-        .map(|v| (v / present.len() as f64).sqrt().max(1e-6))
+        .zip(&seen)
+        .enumerate()
+        .map(|(k, (v, n))| {
+            let spread = (v / (*n).max(1) as f64).sqrt().max(1e-6);
+            // The pitch is one number against the cepstra's many: weighted up so a voice's
+            // register counts as much as its timbre.
+            if k == 2 * COEFFS {
+                spread / PITCH_WEIGHT
+            } else {
+                spread
+            }
+        })
         .collect();
     let points: Vec<Vec<f32>> = present
         .iter()
@@ -530,7 +711,13 @@ fn cluster(frames: &Frames) -> Diarization {
                 .expect("present")
                 .iter()
                 .enumerate()
-                .map(|(k, v)| ((f64::from(*v) - mean[k]) / scale[k]) as f32)
+                .map(|(k, v)| {
+                    if v.is_finite() {
+                        ((f64::from(*v) - mean[k]) / scale[k]) as f32
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         })
         .collect();
@@ -563,7 +750,7 @@ fn cluster(frames: &Frames) -> Diarization {
         Some((k, labels, _)) => (k, labels),
         None => (1, vec![0; sample.len()]),
     };
-    let mut centroids: Vec<Vec<f32>> = (0..k)
+    let centroids: Vec<Vec<f32>> = (0..k)
         .map(|c| {
             let members: Vec<&Vec<f32>> = sample
                 .iter()
@@ -574,40 +761,39 @@ fn cluster(frames: &Frames) -> Diarization {
             centroid(&members)
         })
         .collect();
-    // Refine over every window (k-means steps from the agglomerative start).
-    let mut assigned = vec![0usize; points.len()];
-    for _ in 0..4 {
-        for (i, p) in points.iter().enumerate() {
-            assigned[i] = nearest(&centroids, p).0;
-        }
-        for (c, centre) in centroids.iter_mut().enumerate() {
-            let members: Vec<&Vec<f32>> = points
-                .iter()
-                .zip(&assigned)
-                .filter(|(_, a)| **a == c)
-                .map(|(p, _)| p)
-                .collect();
-            if !members.is_empty() {
-                *centre = centroid(&members);
-            }
-        }
+    // Refined over every window, then re-segmented: speakers as Gaussians over their frames,
+    // the turns found again; the last round's likelihoods say how sure each block is.
+    let mut path = refine(&points, centroids, &present);
+    let mut cost = Vec::new();
+    for _ in 0..RESEGMENT_ROUNDS {
+        (path, cost) = resegment(&blocks, &present, &path, k);
     }
-    // Viterbi over the present blocks: staying with a speaker is free, changing costs.
-    let cost: Vec<Vec<f32>> = points
-        .iter()
-        .map(|p| {
-            centroids
-                .iter()
-                .map(|c| distance(p, c) / dims as f32)
-                .collect()
-        })
-        .collect();
-    let path = viterbi(&cost, &present, 1.5);
-    let typical = {
-        let mut own: Vec<f32> = path.iter().enumerate().map(|(i, s)| cost[i][*s]).collect();
-        own.sort_by(f32::total_cmp);
-        own[own.len() / 2].max(1e-6)
+    let quantile = |mut v: Vec<f32>, q: f64| {
+        v.sort_by(f32::total_cmp);
+        v.get(((v.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
     };
+    let own: Vec<f32> = path.iter().enumerate().map(|(i, s)| cost[i][*s]).collect();
+    let gap = |i: usize, speaker: usize| {
+        let second = (0..cost[i].len())
+            .filter(|s| *s != speaker)
+            .map(|s| cost[i][s])
+            .fold(f32::INFINITY, f32::min);
+        second - cost[i][speaker]
+    };
+    let typical_gap = quantile(
+        (0..path.len())
+            .map(|i| gap(i, path[i]))
+            .filter(|g| g.is_finite())
+            .collect(),
+        0.5,
+    )
+    .max(1e-3);
+    let (own_median, own_spread) = (
+        quantile(own.clone(), 0.5),
+        (quantile(own.clone(), 0.75) - quantile(own, 0.25)).max(1e-3),
+    );
     // Turns: runs of one speaker over consecutive present blocks, cut at silences.
     let mut turns: Vec<Turn> = Vec::new();
     let mut i = 0;
@@ -619,22 +805,15 @@ fn cluster(frames: &Frames) -> Diarization {
             && path[j] == speaker
             && (j == i || present[j] == present[j - 1] + 1)
         {
-            let mut others: Vec<f32> = cost[j].clone();
-            others.remove(speaker);
-            let second = others.into_iter().fold(f32::INFINITY, f32::min);
-            let own = cost[j][speaker];
-            let margin = if second.is_finite() {
-                ((second - own) / (second + own)).clamp(0.0, 1.0)
+            let g = gap(j, speaker);
+            let margin = if g.is_finite() {
+                (g / (2.0 * typical_gap)).clamp(0.0, 1.0)
             } else {
                 1.0
             };
-            // Far from every voice and about as far from each: two at once, or noise.
-            let overlap = margin < 0.08 && own > 2.5 * typical;
-            sure += if overlap {
-                0.0
-            } else {
-                50.0 + 50.0 * (margin / 0.3).min(1.0)
-            };
+            // Unlike every voice and about as unlike each: two at once, or noise.
+            let overlap = margin < 0.08 && cost[j][speaker] > own_median + 2.0 * own_spread;
+            sure += if overlap { 0.0 } else { 50.0 + 50.0 * margin };
             j += 1;
         }
         let first_frame = blocks.span[present[i]].map_or(present[i] * BLOCK, |s| s.0);
@@ -689,6 +868,204 @@ fn cluster(frames: &Frames) -> Diarization {
         voices,
         rep_channel: None,
     }
+}
+
+/// One speaker's model in re-segmentation: a full-covariance Gaussian over the cepstra (a
+/// voice is in how its spectrum's parts move together, not only in each part), and a
+/// one-dimensional one over the log pitch.
+struct Model {
+    mean: [f64; COEFFS],
+    /// The inverse covariance, row by row.
+    precision: Vec<f64>,
+    log_det: f64,
+    pitch: (f64, f64),
+}
+
+impl Model {
+    /// Fits the model to `n` frames' sums, or `None` with too little speech to trust.
+    fn fit(
+        n: [f64; 2],
+        sum: &[f64; COEFFS],
+        products: &[f64; PAIRS],
+        pitch: (f64, f64),
+    ) -> Option<Model> {
+        if n[0] < 100.0 || n[1] < 50.0 {
+            return None;
+        }
+        let mut mean = [0f64; COEFFS];
+        for (m, s) in mean.iter_mut().zip(sum) {
+            *m = s / n[0];
+        }
+        let mut covariance = vec![0f64; COEFFS * COEFFS];
+        let mut at = 0;
+        for i in 0..COEFFS {
+            for j in i..COEFFS {
+                let v = products[at] / n[0] - mean[i] * mean[j];
+                covariance[i * COEFFS + j] = v;
+                covariance[j * COEFFS + i] = v;
+                at += 1;
+            }
+        }
+        // A little ridge keeps a nearly flat direction from dominating the likelihood.
+        for i in 0..COEFFS {
+            covariance[i * COEFFS + i] = covariance[i * COEFFS + i] * 1.01 + 1e-3;
+        }
+        let (precision, log_det) = invert(&covariance)?;
+        let pitch_mean = pitch.0 / n[1];
+        let pitch_var = (pitch.1 / n[1] - pitch_mean * pitch_mean).max(1e-3);
+        Some(Model {
+            mean,
+            precision,
+            log_det,
+            pitch: (pitch_mean, pitch_var),
+        })
+    }
+
+    /// The negative log-likelihood of block `b`'s frames, per voiced frame.
+    fn cost(&self, blocks: &Blocks, b: usize) -> f32 {
+        let m = f64::from(blocks.voiced[b]);
+        let sum = &blocks.sum[b];
+        let products = &blocks.products[b];
+        // Σ over frames of (x − μ)ᵀ P (x − μ), from the block's sums.
+        let mut deviation = 0f64;
+        let mut at = 0;
+        for i in 0..COEFFS {
+            for j in i..COEFFS {
+                let centred = f64::from(products[at])
+                    - self.mean[i] * f64::from(sum[j])
+                    - self.mean[j] * f64::from(sum[i])
+                    + m * self.mean[i] * self.mean[j];
+                let weight = if i == j { 1.0 } else { 2.0 };
+                deviation += weight * self.precision[i * COEFFS + j] * centred;
+                at += 1;
+            }
+        }
+        let mut nll = 0.5 * m * self.log_det + 0.5 * deviation;
+        let pitched = f64::from(blocks.pitched[b]);
+        if pitched > 0.0 {
+            let (mean, var) = self.pitch;
+            let (s, q) = (
+                f64::from(blocks.pitch_sum[b]),
+                f64::from(blocks.pitch_squares[b]),
+            );
+            nll += 0.5 * pitched * var.ln()
+                + (q - 2.0 * mean * s + pitched * mean * mean) / (2.0 * var);
+        }
+        (nll / m.max(1.0)) as f32
+    }
+}
+
+/// The inverse and log-determinant of a symmetric positive-definite `COEFFS`² matrix
+/// (Cholesky), or `None` when it is not positive definite.
+fn invert(matrix: &[f64]) -> Option<(Vec<f64>, f64)> {
+    let n = COEFFS;
+    let mut l = vec![0f64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let mut v = matrix[i * n + j];
+            for k in 0..j {
+                v -= l[i * n + k] * l[j * n + k];
+            }
+            if i == j {
+                if v <= 0.0 {
+                    return None;
+                }
+                l[i * n + i] = v.sqrt();
+            } else {
+                l[i * n + j] = v / l[j * n + j];
+            }
+        }
+    }
+    let log_det = 2.0 * (0..n).map(|i| l[i * n + i].ln()).sum::<f64>();
+    // L⁻¹ by forward substitution, then P = L⁻ᵀ L⁻¹.
+    let mut inverse_l = vec![0f64; n * n];
+    for col in 0..n {
+        for i in col..n {
+            let mut v = if i == col { 1.0 } else { 0.0 };
+            for k in col..i {
+                v -= l[i * n + k] * inverse_l[k * n + col];
+            }
+            inverse_l[i * n + col] = v / l[i * n + i];
+        }
+    }
+    let mut precision = vec![0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            precision[i * n + j] = (i.max(j)..n)
+                .map(|k| inverse_l[k * n + i] * inverse_l[k * n + j])
+                .sum();
+        }
+    }
+    Some((precision, log_det))
+}
+
+/// One round of re-segmentation: each speaker a [`Model`] of the frames now theirs, every
+/// block scored by its frames' negative log-likelihood under each (per frame), and the
+/// cheapest sequence found again. Returns the new path and the scores.
+fn resegment(
+    blocks: &Blocks,
+    present: &[usize],
+    path: &[usize],
+    k: usize,
+) -> (Vec<usize>, Vec<Vec<f32>>) {
+    let mut n = vec![[0f64; 2]; k];
+    let mut sum = vec![[0f64; COEFFS]; k];
+    let mut products = vec![[0f64; PAIRS]; k];
+    let mut pitch = vec![(0f64, 0f64); k];
+    for (i, b) in present.iter().enumerate() {
+        let s = path[i];
+        n[s][0] += f64::from(blocks.voiced[*b]);
+        n[s][1] += f64::from(blocks.pitched[*b]);
+        for (total, v) in sum[s].iter_mut().zip(&blocks.sum[*b]) {
+            *total += f64::from(*v);
+        }
+        for (total, v) in products[s].iter_mut().zip(&blocks.products[*b]) {
+            *total += f64::from(*v);
+        }
+        pitch[s].0 += f64::from(blocks.pitch_sum[*b]);
+        pitch[s].1 += f64::from(blocks.pitch_squares[*b]);
+    }
+    let models: Vec<Option<Model>> = (0..k)
+        .map(|s| Model::fit(n[s], &sum[s], &products[s], pitch[s]))
+        .collect();
+    let cost: Vec<Vec<f32>> = present
+        .iter()
+        .map(|b| {
+            models
+                .iter()
+                .map(|model| model.as_ref().map_or(f32::INFINITY, |m| m.cost(blocks, *b)))
+                .collect()
+        })
+        .collect();
+    (viterbi(&cost, present, RESEGMENT_PENALTY), cost)
+}
+
+/// k-means steps over every window from `centroids`, then the cheapest speaker sequence over
+/// the distances (staying with a speaker is free, changing costs).
+fn refine(points: &[Vec<f32>], mut centroids: Vec<Vec<f32>>, present: &[usize]) -> Vec<usize> {
+    let mut assigned = vec![0usize; points.len()];
+    for _ in 0..4 {
+        for (i, p) in points.iter().enumerate() {
+            assigned[i] = nearest(&centroids, p).0;
+        }
+        for (c, centre) in centroids.iter_mut().enumerate() {
+            let members: Vec<&Vec<f32>> = points
+                .iter()
+                .zip(&assigned)
+                .filter(|(_, a)| **a == c)
+                .map(|(p, _)| p)
+                .collect();
+            if !members.is_empty() {
+                *centre = centroid(&members);
+            }
+        }
+    }
+    let dims = points.first().map_or(1, Vec::len) as f32;
+    let cost: Vec<Vec<f32>> = points
+        .iter()
+        .map(|p| centroids.iter().map(|c| distance(p, c) / dims).collect())
+        .collect();
+    viterbi(&cost, present, 1.5)
 }
 
 fn nearest(centroids: &[Vec<f32>], p: &[f32]) -> (usize, f32) {
@@ -777,24 +1154,88 @@ fn stretches(voiced: &[bool], from: usize, to: usize) -> Vec<(usize, usize)> {
 mod tests {
     use super::*;
 
+    /// A voice-like buzz (harmonics of `f0` with a falling envelope), one 25 ms window.
+    fn buzz(f0: f32, offset: usize) -> Vec<f32> {
+        (0..WINDOW)
+            .map(|i| {
+                let t = (i + offset) as f32 / TARGET_RATE as f32;
+                (1..=12)
+                    .map(|h| (2.0 * std::f32::consts::PI * f0 * h as f32 * t).sin() / h as f32)
+                    .sum::<f32>()
+                    * 0.1
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_fft_finds_a_tone() {
-        let fourier = Fourier::new();
-        let mut re: Vec<f32> = (0..FFT)
-            .map(|i| (2.0 * std::f32::consts::PI * 32.0 * i as f32 / FFT as f32).sin())
+    fn paired_frames_give_each_its_own_spectrum_and_pitch() {
+        let mut analyser = Analyser::new();
+        let mut frames = Frames {
+            energy: Vec::new(),
+            cepstra: Vec::new(),
+            pitch: Vec::new(),
+        };
+        let (low, high) = (buzz(110.0, 0), buzz(230.0, 37));
+        analyser.pair(&low, &high, 2, &mut frames);
+        analyser.pair(&high, &high, 1, &mut frames);
+        let hz: Vec<f32> = frames.pitch.iter().map(|p| p.exp()).collect();
+        assert!((hz[0] - 110.0).abs() < 4.0, "{hz:?}");
+        assert!((hz[1] - 230.0).abs() < 8.0, "{hz:?}");
+        // The same frame analysed alone gives the same features as in a pair.
+        assert_eq!(
+            frames.cepstra[COEFFS..2 * COEFFS],
+            frames.cepstra[2 * COEFFS..]
+        );
+        assert!((frames.pitch[1] - frames.pitch[2]).abs() < 1e-4);
+        // Noise has no pitch.
+        let mut seed = 1u64;
+        let noise: Vec<f32> = (0..WINDOW)
+            .map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.2
+            })
             .collect();
-        let mut im = vec![0f32; FFT];
-        fourier.transform(&mut re, &mut im);
-        let power: Vec<f32> = (0..FFT / 2)
-            .map(|i| re[i] * re[i] + im[i] * im[i])
-            .collect();
-        let peak = power
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap()
-            .0;
-        assert_eq!(peak, 32);
+        analyser.pair(&noise, &noise, 1, &mut frames);
+        assert_eq!(frames.pitch[3], 0.0);
+    }
+
+    #[test]
+    fn the_covariance_inverse_and_log_determinant_are_exact() {
+        // A symmetric positive-definite matrix with strong correlations between neighbours.
+        let n = COEFFS;
+        let mut m = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                m[i * n + j] = 0.6f64.powi((i as i32 - j as i32).abs()) * (1.0 + i as f64 * 0.1);
+            }
+        }
+        for i in 0..n {
+            for j in 0..i {
+                let v = (m[i * n + j] + m[j * n + i]) / 2.0;
+                m[i * n + j] = v;
+                m[j * n + i] = v;
+            }
+        }
+        let (p, log_det) = invert(&m).expect("positive definite");
+        for i in 0..n {
+            for j in 0..n {
+                let v: f64 = (0..n).map(|k| m[i * n + k] * p[k * n + j]).sum();
+                assert!((v - f64::from(u8::from(i == j))).abs() < 1e-9, "({i},{j}) = {v}");
+            }
+        }
+        // Of a diagonal matrix, the log-determinant is the sum of the logs.
+        let mut d = vec![0f64; n * n];
+        for i in 0..n {
+            d[i * n + i] = (i + 1) as f64;
+        }
+        let (_, log_det_d) = invert(&d).expect("diagonal");
+        let expected: f64 = (1..=n).map(|i| (i as f64).ln()).sum();
+        assert!((log_det_d - expected).abs() < 1e-9);
+        assert!(log_det.is_finite());
+        // Not positive definite: no inverse.
+        let mut singular = vec![1f64; n * n];
+        singular[0] = -1.0;
+        assert!(invert(&singular).is_none());
     }
 
     #[test]

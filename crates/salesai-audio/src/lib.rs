@@ -10,6 +10,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use salesai_core::ErrorCode;
+pub mod der;
 pub mod diarize;
 
 use symphonia::core::audio::{AudioBuffer, AudioBufferRef};

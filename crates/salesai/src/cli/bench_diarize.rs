@@ -22,8 +22,6 @@ use super::output::print_json;
 
 /// The synthesis rate (espeak-ng's own).
 const RATE: usize = 22_050;
-/// Truth and scoring frames, 10 ms.
-const FRAME: usize = RATE / 100;
 
 /// One call's figures.
 #[derive(Debug, Serialize)]
@@ -35,6 +33,8 @@ pub struct CallResult {
     speakers_found: usize,
     der: f64,
     missed: f64,
+    /// The part of `missed` no one-voice-at-a-time answer can find (two talking at once).
+    overlap: f64,
     false_alarm: f64,
     confusion: f64,
     uncertain_share: f64,
@@ -274,112 +274,6 @@ fn synthesise(script: &Script, rep: &str, customer: &str, seed: u64) -> anyhow::
     Ok(Call { channels, lines })
 }
 
-/// Which channels speak in each 10 ms frame.
-fn truth(call: &Call) -> Vec<[bool; 2]> {
-    let frames = call.channels[0].len() / FRAME;
-    let mut out: Vec<[bool; 2]> = (0..frames)
-        .map(|f| {
-            let mut on = [false; 2];
-            for (c, channel) in call.channels.iter().enumerate() {
-                let slice = &channel[f * FRAME..(f + 1) * FRAME];
-                let energy = slice.iter().map(|s| s * s).sum::<f32>() / FRAME as f32;
-                on[c] = energy.sqrt() > 0.003;
-            }
-            on
-        })
-        .collect();
-    // Pauses inside a sentence are still the speaker's turn (as any human label would say).
-    for c in 0..2 {
-        let mut last_on: Option<usize> = None;
-        for f in 0..out.len() {
-            if out[f][c] {
-                if let Some(l) = last_on
-                    && f - l > 1
-                    && f - l <= 15
-                {
-                    for g in out.iter_mut().take(f).skip(l + 1) {
-                        g[c] = true;
-                    }
-                }
-                last_on = Some(f);
-            }
-        }
-    }
-    out
-}
-
-/// DER parts (missed, false alarm, confusion, uncertain) over the reference speaking time.
-fn score(truth: &[[bool; 2]], turns: &[salesai_core::speakers::Turn]) -> (f64, f64, f64, f64) {
-    let hyp: Vec<Option<Option<u32>>> = (0..truth.len())
-        .map(|f| {
-            let ms = (f * 10 + 5) as u64;
-            turns
-                .iter()
-                .find(|t| t.start_ms <= ms && ms < t.end_ms)
-                .map(|t| t.speaker)
-        })
-        .collect();
-    let speakers = turns
-        .iter()
-        .filter_map(|t| t.speaker)
-        .max()
-        .map_or(0, |m| m as usize + 1);
-    // Best mapping of found speakers onto the two true ones.
-    let mut overlap = vec![[0usize; 2]; speakers];
-    for (f, t) in truth.iter().enumerate() {
-        if let Some(Some(s)) = hyp[f] {
-            for c in 0..2 {
-                if t[c] {
-                    overlap[s as usize][c] += 1;
-                }
-            }
-        }
-    }
-    let mut mapping = vec![None; speakers];
-    let mut best = 0;
-    for a in 0..speakers.max(1) {
-        for b in 0..speakers.max(1) {
-            if a == b && speakers > 1 {
-                continue;
-            }
-            let total = overlap.get(a).map_or(0, |o| o[0]) + overlap.get(b).map_or(0, |o| o[1]);
-            if total >= best {
-                best = total;
-                mapping = vec![None; speakers];
-                if a < speakers {
-                    mapping[a] = Some(0);
-                }
-                if b < speakers && a != b {
-                    mapping[b] = Some(1);
-                }
-            }
-        }
-    }
-    let (mut reference, mut missed, mut false_alarm, mut confusion, mut uncertain) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
-    for (f, t) in truth.iter().enumerate() {
-        let n_ref = usize::from(t[0]) + usize::from(t[1]);
-        reference += n_ref;
-        let n_hyp = usize::from(matches!(hyp[f], Some(Some(_))));
-        if n_ref > 0 && matches!(hyp[f], Some(None)) {
-            uncertain += n_ref;
-        }
-        missed += n_ref.saturating_sub(n_hyp);
-        false_alarm += n_hyp.saturating_sub(n_ref);
-        if let Some(Some(s)) = hyp[f] {
-            let right = mapping[s as usize].is_some_and(|c| t[c]);
-            confusion += n_ref.min(n_hyp) - usize::from(right);
-        }
-    }
-    let r = reference.max(1) as f64;
-    (
-        missed as f64 / r,
-        false_alarm as f64 / r,
-        confusion as f64 / r,
-        uncertain as f64 / r,
-    )
-}
-
 /// Runs the benchmark.
 pub async fn run(
     calls: usize,
@@ -410,8 +304,10 @@ pub async fn run(
             let started = std::time::Instant::now();
             let diarization = salesai_audio::diarize::diarize(&prepared)?;
             let diarize_ms = started.elapsed().as_millis() as u64;
-            let (missed, false_alarm, confusion, uncertain) =
-                score(&truth(&call), &diarization.turns);
+            let der = salesai_audio::der::score(
+                &salesai_audio::der::truth(&call.channels, RATE),
+                &diarization.turns,
+            );
             // Roles on the transcript lines: attach the voices, place them, compare with the
             // channel each line was said on.
             let mut segments: Vec<Segment> = call.lines.iter().map(|(s, _)| s.clone()).collect();
@@ -437,11 +333,12 @@ pub async fn run(
                 voices: format!("{rep} / {customer}"),
                 seconds: prepared.duration_ms as f64 / 1000.0,
                 speakers_found: diarization.voices.len(),
-                der: missed + false_alarm + confusion,
-                missed,
-                false_alarm,
-                confusion,
-                uncertain_share: uncertain,
+                der: der.total(),
+                missed: der.missed,
+                overlap: der.overlap,
+                false_alarm: der.false_alarm,
+                confusion: der.confusion,
+                uncertain_share: der.uncertain,
                 role_accuracy: right as f64 / total.max(1) as f64,
                 diarize_ms,
             });
@@ -458,6 +355,7 @@ pub async fn run(
         "seconds": seconds,
         "der": weighted(|r| r.der),
         "missed": weighted(|r| r.missed),
+        "overlap": weighted(|r| r.overlap),
         "false_alarm": weighted(|r| r.false_alarm),
         "confusion": weighted(|r| r.confusion),
         "role_accuracy": weighted(|r| r.role_accuracy),
@@ -486,11 +384,12 @@ pub async fn run(
             );
         }
         println!(
-            "overall: {} calls, {:.0} s; DER {:.1}% (missed {:.1}%, false alarm {:.1}%, confusion {:.1}%); roles right on {:.1}% of speaking time",
+            "overall: {} calls, {:.0} s; DER {:.1}% (missed {:.1}% of which {:.1}% two voices at once, false alarm {:.1}%, confusion {:.1}%); roles right on {:.1}% of speaking time",
             results.len(),
             seconds,
             overall["der"].as_f64().unwrap_or(0.0) * 100.0,
             overall["missed"].as_f64().unwrap_or(0.0) * 100.0,
+            overall["overlap"].as_f64().unwrap_or(0.0) * 100.0,
             overall["false_alarm"].as_f64().unwrap_or(0.0) * 100.0,
             overall["confusion"].as_f64().unwrap_or(0.0) * 100.0,
             overall["role_accuracy"].as_f64().unwrap_or(0.0) * 100.0,
