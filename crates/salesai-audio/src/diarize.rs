@@ -1220,7 +1220,10 @@ mod tests {
         for i in 0..n {
             for j in 0..n {
                 let v: f64 = (0..n).map(|k| m[i * n + k] * p[k * n + j]).sum();
-                assert!((v - f64::from(u8::from(i == j))).abs() < 1e-9, "({i},{j}) = {v}");
+                assert!(
+                    (v - f64::from(u8::from(i == j))).abs() < 1e-9,
+                    "({i},{j}) = {v}"
+                );
             }
         }
         // Of a diagonal matrix, the log-determinant is the sum of the logs.

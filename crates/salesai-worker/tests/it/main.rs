@@ -1273,3 +1273,154 @@ async fn chunks_are_transcribed_while_the_rest_is_prepared(db: &TestDb) {
         "every chunk sent once, plus the 429's repeat: {calls:?}"
     );
 }
+
+/// A voice-like buzz: harmonics of `f0` shaped by two formant peaks, with a slow wobble in
+/// pitch and loudness as in speech; 16 kHz samples.
+fn voice(f0: f32, formants: [f32; 2], seconds: f32) -> Vec<f32> {
+    let rate = 16_000.0;
+    let harmonics = (7_000.0 / f0) as usize;
+    // Each harmonic's phase is accumulated, so the wobble stays a wobble however long.
+    let mut phases = vec![0f32; harmonics + 1];
+    (0..(seconds * rate) as usize)
+        .map(|i| {
+            let t = i as f32 / rate;
+            let wobble = 1.0 + 0.03 * (2.0 * std::f32::consts::PI * 3.0 * t).sin();
+            let syllables = 0.6 + 0.4 * (2.0 * std::f32::consts::PI * 4.0 * t).sin().abs();
+            let mut v = 0.0;
+            for (h, phase) in phases.iter_mut().enumerate().skip(1) {
+                let f = h as f32 * f0 * wobble;
+                *phase = (*phase + 2.0 * std::f32::consts::PI * f / rate) % std::f32::consts::TAU;
+                let gain: f32 = formants
+                    .iter()
+                    .map(|c| 1.0 / (1.0 + ((f - c) / 150.0).powi(2)))
+                    .sum();
+                v += phase.sin() * gain / (h as f32).sqrt();
+            }
+            v * 0.05 * syllables
+        })
+        .collect()
+}
+
+/// The turns of `two_voice_wav`: (start ms, end ms, rep speaking).
+const TWO_VOICE_TURNS: [(u64, u64, bool); 6] = [
+    (500, 4_500, true),
+    (5_000, 9_000, false),
+    (9_500, 13_500, true),
+    (14_000, 18_000, false),
+    (18_500, 22_500, true),
+    (23_000, 27_000, false),
+];
+
+/// A mono WAV of two alternating voices (the rep low, the customer high) with pauses.
+fn two_voice_wav() -> Vec<u8> {
+    let mut samples = vec![0f32; 16 * 27_500];
+    for (start, end, rep) in TWO_VOICE_TURNS {
+        let seconds = (end - start) as f32 / 1000.0;
+        let speech = if rep {
+            voice(105.0, [600.0, 1_100.0], seconds)
+        } else {
+            voice(215.0, [850.0, 2_300.0], seconds)
+        };
+        let at = start as usize * 16;
+        samples[at..at + speech.len()].copy_from_slice(&speech);
+    }
+    let data: Vec<u8> = samples
+        .iter()
+        .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
+        .collect();
+    salesai_audio::pcm16_wav(1, 16_000, &data)
+}
+
+/// Answers the one chunk of `two_voice_wav` with its lines at their true times and no
+/// speakers, as Whisper does: the rep asks discovery questions, the customer describes their
+/// business.
+struct TwoVoiceStt;
+
+#[async_trait]
+impl salesai_core::stt::SpeechToText for TwoVoiceStt {
+    fn provider(&self) -> &str {
+        "stub"
+    }
+    fn model(&self) -> &str {
+        "stub"
+    }
+    fn limits(&self) -> salesai_core::audio::ChunkLimits {
+        Default::default()
+    }
+    async fn transcribe(
+        &self,
+        _request: salesai_core::stt::SttRequest,
+    ) -> Result<salesai_core::stt::SttResult, salesai_core::stt::SttError> {
+        let rep = [
+            "Thanks for the time today. How do you take orders right now?",
+            "How many people touch each order? What does a lost ticket cost you?",
+            "Our platform sends every order to the kitchen. Could we set up a trial next week?",
+        ];
+        let customer = [
+            "We write every order by hand and the kitchen loses tickets on busy nights.",
+            "Three of us, and we lose about two thousand dollars a month to mistakes.",
+            "My partner decides with me, and she wants to see the numbers first.",
+        ];
+        let (mut r, mut c) = (rep.iter(), customer.iter());
+        Ok(salesai_core::stt::SttResult {
+            segments: TWO_VOICE_TURNS
+                .iter()
+                .map(|(start, end, is_rep)| {
+                    let text = if *is_rep { r.next() } else { c.next() };
+                    salesai_core::transcript::Segment::said(
+                        *start,
+                        *end,
+                        *text.expect("three lines each"),
+                    )
+                })
+                .collect(),
+            language: Some("en".into()),
+        })
+    }
+}
+
+story!(a_mono_recording_gets_speakers_and_sides_from_its_voices);
+async fn a_mono_recording_gets_speakers_and_sides_from_its_voices(db: &TestDb) {
+    use salesai_core::domain::ConversationStatus;
+    use salesai_core::transcript::{Attribution, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    app.stt = Some(Arc::new(TwoVoiceStt));
+    let id = audio_conversation(
+        &app,
+        "default",
+        "SA",
+        two_voice_wav(),
+        serde_json::json!({ "media": "audio", "format": "wav" }),
+    )
+    .await;
+    let conversation = run_pipeline(&app, &id, "w-mono").await;
+    assert_eq!(
+        conversation.status,
+        ConversationStatus::Completed,
+        "{:?}",
+        conversation.error
+    );
+    // The prepare stage saved the speaker turns: two voices.
+    let diarization = app.store.speaker_turns(&id).await.unwrap().expect("turns");
+    assert_eq!(diarization.voices.len(), 2, "{diarization:?}");
+    let transcript = app.store.get_transcript(&id).await.unwrap();
+    assert_eq!(transcript.len(), 6);
+    for (segment, (_, _, rep)) in transcript.iter().zip(TWO_VOICE_TURNS) {
+        assert_eq!(
+            segment.attribution,
+            Some(Attribution::Inferred),
+            "{segment:?}"
+        );
+        assert!(segment.confidence.is_some_and(|c| c >= 50), "{segment:?}");
+        let expected = if rep { Role::Rep } else { Role::Customer };
+        assert_eq!(segment.role, Some(expected), "{segment:?}");
+    }
+    // One voice per side: the rep's three lines share a speaker, the customer's another.
+    let speaker = |i: usize| transcript[i].speaker.clone();
+    assert_eq!(speaker(0), speaker(2));
+    assert_eq!(speaker(0), speaker(4));
+    assert_eq!(speaker(1), speaker(3));
+    assert_eq!(speaker(1), speaker(5));
+    assert_ne!(speaker(0), speaker(1));
+}
