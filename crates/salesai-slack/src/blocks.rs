@@ -26,6 +26,11 @@ pub const ACTION_RETRY: &str = "salesai_retry";
 pub const ACTION_REPORT_LINK: &str = "salesai_report_link";
 /// Callback id of the upload modal.
 pub const UPLOAD_CALLBACK: &str = "salesai_upload";
+/// The "Who is who?" button of a card whose speakers were inferred; its value is the
+/// conversation id. Opens [`speakers_modal`].
+pub const ACTION_SPEAKERS: &str = "salesai_speakers";
+/// The callback id of the "Who is who?" modal.
+pub const SPEAKERS_CALLBACK: &str = "salesai_speakers";
 
 /// A shared file awaiting its form: carried in the button's value and the modal's metadata
 /// (nothing to store until the rep submits).
@@ -68,11 +73,11 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn section(text: &str) -> Value {
+pub(crate) fn section(text: &str) -> Value {
     json!({ "type": "section", "text": { "type": "mrkdwn", "text": truncate(text, MAX_SECTION) } })
 }
 
-fn plain(text: &str, max: usize) -> Value {
+pub(crate) fn plain(text: &str, max: usize) -> Value {
     json!({ "type": "plain_text", "text": truncate(text, max), "emoji": true })
 }
 
@@ -419,6 +424,54 @@ fn mmss(ms: u64) -> String {
     format!("{:02}:{:02}", ms / 60_000, (ms / 1000) % 60)
 }
 
+/// The "Who is who?" modal: which of the speakers found in a call is the rep (the others are
+/// then the customer's side). `speakers` are the labels in transcript order with the first
+/// line each said; `rep` is the speaker now on the rep's side, preselected.
+pub fn speakers_modal(
+    lang: Language,
+    conversation: &Conversation,
+    speakers: &[(String, String)],
+    rep: Option<&str>,
+) -> Value {
+    let options: Vec<Value> = speakers
+        .iter()
+        .take(100)
+        .map(|(label, line)| {
+            json!({
+                "text": plain(&format!("{label} — “{}”", truncate(line, 48)), 75),
+                "value": truncate(label, 150),
+            })
+        })
+        .collect();
+    let mut select = json!({ "type": "static_select", "action_id": "value", "options": options });
+    if let Some(initial) = rep.and_then(|rep| {
+        speakers
+            .iter()
+            .position(|(label, _)| label == rep)
+            .and_then(|i| select["options"].get(i).cloned())
+    }) {
+        select["initial_option"] = initial;
+    }
+    json!({
+        "type": "modal",
+        "callback_id": SPEAKERS_CALLBACK,
+        "private_metadata": conversation.id,
+        "title": plain(t(lang, "speakers_title"), 24),
+        "submit": plain(t(lang, "speakers_submit"), 24),
+        "close": plain(t(lang, "cancel"), 24),
+        "blocks": [
+            context(&format!("{} {}", t(lang, "case"), conversation.case_number.as_str())),
+            section(t(lang, "speakers_hint")),
+            {
+                "type": "input",
+                "block_id": "rep",
+                "label": plain(t(lang, "speakers_which_rep"), 2000),
+                "element": select,
+            },
+        ],
+    })
+}
+
 /// The completed card: score and qualification, PDCM bars, SPIN, top pains with a quote,
 /// strategy and next action, competitor alert, coaching highlight, report link.
 pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
@@ -577,15 +630,27 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
             agents.join(", ")
         )));
     }
+    let mut actions = Vec::new();
     if let Some(url) = &facts.report_url {
-        blocks.push(
-            json!({ "type": "actions", "block_id": "salesai_report", "elements": [ {
+        actions.push(json!({
             "type": "button",
             "action_id": ACTION_REPORT_LINK,
             "text": plain(t(lang, "full_report"), 75),
             "url": truncate(url, 3000),
-        } ] }),
-        );
+        }));
+    }
+    // Sides guessed from voices and words: the rep can say who is who from here.
+    if facts.talk.as_ref().is_some_and(|(stats, _)| stats.inferred) {
+        actions.push(json!({
+            "type": "button",
+            "action_id": ACTION_SPEAKERS,
+            "text": plain(t(lang, "speakers_button"), 75),
+            "value": truncate(&c.id, 2000),
+        }));
+    }
+    if !actions.is_empty() {
+        blocks
+            .push(json!({ "type": "actions", "block_id": "salesai_report", "elements": actions }));
     }
     blocks.truncate(MAX_BLOCKS);
     let text = format!(
@@ -1186,5 +1251,85 @@ mod tests {
             talk_line(Language::ZhTw, &stats, &flags),
             "🗣 談話: 業務 60% · 最長獨白 03:00 ⚠️ · 提問/小時 18 · 停頓 1.0 s _(說話者為推測)_"
         );
+    }
+
+    #[test]
+    fn inferred_speakers_put_who_is_who_on_the_card() {
+        let out = outputs(Language::En, EN_CALL, &[]);
+        let c = conversation("default", ConversationStatus::Completed);
+        let a = stored(&out);
+        let talk = |inferred: bool| {
+            let segments: Vec<salesai_core::transcript::Segment> = EN_CALL
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let mut s = salesai_core::transcript::Segment::said(
+                        i as u64 * 5_000,
+                        i as u64 * 5_000 + 4_000,
+                        *text,
+                    );
+                    s.role = Some(if i % 2 == 0 {
+                        salesai_core::transcript::Role::Rep
+                    } else {
+                        salesai_core::transcript::Role::Customer
+                    });
+                    s.attribution = Some(if inferred {
+                        salesai_core::transcript::Attribution::Inferred
+                    } else {
+                        salesai_core::transcript::Attribution::Known
+                    });
+                    s
+                })
+                .collect();
+            let stats = salesai_core::talk::analyze(&segments).expect("sides known");
+            (stats, Vec::new())
+        };
+        let buttons = |inferred: bool| -> Vec<String> {
+            let card = completed(
+                Language::En,
+                &CardFacts {
+                    conversation: &c,
+                    analysis: &a,
+                    buyer: None,
+                    seller: None,
+                    coach: None,
+                    report_url: Some("https://salesai.example.com/calls/1".into()),
+                    fallbacks: Vec::new(),
+                    talk: Some(talk(inferred)),
+                },
+            );
+            check_limits(&card).unwrap();
+            card["blocks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["type"] == "actions")
+                .flat_map(|b| b["elements"].as_array().unwrap().clone())
+                .map(|e| e["action_id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(buttons(true), [ACTION_REPORT_LINK, ACTION_SPEAKERS]);
+        assert_eq!(buttons(false), [ACTION_REPORT_LINK]);
+    }
+
+    #[test]
+    fn the_who_is_who_modal_preselects_the_rep_and_fits_slack() {
+        let c = conversation("default", ConversationStatus::Completed);
+        let long = "a line far longer than a Slack option may show, ".repeat(4);
+        let speakers = vec![
+            ("Speaker 1".to_owned(), long.clone()),
+            ("Speaker 2".to_owned(), "Short.".to_owned()),
+        ];
+        let modal = speakers_modal(Language::ZhTw, &c, &speakers, Some("Speaker 2"));
+        assert_eq!(modal["callback_id"], SPEAKERS_CALLBACK);
+        assert_eq!(modal["private_metadata"], c.id.as_str());
+        assert_eq!(modal["title"]["text"], "誰是誰？");
+        let select = &modal["blocks"][2]["element"];
+        assert_eq!(select["initial_option"]["value"], "Speaker 2");
+        for option in select["options"].as_array().unwrap() {
+            assert!(option["text"]["text"].as_str().unwrap().chars().count() <= 75);
+        }
+        let none = speakers_modal(Language::En, &c, &speakers, None);
+        assert!(none["blocks"][2]["element"].get("initial_option").is_none());
     }
 }

@@ -3,7 +3,10 @@
 //! Every button has a handler: "Analyze" opens the modal (at once: Slack's `trigger_id` lives
 //! three seconds), "Retry" resumes a failed conversation, the report link only needs an
 //! acknowledgement. Submitting the modal validates the answers (inline errors in the modal)
-//! and creates the conversation, whose first job downloads the file.
+//! and creates the conversation, whose first job downloads the file. "Who is who?" opens a
+//! modal listing the speakers found in a call; submitting it puts the chosen one on the rep's
+//! side (`pipeline::correct_speaker`) and analyses the call again — for the people who may
+//! reach that call, by the same rule as the web app.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +19,8 @@ use serde_json::{Value, json};
 
 use crate::Slack;
 use crate::blocks::{
-    self, ACTION_OPEN_UPLOAD, ACTION_REPORT_LINK, ACTION_RETRY, FileRef, UPLOAD_CALLBACK,
+    self, ACTION_OPEN_UPLOAD, ACTION_REPORT_LINK, ACTION_RETRY, ACTION_SPEAKERS, FileRef,
+    SPEAKERS_CALLBACK, UPLOAD_CALLBACK,
 };
 use crate::jobs::RespondJob;
 use crate::reply::{ack, form, ok_json};
@@ -39,6 +43,7 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
             match action_id {
                 ACTION_OPEN_UPLOAD => open_upload(slack, &payload, action).await,
                 ACTION_RETRY => retry(slack, &payload, action).await,
+                ACTION_SPEAKERS => open_speakers(slack, &payload, action).await,
                 ACTION_REPORT_LINK => ack(),
                 other => {
                     tracing::info!(
@@ -56,6 +61,13 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
                 .metrics
                 .slack_request("view_submission", "handled");
             submit(slack, &payload).await
+        }
+        "view_submission" if payload["view"]["callback_id"] == SPEAKERS_CALLBACK => {
+            slack
+                .app
+                .metrics
+                .slack_request("speakers_submission", "handled");
+            submit_speakers(slack, &payload).await
         }
         _ => {
             slack.app.metrics.slack_request(kind, "ignored");
@@ -126,6 +138,170 @@ async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
         respond_later(slack, url, blocks::ephemeral(&reply)).await;
     }
     ack()
+}
+
+/// Opens the "Who is who?" modal for the conversation in the button's value.
+async fn open_speakers(slack: &Slack, payload: &Value, action: &Value) -> Response {
+    let id = action["value"].as_str().unwrap_or_default();
+    let store = slack.app.store.as_ref();
+    let found = match pipeline::find(store, id).await {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::error!(event = "slack.speakers_failed", error = %err, "could not read the conversation");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let Some(conversation) = found else {
+        if let Some(url) = payload["response_url"].as_str() {
+            let text = format!("Conversation {id} no longer exists.");
+            respond_later(slack, url, blocks::ephemeral(&text)).await;
+        }
+        return ack();
+    };
+    let lang = Language::of(&slack.app.product_line(&conversation.product_line).language);
+    let transcript = match store.get_transcript(&conversation.id).await {
+        Ok(transcript) => transcript,
+        Err(err) => {
+            tracing::error!(event = "slack.speakers_failed", error = %err, "could not read the transcript");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    // Each speaker once, in order of first appearance, with the first thing they said.
+    let mut speakers: Vec<(String, String)> = Vec::new();
+    let mut rep = None;
+    for segment in &transcript {
+        let Some(label) = segment.speaker.as_deref() else {
+            continue;
+        };
+        if segment.role == Some(salesai_core::transcript::Role::Rep) && rep.is_none() {
+            rep = Some(label.to_owned());
+        }
+        if !speakers.iter().any(|(l, _)| l == label) {
+            speakers.push((label.to_owned(), segment.text.clone()));
+        }
+    }
+    if speakers.is_empty() {
+        if let Some(url) = payload["response_url"].as_str() {
+            let text = lang.pick(
+                "This call's transcript has no speakers to correct.",
+                "這通通話的逐字稿沒有可更正的說話者。",
+            );
+            respond_later(slack, url, blocks::ephemeral(text)).await;
+        }
+        return ack();
+    }
+    let view = blocks::speakers_modal(lang, &conversation, &speakers, rep.as_deref());
+    let trigger = payload["trigger_id"].as_str().unwrap_or_default();
+    let body = json!({ "trigger_id": trigger, "view": view });
+    let call = slack.client.call_json("views.open", &body);
+    let error = match tokio::time::timeout(std::time::Duration::from_millis(2500), call).await {
+        Ok(Ok(_)) => return ack(),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => "Slack did not answer views.open in time".to_owned(),
+    };
+    tracing::error!(event = "slack.views_open_failed", error = %error, "could not open the speakers form");
+    if let Some(url) = payload["response_url"].as_str() {
+        let text = lang.pick(
+            "The form did not open (Slack was slow or refused). Click *Who is who?* again.",
+            "表單沒有開啟（Slack 回應太慢或拒絕）。請再按一次「誰是誰？」。",
+        );
+        respond_later(slack, url, blocks::ephemeral(text)).await;
+    }
+    ack()
+}
+
+/// "Who is who?" submitted: the chosen speaker is the rep, checked against who may reach the
+/// call; errors are shown in the modal.
+async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
+    let view = &payload["view"];
+    let id = view["private_metadata"].as_str().unwrap_or_default();
+    let speaker = view["state"]["values"]["rep"]["value"]["selected_option"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let store = slack.app.store.as_ref();
+    let conversation = match pipeline::find(store, id).await {
+        Ok(Some(conversation)) => conversation,
+        Ok(None) => return modal_error(&format!("Conversation {id} no longer exists.")),
+        Err(err) => {
+            tracing::error!(event = "slack.speakers_failed", error = %err, "could not read the conversation");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let lang = Language::of(&slack.app.product_line(&conversation.product_line).language);
+    if speaker.is_empty() {
+        return modal_error(lang.pick("Choose the rep.", "請選擇業務。"));
+    }
+    // The same rule as the web app: the call's rep, a manager of their team, or an admin.
+    let slack_user = payload["user"]["id"].as_str().unwrap_or_default();
+    let allowed = match allowed_to_correct(store, slack_user, &conversation).await {
+        Ok(allowed) => allowed,
+        Err(err) => {
+            tracing::error!(event = "slack.speakers_failed", error = %err, "could not check who may correct");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    if let Err(reason) = allowed {
+        tracing::info!(event = "slack.speakers_denied", conversation_id = %conversation.id, slack_user_id = %slack_user, reason = %reason, "speaker correction refused");
+        return modal_error(&reason);
+    }
+    match pipeline::correct_speaker(
+        store,
+        &conversation,
+        &speaker,
+        salesai_core::transcript::Role::Rep,
+    )
+    .await
+    {
+        Ok(_) => {
+            tracing::info!(event = "conversation.speaker_corrected", conversation_id = %conversation.id, speaker = %speaker, role = "rep", slack_user_id = %slack_user, "speaker corrected from Slack; analysing again");
+            ok_json(json!({
+                "response_action": "update",
+                "view": {
+                    "type": "modal",
+                    "title": blocks::plain(t(lang, "speakers_title"), 24),
+                    "close": blocks::plain(t(lang, "close"), 24),
+                    "blocks": [blocks::section(t(lang, "speakers_done"))],
+                },
+            }))
+        }
+        Err(RestartError::Conflict(msg)) => modal_error(&msg),
+        Err(RestartError::Store(err)) => {
+            tracing::error!(event = "slack.speakers_failed", error = %err, "speaker correction failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Whether the Slack user may correct `conversation`: `Ok(Err(reason))` when they may not.
+async fn allowed_to_correct(
+    store: &dyn salesai_core::store::Store,
+    slack_user: &str,
+    conversation: &salesai_core::domain::Conversation,
+) -> salesai_core::store::StoreResult<Result<(), String>> {
+    let Some(person) = store.person_by_identity(Some(slack_user), None).await? else {
+        return Ok(Err(
+            "salesai does not know you yet; ask an admin to invite you, or upload a call first."
+                .into(),
+        ));
+    };
+    if !person.active {
+        return Ok(Err(
+            "Your salesai account is deactivated; ask an admin.".into()
+        ));
+    }
+    let rep = match &conversation.rep_user_id {
+        Some(rep) => store.person(rep).await?,
+        None => None,
+    };
+    Ok(salesai_core::access::Principal::person(&person)
+        .may_reach(rep.as_ref())
+        .map_err(|denied| denied.0))
+}
+
+/// An answer that shows `message` under the modal's speaker choice.
+fn modal_error(message: &str) -> Response {
+    ok_json(json!({ "response_action": "errors", "errors": { "rep": message } }))
 }
 
 /// Queues an answer to a `response_url`.

@@ -5,6 +5,7 @@
 mod commands;
 mod flow;
 mod signature;
+mod speakers;
 
 use std::sync::Arc;
 use std::time::Duration;
