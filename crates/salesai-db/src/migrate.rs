@@ -47,6 +47,7 @@ macro_rules! migrations {
             (9, "0009", "meeting_notes"),
             (10, "0010", "job_priority"),
             (11, "0011", "speakers"),
+            (12, "0012", "call_score"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {

@@ -108,12 +108,13 @@ pub async fn calls(
         format!(
             "{recursive} {c} INSERT INTO conversations (id, case_number, opportunity_id, product_line, \
              conversation_type, title, status, rep_user_id, duration_ms, conversation_date, media_kind, \
-             created_at, updated_at) \
+             analysis_score, created_at, updated_at) \
              SELECT {cid}, {case}, 'bw-opp-' || c.i, 'default', \
              CASE c.i % 3 WHEN 0 THEN 'discovery_call' WHEN 1 THEN 'demo' ELSE 'follow_up' END, \
              'Call ' || c.i, \
              CASE WHEN c.i % 50 = 7 THEN 'failed' WHEN c.i % 50 = 9 THEN 'analyzing' ELSE 'completed' END, \
-             'bw-rep-' || (c.i % {REPS}), {dur}, {created}, 'transcript', {created}, {created} FROM c WHERE TRUE {conflict}",
+             'bw-rep-' || (c.i % {REPS}), {dur}, {created}, 'transcript', \
+             CASE WHEN c.i % 50 NOT IN (7, 9) THEN (c.i * 37) % 101 END, {created}, {created} FROM c WHERE TRUE {conflict}",
             c = series("c", from, to),
             cid = id("c.i"),
             case = if pg {

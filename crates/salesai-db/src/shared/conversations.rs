@@ -228,6 +228,10 @@ fn push_filter(
         CallSort::ScoreHigh => (true, Some("DESC")),
         CallSort::ScoreLow => (true, Some("ASC")),
     };
+    if score.is_some() {
+        // Sorted by score: analysed calls only.
+        qb.push(" AND ").push(SCORE_OF).push(" IS NOT NULL");
+    }
     if let Some(after) = &filter.after {
         let at = db_time(after.created_at);
         let (time_op, id_op) = if newer_first { ("<", "<") } else { (">", ">") };
@@ -274,26 +278,17 @@ fn push_filter(
     }
 }
 
-/// A call's overall score, in a conversations query sorted by score (see [`calls_from`]).
-const SCORE_OF: &str = "sort_score";
-
-/// What a conversations query reads from: the table, or — sorted by score — the analysed calls
-/// with their score as `sort_score` under the same name, so the filters read alike and the
-/// planner can walk the score index (`analyses_score_idx`) and stop when the page is full.
-fn calls_from(filter: &ConversationFilter) -> &'static str {
-    if filter.sort.by_score() {
-        "(SELECT c.*, sa.overall_score AS sort_score FROM conversations c \
-         JOIN analyses sa ON sa.conversation_id = c.id) conversations"
-    } else {
-        "conversations"
-    }
-}
+/// A call's overall score, copied beside the call from its analysis (migration 0012), which a
+/// list sorted by score walks in one index (`conversations_score_low_idx`, or
+/// `conversations_score_high_idx` backwards) and stops when the page is full.
+const SCORE_OF: &str = "analysis_score";
 
 /// Deletes a conversation's agent outputs and analysis inside the caller's transaction.
 async fn clear_analysis_in(conn: &mut Conn, id: &str) -> R<()> {
     for sql in [
         sql!("DELETE FROM agent_outputs WHERE conversation_id = $1"),
         sql!("DELETE FROM analyses WHERE conversation_id = $1"),
+        sql!("UPDATE conversations SET analysis_score = NULL WHERE id = $1"),
     ] {
         crate::statement::query(sql)
             .bind(id)
@@ -497,7 +492,7 @@ impl Conversations for StoreImpl {
             let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
             let mut qb =
                 QueryBuilder::<Db>::new(concat!("SELECT ", conversation_columns!(), " FROM "));
-            qb.push(calls_from(filter)).push(" WHERE TRUE");
+            qb.push("conversations WHERE TRUE");
             push_filter(&mut qb, filter, &transcript);
             let rows = qb.build().fetch_all(&self.pool).await?;
             rows.iter().map(conversation_from_row).collect()
@@ -516,7 +511,7 @@ impl Conversations for StoreImpl {
                  (SELECT end_ms FROM transcript_segments s WHERE s.conversation_id = conversations.id \
                   ORDER BY seq DESC LIMIT 1) AS last_end_ms FROM "
             ));
-            qb.push(calls_from(filter)).push(" WHERE TRUE");
+            qb.push("conversations WHERE TRUE");
             let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
             push_filter(&mut qb, filter, &transcript);
             let rows = qb.build().fetch_all(&self.pool).await?;
@@ -873,9 +868,10 @@ impl Conversations for StoreImpl {
             .await?;
             crate::statement::query(sql!(
                 "UPDATE conversations SET status = 'completed', error_stage = NULL, error_code = NULL, error_message = NULL, \
-                 error_retryable = NULL, updated_at = now() WHERE id = $1"
+                 error_retryable = NULL, analysis_score = $2, updated_at = now() WHERE id = $1"
             ))
             .bind(id)
+            .bind(i32::from(analysis.overall_score.value()))
             .execute(&mut *tx)
             .await?;
             stage_event_in(&mut tx, id, ConversationStatus::Completed).await?;

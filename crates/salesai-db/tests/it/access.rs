@@ -688,6 +688,36 @@ async fn the_calls_list_sorts_and_pages_in_every_order(db: &TestDb) {
             (ids[6].clone(), Some(10)),
         ]
     );
+    // The score beside the call follows its analysis: analysed again with a new score, the
+    // call moves; its analysis cleared (a re-analysis on its way), it leaves the sorted list.
+    let rescored = Score::new(95).unwrap();
+    store
+        .complete_analysis(
+            &ids[6],
+            &StoredAnalysis {
+                engine: "rules".into(),
+                overall_score: rescored,
+                qualification: "strong".into(),
+                pain_score: rescored,
+                decision_score: rescored,
+                champion_score: rescored,
+                metrics_score: rescored,
+                result: serde_json::json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    store.clear_analysis(&ids[3]).await.unwrap();
+    let high = walk(CallSort::ScoreHigh).await;
+    assert_eq!(
+        high,
+        vec![
+            (ids[6].clone(), Some(95)),
+            (ids[0].clone(), Some(70)),
+            (ids[4].clone(), Some(40)),
+            (ids[2].clone(), Some(40)),
+        ]
+    );
     assert_eq!(CallSort::parse("score_low"), Some(CallSort::ScoreLow));
     assert_eq!(CallSort::parse("random"), None);
     assert_eq!(CallCursor::decode("s101~1~x"), None, "a score above 100");

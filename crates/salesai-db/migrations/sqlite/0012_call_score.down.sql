@@ -1,0 +1,3 @@
+DROP INDEX conversations_score_high_idx;
+DROP INDEX conversations_score_low_idx;
+ALTER TABLE conversations DROP COLUMN analysis_score;
