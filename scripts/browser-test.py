@@ -335,9 +335,14 @@ def screenshots(env, out, text_call, audio_call):
         try:
             b.get(f"{env.base}/lang?to={lang}&next=/login")
             shoot(b, f"{code}-login")
-            b.get(env.link("admin@example.com"))
+            link = env.link("admin@example.com")
+            b.get(link)
             shoot(b, f"{code}-link")
             b.click("button.primary")
+            # The next page only once the sign-in has landed (its cookie set), or the shots
+            # would show the sign-in page.
+            wait_for(lambda: not b.current_url().split("?")[0].endswith(link.split("/")[-1]),
+                     "the sign-in to finish", 20)
             pages = [("home", "/"), ("calls", "/calls"),
                      ("search", "/calls?q=" + urllib.request.quote("漏單")),
                      ("call", f"/calls/{text_call}"), ("upload", "/upload"),
@@ -352,8 +357,7 @@ def screenshots(env, out, text_call, audio_call):
             b.close()
         rep = Browser(lang=lang)
         try:
-            rep.get(env.link("bob@example.com"))
-            rep.click("button.primary")
+            sign_in(rep, env.link("bob@example.com"))
             rep.get(f"{env.base}/calls/{text_call}")
             shoot(rep, f"{code}-forbidden")
             rep.get(f"{env.base}/")

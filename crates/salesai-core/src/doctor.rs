@@ -34,6 +34,37 @@ pub struct Finding {
     pub evidence: String,
     /// What to do.
     pub action: String,
+    /// `title` in Traditional Chinese, for the operations page in zh-TW (empty: use `title`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title_zh: String,
+    /// `action` in Traditional Chinese (commands and settings stay as they are typed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub action_zh: String,
+}
+
+impl Finding {
+    /// The same finding, said in Traditional Chinese too.
+    fn zh(mut self, title: impl Into<String>, action: &str) -> Finding {
+        self.title_zh = title.into();
+        self.action_zh = action.into();
+        self
+    }
+
+    /// The title in `lang`.
+    pub fn title_in(&self, lang: crate::language::Language) -> &str {
+        match lang {
+            crate::language::Language::ZhTw if !self.title_zh.is_empty() => &self.title_zh,
+            _ => &self.title,
+        }
+    }
+
+    /// What to do, in `lang`.
+    pub fn action_in(&self, lang: crate::language::Language) -> &str {
+        match lang {
+            crate::language::Language::ZhTw if !self.action_zh.is_empty() => &self.action_zh,
+            _ => &self.action,
+        }
+    }
 }
 
 /// The thresholds of the monitoring guide (SPEC §8).
@@ -157,6 +188,8 @@ fn finding(
         title,
         evidence,
         action: action.into(),
+        title_zh: String::new(),
+        action_zh: String::new(),
     }
 }
 
@@ -165,24 +198,28 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Some(err) = &facts.database_error {
         out.push(finding(Severity::P0, "database", "the database cannot be reached".into(), err.clone(),
-            "check DATABASE_URL and that the server is up (runbook scenario 3); nothing works without it"));
+            "check DATABASE_URL and that the server is up (runbook scenario 3); nothing works without it")
+                .zh("無法連線到資料庫", "檢查 DATABASE_URL 以及資料庫伺服器是否運作（手冊情境 3）；沒有資料庫什麼都無法運作"));
     }
     if let Some(db) = &facts.database {
         if let Some(integrity) = db.integrity.as_deref().filter(|i| *i != "ok") {
             out.push(finding(Severity::P0, "database", "SQLite's integrity check failed".into(), integrity.chars().take(300).collect(),
-                "stop salesai, restore the latest verified backup, and move to PostgreSQL if this was a multi-node setup"));
+                "stop salesai, restore the latest verified backup, and move to PostgreSQL if this was a multi-node setup")
+                .zh("SQLite 完整性檢查失敗", "停止 salesai，還原最近一份驗證過的備份；若是多節點部署，請改用 PostgreSQL"));
         }
         if !db.lock_waits.is_empty() {
             out.push(finding(Severity::P2, "database", format!("{} sessions are waiting on locks", db.lock_waits.len()),
                 db.lock_waits.iter().take(3).cloned().collect::<Vec<_>>().join(" | "),
-                "find what the blocking session is doing; if it is an idle transaction, `salesai db terminate-idle --older-than 5m` (runbook scenario 3)"));
+                "find what the blocking session is doing; if it is an idle transaction, `salesai db terminate-idle --older-than 5m` (runbook scenario 3)")
+                .zh(format!("{} 個連線正在等待鎖定", db.lock_waits.len()), "查明造成阻塞的連線在做什麼；若是閒置交易，執行 `salesai db terminate-idle --older-than 5m`（手冊情境 3）"));
         }
         if let Some(max) = db.max_connections
             && max > 0
             && db.connections * 10 >= max * 8
         {
             out.push(finding(Severity::P2, "database", format!("{} of {max} connections in use", db.connections),
-                "80 % of the server's limit".into(), "lower SALESAI_DB_MAX_CONNECTIONS per node or raise max_connections; `salesai db terminate-idle` frees idle ones"));
+                "80 % of the server's limit".into(), "lower SALESAI_DB_MAX_CONNECTIONS per node or raise max_connections; `salesai db terminate-idle` frees idle ones")
+                .zh(format!("已使用 {} / {max} 個連線", db.connections), "調低每個節點的 SALESAI_DB_MAX_CONNECTIONS 或提高 max_connections；`salesai db terminate-idle` 可釋放閒置連線"));
         }
         // Headroom across nodes: what every live node's pool may open at once, against the
         // server's limit less its reserved superuser slots.
@@ -197,46 +234,62 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
                 out.push(finding(Severity::P3, "database",
                     format!("{nodes} nodes' pools may open {worst} connections; PostgreSQL allows {usable}"),
                     format!("{nodes} live nodes × SALESAI_DB_MAX_CONNECTIONS={} (pools open connections on demand and close them after 30 s unused; {} are open now)", db.pool_max, db.connections),
-                    "put PgBouncer in transaction mode in front of PostgreSQL (docs/RUNBOOK.md, section Many nodes) or lower SALESAI_DB_MAX_CONNECTIONS; raising max_connections also works"));
+                    "put PgBouncer in transaction mode in front of PostgreSQL (docs/RUNBOOK.md, section Many nodes) or lower SALESAI_DB_MAX_CONNECTIONS; raising max_connections also works")
+                .zh(format!("{nodes} 個節點的連線池最多可能開 {worst} 個連線；PostgreSQL 只允許 {usable} 個"), "在 PostgreSQL 前以交易模式架設 PgBouncer（docs/RUNBOOK.md 的 Many nodes 一節），或調低 SALESAI_DB_MAX_CONNECTIONS；提高 max_connections 也可以"));
             }
         }
         match &db.slow_statements {
             None if db.backend == "postgres" => out.push(finding(Severity::P3, "database", "slow statements cannot be listed".into(),
                 "pg_stat_statements is not installed or not preloaded".into(),
-                "add pg_stat_statements to shared_preload_libraries, restart PostgreSQL, then CREATE EXTENSION pg_stat_statements")),
+                "add pg_stat_statements to shared_preload_libraries, restart PostgreSQL, then CREATE EXTENSION pg_stat_statements")
+                .zh("無法列出慢查詢", "把 pg_stat_statements 加入 shared_preload_libraries 並重新啟動 PostgreSQL，再執行 CREATE EXTENSION pg_stat_statements")),
             Some(slow) if !slow.is_empty() => out.push(finding(Severity::P2, "database", format!("{} statements average over {:.0} ms", slow.len(), t.slow_query_ms),
                 slow.iter().take(3).cloned().collect::<Vec<_>>().join(" | "),
-                "EXPLAIN ANALYZE the slowest; `salesai db analyze` refreshes planner statistics (runbook scenario 3)")),
+                "EXPLAIN ANALYZE the slowest; `salesai db analyze` refreshes planner statistics (runbook scenario 3)")
+                .zh(format!("{} 個 SQL 語句平均超過 {:.0} ms", slow.len(), t.slow_query_ms), "對最慢的語句執行 EXPLAIN ANALYZE；`salesai db analyze` 會更新查詢規劃的統計（手冊情境 3）")),
             _ => {}
         }
         if !db.needs_vacuum.is_empty() {
-            out.push(finding(
-                Severity::P3,
-                "database",
-                format!("{} tables need VACUUM", db.needs_vacuum.len()),
-                db.needs_vacuum
-                    .iter()
-                    .map(|(t, n)| format!("{t}: {n} dead rows"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                "run `salesai db analyze` (VACUUM ANALYZE)",
-            ));
+            out.push(
+                finding(
+                    Severity::P3,
+                    "database",
+                    format!("{} tables need VACUUM", db.needs_vacuum.len()),
+                    db.needs_vacuum
+                        .iter()
+                        .map(|(t, n)| format!("{t}: {n} dead rows"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    "run `salesai db analyze` (VACUUM ANALYZE)",
+                )
+                .zh(
+                    format!("{} 個資料表需要 VACUUM", db.needs_vacuum.len()),
+                    "執行 `salesai db analyze`（VACUUM ANALYZE）",
+                ),
+            );
         }
         if let Some(wal) = db.wal_bytes
             && wal > 256 * 1024 * 1024
         {
-            out.push(finding(
-                Severity::P3,
-                "database",
-                format!("the SQLite WAL is {} MB", wal / 1_048_576),
-                "it is checkpointed when no reader holds it".into(),
-                "restart salesai at a quiet moment, or run `salesai db analyze`",
-            ));
+            out.push(
+                finding(
+                    Severity::P3,
+                    "database",
+                    format!("the SQLite WAL is {} MB", wal / 1_048_576),
+                    "it is checkpointed when no reader holds it".into(),
+                    "restart salesai at a quiet moment, or run `salesai db analyze`",
+                )
+                .zh(
+                    format!("SQLite WAL 檔已達 {} MB", wal / 1_048_576),
+                    "在離峰時重新啟動 salesai，或執行 `salesai db analyze`",
+                ),
+            );
         }
     }
     if let Some(err) = &facts.storage_error {
         out.push(finding(Severity::P1, "storage", "blob storage failed the write/read/delete probe".into(), err.clone(),
-            "run `salesai storage check`; check SALESAI_BLOB_URL, the S3 endpoint, credentials and bucket (runbook scenario 1, cause 3)"));
+            "run `salesai storage check`; check SALESAI_BLOB_URL, the S3 endpoint, credentials and bucket (runbook scenario 1, cause 3)")
+                .zh("檔案儲存的寫入／讀取／刪除測試失敗", "執行 `salesai storage check`；檢查 SALESAI_BLOB_URL、S3 端點、憑證與 bucket（手冊情境 1，原因 3）"));
     }
     if let Some(stats) = &facts.queue {
         if let Some(window) = stats.windows.iter().find(|w| w.window == facts.window) {
@@ -260,11 +313,13 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
                     out.push(finding(Severity::P1, "processing",
                         format!("{:.1} % of job attempts failed in the last {}", rate * 100.0, window.window),
                         format!("{failed} failed, {} completed; by code: {by_code}", window.completed),
-                        "look at the top code: GROQ_API_ERROR → provider quota (`salesai queue pause conversations` while it lasts); DATABASE_ERROR → connections; STORAGE_ERROR/FILE_DOWNLOAD_FAILED → `salesai storage check` (runbook scenario 1)"));
+                        "look at the top code: GROQ_API_ERROR → provider quota (`salesai queue pause conversations` while it lasts); DATABASE_ERROR → connections; STORAGE_ERROR/FILE_DOWNLOAD_FAILED → `salesai storage check` (runbook scenario 1)")
+                .zh(format!("最近 {} 內有 {:.1} % 的工作嘗試失敗", window.window, rate * 100.0), "先看最多的錯誤代碼：GROQ_API_ERROR → 供應商額度（期間內執行 `salesai queue pause conversations`）；DATABASE_ERROR → 連線數；STORAGE_ERROR/FILE_DOWNLOAD_FAILED → `salesai storage check`（手冊情境 1）"));
                 } else if failed > 0 {
                     out.push(finding(Severity::P3, "processing",
                         format!("{failed} failed attempts in the last {} ({:.1} %)", window.window, rate * 100.0),
-                        by_code, "below the 5 % threshold; `salesai queue list --status dead` shows any that gave up"));
+                        by_code, "below the 5 % threshold; `salesai queue list --status dead` shows any that gave up")
+                .zh(format!("最近 {} 內有 {failed} 次失敗的嘗試（{:.1} %）", window.window, rate * 100.0), "低於 5 % 門檻；`salesai queue list --status dead` 會列出已放棄的工作"));
                 }
             }
         }
@@ -274,30 +329,40 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             if queued > t.queue_depth {
                 out.push(finding(Severity::P2, "queue", format!("queue {} has {queued} jobs waiting", q.queue),
                     format!("threshold {}; oldest waiting {} s", t.queue_depth, q.oldest_waiting_secs),
-                    "check workers are running and not failing; raise throughput with `salesai queue set QUEUE --max-concurrency N` or start another `salesai worker` (runbook scenario 2)"));
+                    "check workers are running and not failing; raise throughput with `salesai queue set QUEUE --max-concurrency N` or start another `salesai worker` (runbook scenario 2)")
+                .zh(format!("佇列 {} 有 {queued} 個工作在等待", q.queue), "確認 worker 都在執行且沒有一直失敗；用 `salesai queue set QUEUE --max-concurrency N` 提高處理量，或再啟動一個 `salesai worker`（手冊情境 2）"));
             }
             if q.oldest_waiting_secs > t.max_wait_secs {
                 out.push(finding(Severity::P2, "queue", format!("a job in {} has waited {} min", q.queue, q.oldest_waiting_secs / 60),
                     format!("threshold {} min", t.max_wait_secs / 60),
-                    "no worker is taking this queue's jobs fast enough: check `salesai queue status` and the workers' logs"));
+                    "no worker is taking this queue's jobs fast enough: check `salesai queue status` and the workers' logs")
+                .zh(format!("佇列 {} 中有工作已等待 {} 分鐘", q.queue, q.oldest_waiting_secs / 60), "沒有 worker 夠快地處理這個佇列：檢查 `salesai queue status` 與 worker 的日誌"));
             }
             if q.paused {
-                out.push(finding(
-                    Severity::P2,
-                    "queue",
-                    format!("queue {} is paused", q.queue),
-                    format!("{queued} jobs waiting"),
-                    "resume it when the cause is fixed: `salesai queue resume QUEUE`",
-                ));
+                out.push(
+                    finding(
+                        Severity::P2,
+                        "queue",
+                        format!("queue {} is paused", q.queue),
+                        format!("{queued} jobs waiting"),
+                        "resume it when the cause is fixed: `salesai queue resume QUEUE`",
+                    )
+                    .zh(
+                        format!("佇列 {} 已暫停", q.queue),
+                        "問題解決後恢復：`salesai queue resume QUEUE`",
+                    ),
+                );
             }
             if q.expired_leases > 0 {
                 out.push(finding(Severity::P2, "queue", format!("{} jobs in {} are held by a worker that stopped renewing", q.expired_leases, q.queue),
-                    "their leases have run out".into(), "a worker died or hangs; running nodes return the jobs within seconds — if they do not, no worker is running"));
+                    "their leases have run out".into(), "a worker died or hangs; running nodes return the jobs within seconds — if they do not, no worker is running")
+                .zh(format!("{} 中有 {} 個工作被已停止續約的 worker 佔住", q.queue, q.expired_leases), "有 worker 當掉或卡住；運作中的節點會在幾秒內收回這些工作——若沒有，表示沒有任何 worker 在執行"));
             }
             if dead > 0 {
                 out.push(finding(Severity::P3, "queue", format!("{dead} dead jobs in {}", q.queue),
                     "attempts spent or failure terminal".into(),
-                    "inspect with `salesai queue list --status dead`, retry with `salesai queue retry --all --queue QUEUE` once the cause is fixed, or purge"));
+                    "inspect with `salesai queue list --status dead`, retry with `salesai queue retry --all --queue QUEUE` once the cause is fixed, or purge")
+                .zh(format!("{} 中有 {dead} 個失敗的工作", q.queue), "用 `salesai queue list --status dead` 檢視，問題解決後用 `salesai queue retry --all --queue QUEUE` 重試，或清除"));
             }
         }
     }
@@ -321,7 +386,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             .collect::<Vec<_>>()
             .join(", ");
         out.push(finding(Severity::P2, "processing", format!("{} conversations stuck in a stage for over {} min", stuck.len(), t.max_wait_secs / 60),
-            sample, "a stage still running slowly needs nothing; check with `salesai queue list`. One whose jobs are all dead (from before dead jobs failed their conversation) resumes with `salesai conversations retry CASE`; retry refuses while work is still queued or running"));
+            sample, "a stage still running slowly needs nothing; check with `salesai queue list`. One whose jobs are all dead (from before dead jobs failed their conversation) resumes with `salesai conversations retry CASE`; retry refuses while work is still queued or running")
+                .zh(format!("{} 通對話卡在同一階段超過 {} 分鐘", stuck.len(), t.max_wait_secs / 60), "仍在慢慢處理的階段不需處理，用 `salesai queue list` 確認。若它的工作全部失敗（來自失敗工作還不會讓對話失敗的舊版本），用 `salesai conversations retry CASE` 繼續；仍有工作排隊或執行中時，重試會被拒絕"));
     }
     let sqlite = facts
         .database
@@ -334,7 +400,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             format!("{} salesai processes share a SQLite database", facts.nodes.len()),
             facts.nodes.join(", "),
             "SQLite has one writer and lives on one machine: use PostgreSQL (DATABASE_URL=postgres://…) for several nodes; `salesai backup create` then `salesai backup restore FILE --database-url postgres://…` moves the data",
-        ));
+        )
+                .zh(format!("{} 個 salesai 程序共用同一個 SQLite 資料庫", facts.nodes.len()), "SQLite 只有一個寫入者且只在一台機器上：多節點請用 PostgreSQL（DATABASE_URL=postgres://…）；先 `salesai backup create`，再 `salesai backup restore FILE --database-url postgres://…` 即可搬移資料"));
     }
     if !facts.unowned_tokens.is_empty() {
         out.push(finding(
@@ -346,7 +413,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             ),
             facts.unowned_tokens.join(", "),
             "re-issue each for its person with `salesai token create --name NAME --for EMAIL`, then `salesai token revoke NAME`; a person's token reaches only what they may",
-        ));
+        )
+                .zh(format!("{} 個業務或主管的 API 權杖不屬於任何人，會被當成服務權杖", facts.unowned_tokens.len()), "用 `salesai token create --name NAME --for EMAIL` 為各自的人重新發行，再執行 `salesai token revoke NAME`；個人的權杖只能存取本人可看的資料"));
     }
     match (facts.backups_scheduled, facts.last_backup_hours) {
         (false, None) => out.push(finding(
@@ -355,21 +423,24 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             "no backups: none taken and none scheduled".into(),
             "the backup folder is empty and SALESAI_BACKUP_AT is not set".into(),
             "set SALESAI_BACKUP_AT=03:00 (daily, once across nodes) and take one now with `salesai backup create`",
-        )),
+        )
+                .zh("沒有備份：從未備份，也沒有排程", "設定 SALESAI_BACKUP_AT=03:00（每天一次，多節點也只執行一次），並立即執行 `salesai backup create`")),
         (false, Some(_)) => out.push(finding(
             Severity::P3,
             "configuration",
             "backups are not scheduled".into(),
             "SALESAI_BACKUP_AT is not set".into(),
             "set SALESAI_BACKUP_AT=03:00",
-        )),
+        )
+                .zh("沒有排程備份", "設定 SALESAI_BACKUP_AT=03:00")),
         (true, Some(h)) if h > 26 => out.push(finding(
             Severity::P2,
             "backups",
             format!("the last backup is {h} hours old"),
             "daily backups are scheduled but none succeeded in the last 26 hours".into(),
             "check the log for backup.created / maintenance.backup failures (runbook scenario 5); `salesai backup create` by hand",
-        )),
+        )
+                .zh(format!("最近一次備份已是 {h} 小時前"), "查看日誌中 backup.created／maintenance.backup 的失敗（手冊情境 5）；手動執行 `salesai backup create`")),
         _ => {}
     }
     if facts.pending_migrations > 0 {
@@ -379,7 +450,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             format!("{} migrations pending", facts.pending_migrations),
             "the schema is older than this binary; queue and processing checks are skipped until it is current".into(),
             "`salesai migrate up` (salesai serve applies them on start); `salesai migrate status` lists them",
-        ));
+        )
+                .zh(format!("有 {} 個資料庫遷移尚未套用", facts.pending_migrations), "`salesai migrate up`（salesai serve 啟動時會自動套用）；`salesai migrate status` 會列出"));
     }
     for (provider, pauses) in &facts.provider_pauses_10m {
         out.push(finding(
@@ -388,7 +460,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             format!("{provider} failed broadly and paused itself"),
             format!("{pauses} automatic pause(s) in the last 10 minutes: most calls in a minute failed (5xx, timeouts, 429s); calls resume by themselves after each pause and waiting jobs keep their attempts"),
             "check the provider's status page and its key; `salesai queue pause conversations` holds everything longer, the log events are provider.paused and provider.resumed",
-        ));
+        )
+                .zh(format!("{provider} 大量失敗並已自動暫停"), "檢查供應商的狀態頁與金鑰；`salesai queue pause conversations` 可暫停更久，相關日誌事件為 provider.paused 與 provider.resumed"));
     }
     if let Some(n) = facts.signature_failures_10m
         && n > t.signature_failures
@@ -399,7 +472,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             "Slack signature failures are spiking".into(),
             format!("{n} requests refused for their signature in the last 10 minutes (threshold {})", t.signature_failures),
             "check SLACK_SIGNING_SECRET against the app's Basic Information page and the host clock (runbook scenario 4); the log event is slack.signature_invalid",
-        ));
+        )
+                .zh("Slack 簽章驗證失敗暴增", "比對 SLACK_SIGNING_SECRET 與 Slack 應用程式 Basic Information 頁面，並檢查主機時鐘（手冊情境 4）；日誌事件為 slack.signature_invalid"));
     }
     for p in &facts.providers {
         let action = match p.provider.as_str() {
@@ -414,41 +488,77 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             }
             _ => "check the provider's settings",
         };
+        let action_zh = match p.provider.as_str() {
+            "speech-to-text" => {
+                "檢查 GROQ_API_KEY（或 SALESAI_STT_BASE_URL / SALESAI_STT_API_KEY）與供應商狀態頁；錄音會在佇列中等待"
+            }
+            "llm" => {
+                "檢查 GEMINI_API_KEY（或 SALESAI_LLM_BASE_URL / SALESAI_LLM_API_KEY）與供應商狀態頁"
+            }
+            "slack" => {
+                "執行 `salesai slack check`；檢查 SLACK_BOT_TOKEN 與 https://api.slack.com/apps 上的應用程式（Request URL；變更權限範圍後需重新安裝）"
+            }
+            _ => "檢查該供應商的設定",
+        };
         if let Some(err) = &p.error {
-            out.push(finding(
-                Severity::P1,
-                "providers",
-                format!("{} ({}) is configured but failing", p.provider, p.target),
-                err.clone(),
-                action,
-            ));
+            out.push(
+                finding(
+                    Severity::P1,
+                    "providers",
+                    format!("{} ({}) is configured but failing", p.provider, p.target),
+                    err.clone(),
+                    action,
+                )
+                .zh(
+                    format!("{}（{}）已設定但失敗", p.provider, p.target),
+                    action_zh,
+                ),
+            );
         } else if let Some(warning) = &p.warning {
-            out.push(finding(
-                Severity::P2,
-                "providers",
-                format!("{} ({}) works but needs attention", p.provider, p.target),
-                warning.clone(),
-                action,
-            ));
+            out.push(
+                finding(
+                    Severity::P2,
+                    "providers",
+                    format!("{} ({}) works but needs attention", p.provider, p.target),
+                    warning.clone(),
+                    action,
+                )
+                .zh(
+                    format!("{}（{}）可運作但需要注意", p.provider, p.target),
+                    action_zh,
+                ),
+            );
         }
     }
     if !facts.stt_configured {
-        out.push(finding(
-            Severity::P3,
-            "configuration",
-            "no speech-to-text provider".into(),
-            "recordings fail with STT_NOT_CONFIGURED; transcripts still work".into(),
-            "set GROQ_API_KEY, or SALESAI_STT_BASE_URL for another OpenAI-compatible server",
-        ));
+        out.push(
+            finding(
+                Severity::P3,
+                "configuration",
+                "no speech-to-text provider".into(),
+                "recordings fail with STT_NOT_CONFIGURED; transcripts still work".into(),
+                "set GROQ_API_KEY, or SALESAI_STT_BASE_URL for another OpenAI-compatible server",
+            )
+            .zh(
+                "沒有設定語音轉文字供應商",
+                "設定 GROQ_API_KEY，或為其他 OpenAI 相容伺服器設定 SALESAI_STT_BASE_URL",
+            ),
+        );
     }
     if !facts.llm_configured {
-        out.push(finding(
-            Severity::P3,
-            "configuration",
-            "no LLM: the offline rules engine analyses".into(),
-            "analyses are marked engine: rules".into(),
-            "set GEMINI_API_KEY, or SALESAI_LLM_BASE_URL and SALESAI_LLM_MODEL",
-        ));
+        out.push(
+            finding(
+                Severity::P3,
+                "configuration",
+                "no LLM: the offline rules engine analyses".into(),
+                "analyses are marked engine: rules".into(),
+                "set GEMINI_API_KEY, or SALESAI_LLM_BASE_URL and SALESAI_LLM_MODEL",
+            )
+            .zh(
+                "沒有 LLM：由離線規則引擎分析",
+                "設定 GEMINI_API_KEY，或設定 SALESAI_LLM_BASE_URL 與 SALESAI_LLM_MODEL",
+            ),
+        );
     }
     out.sort_by_key(|f| f.severity);
     out
@@ -591,6 +701,66 @@ mod tests {
             now: Utc::now(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn every_finding_is_said_in_traditional_chinese_too() {
+        use crate::language::Language;
+        // Everything wrong at once that needs no queue or conversation rows.
+        let mut f = facts();
+        f.database_error = Some("connection refused".into());
+        f.storage_error = Some("bucket gone".into());
+        f.database = Some(DatabaseFacts {
+            backend: "postgres".into(),
+            connections: 95,
+            max_connections: Some(100),
+            pool_max: 20,
+            lock_waits: vec!["pid 1 waits on pid 2".into()],
+            slow_statements: None,
+            needs_vacuum: vec![("jobs".into(), 90_000)],
+            integrity: Some("page 3 is corrupt".into()),
+            wal_bytes: Some(512 * 1024 * 1024),
+        });
+        f.nodes = (0..10).map(|n| format!("node-{n}")).collect();
+        f.unowned_tokens = vec!["old (rep)".into()];
+        f.backups_scheduled = false;
+        f.pending_migrations = 2;
+        f.provider_pauses_10m = vec![("llm".into(), 1)];
+        f.signature_failures_10m = Some(500);
+        f.stt_configured = false;
+        f.llm_configured = false;
+        f.providers = vec![ProviderCheck {
+            provider: "slack".into(),
+            target: "Acme".into(),
+            error: Some("invalid_auth".into()),
+            warning: None,
+        }];
+        let found = diagnose(&f, &Thresholds::default());
+        assert!(found.len() >= 15, "{found:?}");
+        for finding in &found {
+            let title = finding.title_in(Language::ZhTw);
+            assert!(
+                title.chars().any(crate::transcript::is_cjk),
+                "untranslated title: {title}"
+            );
+            let action = finding.action_in(Language::ZhTw);
+            assert!(
+                action.chars().any(crate::transcript::is_cjk) && action != finding.action,
+                "untranslated action: {action}"
+            );
+            assert_eq!(finding.title_in(Language::En), finding.title);
+            assert_eq!(finding.action_in(Language::En), finding.action);
+        }
+        // Commands stay as they are typed.
+        let backups = found
+            .iter()
+            .find(|x| x.title.starts_with("no backups"))
+            .unwrap();
+        assert!(
+            backups
+                .action_in(Language::ZhTw)
+                .contains("`salesai backup create`")
+        );
     }
 
     #[test]

@@ -89,10 +89,10 @@ pub async fn show(
                     @for finding in f {
                         li {
                             span class={ "pill sev-" (severity(finding.severity)) } { (severity(finding.severity)) }
-                            " " span.muted { (finding.area) }
-                            div.finding-title { strong { (finding.title) } }
+                            " " span.muted { (area(lang.0, &finding.area)) }
+                            div.finding-title { strong { (finding.title_in(lang.0)) } }
                             @if !finding.evidence.is_empty() { div.sub { (finding.evidence) } }
-                            div.finding-action { (lang.pick("Do: ", "處理：")) code { (finding.action) } }
+                            div.finding-action { (lang.pick("Do: ", "處理：")) code { (finding.action_in(lang.0).replace('`', "")) } }
                         }
                     }
                 },
@@ -486,4 +486,20 @@ pub async fn bulk(
         }
     };
     Ok(page(&viewer, Nav::Ops, "/ops", title, body).into_response())
+}
+
+/// A doctor finding's area in the page's language (a provider's name stays as it is).
+fn area(lang: salesai_core::language::Language, area: &str) -> String {
+    let zh = match area {
+        "database" => "資料庫",
+        "queue" => "佇列",
+        "processing" => "處理",
+        "storage" => "檔案儲存",
+        "providers" => "供應商",
+        "configuration" => "設定",
+        "security" => "安全",
+        "backups" => "備份",
+        other => other,
+    };
+    lang.pick(area, zh).to_owned()
 }

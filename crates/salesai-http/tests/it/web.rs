@@ -1020,6 +1020,8 @@ impl salesai_core::doctor::Doctor for OneFinding {
             title: "1 dead job in conversations".into(),
             evidence: "INVALID_INPUT × 1".into(),
             action: "salesai queue retry --status dead".into(),
+            title_zh: "conversations 佇列有 1 個失敗的工作".into(),
+            action_zh: "修正原因後執行 salesai queue retry --status dead".into(),
         }]
     }
 }
@@ -1069,7 +1071,13 @@ async fn operations_page_runs_the_runbook(db: &TestDb) {
     }
     let (status, html) = t.page(Some(&admin), "/ops").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("1 dead job in conversations"));
+    // The page's language (zh-TW by default): the finding in Traditional Chinese, its
+    // command as typed.
+    assert!(
+        html.contains("conversations 佇列有 1 個失敗的工作"),
+        "{html}"
+    );
+    assert!(!html.contains("1 dead job in conversations"));
     assert!(html.contains("salesai queue retry --status dead"));
     assert!(html.contains("INVALID_INPUT"));
     assert!(

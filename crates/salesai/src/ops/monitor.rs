@@ -495,6 +495,8 @@ mod tests {
             title: title.into(),
             evidence: "e".into(),
             action: "a".into(),
+            title_zh: String::new(),
+            action_zh: String::new(),
         }
     }
 
