@@ -294,3 +294,52 @@ async fn the_per_minute_budget_reschedules_instead_of_calling() {
         .count();
     assert_eq!(calls, 2, "the third request never reached the provider");
 }
+
+/// `doctor`'s probe: a server without a model list (as faster-whisper-server) is healthy when
+/// the endpoint salesai uses is there; a wrong address or a refused key is not.
+#[tokio::test]
+async fn the_doctor_probe_tells_a_server_without_models_from_a_wrong_address() {
+    use axum::routing::get;
+    let app = Router::new()
+        // A full server: lists models, and checks the key.
+        .route(
+            "/full/v1/models",
+            get(|headers: HeaderMap| async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer good")
+                {
+                    (StatusCode::OK, "{\"data\":[]}").into_response()
+                } else {
+                    StatusCode::UNAUTHORIZED.into_response()
+                }
+            }),
+        )
+        // Whisper without a model list: only POST on its endpoint.
+        .route(
+            "/whisper/v1/audio/transcriptions",
+            post(|| async { StatusCode::OK }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let timeout = Duration::from_secs(5);
+    let good = SecretString::from("good".to_owned());
+    let bad = SecretString::from("bad".to_owned());
+    let probe = |path: &'static str, key: &'static SecretString| {
+        let url = format!("{base}{path}");
+        async move {
+            salesai_providers::probe_models(&url, Some(key), "audio/transcriptions", timeout).await
+        }
+    };
+    let good: &'static SecretString = Box::leak(Box::new(good));
+    let bad: &'static SecretString = Box::leak(Box::new(bad));
+    assert_eq!(probe("/full/v1", good).await, Ok(()));
+    let refused = probe("/full/v1", bad).await.unwrap_err();
+    assert!(refused.contains("rejected the credentials"), "{refused}");
+    assert_eq!(
+        probe("/whisper/v1", good).await,
+        Ok(()),
+        "no model list, endpoint there"
+    );
+    let wrong = probe("/whisper/v2", good).await.unwrap_err();
+    assert!(wrong.contains("check the base URL"), "{wrong}");
+}

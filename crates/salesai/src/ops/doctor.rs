@@ -202,9 +202,14 @@ async fn check_providers(config: &Config) -> Vec<salesai_core::doctor::ProviderC
         Some(ProviderCheck {
             provider: "speech-to-text".into(),
             target: format!("{} {}", c.provider, c.base_url),
-            error: salesai_providers::probe_models(&c.base_url, c.api_key.as_ref(), timeout)
-                .await
-                .err(),
+            error: salesai_providers::probe_models(
+                &c.base_url,
+                c.api_key.as_ref(),
+                "audio/transcriptions",
+                timeout,
+            )
+            .await
+            .err(),
             warning: None,
         })
     };
@@ -213,9 +218,14 @@ async fn check_providers(config: &Config) -> Vec<salesai_core::doctor::ProviderC
         Some(ProviderCheck {
             provider: "llm".into(),
             target: format!("{} {}", c.provider, c.base_url),
-            error: salesai_providers::probe_models(&c.base_url, c.api_key.as_ref(), timeout)
-                .await
-                .err(),
+            error: salesai_providers::probe_models(
+                &c.base_url,
+                c.api_key.as_ref(),
+                "chat/completions",
+                timeout,
+            )
+            .await
+            .err(),
             warning: None,
         })
     };
