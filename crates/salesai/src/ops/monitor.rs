@@ -76,7 +76,16 @@ pub fn plan(
     }
     for (key, f) in &firing {
         let detail = format!("{}\n→ {}", f.evidence, f.action);
-        let alert = format!("🚨 [{:?}] salesai — {}\n{}", f.severity, f.title, detail);
+        // The team reads Traditional Chinese (the runbook's language): the title and what to
+        // do in both, commands as typed.
+        let alert = if f.title_zh.is_empty() {
+            format!("🚨 [{:?}] salesai — {}\n{}", f.severity, f.title, detail)
+        } else {
+            format!(
+                "🚨 [{:?}] salesai — {}\n{}\n{}\n→ {}",
+                f.severity, f.title, f.title_zh, detail, f.action_zh
+            )
+        };
         match known.get(key.as_str()) {
             None => {
                 out.posts.push(alert);
@@ -515,6 +524,15 @@ mod tests {
                 .starts_with("🚨 [P2] salesai — queue conversations has 150 jobs waiting")
         );
         let open = first.save.clone();
+        // Said in Traditional Chinese too when the finding has it.
+        let mut zh = f[0].clone();
+        zh.title_zh = "佇列 conversations 有 150 個工作在等待".into();
+        zh.action_zh = "確認 worker 都在執行".into();
+        let both = plan(&[zh], &[], t0, cooldown);
+        assert_eq!(
+            both.posts[0],
+            "🚨 [P2] salesai — queue conversations has 150 jobs waiting\n佇列 conversations 有 150 個工作在等待\ne\n→ a\n→ 確認 worker 都在執行"
+        );
         // Still firing with another number: same incident, nothing posted.
         let f2 = [finding(
             Severity::P2,
