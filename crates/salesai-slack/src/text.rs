@@ -70,8 +70,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ),
     (
         "speakers_done",
-        "Speakers corrected; analysing the call again. A new card follows.",
-        "已更正說話者，正在重新分析，稍後會有新的結果。",
+        "Speakers corrected; analysing the call again. Its card updates when the analysis is done.",
+        "已更正說話者，正在重新分析；完成後結果卡會自動更新。",
     ),
     ("top_pains", "Top pains", "主要痛點"),
     ("strategy", "Strategy", "建議策略"),
