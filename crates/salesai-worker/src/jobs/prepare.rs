@@ -96,6 +96,13 @@ async fn prepare(app: &App, job: &Job, id: &str) -> Result<(), JobError> {
             .map_err(db)?;
         tracing::info!(event = "conversation.transcript_parsed", conversation_id = %id, format = ?format, segments = segments.len(), "transcript parsed");
     }
+    if !conversation.media.is_transcript() {
+        // A recording's transcript is saved by the merge, which hands over to the analysis
+        // itself: this is a rerun of a preparation whose first attempt was lost after its chunks
+        // were queued (a killed worker), and the call has moved on without it. Queuing the
+        // analysis here too would analyse the call twice.
+        return Ok(());
+    }
     // Keyed by this job: a rerun of this job after a crash enqueues nothing new.
     let next = NewJob::of(&AnalyzeJob {}).idempotency_key(format!("analyze:{id}:{}", job.id));
     store

@@ -1424,3 +1424,78 @@ async fn a_mono_recording_gets_speakers_and_sides_from_its_voices(db: &TestDb) {
     assert_eq!(speaker(1), speaker(5));
     assert_ne!(speaker(0), speaker(1));
 }
+
+story!(a_preparation_rerun_after_the_call_moved_on_queues_no_second_analysis);
+async fn a_preparation_rerun_after_the_call_moved_on_queues_no_second_analysis(db: &TestDb) {
+    // A worker killed after queuing a recording's chunks loses its preparation job; the chunks,
+    // the merge and the hand-over to the analysis go on without it. When the lost job runs
+    // again, the transcript is already saved: it must not queue the analysis a second time.
+    use salesai_core::domain::ConversationStatus;
+    use salesai_core::queue::{CONVERSATIONS, JobFilter, JobStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    app.stt = Some(Arc::new(TwoVoiceStt));
+    let id = audio_conversation(
+        &app,
+        "default",
+        "SA",
+        two_voice_wav(),
+        serde_json::json!({ "media": "audio", "format": "wav" }),
+    )
+    .await;
+    let done = run_pipeline(&app, &id, "w-first").await;
+    assert_eq!(
+        done.status,
+        ConversationStatus::Completed,
+        "{:?}",
+        done.error
+    );
+    let analyses = |app: &App| {
+        let store = app.store.clone();
+        let id = id.clone();
+        async move {
+            store
+                .list_jobs(&JobFilter {
+                    kind: Some(salesai_worker::jobs::ANALYZE.into()),
+                    conversation_id: Some(id),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(analyses(&app).await, 1);
+    // The call is being analysed when the lost preparation runs again.
+    app.store
+        .set_conversation_status(&id, ConversationStatus::Analyzing, None)
+        .await
+        .unwrap();
+    let rerun = app
+        .store
+        .enqueue(
+            NewJob::new(
+                CONVERSATIONS,
+                salesai_worker::jobs::PREPARE,
+                serde_json::json!({}),
+            )
+            .for_conversation(&id),
+        )
+        .await
+        .unwrap();
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(&app, registry, "w-rerun");
+    for _ in 0..500 {
+        let job = app.store.get_job(rerun.id).await.unwrap().unwrap();
+        if job.job.status == JobStatus::Completed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    let job = app.store.get_job(rerun.id).await.unwrap().unwrap();
+    assert_eq!(job.job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(analyses(&app).await, 1, "the analysis is queued once");
+}
