@@ -86,6 +86,28 @@ async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response
     let line = slack.app.product_line(&file.product_line).clone();
     let lang = Language::of(&line.language);
     let view = blocks::upload_modal(lang, &line, &file);
+    open_modal(
+        slack,
+        payload,
+        view,
+        "upload",
+        lang.pick(
+            "The form did not open (Slack was slow or refused). Click *Analyze* again; nothing was lost.",
+            "表單沒有開啟（Slack 回應太慢或拒絕）。請再按一次「開始分析」，資料不會遺失。",
+        ),
+    )
+    .await
+}
+
+/// Opens `view` for the click in `payload` at once (Slack's `trigger_id` lives three seconds).
+/// When Slack refuses or is slow, the person who clicked and saw nothing is told `retry_hint`.
+async fn open_modal(
+    slack: &Slack,
+    payload: &Value,
+    view: Value,
+    form: &str,
+    retry_hint: &str,
+) -> Response {
     let trigger = payload["trigger_id"].as_str().unwrap_or_default();
     let body = json!({ "trigger_id": trigger, "view": view });
     let call = slack.client.call_json("views.open", &body);
@@ -94,13 +116,9 @@ async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response
         Ok(Err(err)) => err.to_string(),
         Err(_) => "Slack did not answer views.open in time".to_owned(),
     };
-    tracing::error!(event = "slack.views_open_failed", error = %error, "could not open the upload form");
-    // The rep clicked and saw nothing: say so, and what to do.
+    tracing::error!(event = "slack.views_open_failed", form, error = %error, "could not open a form");
     if let Some(url) = payload["response_url"].as_str() {
-        let text = lang.pick("The form did not open (Slack was slow or refused). Click *Analyze* again; nothing was lost.",
-            "表單沒有開啟（Slack 回應太慢或拒絕）。請再按一次「開始分析」，資料不會遺失。",
-        );
-        respond_later(slack, url, blocks::ephemeral(text)).await;
+        respond_later(slack, url, blocks::ephemeral(retry_hint)).await;
     }
     ack()
 }
@@ -191,23 +209,17 @@ async fn open_speakers(slack: &Slack, payload: &Value, action: &Value) -> Respon
         return ack();
     }
     let view = blocks::speakers_modal(lang, &conversation, &speakers, rep.as_deref());
-    let trigger = payload["trigger_id"].as_str().unwrap_or_default();
-    let body = json!({ "trigger_id": trigger, "view": view });
-    let call = slack.client.call_json("views.open", &body);
-    let error = match tokio::time::timeout(std::time::Duration::from_millis(2500), call).await {
-        Ok(Ok(_)) => return ack(),
-        Ok(Err(err)) => err.to_string(),
-        Err(_) => "Slack did not answer views.open in time".to_owned(),
-    };
-    tracing::error!(event = "slack.views_open_failed", error = %error, "could not open the speakers form");
-    if let Some(url) = payload["response_url"].as_str() {
-        let text = lang.pick(
+    open_modal(
+        slack,
+        payload,
+        view,
+        "speakers",
+        lang.pick(
             "The form did not open (Slack was slow or refused). Click *Who is who?* again.",
             "表單沒有開啟（Slack 回應太慢或拒絕）。請再按一次「誰是誰？」。",
-        );
-        respond_later(slack, url, blocks::ephemeral(text)).await;
-    }
-    ack()
+        ),
+    )
+    .await
 }
 
 /// "Who is who?" submitted: the chosen speaker is the rep, checked against who may reach the
@@ -234,7 +246,7 @@ async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
     }
     // The same rule as the web app: the call's rep, a manager of their team, or an admin.
     let slack_user = payload["user"]["id"].as_str().unwrap_or_default();
-    let allowed = match allowed_to_correct(store, slack_user, &conversation).await {
+    let allowed = match allowed_to_correct(store, lang, slack_user, &conversation).await {
         Ok(allowed) => allowed,
         Err(err) => {
             tracing::error!(event = "slack.speakers_failed", error = %err, "could not check who may correct");
@@ -276,14 +288,17 @@ async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
 /// Whether the Slack user may correct `conversation`: `Ok(Err(reason))` when they may not.
 async fn allowed_to_correct(
     store: &dyn salesai_core::store::Store,
+    lang: Language,
     slack_user: &str,
     conversation: &salesai_core::domain::Conversation,
 ) -> salesai_core::store::StoreResult<Result<(), String>> {
     let Some(person) = store.person_by_identity(Some(slack_user), None).await? else {
-        return Ok(Err(
-            "salesai does not know you yet; ask an admin to invite you, or upload a call first."
-                .into(),
-        ));
+        return Ok(Err(lang
+            .pick(
+                "salesai does not know you yet; ask an admin to invite you, or upload a call first.",
+                "salesai 還不認識您；請管理員邀請您，或先上傳一通通話。",
+            )
+            .into()));
     };
     if !person.active {
         return Ok(Err(

@@ -590,6 +590,20 @@ async fn the_calls_list_sorts_and_pages_in_every_order(db: &TestDb) {
     use salesai_core::domain::Score;
     use salesai_core::store::{CallSort, StoredAnalysis};
     let store = db.store();
+    // An analysis whose every score is `score`.
+    let analysis = |score: i64| {
+        let s = Score::new(score).unwrap();
+        StoredAnalysis {
+            engine: "rules".into(),
+            overall_score: s,
+            qualification: "medium".into(),
+            pain_score: s,
+            decision_score: s,
+            champion_score: s,
+            metrics_score: s,
+            result: serde_json::json!({}),
+        }
+    };
     // Seven calls; five analysed with scores that tie (40 twice), two not analysed.
     let scores = [Some(70), None, Some(40), Some(90), Some(40), None, Some(10)];
     let mut ids = Vec::new();
@@ -600,21 +614,8 @@ async fn the_calls_list_sorts_and_pages_in_every_order(db: &TestDb) {
             .unwrap()
             .id;
         if let Some(score) = score {
-            let s = Score::new(*score).unwrap();
             store
-                .complete_analysis(
-                    &id,
-                    &StoredAnalysis {
-                        engine: "rules".into(),
-                        overall_score: s,
-                        qualification: "medium".into(),
-                        pain_score: s,
-                        decision_score: s,
-                        champion_score: s,
-                        metrics_score: s,
-                        result: serde_json::json!({}),
-                    },
-                )
+                .complete_analysis(&id, &analysis(*score))
                 .await
                 .unwrap();
         }
@@ -690,21 +691,8 @@ async fn the_calls_list_sorts_and_pages_in_every_order(db: &TestDb) {
     );
     // The score beside the call follows its analysis: analysed again with a new score, the
     // call moves; its analysis cleared (a re-analysis on its way), it leaves the sorted list.
-    let rescored = Score::new(95).unwrap();
     store
-        .complete_analysis(
-            &ids[6],
-            &StoredAnalysis {
-                engine: "rules".into(),
-                overall_score: rescored,
-                qualification: "strong".into(),
-                pain_score: rescored,
-                decision_score: rescored,
-                champion_score: rescored,
-                metrics_score: rescored,
-                result: serde_json::json!({}),
-            },
-        )
+        .complete_analysis(&ids[6], &analysis(95))
         .await
         .unwrap();
     store.clear_analysis(&ids[3]).await.unwrap();

@@ -1379,12 +1379,11 @@ impl salesai_core::stt::SpeechToText for TwoVoiceStt {
     }
 }
 
-story!(a_mono_recording_gets_speakers_and_sides_from_its_voices);
-async fn a_mono_recording_gets_speakers_and_sides_from_its_voices(db: &TestDb) {
+/// The mono two-voice recording run through the whole pipeline on worker `worker` (answered
+/// by [`TwoVoiceStt`]); fails unless it completes. Returns the app and the conversation id.
+async fn two_voice_call(db: &TestDb, dir: &tempfile::TempDir, worker: &str) -> (App, String) {
     use salesai_core::domain::ConversationStatus;
-    use salesai_core::transcript::{Attribution, Role};
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = app(db, &dir);
+    let mut app = app(db, dir);
     app.stt = Some(Arc::new(TwoVoiceStt));
     let id = audio_conversation(
         &app,
@@ -1394,13 +1393,21 @@ async fn a_mono_recording_gets_speakers_and_sides_from_its_voices(db: &TestDb) {
         serde_json::json!({ "media": "audio", "format": "wav" }),
     )
     .await;
-    let conversation = run_pipeline(&app, &id, "w-mono").await;
+    let conversation = run_pipeline(&app, &id, worker).await;
     assert_eq!(
         conversation.status,
         ConversationStatus::Completed,
         "{:?}",
         conversation.error
     );
+    (app, id)
+}
+
+story!(a_mono_recording_gets_speakers_and_sides_from_its_voices);
+async fn a_mono_recording_gets_speakers_and_sides_from_its_voices(db: &TestDb) {
+    use salesai_core::transcript::{Attribution, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let (app, id) = two_voice_call(db, &dir, "w-mono").await;
     // The prepare stage saved the speaker turns: two voices.
     let diarization = app.store.speaker_turns(&id).await.unwrap().expect("turns");
     assert_eq!(diarization.voices.len(), 2, "{diarization:?}");
@@ -1433,23 +1440,7 @@ async fn a_preparation_rerun_after_the_call_moved_on_queues_no_second_analysis(d
     use salesai_core::domain::ConversationStatus;
     use salesai_core::queue::{CONVERSATIONS, JobFilter, JobStatus};
     let dir = tempfile::tempdir().unwrap();
-    let mut app = app(db, &dir);
-    app.stt = Some(Arc::new(TwoVoiceStt));
-    let id = audio_conversation(
-        &app,
-        "default",
-        "SA",
-        two_voice_wav(),
-        serde_json::json!({ "media": "audio", "format": "wav" }),
-    )
-    .await;
-    let done = run_pipeline(&app, &id, "w-first").await;
-    assert_eq!(
-        done.status,
-        ConversationStatus::Completed,
-        "{:?}",
-        done.error
-    );
+    let (app, id) = two_voice_call(db, &dir, "w-first").await;
     let analyses = |app: &App| {
         let store = app.store.clone();
         let id = id.clone();
