@@ -380,6 +380,74 @@ pub fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
 }
 
+/// Whether a character belongs to a script written without spaces between words, which the
+/// search's gram index covers: CJK ideographs of the Basic Multilingual Plane, kana and Hangul
+/// syllables. (Kept to the BMP so SQLite's `unicode61` tokenizer reads every one as a letter.)
+pub fn is_gram_char(c: char) -> bool {
+    matches!(c as u32,
+        0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF // ideographs
+        | 0x3041..=0x3096 | 0x30A1..=0x30FA // hiragana, katakana
+        | 0xAC00..=0xD7A3) // Hangul syllables
+}
+
+/// The single characters and adjacent pairs of the unspaced-script runs of some text, for the
+/// index that answers searches too short for a trigram index (`斑馬`, `萬`). A term of one or
+/// two such characters is in a line exactly when it is one of that line's grams, so the index
+/// gives the same calls as scanning every line with `LIKE` would.
+#[derive(Debug, Default, Clone)]
+pub struct SearchGrams {
+    grams: std::collections::BTreeSet<String>,
+}
+
+impl SearchGrams {
+    /// Adds one line's (or one document's) grams; pairs never span two calls of `add`.
+    pub fn add(&mut self, text: &str) {
+        let mut previous: Option<char> = None;
+        for c in text.chars() {
+            if is_gram_char(c) {
+                self.grams.insert(c.to_string());
+                if let Some(p) = previous {
+                    self.grams.insert([p, c].iter().collect());
+                }
+                previous = Some(c);
+            } else {
+                previous = None;
+            }
+        }
+    }
+
+    /// Whether no gram was found.
+    pub fn is_empty(&self) -> bool {
+        self.grams.is_empty()
+    }
+
+    /// How many distinct grams there are.
+    pub fn len(&self) -> usize {
+        self.grams.len()
+    }
+
+    /// The grams as one space-separated string, in a stable order: what the index stores.
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(self.grams.len() * 7);
+        for (i, g) in self.grams.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(g);
+        }
+        out
+    }
+}
+
+/// The gram a search term is, when it is one the gram index answers: one or two characters of
+/// an unspaced script (surrounding space trimmed). Longer terms go to the trigram index; short
+/// terms in other scripts (`AI`, `5G`) are looked for line by line.
+pub fn search_gram(term: &str) -> Option<String> {
+    let term = term.trim();
+    let n = term.chars().count();
+    ((1..=2).contains(&n) && term.chars().all(is_gram_char)).then(|| term.to_owned())
+}
+
 /// `m:ss` for a millisecond offset, as quotes are shown to people.
 pub fn clock(ms: u64) -> String {
     let s = ms / 1000;
@@ -393,6 +461,42 @@ pub fn clock(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grams_are_the_characters_and_pairs_of_each_run() {
+        let mut grams = SearchGrams::default();
+        grams.add("斑馬線 zebra 案子");
+        grams.add("好");
+        assert_eq!(grams.to_text(), "好 子 斑 斑馬 案 案子 線 馬 馬線");
+        // Pairs never cross a space, a Latin word or a line.
+        let mut two = SearchGrams::default();
+        two.add("是 萬");
+        two.add("萬");
+        assert_eq!(two.to_text(), "是 萬");
+        assert!(SearchGrams::default().is_empty());
+        let mut latin = SearchGrams::default();
+        latin.add("AI 5G only, ，。");
+        assert!(latin.is_empty());
+        // Kana and Hangul are unspaced-script characters too.
+        let mut other = SearchGrams::default();
+        other.add("カタ한국");
+        assert_eq!(other.len(), 7);
+    }
+
+    #[test]
+    fn only_short_unspaced_terms_are_grams() {
+        assert_eq!(search_gram(" 斑馬 ").as_deref(), Some("斑馬"));
+        assert_eq!(search_gram("萬").as_deref(), Some("萬"));
+        assert_eq!(
+            search_gram("斑馬線"),
+            None,
+            "three characters: the trigram index"
+        );
+        assert_eq!(search_gram("AI"), None);
+        assert_eq!(search_gram("A股"), None);
+        assert_eq!(search_gram(""), None);
+        assert_eq!(search_gram("，"), None);
+    }
 
     #[test]
     fn webvtt_with_voices() {

@@ -35,6 +35,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("transcript_segments", "conversation_id, seq"),
     ("transcript_chunks", "conversation_id, channel, chunk_index"),
     ("agent_outputs", "conversation_id, agent"),
+    ("search_grams", "conversation_id, source"),
     ("analyses", "conversation_id"),
     ("meeting_notes", "conversation_id"),
     ("speaker_turns", "conversation_id"),
@@ -427,6 +428,10 @@ pub async fn import(
             if !ended {
                 return Err(damaged("the file ends before its last line (truncated)"));
             }
+            if header.schema_version < crate::migrate::SEARCH_GRAMS {
+                // Made before the gram index existed: build it from what was restored.
+                crate::sqlite::backfill_search_grams(&mut tx).await?;
+            }
             tx.commit().await.map_err(map)?;
         }
         Database::Postgres(p) => {
@@ -487,6 +492,9 @@ pub async fn import(
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
+            }
+            if header.schema_version < crate::migrate::SEARCH_GRAMS {
+                crate::postgres::backfill_search_grams(&mut tx).await?;
             }
             tx.commit().await.map_err(map)?;
         }

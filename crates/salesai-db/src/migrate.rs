@@ -48,6 +48,7 @@ macro_rules! migrations {
             (10, "0010", "job_priority"),
             (11, "0011", "speakers"),
             (12, "0012", "call_score"),
+            (13, "0013", "search_grams"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {
@@ -87,6 +88,11 @@ pub enum Migrator {
     /// A PostgreSQL database.
     Postgres(PgPool),
 }
+
+/// The migration whose table (the search's gram index) a Rust step fills from the existing
+/// transcripts and summaries, in the migration's own transaction: the grams are computed by
+/// `salesai_core::transcript::SearchGrams`, which SQL cannot express on both backends.
+pub const SEARCH_GRAMS: i64 = 13;
 
 /// An arbitrary constant: the advisory lock that serialises migrations across nodes.
 const PG_MIGRATION_LOCK: i64 = 0x05a1_e5a1_0001;
@@ -263,6 +269,9 @@ impl Migrator {
                             m.version, m.name
                         ))
                     })?;
+                    if m.version == SEARCH_GRAMS {
+                        crate::sqlite::backfill_search_grams(&mut tx).await?;
+                    }
                     crate::statement::query(
                         "INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
                     )
@@ -303,6 +312,9 @@ impl Migrator {
                                 m.version, m.name
                             ))
                         })?;
+                        if m.version == SEARCH_GRAMS {
+                            crate::postgres::backfill_search_grams(&mut tx).await?;
+                        }
                         crate::statement::query(
                             "INSERT INTO salesai_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, now())",
                         )

@@ -1,10 +1,11 @@
 //! Synthetic calls in bulk, for `salesai bench web`: people in teams, calls with analyses and
-//! transcripts of many lines, generated inside the database (a recursive CTE on SQLite,
+//! transcripts of many lines (and their search grams), generated inside the database (a recursive CTE on SQLite,
 //! `generate_series` on PostgreSQL) so a hundred thousand calls and four million lines take
 //! minutes, not hours. Every row is marked (case numbers `200001-BW…`, `bw-` ids) and `clear` removes
 //! them. Never used by the server.
 
 use salesai_core::store::{StoreError, StoreResult};
+use salesai_core::transcript::SearchGrams;
 
 use crate::Database;
 
@@ -89,6 +90,32 @@ pub async fn calls(
         case.push_str(" END");
         case
     };
+    // Each call's transcript grams, computed as the server computes them: a call's phrases
+    // depend only on its number modulo the phrase count (and on the rare line).
+    let grams_case = {
+        let n = PHRASES.len() as u32;
+        let case_of = |rare: bool| {
+            let mut case = format!("CASE c.i % {n}");
+            for k in 0..n {
+                let mut grams = SearchGrams::default();
+                for line in 0..lines {
+                    if rare && line == 3 {
+                        grams.add(RARE_PHRASE);
+                    } else {
+                        grams.add(PHRASES[((k * 7 + line * 13) % n) as usize]);
+                    }
+                }
+                case.push_str(&format!(" WHEN {k} THEN '{}'", grams.to_text()));
+            }
+            case.push_str(" END");
+            case
+        };
+        format!(
+            "CASE WHEN c.i % 1000 = 7 THEN {} ELSE {} END",
+            case_of(true),
+            case_of(false)
+        )
+    };
     let now = time(base_ms.to_string());
     let statements = [
         format!(
@@ -142,6 +169,12 @@ pub async fn calls(
              FROM c, s WHERE c.i % 50 <> 9 {conflict}",
             c = series("c", from, to),
             s = series("s", 0, lines),
+            cid = id("c.i"),
+        ),
+        format!(
+            "{recursive} {c} INSERT INTO search_grams (conversation_id, source, grams) \
+             SELECT {cid}, 'transcript', {grams_case} FROM c WHERE c.i % 50 <> 9 AND {lines} > 0 {conflict}",
+            c = series("c", from, to),
             cid = id("c.i"),
         ),
     ];

@@ -177,6 +177,18 @@ const SUMMARY_INDEX_SUBQUERY: &str = "SELECT conversation_id FROM agent_outputs 
 /// expression, for the same reason as [`LINE_MATCHES`]).
 const SUMMARY_MATCHES: &str = "(o.output ->> 'meeting_notes_markdown') ILIKE ";
 
+/// The conversation ids whose transcript or summary has a gram (the GIN index over the words
+/// of `search_grams`, migration 0013); the gram is bound after it.
+const GRAMS_INDEX_SUBQUERY: &str =
+    "SELECT conversation_id FROM search_grams WHERE string_to_array(grams, ' ') @> ARRAY[";
+/// What follows the bound gram.
+const GRAMS_INDEX_SUFFIX: &str = "::text]";
+
+/// A gram as the array element it is looked up as.
+fn gram_value(gram: &str) -> String {
+    gram.to_owned()
+}
+
 /// The pattern the trigram index can serve for a search term: three or more characters (the
 /// lower-cased `LIKE` pattern, wildcards escaped); `None` sends the search down the scan.
 fn indexed_pattern(term: &str) -> Option<String> {
@@ -455,6 +467,12 @@ async fn terminate_idle(pool: &Pool, older_than: std::time::Duration) -> StoreRe
 async fn analyze(pool: &Pool) -> Result<(), sqlx::Error> {
     sqlx::raw_sql("VACUUM ANALYZE").execute(pool).await?;
     Ok(())
+}
+
+/// Fills the search's gram index from every saved transcript and summary inside the caller's
+/// transaction: the Rust step of migration 0013, and of restoring a backup made before it.
+pub(crate) async fn backfill_search_grams(conn: &mut Conn) -> StoreResult<u64> {
+    crate::error::run(shared::grams::backfill_in(conn)).await
 }
 
 #[allow(clippy::duplicate_mod)] // compiled once per dialect, on purpose: see its header

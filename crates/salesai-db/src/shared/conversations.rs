@@ -12,12 +12,13 @@ use salesai_core::store::{
     AgentRun, CallRow, CallSort, CallStats, ChunkTranscript, ConversationFilter, Conversations,
     Customers, PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult, StoredAnalysis,
 };
-use salesai_core::transcript::{Attribution, Role, Segment};
+use salesai_core::transcript::{Attribution, Role, SearchGrams, Segment};
 use sqlx::{QueryBuilder, Row};
 
 use super::super::{Conn, Db, StoreImpl, db_time, insert_segments, time, write_tx};
 use super::{
-    conversation_from_row, enqueue_in, not_found, notify_in, opportunity_from_row, stage_event_in,
+    conversation_from_row, enqueue_in, grams, not_found, notify_in, opportunity_from_row,
+    stage_event_in,
 };
 use crate::error::{Fail, R, run};
 
@@ -85,35 +86,58 @@ fn push_reach(qb: &mut QueryBuilder<Db>, reach: &Reach) {
     }
 }
 
-/// How a search looks into transcripts.
+/// How a search looks into transcripts and summaries.
 #[derive(Debug, Clone, PartialEq)]
 enum TranscriptMatch {
     /// Each candidate call's own lines, newest call first: fast when the term is common (the
-    /// page fills within the first calls) or too short for the trigram index.
+    /// page fills within the first calls), and the way for short terms no index serves.
     Scan,
-    /// The calls the trigram index names for this pattern: fast when the term is rare.
-    Indexed(String),
+    /// The calls an index names: each entry a subquery (`SELECT conversation_id …`), the value
+    /// bound after it and the SQL that follows. Fast when the term is rare.
+    Indexed(Vec<(&'static str, String, &'static str)>),
 }
 
-/// Matches from the trigram index at or above which a term counts as common.
+/// Matches from an index at or above which a term counts as common.
 const COMMON_MATCHES: i64 = 2_000;
 
-/// Chooses how a search term looks into transcripts: a probe of at most [`COMMON_MATCHES`] index
-/// entries tells rare terms (answered from the index) from common ones (answered by scanning
-/// the newest calls, which stops once the page is full). Without a search, `Scan` (unused).
+/// Chooses how a search term looks into transcripts and summaries. Terms of three or more
+/// characters go to the trigram indexes, terms of one or two Chinese, Japanese or Korean
+/// characters to the gram index (migration 0013); a probe of at most [`COMMON_MATCHES`] index
+/// entries then tells rare terms (answered from the index) from common ones (answered by
+/// scanning the newest calls, which stops once the page is full). Other short terms, and no
+/// search, `Scan`.
 async fn transcript_match(pool: &super::super::Pool, search: Option<&str>) -> R<TranscriptMatch> {
-    let Some(pattern) = search.and_then(super::super::indexed_pattern) else {
+    let Some(term) = search else {
+        return Ok(TranscriptMatch::Scan);
+    };
+    let candidates = if let Some(pattern) = super::super::indexed_pattern(term) {
+        vec![
+            (
+                super::super::TRANSCRIPT_INDEX_SUBQUERY,
+                pattern.clone(),
+                super::super::TRANSCRIPT_INDEX_SUFFIX,
+            ),
+            (
+                super::super::SUMMARY_INDEX_SUBQUERY,
+                pattern,
+                super::super::TRANSCRIPT_INDEX_SUFFIX,
+            ),
+        ]
+    } else if let Some(gram) = salesai_core::transcript::search_gram(term) {
+        vec![(
+            super::super::GRAMS_INDEX_SUBQUERY,
+            super::super::gram_value(&gram),
+            super::super::GRAMS_INDEX_SUFFIX,
+        )]
+    } else {
         return Ok(TranscriptMatch::Scan);
     };
     let mut found = 0;
-    for subquery in [
-        super::super::TRANSCRIPT_INDEX_SUBQUERY,
-        super::super::SUMMARY_INDEX_SUBQUERY,
-    ] {
+    for (subquery, value, suffix) in &candidates {
         let mut qb = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM (");
-        qb.push(subquery)
-            .push_bind(pattern.clone())
-            .push(super::super::TRANSCRIPT_INDEX_SUFFIX)
+        qb.push(*subquery)
+            .push_bind(value.clone())
+            .push(*suffix)
             .push(" LIMIT ")
             .push_bind(COMMON_MATCHES)
             .push(") probe");
@@ -121,7 +145,7 @@ async fn transcript_match(pool: &super::super::Pool, search: Option<&str>) -> R<
         found += n;
     }
     Ok(if found < COMMON_MATCHES {
-        TranscriptMatch::Indexed(pattern)
+        TranscriptMatch::Indexed(candidates)
     } else {
         TranscriptMatch::Scan
     })
@@ -204,15 +228,12 @@ fn push_filter(
                     .push_bind(pattern)
                     .push(" ESCAPE '\\')");
             }
-            TranscriptMatch::Indexed(indexed) => {
-                for subquery in [
-                    super::super::TRANSCRIPT_INDEX_SUBQUERY,
-                    super::super::SUMMARY_INDEX_SUBQUERY,
-                ] {
+            TranscriptMatch::Indexed(candidates) => {
+                for (subquery, value, suffix) in candidates {
                     qb.push("id IN (")
-                        .push(subquery)
-                        .push_bind(indexed.clone())
-                        .push(super::super::TRANSCRIPT_INDEX_SUFFIX)
+                        .push(*subquery)
+                        .push_bind(value.clone())
+                        .push(*suffix)
                         .push(") OR ");
                 }
                 qb.push("FALSE");
@@ -289,6 +310,7 @@ async fn clear_analysis_in(conn: &mut Conn, id: &str) -> R<()> {
         sql!("DELETE FROM agent_outputs WHERE conversation_id = $1"),
         sql!("DELETE FROM analyses WHERE conversation_id = $1"),
         sql!("UPDATE conversations SET analysis_score = NULL WHERE id = $1"),
+        sql!("DELETE FROM search_grams WHERE conversation_id = $1 AND source = 'summary'"),
     ] {
         crate::statement::query(sql)
             .bind(id)
@@ -678,6 +700,11 @@ impl Conversations for StoreImpl {
             if !segments.is_empty() {
                 insert_segments(&mut tx, id, segments).await?;
             }
+            let mut grams = SearchGrams::default();
+            for segment in segments {
+                grams.add(&segment.text);
+            }
+            grams::put_in(&mut tx, id, grams::TRANSCRIPT, &grams).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -784,6 +811,7 @@ impl Conversations for StoreImpl {
 
     async fn save_agent_output(&self, id: &str, run_: &AgentRun) -> StoreResult<()> {
         run(async {
+            let mut tx = write_tx(&self.pool).await?;
             crate::statement::query(sql!(
                 "INSERT INTO agent_outputs (conversation_id, agent, engine, model, output, prompt_tokens, completion_tokens, latency_ms, fallback_reason, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) ON CONFLICT (conversation_id, agent) DO UPDATE SET engine = excluded.engine, \
@@ -800,8 +828,15 @@ impl Conversations for StoreImpl {
             .bind(run_.completion_tokens.map(|v| v as i32))
             .bind(run_.latency_ms.map(|v| v as i32))
             .bind(&run_.fallback)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+            // The summary's meeting notes are searched too: their grams change with them.
+            if run_.agent == grams::SUMMARY {
+                let mut summary = SearchGrams::default();
+                summary.add(grams::summary_text(&run_.output));
+                grams::put_in(&mut tx, id, grams::SUMMARY, &summary).await?;
+            }
+            tx.commit().await?;
             Ok(())
         })
         .await

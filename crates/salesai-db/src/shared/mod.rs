@@ -418,6 +418,8 @@ mod conversations;
 // PostgreSQL builds its indexed search pattern with it; SQLite does not.
 #[allow(unused_imports)]
 pub(super) use conversations::like_pattern;
+#[path = "grams.rs"]
+pub(super) mod grams;
 #[path = "notes.rs"]
 mod notes;
 #[path = "people.rs"]

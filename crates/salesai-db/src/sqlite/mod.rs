@@ -115,6 +115,18 @@ const SUMMARY_INDEX_SUBQUERY: &str = "SELECT conversation_id FROM summary_fts WH
 const SUMMARY_MATCHES: &str = "CASE WHEN json_valid(o.output) \
      THEN lower(json_extract(o.output, '$.meeting_notes_markdown')) END LIKE ";
 
+/// The conversation ids whose transcript or summary has a gram (the FTS5 word index of
+/// migration 0013); the FTS5 query [`gram_value`] makes is bound after it.
+const GRAMS_INDEX_SUBQUERY: &str = "SELECT g.conversation_id FROM search_grams_fts f \
+     JOIN search_grams g ON g.rowid = f.rowid WHERE search_grams_fts MATCH ";
+/// What follows the bound gram.
+const GRAMS_INDEX_SUFFIX: &str = "";
+
+/// A gram as an FTS5 query: one quoted word (a gram holds only letters, never a quote).
+fn gram_value(gram: &str) -> String {
+    format!("\"{gram}\"")
+}
+
 /// The pattern the trigram index can serve for a search term: three or more characters without
 /// LIKE's wildcards (FTS5 takes LIKE without an ESCAPE clause); `None` sends the search down the
 /// scan.
@@ -326,6 +338,12 @@ async fn analyze(pool: &Pool) -> Result<(), sqlx::Error> {
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Fills the search's gram index from every saved transcript and summary inside the caller's
+/// transaction: the Rust step of migration 0013, and of restoring a backup made before it.
+pub(crate) async fn backfill_search_grams(conn: &mut Conn) -> StoreResult<u64> {
+    crate::error::run(shared::grams::backfill_in(conn)).await
 }
 
 #[allow(clippy::duplicate_mod)] // compiled once per dialect, on purpose: see its header

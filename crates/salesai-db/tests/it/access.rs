@@ -486,6 +486,174 @@ async fn search_answers_the_same_from_the_index_and_the_scan(db: &TestDb) {
     assert_eq!(search("下週簽約").await, vec![ids[3].clone()]);
 }
 
+story!(short_chinese_terms_are_answered_from_the_gram_index);
+async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
+    // One or two Chinese (or Japanese, Korean) characters are too short for a trigram index.
+    // The gram index answers them with exactly the calls a line-by-line scan finds, in
+    // transcripts and summaries, and stays in step when a transcript is replaced, an analysis
+    // is cleared, a call is deleted and the schema is migrated.
+    let store = db.store();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let created = store
+            .create_conversation(new_conversation(&format!("G-{i}"), None))
+            .await
+            .unwrap();
+        ids.push(created.id);
+    }
+    let lines = |texts: &[&str]| -> Vec<Segment> {
+        texts
+            .iter()
+            .map(|t| Segment {
+                text: (*t).into(),
+                end_ms: 1_000,
+                ..Default::default()
+            })
+            .collect()
+    };
+    store
+        .save_transcript(&ids[0], &lines(&["斑馬線專案 zebra rollout", "預算 5 萬"]))
+        .await
+        .unwrap();
+    // 斑 and 馬 apart: "斑馬" is not in this call (a scan would not find it either).
+    store
+        .save_transcript(&ids[1], &lines(&["我們 斑 馬 分開寫", "斑"]))
+        .await
+        .unwrap();
+    store
+        .save_transcript(&ids[2], &lines(&["馬上處理"]))
+        .await
+        .unwrap();
+    let summary = salesai_core::store::AgentRun {
+        agent: "summary".into(),
+        engine: "rules".into(),
+        model: None,
+        output: serde_json::json!({ "meeting_notes_markdown": "- 客戶想要**斑馬**紋的外觀" }),
+        prompt_tokens: None,
+        completion_tokens: None,
+        latency_ms: None,
+        fallback: None,
+    };
+    store.save_agent_output(&ids[3], &summary).await.unwrap();
+    store
+        .save_transcript(&ids[4], &lines(&["新しいカタログ"]))
+        .await
+        .unwrap();
+    let search = |term: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut found: Vec<String> = store
+                .list_calls(&ConversationFilter {
+                    limit: 50,
+                    search: Some(term.into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.conversation.id)
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    let these = |which: &[usize]| {
+        let mut v: Vec<String> = which.iter().map(|&i| ids[i].clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(search("斑馬").await, these(&[0, 3]));
+    assert_eq!(search(" 斑馬 ").await, these(&[0, 3]));
+    assert_eq!(search("斑").await, these(&[0, 1, 3]));
+    assert_eq!(search("馬").await, these(&[0, 1, 2, 3]));
+    assert_eq!(search("馬上").await, these(&[2]));
+    assert_eq!(search("萬").await, these(&[0]));
+    assert_eq!(search("線專").await, these(&[0]));
+    assert_eq!(search("タロ").await, these(&[4]));
+    assert_eq!(search("鯨").await, these(&[]));
+    // The matching line comes with the hit, for the link to its moment.
+    let hit = store
+        .list_calls(&ConversationFilter {
+            limit: 50,
+            search: Some("萬".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .hit
+        .clone()
+        .unwrap();
+    assert_eq!(hit.text, "預算 5 萬");
+
+    // The answer comes from the index: with one call's grams removed behind the store's back,
+    // the rare short term no longer finds it (a scan would).
+    raw(
+        db,
+        &format!(
+            "DELETE FROM search_grams WHERE conversation_id = '{}'",
+            ids[2]
+        ),
+    )
+    .await;
+    assert_eq!(search("馬上").await, these(&[]));
+    // Saving a transcript writes its grams again, replacing the old ones.
+    store
+        .save_transcript(&ids[2], &lines(&["馬上簽約"]))
+        .await
+        .unwrap();
+    assert_eq!(search("馬上").await, these(&[2]));
+    assert_eq!(search("簽約").await, these(&[2]));
+    store
+        .save_transcript(&ids[0], &lines(&["價格可以"]))
+        .await
+        .unwrap();
+    assert_eq!(search("斑馬").await, these(&[3]));
+    assert_eq!(search("萬").await, these(&[]));
+    // A re-analysis clears the summary and its grams.
+    store
+        .restart_conversation(
+            &ids[3],
+            salesai_core::domain::ConversationStatus::Analyzing,
+            crate::job("conversation.analyze"),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(search("斑馬").await, these(&[]));
+    store.save_agent_output(&ids[3], &summary).await.unwrap();
+    assert_eq!(search("斑馬").await, these(&[3]));
+    // A deleted call leaves the index.
+    store.delete_conversation(&ids[4]).await.unwrap();
+    assert_eq!(search("タロ").await, these(&[]));
+
+    // Migration 0013 builds the index for calls saved before it, from their transcripts and
+    // summaries.
+    let migrator = db.database.migrator();
+    migrator.down_to(12).await.unwrap();
+    assert_eq!(migrator.up().await.unwrap(), vec![13]);
+    assert_eq!(search("斑馬").await, these(&[3]));
+    assert_eq!(search("馬上").await, these(&[2]));
+    assert_eq!(search("斑").await, these(&[1, 3]));
+}
+
+/// Runs SQL straight on the test database, behind the store's back.
+async fn raw(db: &TestDb, sql: &str) {
+    match &db.database {
+        salesai_db::Database::Sqlite(s) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+        salesai_db::Database::Postgres(s) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+    }
+}
+
 story!(meeting_notes_are_edited_searched_and_restored);
 async fn meeting_notes_are_edited_searched_and_restored(db: &TestDb) {
     let store = db.store();

@@ -88,9 +88,12 @@ async fn migrations_are_checked(db: &TestDb) {
     let created = db.store().create_conversation(new.clone()).await.unwrap();
     assert_eq!(
         migrator.down_to(5).await.unwrap(),
-        vec![12, 11, 10, 9, 8, 7, 6]
+        vec![13, 12, 11, 10, 9, 8, 7, 6]
     );
-    assert_eq!(migrator.up().await.unwrap(), vec![6, 7, 8, 9, 10, 11, 12]);
+    assert_eq!(
+        migrator.up().await.unwrap(),
+        vec![6, 7, 8, 9, 10, 11, 12, 13]
+    );
     let back = db
         .store()
         .get_conversation(&created.id)
@@ -106,7 +109,7 @@ async fn migrations_are_checked(db: &TestDb) {
     // Down to zero and up again: the down migrations really undo the schema.
     assert_eq!(
         migrator.down_to(3).await.unwrap(),
-        vec![12, 11, 10, 9, 8, 7, 6, 5, 4]
+        vec![13, 12, 11, 10, 9, 8, 7, 6, 5, 4]
     );
     assert!(
         fallback_column_is_gone(db).await,
@@ -122,7 +125,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
     assert_eq!(
         migrator.up().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     );
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();

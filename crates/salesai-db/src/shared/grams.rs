@@ -1,0 +1,132 @@
+//! The gram index for searches too short for the trigram index (migration 0013): per call and
+//! source, the unspaced-script characters and pairs of its transcript and of its summary's
+//! meeting notes ([`SearchGrams`]), replaced in the same transaction as the text they come from.
+
+use salesai_core::transcript::SearchGrams;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::super::Conn;
+use crate::error::R;
+
+/// The source of a call's transcript grams.
+pub(crate) const TRANSCRIPT: &str = "transcript";
+/// The source of a call's summary grams (the summary agent's meeting notes).
+pub(crate) const SUMMARY: &str = "summary";
+
+/// Lines read a round while filling the index.
+const BACKFILL_PAGE: i64 = 20_000;
+
+/// The meeting notes of a summary agent's output, the text the summary search covers.
+pub(crate) fn summary_text(output: &Value) -> &str {
+    output
+        .get("meeting_notes_markdown")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Replaces one source's grams of a call inside the caller's transaction; with none, the row goes.
+pub(crate) async fn put_in(conn: &mut Conn, id: &str, source: &str, grams: &SearchGrams) -> R<()> {
+    if grams.is_empty() {
+        crate::statement::query(sql!(
+            "DELETE FROM search_grams WHERE conversation_id = $1 AND source = $2"
+        ))
+        .bind(id)
+        .bind(source)
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        crate::statement::query(sql!(
+            "INSERT INTO search_grams (conversation_id, source, grams) VALUES ($1, $2, $3) \
+             ON CONFLICT (conversation_id, source) DO UPDATE SET grams = excluded.grams"
+        ))
+        .bind(id)
+        .bind(source)
+        .bind(grams.to_text())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Fills the index from every saved transcript and summary, inside the caller's transaction:
+/// the Rust step of migration 0013 (and of a restore from a backup made before it). Reads the
+/// lines in pages by key, so memory stays at one page whatever the database's size. Returns
+/// the rows written.
+pub(crate) async fn backfill_in(conn: &mut Conn) -> R<u64> {
+    let mut written = 0;
+    // Transcripts: one call's lines are consecutive in key order; a call cut by the page's end
+    // carries over to the next page.
+    let mut after: Option<(String, i32)> = None;
+    let mut current: Option<(String, SearchGrams)> = None;
+    loop {
+        let rows = match &after {
+            None => crate::statement::query(sql!(
+                "SELECT conversation_id, seq, text FROM transcript_segments \
+                 ORDER BY conversation_id, seq LIMIT $1"
+            ))
+            .bind(BACKFILL_PAGE),
+            Some((id, seq)) => crate::statement::query(sql!(
+                "SELECT conversation_id, seq, text FROM transcript_segments \
+                 WHERE conversation_id > $1 OR (conversation_id = $1 AND seq > $2) \
+                 ORDER BY conversation_id, seq LIMIT $3"
+            ))
+            .bind(id.clone())
+            .bind(*seq)
+            .bind(BACKFILL_PAGE),
+        }
+        .fetch_all(&mut *conn)
+        .await?;
+        let full = rows.len() as i64 == BACKFILL_PAGE;
+        for row in &rows {
+            let id: String = row.try_get("conversation_id")?;
+            let text: String = row.try_get("text")?;
+            if current.as_ref().is_some_and(|(c, _)| *c != id)
+                && let Some((done, grams)) = current.take()
+            {
+                put_in(conn, &done, TRANSCRIPT, &grams).await?;
+                written += u64::from(!grams.is_empty());
+            }
+            current
+                .get_or_insert_with(|| (id, SearchGrams::default()))
+                .1
+                .add(&text);
+        }
+        if let Some(last) = rows.last() {
+            after = Some((last.try_get("conversation_id")?, last.try_get("seq")?));
+        }
+        if !full {
+            break;
+        }
+    }
+    if let Some((done, grams)) = current {
+        put_in(conn, &done, TRANSCRIPT, &grams).await?;
+        written += u64::from(!grams.is_empty());
+    }
+    // Summaries: one row a call.
+    let mut after = String::new();
+    loop {
+        let rows = crate::statement::query(sql!(
+            "SELECT conversation_id, output FROM agent_outputs \
+             WHERE agent = 'summary' AND conversation_id > $1 ORDER BY conversation_id LIMIT $2"
+        ))
+        .bind(after.clone())
+        .bind(BACKFILL_PAGE / 20)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &rows {
+            let id: String = row.try_get("conversation_id")?;
+            // Text that is not valid JSON indexes as empty, as the trigram index does.
+            let output: Value = row.try_get("output").unwrap_or(Value::Null);
+            let mut grams = SearchGrams::default();
+            grams.add(summary_text(&output));
+            put_in(conn, &id, SUMMARY, &grams).await?;
+            written += u64::from(!grams.is_empty());
+            after = id;
+        }
+        if (rows.len() as i64) < BACKFILL_PAGE / 20 {
+            break;
+        }
+    }
+    Ok(written)
+}
