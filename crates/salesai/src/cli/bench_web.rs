@@ -1,9 +1,9 @@
 //! `salesai bench web`: the web app and the API with many calls — the calls list, a filtered
-//! list, a deep keyset page, searches (a rare phrase, a common one, a two-character Chinese
-//! word, a phrase found nowhere), the API's first and deep `offset` pages and one call page —
-//! each timed over HTTP against `GET /health` in the same run, on whichever database is
-//! configured. Seeds synthetic calls first (`salesai_db::seed`) up to `--calls`, and keeps them
-//! for the next run unless `--clear`.
+//! list, a deep keyset page, searches (a rare phrase, a common one, two-character Chinese
+//! words common and rare, a rare single character, terms found nowhere), the API's first and
+//! deep `offset` pages and one call page — each timed over HTTP against `GET /health` in the
+//! same run, on whichever database is configured. Seeds synthetic calls first
+//! (`salesai_db::seed`) up to `--calls`, and keeps them for the next run unless `--clear`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -160,6 +160,16 @@ pub async fn run(
         (
             "search: rare 2-char word",
             format!("/calls?q={}", q("斑馬")),
+            true,
+        ),
+        (
+            "search: rare 1-char word",
+            format!("/calls?q={}", q("斑")),
+            true,
+        ),
+        (
+            "search: 2-char, no match",
+            format!("/calls?q={}", q("鯨豚")),
             true,
         ),
         (
