@@ -69,6 +69,10 @@ pub const DEFAULT_POOL_MAX: u32 = 4;
 /// How long a pooled PostgreSQL connection may sit unused before it is closed.
 pub const POOL_IDLE: Duration = Duration::from_secs(30);
 
+/// A PostgreSQL connection idle in the pool at least this long is pinged before use; one back
+/// sooner is handed out as it is (sqlx would ping every one: a round trip per statement).
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {

@@ -38,7 +38,19 @@ impl PgStore {
             .max_connections(options.max_connections.max(2))
             .min_connections(0)
             .idle_timeout(Some(crate::POOL_IDLE))
-            .acquire_timeout(options.acquire_timeout);
+            .acquire_timeout(options.acquire_timeout)
+            // sqlx pings every connection it hands out by default: one more round trip for
+            // every statement. A connection back in the pool for less than a second was just
+            // working; only one idle longer is checked (and replaced when the server is gone).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < crate::PING_AFTER_IDLE {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            });
         if options.pgbouncer {
             crate::statement::use_unnamed_statements();
         }
