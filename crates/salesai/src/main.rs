@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod database;
 mod ops;
 mod runtime;
 

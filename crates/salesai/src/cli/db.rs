@@ -19,7 +19,7 @@ pub enum DbCommand {
 
 /// Runs a db command.
 pub async fn run(config: &Config, command: DbCommand) -> anyhow::Result<ExitCode> {
-    let database = crate::runtime::connect(config).await?;
+    let database = crate::database::connect(config).await?;
     let result = match command {
         DbCommand::TerminateIdle { older_than } => {
             let age = older_than.to_std().unwrap_or_default();

@@ -81,7 +81,7 @@ pub async fn preflight(config: &Config) -> anyhow::Result<ExitCode> {
         c.ok("ops alerts", "SLACK_WEBHOOK_URL set");
     }
     // Database and migrations (nothing applied).
-    match crate::runtime::connect(config).await {
+    match crate::database::connect(config).await {
         Err(err) => c.fail("database", &format!("{err:#}")),
         Ok(database) => {
             c.ok(

@@ -26,7 +26,7 @@ pub enum MigrateCommand {
 
 /// Runs a migrate command.
 pub async fn run(config: &Config, command: MigrateCommand) -> anyhow::Result<ExitCode> {
-    let database = crate::runtime::connect(config).await?;
+    let database = crate::database::connect(config).await?;
     let migrator = database.migrator();
     match command {
         MigrateCommand::Status { json } => {

@@ -18,7 +18,7 @@ pub const HEARTBEAT_COUNTER: &str = "node_heartbeat";
 /// Everything `doctor` looks at, over the failure-rate window `since` (`10m`, `1h`, `24h`),
 /// on a connection of its own.
 pub async fn gather(config: &Config, since: &str) -> Facts {
-    match crate::runtime::connect(config).await {
+    match crate::database::connect(config).await {
         Err(err) => {
             let mut facts = new_facts(config, since);
             facts.database_error = Some(format!("{err:#}"));
