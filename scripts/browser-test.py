@@ -10,7 +10,8 @@ What a person does, checked as they would see it:
   1. the first admin signs in with a one-time link;
   2. a rep signs in, uploads a Traditional Chinese transcript through the page and sees the
      completed analysis;
-  3. searches a Chinese phrase and lands on its moment in the transcript;
+  3. searches a Chinese phrase, and a two-character word, and lands on its moment in the
+     transcript;
   4. uploads an espeak-ng recording, and clicking a transcript line moves the audio's
      currentTime to that line;
   5. another team's rep opening that call gets the 403 page;
@@ -246,6 +247,13 @@ def main():
         wait_for(lambda: "#hit" in ann.current_url(), "the jump to the moment", 20)
         target = ann.run("var t = document.querySelector(':target'); return t ? t.textContent : ''")
         check("預算大概" in target, "the page opens at the line that matched")
+        # A two-character word: answered from the gram index (migration 0013), not a trigram.
+        ann.get(env.base + "/calls?q=" + urllib.request.quote("漏單"))
+        check("好食餐廳" in ann.run("return document.body.innerText"), "a two-character word finds the call")
+        ann.click("a[href*='?t=']")
+        wait_for(lambda: "#hit" in ann.current_url(), "the jump to the two-character word's moment", 20)
+        target = ann.run("var t = document.querySelector(':target'); return t ? t.textContent : ''")
+        check("漏單" in target, "the page opens at the line with the two-character word")
 
         print("4. clicking a transcript line moves the recording there")
         audio_call = None
