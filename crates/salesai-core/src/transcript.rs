@@ -396,7 +396,8 @@ pub fn is_gram_char(c: char) -> bool {
 /// gives the same calls as scanning every line with `LIKE` would.
 #[derive(Debug, Default, Clone)]
 pub struct SearchGrams {
-    grams: std::collections::BTreeSet<String>,
+    /// A character alone (`None`) or followed by the next; ordered as their text would be.
+    grams: std::collections::BTreeSet<(char, Option<char>)>,
 }
 
 impl SearchGrams {
@@ -405,9 +406,9 @@ impl SearchGrams {
         let mut previous: Option<char> = None;
         for c in text.chars() {
             if is_gram_char(c) {
-                self.grams.insert(c.to_string());
+                self.grams.insert((c, None));
                 if let Some(p) = previous {
-                    self.grams.insert([p, c].iter().collect());
+                    self.grams.insert((p, Some(c)));
                 }
                 previous = Some(c);
             } else {
@@ -429,11 +430,14 @@ impl SearchGrams {
     /// The grams as one space-separated string, in a stable order: what the index stores.
     pub fn to_text(&self) -> String {
         let mut out = String::with_capacity(self.grams.len() * 7);
-        for (i, g) in self.grams.iter().enumerate() {
+        for (i, (first, second)) in self.grams.iter().enumerate() {
             if i > 0 {
                 out.push(' ');
             }
-            out.push_str(g);
+            out.push(*first);
+            if let Some(second) = second {
+                out.push(*second);
+            }
         }
         out
     }

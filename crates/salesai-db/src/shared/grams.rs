@@ -4,9 +4,9 @@
 
 use salesai_core::transcript::SearchGrams;
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row};
 
-use super::super::Conn;
+use super::super::{Conn, Db};
 use crate::error::R;
 
 /// The source of a call's transcript grams.
@@ -49,6 +49,28 @@ pub(crate) async fn put_in(conn: &mut Conn, id: &str, source: &str, grams: &Sear
     Ok(())
 }
 
+/// Writes many calls' grams of one source, a few hundred rows a statement (the backfill's
+/// writes; a call without grams gets no row). Returns the rows written.
+async fn insert_many(conn: &mut Conn, source: &str, calls: Vec<(String, SearchGrams)>) -> R<u64> {
+    let rows: Vec<(String, String)> = calls
+        .into_iter()
+        .filter(|(_, grams)| !grams.is_empty())
+        .map(|(id, grams)| (id, grams.to_text()))
+        .collect();
+    for batch in rows.chunks(500) {
+        let mut qb =
+            QueryBuilder::<Db>::new("INSERT INTO search_grams (conversation_id, source, grams) ");
+        qb.push_values(batch, |mut b, (id, grams)| {
+            b.push_bind(id.clone())
+                .push_bind(source.to_owned())
+                .push_bind(grams.clone());
+        });
+        qb.push(" ON CONFLICT (conversation_id, source) DO UPDATE SET grams = excluded.grams");
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
 /// Fills the index from every saved transcript and summary, inside the caller's transaction:
 /// the Rust step of migration 0013 (and of a restore from a backup made before it). Reads the
 /// lines in pages by key, so memory stays at one page whatever the database's size. Returns
@@ -68,8 +90,7 @@ pub(crate) async fn backfill_in(conn: &mut Conn) -> R<u64> {
             .bind(BACKFILL_PAGE),
             Some((id, seq)) => crate::statement::query(sql!(
                 "SELECT conversation_id, seq, text FROM transcript_segments \
-                 WHERE conversation_id > $1 OR (conversation_id = $1 AND seq > $2) \
-                 ORDER BY conversation_id, seq LIMIT $3"
+                 WHERE (conversation_id, seq) > ($1, $2) ORDER BY conversation_id, seq LIMIT $3"
             ))
             .bind(id.clone())
             .bind(*seq)
@@ -78,20 +99,21 @@ pub(crate) async fn backfill_in(conn: &mut Conn) -> R<u64> {
         .fetch_all(&mut *conn)
         .await?;
         let full = rows.len() as i64 == BACKFILL_PAGE;
+        let mut finished = Vec::new();
         for row in &rows {
             let id: String = row.try_get("conversation_id")?;
             let text: String = row.try_get("text")?;
             if current.as_ref().is_some_and(|(c, _)| *c != id)
-                && let Some((done, grams)) = current.take()
+                && let Some(done) = current.take()
             {
-                put_in(conn, &done, TRANSCRIPT, &grams).await?;
-                written += u64::from(!grams.is_empty());
+                finished.push(done);
             }
             current
                 .get_or_insert_with(|| (id, SearchGrams::default()))
                 .1
                 .add(&text);
         }
+        written += insert_many(conn, TRANSCRIPT, finished).await?;
         if let Some(last) = rows.last() {
             after = Some((last.try_get("conversation_id")?, last.try_get("seq")?));
         }
@@ -99,10 +121,7 @@ pub(crate) async fn backfill_in(conn: &mut Conn) -> R<u64> {
             break;
         }
     }
-    if let Some((done, grams)) = current {
-        put_in(conn, &done, TRANSCRIPT, &grams).await?;
-        written += u64::from(!grams.is_empty());
-    }
+    written += insert_many(conn, TRANSCRIPT, current.into_iter().collect()).await?;
     // Summaries: one row a call.
     let mut after = String::new();
     loop {
@@ -114,16 +133,17 @@ pub(crate) async fn backfill_in(conn: &mut Conn) -> R<u64> {
         .bind(BACKFILL_PAGE / 20)
         .fetch_all(&mut *conn)
         .await?;
+        let mut finished = Vec::new();
         for row in &rows {
             let id: String = row.try_get("conversation_id")?;
             // Text that is not valid JSON indexes as empty, as the trigram index does.
             let output: Value = row.try_get("output").unwrap_or(Value::Null);
             let mut grams = SearchGrams::default();
             grams.add(summary_text(&output));
-            put_in(conn, &id, SUMMARY, &grams).await?;
-            written += u64::from(!grams.is_empty());
-            after = id;
+            after.clone_from(&id);
+            finished.push((id, grams));
         }
+        written += insert_many(conn, SUMMARY, finished).await?;
         if (rows.len() as i64) < BACKFILL_PAGE / 20 {
             break;
         }

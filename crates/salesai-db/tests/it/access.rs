@@ -627,13 +627,25 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
     assert_eq!(search("タロ").await, these(&[]));
 
     // Migration 0013 builds the index for calls saved before it, from their transcripts and
-    // summaries.
+    // summaries; it reads lines 20,000 at a time, and a long call's words on both sides of
+    // a page's end are found.
+    let long = store
+        .create_conversation(new_conversation("G-LONG", None))
+        .await
+        .unwrap()
+        .id;
+    let mut many: Vec<&str> = vec!["海豹"];
+    many.extend(std::iter::repeat_n("just words", 20_001));
+    many.push("鯨豚");
+    store.save_transcript(&long, &lines(&many)).await.unwrap();
     let migrator = db.database.migrator();
     migrator.down_to(12).await.unwrap();
     assert_eq!(migrator.up().await.unwrap(), vec![13]);
     assert_eq!(search("斑馬").await, these(&[3]));
     assert_eq!(search("馬上").await, these(&[2]));
     assert_eq!(search("斑").await, these(&[1, 3]));
+    assert_eq!(search("海豹").await, vec![long.clone()]);
+    assert_eq!(search("鯨豚").await, vec![long.clone()]);
 }
 
 /// Runs SQL straight on the test database, behind the store's back.
