@@ -2,6 +2,7 @@
 
 mod cli;
 mod faults;
+mod layers;
 mod process;
 mod slack;
 mod stubs;
