@@ -536,7 +536,7 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
     };
     store.save_agent_output(&ids[3], &summary).await.unwrap();
     store
-        .save_transcript(&ids[4], &lines(&["新しいカタログ"]))
+        .save_transcript(&ids[4], &lines(&["新しいカタログ", "한국어 자료"]))
         .await
         .unwrap();
     let search = |term: &'static str| {
@@ -570,6 +570,8 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
     assert_eq!(search("萬").await, these(&[0]));
     assert_eq!(search("線專").await, these(&[0]));
     assert_eq!(search("タロ").await, these(&[4]));
+    assert_eq!(search("한국").await, these(&[4]));
+    assert_eq!(search("어자").await, these(&[]), "not across a space");
     assert_eq!(search("鯨").await, these(&[]));
     // The matching line comes with the hit, for the link to its moment.
     let hit = store
