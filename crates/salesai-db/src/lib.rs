@@ -128,13 +128,56 @@ impl Database {
     /// the versions applied. On SQLite, when any was applied, that is a fresh pool: a pooled
     /// connection that lived through the schema change can go on reading from before it
     /// (seen as an intermittent "no such table" right after a first start), so none is kept.
+    ///
+    /// Then, for a week after migration 0013 (the search's gram index), it writes the grams of
+    /// calls created since a day before it that have none: an older release still running on
+    /// other nodes during a rolling upgrade saves transcripts without them. This is logged and
+    /// never stops the start.
     pub async fn migrate(self) -> StoreResult<(Database, Vec<i64>)> {
         let applied = self.migrator().up().await?;
-        match self {
+        let db = match self {
             Database::Sqlite(store) if !applied.is_empty() => {
-                Ok((Database::Sqlite(store.reopen().await?), applied))
+                Database::Sqlite(store.reopen().await?)
             }
-            other => Ok((other, applied)),
+            other => other,
+        };
+        db.catch_up_search_grams().await;
+        Ok((db, applied))
+    }
+
+    /// See [`Database::migrate`].
+    async fn catch_up_search_grams(&self) {
+        let states = match self.migrator().status().await {
+            Ok(states) => states,
+            Err(_) => return,
+        };
+        let Some(at) = states
+            .iter()
+            .find(|s| s.version == migrate::SEARCH_GRAMS)
+            .and_then(|s| s.applied_at)
+        else {
+            return;
+        };
+        if chrono::Utc::now() - at > chrono::Duration::days(7) {
+            return;
+        }
+        let since = at - chrono::Duration::days(1);
+        let result = match self {
+            Database::Sqlite(store) => sqlite::catch_up_search_grams(store, since).await,
+            Database::Postgres(store) => postgres::catch_up_search_grams(store, since).await,
+        };
+        match result {
+            Ok(0) => {}
+            Ok(calls) => tracing::info!(
+                event = "search.grams_caught_up",
+                calls,
+                "wrote the search grams of calls an older release saved without them"
+            ),
+            Err(e) => tracing::warn!(
+                event = "search.grams_catch_up_failed",
+                error = %e,
+                "could not check for calls without search grams; short Chinese searches may miss calls saved by an older release until their transcript is saved again"
+            ),
         }
     }
 

@@ -150,3 +150,75 @@ pub(crate) async fn backfill_in(conn: &mut Conn) -> R<u64> {
     }
     Ok(written)
 }
+
+/// Writes one call's grams of one source unless a row is there: a save by this release that
+/// came between reading the text and this write wins, whatever the order. Returns the rows
+/// written (0 or 1).
+async fn insert_absent(
+    pool: &super::super::Pool,
+    id: &str,
+    source: &str,
+    grams: &SearchGrams,
+) -> R<u64> {
+    if grams.is_empty() {
+        return Ok(0);
+    }
+    Ok(crate::statement::query(sql!(
+        "INSERT INTO search_grams (conversation_id, source, grams) SELECT $1, $2, $3 \
+         WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $1) \
+         ON CONFLICT (conversation_id, source) DO NOTHING"
+    ))
+    .bind(id)
+    .bind(source)
+    .bind(grams.to_text())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Writes the grams of calls created since `since` that have a transcript or a summary but no
+/// grams for it: calls an older release (which knows nothing of the index) saved while this
+/// one's migration had already run — the nodes of a rolling upgrade. Returns the calls fixed.
+pub(crate) async fn catch_up(pool: &super::super::Pool, since: super::super::Time) -> R<u64> {
+    let mut fixed = 0;
+    let missing: Vec<String> = crate::statement::query_scalar(sql!(
+        "SELECT c.id FROM conversations c WHERE c.created_at >= $1 \
+         AND EXISTS (SELECT 1 FROM transcript_segments s WHERE s.conversation_id = c.id) \
+         AND NOT EXISTS (SELECT 1 FROM search_grams g WHERE g.conversation_id = c.id \
+                         AND g.source = 'transcript')"
+    ))
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    for id in missing {
+        let texts: Vec<String> = crate::statement::query_scalar(sql!(
+            "SELECT text FROM transcript_segments WHERE conversation_id = $1"
+        ))
+        .bind(&id)
+        .fetch_all(pool)
+        .await?;
+        let mut grams = SearchGrams::default();
+        for text in &texts {
+            grams.add(text);
+        }
+        fixed += insert_absent(pool, &id, TRANSCRIPT, &grams).await?;
+    }
+    let summaries = crate::statement::query(sql!(
+        "SELECT o.conversation_id, o.output FROM agent_outputs o \
+         JOIN conversations c ON c.id = o.conversation_id \
+         WHERE o.agent = 'summary' AND c.created_at >= $1 \
+         AND NOT EXISTS (SELECT 1 FROM search_grams g WHERE g.conversation_id = o.conversation_id \
+                         AND g.source = 'summary')"
+    ))
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    for row in &summaries {
+        let id: String = row.try_get("conversation_id")?;
+        let output: Value = row.try_get("output").unwrap_or(Value::Null);
+        let mut grams = SearchGrams::default();
+        grams.add(summary_text(&output));
+        fixed += insert_absent(pool, &id, SUMMARY, &grams).await?;
+    }
+    Ok(fixed)
+}

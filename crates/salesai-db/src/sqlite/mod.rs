@@ -346,6 +346,15 @@ pub(crate) async fn backfill_search_grams(conn: &mut Conn) -> StoreResult<u64> {
     crate::error::run(shared::grams::backfill_in(conn)).await
 }
 
+/// Writes the search grams an older release left out for calls created since `since` (see
+/// [`crate::Database::migrate`]).
+pub(crate) async fn catch_up_search_grams(
+    store: &SqliteStore,
+    since: DateTime<Utc>,
+) -> StoreResult<u64> {
+    crate::error::run(shared::grams::catch_up(&store.pool, db_time(since))).await
+}
+
 #[allow(clippy::duplicate_mod)] // compiled once per dialect, on purpose: see its header
 #[path = "../shared/mod.rs"]
 mod shared;

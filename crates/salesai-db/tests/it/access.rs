@@ -628,6 +628,23 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
     store.delete_conversation(&ids[4]).await.unwrap();
     assert_eq!(search("タロ").await, these(&[]));
 
+    // An older release on another node (a rolling upgrade) saves a transcript and a summary
+    // without grams; the next start of this release writes them.
+    raw(
+        db,
+        &format!(
+            "DELETE FROM search_grams WHERE conversation_id IN ('{}', '{}')",
+            ids[2], ids[3]
+        ),
+    )
+    .await;
+    assert_eq!(search("馬上").await, these(&[]));
+    assert_eq!(search("斑馬").await, these(&[]));
+    let (_, applied) = db.database.clone().migrate().await.unwrap();
+    assert!(applied.is_empty());
+    assert_eq!(search("馬上").await, these(&[2]));
+    assert_eq!(search("斑馬").await, these(&[3]));
+
     // Migration 0013 builds the index for calls saved before it, from their transcripts and
     // summaries; it reads lines 20,000 at a time, and a long call's words on both sides of
     // a page's end are found.
