@@ -9,8 +9,9 @@ use salesai_core::domain::{
 };
 use salesai_core::queue::NewJob;
 use salesai_core::store::{
-    AgentRun, CallRow, CallSort, CallStats, ChunkTranscript, ConversationFilter, Conversations,
-    Customers, PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult, StoredAnalysis,
+    AgentRun, CallCursor, CallRow, CallSort, CallStats, ChunkTranscript, ConversationFilter,
+    Conversations, Customers, PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult,
+    StoredAnalysis,
 };
 use salesai_core::transcript::{Attribution, Role, SearchGrams, Segment};
 use sqlx::{QueryBuilder, Row};
@@ -315,6 +316,48 @@ fn push_filter(
     }
 }
 
+/// An `offset` page as a keyset page: the call just before the page is found by a query that
+/// reads only the order's columns (from the index), and the page is then read after it. An
+/// `OFFSET` on the list itself computes every skipped call's columns (customer, duration,
+/// score…): 99,000 calls' worth at 99 % down. `None`: the list ends before the offset.
+async fn by_key(
+    pool: &super::super::Pool,
+    filter: &ConversationFilter,
+    transcript: &TranscriptMatch,
+) -> R<Option<ConversationFilter>> {
+    if filter.after.is_some() || filter.offset == 0 {
+        return Ok(Some(filter.clone()));
+    }
+    let by_score = matches!(filter.sort, CallSort::ScoreHigh | CallSort::ScoreLow);
+    let probe = ConversationFilter {
+        limit: 1,
+        offset: filter.offset - 1,
+        ..filter.clone()
+    };
+    let mut qb = QueryBuilder::<Db>::new("SELECT created_at, id, ");
+    qb.push(if by_score {
+        SCORE_OF
+    } else {
+        "CAST(NULL AS INTEGER)"
+    })
+    .push(" AS score FROM conversations WHERE TRUE");
+    push_filter(&mut qb, &probe, transcript);
+    let Some(row) = qb.build().fetch_optional(pool).await? else {
+        return Ok(None);
+    };
+    Ok(Some(ConversationFilter {
+        offset: 0,
+        after: Some(CallCursor {
+            created_at: time(&row, "created_at")?,
+            id: row.try_get("id")?,
+            score: row
+                .try_get::<Option<i32>, _>("score")?
+                .map(|s| s.clamp(0, 100) as u8),
+        }),
+        ..filter.clone()
+    }))
+}
+
 /// A call's overall score, copied beside the call from its analysis (migration 0012), which a
 /// list sorted by score walks in one index (`conversations_score_low_idx`, or
 /// `conversations_score_high_idx` backwards) and stops when the page is full.
@@ -528,6 +571,9 @@ impl Conversations for StoreImpl {
     ) -> StoreResult<Vec<Conversation>> {
         run(async {
             let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
+            let Some(filter) = &by_key(&self.pool, filter, &transcript).await? else {
+                return Ok(Vec::new());
+            };
             let mut qb =
                 QueryBuilder::<Db>::new(concat!("SELECT ", conversation_columns!(), " FROM "));
             qb.push("conversations WHERE TRUE");
@@ -551,6 +597,9 @@ impl Conversations for StoreImpl {
             ));
             qb.push("conversations WHERE TRUE");
             let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
+            let Some(filter) = &by_key(&self.pool, filter, &transcript).await? else {
+                return Ok(Vec::new());
+            };
             push_filter(&mut qb, filter, &transcript);
             let rows = qb.build().fetch_all(&self.pool).await?;
             let mut calls = Vec::with_capacity(rows.len());
