@@ -113,8 +113,13 @@ impl Intake {
         } else {
             NewJob::of(&PrepareJob {})
         };
-        let mut metadata = self.fields;
+        let mut metadata = match without_nul(Value::Object(self.fields)) {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        };
         metadata.insert("source".into(), Value::from(self.source.as_str()));
+        let mut media = self.media;
+        media.file_name = media.file_name.map(|n| n.replace('\0', ""));
         Ok(NewConversation {
             customer_number: self.customer_number,
             customer_name,
@@ -126,7 +131,7 @@ impl Intake {
             conversation_date: self.conversation_date,
             rep_user_id: self.rep_user_id,
             blob_key: self.blob_key,
-            media: self.media,
+            media,
             metadata: Value::Object(metadata),
             first_job,
             idempotency_key: self.idempotency_key,
@@ -135,11 +140,32 @@ impl Intake {
     }
 }
 
-/// `text` trimmed and cut to `max` characters; `None` when empty.
+/// `text` on one line (a NUL dropped, other control characters made spaces), trimmed and cut
+/// to `max` characters; `None` when empty.
 fn clip(text: Option<&str>, max: usize) -> Option<String> {
-    text.map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| t.chars().take(max).collect())
+    let line: String = text?
+        .chars()
+        .filter(|c| *c != '\0')
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
+    (!line.is_empty()).then(|| line.chars().take(max).collect())
+}
+
+/// `value` with every NUL taken out of its strings and keys: PostgreSQL stores neither in
+/// text nor in `jsonb`, and one would refuse the whole call.
+fn without_nul(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "")),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.replace('\0', ""), without_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +205,30 @@ mod tests {
         assert_eq!(new.media.kind, Some(UploadKind::Audio));
         assert_eq!(new.first_job.kind, PREPARE);
         assert_eq!(new.metadata["source"], "api");
+    }
+
+    #[test]
+    fn hostile_text_comes_out_storable() {
+        let mut intake = Intake::new(Source::Api, CustomerNumber::parse("C-1").unwrap());
+        intake.customer_name = Some("好食\0餐廳\n".into());
+        intake.title = Some("\u{0}\t".into());
+        intake.media.file_name = Some("call\0.vtt".into());
+        intake.fields.insert(
+            "contact\0".into(),
+            serde_json::json!({ "name": "A\u{0}my", "phones": ["0912\u{0}"] }),
+        );
+        let new = intake
+            .conversation(&line(), Utc::now(), chrono_tz::Asia::Taipei)
+            .unwrap();
+        assert_eq!(new.customer_name, "好食餐廳");
+        assert_eq!(
+            new.title, "call.vtt",
+            "an empty title falls back to the file name"
+        );
+        assert_eq!(new.media.file_name.as_deref(), Some("call.vtt"));
+        assert_eq!(new.metadata["contact"]["name"], "Amy");
+        assert_eq!(new.metadata["contact"]["phones"][0], "0912");
+        assert!(!new.metadata.to_string().contains("\\u0000"));
     }
 
     #[test]

@@ -17,6 +17,14 @@ pub(crate) fn map(err: sqlx::Error) -> StoreError {
             if db.is_unique_violation() || db.is_foreign_key_violation() || db.is_check_violation()
             {
                 StoreError::InvalidInput(db.message().to_owned())
+            } else if matches!(db.code().as_deref(), Some("22021") | Some("22P05")) {
+                // PostgreSQL's character_not_in_repertoire / untranslatable_character: text
+                // with a NUL, which no text or jsonb column can hold. The input is at fault,
+                // and no retry will store it.
+                StoreError::InvalidInput(format!(
+                    "text with a NUL character (\\0) cannot be stored; remove it and try again ({})",
+                    db.message()
+                ))
             } else if is_busy(db.as_ref()) {
                 StoreError::Unavailable(db.message().to_owned())
             } else {

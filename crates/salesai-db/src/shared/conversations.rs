@@ -316,6 +316,21 @@ fn push_filter(
     }
 }
 
+/// The filter with its search term as the database can take it: control characters dropped
+/// (a NUL, which PostgreSQL's text cannot hold, failed the whole list), and no search when
+/// nothing is left.
+fn searchable(filter: &ConversationFilter) -> ConversationFilter {
+    let search = filter.search.as_deref().and_then(|term| {
+        let clean: String = term.chars().filter(|c| !c.is_control()).collect();
+        let clean = clean.trim();
+        (!clean.is_empty()).then(|| clean.to_owned())
+    });
+    ConversationFilter {
+        search,
+        ..filter.clone()
+    }
+}
+
 /// An `offset` page as a keyset page: the call just before the page is found by a query that
 /// reads only the order's columns (from the index), and the page is then read after it. An
 /// `OFFSET` on the list itself computes every skipped call's columns (customer, duration,
@@ -570,6 +585,7 @@ impl Conversations for StoreImpl {
         filter: &ConversationFilter,
     ) -> StoreResult<Vec<Conversation>> {
         run(async {
+            let filter = &searchable(filter);
             let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
             let Some(filter) = &by_key(&self.pool, filter, &transcript).await? else {
                 return Ok(Vec::new());
@@ -586,6 +602,7 @@ impl Conversations for StoreImpl {
 
     async fn list_calls(&self, filter: &ConversationFilter) -> StoreResult<Vec<CallRow>> {
         run(async {
+            let filter = &searchable(filter);
             let mut qb = QueryBuilder::<Db>::new(concat!(
                 "SELECT ",
                 conversation_columns!(),
@@ -755,6 +772,24 @@ impl Conversations for StoreImpl {
 
     async fn save_transcript(&self, id: &str, segments: &[Segment]) -> StoreResult<()> {
         run(async {
+            // A NUL (from an uploaded file or a provider) cannot be stored by PostgreSQL and
+            // would fail the stage on every retry; it goes on both backends alike.
+            let cleaned: Vec<Segment>;
+            let segments = if segments.iter().any(|s| {
+                s.text.contains('\0') || s.speaker.as_deref().is_some_and(|p| p.contains('\0'))
+            }) {
+                cleaned = segments
+                    .iter()
+                    .map(|s| Segment {
+                        text: s.text.replace('\0', ""),
+                        speaker: s.speaker.as_ref().map(|p| p.replace('\0', "")),
+                        ..s.clone()
+                    })
+                    .collect();
+                &cleaned[..]
+            } else {
+                segments
+            };
             let mut tx = write_tx(&self.pool).await?;
             crate::statement::query(sql!(
                 "DELETE FROM transcript_segments WHERE conversation_id = $1"

@@ -43,6 +43,9 @@ impl MeetingNotes for StoreImpl {
                 "meeting notes are at most {MAX_CHARS} characters; shorten them"
             )));
         }
+        // A NUL (pasted from somewhere) cannot be stored by PostgreSQL; it shows as nothing.
+        let markdown = markdown.replace('\0', "");
+        let markdown = markdown.as_str();
         run(async {
             let exists: Option<String> =
                 crate::statement::query_scalar(sql!("SELECT id FROM conversations WHERE id = $1"))

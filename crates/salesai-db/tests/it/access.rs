@@ -573,6 +573,23 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
     assert_eq!(search("한국").await, these(&[4]));
     assert_eq!(search("어자").await, these(&[]), "not across a space");
     assert_eq!(search("鯨").await, these(&[]));
+    // Hostile terms: a NUL (PostgreSQL's text cannot hold one), LIKE's wildcards, FTS5 syntax.
+    for term in ["斑\0馬", "\0", "%_\\", "\"斑\" OR 馬", "NEAR(斑 馬)", "馬*"] {
+        let found = store
+            .list_calls(&ConversationFilter {
+                limit: 50,
+                search: Some(term.into()),
+                ..Default::default()
+            })
+            .await;
+        assert!(found.is_ok(), "{term:?}: {found:?}");
+    }
+    assert_eq!(search("斑\0馬").await, these(&[0, 3]), "the NUL is dropped");
+    // Text with a NUL is saved (PostgreSQL cannot hold one) and found.
+    store
+        .save_transcript(&ids[1], &lines(&["我們 斑 馬 分開寫\0", "斑"]))
+        .await
+        .unwrap();
     // The matching line comes with the hit, for the link to its moment.
     let hit = store
         .list_calls(&ConversationFilter {
@@ -955,4 +972,50 @@ async fn a_new_person_seen_twice_at_once_is_one_person(db: &TestDb) {
         ids.insert(t.await.unwrap().expect("no conflict error"));
     }
     assert_eq!(ids.len(), 1, "one person: {ids:?}");
+}
+
+story!(text_with_a_nul_is_refused_as_bad_input_not_a_failure);
+async fn text_with_a_nul_is_refused_as_bad_input_not_a_failure(db: &TestDb) {
+    // PostgreSQL can hold no NUL in text; where one reaches it, the error says what to do and
+    // is the input's fault (a 4xx, a terminal job failure), not a server failure retried in
+    // vain. SQLite stores it.
+    let result = db
+        .store()
+        .invite_person("nul@example.com", "Bad\0Name", Role::Rep, None)
+        .await;
+    match (db.database.backend(), result) {
+        (salesai_core::store::Backend::Sqlite, Ok(_)) => {}
+        (salesai_core::store::Backend::Postgres, Err(StoreError::InvalidInput(message))) => {
+            assert!(
+                message.contains("NUL") && message.contains("remove it"),
+                "{message}"
+            );
+        }
+        (backend, other) => panic!("{backend:?}: {other:?}"),
+    }
+    // Meeting notes drop it on both.
+    let call = db
+        .store()
+        .create_conversation(new_conversation("NUL-1", None))
+        .await
+        .unwrap()
+        .id;
+    let editor = db
+        .store()
+        .invite_person("eve@example.com", "Eve", Role::Rep, None)
+        .await
+        .unwrap();
+    db.store()
+        .save_meeting_notes(&call, "- 下週\0再談", &editor.user.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store()
+            .meeting_notes(&call)
+            .await
+            .unwrap()
+            .unwrap()
+            .markdown,
+        "- 下週再談"
+    );
 }
