@@ -153,8 +153,9 @@ fn clip(text: Option<&str>, max: usize) -> Option<String> {
 }
 
 /// `value` with every NUL taken out of its strings and keys: PostgreSQL stores neither in
-/// text nor in `jsonb`, and one would refuse the whole call.
-fn without_nul(value: Value) -> Value {
+/// text nor in `jsonb`, and one would refuse the whole write. Used for what people type and
+/// for what providers answer (the store's agent outputs, analyses, chunk transcripts).
+pub fn without_nul(value: Value) -> Value {
     match value {
         Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "")),
         Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),

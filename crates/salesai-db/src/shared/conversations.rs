@@ -316,6 +316,27 @@ fn push_filter(
     }
 }
 
+/// A provider's JSON as it can be stored: without NULs (a model or a speech-to-text server
+/// that answers one would otherwise fail the stage on PostgreSQL on every retry). Clones only
+/// when there is one.
+fn storable(value: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
+    fn has_nul(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(fields) => {
+                fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
+            }
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        std::borrow::Cow::Owned(salesai_core::intake::without_nul(value.clone()))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
 /// The filter with its search term as the database can take it: control characters dropped
 /// (a NUL, which PostgreSQL's text cannot hold, failed the whole list), and no search when
 /// nothing is left.
@@ -870,7 +891,7 @@ impl Conversations for StoreImpl {
             .bind(ms_i32(chunk.end_ms))
             .bind(&chunk.provider)
             .bind(&chunk.model)
-            .bind(serde_json::to_value(&chunk.segments)?)
+            .bind(storable(&serde_json::to_value(&chunk.segments)?))
             .bind(chunk.latency_ms.map(|v| v as i32))
             .bind(chunk.channel as i32)
             .execute(&self.pool)
@@ -923,7 +944,7 @@ impl Conversations for StoreImpl {
             .bind(&run_.agent)
             .bind(&run_.engine)
             .bind(&run_.model)
-            .bind(&run_.output)
+            .bind(storable(&run_.output))
             .bind(run_.prompt_tokens.map(|v| v as i32))
             .bind(run_.completion_tokens.map(|v| v as i32))
             .bind(run_.latency_ms.map(|v| v as i32))
@@ -998,7 +1019,7 @@ impl Conversations for StoreImpl {
             .bind(i32::from(analysis.decision_score.value()))
             .bind(i32::from(analysis.champion_score.value()))
             .bind(i32::from(analysis.metrics_score.value()))
-            .bind(&analysis.result)
+            .bind(storable(&analysis.result))
             .execute(&mut *tx)
             .await?;
             crate::statement::query(sql!(

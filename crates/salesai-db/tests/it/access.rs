@@ -1018,4 +1018,21 @@ async fn text_with_a_nul_is_refused_as_bad_input_not_a_failure(db: &TestDb) {
             .markdown,
         "- 下週再談"
     );
+    // A provider's answer with a NUL is stored without it, on both.
+    let run = salesai_core::store::AgentRun {
+        agent: "summary".into(),
+        engine: "llm".into(),
+        model: Some("m".into()),
+        output: serde_json::json!({ "meeting_notes_markdown": "- 預算\u{0}五萬", "x\u{0}": [1] }),
+        prompt_tokens: None,
+        completion_tokens: None,
+        latency_ms: None,
+        fallback: None,
+    };
+    db.store().save_agent_output(&call, &run).await.unwrap();
+    let saved = db.store().get_agent_outputs(&call).await.unwrap();
+    assert_eq!(
+        saved[0].output,
+        serde_json::json!({ "meeting_notes_markdown": "- 預算五萬", "x": [1] })
+    );
 }
