@@ -241,19 +241,14 @@ def main():
               "the transcript is on the page, line by line")
 
         print("3. search a Traditional Chinese phrase and land on its moment")
-        ann.get(env.base + "/calls?q=" + urllib.request.quote("預算大概"))
-        check("好食餐廳" in ann.run("return document.body.innerText"), "the search finds the call")
-        ann.click("a[href*='?t=']")
-        wait_for(lambda: "#hit" in ann.current_url(), "the jump to the moment", 20)
-        target = ann.run("var t = document.querySelector(':target'); return t ? t.textContent : ''")
-        check("預算大概" in target, "the page opens at the line that matched")
-        # A two-character word: answered from the gram index (migration 0013), not a trigram.
-        ann.get(env.base + "/calls?q=" + urllib.request.quote("漏單"))
-        check("好食餐廳" in ann.run("return document.body.innerText"), "a two-character word finds the call")
-        ann.click("a[href*='?t=']")
-        wait_for(lambda: "#hit" in ann.current_url(), "the jump to the two-character word's moment", 20)
-        target = ann.run("var t = document.querySelector(':target'); return t ? t.textContent : ''")
-        check("漏單" in target, "the page opens at the line with the two-character word")
+        # A phrase (the trigram index) and a two-character word (the gram index, migration 0013).
+        for term, what in (("預算大概", "phrase"), ("漏單", "two-character word")):
+            ann.get(env.base + "/calls?q=" + urllib.request.quote(term))
+            check("好食餐廳" in ann.run("return document.body.innerText"), f"the {what} finds the call")
+            ann.click("a[href*='?t=']")
+            wait_for(lambda: "#hit" in ann.current_url(), f"the jump to the {what}'s moment", 20)
+            target = ann.run("var t = document.querySelector(':target'); return t ? t.textContent : ''")
+            check(term in target, f"the page opens at the line with the {what}")
 
         print("4. clicking a transcript line moves the recording there")
         audio_call = None

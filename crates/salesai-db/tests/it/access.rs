@@ -393,6 +393,23 @@ async fn calls_list_filters_by_reach_search_and_keyset(db: &TestDb) {
     assert_eq!(stats.average_score, None);
 }
 
+/// The ids of the calls a search finds (first page of 50), sorted.
+async fn found(store: &std::sync::Arc<dyn salesai_core::store::Store>, term: &str) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .list_calls(&ConversationFilter {
+            limit: 50,
+            search: Some(term.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.conversation.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 story!(search_answers_the_same_from_the_index_and_the_scan);
 async fn search_answers_the_same_from_the_index_and_the_scan(db: &TestDb) {
     // A common phrase (in more lines than the index probe counts: answered by scanning the
@@ -433,24 +450,7 @@ async fn search_answers_the_same_from_the_index_and_the_scan(db: &TestDb) {
         .save_transcript(&ids[4], &[line("rare zebra-7 mention".into())])
         .await
         .unwrap();
-    let search = |term: &'static str| {
-        let store = store.clone();
-        async move {
-            let mut found: Vec<String> = store
-                .list_calls(&ConversationFilter {
-                    limit: 50,
-                    search: Some(term.into()),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|c| c.conversation.id)
-                .collect();
-            found.sort();
-            found
-        }
-    };
+    let search = |term: &'static str| found(&store, term);
     let sorted = |mut v: Vec<String>| {
         v.sort();
         v
@@ -539,24 +539,7 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
         .save_transcript(&ids[4], &lines(&["新しいカタログ", "한국어 자료"]))
         .await
         .unwrap();
-    let search = |term: &'static str| {
-        let store = store.clone();
-        async move {
-            let mut found: Vec<String> = store
-                .list_calls(&ConversationFilter {
-                    limit: 50,
-                    search: Some(term.into()),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|c| c.conversation.id)
-                .collect();
-            found.sort();
-            found
-        }
-    };
+    let search = |term: &'static str| found(&store, term);
     let these = |which: &[usize]| {
         let mut v: Vec<String> = which.iter().map(|&i| ids[i].clone()).collect();
         v.sort();
