@@ -410,20 +410,30 @@ async fn found(store: &std::sync::Arc<dyn salesai_core::store::Store>, term: &st
     ids
 }
 
+/// `n` new calls for customers `{prefix}-0`, `{prefix}-1`…, oldest first.
+async fn calls(
+    store: &std::sync::Arc<dyn salesai_core::store::Store>,
+    prefix: &str,
+    n: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let created = store
+            .create_conversation(new_conversation(&format!("{prefix}-{i}"), None))
+            .await
+            .unwrap();
+        ids.push(created.id);
+    }
+    ids
+}
+
 story!(search_answers_the_same_from_the_index_and_the_scan);
 async fn search_answers_the_same_from_the_index_and_the_scan(db: &TestDb) {
     // A common phrase (in more lines than the index probe counts: answered by scanning the
     // newest calls) and rare ones (answered from the trigram index) must find exactly the calls
     // that hold them, and deleting or re-transcribing a call must leave the index in step.
     let store = db.store();
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        let created = store
-            .create_conversation(new_conversation(&format!("S-{i}"), None))
-            .await
-            .unwrap();
-        ids.push(created.id);
-    }
+    let ids = calls(&store, "S", 6).await;
     let line = |text: String| Segment {
         speaker: None,
         start_ms: 0,
@@ -493,14 +503,7 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
     // transcripts and summaries, and stays in step when a transcript is replaced, an analysis
     // is cleared, a call is deleted and the schema is migrated.
     let store = db.store();
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let created = store
-            .create_conversation(new_conversation(&format!("G-{i}"), None))
-            .await
-            .unwrap();
-        ids.push(created.id);
-    }
+    let ids = calls(&store, "G", 5).await;
     let lines = |texts: &[&str]| -> Vec<Segment> {
         texts
             .iter()
