@@ -317,24 +317,9 @@ fn push_filter(
 }
 
 /// A provider's JSON as it can be stored: without NULs (a model or a speech-to-text server
-/// that answers one would otherwise fail the stage on PostgreSQL on every retry). Clones only
-/// when there is one.
-fn storable(value: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
-    fn has_nul(v: &serde_json::Value) -> bool {
-        match v {
-            serde_json::Value::String(s) => s.contains('\0'),
-            serde_json::Value::Array(items) => items.iter().any(has_nul),
-            serde_json::Value::Object(fields) => {
-                fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
-            }
-            _ => false,
-        }
-    }
-    if has_nul(value) {
-        std::borrow::Cow::Owned(salesai_core::intake::without_nul(value.clone()))
-    } else {
-        std::borrow::Cow::Borrowed(value)
-    }
+/// that answers one would otherwise fail the stage on PostgreSQL on every retry).
+fn storable(value: &serde_json::Value) -> serde_json::Value {
+    salesai_core::intake::without_nul(value.clone())
 }
 
 /// The filter with its search term as the database can take it: control characters dropped
@@ -891,7 +876,7 @@ impl Conversations for StoreImpl {
             .bind(ms_i32(chunk.end_ms))
             .bind(&chunk.provider)
             .bind(&chunk.model)
-            .bind(storable(&serde_json::to_value(&chunk.segments)?))
+            .bind(salesai_core::intake::without_nul(serde_json::to_value(&chunk.segments)?))
             .bind(chunk.latency_ms.map(|v| v as i32))
             .bind(chunk.channel as i32)
             .execute(&self.pool)

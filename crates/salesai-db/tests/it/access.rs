@@ -410,6 +410,24 @@ async fn found(store: &std::sync::Arc<dyn salesai_core::store::Store>, term: &st
     ids
 }
 
+/// The matching line of the first call a search finds.
+async fn first_hit(
+    store: &std::sync::Arc<dyn salesai_core::store::Store>,
+    term: &str,
+) -> salesai_core::store::SearchHit {
+    store
+        .list_calls(&ConversationFilter {
+            limit: 50,
+            search: Some(term.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .hit
+        .clone()
+        .unwrap()
+}
+
 /// `n` new calls for customers `{prefix}-0`, `{prefix}-1`…, oldest first.
 async fn calls(
     store: &std::sync::Arc<dyn salesai_core::store::Store>,
@@ -472,18 +490,10 @@ async fn search_answers_the_same_from_the_index_and_the_scan(db: &TestDb) {
     assert_eq!(search("zebra-7").await, vec![ids[4].clone()]);
     assert_eq!(search("zebra-8").await, Vec::<String>::new());
     // The matching line comes with the rare hit too.
-    let hit = store
-        .list_calls(&ConversationFilter {
-            limit: 50,
-            search: Some("zebra-7".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()[0]
-        .hit
-        .clone()
-        .unwrap();
-    assert_eq!(hit.text, "rare zebra-7 mention");
+    assert_eq!(
+        first_hit(&store, "zebra-7").await.text,
+        "rare zebra-7 mention"
+    );
     // Deleted: gone from the index.
     store.delete_conversation(&ids[4]).await.unwrap();
     assert_eq!(search("zebra-7").await, Vec::<String>::new());
@@ -571,24 +581,19 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
         assert!(found.is_ok(), "{term:?}: {found:?}");
     }
     assert_eq!(search("斑\0馬").await, these(&[0, 3]), "the NUL is dropped");
-    // Text with a NUL is saved (PostgreSQL cannot hold one) and found.
+    // Text with a NUL is saved without it (PostgreSQL cannot hold one) and found.
     store
         .save_transcript(&ids[1], &lines(&["我們 斑 馬 分開寫\0", "斑"]))
         .await
         .unwrap();
+    assert_eq!(
+        store.get_transcript(&ids[1]).await.unwrap()[0].text,
+        "我們 斑 馬 分開寫"
+    );
+    assert_eq!(first_hit(&store, "分開寫").await.text, "我們 斑 馬 分開寫");
+    assert_eq!(search("斑").await, these(&[0, 1, 3]));
     // The matching line comes with the hit, for the link to its moment.
-    let hit = store
-        .list_calls(&ConversationFilter {
-            limit: 50,
-            search: Some("萬".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()[0]
-        .hit
-        .clone()
-        .unwrap();
-    assert_eq!(hit.text, "預算 5 萬");
+    assert_eq!(first_hit(&store, "萬").await.text, "預算 5 萬");
 
     // The answer comes from the index: with one call's grams removed behind the store's back,
     // the rare short term no longer finds it (a scan would).
