@@ -40,6 +40,9 @@ pub struct Finding {
     /// `action` in Traditional Chinese (commands and settings stay as they are typed).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action_zh: String,
+    /// `evidence` in Traditional Chinese, where it is prose (empty: use `evidence`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub evidence_zh: String,
 }
 
 impl Finding {
@@ -48,6 +51,21 @@ impl Finding {
         self.title_zh = title.into();
         self.action_zh = action.into();
         self
+    }
+
+    /// The evidence in Traditional Chinese, where it is prose (data, errors and lists of
+    /// names stay as they are).
+    fn zh_evidence(mut self, evidence: impl Into<String>) -> Finding {
+        self.evidence_zh = evidence.into();
+        self
+    }
+
+    /// The evidence in `lang`.
+    pub fn evidence_in(&self, lang: crate::language::Language) -> &str {
+        match lang {
+            crate::language::Language::ZhTw if !self.evidence_zh.is_empty() => &self.evidence_zh,
+            _ => &self.evidence,
+        }
     }
 
     /// The title in `lang`.
@@ -190,6 +208,7 @@ fn finding(
         action: action.into(),
         title_zh: String::new(),
         action_zh: String::new(),
+        evidence_zh: String::new(),
     }
 }
 
@@ -219,7 +238,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
         {
             out.push(finding(Severity::P2, "database", format!("{} of {max} connections in use", db.connections),
                 "80 % of the server's limit".into(), "lower SALESAI_DB_MAX_CONNECTIONS per node or raise max_connections; `salesai db terminate-idle` frees idle ones")
-                .zh(format!("已使用 {} / {max} 個連線", db.connections), "調低每個節點的 SALESAI_DB_MAX_CONNECTIONS 或提高 max_connections；`salesai db terminate-idle` 可釋放閒置連線"));
+                .zh(format!("已使用 {} / {max} 個連線", db.connections), "調低每個節點的 SALESAI_DB_MAX_CONNECTIONS 或提高 max_connections；`salesai db terminate-idle` 可釋放閒置連線").zh_evidence("已達伺服器上限的 80 %"));
         }
         // Headroom across nodes: what every live node's pool may open at once, against the
         // server's limit less its reserved superuser slots.
@@ -235,14 +254,14 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
                     format!("{nodes} nodes' pools may open {worst} connections; PostgreSQL allows {usable}"),
                     format!("{nodes} live nodes × SALESAI_DB_MAX_CONNECTIONS={} (pools open connections on demand and close them after 30 s unused; {} are open now)", db.pool_max, db.connections),
                     "put PgBouncer in transaction mode in front of PostgreSQL (docs/RUNBOOK.md, section Many nodes) or lower SALESAI_DB_MAX_CONNECTIONS; raising max_connections also works")
-                .zh(format!("{nodes} 個節點的連線池最多可能開 {worst} 個連線；PostgreSQL 只允許 {usable} 個"), "在 PostgreSQL 前以交易模式架設 PgBouncer（docs/RUNBOOK.md 的 Many nodes 一節），或調低 SALESAI_DB_MAX_CONNECTIONS；提高 max_connections 也可以"));
+                .zh(format!("{nodes} 個節點的連線池最多可能開 {worst} 個連線；PostgreSQL 只允許 {usable} 個"), "在 PostgreSQL 前以交易模式架設 PgBouncer（docs/RUNBOOK.md 的 Many nodes 一節），或調低 SALESAI_DB_MAX_CONNECTIONS；提高 max_connections 也可以").zh_evidence(format!("{nodes} 個運作中的節點 × SALESAI_DB_MAX_CONNECTIONS={}（連線池依需要開啟連線，閒置 30 秒後關閉；目前開啟 {} 個）", db.pool_max, db.connections)));
             }
         }
         match &db.slow_statements {
             None if db.backend == "postgres" => out.push(finding(Severity::P3, "database", "slow statements cannot be listed".into(),
                 "pg_stat_statements is not installed or not preloaded".into(),
                 "add pg_stat_statements to shared_preload_libraries, restart PostgreSQL, then CREATE EXTENSION pg_stat_statements")
-                .zh("無法列出慢查詢", "把 pg_stat_statements 加入 shared_preload_libraries 並重新啟動 PostgreSQL，再執行 CREATE EXTENSION pg_stat_statements")),
+                .zh("無法列出慢查詢", "把 pg_stat_statements 加入 shared_preload_libraries 並重新啟動 PostgreSQL，再執行 CREATE EXTENSION pg_stat_statements").zh_evidence("未安裝或未預先載入 pg_stat_statements")),
             Some(slow) if !slow.is_empty() => out.push(finding(Severity::P2, "database", format!("{} statements average over {:.0} ms", slow.len(), t.slow_query_ms),
                 slow.iter().take(3).cloned().collect::<Vec<_>>().join(" | "),
                 "EXPLAIN ANALYZE the slowest; `salesai db analyze` refreshes planner statistics (runbook scenario 3)")
@@ -265,6 +284,13 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
                 .zh(
                     format!("{} 個資料表需要 VACUUM", db.needs_vacuum.len()),
                     "執行 `salesai db analyze`（VACUUM ANALYZE）",
+                )
+                .zh_evidence(
+                    db.needs_vacuum
+                        .iter()
+                        .map(|(t, n)| format!("{t}：{n} 筆無效資料列"))
+                        .collect::<Vec<_>>()
+                        .join("、"),
                 ),
             );
         }
@@ -282,7 +308,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
                 .zh(
                     format!("SQLite WAL 檔已達 {} MB", wal / 1_048_576),
                     "在離峰時重新啟動 salesai，或執行 `salesai db analyze`",
-                ),
+                )
+                .zh_evidence("沒有讀取者佔用時才會寫回（checkpoint）"),
             );
         }
     }
@@ -314,7 +341,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
                         format!("{:.1} % of job attempts failed in the last {}", rate * 100.0, window.window),
                         format!("{failed} failed, {} completed; by code: {by_code}", window.completed),
                         "look at the top code: GROQ_API_ERROR → provider quota (`salesai queue pause conversations` while it lasts); DATABASE_ERROR → connections; STORAGE_ERROR/FILE_DOWNLOAD_FAILED → `salesai storage check` (runbook scenario 1)")
-                .zh(format!("最近 {} 內有 {:.1} % 的工作嘗試失敗", window.window, rate * 100.0), "先看最多的錯誤代碼：GROQ_API_ERROR → 供應商額度（期間內執行 `salesai queue pause conversations`）；DATABASE_ERROR → 連線數；STORAGE_ERROR/FILE_DOWNLOAD_FAILED → `salesai storage check`（手冊情境 1）"));
+                .zh(format!("最近 {} 內有 {:.1} % 的工作嘗試失敗", window.window, rate * 100.0), "先看最多的錯誤代碼：GROQ_API_ERROR → 供應商額度（期間內執行 `salesai queue pause conversations`）；DATABASE_ERROR → 連線數；STORAGE_ERROR/FILE_DOWNLOAD_FAILED → `salesai storage check`（手冊情境 1）").zh_evidence(format!("{failed} 次失敗、{} 次完成；依錯誤代碼：{by_code}", window.completed)));
                 } else if failed > 0 {
                     out.push(finding(Severity::P3, "processing",
                         format!("{failed} failed attempts in the last {} ({:.1} %)", window.window, rate * 100.0),
@@ -330,13 +357,13 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
                 out.push(finding(Severity::P2, "queue", format!("queue {} has {queued} jobs waiting", q.queue),
                     format!("threshold {}; oldest waiting {} s", t.queue_depth, q.oldest_waiting_secs),
                     "check workers are running and not failing; raise throughput with `salesai queue set QUEUE --max-concurrency N` or start another `salesai worker` (runbook scenario 2)")
-                .zh(format!("佇列 {} 有 {queued} 個工作在等待", q.queue), "確認 worker 都在執行且沒有一直失敗；用 `salesai queue set QUEUE --max-concurrency N` 提高處理量，或再啟動一個 `salesai worker`（手冊情境 2）"));
+                .zh(format!("佇列 {} 有 {queued} 個工作在等待", q.queue), "確認 worker 都在執行且沒有一直失敗；用 `salesai queue set QUEUE --max-concurrency N` 提高處理量，或再啟動一個 `salesai worker`（手冊情境 2）").zh_evidence(format!("門檻 {}；最久已等待 {} 秒", t.queue_depth, q.oldest_waiting_secs)));
             }
             if q.oldest_waiting_secs > t.max_wait_secs {
                 out.push(finding(Severity::P2, "queue", format!("a job in {} has waited {} min", q.queue, q.oldest_waiting_secs / 60),
                     format!("threshold {} min", t.max_wait_secs / 60),
                     "no worker is taking this queue's jobs fast enough: check `salesai queue status` and the workers' logs")
-                .zh(format!("佇列 {} 中有工作已等待 {} 分鐘", q.queue, q.oldest_waiting_secs / 60), "沒有 worker 夠快地處理這個佇列：檢查 `salesai queue status` 與 worker 的日誌"));
+                .zh(format!("佇列 {} 中有工作已等待 {} 分鐘", q.queue, q.oldest_waiting_secs / 60), "沒有 worker 夠快地處理這個佇列：檢查 `salesai queue status` 與 worker 的日誌").zh_evidence(format!("門檻 {} 分鐘", t.max_wait_secs / 60)));
             }
             if q.paused {
                 out.push(
@@ -350,19 +377,20 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
                     .zh(
                         format!("佇列 {} 已暫停", q.queue),
                         "問題解決後恢復：`salesai queue resume QUEUE`",
-                    ),
+                    )
+                    .zh_evidence(format!("{queued} 個工作在等待")),
                 );
             }
             if q.expired_leases > 0 {
                 out.push(finding(Severity::P2, "queue", format!("{} jobs in {} are held by a worker that stopped renewing", q.expired_leases, q.queue),
                     "their leases have run out".into(), "a worker died or hangs; running nodes return the jobs within seconds — if they do not, no worker is running")
-                .zh(format!("{} 中有 {} 個工作被已停止續約的 worker 佔住", q.queue, q.expired_leases), "有 worker 當掉或卡住；運作中的節點會在幾秒內收回這些工作——若沒有，表示沒有任何 worker 在執行"));
+                .zh(format!("{} 中有 {} 個工作被已停止續約的 worker 佔住", q.queue, q.expired_leases), "有 worker 當掉或卡住；運作中的節點會在幾秒內收回這些工作——若沒有，表示沒有任何 worker 在執行").zh_evidence("它們的租約已到期"));
             }
             if dead > 0 {
                 out.push(finding(Severity::P3, "queue", format!("{dead} dead jobs in {}", q.queue),
                     "attempts spent or failure terminal".into(),
                     "inspect with `salesai queue list --status dead`, retry with `salesai queue retry --all --queue QUEUE` once the cause is fixed, or purge")
-                .zh(format!("{} 中有 {dead} 個失敗的工作", q.queue), "用 `salesai queue list --status dead` 檢視，問題解決後用 `salesai queue retry --all --queue QUEUE` 重試，或清除"));
+                .zh(format!("{} 中有 {dead} 個失敗的工作", q.queue), "用 `salesai queue list --status dead` 檢視，問題解決後用 `salesai queue retry --all --queue QUEUE` 重試，或清除").zh_evidence("重試次數已用盡，或屬於無法重試的失敗"));
             }
         }
     }
@@ -424,7 +452,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             "the backup folder is empty and SALESAI_BACKUP_AT is not set".into(),
             "set SALESAI_BACKUP_AT=03:00 (daily, once across nodes) and take one now with `salesai backup create`",
         )
-                .zh("沒有備份：從未備份，也沒有排程", "設定 SALESAI_BACKUP_AT=03:00（每天一次，多節點也只執行一次），並立即執行 `salesai backup create`")),
+                .zh("沒有備份：從未備份，也沒有排程", "設定 SALESAI_BACKUP_AT=03:00（每天一次，多節點也只執行一次），並立即執行 `salesai backup create`").zh_evidence("備份資料夾是空的，且未設定 SALESAI_BACKUP_AT")),
         (false, Some(_)) => out.push(finding(
             Severity::P3,
             "configuration",
@@ -432,7 +460,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             "SALESAI_BACKUP_AT is not set".into(),
             "set SALESAI_BACKUP_AT=03:00",
         )
-                .zh("沒有排程備份", "設定 SALESAI_BACKUP_AT=03:00")),
+                .zh("沒有排程備份", "設定 SALESAI_BACKUP_AT=03:00").zh_evidence("未設定 SALESAI_BACKUP_AT")),
         (true, Some(h)) if h > 26 => out.push(finding(
             Severity::P2,
             "backups",
@@ -440,7 +468,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             "daily backups are scheduled but none succeeded in the last 26 hours".into(),
             "check the log for backup.created / maintenance.backup failures (runbook scenario 5); `salesai backup create` by hand",
         )
-                .zh(format!("最近一次備份已是 {h} 小時前"), "查看日誌中 backup.created／maintenance.backup 的失敗（手冊情境 5）；手動執行 `salesai backup create`")),
+                .zh(format!("最近一次備份已是 {h} 小時前"), "查看日誌中 backup.created／maintenance.backup 的失敗（手冊情境 5）；手動執行 `salesai backup create`").zh_evidence("已排程每日備份，但最近 26 小時內沒有一次成功")),
         _ => {}
     }
     if facts.pending_migrations > 0 {
@@ -451,7 +479,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             "the schema is older than this binary; queue and processing checks are skipped until it is current".into(),
             "`salesai migrate up` (salesai serve applies them on start); `salesai migrate status` lists them",
         )
-                .zh(format!("有 {} 個資料庫遷移尚未套用", facts.pending_migrations), "`salesai migrate up`（salesai serve 啟動時會自動套用）；`salesai migrate status` 會列出"));
+                .zh(format!("有 {} 個資料庫遷移尚未套用", facts.pending_migrations), "`salesai migrate up`（salesai serve 啟動時會自動套用）；`salesai migrate status` 會列出").zh_evidence("資料庫結構比這個版本舊；更新前會略過佇列與處理的檢查"));
     }
     for (provider, pauses) in &facts.provider_pauses_10m {
         out.push(finding(
@@ -461,7 +489,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             format!("{pauses} automatic pause(s) in the last 10 minutes: most calls in a minute failed (5xx, timeouts, 429s); calls resume by themselves after each pause and waiting jobs keep their attempts"),
             "check the provider's status page and its key; `salesai queue pause conversations` holds everything longer, the log events are provider.paused and provider.resumed",
         )
-                .zh(format!("{provider} 大量失敗並已自動暫停"), "檢查供應商的狀態頁與金鑰；`salesai queue pause conversations` 可暫停更久，相關日誌事件為 provider.paused 與 provider.resumed"));
+                .zh(format!("{provider} 大量失敗並已自動暫停"), "檢查供應商的狀態頁與金鑰；`salesai queue pause conversations` 可暫停更久，相關日誌事件為 provider.paused 與 provider.resumed").zh_evidence(format!("最近 10 分鐘內自動暫停 {pauses} 次：一分鐘內多數呼叫失敗（5xx、逾時、429）；每次暫停後會自動恢復，等待中的工作不會耗用重試次數")));
     }
     if let Some(n) = facts.signature_failures_10m
         && n > t.signature_failures
@@ -473,7 +501,7 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             format!("{n} requests refused for their signature in the last 10 minutes (threshold {})", t.signature_failures),
             "check SLACK_SIGNING_SECRET against the app's Basic Information page and the host clock (runbook scenario 4); the log event is slack.signature_invalid",
         )
-                .zh("Slack 簽章驗證失敗暴增", "比對 SLACK_SIGNING_SECRET 與 Slack 應用程式 Basic Information 頁面，並檢查主機時鐘（手冊情境 4）；日誌事件為 slack.signature_invalid"));
+                .zh("Slack 簽章驗證失敗暴增", "比對 SLACK_SIGNING_SECRET 與 Slack 應用程式 Basic Information 頁面，並檢查主機時鐘（手冊情境 4）；日誌事件為 slack.signature_invalid").zh_evidence(format!("最近 10 分鐘內有 {n} 個請求因簽章不符被拒絕（門檻 {}）", t.signature_failures)));
     }
     for p in &facts.providers {
         let action = match p.provider.as_str() {
@@ -542,7 +570,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             .zh(
                 "沒有設定語音轉文字供應商",
                 "設定 GROQ_API_KEY，或為其他 OpenAI 相容伺服器設定 SALESAI_STT_BASE_URL",
-            ),
+            )
+            .zh_evidence("錄音會以 STT_NOT_CONFIGURED 失敗；逐字稿仍可使用"),
         );
     }
     if !facts.llm_configured {
@@ -557,7 +586,8 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
             .zh(
                 "沒有 LLM：由離線規則引擎分析",
                 "設定 GEMINI_API_KEY，或設定 SALESAI_LLM_BASE_URL 與 SALESAI_LLM_MODEL",
-            ),
+            )
+            .zh_evidence("分析結果標示為 engine: rules"),
         );
     }
     out.sort_by_key(|f| f.severity);
@@ -750,7 +780,34 @@ mod tests {
             );
             assert_eq!(finding.title_in(Language::En), finding.title);
             assert_eq!(finding.action_in(Language::En), finding.action);
+            assert_eq!(finding.evidence_in(Language::En), finding.evidence);
         }
+        // Prose evidence is said in Chinese too; data (errors, names, samples) stays as it is.
+        let evidence_zh = |title: &str| {
+            let x = found.iter().find(|x| x.title.starts_with(title)).unwrap();
+            x.evidence_in(Language::ZhTw).to_owned()
+        };
+        for title in [
+            "no backups",
+            "2 migrations pending",
+            "no speech-to-text",
+            "no LLM",
+            "Slack signature failures",
+            "the SQLite WAL",
+            "1 tables need VACUUM",
+            "95 of 100 connections",
+            "llm failed broadly",
+        ] {
+            let zh = evidence_zh(title);
+            assert!(
+                zh.chars().any(crate::transcript::is_cjk),
+                "{title}: untranslated evidence: {zh}"
+            );
+        }
+        assert_eq!(
+            evidence_zh("the database cannot be reached"),
+            "connection refused"
+        );
         // Commands stay as they are typed.
         let backups = found
             .iter()

@@ -91,7 +91,7 @@ pub async fn show(
                             span class={ "pill sev-" (severity(finding.severity)) } { (severity(finding.severity)) }
                             " " span.muted { (area(lang.0, &finding.area)) }
                             div.finding-title { strong { (finding.title_in(lang.0)) } }
-                            @if !finding.evidence.is_empty() { div.sub { (finding.evidence) } }
+                            @if !finding.evidence.is_empty() { div.sub { (finding.evidence_in(lang.0)) } }
                             div.finding-action { (lang.pick("Do: ", "處理：")) code { (finding.action_in(lang.0).replace('`', "")) } }
                         }
                     }

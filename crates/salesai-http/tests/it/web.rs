@@ -1022,6 +1022,7 @@ impl salesai_core::doctor::Doctor for OneFinding {
             action: "salesai queue retry --status dead".into(),
             title_zh: "conversations 佇列有 1 個失敗的工作".into(),
             action_zh: "修正原因後執行 salesai queue retry --status dead".into(),
+            evidence_zh: "INVALID_INPUT 共 1 次".into(),
         }]
     }
 }
@@ -1079,7 +1080,11 @@ async fn operations_page_runs_the_runbook(db: &TestDb) {
     );
     assert!(!html.contains("1 dead job in conversations"));
     assert!(html.contains("salesai queue retry --status dead"));
-    assert!(html.contains("INVALID_INPUT"));
+    assert!(
+        html.contains("INVALID_INPUT 共 1 次"),
+        "the evidence in zh-TW"
+    );
+    assert!(!html.contains("INVALID_INPUT × 1"));
     assert!(
         html.contains("&lt;b&gt;bad&lt;/b&gt; file"),
         "error text is escaped"

@@ -506,6 +506,7 @@ mod tests {
             action: "a".into(),
             title_zh: String::new(),
             action_zh: String::new(),
+            evidence_zh: String::new(),
         }
     }
 
