@@ -244,6 +244,19 @@ pub struct OidcProvider {
     pub allowed_domains: Vec<String>,
     /// Slack's provider: people are matched by their Slack user id first.
     pub slack: bool,
+    /// The organisation every sign-in must come from, when the issuer serves many (Google
+    /// serves every Gmail account, Slack every workspace): a claim and its value.
+    pub tenant: Option<TenantPin>,
+}
+
+/// A claim an ID token must carry with a given value: `hd` (Google Workspace's domain), `tid`
+/// (Entra's tenant id) or `https://slack.com/team_id` (the Slack workspace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPin {
+    /// The claim's name.
+    pub claim: String,
+    /// The value it must have (compared case-insensitively).
+    pub value: String,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -254,6 +267,7 @@ impl std::fmt::Debug for OidcProvider {
             .field("client_id", &self.client_id)
             .field("client_secret", &"(hidden)")
             .field("allowed_domains", &self.allowed_domains)
+            .field("tenant", &self.tenant)
             .finish()
     }
 }

@@ -47,6 +47,9 @@ pub struct App {
     pub sign_in: Arc<Vec<crate::access::OidcProvider>>,
     /// The doctor, for the operations page; `None` where the process has none (tests).
     pub doctor: Option<Arc<dyn crate::doctor::Doctor>>,
+    /// The reverse proxies whose `X-Forwarded-For` names the client
+    /// (`SALESAI_TRUSTED_PROXIES`); empty: the connecting address is the client.
+    pub trusted_proxies: Arc<Vec<crate::net::IpRange>>,
 }
 
 impl App {
@@ -69,6 +72,7 @@ impl App {
             storage_probe: Arc::default(),
             sign_in: Arc::default(),
             doctor: None,
+            trusted_proxies: Arc::default(),
         }
     }
 

@@ -198,6 +198,27 @@ impl Role {
             ))),
         }
     }
+
+    /// Whether everything this role may do, `other` may do too: a rep's powers are within
+    /// every role's, a manager's and a service's within an admin's, and each role within
+    /// itself. Managers and services are not within each other (one reaches teams, the other
+    /// acts for anyone).
+    pub fn is_within(self, other: Role) -> bool {
+        self == other || self == Role::Rep || other == Role::Admin
+    }
+
+    /// The widest role within both `self` and `other`: what a person's API token may do when
+    /// the token was made with `self` and the person now holds `other` (a token can only narrow
+    /// its person's role, and a demotion applies to it at once).
+    pub fn meet(self, other: Role) -> Role {
+        if self.is_within(other) {
+            self
+        } else if other.is_within(self) {
+            other
+        } else {
+            Role::Rep
+        }
+    }
 }
 
 /// Where a conversation is in its life.
@@ -582,6 +603,22 @@ pub struct Conversation {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_token_role_only_narrows_its_person() {
+        use Role::*;
+        assert_eq!(Admin.meet(Rep), Rep, "a demoted admin's token");
+        assert_eq!(Rep.meet(Admin), Rep);
+        assert_eq!(Manager.meet(Admin), Manager);
+        assert_eq!(Admin.meet(Manager), Manager);
+        assert_eq!(Service.meet(Manager), Rep);
+        assert_eq!(Manager.meet(Service), Rep);
+        for role in [Admin, Manager, Service, Rep] {
+            assert_eq!(role.meet(role), role);
+            assert!(Rep.is_within(role) && role.is_within(Admin));
+        }
+        assert!(!Admin.is_within(Manager) && !Service.is_within(Manager));
+    }
 
     #[test]
     fn customer_numbers_are_trimmed_and_checked() {

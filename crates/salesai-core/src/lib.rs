@@ -19,6 +19,7 @@ pub mod intake;
 pub mod language;
 pub mod media;
 pub mod metrics;
+pub mod net;
 pub mod pipeline;
 pub mod product_line;
 pub mod queue;

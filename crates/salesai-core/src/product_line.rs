@@ -105,6 +105,15 @@ impl ProductLine {
         }
     }
 
+    /// Its name for a reader of `lang`: the display name, else the id.
+    pub fn name_in(&self, _lang: Language) -> &str {
+        if self.display_name.trim().is_empty() {
+            &self.id
+        } else {
+            &self.display_name
+        }
+    }
+
     /// The rules engine's language.
     pub fn rules_language(&self) -> Language {
         if self.language.starts_with("zh") {

@@ -123,6 +123,7 @@ impl QueueSettings {
 
 /// A change to some of a queue's settings; `None` keeps the current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct QueueSettingsPatch {
     /// New batch size.
     pub max_batch: Option<u32>,

@@ -635,9 +635,16 @@ pub trait Customers: Send + Sync {
     /// The opportunity with this customer number.
     async fn get_opportunity(&self, customer_number: &str) -> StoreResult<Option<Opportunity>>;
 
-    /// Opportunities whose customer number equals `query` or whose company name contains it
-    /// (case-insensitively), most recently created first; an empty query lists all.
-    async fn search_opportunities(&self, query: &str, limit: u32) -> StoreResult<Vec<Opportunity>>;
+    /// Opportunities within `reach` whose customer number equals `query` or whose company name
+    /// contains it (case-insensitively), most recently created first; an empty query lists
+    /// all. A customer is within reach when its owner is, or a call with it is (a rep: their
+    /// own; a manager: theirs and their teams' reps'; everyone for `Reach::All`).
+    async fn search_opportunities(
+        &self,
+        query: &str,
+        limit: u32,
+        reach: &crate::access::Reach,
+    ) -> StoreResult<Vec<Opportunity>>;
 
     /// Creates an opportunity; `Conflict` when the customer number is taken.
     async fn create_opportunity(
@@ -865,6 +872,40 @@ pub struct WebSession {
     pub person: Person,
 }
 
+/// What an OpenID Connect provider proved about who signed in, after the ID token, its
+/// tenant and its e-mail claims were checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenIdentity {
+    /// The provider's issuer URL.
+    pub issuer: String,
+    /// The provider's stable id of the account (`sub`): the identity from the first sign-in on.
+    pub subject: String,
+    /// The account's e-mail, only when the provider vouches for it (`email_verified`) and the
+    /// tenant is pinned; lower case.
+    pub verified_email: Option<String>,
+    /// The Slack user id, for Sign in with Slack in the pinned workspace.
+    pub slack_user_id: Option<String>,
+    /// Whether someone unknown may join as a rep (their verified e-mail's domain is allowed).
+    pub may_join: bool,
+    /// The name to give a person who joins.
+    pub display_name: String,
+}
+
+/// Who an OpenID Connect sign-in is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdentityMatch {
+    /// A person salesai knows (linked now or at an earlier sign-in). May be deactivated: the
+    /// caller refuses them.
+    Known(Person),
+    /// Someone new who joined as a rep just now.
+    Joined(Person),
+    /// The person with this e-mail (or Slack id) already signs in with another account at
+    /// this provider: a second account does not get theirs.
+    OtherAccount,
+    /// No one salesai knows, and not allowed to join.
+    Unknown,
+}
+
 /// Sign-in and access: people with teams and activity, one-time links, web sessions.
 #[async_trait]
 pub trait Access: Send + Sync {
@@ -879,6 +920,13 @@ pub trait Access: Send + Sync {
         slack_user_id: Option<&str>,
         email: Option<&str>,
     ) -> StoreResult<Option<Person>>;
+
+    /// The person an OpenID Connect sign-in proves, in one transaction: the person already
+    /// linked to `(issuer, subject)`; else the person with the Slack user id, else with the
+    /// verified e-mail, who is linked to this identity now — unless they are linked to another
+    /// subject at this issuer already ([`IdentityMatch::OtherAccount`]); else, when
+    /// `may_join`, a new rep linked to it. Deactivated people are found but never linked.
+    async fn sign_in_identity(&self, identity: &ProvenIdentity) -> StoreResult<IdentityMatch>;
 
     /// Every person, active first, then by name.
     async fn people(&self) -> StoreResult<Vec<Person>>;
@@ -896,8 +944,9 @@ pub trait Access: Send + Sync {
         team: Option<&str>,
     ) -> StoreResult<Person>;
 
-    /// Changes a person in one transaction; deactivation ends their sessions at once. `None`
-    /// when there is no such person.
+    /// Changes a person in one transaction; deactivation ends their sessions and voids their
+    /// unused sign-in links at once. `None` when there is no such person; `Conflict` when the
+    /// change would leave no active admin.
     async fn update_person(&self, id: &str, change: &PersonChange) -> StoreResult<Option<Person>>;
 
     /// Stores a one-time link.
@@ -938,7 +987,8 @@ pub trait Access: Send + Sync {
     /// Ends one session (sign out).
     async fn end_session(&self, id_hash: &str) -> StoreResult<()>;
 
-    /// Ends every session of a person ("sign out everywhere"); returns how many ended.
+    /// Ends every session of a person ("sign out everywhere") and voids their unused sign-in
+    /// links; returns how many sessions ended.
     async fn end_sessions_of(&self, user_id: &str) -> StoreResult<u64>;
 }
 

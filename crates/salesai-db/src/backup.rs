@@ -42,6 +42,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("voice_profiles", "user_id"),
     ("api_tokens", "id"),
     ("team_managers", "user_id, team"),
+    ("identities", "issuer, subject"),
     ("login_links", "token_hash"),
     ("web_sessions", "id_hash"),
     ("queue_settings", "name"),

@@ -49,6 +49,7 @@ macro_rules! migrations {
             (11, "0011", "speakers"),
             (12, "0012", "call_score"),
             (13, "0013", "search_grams"),
+            (14, "0014", "identities"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {

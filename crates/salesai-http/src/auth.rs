@@ -1,4 +1,5 @@
-//! Bearer API tokens. Each token has a role; routes state the role they need.
+//! Bearer API tokens. Each token has a role (a person's token: at most its person's current
+//! role); routes state the role they need.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -43,18 +44,24 @@ impl FromRequestParts<App> for Caller {
             .authenticate_api_token(&hash)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        let manages = match &found.user_id {
-            Some(user) => app
-                .store
-                .person(user)
-                .await?
-                .map(|p| p.manages)
-                .unwrap_or_default(),
-            None => Vec::new(),
+        // A person's token follows its person: their current role (the token's can only
+        // narrow it), their current teams, their state — read at every request, so a
+        // demotion, a team change or a deactivation applies at once.
+        let (role, manages) = match &found.user_id {
+            Some(user) => {
+                let person = app
+                    .store
+                    .person(user)
+                    .await?
+                    .filter(|p| p.active)
+                    .ok_or(ApiError::Unauthorized)?;
+                (found.role.meet(person.user.role), person.manages)
+            }
+            None => (found.role, Vec::new()),
         };
         let principal = Principal {
             user_id: found.user_id.clone(),
-            role: found.role,
+            role,
             name: found.name.clone(),
             manages,
         };

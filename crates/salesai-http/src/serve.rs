@@ -87,8 +87,10 @@ pub async fn serve(
                 request
             },
         );
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = builder.serve_connection(
+            TokioIo::new(ExplainedParseErrors::new(stream)),
+            TowerToHyperService::new(service),
+        );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A closed or timed-out connection is routine; the permit frees its slot.
@@ -104,4 +106,180 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// A connection whose HTTP parse errors are explained. A request hyper cannot parse (a URL
+/// over 64 KB, headers over its buffer, a malformed request line) is answered by hyper itself,
+/// before any of salesai's code runs, with a bare `414`/`431`/`400` and no body. This wrapper
+/// recognises exactly that head as it is written and sends salesai's JSON error instead (the
+/// API's one error shape, with what to do), then the connection closes as hyper intended.
+/// Everything else passes through untouched.
+struct ExplainedParseErrors<S> {
+    inner: S,
+    /// The replacement still to be written, and how much of it has been.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<S> ExplainedParseErrors<S> {
+    fn new(inner: S) -> Self {
+        ExplainedParseErrors {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+/// salesai's answer in place of hyper's bare head `head`, when `head` is one.
+fn explained(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let end = text.find("\r\n\r\n")?;
+    // The whole of what hyper writes for a parse error: a status line, content-length: 0 and a
+    // date, and nothing after the head.
+    if end + 4 != text.len() {
+        return None;
+    }
+    let mut lines = text[..end].split("\r\n");
+    let status = lines.next()?;
+    let rest: Vec<&str> = lines.collect();
+    if !rest.iter().all(|l| {
+        l.eq_ignore_ascii_case("content-length: 0") || l.to_ascii_lowercase().starts_with("date: ")
+    }) || !rest
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case("content-length: 0"))
+    {
+        return None;
+    }
+    let message = match status {
+        "HTTP/1.1 414 URI Too Long" => {
+            "the request's URL is longer than 64 KB; shorten it (a page cursor is a few dozen characters: pass the next_after you were given)"
+        }
+        "HTTP/1.1 431 Request Header Fields Too Large" => {
+            "the request's headers are too large; send fewer or shorter headers (cookies included)"
+        }
+        "HTTP/1.1 400 Bad Request" => "the request is not valid HTTP/1.1",
+        _ => return None,
+    };
+    let body = crate::error::error_body("INVALID_INPUT", message).to_string();
+    Some(
+        format!(
+            "{status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> ExplainedParseErrors<S> {
+    /// Writes what is left of a replacement; ready once it is all written.
+    fn drain(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while let Some((bytes, written)) = &mut self.pending {
+            if *written == bytes.len() {
+                self.pending = None;
+                break;
+            }
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ExplainedParseErrors<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ExplainedParseErrors<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::ready!(self.drain(cx))?;
+        if let Some(replacement) = explained(buf) {
+            self.pending = Some((replacement, 0));
+            std::task::ready!(self.drain(cx))?;
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::ready!(self.drain(cx))?;
+        let non_empty: Vec<&std::io::IoSlice<'_>> = bufs.iter().filter(|b| !b.is_empty()).collect();
+        if let [only] = non_empty.as_slice()
+            && let Some(replacement) = explained(only)
+        {
+            self.pending = Some((replacement, 0));
+            std::task::ready!(self.drain(cx))?;
+            return std::task::Poll::Ready(Ok(only.len()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_hypers_bare_parse_error_heads_are_explained() {
+        let head = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: Sat, 05 Dec 2026 10:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(super::explained(head).unwrap()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{out}");
+        assert!(out.contains("\"code\":\"INVALID_INPUT\"") && out.contains("connection: close"));
+        let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+        assert!(out.contains(&format!("content-length: {}", body.len())));
+        // A response of salesai's own (a body follows, or other headers) is left alone.
+        assert!(
+            super::explained(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\nx").is_none()
+        );
+        assert!(
+            super::explained(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/html\r\ncontent-length: 0\r\n\r\n"
+            )
+            .is_none()
+        );
+        assert!(super::explained(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        assert!(
+            super::explained(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n"
+            )
+            .is_some()
+        );
+    }
 }

@@ -9,13 +9,17 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use salesai_core::domain::CustomerNumber;
+use salesai_core::domain::{CustomerNumber, Role};
 use salesai_core::pipeline::{self, RestartError};
 use salesai_core::queue::NewJob;
 use salesai_core::store::{ConversationFilter, StoreError};
 
+use salesai_core::access::Principal;
+use salesai_core::store::Person;
+
 use crate::Slack;
-use crate::blocks::ephemeral;
+use crate::access::{SlackUser, may_reach};
+use crate::blocks::{ephemeral, escape};
 use crate::jobs::ReportJob;
 use crate::reply::{form, ok_json};
 use crate::text::Language;
@@ -55,31 +59,17 @@ fn lang_of(slack: &Slack, f: &BTreeMap<String, String>) -> Language {
     Language::of(&slack.app.product_line(line).language)
 }
 
+/// The commands salesai answers (the authorisation matrix test reads this list: a command
+/// added here without rows there fails it).
+pub const COMMANDS: &[&str] = &["/analyze", "/opportunity", "/report", "/salesai"];
+
 pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
     let f = form(body);
     let command = f.get("command").map(String::as_str).unwrap_or_default();
     let text = f.get("text").map(|s| s.trim()).unwrap_or_default();
     slack.app.metrics.slack_request(command, "handled");
     let lang = lang_of(slack, &f);
-    let answer = match command {
-        "/analyze" => analyze(slack, lang, text).await,
-        "/opportunity" => opportunity(slack, lang, text, &f).await,
-        "/report" => report(slack, lang, text, &f).await,
-        "/salesai" => login(slack, lang, text, &f).await,
-        _ => Ok(format!(
-            "{}\n\n{}\n\n{}\n\n{}\n\n{}",
-            lang.pick(
-                "salesai does not know {command}.",
-                "salesai 不認得 {command}。"
-            )
-            .replace("{command}", command),
-            usage(lang, "/analyze"),
-            usage(lang, "/opportunity"),
-            usage(lang, "/report"),
-            usage(lang, "/salesai")
-        )),
-    };
-    match answer {
+    match answer(slack, lang, command, text, &f).await {
         Ok(text) => ok_json(ephemeral(&text)),
         Err(err) => {
             tracing::error!(event = "slack.command_failed", command, error = %err, "a slash command failed");
@@ -95,69 +85,106 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
     }
 }
 
-/// `/salesai login`: a one-time sign-in link for the web app, in an ephemeral answer only the
-/// person sees. The person is found by their Slack id (created as a rep on first use, as any
-/// Slack action does); a deactivated person gets no link.
+/// The answer to one command: the Slack user is resolved to a person first, and a command
+/// answers only with what that person may reach — the same rules as the web app and the API.
+async fn answer(
+    slack: &Slack,
+    lang: Language,
+    command: &str,
+    text: &str,
+    f: &BTreeMap<String, String>,
+) -> Result<String, StoreError> {
+    if !COMMANDS.contains(&command) {
+        return Ok(format!(
+            "{}\n\n{}\n\n{}\n\n{}\n\n{}",
+            lang.pick(
+                "salesai does not know {command}.",
+                "salesai 不認得 {command}。"
+            )
+            .replace("{command}", &escape(command)),
+            usage(lang, "/analyze"),
+            usage(lang, "/opportunity"),
+            usage(lang, "/report"),
+            usage(lang, "/salesai")
+        ));
+    }
+    let slack_user = f.get("user_id").map(String::as_str).unwrap_or_default();
+    let who = SlackUser::resolve(slack.app.store.as_ref(), slack_user).await?;
+    // `/salesai login` is how someone invited by e-mail first introduces their Slack account:
+    // they are looked up through their Slack profile in a job.
+    if command == "/salesai" {
+        return login(slack, lang, text, f, &who).await;
+    }
+    let (person, principal) = match who.person(lang) {
+        Ok(found) => found,
+        Err(refusal) => return Ok(refusal.to_owned()),
+    };
+    match command {
+        "/analyze" => analyze(slack, lang, text, &principal).await,
+        "/opportunity" => opportunity(slack, lang, text, f, person, &principal).await,
+        _ => report(slack, lang, text, f, &principal).await,
+    }
+}
+
+/// `/salesai login`: a one-time sign-in link for the web app, in an answer only the person
+/// sees. A known person gets it at once; a Slack user salesai does not know yet is looked up by
+/// the e-mail of their Slack profile in a job ([`crate::jobs::LoginJob`]) that answers through
+/// `response_url` — with the link when an admin invited that e-mail, else with what to do.
+/// Nobody is created here.
 async fn login(
     slack: &Slack,
     lang: Language,
     text: &str,
     f: &BTreeMap<String, String>,
+    who: &SlackUser,
 ) -> Result<String, StoreError> {
     if !text.eq_ignore_ascii_case("login") {
         return Ok(usage(lang, "/salesai").to_owned());
     }
-    let Some(base) = &slack.config.public_base_url else {
+    if slack.config.public_base_url.is_none() {
         return Ok(lang
             .pick(
                 "The web app's address is not configured; ask an admin to set SALESAI_PUBLIC_URL.",
                 "尚未設定網頁版的網址，請管理員設定 SALESAI_PUBLIC_URL。",
             )
             .to_owned());
-    };
-    let slack_id = f.get("user_id").map(String::as_str).unwrap_or_default();
-    if slack_id.is_empty() {
-        return Ok(usage(lang, "/salesai").to_owned());
     }
-    let name = f.get("user_name").map(String::as_str).unwrap_or(slack_id);
-    let store = &slack.app.store;
-    let user = store
-        .find_or_create_user(None, Some(slack_id), name)
-        .await?;
-    if !store.person(&user).await?.is_some_and(|p| p.active) {
-        return Ok(lang
-            .pick(
-                "Your salesai account is deactivated; ask an admin.",
-                "您的 salesai 帳號已停用，請洽管理員。",
-            )
-            .to_owned());
+    match who {
+        SlackUser::Known(person) => crate::jobs::login_link(slack, lang, &person.user.id).await,
+        SlackUser::Deactivated => Ok(crate::access::deactivated(lang).to_owned()),
+        SlackUser::Unknown => {
+            let (Some(user), Some(response_url)) = (f.get("user_id"), f.get("response_url")) else {
+                return Ok(usage(lang, "/salesai").to_owned());
+            };
+            slack
+                .app
+                .store
+                .enqueue(NewJob::of(&crate::jobs::LoginJob {
+                    user_id: user.clone(),
+                    response_url: response_url.clone(),
+                    lang: Some(lang.code().to_owned()),
+                }))
+                .await?;
+            Ok(lang
+                .pick(
+                    "⏳ Looking up your Slack account…",
+                    "⏳ 正在查詢您的 Slack 帳號…",
+                )
+                .to_owned())
+        }
     }
-    let path = salesai_core::access::issue_link(
-        store.as_ref(),
-        Some(&user),
-        None,
-        salesai_core::access::LINK_TTL,
-    )
-    .await?;
-    let link = base
-        .join(path.trim_start_matches('/'))
-        .map(String::from)
-        .unwrap_or(path);
-    tracing::info!(event = "slack.login_link", user_id = %user, "sign-in link given in Slack");
-    Ok(format!(
-        "{}\n{link}",
-        lang.pick(
-            "🔑 Your sign-in link (works once, for 15 minutes; only you see this):",
-            "🔑 您的登入連結（僅能使用一次、15 分鐘內有效；只有您看得到）：",
-        )
-    ))
 }
 
 fn is_help(text: &str) -> bool {
     text.is_empty() || text.eq_ignore_ascii_case("help")
 }
 
-async fn analyze(slack: &Slack, lang: Language, text: &str) -> Result<String, StoreError> {
+async fn analyze(
+    slack: &Slack,
+    lang: Language,
+    text: &str,
+    principal: &Principal,
+) -> Result<String, StoreError> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let (target, rerun) = match words.as_slice() {
         [t] if !is_help(t) => (*t, false),
@@ -165,11 +192,20 @@ async fn analyze(slack: &Slack, lang: Language, text: &str) -> Result<String, St
         _ => return Ok(usage(lang, "/analyze").to_owned()),
     };
     let store = slack.app.store.as_ref();
-    let Some(c) = pipeline::find(store, target).await? else {
+    // A call the person may not reach answers exactly like one that does not exist: case
+    // numbers are sequential, so a different answer would confirm another rep's case.
+    let found = match pipeline::find(store, target).await? {
+        Some(c) if may_reach(store, principal, &c).await? => Some(c),
+        _ => None,
+    };
+    let Some(c) = found else {
         return Ok(format!(
             "{}\n\n{}",
-            lang.pick("No conversation {target}.", "找不到對話 {target}。")
-                .replace("{target}", target),
+            lang.pick(
+                "No conversation {target} that you can see.",
+                "找不到您可查看的對話 {target}。"
+            )
+            .replace("{target}", &escape(target)),
             usage(lang, "/analyze")
         ));
     };
@@ -179,15 +215,16 @@ async fn analyze(slack: &Slack, lang: Language, text: &str) -> Result<String, St
                 "🔁 正在重新分析 {case}，結果會更新討論串中的卡片。",
             )
             .replace("{case}", c.case_number.as_str()),
-            Err(RestartError::Conflict(msg)) => msg,
+            Err(RestartError::Conflict(msg)) => escape(&msg),
             Err(RestartError::Store(err)) => return Err(err),
         });
     }
     let t = |key: &str| crate::text::t(lang, key).to_owned();
+    let line = slack.app.product_line(&c.product_line);
     let mut out = format!(
         "*{}* · {} · {}",
         c.case_number.as_str(),
-        c.product_line,
+        escape(line.name_in(lang)),
         t(c.status.as_str())
     );
     if let Some(e) = &c.error {
@@ -196,7 +233,7 @@ async fn analyze(slack: &Slack, lang: Language, text: &str) -> Result<String, St
             t("failed"),
             t(e.stage.as_str()),
             e.code,
-            e.message
+            escape(&e.message)
         ));
     }
     if let Some(a) = store.get_analysis(&c.id).await? {
@@ -225,19 +262,22 @@ async fn opportunity(
     lang: Language,
     text: &str,
     f: &BTreeMap<String, String>,
+    person: &Person,
+    principal: &Principal,
 ) -> Result<String, StoreError> {
     let store = slack.app.store.as_ref();
     let usage = usage(lang, "/opportunity");
     if is_help(text) {
         return Ok(usage.to_owned());
     }
+    let reach = principal.reach();
     let score_word = lang.pick("score", "分數");
     let (first, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     if first.eq_ignore_ascii_case("list") && rest.trim().is_empty() {
-        let list = store.search_opportunities("", 10).await?;
+        let list = store.search_opportunities("", 10, &reach).await?;
         if list.is_empty() {
-            return Ok(lang.pick("No customers yet. Add one with `/opportunity create <customer number> <name>`.",
-                "尚無客戶。用 `/opportunity create <客戶編號> <名稱>` 新增。",
+            return Ok(lang.pick("No customers of yours yet. Add one with `/opportunity create <customer number> <name>`.",
+                "您還沒有客戶。用 `/opportunity create <客戶編號> <名稱>` 新增。",
             )
             .into());
         }
@@ -246,9 +286,9 @@ async fn opportunity(
             .map(|o| {
                 format!(
                     "• `{}` {} · {} · {score_word} {}",
-                    o.customer_number,
-                    o.company_name,
-                    o.status,
+                    escape(&o.customer_number),
+                    escape(&o.company_name),
+                    escape(&o.status),
                     o.latest_score.map_or("–".to_owned(), |s| s.to_string())
                 )
             })
@@ -269,10 +309,15 @@ async fn opportunity(
                     "`{number}` is not a customer number (letters, digits, - and _).",
                     "`{number}` 不是客戶編號（英數字、- 與 _）。"
                 )
-                .replace("{number}", number)
+                .replace("{number}", &escape(number))
             ));
         };
-        let name = name.trim();
+        let name: String = name
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
         if name.is_empty() {
             return Ok(format!(
                 "{}\n\n{usage}",
@@ -285,63 +330,55 @@ async fn opportunity(
             .product_line_for(channel, None)
             .unwrap_or(&slack.config.dm_product_line)
             .to_owned();
-        let user_id = f.get("user_id").map(String::as_str).unwrap_or_default();
-        let user_name = f.get("user_name").map(String::as_str).unwrap_or(user_id);
-        let owner = store
-            .find_or_create_user(None, Some(user_id), user_name)
-            .await?;
         return Ok(
             match store
-                .create_opportunity(
-                    number.as_str(),
-                    &name.chars().take(200).collect::<String>(),
-                    &line,
-                    Some(&owner),
-                )
+                .create_opportunity(number.as_str(), &name, &line, Some(&person.user.id))
                 .await
             {
                 Ok(o) => format!(
                     "✅ {} `{}` {} ({}).",
                     lang.pick("Created", "已建立"),
-                    o.customer_number,
-                    o.company_name,
-                    o.product_line
+                    escape(&o.customer_number),
+                    escape(&o.company_name),
+                    escape(slack.app.product_line(&o.product_line).name_in(lang))
                 ),
-                Err(StoreError::Conflict(_)) => lang.pick("Customer {number} already exists; look it up with `/opportunity {number}`.",
-                    "客戶 {number} 已存在；用 `/opportunity {number}` 查詢。",
+                // Said without the other customer's name, which may be another team's.
+                Err(StoreError::Conflict(_)) => lang.pick("Customer number {number} is taken already; look it up with `/opportunity {number}`, or choose another number.",
+                    "客戶編號 {number} 已被使用；用 `/opportunity {number}` 查詢，或改用其他編號。",
                 )
                 .replace("{number}", number.as_str()),
                 Err(other) => return Err(other),
             },
         );
     }
-    let found = match store.get_opportunity(text).await? {
-        Some(o) => vec![o],
-        None => store.search_opportunities(text, 5).await?,
-    };
+    let mut found = store.search_opportunities(text, 5, &reach).await?;
+    if let Some(exact) = found.iter().position(|o| o.customer_number == text) {
+        found = vec![found.swap_remove(exact)];
+    }
     match found.as_slice() {
         [] => Ok(format!(
             "{}\n\n{usage}",
             lang.pick(
-                "No customer matches “{text}”.",
-                "沒有符合「{text}」的客戶。"
+                "None of your customers matches “{text}”.",
+                "您的客戶中沒有符合「{text}」的。"
             )
-            .replace("{text}", text)
+            .replace("{text}", &escape(text))
         )),
         [o] => {
             let conversations = store
                 .list_conversations(&ConversationFilter {
                     customer_number: Some(o.customer_number.clone()),
+                    reach: Some(reach.clone()),
                     limit: 5,
                     ..Default::default()
                 })
                 .await?;
             let mut out = format!(
                 "*{}* `{}` · {} · {} · {} *{}* · {} {}",
-                o.company_name,
-                o.customer_number,
-                o.product_line,
-                o.status,
+                escape(&o.company_name),
+                escape(&o.customer_number),
+                escape(slack.app.product_line(&o.product_line).name_in(lang)),
+                escape(&o.status),
                 lang.pick("latest score", "最新分數"),
                 o.latest_score.map_or("–".to_owned(), |s| s.to_string()),
                 o.conversations,
@@ -362,7 +399,11 @@ async fn opportunity(
             lang.pick("{n} customers match:", "{n} 位客戶符合：")
                 .replace("{n}", &many.len().to_string()),
             many.iter()
-                .map(|o| format!("• `{}` {}", o.customer_number, o.company_name))
+                .map(|o| format!(
+                    "• `{}` {}",
+                    escape(&o.customer_number),
+                    escape(&o.company_name)
+                ))
                 .collect::<Vec<_>>()
                 .join("\n")
         )),
@@ -374,12 +415,16 @@ async fn report(
     lang: Language,
     text: &str,
     f: &BTreeMap<String, String>,
+    principal: &Principal,
 ) -> Result<String, StoreError> {
     let team = match text.to_ascii_lowercase().as_str() {
         "" | "me" | "my" => false,
         "team" => true,
         _ => return Ok(usage(lang, "/report").to_owned()),
     };
+    if team && !matches!(principal.role, Role::Manager | Role::Admin) {
+        return Ok(crate::jobs::team_report_refusal(lang).to_owned());
+    }
     let Some(response_url) = f.get("response_url") else {
         return Ok(usage(lang, "/report").to_owned());
     };
@@ -388,14 +433,7 @@ async fn report(
         user_id: f.get("user_id").cloned().unwrap_or_default(),
         user_name: f.get("user_name").cloned(),
         response_url: response_url.clone(),
-        lang: Some(
-            if lang == Language::ZhTw {
-                "zh-TW"
-            } else {
-                "en"
-            }
-            .to_owned(),
-        ),
+        lang: Some(lang.code().to_owned()),
     });
     slack.app.store.enqueue(job).await?;
     Ok(if team {

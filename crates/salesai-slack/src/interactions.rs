@@ -18,6 +18,7 @@ use salesai_core::queue::NewJob;
 use serde_json::{Value, json};
 
 use crate::Slack;
+use crate::access::SlackUser;
 use crate::blocks::{
     self, ACTION_OPEN_UPLOAD, ACTION_REPORT_LINK, ACTION_RETRY, ACTION_SPEAKERS, FileRef,
     SPEAKERS_CALLBACK, UPLOAD_CALLBACK,
@@ -76,6 +77,45 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
     }
 }
 
+/// The action ids salesai's buttons carry (the authorisation matrix test reads this list: a
+/// button added without rows there fails it).
+pub const ACTIONS: &[&str] = &[
+    ACTION_OPEN_UPLOAD,
+    ACTION_RETRY,
+    ACTION_SPEAKERS,
+    ACTION_REPORT_LINK,
+];
+
+/// Whether the person behind the click in `payload` may act on `conversation` (the call's rep,
+/// a manager of their team, an admin — the web app's rule): `Ok(Err(words))` tells them why
+/// not. Someone salesai does not know, or deactivated, may not.
+async fn clicker_may_reach(
+    slack: &Slack,
+    payload: &Value,
+    lang: Language,
+    conversation: Option<&salesai_core::domain::Conversation>,
+) -> salesai_core::store::StoreResult<Result<salesai_core::store::Person, String>> {
+    let store = slack.app.store.as_ref();
+    let slack_user = payload["user"]["id"].as_str().unwrap_or_default();
+    let who = SlackUser::resolve(store, slack_user).await?;
+    let (person, principal) = match who.person(lang) {
+        Ok(found) => found,
+        Err(refusal) => return Ok(Err(refusal.to_owned())),
+    };
+    if let Some(conversation) = conversation
+        && !crate::access::may_reach(store, &principal, conversation).await?
+    {
+        tracing::info!(event = "slack.action_denied", conversation_id = %conversation.id, slack_user_id = %slack_user, "a Slack action on a call out of reach was refused");
+        return Ok(Err(lang
+            .pick(
+                "This call belongs to a rep outside what you may see; nothing was done.",
+                "這通通話屬於您無權查看的業務，未執行任何動作。",
+            )
+            .to_owned()));
+    }
+    Ok(Ok(person.clone()))
+}
+
 async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response {
     let Some(file) = action["value"]
         .as_str()
@@ -85,6 +125,14 @@ async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response
     };
     let line = slack.app.product_line(&file.product_line).clone();
     let lang = Language::of(&line.language);
+    match clicker_may_reach(slack, payload, lang, None).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(refusal)) => return refuse(slack, payload, &refusal).await,
+        Err(err) => {
+            tracing::error!(event = "slack.open_upload_failed", error = %err, "could not check who clicked");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
     let view = blocks::upload_modal(lang, &line, &file);
     open_modal(
         slack,
@@ -123,12 +171,37 @@ async fn open_modal(
     ack()
 }
 
+/// Tells the person who clicked why nothing happened (through the click's `response_url`).
+async fn refuse(slack: &Slack, payload: &Value, words: &str) -> Response {
+    if let Some(url) = payload["response_url"].as_str() {
+        respond_later(slack, url, blocks::ephemeral(words)).await;
+    }
+    ack()
+}
+
+/// What a click on a call that is gone (or out of reach) is told.
+fn gone(lang: Language, id: &str) -> String {
+    lang.pick(
+        "Conversation {id} no longer exists.",
+        "對話 {id} 已不存在。",
+    )
+    .replace("{id}", &blocks::escape(id))
+}
+
 async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
     let id = action["value"].as_str().unwrap_or_default();
     let found = pipeline::find(slack.app.store.as_ref(), id).await;
     let reply = match found {
         Ok(Some(conversation)) => {
             let lang = Language::of(&slack.app.product_line(&conversation.product_line).language);
+            match clicker_may_reach(slack, payload, lang, Some(&conversation)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(refusal)) => return refuse(slack, payload, &refusal).await,
+                Err(err) => {
+                    tracing::error!(event = "slack.retry_failed", error = %err, "could not check who clicked");
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+            }
             match pipeline::retry(slack.app.store.as_ref(), &conversation).await {
                 Ok(restarted) => {
                     tracing::info!(event = "slack.retry", conversation_id = %restarted.id, resumes_at = restarted.resumes_at, "retry from Slack");
@@ -139,14 +212,14 @@ async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
                         t(lang, "retrying")
                     )
                 }
-                Err(RestartError::Conflict(msg)) => msg,
+                Err(RestartError::Conflict(msg)) => blocks::escape(&msg),
                 Err(RestartError::Store(err)) => {
                     tracing::error!(event = "slack.retry_failed", error = %err, "retry from Slack failed");
                     return StatusCode::SERVICE_UNAVAILABLE.into_response();
                 }
             }
         }
-        Ok(None) => format!("Conversation {id} no longer exists."),
+        Ok(None) => gone(Language::En, id),
         Err(err) => {
             tracing::error!(event = "slack.retry_failed", error = %err, "retry from Slack failed");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -170,13 +243,18 @@ async fn open_speakers(slack: &Slack, payload: &Value, action: &Value) -> Respon
         }
     };
     let Some(conversation) = found else {
-        if let Some(url) = payload["response_url"].as_str() {
-            let text = format!("Conversation {id} no longer exists.");
-            respond_later(slack, url, blocks::ephemeral(&text)).await;
-        }
-        return ack();
+        return refuse(slack, payload, &gone(Language::En, id)).await;
     };
     let lang = Language::of(&slack.app.product_line(&conversation.product_line).language);
+    // Checked before anything of the call is read: the modal shows its speakers' first lines.
+    match clicker_may_reach(slack, payload, lang, Some(&conversation)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(refusal)) => return refuse(slack, payload, &refusal).await,
+        Err(err) => {
+            tracing::error!(event = "slack.speakers_failed", error = %err, "could not check who clicked");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
     let transcript = match store.get_transcript(&conversation.id).await {
         Ok(transcript) => transcript,
         Err(err) => {
@@ -234,7 +312,7 @@ async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
     let store = slack.app.store.as_ref();
     let conversation = match pipeline::find(store, id).await {
         Ok(Some(conversation)) => conversation,
-        Ok(None) => return modal_error(&format!("Conversation {id} no longer exists.")),
+        Ok(None) => return modal_error(&gone(Language::En, id)),
         Err(err) => {
             tracing::error!(event = "slack.speakers_failed", error = %err, "could not read the conversation");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -246,16 +324,13 @@ async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
     }
     // The same rule as the web app: the call's rep, a manager of their team, or an admin.
     let slack_user = payload["user"]["id"].as_str().unwrap_or_default();
-    let allowed = match allowed_to_correct(store, lang, slack_user, &conversation).await {
-        Ok(allowed) => allowed,
+    match clicker_may_reach(slack, payload, lang, Some(&conversation)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(reason)) => return modal_error(&reason),
         Err(err) => {
             tracing::error!(event = "slack.speakers_failed", error = %err, "could not check who may correct");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
-    };
-    if let Err(reason) = allowed {
-        tracing::info!(event = "slack.speakers_denied", conversation_id = %conversation.id, slack_user_id = %slack_user, reason = %reason, "speaker correction refused");
-        return modal_error(&reason);
     }
     match pipeline::correct_speaker(
         store,
@@ -285,35 +360,6 @@ async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
     }
 }
 
-/// Whether the Slack user may correct `conversation`: `Ok(Err(reason))` when they may not.
-async fn allowed_to_correct(
-    store: &dyn salesai_core::store::Store,
-    lang: Language,
-    slack_user: &str,
-    conversation: &salesai_core::domain::Conversation,
-) -> salesai_core::store::StoreResult<Result<(), String>> {
-    let Some(person) = store.person_by_identity(Some(slack_user), None).await? else {
-        return Ok(Err(lang
-            .pick(
-                "salesai does not know you yet; ask an admin to invite you, or upload a call first.",
-                "salesai 還不認識您；請管理員邀請您，或先上傳一通通話。",
-            )
-            .into()));
-    };
-    if !person.active {
-        return Ok(Err(
-            "Your salesai account is deactivated; ask an admin.".into()
-        ));
-    }
-    let rep = match &conversation.rep_user_id {
-        Some(rep) => store.person(rep).await?,
-        None => None,
-    };
-    Ok(salesai_core::access::Principal::person(&person)
-        .may_reach(rep.as_ref())
-        .map_err(|denied| denied.0))
-}
-
 /// An answer that shows `message` under the modal's speaker choice.
 fn modal_error(message: &str) -> Response {
     ok_json(json!({ "response_action": "errors", "errors": { "rep": message } }))
@@ -340,27 +386,26 @@ async fn submit(slack: &Slack, payload: &Value) -> Response {
     };
     let line = slack.app.product_line(&file.product_line).clone();
     let lang = Language::of(&line.language);
+    let user_id = payload["user"]["id"].as_str().unwrap_or_default();
+    let store = &slack.app.store;
+    // The person who submits is the call's rep: someone salesai knows and lets in (checked
+    // first: there is no point in fixing answers they cannot send).
+    let rep = match clicker_may_reach(slack, payload, lang, None).await {
+        Ok(Ok(person)) => Some(person.user.id),
+        Ok(Err(refusal)) => {
+            return ok_json(
+                json!({ "response_action": "errors", "errors": { "customer_number": refusal } }),
+            );
+        }
+        Err(err) => {
+            tracing::error!(event = "slack.submit_failed", error = %err, "could not map the Slack user");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
     let submission = match blocks::parse_submission(lang, &line, &view["state"]["values"]) {
         Ok(s) => s,
         Err(errors) => {
             return ok_json(json!({ "response_action": "errors", "errors": errors }));
-        }
-    };
-    let user = &payload["user"];
-    let user_id = user["id"].as_str().unwrap_or_default();
-    let display = user["name"]
-        .as_str()
-        .or_else(|| user["username"].as_str())
-        .unwrap_or(user_id);
-    let store = &slack.app.store;
-    let rep = match store
-        .find_or_create_user(None, Some(user_id), display)
-        .await
-    {
-        Ok(id) => Some(id),
-        Err(err) => {
-            tracing::error!(event = "slack.submit_failed", error = %err, "could not map the Slack user");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
     let mut intake = Intake::new(Source::Slack, submission.customer_number);

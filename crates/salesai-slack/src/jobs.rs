@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use salesai_core::access::Reach;
 use salesai_core::analysis::{BuyerOutput, CoachOutput, SellerOutput};
 use salesai_core::blob::{BlobKey, StoreLimitedError, Stored, store_limited};
 use salesai_core::domain::{Conversation, ConversationStatus, Media, Role};
@@ -30,6 +31,26 @@ pub const PROMPT: &str = "slack.prompt";
 pub const RESPOND: &str = "slack.respond";
 /// `slack.report`: build `/report` and post it to the command's `response_url`.
 pub const REPORT: &str = "slack.report";
+/// `slack.login`: find an invited person by their Slack profile's e-mail and answer
+/// `/salesai login` with a sign-in link.
+pub const LOGIN: &str = "slack.login";
+
+/// The payload of [`LOGIN`]: a Slack user salesai did not know by their Slack id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginJob {
+    /// Their Slack user id.
+    pub user_id: String,
+    /// Where to answer.
+    pub response_url: String,
+    /// `zh-TW` or `en`.
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+impl JobKind for LoginJob {
+    const KIND: &'static str = LOGIN;
+    const QUEUE: &'static str = NOTIFICATIONS;
+}
 
 /// The payload of [`PROMPT`]: a file shared in a channel salesai listens to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +119,7 @@ pub fn register_jobs(registry: &mut Registry, slack: Option<Slack>) {
         .add(Prompt(slack.clone()))
         .add(Respond(slack.clone()))
         .add(Report(slack.clone()))
+        .add(Login(slack.clone()))
         .add(Download(slack.clone()))
         .add(Notify(slack));
 }
@@ -413,27 +435,24 @@ impl Handler for Report {
     async fn run(&self, app: &App, _job: &Job, p: ReportJob) -> Result<(), JobError> {
         let slack = configured(&self.0)?;
         let user = non_empty(&p.user_id, "user_id")?;
-        let name = p.user_name.as_deref().unwrap_or(user);
-        let team = p.team;
         let lang = Language::of(p.lang.as_deref().unwrap_or("en"));
-        let user_id = map_user(slack, user, name).await?;
-        let text = if team {
-            let role = app
-                .store
-                .get_user(&user_id)
-                .await
-                .map_err(db)?
-                .map(|u| u.role);
-            if matches!(role, Some(Role::Manager | Role::Admin)) {
-                build_report(app, None, lang).await?
-            } else {
-                lang.pick("`/report team` is for managers. Ask an admin to give you the manager role; `/report` shows yours.",
-                    "`/report team` 限主管使用。請管理員給你 manager 角色；`/report` 可看你自己的報告。",
-                )
-                .to_owned()
+        // Who asks is decided now, by the same rules as the web app: someone salesai does not
+        // know, or no longer lets in, gets told so and nothing else.
+        let who = crate::access::SlackUser::resolve(app.store.as_ref(), user)
+            .await
+            .map_err(db)?;
+        let text = match who.person(lang) {
+            Err(refusal) => refusal.to_owned(),
+            Ok((_, principal)) if p.team => {
+                if matches!(principal.role, Role::Manager | Role::Admin) {
+                    build_report(app, principal.reach(), false, lang).await?
+                } else {
+                    team_report_refusal(lang).to_owned()
+                }
             }
-        } else {
-            build_report(app, Some(&user_id), lang).await?
+            Ok((person, _)) => {
+                build_report(app, Reach::Own(person.user.id.clone()), true, lang).await?
+            }
         };
         respond(
             slack,
@@ -442,6 +461,116 @@ impl Handler for Report {
         )
         .await
     }
+}
+
+/// What someone who is not a manager is told when they ask for the team's report.
+pub(crate) fn team_report_refusal(lang: Language) -> &'static str {
+    lang.pick(
+        "`/report team` is for managers. Ask an admin to give you the manager role; `/report` shows yours.",
+        "`/report team` 限主管使用。請管理員給你 manager 角色；`/report` 可看你自己的報告。",
+    )
+}
+
+struct Login(Option<Arc<Slack>>);
+
+#[async_trait]
+impl Handler for Login {
+    type Kind = LoginJob;
+
+    async fn run(&self, _app: &App, _job: &Job, p: LoginJob) -> Result<(), JobError> {
+        let slack = configured(&self.0)?;
+        let user = non_empty(&p.user_id, "user_id")?;
+        let lang = Language::of(p.lang.as_deref().unwrap_or("en"));
+        let text = match link_by_profile(slack, user).await? {
+            Some(person) if person.active => {
+                login_link(slack, lang, &person.user.id).await.map_err(db)?
+            }
+            Some(_) => crate::access::deactivated(lang).to_owned(),
+            None => crate::access::not_invited(lang).to_owned(),
+        };
+        respond(
+            slack,
+            non_empty(&p.response_url, "response_url")?,
+            &blocks::ephemeral(&text),
+        )
+        .await
+    }
+}
+
+/// The person a Slack user is by their Slack id, else by the e-mail of their Slack profile
+/// (Slack's word, within this workspace), whose Slack id is then remembered. Never creates
+/// anyone: only someone an admin invited (or who shared a call) is found.
+async fn link_by_profile(
+    slack: &Slack,
+    slack_user_id: &str,
+) -> Result<Option<salesai_core::store::Person>, JobError> {
+    let store = slack.app.store.as_ref();
+    if let Some(person) = store
+        .person_by_identity(Some(slack_user_id), None)
+        .await
+        .map_err(db)?
+    {
+        return Ok(Some(person));
+    }
+    let email = match slack.client.user_info(slack_user_id).await {
+        Ok(user) => user["profile"]["email"].as_str().map(str::to_owned),
+        Err(err @ SlackError::RateLimited { .. }) => return Err(slack_err(err)),
+        Err(err) => {
+            tracing::warn!(event = "slack.users_info_failed", user = slack_user_id, error = %err, "users.info failed; cannot look the person up by e-mail");
+            None
+        }
+    };
+    let Some(email) = email else { return Ok(None) };
+    let Some(person) = store
+        .person_by_identity(None, Some(&email))
+        .await
+        .map_err(db)?
+    else {
+        return Ok(None);
+    };
+    if person.active && person.user.slack_user_id.is_none() {
+        // Links the Slack id to the person with this e-mail (never creates: they exist).
+        store
+            .find_or_create_user(Some(&email), Some(slack_user_id), &person.user.display_name)
+            .await
+            .map_err(db)?;
+    }
+    Ok(Some(person))
+}
+
+/// A one-time sign-in link for `user_id`, as the words only that person sees.
+pub(crate) async fn login_link(
+    slack: &Slack,
+    lang: Language,
+    user_id: &str,
+) -> Result<String, salesai_core::store::StoreError> {
+    let Some(base) = &slack.config.public_base_url else {
+        return Ok(lang
+            .pick(
+                "The web app's address is not configured; ask an admin to set SALESAI_PUBLIC_URL.",
+                "尚未設定網頁版的網址，請管理員設定 SALESAI_PUBLIC_URL。",
+            )
+            .to_owned());
+    };
+    let path = salesai_core::access::issue_link(
+        slack.app.store.as_ref(),
+        Some(user_id),
+        None,
+        salesai_core::access::LINK_TTL,
+    )
+    .await?;
+    let link = base
+        .join(path.trim_start_matches('/'))
+        .map(String::from)
+        .unwrap_or(path);
+    tracing::info!(event = "slack.login_link", user_id = %user_id, "sign-in link given in Slack");
+    Ok(format!(
+        "{}\n{link}",
+        lang.pick(
+            "🔑 Your sign-in link (works once, for 15 minutes; only you see this):",
+            "🔑 您的登入連結（僅能使用一次、15 分鐘內有效；只有您看得到）：",
+        )
+    ))
 }
 
 /// Averages over a set of conversations' analyses.
@@ -461,10 +590,12 @@ impl Tally {
 
 const DIMENSIONS: [&str; 4] = ["pain", "decision", "champion", "metrics"];
 
-/// The last seven days for one rep (`Some`) or the team (`None`), in `lang`.
+/// The last seven days of the calls within `reach` — one rep's own (`mine`), or the teams a
+/// manager manages, or everyone's for an admin — in `lang`.
 pub async fn build_report(
     app: &App,
-    rep: Option<&str>,
+    reach: Reach,
+    mine: bool,
     lang: Language,
 ) -> Result<String, JobError> {
     let t = |key: &str| crate::text::t(lang, key).to_owned();
@@ -472,7 +603,7 @@ pub async fn build_report(
     let conversations = app
         .store
         .list_conversations(&ConversationFilter {
-            rep_user_id: rep.map(str::to_owned),
+            reach: Some(reach),
             from: Some(since),
             limit: 1000,
             ..Default::default()
@@ -512,7 +643,7 @@ pub async fn build_report(
     }
     let mut out = format!(
         "*{} — {}*\n{} *{}* · {} {} · {} {}",
-        if rep.is_some() {
+        if mine {
             lang.pick("Your report", "你的報告")
         } else {
             lang.pick("Team report", "團隊報告")
@@ -548,7 +679,7 @@ pub async fn build_report(
         }
         None => out.push_str(lang.pick("\nNo completed analyses yet.", "\n尚無完成的分析。")),
     }
-    if rep.is_none() && !by_rep.is_empty() {
+    if !mine && !by_rep.is_empty() {
         out.push_str(lang.pick("\n\n*By rep*", "\n\n*依業務*"));
         for (rep_id, tally) in &by_rep {
             let name = if rep_id.is_empty() {

@@ -11,6 +11,7 @@
 //! binary builds a [`Slack`] from configuration, merges [`router`] into the HTTP router and
 //! registers [`register_jobs`] with the worker.
 
+mod access;
 pub mod api;
 pub mod blocks;
 pub mod check;
@@ -36,6 +37,8 @@ use secrecy::SecretString;
 use url::Url;
 
 pub use api::{SlackError, WebClient};
+pub use commands::COMMANDS;
+pub use interactions::ACTIONS;
 pub use jobs::register_jobs;
 pub use routes::router;
 

@@ -417,6 +417,24 @@ pub struct WebSettings {
         hide = true
     )]
     pub sign_in_domains: Option<String>,
+    /// The organisation single sign-on accepts: Google Workspace's domain (hd, required with Google), Entra's tenant id (tid), or claim=value for another provider's claim [default: none; the issuer is the organisation]
+    #[arg(
+        long,
+        env = "SALESAI_OIDC_TENANT",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub oidc_tenant: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For names the client (for the sign-in limiter and logs), comma-separated addresses or ranges: 127.0.0.1,10.0.0.0/8 [default: none; the connecting address is the client]
+    #[arg(
+        long,
+        env = "SALESAI_TRUSTED_PROXIES",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub trusted_proxies: Option<String>,
 }
 
 /// Ops alerts and the daily summary: flags, environment variables and `salesai.toml` keys.
@@ -593,6 +611,15 @@ pub struct SlackSettings {
         hide = true
     )]
     pub slack_oidc_issuer: Option<String>,
+    /// Your Slack workspace's id (T…, in the workspace's URL or `auth.test`): Sign in with Slack accepts only its members; required with SLACK_CLIENT_ID [default: none]
+    #[arg(
+        long,
+        env = "SLACK_TEAM_ID",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub slack_team_id: Option<String>,
 }
 
 /// Workers: flags, environment variables and `salesai.toml` keys.
@@ -800,6 +827,8 @@ pub struct Config {
     pub public_url: Option<url::Url>,
     /// The OpenID Connect sign-in providers (Slack's, a company's).
     pub sign_in: Vec<salesai_core::access::OidcProvider>,
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<salesai_core::net::IpRange>,
     /// The daily backup's local time, when scheduled.
     pub backup_at: Option<chrono::NaiveTime>,
     /// Where backups go.
@@ -1145,6 +1174,10 @@ impl Config {
             shutdown_grace_secs: args.workers.shutdown_grace_secs.unwrap_or(30),
             slack,
             sign_in: sign_in_providers(args)?,
+            trusted_proxies: salesai_core::net::IpRange::parse_list(
+                args.web.trusted_proxies.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| anyhow::anyhow!("SALESAI_TRUSTED_PROXIES: {e}"))?,
             public_url,
             backup_at,
             backup_dir,
@@ -1208,6 +1241,41 @@ fn slack_config(
     }))
 }
 
+/// The organisation single sign-on is pinned to: `SALESAI_OIDC_TENANT` as Google's `hd` or
+/// Entra's `tid` (by the issuer), or `claim=value`. Google's issuer serves every Google account,
+/// so it cannot be used without one.
+fn tenant_pin(
+    issuer: &str,
+    raw: Option<String>,
+) -> anyhow::Result<Option<salesai_core::access::TenantPin>> {
+    let host = url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    let google = host == "accounts.google.com";
+    let entra = host == "login.microsoftonline.com" || host.ends_with(".ciamlogin.com");
+    let Some(raw) = raw else {
+        if google {
+            bail!(
+                "single sign-on with Google needs SALESAI_OIDC_TENANT, your Google Workspace domain (example.com): without it any Google account could sign in"
+            );
+        }
+        return Ok(None);
+    };
+    let (claim, value) = match raw.split_once('=') {
+        Some((claim, value)) => (claim.trim().to_owned(), value.trim().to_owned()),
+        None if google => ("hd".to_owned(), raw.clone()),
+        None if entra => ("tid".to_owned(), raw.clone()),
+        None => bail!(
+            "SALESAI_OIDC_TENANT {raw:?}: for an issuer other than Google or Entra, name the claim too (claim=value), or leave it unset (the issuer is the organisation)"
+        ),
+    };
+    if claim.is_empty() || value.is_empty() {
+        bail!("SALESAI_OIDC_TENANT {raw:?} needs a claim and a value (claim=value)");
+    }
+    Ok(Some(salesai_core::access::TenantPin { claim, value }))
+}
+
 /// The OpenID Connect sign-in providers: Slack's when its client id and secret are set, a
 /// company's when an issuer is set (with its client id and secret, else an error that names
 /// what is missing).
@@ -1251,7 +1319,16 @@ fn sign_in_providers(args: &ConfigArgs) -> anyhow::Result<Vec<salesai_core::acce
             "SLACK_CLIENT_SECRET is set but SLACK_CLIENT_ID is not; set both to enable Sign in with Slack"
         ),
         (Some(client_id), Some(client_secret)) => {
+            let Some(team) = pick(&args.slack.slack_team_id) else {
+                bail!(
+                    "Sign in with Slack needs SLACK_TEAM_ID, your workspace's id (T…): without it anyone with an account in any Slack workspace could sign in"
+                );
+            };
             providers.push(salesai_core::access::OidcProvider {
+                tenant: Some(salesai_core::access::TenantPin {
+                    claim: "https://slack.com/team_id".into(),
+                    value: team,
+                }),
                 id: "slack".into(),
                 label: "Slack".into(),
                 issuer: issuer_url(
@@ -1272,10 +1349,13 @@ fn sign_in_providers(args: &ConfigArgs) -> anyhow::Result<Vec<salesai_core::acce
     match (issuer, id, secret) {
         (None, None, None) => {}
         (Some(issuer), Some(client_id), Some(client_secret)) => {
+            let issuer = issuer_url("SALESAI_OIDC_ISSUER", issuer)?;
+            let tenant = tenant_pin(&issuer, pick(&args.web.oidc_tenant))?;
             providers.push(salesai_core::access::OidcProvider {
+                tenant,
                 id: "sso".into(),
                 label: pick(&args.web.oidc_name).unwrap_or_else(|| "Single sign-on".into()),
-                issuer: issuer_url("SALESAI_OIDC_ISSUER", issuer)?,
+                issuer,
                 client_id,
                 client_secret,
                 allowed_domains: domains,
@@ -1604,14 +1684,83 @@ mod tests {
             oidc_client_id: Some("id".into()),
             oidc_client_secret: Some("secret".into()),
             sign_in_domains: Some("Example.com, @example.tw".into()),
+            oidc_tenant: Some("example.com".into()),
             ..Default::default()
         };
         let slack = SlackSettings {
             slack_client_id: Some("1.2".into()),
             slack_client_secret: Some("s".into()),
+            slack_team_id: Some("T0TEAM".into()),
             ..Default::default()
         };
-        let config = with(web.clone(), slack).unwrap();
+        let config = with(web.clone(), slack.clone()).unwrap();
+        let pin = |i: usize| {
+            config.sign_in[i]
+                .tenant
+                .as_ref()
+                .map(|t| (t.claim.as_str(), t.value.as_str()))
+        };
+        assert_eq!(pin(0), Some(("https://slack.com/team_id", "T0TEAM")));
+        assert_eq!(pin(1), Some(("hd", "example.com")));
+        // Google without a domain, Slack without a workspace: anyone could sign in.
+        let err = with(
+            WebSettings {
+                oidc_tenant: None,
+                ..web.clone()
+            },
+            Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SALESAI_OIDC_TENANT"), "{err}");
+        let err = with(
+            Default::default(),
+            SlackSettings {
+                slack_team_id: None,
+                ..slack
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SLACK_TEAM_ID"), "{err}");
+        // Entra: a bare tenant id is `tid`; another issuer needs the claim named.
+        let entra = with(
+            WebSettings {
+                oidc_issuer: Some("https://login.microsoftonline.com/abc/v2.0".into()),
+                oidc_tenant: Some("abc".into()),
+                ..web.clone()
+            },
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(entra.sign_in[0].tenant.as_ref().unwrap().claim, "tid");
+        assert!(
+            with(
+                WebSettings {
+                    oidc_issuer: Some("https://id.example.com".into()),
+                    oidc_tenant: Some("abc".into()),
+                    ..web.clone()
+                },
+                Default::default(),
+            )
+            .is_err()
+        );
+        let okta = with(
+            WebSettings {
+                oidc_issuer: Some("https://id.example.com".into()),
+                oidc_tenant: Some("org = acme".into()),
+                ..web.clone()
+            },
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            okta.sign_in[0].tenant,
+            Some(salesai_core::access::TenantPin {
+                claim: "org".into(),
+                value: "acme".into()
+            })
+        );
         let ids: Vec<_> = config
             .sign_in
             .iter()

@@ -80,6 +80,7 @@ pub async fn open_app(config: &Config) -> anyhow::Result<(App, Database)> {
         public_url: config.public_url.as_ref().map(|u| u.to_string()),
         storage_probe: Arc::default(),
         sign_in: Arc::new(config.sign_in.clone()),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         doctor: Some(Arc::new(crate::ops::doctor::LiveDoctor::new(
             config.clone(),
             database.clone(),

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use salesai_core::domain::Role;
 use salesai_core::store::{
-    Access, LinkPurpose, LoginLink, NewLoginLink, NewSession, Person, PersonChange, StoreError,
-    StoreResult, WebSession,
+    Access, IdentityMatch, LinkPurpose, LoginLink, NewLoginLink, NewSession, Person, PersonChange,
+    ProvenIdentity, StoreError, StoreResult, WebSession,
 };
 use sqlx::Row;
 
@@ -113,6 +113,124 @@ impl Access for StoreImpl {
         .await
     }
 
+    async fn sign_in_identity(&self, identity: &ProvenIdentity) -> StoreResult<IdentityMatch> {
+        let subject = identity.subject.trim();
+        if subject.is_empty() || subject.len() > 255 || identity.issuer.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "an identity needs an issuer and a subject of at most 255 characters".into(),
+            ));
+        }
+        let email = identity
+            .verified_email
+            .as_deref()
+            .map(check_email)
+            .transpose()?;
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            let linked: Option<String> = crate::statement::query_scalar(sql!(
+                "UPDATE identities SET last_used_at = now() WHERE issuer = $1 AND subject = $2 \
+                 RETURNING user_id"
+            ))
+            .bind(&identity.issuer)
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = linked {
+                let person = person_in(&mut tx, &id).await?;
+                tx.commit().await?;
+                return Ok(person.map_or(IdentityMatch::Unknown, IdentityMatch::Known));
+            }
+            // Not seen before: the person this Slack id or verified e-mail names, if any.
+            let mut candidate: Option<String> = None;
+            if let Some(slack) = identity.slack_user_id.as_deref().filter(|s| !s.is_empty()) {
+                candidate = crate::statement::query_scalar(sql!(
+                    "SELECT id FROM users WHERE slack_user_id = $1"
+                ))
+                .bind(slack)
+                .fetch_optional(&mut *tx)
+                .await?;
+            }
+            if candidate.is_none()
+                && let Some(email) = &email
+            {
+                candidate = crate::statement::query_scalar(sql!(
+                    "SELECT id FROM users WHERE lower(email) = $1 ORDER BY created_at, id LIMIT 1"
+                ))
+                .bind(email)
+                .fetch_optional(&mut *tx)
+                .await?;
+            }
+            let (id, joined) = match candidate {
+                Some(id) => {
+                    let person = person_in(&mut tx, &id)
+                        .await?
+                        .expect("the person was just read");
+                    if !person.active {
+                        return Ok(IdentityMatch::Known(person));
+                    }
+                    let other: Option<String> = crate::statement::query_scalar(sql!(
+                        "SELECT subject FROM identities WHERE user_id = $1 AND issuer = $2"
+                    ))
+                    .bind(&id)
+                    .bind(&identity.issuer)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if other.is_some() {
+                        return Ok(IdentityMatch::OtherAccount);
+                    }
+                    (id, false)
+                }
+                None => {
+                    let Some(email) = email.as_deref().filter(|_| identity.may_join) else {
+                        return Ok(IdentityMatch::Unknown);
+                    };
+                    (
+                        invite_in(&mut tx, email, &identity.display_name, Role::Rep).await?,
+                        true,
+                    )
+                }
+            };
+            crate::statement::query(sql!(
+                "INSERT INTO identities (issuer, subject, user_id, created_at, last_used_at) \
+                 VALUES ($1, $2, $3, now(), now())"
+            ))
+            .bind(&identity.issuer)
+            .bind(subject)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match crate::error::is_unique_violation(&e) {
+                // The same account signing in twice at once: the other attempt linked it.
+                true => StoreError::Conflict(
+                    "this account is signing in elsewhere at this moment; try again".into(),
+                )
+                .into(),
+                false => crate::error::Fail::from(e),
+            })?;
+            if let Some(slack) = identity.slack_user_id.as_deref().filter(|s| !s.is_empty()) {
+                crate::statement::query(sql!(
+                    "UPDATE users SET slack_user_id = $1, updated_at = now() \
+                     WHERE id = $2 AND slack_user_id IS NULL \
+                     AND NOT EXISTS (SELECT 1 FROM users WHERE slack_user_id = $1)"
+                ))
+                .bind(slack)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let person = person_in(&mut tx, &id)
+                .await?
+                .expect("the person was just written");
+            tx.commit().await?;
+            Ok(if joined {
+                IdentityMatch::Joined(person)
+            } else {
+                IdentityMatch::Known(person)
+            })
+        })
+        .await
+    }
+
     async fn people(&self) -> StoreResult<Vec<Person>> {
         run(async {
             let rows = crate::statement::query(sql!(concat!(
@@ -169,7 +287,9 @@ impl Access for StoreImpl {
         run(async {
             let team = team_name(team)?;
             let mut tx = write_tx(&self.pool).await?;
+            let admins_before = lock_admins(&mut tx).await?;
             let id = invite_in(&mut tx, &email, display_name, role).await?;
+            keep_an_admin(&mut tx, admins_before).await?;
             if team.is_some() {
                 crate::statement::query(sql!("UPDATE users SET team = $1 WHERE id = $2"))
                     .bind(&team)
@@ -193,6 +313,7 @@ impl Access for StoreImpl {
                 None => None,
             };
             let mut tx = write_tx(&self.pool).await?;
+            let admins_before = lock_admins(&mut tx).await?;
             if person_in(&mut tx, id).await?.is_none() {
                 return Ok(None);
             }
@@ -267,6 +388,7 @@ impl Access for StoreImpl {
                 }
                 None => {}
             }
+            keep_an_admin(&mut tx, admins_before).await?;
             let person = person_in(&mut tx, id).await?;
             tx.commit().await?;
             Ok(person)
@@ -361,11 +483,16 @@ impl Access for StoreImpl {
         let email = check_email(email)?;
         run(async {
             let mut tx = write_tx(&self.pool).await?;
-            let admins: i64 = crate::statement::query_scalar(sql!(
-                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deactivated_at IS NULL"
+            // Every unused setup link is locked first (PostgreSQL; SQLite's one writer already
+            // serialises this), so two setup links used at once cannot both see "no admin":
+            // the second waits, then finds the links used and the admin there.
+            crate::statement::query(sql!(
+                "SELECT token_hash FROM login_links WHERE purpose = 'setup' AND used_at IS NULL \
+                 ORDER BY token_hash FOR UPDATE"
             ))
-            .fetch_one(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
+            let admins = lock_admins(&mut tx).await?;
             if admins > 0 {
                 return Err(StoreError::Conflict(
                     "salesai has an admin already; ask them for a sign-in link \
@@ -385,6 +512,12 @@ impl Access for StoreImpl {
             if used == 0 {
                 return Ok(None);
             }
+            // The instance has its admin: every other setup link is spent with this one.
+            crate::statement::query(sql!(
+                "UPDATE login_links SET used_at = now() WHERE purpose = 'setup' AND used_at IS NULL"
+            ))
+            .execute(&mut *tx)
+            .await?;
             let id = invite_in(&mut tx, &email, display_name, Role::Admin).await?;
             crate::statement::query(sql!(
                 "UPDATE users SET deactivated_at = NULL WHERE id = $1"
@@ -483,19 +616,62 @@ impl Access for StoreImpl {
     }
 }
 
-/// Ends every live session of a person inside the caller's connection or transaction.
+/// Ends every live session of a person and voids their unused sign-in links, inside the
+/// caller's connection or transaction (a link given before "sign out everywhere" or a
+/// deactivation must not start a new session afterwards).
 async fn end_sessions_in(conn: &mut Conn, user_id: &str) -> R<u64> {
-    Ok(crate::statement::query(sql!(
+    let ended = crate::statement::query(sql!(
         "UPDATE web_sessions SET ended_at = now() WHERE user_id = $1 AND ended_at IS NULL"
     ))
     .bind(user_id)
     .execute(&mut *conn)
     .await?
-    .rows_affected())
+    .rows_affected();
+    crate::statement::query(sql!(
+        "UPDATE login_links SET used_at = now() WHERE user_id = $1 AND used_at IS NULL"
+    ))
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(ended)
+}
+
+/// Locks the rows of the active admins (PostgreSQL; SQLite's one writer serialises anyway) and
+/// counts them, so two changes at once cannot each demote one of the last two admins.
+pub(super) async fn lock_admins(conn: &mut Conn) -> R<usize> {
+    Ok(crate::statement::query_scalar::<_, String>(sql!(
+        "SELECT id FROM users WHERE role = 'admin' AND deactivated_at IS NULL ORDER BY id FOR UPDATE"
+    ))
+    .fetch_all(&mut *conn)
+    .await?
+    .len())
+}
+
+/// Fails with `Conflict` when a change inside this transaction left no active admin where
+/// there was one (`before`, from [`lock_admins`]): an instance always keeps someone who can
+/// invite people and run it.
+pub(super) async fn keep_an_admin(conn: &mut Conn, before: usize) -> R<()> {
+    if before == 0 {
+        return Ok(());
+    }
+    let after: i64 = crate::statement::query_scalar(sql!(
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deactivated_at IS NULL"
+    ))
+    .fetch_one(&mut *conn)
+    .await?;
+    if after == 0 {
+        return Err(StoreError::Conflict(
+            "this is the only active admin; make someone else an admin first \
+             (salesai users role EMAIL admin, or the People page)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The person with this e-mail, created with `role` when there is none; an existing person's
-/// role becomes `role`. Returns their id.
+/// role becomes `role`, and their name `display_name` when one is given. Returns their id.
 async fn invite_in(conn: &mut Conn, email: &str, display_name: &str, role: Role) -> R<String> {
     let name: String = display_name.trim().chars().take(200).collect();
     let existing: Option<String> =
@@ -506,7 +682,7 @@ async fn invite_in(conn: &mut Conn, email: &str, display_name: &str, role: Role)
     if let Some(id) = existing {
         crate::statement::query(sql!(
             "UPDATE users SET role = $1, \
-             display_name = CASE WHEN display_name = '' THEN $2 ELSE display_name END, \
+             display_name = CASE WHEN $2 = '' THEN display_name ELSE $2 END, \
              updated_at = now() WHERE id = $3"
         ))
         .bind(role.as_str())

@@ -1180,20 +1180,68 @@ impl Customers for StoreImpl {
         .await
     }
 
-    async fn search_opportunities(&self, query: &str, limit: u32) -> StoreResult<Vec<Opportunity>> {
+    async fn search_opportunities(
+        &self,
+        query: &str,
+        limit: u32,
+        reach: &Reach,
+    ) -> StoreResult<Vec<Opportunity>> {
+        // The people whose customers a reach covers, over `$3`: a customer is theirs when one
+        // of them owns it or has a call with it.
+        macro_rules! within {
+            ($people:literal) => {
+                concat!(
+                    " AND (o.owner_user_id IN (",
+                    $people,
+                    ") OR EXISTS (SELECT 1 FROM conversations c \
+                     WHERE c.opportunity_id = o.id AND c.rep_user_id IN (",
+                    $people,
+                    ")))"
+                )
+            };
+        }
+        macro_rules! search {
+            ($within:expr) => {
+                sql!(concat!(
+                    opportunity_select!(),
+                    " WHERE ($1 = '' OR o.customer_number = $1 \
+                     OR strpos(lower(o.company_name), lower($1)) > 0)",
+                    $within,
+                    " ORDER BY o.created_at DESC, o.id LIMIT $2"
+                ))
+            };
+        }
+        let limit = i64::from(limit.clamp(1, 500));
         run(async {
-            crate::statement::query(sql!(concat!(
-                opportunity_select!(),
-                " WHERE $1 = '' OR o.customer_number = $1 OR strpos(lower(o.company_name), lower($1)) > 0 \
-                 ORDER BY o.created_at DESC, o.id LIMIT $2"
-            )))
-            .bind(query)
-            .bind(i64::from(limit.clamp(1, 500)))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(opportunity_from_row)
-            .collect()
+            let rows = match reach {
+                Reach::All => {
+                    crate::statement::query(search!(""))
+                        .bind(query)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+                Reach::Own(user) => {
+                    crate::statement::query(search!(within!("SELECT $3")))
+                        .bind(query)
+                        .bind(limit)
+                        .bind(user)
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+                Reach::Teams(user) => {
+                    crate::statement::query(search!(within!(
+                        "SELECT $3 UNION SELECT u.id FROM users u \
+                         JOIN team_managers m ON m.team = u.team WHERE m.user_id = $3"
+                    )))
+                    .bind(query)
+                    .bind(limit)
+                    .bind(user)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+            rows.iter().map(opportunity_from_row).collect()
         })
         .await
     }

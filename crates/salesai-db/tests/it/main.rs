@@ -88,11 +88,11 @@ async fn migrations_are_checked(db: &TestDb) {
     let created = db.store().create_conversation(new.clone()).await.unwrap();
     assert_eq!(
         migrator.down_to(5).await.unwrap(),
-        vec![13, 12, 11, 10, 9, 8, 7, 6]
+        vec![14, 13, 12, 11, 10, 9, 8, 7, 6]
     );
     assert_eq!(
         migrator.up().await.unwrap(),
-        vec![6, 7, 8, 9, 10, 11, 12, 13]
+        vec![6, 7, 8, 9, 10, 11, 12, 13, 14]
     );
     let back = db
         .store()
@@ -109,7 +109,7 @@ async fn migrations_are_checked(db: &TestDb) {
     // Down to zero and up again: the down migrations really undo the schema.
     assert_eq!(
         migrator.down_to(3).await.unwrap(),
-        vec![13, 12, 11, 10, 9, 8, 7, 6, 5, 4]
+        vec![14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4]
     );
     assert!(
         fallback_column_is_gone(db).await,
@@ -125,7 +125,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
     assert_eq!(
         migrator.up().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
     );
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();

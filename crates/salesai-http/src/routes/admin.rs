@@ -112,8 +112,10 @@ async fn resume_queue(
     set_paused(&app, &caller, &name, false).await
 }
 
-/// Job selection, as query parameters or a JSON body.
+/// Job selection, as query parameters or a JSON body. An unknown field is refused (a typo
+/// would otherwise select more than meant).
 #[derive(Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FilterParams {
     /// Only this queue.
     pub queue: Option<String>,
@@ -128,6 +130,9 @@ pub struct FilterParams {
     /// Only list what would be deleted (purge).
     #[serde(default)]
     pub dry_run: bool,
+    /// Retry every dead job: required when no other filter is given (bulk retry).
+    #[serde(default)]
+    pub all: bool,
 }
 
 impl FilterParams {
@@ -286,6 +291,11 @@ async fn retry_jobs(
 ) -> Result<Json<IdsResponse>, ApiError> {
     caller.require(&[Role::Admin])?;
     let mut filter = params.to_filter()?;
+    if filter.selects_everything() && !params.all {
+        return Err(ApiError::BadRequest(
+            "retrying every dead job needs \"all\": true; or narrow it with queue, kind or older_than_secs".into(),
+        ));
+    }
     filter.status = Some(JobStatus::Dead);
     let ids = app.store.retry_jobs(&filter).await?;
     tracing::info!(event = "queue.retried", count = ids.len(), by = %caller.token.name, "dead jobs retried");
@@ -320,6 +330,7 @@ async fn purge_jobs(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TerminateParams {
     /// Idle longer than this many seconds (default 300).
     older_than_secs: Option<u64>,

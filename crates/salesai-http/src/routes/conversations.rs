@@ -40,6 +40,30 @@ pub fn routes() -> Router<App> {
 }
 
 const UPLOADERS: &[Role] = &[Role::Admin, Role::Service, Role::Rep, Role::Manager];
+
+/// The fields an upload may carry besides the file and its product line's form.
+const UPLOAD_FIELDS: &[&str] = &[
+    "customer_number",
+    "customer_name",
+    "product_line",
+    "type",
+    "conversation_type",
+    "conversation_date",
+    "title",
+    "rep_email",
+    "rep_slack_id",
+    "speaker_channels",
+    "contact_name",
+    "contact_phone",
+    "contact_email",
+];
+
+/// The metadata key of an upload's request fingerprint: salesai's own bookkeeping, not shown
+/// in the API (keys starting with `_` never are).
+const FINGERPRINT_KEY: &str = "_request_fingerprint";
+
+/// The longest `Idempotency-Key` accepted (Stripe's limit).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// The most form fields an upload may carry, and the longest field name: field names become
 /// metadata keys.
@@ -160,7 +184,8 @@ async fn text_field(field: axum::extract::multipart::Field<'_>) -> Result<String
     Ok(text)
 }
 
-fn parse_date(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+/// A date the field `name` gives: `YYYY-MM-DD` or RFC 3339.
+fn parse_date(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|d| d.with_timezone(&Utc))
         .or_else(|_| {
@@ -169,7 +194,7 @@ fn parse_date(raw: &str) -> Result<DateTime<Utc>, ApiError> {
         })
         .map_err(|_| {
             ApiError::BadRequest(format!(
-                "conversation_date {raw:?} is not YYYY-MM-DD or RFC 3339"
+                "{name} {raw:?} is not a date: give YYYY-MM-DD or RFC 3339"
             ))
         })
 }
@@ -177,7 +202,7 @@ fn parse_date(raw: &str) -> Result<DateTime<Utc>, ApiError> {
 /// The date of a call: [`parse_date`], and between 1990 and two days from now
 /// ("+99999-01-01" is valid RFC 3339).
 fn parse_call_date(raw: &str) -> Result<DateTime<Utc>, ApiError> {
-    let date = parse_date(raw)?;
+    let date = parse_date("conversation_date", raw)?;
     let earliest = NaiveDate::from_ymd_opt(1990, 1, 1)
         .expect("a valid date")
         .and_hms_opt(0, 0, 0)
@@ -199,6 +224,15 @@ fn idempotency_digest(key: &str) -> String {
         "sha256:{}",
         hex::encode(sha2::Sha256::digest(key.as_bytes()))
     )
+}
+
+/// Who an idempotency key belongs to: the person behind the token, or the token itself (a
+/// service token), so two callers' keys never meet.
+fn caller_scope(caller: &Caller) -> String {
+    match &caller.principal.user_id {
+        Some(user) => format!("user:{user}"),
+        None => format!("token:{}", caller.token.id),
+    }
 }
 
 /// What makes two uploads "the same request": every form field, the media kind and size and
@@ -226,12 +260,24 @@ async fn create(
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     caller.require(UPLOADERS)?;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(idempotency_digest);
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(raw) => {
+            let key = raw.to_str().map(str::trim).map_err(|_| {
+                ApiError::BadRequest("Idempotency-Key must be visible ASCII text".into())
+            })?;
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+                return Err(ApiError::BadRequest(format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters (a UUID is fine)"
+                )));
+            }
+            // Scoped to the caller: another caller's key never finds this one's upload.
+            Some(idempotency_digest(&format!(
+                "{}\n{key}",
+                caller_scope(&caller)
+            )))
+        }
+    };
     let created = receive(&app, &caller.principal, multipart, idempotency_key, None).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -384,7 +430,10 @@ pub(crate) async fn receive(
             let name = field.name().unwrap_or_default().to_owned();
             if !csrf_seen {
                 let given = if name == "csrf" { text_field(field).await? } else { String::new() };
-                if Some(given.as_str()) != csrf {
+                // Compared in constant time: the token is a secret.
+                if !csrf.is_some_and(|expected| {
+                    salesai_core::token::constant_time_eq(expected.as_bytes(), given.as_bytes())
+                }) {
                     return Err(ApiError::Forbidden(
                         "this upload form is out of date or did not come from salesai; reload the page".into(),
                     ));
@@ -399,6 +448,13 @@ pub(crate) async fn receive(
                             "send exactly one `audio` or `transcript` file part".into(),
                         ));
                     }
+                    // A text field of that name (`-F audio=call.m4a`, the file's name rather
+                    // than the file) would be taken for a tiny transcript.
+                    if field.file_name().is_none() && field.content_type().is_none() {
+                        return Err(ApiError::BadRequest(format!(
+                            "`{name}` must be a file part, not a text field: with curl, -F {name}=@call.m4a"
+                        )));
+                    }
                     upload = Some(store_part(app, field).await?);
                 }
                 _ => {
@@ -406,6 +462,11 @@ pub(crate) async fn receive(
                     if fields.len() >= MAX_FIELDS {
                         return Err(ApiError::BadRequest(format!(
                             "more than {MAX_FIELDS} form fields; send the documented ones and the product line's form"
+                        )));
+                    }
+                    if fields.contains_key(&name) {
+                        return Err(ApiError::BadRequest(format!(
+                            "field {name} was sent twice; send it once"
                         )));
                     }
                     let value = text_field(field).await?;
@@ -449,9 +510,59 @@ async fn build(
     let product_line_id = get("product_line").unwrap_or("default");
     let line = salesai_core::product_line::find(&app.product_lines, product_line_id)
         .map_err(|e| ApiError::BadRequest(e.0))?;
-    let conversation_type = ConversationType::parse(get("type").unwrap_or("discovery_call"))
-        .map_err(|e| ApiError::BadRequest(e.0))?;
+    // Every field is one salesai reads: a misspelt or unknown one is refused with the list,
+    // never kept as if it had been understood.
+    for name in fields.keys() {
+        if !UPLOAD_FIELDS.contains(&name.as_str()) && !line.form.iter().any(|f| f.id == *name) {
+            let form: Vec<&str> = line.form.iter().map(|f| f.id.as_str()).collect();
+            return Err(ApiError::BadRequest(format!(
+                "unknown field {name:?}; send the documented fields ({}) or product line {}'s form ({})",
+                UPLOAD_FIELDS.join(", "),
+                line.id,
+                if form.is_empty() {
+                    "none".to_owned()
+                } else {
+                    form.join(", ")
+                }
+            )));
+        }
+    }
+    let kind = match (get("type"), get("conversation_type")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "send the call's kind once, as `type` (`conversation_type` is the same field)"
+                    .into(),
+            ));
+        }
+        (kind, alias) => kind.or(alias).unwrap_or("discovery_call"),
+    };
+    let conversation_type = ConversationType::parse(kind)
+        .map_err(|e| ApiError::BadRequest(format!("type: {}", e.0)))?;
     let conversation_date = get("conversation_date").map(parse_call_date).transpose()?;
+    if let Some(channels) = get("speaker_channels")
+        && !matches!(channels, "rep_left" | "rep_right")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "speaker_channels {channels:?} is not rep_left or rep_right (leave it out for a mixed recording)"
+        )));
+    }
+    for (name, choice) in fields {
+        if let Some(field) = line.form.iter().find(|f| f.id == *name)
+            && !field.options.is_empty()
+            && !choice.is_empty()
+            && !field.options.iter().any(|o| o.value == *choice)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{name} {choice:?} is not one of {}",
+                field
+                    .options
+                    .iter()
+                    .map(|o| o.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
     let mut intake = Intake::new(source, customer_number);
     for (k, v) in fields {
         if !matches!(
@@ -460,8 +571,11 @@ async fn build(
                 | "customer_name"
                 | "product_line"
                 | "type"
+                | "conversation_type"
                 | "conversation_date"
                 | "title"
+                | "rep_email"
+                | "rep_slack_id"
         ) {
             intake.fields.insert(k.clone(), Value::String(v.clone()));
         }
@@ -470,12 +584,24 @@ async fn build(
     if idempotency_key.is_some() {
         intake
             .fields
-            .insert("request_fingerprint".into(), json!(fingerprint));
+            .insert(FINGERPRINT_KEY.into(), json!(fingerprint));
     }
     intake.customer_name = get("customer_name").map(str::to_owned);
     intake.conversation_type = conversation_type;
     intake.title = get("title").map(str::to_owned);
     intake.conversation_date = conversation_date;
+    for (name, value) in [
+        ("rep_email", get("rep_email")),
+        ("rep_slack_id", get("rep_slack_id")),
+    ] {
+        if let Some(value) = value
+            && value.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{name} {value:?} holds spaces or line breaks; send one value"
+            )));
+        }
+    }
     intake.rep_user_id = match (get("rep_email"), get("rep_slack_id")) {
         // A token that belongs to a person uploads as that person; only admin and
         // service tokens name someone else.
@@ -501,7 +627,9 @@ async fn build(
             }
             Some(own)
         }
-        (None, None) => None,
+        // A person's own token (an admin's too) uploads as that person unless it names
+        // someone else; a service token names the rep or leaves the call without one.
+        (None, None) => caller.user_id.clone(),
         (email, slack) => {
             if let Some(e) = email
                 && !(e.contains('@') && e.len() <= 254)
@@ -534,7 +662,11 @@ async fn build(
         let first = app.store.get_conversation(&created.id).await?;
         let same = first
             .as_ref()
-            .and_then(|c| c.metadata.get("request_fingerprint"))
+            .and_then(|c| {
+                c.metadata
+                    .get(FINGERPRINT_KEY)
+                    .or_else(|| c.metadata.get("request_fingerprint"))
+            })
             .and_then(Value::as_str)
             .is_none_or(|f| f == fingerprint);
         if !same {
@@ -548,6 +680,22 @@ async fn build(
         }
     }
     Ok(created)
+}
+
+/// A conversation as the API shows it: without salesai's own bookkeeping in its metadata
+/// (keys starting with `_`, and what older releases kept there: the request fingerprint and
+/// the rep's e-mail or Slack id as uploaded — the rep is `rep_user_id`).
+fn public(mut conversation: Conversation) -> Conversation {
+    if let Value::Object(map) = &mut conversation.metadata {
+        map.retain(|k, _| {
+            !k.starts_with('_')
+                && !matches!(
+                    k.as_str(),
+                    "request_fingerprint" | "rep_email" | "rep_slack_id"
+                )
+        });
+    }
+    conversation
 }
 
 async fn find(app: &App, id_or_case: &str) -> Result<Conversation, ApiError> {
@@ -619,12 +767,13 @@ async fn show(
         },
         estimated_times: conversation.media.times_estimated(),
         analysis: analysis.map(|scores| AnalysisBody { scores, agents }),
-        conversation,
+        conversation: public(conversation),
     }))
 }
 
-/// List filters.
+/// List filters. An unknown parameter is refused (a misspelt filter would list everything).
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this status: pending, preparing, transcribing, analyzing, completed, failed.
     status: Option<String>,
@@ -638,7 +787,7 @@ pub struct ListParams {
     from: Option<String>,
     /// Created before (YYYY-MM-DD or RFC 3339).
     to: Option<String>,
-    /// Page size, 1–500 (default 50).
+    /// Page size, 1–500 (default 50); anything else is refused.
     limit: Option<u32>,
     /// The page after this one: the `next_after` of the previous page. Stays fast however deep.
     after: Option<String>,
@@ -653,7 +802,12 @@ async fn list(
     Query(p): Query<ListParams>,
 ) -> Result<Json<ConversationList>, ApiError> {
     caller.require(UPLOADERS)?;
-    let limit = p.limit.unwrap_or(50).clamp(1, 500);
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit {limit} is out of range; give 1 to 500"
+        )));
+    }
     let offset = p.offset.unwrap_or(0);
     let after = match p.after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         None => None,
@@ -689,8 +843,12 @@ async fn list(
         },
         reach: Some(caller.reach()),
         customer_number: p.customer_number,
-        from: p.from.as_deref().map(parse_date).transpose()?,
-        to: p.to.as_deref().map(parse_date).transpose()?,
+        from: p
+            .from
+            .as_deref()
+            .map(|d| parse_date("from", d))
+            .transpose()?,
+        to: p.to.as_deref().map(|d| parse_date("to", d)).transpose()?,
         limit,
         offset,
         after,
@@ -709,7 +867,7 @@ async fn list(
     Ok(Json(ConversationList {
         next_offset: (full && filter.after.is_none()).then(|| offset + limit),
         next_after,
-        conversations,
+        conversations: conversations.into_iter().map(public).collect(),
     }))
 }
 
@@ -812,10 +970,10 @@ mod fuzz {
 
         #[test]
         fn dates(raw in "\\PC{0,40}", year in any::<i32>(), month in 0u32..14, day in 0u32..33) {
-            let _ = parse_date(&raw);
+            let _ = parse_date("from", &raw);
             let _ = parse_call_date(&raw);
             let iso = format!("{year:04}-{month:02}-{day:02}");
-            let _ = parse_date(&iso);
+            let _ = parse_date("from", &iso);
             if let Ok(at) = parse_call_date(&iso) {
                 prop_assert!((1990..=chrono::Datelike::year(&Utc::now()) + 1).contains(&chrono::Datelike::year(&at)), "{} → {}", iso, at);
             }

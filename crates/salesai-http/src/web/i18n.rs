@@ -26,7 +26,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
 
 /// The language a request asks for.
 pub fn of_request(headers: &axum::http::HeaderMap) -> Language {
-    if let Some(chosen) = super::session::cookie(headers, LANG_COOKIE) {
+    // Set as `__Host-salesai_lang` over https, `salesai_lang` over http.
+    if let Some(chosen) = super::session::cookie(headers, &format!("__Host-{LANG_COOKIE}"))
+        .or_else(|| super::session::cookie(headers, LANG_COOKIE))
+    {
         return Language::of(&chosen);
     }
     let Some(accept) = headers

@@ -11,6 +11,7 @@ mod calls;
 mod chart;
 mod i18n;
 mod layout;
+pub mod markdown;
 mod oidc;
 mod ops;
 mod people;
@@ -93,24 +94,38 @@ pub async fn security_headers(
     response
 }
 
-/// The client's address when the server was started with connection info (`salesai serve`
-/// is); `None` otherwise.
+/// The client's address: the connecting address, or — when that is a trusted reverse proxy
+/// (`SALESAI_TRUSTED_PROXIES`) — the client it forwards in `X-Forwarded-For`
+/// (`salesai_core::net::client_address`). `None` when the server runs without connection info
+/// (in-process tests).
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub Option<std::net::SocketAddr>);
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+impl axum::extract::FromRequestParts<App> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        app: &App,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0),
-        ))
+        let Some(peer) = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+        else {
+            return Ok(ClientAddr(None));
+        };
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        Ok(ClientAddr(Some(salesai_core::net::client_address(
+            peer,
+            &forwarded,
+            &app.trusted_proxies,
+        ))))
     }
 }
 

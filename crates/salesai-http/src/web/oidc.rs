@@ -3,15 +3,27 @@
 //!
 //! The authorisation-code flow with PKCE (S256), `state` and `nonce`: `GET /login/oidc/{id}`
 //! sends the browser to the provider with a fresh state, nonce and code challenge, kept in a
-//! short-lived HttpOnly cookie; the provider sends it back to `/login/oidc/{id}/callback`, where
-//! the state must match the cookie's, the code is exchanged (with the verifier and the client
-//! secret) for an ID token, and the ID token's signature is checked against the provider's
-//! published keys (RS256/384/512, ES256/384) along with its issuer, audience, expiry and nonce.
+//! short-lived HttpOnly cookie signed with a key derived from the client secret; the provider
+//! sends it back to `/login/oidc/{id}/callback`, where the cookie's signature and then the
+//! state are checked before anything else the answer says, the code is exchanged (with the
+//! verifier and the client secret) for an ID token, and the ID token's signature is checked
+//! against the provider's published keys (RS256/384/512, ES256/384) along with its issuer,
+//! audience (this client only), expiry and nonce.
 //!
-//! Who signed in: with Slack, the person with that Slack user id, else the one with the verified
-//! e-mail; with another provider, the person with the verified e-mail. Someone salesai does not
-//! know signs in only when their e-mail's domain is allowed (`SALESAI_SIGN_IN_DOMAINS`), and
-//! then joins as a rep. Deactivated people are refused.
+//! Who signed in is the provider's `(issuer, sub)`, stored at the first sign-in and required
+//! afterwards (`Access::sign_in_identity`). At that first sign-in the account is linked to an
+//! invited person by their Slack user id (Sign in with Slack) or their e-mail — only when the
+//! provider vouches for the e-mail (`email_verified: true`; Entra's `xms_edov`) and the
+//! organisation is pinned (`hd` for Google, `tid` for Entra, `team_id` for Slack; see
+//! [`OidcProvider::tenant`]) and, when `SALESAI_SIGN_IN_DOMAINS` is set, the e-mail's domain is
+//! one of them. A person already linked to another account at the provider is not given to a
+//! second one. Someone salesai does not know joins as a rep only from an allowed domain.
+//! Deactivated people are refused.
+//!
+//! Verification is written here over `aws-lc-rs` rather than taken from the `openidconnect`
+//! crate: the checks are the few of OpenID Connect Core §3.1.3.7 listed above, each unit-tested
+//! and tried against a real provider, and the crate would add its own HTTP client and JOSE
+//! stack to a binary that already has both (see ARCHITECTURE.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -24,7 +36,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use salesai_core::App;
 use salesai_core::access::OidcProvider;
-use salesai_core::domain::Role;
+use salesai_core::store::{IdentityMatch, ProvenIdentity};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -87,8 +99,13 @@ struct Meta {
     fetched: Instant,
 }
 
+/// One issuer's cached discovery and keys, behind its own lock: a slow provider holds up only
+/// the sign-ins that need it, never another provider's.
+type MetaSlot = Arc<Mutex<Option<Arc<Meta>>>>;
+
 /// Discovery and keys per issuer, shared by the process's requests.
-static META: LazyLock<Mutex<HashMap<String, Arc<Meta>>>> = LazyLock::new(Default::default);
+static META: LazyLock<std::sync::Mutex<HashMap<String, MetaSlot>>> =
+    LazyLock::new(Default::default);
 
 fn http() -> &'static reqwest::Client {
     static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
@@ -115,6 +132,13 @@ enum Failure {
     NotAllowed(String),
     /// Their account is deactivated.
     Deactivated,
+    /// The provider did not vouch for the e-mail, and nothing else names the person.
+    Unverified,
+    /// The account belongs to another organisation (Google domain, Entra tenant, Slack
+    /// workspace) than the one this salesai is pinned to.
+    OtherTenant(String),
+    /// The person this e-mail names already signs in with another account at this provider.
+    OtherAccount,
     /// salesai's own database failed while finding or adding the person.
     Store(salesai_core::store::StoreError),
 }
@@ -123,9 +147,14 @@ impl Failure {
     /// What went wrong, for the log (never shown to the person).
     fn detail(&self) -> &str {
         match self {
-            Failure::Provider(d) | Failure::Invalid(d) | Failure::NotAllowed(d) => d,
+            Failure::Provider(d)
+            | Failure::Invalid(d)
+            | Failure::NotAllowed(d)
+            | Failure::OtherTenant(d) => d,
             Failure::Cancelled => "cancelled at the provider",
             Failure::Deactivated => "deactivated",
+            Failure::Unverified => "the provider does not vouch for the e-mail",
+            Failure::OtherAccount => "the person is linked to another account at this provider",
             Failure::Store(_) => "database error",
         }
     }
@@ -159,6 +188,21 @@ impl Failure {
                 "This account has been deactivated. Ask an admin if you need access again.",
                 "此帳號已停用。如需存取權限，請洽管理員。",
             ),
+            Failure::Unverified => (
+                StatusCode::FORBIDDEN,
+                "Your sign-in provider did not confirm that this e-mail address is yours, so salesai cannot tell who you are. Verify the address with your provider, or ask an admin for a one-time sign-in link.",
+                "您的登入服務沒有確認這個 Email 屬於您，salesai 無法辨識您的身分。請先在登入服務驗證 Email，或向管理員索取一次性登入連結。",
+            ),
+            Failure::OtherTenant(_) => (
+                StatusCode::FORBIDDEN,
+                "This account belongs to another organisation (company domain or Slack workspace) than the one this salesai serves. Sign in with your work account.",
+                "此帳號屬於其他組織（公司網域或 Slack 工作區），不是這個 salesai 服務的組織。請使用公司帳號登入。",
+            ),
+            Failure::OtherAccount => (
+                StatusCode::FORBIDDEN,
+                "The person with this e-mail already signs in with another account at this provider. Use that account, or ask an admin.",
+                "使用此 Email 的人已綁定此登入服務的另一個帳號。請使用該帳號登入，或洽管理員。",
+            ),
         };
         PageError::new(status, Some(lang), lang.pick(en, zh))
     }
@@ -167,9 +211,15 @@ impl Failure {
 /// The provider's discovery document and keys: cached for an hour, fetched again when `fresh`
 /// (a token names a key the cache does not have — the provider rotated its keys).
 async fn meta(provider: &OidcProvider, fresh: bool) -> Result<Arc<Meta>, Failure> {
-    let mut cache = META.lock().await;
+    let slot = META
+        .lock()
+        .expect("the provider cache lock is never held across a panic")
+        .entry(provider.issuer.clone())
+        .or_default()
+        .clone();
+    let mut cache = slot.lock().await;
     if !fresh
-        && let Some(meta) = cache.get(&provider.issuer)
+        && let Some(meta) = cache.as_ref()
         && meta.fetched.elapsed() < META_TTL
     {
         return Ok(meta.clone());
@@ -177,7 +227,7 @@ async fn meta(provider: &OidcProvider, fresh: bool) -> Result<Arc<Meta>, Failure
     // A refetch for an unknown key at most once a minute, so a forged `kid` cannot make
     // salesai hammer the provider.
     if fresh
-        && let Some(meta) = cache.get(&provider.issuer)
+        && let Some(meta) = cache.as_ref()
         && meta.fetched.elapsed() < Duration::from_secs(60)
     {
         return Ok(meta.clone());
@@ -196,7 +246,7 @@ async fn meta(provider: &OidcProvider, fresh: bool) -> Result<Arc<Meta>, Failure
         keys: keys.keys,
         fetched: Instant::now(),
     });
-    cache.insert(provider.issuer.clone(), meta.clone());
+    *cache = Some(meta.clone());
     Ok(meta)
 }
 
@@ -264,7 +314,7 @@ pub async fn start(
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    let flow = format!("{id}.{state}.{nonce}.{verifier}");
+    let flow = sign_flow(provider, &format!("{id}.{state}.{nonce}.{verifier}"));
     Ok((
         [(
             header::SET_COOKIE,
@@ -287,14 +337,15 @@ pub async fn callback(
     State(app): State<App>,
     lang: Lang,
     headers: HeaderMap,
-    peer: super::ClientAddr,
     Path(id): Path<String>,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, PageError> {
     let Some(provider) = find(&app, &id) else {
         return Err(PageError::not_found(lang));
     };
-    super::signin::limit_attempts(&app, lang, &peer).await?;
+    // Not rate-limited: there is nothing to guess here (the answer must match a signed cookie
+    // of this browser's own attempt, and the provider authenticates the person), and counting
+    // would let any page lock its visitors out with `<img src=…/callback>`.
     let outcome = finish(&app, provider, &headers, &q).await;
     // The attempt is spent whatever happened.
     let clear = session::set_cookie(&app, FLOW_COOKIE, "", 0, false);
@@ -321,8 +372,10 @@ async fn finish(
     headers: &HeaderMap,
     q: &CallbackQuery,
 ) -> Result<String, Failure> {
-    let flow = session::cookie(headers, FLOW_COOKIE)
+    let flow = session::app_cookie(app, headers, FLOW_COOKIE)
         .ok_or_else(|| Failure::Invalid("no sign-in attempt cookie".into()))?;
+    let flow = verify_flow(provider, &flow)
+        .ok_or_else(|| Failure::Invalid("the sign-in attempt cookie is not salesai's".into()))?;
     let mut parts = flow.split('.');
     let (Some(flow_id), Some(state), Some(nonce), Some(verifier), None) = (
         parts.next(),
@@ -338,16 +391,18 @@ async fn finish(
             "the attempt began at another provider".into(),
         ));
     }
+    // The state first: an answer that is not to this browser's attempt says nothing, not even
+    // an error.
+    let given_state = q.state.as_deref().unwrap_or_default();
+    if !constant_time_eq(given_state.as_bytes(), state.as_bytes()) {
+        return Err(Failure::Invalid("state does not match".into()));
+    }
     if let Some(error) = &q.error {
         return Err(if error == "access_denied" {
             Failure::Cancelled
         } else {
             Failure::Provider(format!("the provider answered error={error}"))
         });
-    }
-    let given_state = q.state.as_deref().unwrap_or_default();
-    if !constant_time_eq(given_state.as_bytes(), state.as_bytes()) {
-        return Err(Failure::Invalid("state does not match".into()));
     }
     let code = q
         .code
@@ -427,8 +482,29 @@ fn form_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+use salesai_core::token::constant_time_eq;
+
+/// The key that signs a provider's attempt cookies: derived from its client secret (which every
+/// node has and no browser sees), so no new secret has to be shared between nodes.
+fn flow_key(provider: &OidcProvider) -> aws_lc_rs::hmac::Key {
+    let mut seed = Sha256::new();
+    seed.update(b"salesai oidc flow cookie v1\0");
+    seed.update(provider.client_secret.as_bytes());
+    aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &seed.finalize())
+}
+
+/// `value.<signature>`: an attempt cookie no one without the client secret can make or alter.
+fn sign_flow(provider: &OidcProvider, value: &str) -> String {
+    let tag = aws_lc_rs::hmac::sign(&flow_key(provider), value.as_bytes());
+    format!("{value}.{}", B64.encode(tag.as_ref()))
+}
+
+/// The signed value of an attempt cookie, when its signature is this provider's.
+fn verify_flow(provider: &OidcProvider, cookie: &str) -> Option<String> {
+    let (value, tag) = cookie.rsplit_once('.')?;
+    let tag = B64.decode(tag).ok()?;
+    aws_lc_rs::hmac::verify(&flow_key(provider), value.as_bytes(), &tag).ok()?;
+    Some(value.to_owned())
 }
 
 /// The ID token's claims once its signature, issuer, audience, times and nonce check out.
@@ -582,19 +658,27 @@ fn check_claims(
     if iss.trim_end_matches('/') != provider.issuer.trim_end_matches('/') {
         return Err(format!("issuer {iss:?} is not {:?}", provider.issuer));
     }
+    // This client and no one else: a token that also names other audiences was issued for
+    // them too (§3.1.3.7 item 3: reject additional audiences the client does not trust; it
+    // trusts none), and an `azp`, when present, must be this client.
     let audience_ok = match claims.get("aud") {
         Some(serde_json::Value::String(aud)) => *aud == provider.client_id,
         Some(serde_json::Value::Array(auds)) => {
-            auds.iter()
-                .any(|a| a.as_str() == Some(provider.client_id.as_str()))
-                && claims
-                    .get("azp")
-                    .is_none_or(|azp| azp.as_str() == Some(provider.client_id.as_str()))
+            !auds.is_empty()
+                && auds
+                    .iter()
+                    .all(|a| a.as_str() == Some(provider.client_id.as_str()))
         }
         _ => false,
     };
     if !audience_ok {
-        return Err("issued for another client".into());
+        return Err("issued for another client, or for other clients too".into());
+    }
+    if claims
+        .get("azp")
+        .is_some_and(|azp| azp.as_str() != Some(provider.client_id.as_str()))
+    {
+        return Err("authorised for another client (azp)".into());
     }
     let time = |name: &str| claims.get(name).and_then(|v| v.as_i64());
     match time("exp") {
@@ -617,13 +701,43 @@ fn check_claims(
     Ok(())
 }
 
-/// The person the verified claims name, created as a rep when unknown and their domain is
-/// allowed.
+/// The person the verified claims name (see the module's documentation for the rules).
 async fn identify(
     app: &App,
     provider: &OidcProvider,
     claims: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<String, Failure> {
+    let (proven, vouched) = prove(provider, claims)?;
+    match app
+        .store
+        .sign_in_identity(&proven)
+        .await
+        .map_err(Failure::Store)?
+    {
+        IdentityMatch::Known(person) if !person.active => Err(Failure::Deactivated),
+        IdentityMatch::Known(person) => Ok(person.user.id),
+        IdentityMatch::Joined(person) => {
+            tracing::info!(event = "web.person_joined", user_id = %person.user.id, provider = %provider.id, "a person from an allowed domain joined as a rep");
+            Ok(person.user.id)
+        }
+        IdentityMatch::OtherAccount => Err(Failure::OtherAccount),
+        IdentityMatch::Unknown => match vouched {
+            None => Err(Failure::Unverified),
+            Some(email) => Err(Failure::NotAllowed(format!(
+                "{email} is not invited and its domain is not allowed"
+            ))),
+        },
+    }
+}
+
+/// What the checked claims prove: the account (`sub`), in the pinned organisation, and its
+/// e-mail only when the provider vouches for it and (with `SALESAI_SIGN_IN_DOMAINS`) its domain
+/// is allowed. Also the e-mail the provider vouched for, whatever its domain (for the refusal's
+/// reason).
+fn prove(
+    provider: &OidcProvider,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(ProvenIdentity, Option<String>), Failure> {
     let text = |name: &str| {
         claims
             .get(name)
@@ -631,49 +745,57 @@ async fn identify(
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    // An e-mail counts only when the provider vouches for it (a missing flag is taken as
-    // verified: Entra and some Okta set-ups leave it out for their own directory's addresses).
-    let verified = match claims.get("email_verified") {
+    let subject = text("sub")
+        .filter(|s| s.len() <= 255)
+        .ok_or_else(|| Failure::Invalid("ID token: no subject (sub)".into()))?;
+    if let Some(pin) = &provider.tenant {
+        let given = text(&pin.claim).unwrap_or_default();
+        if !given.eq_ignore_ascii_case(&pin.value) {
+            return Err(Failure::OtherTenant(format!(
+                "{} is {given:?}, not the pinned {:?}",
+                pin.claim, pin.value
+            )));
+        }
+    }
+    // Vouched for only when the provider says so in as many words: a missing flag is not a
+    // yes (Entra never sends `email_verified`, and its `email` is whatever the user typed;
+    // its optional `xms_edov` says the domain's owner verified it).
+    let flag = |name: &str| match claims.get(name) {
         Some(serde_json::Value::Bool(v)) => *v,
-        Some(serde_json::Value::String(v)) => v == "true",
-        _ => true,
+        Some(serde_json::Value::String(v)) => v == "true" || v == "1",
+        _ => false,
     };
-    let email = text("email").filter(|_| verified).map(str::to_lowercase);
-    let slack_user = provider
+    let verified = flag("email_verified") || flag("xms_edov");
+    let vouched = text("email").filter(|_| verified).map(str::to_lowercase);
+    let email = vouched
+        .clone()
+        .filter(|e| provider.allowed_domains.is_empty() || provider.admits(e));
+    let slack_user_id = provider
         .slack
         .then(|| text("https://slack.com/user_id"))
-        .flatten();
-    let found = app
-        .store
-        .person_by_identity(slack_user, email.as_deref())
-        .await
-        .map_err(Failure::Store)?;
-    if let Some(person) = found {
-        if !person.active {
-            return Err(Failure::Deactivated);
-        }
-        return Ok(person.user.id);
-    }
-    let Some(email) = email else {
-        return Err(Failure::NotAllowed(
-            "no verified e-mail and no known Slack user".into(),
-        ));
-    };
-    if !provider.admits(&email) {
-        return Err(Failure::NotAllowed(format!(
-            "{email} is not invited and its domain is not allowed"
-        )));
-    }
-    let name = text("name")
+        .flatten()
+        .map(str::to_owned);
+    let may_join = email.as_deref().is_some_and(|e| provider.admits(e));
+    let display_name = text("name")
         .map(str::to_owned)
-        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
-    let person = app
-        .store
-        .invite_person(&email, &name, Role::Rep, None)
-        .await
-        .map_err(Failure::Store)?;
-    tracing::info!(event = "web.person_joined", user_id = %person.user.id, provider = %provider.id, "a person from an allowed domain joined as a rep");
-    Ok(person.user.id)
+        .or_else(|| {
+            email
+                .as_deref()
+                .and_then(|e| e.split('@').next())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    Ok((
+        ProvenIdentity {
+            issuer: provider.issuer.clone(),
+            subject: subject.to_owned(),
+            verified_email: email,
+            slack_user_id,
+            may_join,
+            display_name,
+        },
+        vouched,
+    ))
 }
 
 #[cfg(test)]
@@ -689,6 +811,7 @@ mod tests {
             client_secret: "s".into(),
             allowed_domains: vec!["example.com".into()],
             slack: false,
+            tenant: None,
         }
     }
 
@@ -716,8 +839,12 @@ mod tests {
                 "n1",
                 950
             )
-            .is_ok()
+            .is_err(),
+            "another audience beside this client"
         );
+        assert!(check_claims(&p, &with("aud", serde_json::json!(["salesai"])), "n1", 950).is_ok());
+        assert!(check_claims(&p, &with("aud", serde_json::json!([])), "n1", 950).is_err());
+        assert!(check_claims(&p, &with("azp", "salesai".into()), "n1", 950).is_ok());
         assert!(
             check_claims(
                 &p,
@@ -745,6 +872,83 @@ mod tests {
         let mut no_exp = claims(good);
         no_exp.remove("exp");
         assert!(check_claims(&p, &no_exp, "n1", 950).is_err());
+    }
+
+    #[test]
+    fn an_email_counts_only_when_vouched_for_and_in_the_pinned_tenant() {
+        let mut p = provider();
+        let base = serde_json::json!({"sub": "u1", "email": "Ann@Example.com", "name": "Ann"});
+        let with = |extra: serde_json::Value| {
+            let mut c = claims(base.clone());
+            for (k, v) in extra.as_object().unwrap() {
+                c.insert(k.clone(), v.clone());
+            }
+            c
+        };
+        // No flag: not vouched for.
+        let (proven, vouched) = prove(&p, &claims(base.clone())).unwrap();
+        assert_eq!((proven.verified_email, vouched), (None, None));
+        assert!(!proven.may_join);
+        assert_eq!(proven.subject, "u1");
+        let (proven, _) = prove(&p, &with(serde_json::json!({"email_verified": true}))).unwrap();
+        assert_eq!(proven.verified_email.as_deref(), Some("ann@example.com"));
+        assert!(proven.may_join);
+        assert_eq!(
+            prove(&p, &with(serde_json::json!({"email_verified": "false"})))
+                .unwrap()
+                .0
+                .verified_email,
+            None
+        );
+        // Entra's domain-owner flag.
+        assert!(
+            prove(&p, &with(serde_json::json!({"xms_edov": true})))
+                .unwrap()
+                .0
+                .verified_email
+                .is_some()
+        );
+        // Outside the allowed domains: not linked by e-mail at all.
+        let outside = serde_json::json!({"email": "ann@other.example", "email_verified": true});
+        let (proven, vouched) = prove(&p, &with(outside)).unwrap();
+        assert_eq!(proven.verified_email, None);
+        assert_eq!(vouched.as_deref(), Some("ann@other.example"));
+        // No subject.
+        let mut no_sub = with(serde_json::json!({"email_verified": true}));
+        no_sub.remove("sub");
+        assert!(matches!(prove(&p, &no_sub), Err(Failure::Invalid(_))));
+        // A pinned tenant.
+        p.tenant = Some(salesai_core::access::TenantPin {
+            claim: "hd".into(),
+            value: "example.com".into(),
+        });
+        assert!(matches!(
+            prove(&p, &with(serde_json::json!({"email_verified": true}))),
+            Err(Failure::OtherTenant(_))
+        ));
+        assert!(matches!(
+            prove(&p, &with(serde_json::json!({"hd": "gmail.com"}))),
+            Err(Failure::OtherTenant(_))
+        ));
+        assert!(prove(&p, &with(serde_json::json!({"hd": "example.com"}))).is_ok());
+    }
+
+    #[test]
+    fn attempt_cookies_are_signed_with_the_client_secret() {
+        let p = provider();
+        let signed = sign_flow(&p, "sso.state.nonce.verifier");
+        assert_eq!(
+            verify_flow(&p, &signed).as_deref(),
+            Some("sso.state.nonce.verifier")
+        );
+        assert_eq!(verify_flow(&p, "sso.state.nonce.verifier"), None);
+        let forged = signed.replace("state", "other");
+        assert_eq!(verify_flow(&p, &forged), None);
+        let other = OidcProvider {
+            client_secret: "another".into(),
+            ..provider()
+        };
+        assert_eq!(verify_flow(&other, &signed), None);
     }
 
     #[test]

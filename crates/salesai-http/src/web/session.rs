@@ -36,18 +36,91 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// A `Set-Cookie` value for this app: path `/`, SameSite=Lax, HttpOnly unless `script`
-/// (never for the session), Secure when the public URL is https.
-pub fn set_cookie(app: &App, name: &str, value: &str, max_age_secs: u64, script: bool) -> String {
-    let secure = app
-        .public_url
+/// Whether this app's cookies are `Secure` (its public URL is https).
+fn secure(app: &App) -> bool {
+    app.public_url
         .as_deref()
-        .is_some_and(|u| u.starts_with("https://"));
+        .is_some_and(|u| u.starts_with("https://"))
+}
+
+/// A cookie's name as this app sets and reads it: `__Host-<name>` when served over https (the
+/// browser then accepts it only when Secure, for path `/` and with no Domain, so no sibling
+/// subdomain can plant or shadow it), the plain name over http (a local install).
+pub fn cookie_name(app: &App, name: &str) -> String {
+    if secure(app) {
+        format!("__Host-{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// A `Set-Cookie` value for this app: path `/`, SameSite=Lax, HttpOnly unless `script`
+/// (never for the session), Secure and `__Host-` prefixed when the public URL is https.
+pub fn set_cookie(app: &App, name: &str, value: &str, max_age_secs: u64, script: bool) -> String {
     format!(
-        "{name}={value}; Path=/; Max-Age={max_age_secs}; SameSite=Lax{}{}",
+        "{}={value}; Path=/; Max-Age={max_age_secs}; SameSite=Lax{}{}",
+        cookie_name(app, name),
         if script { "" } else { "; HttpOnly" },
-        if secure { "; Secure" } else { "" }
+        if secure(app) { "; Secure" } else { "" }
     )
+}
+
+/// The value of one of this app's cookies (by its unprefixed name; see [`cookie_name`]).
+pub fn app_cookie(app: &App, headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie(headers, &cookie_name(app, name))
+}
+
+/// Whether a request was made by another site's page: the browser says so (`Sec-Fetch-Site:
+/// cross-site`), or, from a browser that does not send that header, its `Origin` is neither
+/// this request's host nor the configured public URL's. State-changing requests and sign-in
+/// POSTs made this way are refused (a sign-in link auto-submitted from another site would sign
+/// the victim into the sender's account).
+pub fn is_cross_site(app: &App, headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match text("sec-fetch-site") {
+        Some(site) => site == "cross-site",
+        None => {
+            let Some(origin) = text("origin") else {
+                return false;
+            };
+            let authority = |url: &str| {
+                url::Url::parse(url).ok().and_then(|u| {
+                    u.host_str()
+                        .map(|h| match u.port() {
+                            Some(p) => format!("{h}:{p}"),
+                            None => h.to_owned(),
+                        })
+                        .map(|a| a.to_ascii_lowercase())
+                })
+            };
+            let Some(from) = authority(origin) else {
+                return true;
+            };
+            let host = text("host").map(str::to_ascii_lowercase);
+            let public = app.public_url.as_deref().and_then(authority);
+            host.as_deref() != Some(from.as_str()) && public.as_deref() != Some(from.as_str())
+        }
+    }
+}
+
+/// Refuses (403, nothing done) a state-changing request another site's page made.
+pub fn refuse_cross_site(
+    app: &App,
+    method: &Method,
+    headers: &HeaderMap,
+    lang: Lang,
+) -> Result<(), PageError> {
+    if method != Method::GET && method != Method::HEAD && is_cross_site(app, headers) {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            Some(lang),
+            lang.pick(
+                "Another site tried to act in your name; nothing was done.",
+                "其他網站嘗試以您的身分操作，已拒絕。",
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The signed-in person of a page request.
@@ -70,16 +143,11 @@ impl crate::auth::Authorize for Viewer {
 impl Viewer {
     /// Fails with 403 unless `submitted` is this session's CSRF token.
     pub fn check_csrf(&self, submitted: &str) -> Result<(), PageError> {
-        let expected = self.session.csrf_token.as_bytes();
-        let given = submitted.as_bytes();
         // Compared in constant time: the token is a secret.
-        let same = expected.len() == given.len()
-            && expected
-                .iter()
-                .zip(given)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+        if salesai_core::token::constant_time_eq(
+            self.session.csrf_token.as_bytes(),
+            submitted.as_bytes(),
+        ) {
             Ok(())
         } else {
             Err(PageError::new(
@@ -100,24 +168,8 @@ impl FromRequestParts<App> for Viewer {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let lang = Lang(super::i18n::of_request(&parts.headers));
         // A state-changing request another site's page made: refused before anything else.
-        if parts.method != Method::GET
-            && parts.method != Method::HEAD
-            && parts
-                .headers
-                .get("sec-fetch-site")
-                .and_then(|v| v.to_str().ok())
-                == Some("cross-site")
-        {
-            return Err(PageError::new(
-                StatusCode::FORBIDDEN,
-                Some(lang),
-                lang.pick(
-                    "Another site tried to act in your name; nothing was done.",
-                    "其他網站嘗試以您的身分操作，已拒絕。",
-                ),
-            )
-            .into_response());
-        }
+        refuse_cross_site(app, &parts.method, &parts.headers, lang)
+            .map_err(IntoResponse::into_response)?;
         let signin = || {
             let next = parts
                 .uri
@@ -131,7 +183,7 @@ impl FromRequestParts<App> for Viewer {
             };
             Redirect::to(&format!("/login?next={}", encode(next))).into_response()
         };
-        let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
+        let Some(secret) = app_cookie(app, &parts.headers, SESSION_COOKIE) else {
             return Err(signin());
         };
         let hash = salesai_core::token::hash_token(&secret);

@@ -18,8 +18,9 @@ use super::i18n::{LANG_COOKIE, Lang};
 use super::layout::bare;
 use super::session::{self, CsrfForm, PageError, SESSION_COOKIE, Viewer};
 
-/// Sign-in attempts one client address may make in ten minutes.
-const ATTEMPTS_PER_10_MIN: i64 = 30;
+/// Failed sign-in attempts (a link that does not exist or no longer works) one client address
+/// may make in ten minutes; past them it waits. Successes are never counted.
+const FAILURES_PER_10_MIN: i64 = 30;
 
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
@@ -34,7 +35,7 @@ pub async fn login_page(
     Query(q): Query<NextQuery>,
 ) -> Response {
     // Signed in already: straight on.
-    if let Some(secret) = session::cookie(&headers, SESSION_COOKIE)
+    if let Some(secret) = session::app_cookie(&app, &headers, SESSION_COOKIE)
         && let Ok(Some(_)) = app
             .store
             .find_session(&salesai_core::token::hash_token(&secret), session::IDLE)
@@ -199,15 +200,22 @@ pub async fn use_link(
     Path(secret): Path<String>,
     Form(form): Form<SetupForm>,
 ) -> Result<Response, PageError> {
-    limit_attempts(&app, lang, &peer).await?;
+    // Another site's page posting a link (the sender's own) would sign the visitor in as the
+    // sender: refused like every cross-site form, before anything is counted or used.
+    session::refuse_cross_site(&app, &axum::http::Method::POST, &headers, lang)?;
+    check_attempts(&app, lang, &peer).await?;
     let hash = salesai_core::token::hash_token(&secret);
     let Some(link) = app.store.peek_login_link(&hash).await? else {
+        count_failure(&app, &peer).await;
         return Ok(link_gone(lang));
     };
     let (person, back) = match link.purpose {
         LinkPurpose::Signin => match app.store.redeem_login_link(&hash).await? {
             Some(found) => found,
-            None => return Ok(link_gone(lang)),
+            None => {
+                count_failure(&app, &peer).await;
+                return Ok(link_gone(lang));
+            }
         },
         LinkPurpose::Setup => {
             let email = form.email.unwrap_or_default();
@@ -225,34 +233,54 @@ pub async fn use_link(
     signed_in(&app, &headers, &person.user.id, back, link.purpose.as_str()).await
 }
 
-/// Counts a sign-in attempt from this client address (across nodes, in the database) and
-/// refuses it past [`ATTEMPTS_PER_10_MIN`] in ten minutes.
-pub async fn limit_attempts(
+/// The limiter's counter for a client address (`unknown` when the server runs without
+/// connection info).
+fn limiter_key(peer: &super::ClientAddr) -> String {
+    format!(
+        "signin:{}",
+        peer.0
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "unknown".into())
+    )
+}
+
+/// Refuses a sign-in from a client address with [`FAILURES_PER_10_MIN`] failures in the last
+/// ten minutes (counted across nodes, in the database). Only failures count, and the address is
+/// the client's own (behind a trusted proxy, the one it forwards), so no one can lock others out.
+pub async fn check_attempts(
     app: &App,
     lang: Lang,
     peer: &super::ClientAddr,
 ) -> Result<(), PageError> {
     let minute = chrono::Utc::now().timestamp() / 60;
-    // Per client address (`unknown` when the server runs without connection info).
-    let counter = format!(
-        "signin:{}",
-        peer.0
-            .map(|p| p.ip().to_string())
-            .unwrap_or_else(|| "unknown".into())
-    );
-    let recent = app.store.sum_counter(&counter, minute - 9).await?;
-    if recent >= ATTEMPTS_PER_10_MIN {
+    let recent = app
+        .store
+        .sum_counter(&limiter_key(peer), minute - 9)
+        .await?;
+    if recent >= FAILURES_PER_10_MIN {
         return Err(PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
             Some(lang),
             lang.pick(
-                "Too many sign-in attempts from this address. Wait ten minutes and try again.",
-                "此位址的登入嘗試次數過多，請等待十分鐘後再試。",
+                "Too many failed sign-in attempts from this address. Wait ten minutes and try again.",
+                "此位址的登入失敗次數過多，請等待十分鐘後再試。",
             ),
         ));
     }
-    app.store.add_counter("web", &counter, minute, 1).await?;
     Ok(())
+}
+
+/// Counts one failed sign-in attempt from this client address. A database error is logged, not
+/// raised: the person is already being told why their attempt failed.
+pub async fn count_failure(app: &App, peer: &super::ClientAddr) {
+    let minute = chrono::Utc::now().timestamp() / 60;
+    if let Err(err) = app
+        .store
+        .add_counter("web", &limiter_key(peer), minute, 1)
+        .await
+    {
+        tracing::warn!(event = "web.signin_count_failed", error = %err, "could not count a failed sign-in attempt");
+    }
 }
 
 /// Starts a session for a person who just proved who they are (`via`: a link, Slack, single
@@ -267,7 +295,7 @@ pub async fn signed_in(
 ) -> Result<Response, PageError> {
     let cookie = session::start(app, person_id).await?;
     tracing::info!(event = "web.signed_in", user_id = %person_id, via, "signed in");
-    let wanted = session::cookie(headers, NEXT_COOKIE).map(|v| decode(&v));
+    let wanted = session::app_cookie(app, headers, NEXT_COOKIE).map(|v| decode(&v));
     let to = back
         .or(wanted)
         .filter(|b| is_local_path(b))

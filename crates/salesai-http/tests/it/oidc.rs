@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use salesai_core::App;
-use salesai_core::access::OidcProvider;
+use salesai_core::access::{OidcProvider, TenantPin};
 use salesai_core::domain::Role;
 use salesai_core::store::PersonChange;
 use salesai_db::story;
@@ -92,6 +92,11 @@ impl Provider {
             client_secret: "the-client-secret".into(),
             allowed_domains: domains.iter().map(|d| d.to_string()).collect(),
             slack,
+            // Slack's workspace is always pinned (the settings require it).
+            tenant: slack.then(|| TenantPin {
+                claim: "https://slack.com/team_id".into(),
+                value: "T1".into(),
+            }),
         }
     }
 }
@@ -279,21 +284,23 @@ async fn single_sign_on_signs_in_invited_people_and_allowed_domains_only(db: &Te
     assert_eq!(joined.user.display_name, "Cat Wu");
 
     // Another domain, or an unverified address: not let in, nobody created.
-    for (sub, claims) in [
+    for (sub, claims, why) in [
         (
             "eve-sub",
             serde_json::json!({"email": "eve@evil.example", "email_verified": true}),
+            "邀請",
         ),
         (
             "dan-sub",
             serde_json::json!({"email": "dan@example.com", "email_verified": false}),
+            "沒有確認",
         ),
     ] {
         idp.user(sub, claims).await;
         let refused = t.through_provider("sso", sub).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{sub}");
         assert!(refused.session.is_none());
-        assert!(refused.body.contains("邀請"), "{}", refused.body);
+        assert!(refused.body.contains(why), "{}", refused.body);
     }
     for email in ["eve@evil.example", "dan@example.com"] {
         assert!(
@@ -357,11 +364,23 @@ async fn sign_in_with_slack_matches_the_slack_user_id_first(db: &TestDb) {
     assert!(t.home_as(&ok.session.unwrap()).await.contains("Bo Chen"));
     assert_eq!(t.app.store.end_sessions_of(&bo).await.unwrap(), 1);
 
+    // A member of another Slack workspace, even one with Bo's user id: refused.
+    idp.user(
+        "slack-bo-elsewhere",
+        serde_json::json!({"email": "bo@new.example.com", "email_verified": true,
+            "https://slack.com/user_id": "U0BO", "https://slack.com/team_id": "T666"}),
+    )
+    .await;
+    let elsewhere = t.through_provider("slack", "slack-bo-elsewhere").await;
+    assert_eq!(elsewhere.status, StatusCode::FORBIDDEN);
+    assert!(elsewhere.session.is_none());
+    assert!(elsewhere.body.contains("其他組織"), "{}", elsewhere.body);
+
     // Unknown Slack user with an unknown e-mail: refused (no allow-list), nobody created.
     idp.user(
         "slack-zed",
         serde_json::json!({"email": "zed@example.com", "email_verified": true,
-            "https://slack.com/user_id": "U0ZED"}),
+            "https://slack.com/user_id": "U0ZED", "https://slack.com/team_id": "T1"}),
     )
     .await;
     let refused = t.through_provider("slack", "slack-zed").await;
@@ -374,6 +393,129 @@ async fn sign_in_with_slack_matches_the_slack_user_id_first(db: &TestDb) {
             .unwrap()
             .is_none()
     );
+}
+
+story!(sign_in_cannot_be_borrowed);
+/// The holes an attacker with their own account at the provider tried: an unverified e-mail,
+/// a second account for a linked person, a token for other audiences too, another tenant.
+/// Each is refused with a page that says why, and the person's own account keeps working.
+async fn sign_in_cannot_be_borrowed(db: &TestDb) {
+    let Some(idp) = Provider::start().await else {
+        return;
+    };
+    let mut sso = idp.config("sso", false, &[]);
+    sso.tenant = Some(TenantPin {
+        claim: "hd".into(),
+        value: "example.com".into(),
+    });
+    let t = spawn(db, vec![sso]).await;
+    let rep = t
+        .app
+        .store
+        .invite_person("rep@example.com", "Rita Rep", Role::Rep, Some("north"))
+        .await
+        .unwrap();
+    let admin = t
+        .app
+        .store
+        .invite_person("boss@example.com", "Bea Boss", Role::Admin, None)
+        .await
+        .unwrap();
+    let english = |o: &Outcome| o.body.clone();
+
+    // 1. The attacker's account says it is rep@example.com, without `email_verified`.
+    idp.user(
+        "attacker",
+        serde_json::json!({"email": "rep@example.com", "hd": "example.com"}),
+    )
+    .await;
+    let borrowed = t.through_provider("sso", "attacker").await;
+    assert_eq!(borrowed.status, StatusCode::FORBIDDEN, "{}", borrowed.body);
+    assert!(borrowed.session.is_none());
+    assert!(english(&borrowed).contains("沒有確認"), "{}", borrowed.body);
+    // …nor `email_verified: "false"`, nor as the admin.
+    idp.user(
+        "attacker2",
+        serde_json::json!({"email": "boss@example.com", "email_verified": "false", "hd": "example.com"}),
+    )
+    .await;
+    let as_admin = t.through_provider("sso", "attacker2").await;
+    assert_eq!(as_admin.status, StatusCode::FORBIDDEN);
+    assert!(as_admin.session.is_none());
+
+    // 2. The rep's own account links at the first sign-in…
+    idp.user(
+        "rep-sub",
+        serde_json::json!({"email": "rep@example.com", "email_verified": true, "hd": "example.com"}),
+    )
+    .await;
+    let own = t.through_provider("sso", "rep-sub").await;
+    assert_eq!(own.status, StatusCode::SEE_OTHER, "{}", own.body);
+    assert!(t.home_as(&own.session.unwrap()).await.contains("Rita Rep"));
+    // …and from then on the account decides, whatever e-mail it later shows.
+    idp.user(
+        "rep-sub",
+        serde_json::json!({"email": "rita.new@example.com", "email_verified": true, "hd": "example.com"}),
+    )
+    .await;
+    let renamed = t.through_provider("sso", "rep-sub").await;
+    assert_eq!(renamed.status, StatusCode::SEE_OTHER, "{}", renamed.body);
+    assert!(
+        t.home_as(&renamed.session.unwrap())
+            .await
+            .contains("Rita Rep")
+    );
+
+    // 3. A second account with the rep's verified e-mail: the rep is taken.
+    idp.user(
+        "rep-sub-2",
+        serde_json::json!({"email": "rep@example.com", "email_verified": true, "hd": "example.com"}),
+    )
+    .await;
+    let second = t.through_provider("sso", "rep-sub-2").await;
+    assert_eq!(second.status, StatusCode::FORBIDDEN);
+    assert!(second.session.is_none());
+    assert!(second.body.contains("另一個帳號"), "{}", second.body);
+
+    // 4. A token issued for other audiences too (no `azp`): refused as unverifiable.
+    idp.user(
+        "admin-sub",
+        serde_json::json!({"email": "boss@example.com", "email_verified": true, "hd": "example.com",
+            "aud": ["salesai-sso", "another-client"]}),
+    )
+    .await;
+    let extra = t.through_provider("sso", "admin-sub").await;
+    assert_eq!(extra.status, StatusCode::BAD_REQUEST, "{}", extra.body);
+    assert!(extra.session.is_none());
+    assert!(extra.body.contains("無法驗證"), "{}", extra.body);
+
+    // 5. Another Google Workspace domain (or none: a consumer account).
+    for (sub, hd) in [("outsider", Some("evil.example")), ("gmail", None)] {
+        let mut claims = serde_json::json!({"email": "boss@example.com", "email_verified": true});
+        if let Some(hd) = hd {
+            claims["hd"] = hd.into();
+        }
+        idp.user(sub, claims).await;
+        let other = t.through_provider("sso", sub).await;
+        assert_eq!(other.status, StatusCode::FORBIDDEN, "{sub}");
+        assert!(other.session.is_none());
+        assert!(other.body.contains("其他組織"), "{}", other.body);
+    }
+
+    // The admin's own account still signs in (nothing above linked it to anyone).
+    idp.user(
+        "admin-sub",
+        serde_json::json!({"email": "boss@example.com", "email_verified": true, "hd": "example.com"}),
+    )
+    .await;
+    let ok = t.through_provider("sso", "admin-sub").await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert!(t.home_as(&ok.session.unwrap()).await.contains("Bea Boss"));
+    assert_eq!(
+        t.app.store.end_sessions_of(&admin.user.id).await.unwrap(),
+        1
+    );
+    assert!(t.app.store.person(&rep.user.id).await.unwrap().is_some());
 }
 
 story!(a_provider_that_is_down_gets_a_clear_page);
@@ -390,6 +532,7 @@ async fn a_provider_that_is_down_gets_a_clear_page(db: &TestDb) {
         client_secret: "s".into(),
         allowed_domains: vec![],
         slack: false,
+        tenant: None,
     };
     let t = spawn(db, vec![down]).await;
     let r = no_redirects()

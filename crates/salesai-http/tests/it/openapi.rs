@@ -279,11 +279,12 @@ async fn every_api_route_answers_each_kind_of_token(db: &TestDb) {
             "/api/v1/admin/jobs/987654/retry".into(),
             [no, S::NOT_FOUND, gone, gone, gone, gone, gone, no],
         ),
+        // Retrying every dead job needs `"all": true` (or a filter).
         (
             "POST",
             "/api/v1/admin/jobs/retry",
             "/api/v1/admin/jobs/retry".into(),
-            [no, ok, gone, gone, gone, gone, gone, no],
+            [no, bad, gone, gone, gone, gone, gone, no],
         ),
         // Purge needs a filter.
         (

@@ -14,6 +14,12 @@ fn text(answer: &Value) -> String {
 story!(slash_commands_answer_and_explain_themselves);
 async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
     let h = Harness::start(db).await;
+    // Una is a rep salesai knows by her Slack id.
+    h.app
+        .store
+        .find_or_create_user(Some("u1@example.com"), Some("U1"), "Una One")
+        .await
+        .unwrap();
     // Usage for help, nothing, and nonsense.
     for cmd in ["/analyze", "/opportunity", "/report"] {
         let usage = text(&h.command(cmd, "help", "U1", EN_CHANNEL).await);
@@ -48,14 +54,14 @@ async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
         .await,
     );
     assert!(
-        created.contains("已建立 `C-500` Blue Harbor Cafe (ichef)"),
+        created.contains("已建立 `C-500` Blue Harbor Cafe (iCHEF)"),
         "{created}"
     );
     let again = text(
         &h.command("/opportunity", "create C-500 Other", "U1", ZH_CHANNEL)
             .await,
     );
-    assert!(again.contains("已存在"), "{again}");
+    assert!(again.contains("已被使用"), "{again}");
     assert!(
         text(&h.command("/opportunity", "create", "U1", ZH_CHANNEL).await).contains("不是客戶編號")
     );
@@ -76,7 +82,7 @@ async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
     let by_name = text(&h.command("/opportunity", "harbor", "U1", EN_CHANNEL).await);
     assert!(by_name.contains("C-500"), "{by_name}");
     let none = text(&h.command("/opportunity", "nobody", "U1", EN_CHANNEL).await);
-    assert!(none.contains("No customer matches"));
+    assert!(none.contains("None of your customers matches"), "{none}");
     let list = text(&h.command("/opportunity", "list", "U1", EN_CHANNEL).await);
     assert!(list.contains("C-500") && list.contains("C-600"), "{list}");
 
@@ -165,32 +171,56 @@ async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
         "{report}"
     );
 
-    // /report team is for managers.
-    h.command("/report", "team", "U1", EN_CHANNEL).await;
-    h.fake
-        .wait_until("the refusal", std::time::Duration::from_secs(30), |c| {
-            c.iter().filter(|c| c.method == "hook:report-U1").count() == 2
-        })
-        .await;
-    let refusal = h.fake.calls_of("hook:report-U1")[1].body["text"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // /report team is for managers: a rep is told at once.
+    let refusal = text(&h.command("/report", "team", "U1", EN_CHANNEL).await);
     assert!(refusal.contains("for managers"), "{refusal}");
-    // A manager (matched by e-mail, linked to their Slack id) gets the team's.
+    // A manager of Una's team (invited by e-mail, linked to their Slack id by `/salesai
+    // login`) gets the team's.
     let manager = h
         .app
         .store
-        .find_or_create_user(Some("boss@example.com"), None, "Boss")
+        .invite_person("boss@example.com", "Boss", Role::Manager, None)
         .await
-        .unwrap();
-    h.app
+        .unwrap()
+        .user
+        .id;
+    let una = h
+        .app
         .store
-        .set_user_role("boss@example.com", Role::Manager)
+        .person_by_identity(Some("U1"), None)
         .await
         .unwrap()
         .unwrap();
+    for (who, change) in [
+        (
+            &una.user.id,
+            salesai_core::store::PersonChange {
+                team: Some(Some("north".into())),
+                ..Default::default()
+            },
+        ),
+        (
+            &manager,
+            salesai_core::store::PersonChange {
+                manages: Some(vec!["north".into()]),
+                ..Default::default()
+            },
+        ),
+    ] {
+        h.app.store.update_person(who, &change).await.unwrap();
+    }
     h.fake.add_user("U0BOSS", "boss@example.com", "Boss");
+    // Unknown by Slack id until then.
+    assert!(
+        text(&h.command("/report", "team", "U0BOSS", EN_CHANNEL).await)
+            .contains("does not know your Slack account")
+    );
+    h.command("/salesai", "login", "U0BOSS", EN_CHANNEL).await;
+    h.fake
+        .wait_until("the link", std::time::Duration::from_secs(30), |c| {
+            c.iter().any(|c| c.method == "hook:salesai-U0BOSS")
+        })
+        .await;
     h.command("/report", "team", "U0BOSS", EN_CHANNEL).await;
     h.fake
         .wait_until("the team report", std::time::Duration::from_secs(30), |c| {
@@ -219,6 +249,49 @@ async fn salesai_login_gives_a_private_one_time_link(db: &TestDb) {
     let h = Harness::start(db).await;
     let usage = text(&h.command("/salesai", "", "U7", EN_CHANNEL).await);
     assert!(usage.contains("/salesai login"), "{usage}");
+    // Someone salesai does not know: looked up by their Slack profile's e-mail, which no one
+    // invited — told what to do, and nobody is created.
+    h.fake.add_user("U7", "seven@example.com", "Sam Seven");
+    let looking = text(&h.command("/salesai", "login", "U7", EN_CHANNEL).await);
+    assert!(looking.contains("Looking up"), "{looking}");
+    h.fake
+        .wait_until("the answer", std::time::Duration::from_secs(30), |c| {
+            c.iter().any(|c| c.method == "hook:salesai-U7")
+        })
+        .await;
+    let answer = h.fake.calls_of("hook:salesai-U7")[0].body["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        answer.contains("invite") && !answer.contains("/login/link/"),
+        "{answer}"
+    );
+    let store = h.app.store.clone();
+    assert!(
+        store
+            .person_by_identity(Some("U7"), Some("seven@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Invited by e-mail: the next `/salesai login` finds them through Slack's profile and
+    // links their Slack id; from then on the link comes at once.
+    store
+        .invite_person("seven@example.com", "Sam Seven", Role::Rep, None)
+        .await
+        .unwrap();
+    h.command("/salesai", "login", "U7", EN_CHANNEL).await;
+    h.fake
+        .wait_until("the link", std::time::Duration::from_secs(30), |c| {
+            c.iter().filter(|c| c.method == "hook:salesai-U7").count() == 2
+        })
+        .await;
+    let answer = h.fake.calls_of("hook:salesai-U7")[1].body["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(answer.contains("/login/link/"), "{answer}");
     let answer = text(&h.command("/salesai", "login", "U7", EN_CHANNEL).await);
     let link = answer
         .split_whitespace()
@@ -226,7 +299,6 @@ async fn salesai_login_gives_a_private_one_time_link(db: &TestDb) {
         .unwrap_or_else(|| panic!("a link in {answer}"))
         .to_owned();
     let secret = link.rsplit('/').next().unwrap();
-    let store = h.app.store.clone();
     let (person, _) = store
         .redeem_login_link(&salesai_core::token::hash_token(secret))
         .await

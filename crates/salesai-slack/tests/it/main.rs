@@ -4,6 +4,7 @@
 
 mod commands;
 mod flow;
+mod matrix;
 mod signature;
 mod speakers;
 

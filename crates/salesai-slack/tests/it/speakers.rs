@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::*;
 
 /// A completed call of `rep` whose two voices were placed the wrong way round (inferred).
-async fn misplaced_call(h: &Harness, rep: &str) -> String {
+pub(crate) async fn misplaced_call(h: &Harness, rep: &str) -> String {
     let id = h
         .app
         .store
@@ -160,7 +160,7 @@ async fn who_is_who_from_slack_corrects_the_sides_and_analyses_again(db: &TestDb
         answer["errors"]["rep"]
             .as_str()
             .unwrap()
-            .contains("another rep"),
+            .contains("outside what you may see"),
         "{answer}"
     );
     // Someone salesai does not know is refused too.

@@ -12,7 +12,8 @@ use crate::config::Config;
 #[derive(clap::Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create a token; it is printed once and only its hash is stored. A token for a person
-    /// (--for) reaches what that person may: a rep's only their own calls
+    /// (--for) reaches what that person may at each request: their current role (its --role can
+    /// only narrow it), teams and state
     Create {
         /// A name to recognise it by (unique among live tokens)
         #[arg(long)]
@@ -74,10 +75,15 @@ pub async fn run(config: &Config, command: TokenCommand) -> anyhow::Result<ExitC
                         .store
                         .find_or_create_user(Some(email), None, email)
                         .await?;
-                    let person = app.store.get_user(&id).await?;
-                    let role = role
-                        .or(person.map(|p| p.role))
-                        .unwrap_or(Role::Rep);
+                    let held = app.store.get_user(&id).await?.map_or(Role::Rep, |p| p.role);
+                    let role = role.unwrap_or(held);
+                    anyhow::ensure!(
+                        role.is_within(held),
+                        "{email} has the {} role; a token for them reaches at most that (a token can only narrow its person's role). Give them the {} role first (salesai users role {email} {}), or drop --role",
+                        held.as_str(),
+                        role.as_str(),
+                        role.as_str()
+                    );
                     (role, Some(id))
                 }
                 None => (
