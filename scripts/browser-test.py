@@ -240,6 +240,21 @@ def main():
         check(ann.run("return document.querySelectorAll('#transcript li[data-t]').length") >= 6,
               "the transcript is on the page, line by line")
 
+        print("2b. meeting notes keep no link that could run script")
+        ann.run("""var t = document.querySelector('textarea[name=markdown]');
+            t.value = '# Notes\\n\\n[x](javascript:window.pwned=1) ![i](javascript:window.pwned=2) ' +
+              '[d](data:text/html;base64,PHNjcmlwdD4=) [J](JaVaScRiPt:window.pwned=3) ' +
+              '[e](jav&#x61;script:window.pwned=4) [ok](https://example.com/next)';""")
+        ann.click("button[name=action][value=save]")
+        wait_for(lambda: "#notes" in ann.current_url(), "the notes to be saved", 20)
+        hrefs = ann.run("return Array.prototype.map.call(document.querySelectorAll('.markdown a'), function (a) { return a.href; })")
+        check(hrefs == ["https://example.com/next"], f"only the https link is a link: {hrefs}")
+        check(ann.run("return document.querySelectorAll('.markdown img, .markdown script').length") == 0,
+              "no image or script in the notes")
+        for text in ("x", "J", "e"):
+            ann.run("var w = document.evaluate(\"//div[contains(@class,'markdown')]//text()[normalize-space()='" + text + "']\", document, null, 9, null).singleNodeValue; if (w && w.parentElement) w.parentElement.click();")
+        check(ann.run("return window.pwned === undefined"), "clicking the words runs nothing")
+
         print("3. search a Traditional Chinese phrase and land on its moment")
         # A phrase (the trigram index) and a two-character word (the gram index, migration 0013).
         for term, what in (("預算大概", "phrase"), ("漏單", "two-character word")):

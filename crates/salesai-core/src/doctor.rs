@@ -193,6 +193,10 @@ pub struct ProviderCheck {
     pub warning: Option<String>,
 }
 
+/// Failure codes that are not the system failing: a provider's rate limit (a wait) and a
+/// setting that is missing (its own finding, saying which).
+const NOT_FAILURES: &[&str] = &["RATE_LIMITED", "STT_NOT_CONFIGURED"];
+
 fn finding(
     severity: Severity,
     area: &str,
@@ -320,16 +324,22 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
     }
     if let Some(stats) = &facts.queue {
         if let Some(window) = stats.windows.iter().find(|w| w.window == facts.window) {
+            // Rate limits are waits, not failures; a missing setting is a finding of its own
+            // (below), not a sign that providers, the database or storage are failing.
             let failed: u64 = window
                 .failures_by_code
                 .iter()
-                .filter(|(code, _)| code.as_str() != "RATE_LIMITED")
+                .filter(|(code, _)| !NOT_FAILURES.contains(&code.as_str()))
                 .map(|(_, n)| n)
                 .sum();
             let total = failed + window.completed;
             if total > 0 {
                 let rate = failed as f64 / total as f64;
-                let mut codes: Vec<(&String, &u64)> = window.failures_by_code.iter().collect();
+                let mut codes: Vec<(&String, &u64)> = window
+                    .failures_by_code
+                    .iter()
+                    .filter(|(code, _)| !NOT_FAILURES.contains(&code.as_str()))
+                    .collect();
                 codes.sort_by(|a, b| b.1.cmp(a.1));
                 let by_code = codes
                     .iter()
@@ -559,19 +569,46 @@ pub fn diagnose(facts: &Facts, t: &Thresholds) -> Vec<Finding> {
         }
     }
     if !facts.stt_configured {
+        // Recordings that already failed for it make it urgent; otherwise it is a choice (a
+        // team that uploads transcripts only needs none).
+        let waiting: u64 = facts
+            .queue
+            .as_ref()
+            .and_then(|q| q.windows.iter().find(|w| w.window == facts.window))
+            .and_then(|w| w.failures_by_code.get("STT_NOT_CONFIGURED").copied())
+            .unwrap_or(0);
+        let (severity, evidence, evidence_zh) = if waiting > 0 {
+            (
+                Severity::P2,
+                format!(
+                    "{waiting} recording(s) failed with STT_NOT_CONFIGURED in the last {}; transcripts still work",
+                    facts.window
+                ),
+                format!(
+                    "最近 {} 內有 {waiting} 個錄音以 STT_NOT_CONFIGURED 失敗；逐字稿仍可使用",
+                    facts.window
+                ),
+            )
+        } else {
+            (
+                Severity::P3,
+                "recordings would fail with STT_NOT_CONFIGURED; transcripts work".to_owned(),
+                "錄音會以 STT_NOT_CONFIGURED 失敗；逐字稿仍可使用".to_owned(),
+            )
+        };
         out.push(
             finding(
-                Severity::P3,
+                severity,
                 "configuration",
                 "no speech-to-text provider".into(),
-                "recordings fail with STT_NOT_CONFIGURED; transcripts still work".into(),
-                "set GROQ_API_KEY, or SALESAI_STT_BASE_URL for another OpenAI-compatible server",
+                evidence,
+                "set GROQ_API_KEY, or SALESAI_STT_BASE_URL for another OpenAI-compatible server; then `salesai conversations retry` the failed recordings",
             )
             .zh(
                 "沒有設定語音轉文字供應商",
-                "設定 GROQ_API_KEY，或為其他 OpenAI 相容伺服器設定 SALESAI_STT_BASE_URL",
+                "設定 GROQ_API_KEY，或為其他 OpenAI 相容伺服器設定 SALESAI_STT_BASE_URL；再以 `salesai conversations retry` 重試失敗的錄音",
             )
-            .zh_evidence("錄音會以 STT_NOT_CONFIGURED 失敗；逐字稿仍可使用"),
+            .zh_evidence(evidence_zh),
         );
     }
     if !facts.llm_configured {
@@ -855,6 +892,36 @@ mod tests {
             found[0].severity,
             Severity::P3,
             "5 of 105 is under 5 %, and rate limits are not failures"
+        );
+    }
+
+    #[test]
+    fn a_missing_setting_is_its_own_finding_not_a_failure_rate() {
+        // One recording uploaded with no speech-to-text, ten transcripts analysed.
+        let mut f = facts();
+        f.stt_configured = false;
+        let mut w = WindowStats {
+            window: "1h".into(),
+            seconds: 3600,
+            completed: 10,
+            ..Default::default()
+        };
+        w.failures_by_code.insert("STT_NOT_CONFIGURED".into(), 1);
+        f.queue = Some(QueueStats {
+            queues: vec![],
+            windows: vec![w],
+        });
+        let found = diagnose(&f, &Thresholds::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].severity, Severity::P2, "a recording waits for it");
+        assert_eq!(found[0].title, "no speech-to-text provider");
+        assert!(found[0].evidence.contains("1 recording(s) failed"));
+        assert!(found[0].action.contains("GROQ_API_KEY"));
+        // Nothing waiting: a choice, P3.
+        f.queue = None;
+        assert_eq!(
+            diagnose(&f, &Thresholds::default())[0].severity,
+            Severity::P3
         );
     }
 

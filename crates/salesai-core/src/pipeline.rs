@@ -206,6 +206,9 @@ pub enum RestartError {
     /// The conversation is not in a state that allows it.
     #[error("{0}")]
     Conflict(String),
+    /// The request names something the conversation does not have (a speaker).
+    #[error("{0}")]
+    Invalid(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -220,6 +223,12 @@ pub async fn retry(
     let stuck = conversation.status != ConversationStatus::Completed
         && conversation.status != ConversationStatus::Failed
         && !has_live_pipeline_job(store, &conversation.id).await?;
+    if conversation.status == ConversationStatus::Completed {
+        return Err(RestartError::Conflict(format!(
+            "conversation {} is completed: there is nothing to retry; to run the analysis again, re-analyse it",
+            conversation.case_number
+        )));
+    }
     if conversation.status != ConversationStatus::Failed && !stuck {
         return Err(RestartError::Conflict(format!(
             "conversation {} is {} and still has work queued or running; only a failed conversation, or one whose jobs are all dead, can be retried",
@@ -306,6 +315,16 @@ pub async fn correct_speaker(
     role: crate::transcript::Role,
 ) -> Result<Restarted, RestartError> {
     use crate::speakers::{self, VoiceProfile};
+    // A speaker the call does not have is a mistake in the request, whatever the call's state.
+    let mut segments = store.get_transcript(&conversation.id).await?;
+    if !segments
+        .iter()
+        .any(|s| s.speaker.as_deref() == Some(speaker))
+    {
+        return Err(RestartError::Invalid(format!(
+            "the transcript has no speaker {speaker:?}; use one of the names it shows"
+        )));
+    }
     if !matches!(
         conversation.status,
         ConversationStatus::Completed | ConversationStatus::Failed
@@ -314,15 +333,6 @@ pub async fn correct_speaker(
             "conversation {} is still {}; correct the speakers once it has finished",
             conversation.case_number,
             conversation.status.as_str()
-        )));
-    }
-    let mut segments = store.get_transcript(&conversation.id).await?;
-    if !segments
-        .iter()
-        .any(|s| s.speaker.as_deref() == Some(speaker))
-    {
-        return Err(RestartError::Conflict(format!(
-            "the transcript has no speaker {speaker:?}; use one of the names it shows"
         )));
     }
     speakers::correct(&mut segments, speaker, role);

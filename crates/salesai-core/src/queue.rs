@@ -228,22 +228,34 @@ macro_rules! empty_job {
     };
 }
 
-/// Parses an age given on the command line or in a setting: `90s`, `30m`, `12h`, `7d`.
+/// The longest age a command or setting may give: ten years. Anything longer is refused when
+/// it is read, so no later `now - age` can overflow (and panic).
+pub const MAX_AGE: chrono::Duration = chrono::Duration::days(3660);
+
+/// Parses an age given on the command line or in a setting: `90s`, `30m`, `12h`, `7d`, at most
+/// [`MAX_AGE`].
 pub fn parse_age(raw: &str) -> Result<chrono::Duration, String> {
     let raw = raw.trim();
+    let shape = || format!("{raw:?} is not a duration like 90s, 30m, 12h or 7d");
     let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 90s, 30m, 12h or 7d"))?;
-    match unit {
-        "s" => Ok(chrono::Duration::seconds(n)),
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        _ => Err(format!(
-            "{raw:?} is not a duration like 90s, 30m, 12h or 7d"
-        )),
-    }
+    let too_long = || format!("{raw:?} is longer than ten years; give an age up to 3660d");
+    let seconds_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(shape()),
+    };
+    let n: i64 = match number.parse() {
+        Ok(n) => n,
+        // Digits beyond what a number holds: certainly too long.
+        Err(_) if !number.is_empty() => return Err(too_long()),
+        Err(_) => return Err(shape()),
+    };
+    n.checked_mul(seconds_per)
+        .filter(|s| *s <= MAX_AGE.num_seconds())
+        .map(chrono::Duration::seconds)
+        .ok_or_else(too_long)
 }
 
 /// A job kind: its name, its queue and its payload type, declared once, on the payload type.

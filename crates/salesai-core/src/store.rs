@@ -750,6 +750,13 @@ pub trait Operations: Send + Sync {
     /// The counter `name` summed over all nodes from `since_minute` on.
     async fn sum_counter(&self, name: &str, since_minute: i64) -> StoreResult<i64>;
 
+    /// Records a fact a running server tells the other commands (`public_url`: where `serve`
+    /// answers), replacing the last value.
+    async fn set_fact(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// A recorded fact.
+    async fn fact(&self, key: &str) -> StoreResult<Option<String>>;
+
     /// The nodes that counted `name` from `since_minute` on.
     async fn counter_nodes(&self, name: &str, since_minute: i64) -> StoreResult<Vec<String>>;
 

@@ -43,6 +43,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("api_tokens", "id"),
     ("team_managers", "user_id, team"),
     ("identities", "issuer, subject"),
+    ("server_facts", "key"),
     ("login_links", "token_hash"),
     ("web_sessions", "id_hash"),
     ("queue_settings", "name"),

@@ -133,8 +133,8 @@ impl<S> ExplainedParseErrors<S> {
 fn explained(head: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(head).ok()?;
     let end = text.find("\r\n\r\n")?;
-    // The whole of what hyper writes for a parse error: a status line, content-length: 0 and a
-    // date, and nothing after the head.
+    // The whole of what hyper writes for a parse error: a status line, connection: close,
+    // content-length: 0 and a date, and nothing after the head.
     if end + 4 != text.len() {
         return None;
     }
@@ -142,7 +142,9 @@ fn explained(head: &[u8]) -> Option<Vec<u8>> {
     let status = lines.next()?;
     let rest: Vec<&str> = lines.collect();
     if !rest.iter().all(|l| {
-        l.eq_ignore_ascii_case("content-length: 0") || l.to_ascii_lowercase().starts_with("date: ")
+        l.eq_ignore_ascii_case("content-length: 0")
+            || l.eq_ignore_ascii_case("connection: close")
+            || l.to_ascii_lowercase().starts_with("date: ")
     }) || !rest
         .iter()
         .any(|l| l.eq_ignore_ascii_case("content-length: 0"))
@@ -258,7 +260,8 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ExplainedParseE
 mod tests {
     #[test]
     fn only_hypers_bare_parse_error_heads_are_explained() {
-        let head = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: Sat, 05 Dec 2026 10:00:00 GMT\r\n\r\n";
+        // What hyper 1.x writes.
+        let head = b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sat, 05 Dec 2026 10:00:00 GMT\r\n\r\n";
         let out = String::from_utf8(super::explained(head).unwrap()).unwrap();
         assert!(out.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{out}");
         assert!(out.contains("\"code\":\"INVALID_INPUT\"") && out.contains("connection: close"));

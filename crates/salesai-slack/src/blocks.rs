@@ -1332,4 +1332,23 @@ mod tests {
         let none = speakers_modal(Language::En, &c, &speakers, None);
         assert!(none["blocks"][2]["element"].get("initial_option").is_none());
     }
+
+    proptest::proptest! {
+        /// Whatever a person types (a customer's name, a file's name, a reason), once escaped
+        /// it cannot become Slack markup: no `<` or `>` is left to open a mention
+        /// (`<!channel>`), a link (`<https://…|text>`) or a user (`<@U1>`), every `&` starts an
+        /// entity, and Slack shows exactly what was typed.
+        #[test]
+        fn escaped_text_is_never_markup(text in "\\PC{0,120}", markup in "(<!channel>|<!here>|<@U123>|<https://evil.example\\|Full report>|&lt;|&amp;){0,3}") {
+            let typed = format!("{markup}{text}{markup}");
+            let escaped = escape(&typed);
+            proptest::prop_assert!(!escaped.contains('<') && !escaped.contains('>'));
+            for (i, _) in escaped.match_indices('&') {
+                let rest = &escaped[i..];
+                proptest::prop_assert!(rest.starts_with("&amp;") || rest.starts_with("&lt;") || rest.starts_with("&gt;"));
+            }
+            let shown = escaped.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+            proptest::prop_assert_eq!(shown, typed);
+        }
+    }
 }

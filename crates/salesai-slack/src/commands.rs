@@ -215,7 +215,7 @@ async fn analyze(
                 "🔁 正在重新分析 {case}，結果會更新討論串中的卡片。",
             )
             .replace("{case}", c.case_number.as_str()),
-            Err(RestartError::Conflict(msg)) => escape(&msg),
+            Err(RestartError::Conflict(msg) | RestartError::Invalid(msg)) => escape(&msg),
             Err(RestartError::Store(err)) => return Err(err),
         });
     }

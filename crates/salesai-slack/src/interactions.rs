@@ -212,7 +212,9 @@ async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
                         t(lang, "retrying")
                     )
                 }
-                Err(RestartError::Conflict(msg)) => blocks::escape(&msg),
+                Err(RestartError::Conflict(msg) | RestartError::Invalid(msg)) => {
+                    blocks::escape(&msg)
+                }
                 Err(RestartError::Store(err)) => {
                     tracing::error!(event = "slack.retry_failed", error = %err, "retry from Slack failed");
                     return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -352,7 +354,7 @@ async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
                 },
             }))
         }
-        Err(RestartError::Conflict(msg)) => modal_error(&msg),
+        Err(RestartError::Conflict(msg) | RestartError::Invalid(msg)) => modal_error(&msg),
         Err(RestartError::Store(err)) => {
             tracing::error!(event = "slack.speakers_failed", error = %err, "speaker correction failed");
             StatusCode::SERVICE_UNAVAILABLE.into_response()

@@ -779,6 +779,11 @@ pub enum LogFormat {
 /// The resolved configuration. `Debug` redacts every secret.
 #[derive(Clone)]
 pub struct Config {
+    /// Whether this command may create the SQLite database when its file does not exist:
+    /// `serve`, `worker` and `migrate` do (the README's first command creates it); any other
+    /// command stops instead, saying where it looked, unless given `--init` (a command run in
+    /// another folder would otherwise make a new empty database there and work on it).
+    pub create_database: bool,
     /// The data folder.
     pub data_dir: PathBuf,
     /// The database URL (may hold a password).
@@ -1043,6 +1048,7 @@ impl Config {
                 .unwrap_or_else(|| "04:30".into()),
         )?;
         Ok(Config {
+            create_database: false,
             data_dir,
             database_url: SecretString::from(database_url),
             database_configured,
@@ -1057,8 +1063,21 @@ impl Config {
                 let base = args.stt.stt_base_url.clone().filter(|s| !s.is_empty());
                 let groq = args.stt.groq_api_key.clone().filter(|s| !s.is_empty());
                 let limits = salesai_core::audio::ChunkLimits {
-                    max_ms: args.stt.stt_max_chunk_secs.unwrap_or(600).max(10) * 1000,
-                    max_bytes: args.stt.stt_max_chunk_mb.unwrap_or(24).max(1) * 1024 * 1024,
+                    max_ms: bounded(
+                        "SALESAI_STT_MAX_CHUNK_SECS",
+                        args.stt.stt_max_chunk_secs,
+                        600,
+                        10,
+                        7200,
+                    )? * 1000,
+                    max_bytes: bounded(
+                        "SALESAI_STT_MAX_CHUNK_MB",
+                        args.stt.stt_max_chunk_mb,
+                        24,
+                        1,
+                        1024,
+                    )? * 1024
+                        * 1024,
                     ..Default::default()
                 };
                 let model = args.stt.stt_model.clone();
@@ -1184,7 +1203,13 @@ impl Config {
             backup_keep,
             alerts,
             prune,
-            jobs_keep_days: args.schedules.jobs_keep_days.unwrap_or(7),
+            jobs_keep_days: bounded(
+                "SALESAI_JOBS_KEEP_DAYS",
+                args.schedules.jobs_keep_days,
+                7,
+                0,
+                3660,
+            )?,
             jobs_purge_at,
         })
     }
@@ -1237,7 +1262,14 @@ fn slack_config(
         channels,
         dm_product_line,
         public_base_url: public_url,
-        max_download_bytes: args.slack.slack_max_download_mb.unwrap_or(500).max(1) * 1024 * 1024,
+        max_download_bytes: bounded(
+            "SLACK_MAX_DOWNLOAD_MB",
+            args.slack.slack_max_download_mb,
+            500,
+            1,
+            10_240,
+        )? * 1024
+            * 1024,
     }))
 }
 
@@ -1406,14 +1438,31 @@ fn alert_settings(args: &ConfigArgs) -> anyhow::Result<AlertSettings> {
     }
     Ok(AlertSettings {
         webhook,
-        interval: std::time::Duration::from_secs(
-            args.alerts.alert_interval_secs.unwrap_or(60).max(1),
-        ),
-        cooldown: chrono::Duration::minutes(args.alerts.alert_cooldown_mins.unwrap_or(30) as i64),
+        interval: std::time::Duration::from_secs(bounded(
+            "SALESAI_ALERT_INTERVAL_SECS",
+            args.alerts.alert_interval_secs,
+            60,
+            1,
+            86_400,
+        )?),
+        cooldown: chrono::Duration::minutes(bounded(
+            "SALESAI_ALERT_COOLDOWN_MINS",
+            args.alerts.alert_cooldown_mins,
+            30,
+            0,
+            10_080,
+        )? as i64),
         thresholds: salesai_core::doctor::Thresholds {
             failure_rate: rate / 100.0,
             queue_depth: args.alerts.alert_queue_depth.unwrap_or(100),
-            max_wait_secs: 60 * args.alerts.alert_max_wait_mins.unwrap_or(20),
+            max_wait_secs: 60
+                * bounded(
+                    "SALESAI_ALERT_MAX_WAIT_MINS",
+                    args.alerts.alert_max_wait_mins,
+                    20,
+                    1,
+                    10_080,
+                )?,
             signature_failures: args.alerts.alert_signature_failures.unwrap_or(20),
             slow_query_ms: args.alerts.alert_slow_query_ms.unwrap_or(500.0).max(1.0),
         },
@@ -1637,6 +1686,22 @@ fn read_file(path: &Path) -> anyhow::Result<ConfigArgs> {
         return Err(anyhow::anyhow!("unknown setting {unknown:?}")).with_context(invalid);
     }
     toml::from_str(&text).with_context(invalid)
+}
+
+/// A numeric setting: its value (or `default`), refused outside `min..=max` with its name,
+/// so no setting can overflow the arithmetic it feeds (a size in bytes, an age) later.
+fn bounded(
+    name: &str,
+    value: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> anyhow::Result<u64> {
+    let value = value.unwrap_or(default);
+    if !(min..=max).contains(&value) {
+        bail!("{name} is {value}; give a number from {min} to {max}");
+    }
+    Ok(value)
 }
 
 fn default_worker_id() -> String {

@@ -21,9 +21,32 @@ pub fn acquire_timeout(url: &str) -> Duration {
     }
 }
 
-/// Connects to the database without touching its schema.
+/// The file of a SQLite URL (`sqlite://./data/salesai.db?mode=rwc`), when it names one.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// Connects to the database without touching its schema. A SQLite file that does not exist is
+/// created only when the command may ([`Config::create_database`]); otherwise the command stops
+/// and says where it looked.
 pub async fn connect(config: &Config) -> anyhow::Result<Database> {
     let url = config.database_url.expose_secret();
+    if !config.create_database
+        && let Some(file) = sqlite_file(url)
+        && !file.exists()
+    {
+        let shown = std::path::absolute(&file).unwrap_or(file);
+        anyhow::bail!(
+            "there is no salesai database at {} (the data folder is relative to where you run salesai). \
+             Run this command in the folder where `salesai serve` runs, point it at the database with \
+             SALESAI_DATA_DIR or DATABASE_URL (or salesai.toml), or add --init to create a new, empty one here",
+            shown.display()
+        );
+    }
     Database::connect(
         url,
         &ConnectOptions {

@@ -1,1 +1,2 @@
+DROP TABLE server_facts;
 DROP TABLE identities;

@@ -11,3 +11,12 @@ CREATE TABLE identities (
     PRIMARY KEY (issuer, subject),
     UNIQUE (user_id, issuer)
 );
+
+-- Facts a running server records for the other commands: the address `serve` answers on
+-- (`public_url`), so a sign-in link printed by `salesai users invite` on another shell points
+-- where people can open it.
+CREATE TABLE server_facts (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);

@@ -326,11 +326,11 @@ impl Access for StoreImpl {
                 .execute(&mut *tx)
                 .await?;
             }
-            if let Some(name) = change.display_name.as_deref().map(str::trim) {
+            if let Some(name) = change.display_name.as_deref() {
                 crate::statement::query(sql!(
                     "UPDATE users SET display_name = $1, updated_at = now() WHERE id = $2"
                 ))
-                .bind(name.chars().take(200).collect::<String>())
+                .bind(person_name(name)?)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -673,7 +673,7 @@ pub(super) async fn keep_an_admin(conn: &mut Conn, before: usize) -> R<()> {
 /// The person with this e-mail, created with `role` when there is none; an existing person's
 /// role becomes `role`, and their name `display_name` when one is given. Returns their id.
 async fn invite_in(conn: &mut Conn, email: &str, display_name: &str, role: Role) -> R<String> {
-    let name: String = display_name.trim().chars().take(200).collect();
+    let name = person_name(display_name)?;
     let existing: Option<String> =
         crate::statement::query_scalar(sql!("SELECT id FROM users WHERE email = $1"))
             .bind(email)
@@ -708,6 +708,19 @@ async fn invite_in(conn: &mut Conn, email: &str, display_name: &str, role: Role)
     .execute(&mut *conn)
     .await?;
     Ok(id)
+}
+
+/// A person's name as stored: trimmed, at most 200 characters, one line of plain text (a NUL
+/// or a line break in a name breaks lists and logs).
+fn person_name(name: &str) -> R<String> {
+    let name = name.trim();
+    if name.chars().any(char::is_control) {
+        return Err(StoreError::InvalidInput(
+            "a name is one line of plain text; remove the control characters or line breaks".into(),
+        )
+        .into());
+    }
+    Ok(name.chars().take(200).collect())
 }
 
 /// An e-mail address as stored: trimmed, lower case, one `@` with text on both sides.

@@ -105,6 +105,28 @@ impl People for StoreImpl {
             .map(|e| e.trim().to_lowercase())
             .filter(|e| !e.is_empty());
         let slack = slack_user_id.map(str::trim).filter(|s| !s.is_empty());
+        for (what, value) in [("e-mail", email.as_deref()), ("Slack user id", slack)] {
+            if let Some(value) = value
+                && (value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(StoreError::InvalidInput(format!(
+                    "{value:?} is not an {what}: one word, no spaces or line breaks"
+                )));
+            }
+        }
+        if email.as_deref().is_some_and(|e| !e.contains('@')) {
+            return Err(StoreError::InvalidInput(format!(
+                "{:?} is not an e-mail address; give one like ann@example.com",
+                email.unwrap_or_default()
+            )));
+        }
+        // A name from Slack or an upload is shown in lists: one line of text.
+        let display_name: String = display_name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        let display_name = display_name.as_str();
         if email.is_none() && slack.is_none() {
             return Err(StoreError::InvalidInput(
                 "a user needs an e-mail or a Slack user id".into(),
@@ -415,6 +437,33 @@ impl Operations for StoreImpl {
             .bind(name)
             .bind(since_minute)
             .fetch_one(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn set_fact(&self, key: &str, value: &str) -> StoreResult<()> {
+        run(async {
+            crate::statement::query(sql!(
+                "INSERT INTO server_facts (key, value, updated_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+            ))
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fact(&self, key: &str) -> StoreResult<Option<String>> {
+        run(async {
+            Ok(crate::statement::query_scalar(sql!(
+                "SELECT value FROM server_facts WHERE key = $1"
+            ))
+            .bind(key)
+            .fetch_optional(&self.pool)
             .await?)
         })
         .await

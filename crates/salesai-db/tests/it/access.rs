@@ -970,9 +970,16 @@ async fn text_with_a_nul_is_refused_as_bad_input_not_a_failure(db: &TestDb) {
     // PostgreSQL can hold no NUL in text; where one reaches it, the error says what to do and
     // is the input's fault (a 4xx, a terminal job failure), not a server failure retried in
     // vain. SQLite stores it.
+    // A person's name is one line of plain text on both: refused before it is stored.
+    assert!(matches!(
+        db.store()
+            .invite_person("nul@example.com", "Bad\0Name", Role::Rep, None)
+            .await,
+        Err(StoreError::InvalidInput(m)) if m.contains("one line")
+    ));
     let result = db
         .store()
-        .invite_person("nul@example.com", "Bad\0Name", Role::Rep, None)
+        .create_opportunity("NUL-CO", "Bad\0Co", "default", None)
         .await;
     match (db.database.backend(), result) {
         (salesai_core::store::Backend::Sqlite, Ok(_)) => {}
@@ -1025,5 +1032,206 @@ async fn text_with_a_nul_is_refused_as_bad_input_not_a_failure(db: &TestDb) {
     assert_eq!(
         saved[0].output,
         serde_json::json!({ "meeting_notes_markdown": "- 預算五萬", "x": [1] })
+    );
+}
+
+story!(two_setup_links_used_at_once_make_one_admin);
+/// Two first-admin links used at the same moment (on PostgreSQL, two transactions that each
+/// saw no admin): exactly one becomes the admin; the other is told the link is spent.
+async fn two_setup_links_used_at_once_make_one_admin(db: &TestDb) {
+    let store = db.store();
+    for hash in ["setup-a", "setup-b"] {
+        store
+            .create_login_link(&link(hash, None, LinkPurpose::Setup, 600))
+            .await
+            .unwrap();
+    }
+    let (first, second) = tokio::join!(
+        store.complete_setup("setup-a", "one@example.com", "One"),
+        store.complete_setup("setup-b", "two@example.com", "Two"),
+    );
+    let made = [&first, &second]
+        .iter()
+        .filter(|r| matches!(r, Ok(Some(_))))
+        .count();
+    assert_eq!(made, 1, "one admin from two links: {first:?} {second:?}");
+    let admins = store
+        .people()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.user.role == Role::Admin)
+        .count();
+    assert_eq!(admins, 1, "{first:?} {second:?}");
+}
+
+story!(the_last_admin_stays_whatever_changes_them);
+async fn the_last_admin_stays_whatever_changes_them(db: &TestDb) {
+    let store = db.store();
+    // No admin yet: people change freely.
+    let rep = store
+        .invite_person("rep@example.com", "Rep", Role::Rep, None)
+        .await
+        .unwrap();
+    store
+        .set_user_role(&rep.user.id, Role::Manager)
+        .await
+        .unwrap();
+    let ada = store
+        .invite_person("ada@example.com", "Ada", Role::Admin, None)
+        .await
+        .unwrap();
+    fn refused<T>(r: &Result<T, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Conflict(m)) if m.contains("only active admin"))
+    }
+    // Demoted, deactivated, re-invited as a rep: each refused, nothing changed.
+    let demote = store
+        .update_person(
+            &ada.user.id,
+            &PersonChange {
+                role: Some(Role::Rep),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(refused(&demote), "{demote:?}");
+    let off = store
+        .update_person(
+            &ada.user.id,
+            &PersonChange {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(refused(&off), "{off:?}");
+    assert!(refused(
+        &store.set_user_role("ada@example.com", Role::Rep).await
+    ));
+    assert!(refused(
+        &store
+            .invite_person("ada@example.com", "Ada", Role::Manager, None)
+            .await
+            .map(|_| ())
+    ));
+    let now = store.person(&ada.user.id).await.unwrap().unwrap();
+    assert_eq!((now.user.role, now.active), (Role::Admin, true));
+    // Two admins demoting each other at once: one stays.
+    let bea = store
+        .invite_person("bea@example.com", "Bea", Role::Admin, None)
+        .await
+        .unwrap();
+    let change = PersonChange {
+        role: Some(Role::Rep),
+        ..Default::default()
+    };
+    let (x, y) = tokio::join!(
+        store.update_person(&ada.user.id, &change),
+        store.update_person(&bea.user.id, &change),
+    );
+    assert!(x.is_ok() != y.is_ok(), "exactly one demotion: {x:?} {y:?}");
+    assert!(store.has_admin().await.unwrap());
+}
+
+story!(an_account_at_a_provider_is_one_person_for_good);
+async fn an_account_at_a_provider_is_one_person_for_good(db: &TestDb) {
+    use salesai_core::store::{IdentityMatch, ProvenIdentity};
+    let store = db.store();
+    let ann = store
+        .invite_person("ann@example.com", "Ann", Role::Rep, None)
+        .await
+        .unwrap();
+    let proven = |sub: &str, email: Option<&str>, may_join: bool| ProvenIdentity {
+        issuer: "https://id.example.com".into(),
+        subject: sub.into(),
+        verified_email: email.map(Into::into),
+        slack_user_id: None,
+        may_join,
+        display_name: "Someone".into(),
+    };
+    // The first sign-in links by the verified e-mail…
+    let first = store
+        .sign_in_identity(&proven("ann-1", Some("ann@example.com"), false))
+        .await
+        .unwrap();
+    assert!(matches!(&first, IdentityMatch::Known(p) if p.user.id == ann.user.id));
+    // …after which the account is Ann whatever e-mail it shows, or none.
+    let again = store
+        .sign_in_identity(&proven("ann-1", None, false))
+        .await
+        .unwrap();
+    assert!(matches!(&again, IdentityMatch::Known(p) if p.user.id == ann.user.id));
+    // A second account with Ann's verified e-mail is not given Ann.
+    assert_eq!(
+        store
+            .sign_in_identity(&proven("ann-2", Some("ann@example.com"), true))
+            .await
+            .unwrap(),
+        IdentityMatch::OtherAccount
+    );
+    // The same subject at another issuer is another account.
+    let elsewhere = ProvenIdentity {
+        issuer: "https://other.example.com".into(),
+        ..proven("ann-1", None, false)
+    };
+    assert_eq!(
+        store.sign_in_identity(&elsewhere).await.unwrap(),
+        IdentityMatch::Unknown
+    );
+    // Someone new joins only when allowed, linked from then on.
+    assert_eq!(
+        store
+            .sign_in_identity(&proven("cat-1", Some("cat@example.com"), false))
+            .await
+            .unwrap(),
+        IdentityMatch::Unknown
+    );
+    let joined = store
+        .sign_in_identity(&proven("cat-1", Some("cat@example.com"), true))
+        .await
+        .unwrap();
+    let IdentityMatch::Joined(cat) = joined else {
+        panic!("{joined:?}")
+    };
+    assert_eq!(cat.user.role, Role::Rep);
+    assert!(matches!(
+        store.sign_in_identity(&proven("cat-1", None, false)).await.unwrap(),
+        IdentityMatch::Known(p) if p.user.id == cat.user.id
+    ));
+    // A deactivated person is found (to be refused) but never linked.
+    let dan = store
+        .invite_person("dan@example.com", "Dan", Role::Rep, None)
+        .await
+        .unwrap();
+    store
+        .update_person(
+            &dan.user.id,
+            &PersonChange {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.sign_in_identity(&proven("dan-1", Some("dan@example.com"), false)).await.unwrap(),
+        IdentityMatch::Known(p) if !p.active
+    ));
+    store
+        .update_person(
+            &dan.user.id,
+            &PersonChange {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.sign_in_identity(&proven("dan-2", Some("dan@example.com"), false)).await.unwrap(),
+            IdentityMatch::Known(p) if p.active
+        ),
+        "dan-1 was never linked, so dan-2 may be"
     );
 }

@@ -707,6 +707,7 @@ async fn find(app: &App, id_or_case: &str) -> Result<Conversation, ApiError> {
 fn restart_error(err: RestartError) -> ApiError {
     match err {
         RestartError::Conflict(msg) => ApiError::Conflict(msg),
+        RestartError::Invalid(msg) => ApiError::BadRequest(msg),
         RestartError::Store(e) => e.into(),
     }
 }

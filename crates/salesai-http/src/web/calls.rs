@@ -1,7 +1,7 @@
 //! The pages about calls: home, the calls list with search, the call page with its player,
 //! transcript and analysis, the audio stream, and the actions on a call.
 
-use axum::Form;
+use super::form::Form;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -738,6 +738,9 @@ pub async fn speakers(
         Err(salesai_core::pipeline::RestartError::Conflict(msg)) => {
             Err(PageError::new(StatusCode::CONFLICT, Some(lang), &msg))
         }
+        Err(salesai_core::pipeline::RestartError::Invalid(msg)) => {
+            Err(PageError::new(StatusCode::BAD_REQUEST, Some(lang), &msg))
+        }
         Err(salesai_core::pipeline::RestartError::Store(e)) => Err(e.into()),
     }
 }
@@ -1101,25 +1104,52 @@ pub async fn status(
         .into_response())
 }
 
-/// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range against `size`.
-fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') || size == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (size.saturating_sub(n), size)
-        }
-        (a, "") => (a.parse().ok()?, size),
-        (a, b) => (
-            a.parse().ok()?,
-            b.parse::<u64>().ok()?.saturating_add(1).min(size),
-        ),
+/// What a `Range` header asks of a resource of `size` bytes (RFC 9110 §14.2).
+#[derive(Debug, PartialEq)]
+enum RangeAsk {
+    /// The whole resource (200): no range salesai serves — another unit (`items=0-5`), several
+    /// ranges (`bytes=0-1,5-6`; a server may answer those with the whole), or one it cannot
+    /// read. RFC 9110 says to ignore these, not to refuse them.
+    Whole,
+    /// One satisfiable byte range (206).
+    Part(std::ops::Range<u64>),
+    /// One well-formed byte range that starts past the end (416).
+    Unsatisfiable,
+}
+
+/// Reads a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range against `size`.
+fn parse_range(header: &str, size: u64) -> RangeAsk {
+    let Some((unit, spec)) = header.trim().split_once('=') else {
+        return RangeAsk::Whole;
     };
-    (start < end && start < size).then_some(start..end)
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let number = |s: &str| s.parse::<u64>().ok();
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", "") => return RangeAsk::Whole,
+        ("", n) => match number(n) {
+            Some(0) => return RangeAsk::Unsatisfiable,
+            Some(n) => (size.saturating_sub(n), size),
+            None => return RangeAsk::Whole,
+        },
+        (a, "") => match number(a) {
+            Some(a) => (a, size),
+            None => return RangeAsk::Whole,
+        },
+        (a, b) => match (number(a), number(b)) {
+            (Some(a), Some(b)) if a <= b => (a, b.saturating_add(1).min(size)),
+            _ => return RangeAsk::Whole,
+        },
+    };
+    if start < end && start < size {
+        RangeAsk::Part(start..end)
+    } else {
+        RangeAsk::Unsatisfiable
+    }
 }
 
 /// `GET /calls/{id}/audio`: the recording, streamed from blob storage with HTTP Range support.
@@ -1163,42 +1193,39 @@ pub async fn audio(
         Some("webm") => "audio/webm",
         _ => "application/octet-stream",
     };
-    let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let requested = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(RangeAsk::Whole, |raw| parse_range(raw, size));
     let mut response = match requested {
-        Some(raw) => match parse_range(raw, size) {
-            Some(range) => {
-                let stream = app
-                    .blobs
-                    .get_range(&key, range.clone())
-                    .await
-                    .map_err(unavailable)?;
-                let mut r = Response::new(Body::from_stream(stream));
-                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-                r.headers_mut().insert(
-                    header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!(
-                        "bytes {}-{}/{size}",
-                        range.start,
-                        range.end - 1
-                    ))
+        RangeAsk::Part(range) => {
+            let stream = app
+                .blobs
+                .get_range(&key, range.clone())
+                .await
+                .map_err(unavailable)?;
+            let mut r = Response::new(Body::from_stream(stream));
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
                     .expect("digits"),
-                );
-                r.headers_mut().insert(
-                    header::CONTENT_LENGTH,
-                    HeaderValue::from(range.end - range.start),
-                );
-                r
-            }
-            None => {
-                let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-                r.headers_mut().insert(
-                    header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes */{size}")).expect("digits"),
-                );
-                return Ok(r);
-            }
-        },
-        None => {
+            );
+            r.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(range.end - range.start),
+            );
+            r
+        }
+        RangeAsk::Unsatisfiable => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("digits"),
+            );
+            return Ok(r);
+        }
+        RangeAsk::Whole => {
             let stream = app.blobs.get_stream(&key).await.map_err(unavailable)?;
             let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut()
@@ -1238,6 +1265,11 @@ async fn restart(
         }
         Err(salesai_core::pipeline::RestartError::Conflict(msg)) => Err(PageError::new(
             StatusCode::CONFLICT,
+            Some(viewer.lang),
+            &msg,
+        )),
+        Err(salesai_core::pipeline::RestartError::Invalid(msg)) => Err(PageError::new(
+            StatusCode::BAD_REQUEST,
             Some(viewer.lang),
             &msg,
         )),
@@ -1387,15 +1419,21 @@ mod tests {
 
     #[test]
     fn ranges_parse_like_browsers_send_them() {
-        assert_eq!(parse_range("bytes=0-", 100), Some(0..100));
-        assert_eq!(parse_range("bytes=10-19", 100), Some(10..20));
-        assert_eq!(parse_range("bytes=90-500", 100), Some(90..100));
-        assert_eq!(parse_range("bytes=-10", 100), Some(90..100));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=5-2", 100), None);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-        assert_eq!(parse_range("bytes=0-", 0), None);
+        use RangeAsk::*;
+        assert_eq!(parse_range("bytes=0-", 100), Part(0..100));
+        assert_eq!(parse_range("bytes=10-19", 100), Part(10..20));
+        assert_eq!(parse_range("bytes=90-500", 100), Part(90..100));
+        assert_eq!(parse_range("bytes=-10", 100), Part(90..100));
+        assert_eq!(parse_range("Bytes=-500", 100), Part(0..100));
+        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+        // Ignored (RFC 9110 §14.2): the whole file, 200.
+        assert_eq!(parse_range("bytes=5-2", 100), Whole);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Whole);
+        assert_eq!(parse_range("items=0-1", 100), Whole);
+        assert_eq!(parse_range("bytes=x-1", 100), Whole);
+        assert_eq!(parse_range("bytes", 100), Whole);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod apidocs;
 mod assets;
 mod calls;
 mod chart;
+mod form;
 mod i18n;
 mod layout;
 pub mod markdown;

@@ -3,7 +3,7 @@
 //! behind the same confirmations as `salesai queue retry --all` and `salesai queue purge`
 //! (a filter is required; the page shows what would change and asks before changing it).
 
-use axum::Form;
+use super::form::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

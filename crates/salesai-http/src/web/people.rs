@@ -1,7 +1,7 @@
 //! People (admins): who can sign in, their role and team, the teams managers manage; invite
 //! with a one-time link; deactivate (their sessions and tokens stop at once).
 
-use axum::Form;
+use super::form::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -4,7 +4,7 @@
 //! A link's page (GET) only shows who it signs in; the sign-in happens on its button (POST), so
 //! a chat app that previews the link cannot use it up.
 
-use axum::Form;
+use super::form::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use salesai_db::story;
 
+mod bad_input;
 mod oidc;
 mod openapi;
 mod serve;
@@ -44,11 +45,19 @@ impl TestApp {
     async fn serve(app: App, dir: tempfile::TempDir) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        // With the client's address, as `salesai serve` gives it (the sign-in limiter keys by
-        // it).
-        let router = salesai_http::router(app.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        // Served as `salesai serve` serves it: the client's address (the sign-in limiter keys
+        // by it), its limits, its explained parse errors.
+        let router = salesai_http::router(app.clone());
+        tokio::spawn(async move {
+            salesai_http::serve::serve(
+                listener,
+                router,
+                salesai_http::serve::Limits::default(),
+                std::future::pending(),
+            )
+            .await
+            .unwrap()
+        });
         TestApp {
             base,
             app,

@@ -18,7 +18,7 @@ use salesai_db::testing::TestDb;
 use super::TestApp;
 
 /// A form body, as a browser sends it (reqwest's `form` feature is not built here).
-trait FormBody {
+pub(crate) trait FormBody {
     fn fields<K: AsRef<str>, V: AsRef<str>>(self, pairs: &[(K, V)]) -> Self;
 }
 
@@ -121,12 +121,12 @@ impl Cast {
 }
 
 /// A browser's worth of state for one person: their session cookie and CSRF token.
-struct Browser {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -157,7 +157,7 @@ fn csrf_of(html: &str) -> String {
 
 impl TestApp {
     /// Signs `user_id` in through a fresh one-time link, as a browser would.
-    async fn sign_in(&self, user_id: &str) -> Browser {
+    pub(crate) async fn sign_in(&self, user_id: &str) -> Browser {
         let http = no_redirects();
         let path = issue_link(self.app.store.as_ref(), Some(user_id), None, LINK_TTL)
             .await
@@ -183,7 +183,12 @@ impl TestApp {
 
     /// A call of `rep` whose upload is a recording of `size` bytes, stored in 700-byte pieces
     /// so that a range crosses piece boundaries. Returns the call's id and the bytes.
-    async fn audio_call(&self, rep: &str, customer: &str, size: u32) -> (String, Vec<u8>) {
+    pub(crate) async fn audio_call(
+        &self,
+        rep: &str,
+        customer: &str,
+        size: u32,
+    ) -> (String, Vec<u8>) {
         let key = format!("uploads/test/{}", uuid::Uuid::now_v7());
         let mut new = new_call_for(rep);
         new.media = Media {
@@ -211,7 +216,7 @@ impl TestApp {
         (call, bytes)
     }
 
-    async fn page(&self, who: Option<&Browser>, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn page(&self, who: Option<&Browser>, path: &str) -> (StatusCode, String) {
         let mut req = no_redirects().get(format!("{}{path}", self.base));
         if let Some(b) = who {
             req = req.header(COOKIE, &b.cookie);
@@ -220,7 +225,7 @@ impl TestApp {
         (r.status(), r.text().await.unwrap_or_default())
     }
 
-    async fn submit(
+    pub(crate) async fn submit(
         &self,
         who: Option<&Browser>,
         path: &str,

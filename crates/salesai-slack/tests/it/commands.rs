@@ -331,3 +331,48 @@ async fn salesai_login_gives_a_private_one_time_link(db: &TestDb) {
         "{refused}"
     );
 }
+
+story!(what_people_type_is_never_slack_markup);
+/// A customer named to ping the whole channel or to disguise a link: every answer shows the
+/// name as typed, escaped, never as a mention or a link.
+async fn what_people_type_is_never_slack_markup(db: &TestDb) {
+    let h = Harness::start(db).await;
+    h.app
+        .store
+        .find_or_create_user(Some("u1@example.com"), Some("U1"), "Una One")
+        .await
+        .unwrap();
+    let hostile = "<!channel> <https://evil.example|Full report> & <@U0BOSS>";
+    let created = text(
+        &h.command(
+            "/opportunity",
+            &format!("create C-EVIL {hostile}"),
+            "U1",
+            EN_CHANNEL,
+        )
+        .await,
+    );
+    for answer in [
+        created,
+        text(&h.command("/opportunity", "C-EVIL", "U1", EN_CHANNEL).await),
+        text(&h.command("/opportunity", "list", "U1", EN_CHANNEL).await),
+        text(
+            &h.command("/opportunity", "evil.example", "U1", EN_CHANNEL)
+                .await,
+        ),
+        text(&h.command("/analyze", "<!here>", "U1", EN_CHANNEL).await),
+        text(&h.command("/<!channel>", "", "U1", EN_CHANNEL).await),
+    ] {
+        assert!(
+            !answer.contains("<!") && !answer.contains("<https://evil") && !answer.contains("<@"),
+            "{answer}"
+        );
+    }
+    let shown = text(&h.command("/opportunity", "C-EVIL", "U1", EN_CHANNEL).await);
+    assert!(
+        shown.contains(
+            "&lt;!channel&gt; &lt;https://evil.example|Full report&gt; &amp; &lt;@U0BOSS&gt;"
+        ),
+        "{shown}"
+    );
+}

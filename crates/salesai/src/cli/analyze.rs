@@ -46,6 +46,8 @@ pub struct AnalyzeArgs {
 /// Runs `analyze`.
 pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut config = config.clone();
+    // A one-shot analysis may start the database it was pointed at (or its own scratch one).
+    config.create_database = true;
     let scratch = tempfile::tempdir().context("failed to create a temporary folder")?;
     if !config.database_configured {
         config.database_url = SecretString::from(format!(
@@ -195,7 +197,7 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
                 &serde_json::json!({ "id": conversation.id, "case_number": conversation.case_number, "status": "failed", "error": error }),
             )?;
         } else {
-            eprintln!("{}: {}", error.code, error.message);
+            eprintln!("error: {} [{}]", cli_sentence(&error), error.code);
         }
         database.close().await;
         return Ok(ExitCode::FAILURE);
@@ -332,4 +334,20 @@ pub fn report(
         }
     }
     out
+}
+
+/// What a failed analysis says on the command line: one sentence about the cause and what to
+/// do here (the server's words speak of retrying a conversation, which the CLI does not keep).
+fn cli_sentence(error: &salesai_core::domain::StageError) -> String {
+    if error.code == salesai_core::ErrorCode::SttNotConfigured.as_str() {
+        return "this recording needs speech-to-text and none is configured: set GROQ_API_KEY \
+                (Groq Whisper), or SALESAI_STT_BASE_URL for another OpenAI-compatible server, and run \
+                the command again; a transcript file (WebVTT, SRT, JSON, text) needs none"
+            .to_owned();
+    }
+    error
+        .message
+        .replace(", then retry;", ", then run the command again;")
+        .trim_end_matches('.')
+        .to_owned()
 }

@@ -67,7 +67,7 @@ pub async fn run(config: &Config, command: ConversationsCommand) -> anyhow::Resu
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(RestartError::Conflict(msg)) => {
+                Err(RestartError::Conflict(msg) | RestartError::Invalid(msg)) => {
                     eprintln!("{msg}");
                     Ok(ExitCode::FAILURE)
                 }

@@ -37,13 +37,19 @@ use crate::config::{Config, ConfigArgs};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Create a new, empty database when none exists where the settings point (serve, worker
+    /// and `migrate up` always may; other commands stop and say where they looked)
+    #[arg(long, global = true)]
+    init: bool,
     #[command(flatten)]
     settings: ConfigArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the HTTP server and the workers in one process (the default deployment)
+    /// Run the HTTP server and the workers in one process (the default deployment); it
+    /// listens on --bind / SALESAI_BIND (default 127.0.0.1:3000; 0.0.0.0:3000 for every
+    /// interface)
     Serve(serve::ServeArgs),
     /// Run workers only: a scale-out node sharing the database and storage
     Worker,
@@ -148,7 +154,16 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode
         print!("{}", crate::config::settings_help());
         return Ok(ExitCode::SUCCESS);
     }
-    let config = Config::load(&cli.settings)?;
+    let mut config = Config::load(&cli.settings)?;
+    config.create_database = cli.init
+        || matches!(
+            cli.command,
+            Command::Serve(_)
+                | Command::Worker
+                | Command::Migrate(migrate::MigrateCommand::Up)
+                | Command::Bench(_)
+        );
+    let config = config;
     match cli.command {
         Command::Serve(args) => {
             crate::runtime::init_logging(&config, "info");
@@ -175,7 +190,9 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode
             token::run(&config, cmd).await
         }
         Command::Analyze(args) => {
-            crate::runtime::init_logging(&config, "error");
+            // The report and one sentence on failure: the workers' log lines stay out of it
+            // (SALESAI_LOG turns them on).
+            crate::runtime::init_logging(&config, "off");
             analyze::run(&config, args).await
         }
         Command::Eval(args) => {

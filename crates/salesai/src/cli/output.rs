@@ -36,3 +36,24 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 pub(crate) use crate::ops::clip;
+
+/// Asks before something that cannot be undone: `yes` (`--yes`) answers for a script; a person
+/// at a terminal is asked on stderr and answers y or n; without a terminal and without `--yes`
+/// the command stops and says so. `Ok(false)` when the person said no.
+pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{question} Add --yes to confirm (no terminal to ask on)");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}

@@ -26,10 +26,33 @@ pub struct PruneArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// Do not ask before pruning calls less than a day old (for scripts)
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Runs `prune`.
 pub async fn run(config: &Config, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    // Under a day reaches calls finished today (0d: every completed call at once): asked
+    // first, since it cannot be undone.
+    if !args.dry_run
+        && args.completed_older_than < chrono::Duration::days(1)
+        && !crate::cli::output::confirm(
+            &format!(
+                "--completed-older-than {}s reaches calls completed today ({} every completed call). Delete them?",
+                args.completed_older_than.num_seconds(),
+                if args.completed_older_than.is_zero() {
+                    "that is"
+                } else {
+                    "up to"
+                }
+            ),
+            args.yes,
+        )?
+    {
+        eprintln!("nothing deleted");
+        return Ok(ExitCode::FAILURE);
+    }
     let (app, database) = crate::runtime::open_app(config).await?;
     let cases = crate::ops::prune::prune(
         &app,

@@ -89,6 +89,9 @@ pub enum QueueCommand {
         /// Retry every dead job matching the filter
         #[arg(long)]
         all: bool,
+        /// Do not ask before retrying every dead job of every queue (for scripts)
+        #[arg(long)]
+        yes: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -341,6 +344,16 @@ pub async fn run(config: &Config, command: QueueCommand) -> anyhow::Result<ExitC
         {
             anyhow::bail!("{}", parse_queue_name(&queue).unwrap_err().0)
         }
+        QueueCommand::Pause { .. } | QueueCommand::Resume { .. } | QueueCommand::Set { .. }
+            if !is_known_queue(&app, queue_of(&command)).await? =>
+        {
+            let name = queue_of(&command);
+            database.close().await;
+            anyhow::bail!(
+                "no queue {name:?}; queues: {} (salesai queue status)",
+                salesai_core::queue::BUILTIN_QUEUES.join(", ")
+            )
+        }
         QueueCommand::Pause { queue } => {
             let mut settings = store.get_queue_settings(&queue).await?;
             settings.paused = true;
@@ -416,11 +429,33 @@ pub async fn run(config: &Config, command: QueueCommand) -> anyhow::Result<ExitC
             id,
             filter,
             all,
+            yes,
             json,
         } => {
             let mut job_filter = filter.to_filter(None)?;
             match (id, all) {
                 (Some(id), _) => job_filter.ids = Some(vec![id]),
+                (None, true) if filter.is_empty() => {
+                    let dead = store
+                        .list_jobs(&JobFilter {
+                            status: Some(JobStatus::Dead),
+                            limit: Some(10_000),
+                            ..Default::default()
+                        })
+                        .await?
+                        .len();
+                    if !crate::cli::output::confirm(
+                        &format!(
+                            "--all with no filter retries every dead job of every queue ({dead}{}).",
+                            if dead == 10_000 { " or more" } else { "" }
+                        ),
+                        yes,
+                    )? {
+                        database.close().await;
+                        eprintln!("nothing retried");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
                 (None, true) => {}
                 (None, false) => anyhow::bail!(
                     "give a job id, or --all to retry every dead job that matches the filter"
@@ -446,6 +481,36 @@ pub async fn run(config: &Config, command: QueueCommand) -> anyhow::Result<ExitC
     Ok(code)
 }
 
+/// The queue a pause, resume or set names.
+fn queue_of(command: &QueueCommand) -> &str {
+    match command {
+        QueueCommand::Pause { queue }
+        | QueueCommand::Resume { queue }
+        | QueueCommand::Set { queue, .. } => queue,
+        _ => "",
+    }
+}
+
+/// A queue this installation knows: a built-in one, one with settings, or one holding jobs
+/// (the API's rule): changing any other would create a phantom queue.
+async fn is_known_queue(app: &salesai_core::App, name: &str) -> anyhow::Result<bool> {
+    let name = name.trim();
+    Ok(salesai_core::queue::BUILTIN_QUEUES.contains(&name)
+        || app
+            .store
+            .queue_settings()
+            .await?
+            .iter()
+            .any(|s| s.name == name)
+        || app
+            .store
+            .queue_stats()
+            .await?
+            .queues
+            .iter()
+            .any(|q| q.queue == name))
+}
+
 fn preview(ids: &[i64]) -> String {
     let shown: Vec<String> = ids.iter().take(20).map(|i| i.to_string()).collect();
     if ids.len() > 20 {
@@ -465,5 +530,15 @@ mod tests {
         assert_eq!(parse_age("7d").unwrap(), chrono::Duration::days(7));
         assert!(parse_age("7 days").is_err());
         assert!(parse_age("h").is_err());
+        // Ages a timestamp could not subtract are refused when read, not panicked on later.
+        for huge in [
+            "999999999d",
+            "9223372036854775807s",
+            "99999999999999999999d",
+            "3661d",
+        ] {
+            assert!(parse_age(huge).unwrap_err().contains("ten years"), "{huge}");
+        }
+        assert_eq!(parse_age("3660d").unwrap(), chrono::Duration::days(3660));
     }
 }

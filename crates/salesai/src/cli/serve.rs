@@ -8,7 +8,11 @@ use salesai_worker::WorkerOptions;
 
 use crate::config::Config;
 
-/// Options of `serve`.
+/// The fact `serve` records with the address it answers on (`SALESAI_PUBLIC_URL`, else the
+/// bound address), so links printed by other commands point at it.
+pub const PUBLIC_URL_FACT: &str = "public_url";
+
+/// Options of `serve`. It listens on `SALESAI_BIND` (`--bind`, default 127.0.0.1:3000).
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Serve HTTP only; run workers elsewhere with `salesai worker`
@@ -103,6 +107,15 @@ pub async fn serve(config: &Config, workers: bool, http: bool) -> anyhow::Result
         let local = listener.local_addr()?;
         tracing::info!(event = "http.listening", address = %local, "listening on http://{local}");
         let router = salesai_http::router_with(app.clone(), salesai_slack::router(slack.clone()));
+        // Where people reach this server, for the links other commands print.
+        let address = app.link("/", &format!("http://{local}"));
+        if let Err(err) = app
+            .store
+            .set_fact(PUBLIC_URL_FACT, address.trim_end_matches('/'))
+            .await
+        {
+            tracing::warn!(event = "http.address_not_recorded", error = %err, "could not record this server's address for the CLI's links");
+        }
         print_setup_link(&app, &format!("http://{local}")).await;
         let stop = shutdown.clone();
         salesai_http::serve::serve(

@@ -80,9 +80,19 @@ async fn sign_in_path(app: &salesai_core::App, user_id: &str) -> anyhow::Result<
     .await?)
 }
 
-/// The full sign-in link for a path.
-fn full_link(config: &Config, app: &salesai_core::App, path: &str) -> String {
-    app.link(path, &format!("http://{}", config.bind))
+/// The full sign-in link for a path: under `SALESAI_PUBLIC_URL`, else where `salesai serve`
+/// last said it answers (recorded in the database), else the configured bind address.
+async fn full_link(config: &Config, app: &salesai_core::App, path: &str) -> String {
+    let served = app
+        .store
+        .fact(crate::cli::serve::PUBLIC_URL_FACT)
+        .await
+        .ok()
+        .flatten();
+    app.link(
+        path,
+        &served.unwrap_or_else(|| format!("http://{}", config.bind)),
+    )
 }
 
 /// Runs a user command.
@@ -121,7 +131,7 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitC
             let role = Role::parse(&role).map_err(|e| anyhow::anyhow!(e.0))?;
             anyhow::ensure!(
                 role != Role::Service,
-                "a person is an admin, manager or rep; for an integration create a service token (salesai token create NAME --role service)"
+                "a person is an admin, manager or rep; for an integration create a service token: salesai token create --name NAME --role service"
             );
             let (app, database) = crate::runtime::open_app(config).await?;
             let result = async {
@@ -137,11 +147,11 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitC
                     app.store.update_person(&person.user.id, &change).await?;
                 }
                 let path = sign_in_path(&app, &person.user.id).await?;
-                anyhow::Ok((person, path))
+                anyhow::Ok((person, full_link(config, &app, &path).await))
             }
             .await;
             database.close().await;
-            let (person, path) = result?;
+            let (person, link) = result?;
             println!(
                 "{} <{}> is a {}{}.",
                 person.user.display_name,
@@ -154,7 +164,7 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitC
                     .unwrap_or_default()
             );
             println!("Sign-in link (works once, for 15 minutes; send it to them):");
-            println!("  {}", full_link(config, &app, &path));
+            println!("  {link}");
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::Link { who } => {
@@ -166,11 +176,12 @@ pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitC
                     "{} is deactivated; reactivate them first (salesai users activate {who})",
                     person.user.display_name
                 );
-                sign_in_path(&app, &person.user.id).await
+                let path = sign_in_path(&app, &person.user.id).await?;
+                anyhow::Ok(full_link(config, &app, &path).await)
             }
             .await;
             database.close().await;
-            println!("{}", full_link(config, &app, &result?));
+            println!("{}", result?);
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::List => {

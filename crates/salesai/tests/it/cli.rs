@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use salesai_db::testing::TestDb;
 
-use crate::{Running, free_port, run, salesai, stderr, stdout, wait_until_up};
+use crate::{Running, free_port, run, salesai, salesai_ready, stderr, stdout, wait_until_up};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_nothing_configured() {
@@ -44,6 +44,13 @@ async fn serve_with_nothing_configured() {
     assert!(
         dir.path().join("data/blobs").is_dir(),
         "embedded default blob folder"
+    );
+    // A link printed by another command points where this server answers (not port 3000).
+    let out = run(salesai(dir.path()).args(["users", "invite", "ann@example.com"]));
+    assert!(
+        stdout(&out).contains(&format!("http://127.0.0.1:{port}/login/link/")),
+        "{}",
+        stdout(&out)
     );
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(30)).success());
@@ -154,8 +161,22 @@ async fn serve_on_postgres_and_s3() {
 #[test]
 fn tokens_are_shown_once_and_stored_hashed() {
     let dir = tempfile::tempdir().unwrap();
-    let out =
-        run(salesai(dir.path()).args(["token", "create", "--name", "ops", "--role", "admin"]));
+    // In a folder where salesai never ran, a command does not make a new empty database and
+    // work on it: it says where it looked and what to do, and leaves nothing behind.
+    let out = run(salesai(dir.path()).args(["token", "list"]));
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("there is no salesai database at")
+            && said.contains("data/salesai.db")
+            && said.contains("--init"),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "one sentence: {said}");
+    assert!(!dir.path().join("data/salesai.db").exists());
+    let out = run(salesai(dir.path()).args([
+        "token", "create", "--name", "ops", "--role", "admin", "--init",
+    ]));
     assert!(out.status.success(), "{}", stderr(&out));
     let secret = stdout(&out).trim().to_owned();
     assert!(secret.starts_with("sai_") && secret.len() == 68, "{secret}");
@@ -332,7 +353,16 @@ fn storage_check_reports_latency_and_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_and_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
+    // Before any database exists: status says so (it creates nothing); `--init` makes an empty
+    // one whose migrations are all pending; `migrate up` applies them.
     let out = run(salesai(dir.path()).args(["migrate", "status"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no salesai database"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(salesai(dir.path()).args(["migrate", "status", "--init"]));
     assert!(stdout(&out).contains("pending"), "{}", stdout(&out));
     assert!(
         run(salesai(dir.path()).args(["migrate", "up"]))
@@ -1020,6 +1050,7 @@ async fn prune_removes_exactly_what_the_dry_run_listed(db: &TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_create_verify_restore_as_an_operator() {
     let dir = tempfile::tempdir().unwrap();
+    let _ = salesai_ready(dir.path());
     let cli = |args: &[&str]| run(salesai(dir.path()).args(args));
     // Some data: a token and a transcript conversation analysed in-process.
     assert!(
@@ -1497,5 +1528,219 @@ async fn eval_runs_through_a_configured_llm() {
         report["tokens"].as_i64(),
         Some(calls * 6 * 120),
         "six agents, 120 tokens each"
+    );
+}
+
+/// A run that must end with a message, never a panic or a backtrace.
+fn no_panic(out: &std::process::Output) {
+    let said = stderr(out);
+    assert!(
+        !said.contains("panicked")
+            && !said.contains("RUST_BACKTRACE")
+            && !said.contains("stack backtrace"),
+        "a panic: {said}"
+    );
+}
+
+/// The command-line cases of issue #25: ages that would overflow, dangerous defaults, a broken
+/// pipe, a typo'd queue, a token wider than its person, one sentence per error.
+#[test]
+fn the_cli_refuses_bad_input_with_a_sentence_and_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = salesai_ready(dir.path());
+    let cli = |args: &[&str]| run(salesai(dir.path()).args(args));
+
+    // Ages past ten years: refused as the argument is read (exit 2, clap's usage error).
+    for args in [
+        &["prune", "--completed-older-than", "999999999d", "--dry-run"][..],
+        &[
+            "queue",
+            "purge",
+            "--status",
+            "dead",
+            "--older-than",
+            "999999999d",
+            "--dry-run",
+        ],
+        &["queue", "list", "--older-than", "999999999d"],
+        &["queue", "list", "--older-than", "99999999999999999999999s"],
+    ] {
+        let out = cli(args);
+        no_panic(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("ten years"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // The same age as a setting: `serve` and `preflight` stop at start, naming it.
+    for command in ["serve", "preflight"] {
+        let out = run(salesai(dir.path())
+            .arg(command)
+            .env("SALESAI_PRUNE_COMPLETED_OLDER_THAN", "999999999d")
+            .env("SALESAI_BIND", "127.0.0.1:0"));
+        no_panic(&out);
+        assert!(!out.status.success());
+        let said = stderr(&out);
+        assert!(
+            said.contains("SALESAI_PRUNE_COMPLETED_OLDER_THAN") && said.contains("ten years"),
+            "{command}: {said}"
+        );
+    }
+    // A numeric setting that would overflow a duration.
+    let out = run(salesai(dir.path())
+        .args(["doctor"])
+        .env("SALESAI_ALERT_COOLDOWN_MINS", "99999999999999999"));
+    no_panic(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "SALESAI_ALERT_COOLDOWN_MINS is 99999999999999999; give a number from 0 to 10080"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // Pruning everything completed today asks first; a script must say --yes.
+    let out = cli(&["prune", "--completed-older-than", "0d"]);
+    no_panic(&out);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    let out = cli(&["prune", "--completed-older-than", "0d", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Retrying every dead job of every queue asks too; a filter does not.
+    let out = cli(&["queue", "retry", "--all"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert!(cli(&["queue", "retry", "--all", "--yes"]).status.success());
+    assert!(
+        cli(&["queue", "retry", "--all", "--queue", "conversations"])
+            .status
+            .success()
+    );
+    // A queue that does not exist is not created by naming it.
+    let out = cli(&["queue", "set", "nope", "--max-batch", "2"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no queue \"nope\""),
+        "{}",
+        stderr(&out)
+    );
+    let status = stdout(&cli(&["queue", "status", "--json"]));
+    assert!(!status.contains("\"nope\""), "{status}");
+
+    // A token reaches at most its person's role.
+    assert!(
+        cli(&["users", "invite", "ann@example.com", "--role", "rep"])
+            .status
+            .success()
+    );
+    let out = cli(&[
+        "token",
+        "create",
+        "--name",
+        "ann",
+        "--for",
+        "ann@example.com",
+        "--role",
+        "admin",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("can only narrow"), "{}", stderr(&out));
+    assert!(
+        cli(&[
+            "token",
+            "create",
+            "--name",
+            "ann",
+            "--for",
+            "ann@example.com"
+        ])
+        .status
+        .success()
+    );
+    // The hint for a service "person" names a command that exists.
+    let out = cli(&["users", "invite", "bot@example.com", "--role", "service"]);
+    assert!(stderr(&out).contains("salesai token create --name NAME --role service"));
+    // Inviting again with a name renames.
+    assert!(
+        cli(&["users", "invite", "ann@example.com", "--name", "Ann Lin"])
+            .status
+            .success()
+    );
+    assert!(stdout(&cli(&["users", "list"])).contains("Ann Lin"));
+    // The only admin cannot be demoted.
+    assert!(
+        cli(&["users", "invite", "ada@example.com", "--role", "admin"])
+            .status
+            .success()
+    );
+    let out = cli(&["users", "role", "ada@example.com", "rep"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only active admin"),
+        "{}",
+        stderr(&out)
+    );
+    // A name with a line break is refused.
+    let out = cli(&[
+        "users",
+        "invite",
+        "cr@example.com",
+        "--name",
+        "Eve\r\nAdmin",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("one line"), "{}", stderr(&out));
+
+    // `serve --help` names its address setting.
+    let help = stdout(&cli(&["serve", "--help"]));
+    assert!(
+        help.contains("SALESAI_BIND") && help.contains("--bind"),
+        "{help}"
+    );
+
+    // A closed pipe (`salesai … | head`) ends the command quietly.
+    std::fs::write(
+        dir.path().join("call.txt"),
+        "Rep: How do you take orders?\nOwner: On paper, we lose ten a week.\n",
+    )
+    .unwrap();
+    let mut child = salesai(dir.path())
+        .args(["analyze", "call.txt", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    no_panic(&out);
+    assert!(
+        matches!(out.status.code(), Some(141) | Some(0)),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+
+    // A recording with no speech-to-text: one sentence, no log lines, no "retry".
+    let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    wav.extend(vec![0u8; 1024]);
+    std::fs::write(dir.path().join("call.wav"), wav).unwrap();
+    let out = cli(&["analyze", "call.wav"]);
+    assert!(!out.status.success());
+    let errors: Vec<String> = stderr(&out)
+        .lines()
+        .filter(|l| !l.starts_with('['))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("error: ")
+            && errors[0].contains("GROQ_API_KEY")
+            && !errors[0].contains("then retry")
+            && !errors[0].contains('{'),
+        "{errors:?}"
     );
 }

@@ -84,6 +84,14 @@ pub fn salesai(dir: &Path) -> Command {
     command
 }
 
+/// A salesai command in `dir` whose database exists (as after the first `salesai serve`
+/// there): other commands refuse to create one.
+pub fn salesai_ready(dir: &Path) -> Command {
+    let out = run(salesai(dir).args(["migrate", "up"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    salesai(dir)
+}
+
 /// Runs a command to completion.
 pub fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("run salesai")

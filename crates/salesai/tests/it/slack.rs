@@ -110,6 +110,7 @@ fn the_manifest_points_at_our_endpoints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_role_names_managers() {
     let dir = tempfile::tempdir().unwrap();
+    let _ = crate::salesai_ready(dir.path());
     let out = run(salesai(dir.path()).args(["users", "role", "boss@example.com", "manager"]));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no user"), "{}", stderr(&out));
