@@ -245,6 +245,7 @@ def main():
             t.value = '# Notes\\n\\n[x](javascript:window.pwned=1) ![i](javascript:window.pwned=2) ' +
               '[d](data:text/html;base64,PHNjcmlwdD4=) [J](JaVaScRiPt:window.pwned=3) ' +
               '[e](jav&#x61;script:window.pwned=4) [ok](https://example.com/next)';""")
+        ann.run("document.querySelector('textarea[name=markdown]').closest('details').open = true")
         ann.click("button[name=action][value=save]")
         wait_for(lambda: "#notes" in ann.current_url(), "the notes to be saved", 20)
         hrefs = ann.run("return Array.prototype.map.call(document.querySelectorAll('.markdown a'), function (a) { return a.href; })")
