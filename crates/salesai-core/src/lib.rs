@@ -15,6 +15,7 @@ pub mod breaker;
 pub mod doctor;
 pub mod domain;
 pub mod error;
+pub mod i18n;
 pub mod intake;
 pub mod language;
 pub mod media;

@@ -131,59 +131,20 @@ pub fn retry_can_help(code: &str) -> bool {
 /// What an error code means, for a rep, in `lang`: the Slack failure notice and the web app's
 /// call page say the same.
 pub fn explain(lang: crate::language::Language, code: &str) -> &'static str {
-    let (en, zh) = match code {
-        "FILE_DOWNLOAD_FAILED" => (
-            "salesai could not fetch the file from Slack. Share it again, or ask an admin to check the app's files:read scope.",
-            "無法從 Slack 下載檔案。請重新分享，或請管理員確認 App 具有 files:read 權限。",
-        ),
-        "GROQ_API_ERROR" => (
-            "The speech-to-text service failed. Retry in a few minutes.",
-            "語音轉文字服務發生錯誤，請稍後重試。",
-        ),
-        "STT_NOT_CONFIGURED" => (
-            "Speech-to-text is not configured on this server; ask an admin to set GROQ_API_KEY.",
-            "伺服器尚未設定語音轉文字，請管理員設定 GROQ_API_KEY。",
-        ),
-        "AUDIO_DECODE_FAILED" => (
-            "The recording could not be read. Export it as MP3 or M4A and upload again.",
-            "無法讀取錄音檔，請轉成 MP3 或 M4A 後重新上傳。",
-        ),
-        "AUDIO_EMPTY" => (
-            "The recording is silent or empty.",
-            "錄音檔沒有聲音或是空的。",
-        ),
-        "AUDIO_TOO_LARGE" => (
-            "The recording is too large. Split it and upload the parts.",
-            "錄音檔太大，請分段後上傳。",
-        ),
-        "LLM_API_ERROR" | "ANALYSIS_INVALID_OUTPUT" => (
-            "The analysis service failed. Retry in a few minutes.",
-            "分析服務發生錯誤，請稍後重試。",
-        ),
-        "WORKER_LOST" => (
-            "The server processing this step stopped on every try (it restarted or crashed). Retry; it resumes where it stopped.",
-            "處理這個步驟的伺服器多次中斷（重新啟動或當機）。請重試，會從中斷處繼續。",
-        ),
-        "RATE_LIMITED" => (
-            "A provider is rate-limiting salesai. Retry in a few minutes.",
-            "服務商限制了請求頻率，請稍後重試。",
-        ),
-        "DATABASE_ERROR" | "STORAGE_ERROR" => (
-            "salesai had a storage problem. Retry; if it persists, tell an admin.",
-            "系統儲存發生問題，請重試；若持續發生請通知管理員。",
-        ),
-        "INVALID_INPUT" => (
-            "The upload could not be used. Check the file and the form, then upload again.",
-            "上傳內容無法使用，請確認檔案與表單後重新上傳。",
-        ),
-        _ => (
-            "Something went wrong. Retry; if it fails again, tell an admin.",
-            "發生錯誤，請重試；若再次失敗請通知管理員。",
-        ),
-    };
-    match lang {
-        crate::language::Language::En => en,
-        crate::language::Language::ZhTw => zh,
+    let m = lang.t();
+    match code {
+        "FILE_DOWNLOAD_FAILED" => m.explain_file_download_failed,
+        "GROQ_API_ERROR" => m.explain_groq_api_error,
+        "STT_NOT_CONFIGURED" => m.explain_stt_not_configured,
+        "AUDIO_DECODE_FAILED" => m.explain_audio_decode_failed,
+        "AUDIO_EMPTY" => m.explain_audio_empty,
+        "AUDIO_TOO_LARGE" => m.explain_audio_too_large,
+        "LLM_API_ERROR" | "ANALYSIS_INVALID_OUTPUT" => m.explain_llm_api_error,
+        "WORKER_LOST" => m.explain_worker_lost,
+        "RATE_LIMITED" => m.explain_rate_limited,
+        "DATABASE_ERROR" | "STORAGE_ERROR" => m.explain_database_error,
+        "INVALID_INPUT" => m.explain_invalid_input,
+        _ => m.explain_other,
     }
 }
 

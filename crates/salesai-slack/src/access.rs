@@ -46,27 +46,18 @@ impl SlackUser {
 
 /// What a Slack user salesai does not know is told.
 pub(crate) fn unknown(lang: Language) -> &'static str {
-    lang.pick(
-        "salesai does not know your Slack account yet. Ask an admin to invite your work e-mail, then type `/salesai login` once (or share a call recording with salesai).",
-        "salesai 還不認識您的 Slack 帳號。請管理員邀請您的公司 Email，然後輸入一次 `/salesai login`（或分享一通通話錄音給 salesai）。",
-    )
+    lang.t().salesai_does_not_know_your_slack
 }
 
 /// What `/salesai login` answers when neither the Slack id nor the e-mail of the Slack profile
 /// names anyone salesai knows.
 pub(crate) fn not_invited(lang: Language) -> &'static str {
-    lang.pick(
-        "No one with your Slack account or its e-mail is invited to salesai. Ask an admin to invite your work e-mail, then type `/salesai login` again.",
-        "salesai 沒有邀請您的 Slack 帳號或其 Email。請管理員邀請您的公司 Email 後，再輸入一次 `/salesai login`。",
-    )
+    lang.t().no_one_with_your_slack_account
 }
 
 /// What a deactivated person is told.
 pub(crate) fn deactivated(lang: Language) -> &'static str {
-    lang.pick(
-        "Your salesai account is deactivated; ask an admin.",
-        "您的 salesai 帳號已停用，請洽管理員。",
-    )
+    lang.t().your_salesai_account_is_deactivated_ask
 }
 
 /// Whether `principal` may reach `conversation` (its rep's team is read when the rule needs

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use salesai_core::analysis::{BuyerOutput, CoachOutput, SellerOutput, Strategy};
+use salesai_core::analysis::derive::Qualification;
+use salesai_core::analysis::{BuyerOutput, CoachOutput, SellerOutput};
 use salesai_core::domain::{Conversation, CustomerNumber};
+use salesai_core::i18n::Label;
 use salesai_core::product_line::ProductLine;
 use salesai_core::store::StoredAnalysis;
 use serde::{Deserialize, Serialize};
@@ -124,7 +126,7 @@ pub fn prompt(lang: Language, file: &FileRef) -> Value {
         "📎 *{}* ({}) — {}",
         escape(&truncate(&file.name, 200)),
         human_size(file.size),
-        t(lang, "prompt")
+        lang.t().slack_prompt
     );
     json!({
         "text": text,
@@ -134,7 +136,7 @@ pub fn prompt(lang: Language, file: &FileRef) -> Value {
                 "type": "button",
                 "action_id": ACTION_OPEN_UPLOAD,
                 "style": "primary",
-                "text": plain(t(lang, "analyze_button"), 75),
+                "text": plain(lang.t().slack_analyze_button, 75),
                 "value": truncate(&value, 2000),
             } ] }
         ]
@@ -224,9 +226,9 @@ pub fn upload_modal(lang: Language, line: &ProductLine, file: &FileRef) -> Value
         "type": "modal",
         "callback_id": UPLOAD_CALLBACK,
         "private_metadata": serde_json::to_string(file).expect("a FileRef serialises"),
-        "title": plain(t(lang, "modal_title"), 24),
-        "submit": plain(t(lang, "submit"), 24),
-        "close": plain(t(lang, "cancel"), 24),
+        "title": plain(lang.t().slack_modal_title, 24),
+        "submit": plain(lang.t().slack_submit, 24),
+        "close": plain(lang.t().slack_cancel, 24),
         "blocks": blocks,
     })
 }
@@ -268,14 +270,14 @@ pub fn parse_submission(
             .map(str::to_owned);
         match answer {
             None if required => {
-                errors.insert(id, t(lang, "required").to_owned());
+                errors.insert(id, lang.t().slack_required.to_owned());
             }
             None => {}
             Some(a) => {
                 if !options.is_empty() && !options.iter().any(|(value, _)| *value == a) {
-                    errors.insert(id, t(lang, "bad_choice").to_owned());
+                    errors.insert(id, lang.t().slack_bad_choice.to_owned());
                 } else if email && !(a.contains('@') && a.len() <= 254) {
-                    errors.insert(id, t(lang, "bad_email").to_owned());
+                    errors.insert(id, lang.t().slack_bad_email.to_owned());
                 } else {
                     answers.insert(id, truncate(&a, 200));
                 }
@@ -290,7 +292,7 @@ pub fn parse_submission(
         Some(Err(_)) => {
             errors.insert(
                 "customer_number".into(),
-                t(lang, "bad_customer_number").to_owned(),
+                lang.t().slack_bad_customer_number.to_owned(),
             );
             None
         }
@@ -330,7 +332,7 @@ pub fn status(lang: Language, conversation: &Conversation) -> Value {
         }
     };
     // A failed conversation has no progress bar: no double space where it would be.
-    let stage = [progress.as_str(), t(lang, state)]
+    let stage = [progress.as_str(), conversation.status.label(lang.t())]
         .iter()
         .filter(|p| !p.is_empty())
         .copied()
@@ -341,9 +343,9 @@ pub fn status(lang: Language, conversation: &Conversation) -> Value {
         escape(&truncate(name, 200)),
         size.map(|s| format!(" ({})", human_size(s)))
             .unwrap_or_default(),
-        t(lang, "case"),
+        lang.t().slack_case,
         conversation.case_number.as_str(),
-        t(lang, "stage"),
+        lang.t().slack_stage,
     );
     json!({ "text": text, "blocks": [ section(&text) ] })
 }
@@ -383,7 +385,7 @@ pub fn talk_line(
     let warn = |hit: bool| if hit { " ⚠️" } else { "" };
     let mut parts = vec![format!(
         "{} {:.0}%{}",
-        t(lang, "talk_rep"),
+        lang.t().slack_talk_rep,
         stats.talk_ratio * 100.0,
         warn(
             flags
@@ -394,28 +396,28 @@ pub fn talk_line(
     if let Some(m) = stats.longest_monologue {
         parts.push(format!(
             "{} {}{}",
-            t(lang, "talk_monologue"),
+            lang.t().slack_talk_monologue,
             mmss(m.duration_ms),
             warn(flags.contains(&TalkFlag::LongMonologue))
         ));
     }
     parts.push(format!(
         "{} {:.0}{}",
-        t(lang, "talk_questions"),
+        lang.t().slack_talk_questions,
         stats.questions_per_hour,
         warn(flags.contains(&TalkFlag::FewQuestions))
     ));
     if let Some(p) = stats.patience_ms {
         parts.push(format!(
             "{} {:.1} s{}",
-            t(lang, "talk_patience"),
+            lang.t().slack_talk_patience,
             p as f64 / 1000.0,
             warn(flags.contains(&TalkFlag::Impatient))
         ));
     }
-    let mut line = format!("🗣 {}: {}", t(lang, "talk"), parts.join(" · "));
+    let mut line = format!("🗣 {}: {}", lang.t().slack_talk, parts.join(" · "));
     if stats.inferred {
-        line.push_str(&format!(" _({})_", t(lang, "talk_inferred")));
+        line.push_str(&format!(" _({})_", lang.t().slack_talk_inferred));
     }
     line
 }
@@ -456,16 +458,16 @@ pub fn speakers_modal(
         "type": "modal",
         "callback_id": SPEAKERS_CALLBACK,
         "private_metadata": conversation.id,
-        "title": plain(t(lang, "speakers_title"), 24),
-        "submit": plain(t(lang, "speakers_submit"), 24),
-        "close": plain(t(lang, "cancel"), 24),
+        "title": plain(lang.t().slack_speakers_title, 24),
+        "submit": plain(lang.t().slack_speakers_submit, 24),
+        "close": plain(lang.t().slack_cancel, 24),
         "blocks": [
-            context(&format!("{} {}", t(lang, "case"), conversation.case_number.as_str())),
-            section(t(lang, "speakers_hint")),
+            context(&format!("{} {}", lang.t().slack_case, conversation.case_number.as_str())),
+            section(lang.t().slack_speakers_hint),
             {
                 "type": "input",
                 "block_id": "rep",
-                "label": plain(t(lang, "speakers_which_rep"), 2000),
+                "label": plain(lang.t().slack_speakers_which_rep, 2000),
                 "element": select,
             },
         ],
@@ -477,36 +479,34 @@ pub fn speakers_modal(
 pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
     let a = facts.analysis;
     let c = facts.conversation;
-    let key = match a.qualification.as_str() {
-        "atrisk" | "at_risk" | "at risk" => "at_risk",
-        other => other,
-    };
-    let qualification = t(lang, key).to_owned();
+    let qualification = Qualification::parse(&a.qualification)
+        .map_or("—", |q| q.label(lang.t()))
+        .to_owned();
     let title = format!(
         "{} · {} {}",
-        t(lang, "done_title"),
-        t(lang, "case"),
+        lang.t().slack_done_title,
+        lang.t().slack_case,
         c.case_number.as_str()
     );
     let mut blocks = vec![
         json!({ "type": "header", "text": plain(&title, 150) }),
         section(&format!(
             "*{}: {}/100* · {}: *{}*",
-            t(lang, "overall"),
+            lang.t().slack_overall,
             a.overall_score.value(),
-            t(lang, "qualification"),
+            lang.t().slack_qualification,
             qualification
         )),
     ];
+    let m = lang.t();
     let pdcm = [
-        ("pain", a.pain_score.value()),
-        ("decision", a.decision_score.value()),
-        ("champion", a.champion_score.value()),
-        ("metrics", a.metrics_score.value()),
+        (m.slack_pain, a.pain_score.value()),
+        (m.slack_decision, a.decision_score.value()),
+        (m.slack_champion, a.champion_score.value()),
+        (m.slack_metrics, a.metrics_score.value()),
     ];
     let mut bars = String::from("```");
-    for (key, score) in pdcm {
-        let label = t(lang, key);
+    for (label, score) in pdcm {
         let pad = 10usize.saturating_sub(display_width(label));
         bars.push_str(&format!(
             "\n{label}{} {} {:>3}",
@@ -520,7 +520,7 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
     if let Some(seller) = &facts.seller {
         blocks.push(context(&format!(
             "{}: *{}%*  (S {} · P {} · I {} · N {})",
-            t(lang, "spin"),
+            lang.t().slack_spin,
             seller.spin.completion.value(),
             seller.spin.situation.value(),
             seller.spin.problem.value(),
@@ -562,7 +562,7 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
             blocks.push(json!({ "type": "divider" }));
             blocks.push(section(&format!(
                 "*{}*\n{}",
-                t(lang, "top_pains"),
+                lang.t().slack_top_pains,
                 pains.join("\n")
             )));
         }
@@ -570,23 +570,18 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
             let names: Vec<&str> = buyer.competitors.iter().map(|m| m.name.as_str()).collect();
             blocks.push(section(&format!(
                 "⚠️ *{}*: {}\n> “{}”",
-                t(lang, "competitor_alert"),
+                lang.t().slack_competitor_alert,
                 escape(&truncate(&names.join(", "), 300)),
                 escape(&truncate(&first.quote, 300))
             )));
         }
     }
     if let Some(seller) = &facts.seller {
-        let strategy = match seller.strategy {
-            Strategy::CloseNow => "close_now",
-            Strategy::SmallStep => "small_step",
-            Strategy::KeepWarm => "keep_warm",
-        };
         let mut text = format!(
             "*{}*: {}\n*{}*: {}",
-            t(lang, "strategy"),
-            t(lang, strategy),
-            t(lang, "next_action"),
+            lang.t().slack_strategy,
+            seller.strategy.label(lang.t()),
+            lang.t().slack_next_action,
             escape(&truncate(&seller.next_action.action, 500))
         );
         if let Some(deadline) = &seller.next_action.deadline {
@@ -603,30 +598,30 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
     {
         blocks.push(section(&format!(
             "🎯 *{}*: {}",
-            t(lang, "coaching"),
+            lang.t().slack_coaching,
             escape(&truncate(note, 1000))
         )));
     }
     if c.media.times_estimated() {
-        blocks.push(context(&format!("⏱ {}", t(lang, "estimated_times"))));
+        blocks.push(context(&format!("⏱ {}", lang.t().slack_estimated_times)));
     }
     if !facts.fallbacks.is_empty() {
         let agents: Vec<&str> = facts
             .fallbacks
             .iter()
             .map(|a| match a.as_str() {
-                "context" => t(lang, "agent_context"),
-                "buyer" => t(lang, "agent_buyer"),
-                "seller" => t(lang, "agent_seller"),
-                "crm" => t(lang, "agent_crm"),
-                "summary" => t(lang, "agent_summary"),
-                "coach" => t(lang, "agent_coach"),
+                "context" => lang.t().slack_agent_context,
+                "buyer" => lang.t().slack_agent_buyer,
+                "seller" => lang.t().slack_agent_seller,
+                "crm" => lang.t().slack_agent_crm,
+                "summary" => lang.t().slack_agent_summary,
+                "coach" => lang.t().slack_agent_coach,
                 other => other,
             })
             .collect();
         blocks.push(context(&format!(
             "⚠️ {}: {}",
-            t(lang, "fallback_note"),
+            lang.t().slack_fallback_note,
             agents.join(", ")
         )));
     }
@@ -635,7 +630,7 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
         actions.push(json!({
             "type": "button",
             "action_id": ACTION_REPORT_LINK,
-            "text": plain(t(lang, "full_report"), 75),
+            "text": plain(lang.t().slack_full_report, 75),
             "url": truncate(url, 3000),
         }));
     }
@@ -644,7 +639,7 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
         actions.push(json!({
             "type": "button",
             "action_id": ACTION_SPEAKERS,
-            "text": plain(t(lang, "speakers_button"), 75),
+            "text": plain(lang.t().slack_speakers_button, 75),
             "value": truncate(&c.id, 2000),
         }));
     }
@@ -656,7 +651,7 @@ pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
     let text = format!(
         "{} — {} {}/100 ({})",
         title,
-        t(lang, "overall"),
+        lang.t().slack_overall,
         a.overall_score.value(),
         qualification
     );
@@ -680,10 +675,10 @@ pub fn failed(lang: Language, conversation: &Conversation) -> Value {
     };
     let text = format!(
         "❌ *{}* · {} *{}*\n{}: {} · `{}`\n{}",
-        t(lang, "failed_title"),
-        t(lang, "case"),
+        lang.t().slack_failed_title,
+        lang.t().slack_case,
         conversation.case_number.as_str(),
-        t(lang, "stage"),
+        lang.t().slack_stage,
         t(lang, stage),
         code,
         explain(lang, code),
@@ -698,7 +693,7 @@ pub fn failed(lang: Language, conversation: &Conversation) -> Value {
             "type": "button",
             "action_id": ACTION_RETRY,
             "style": "primary",
-            "text": plain(t(lang, "retry"), 75),
+            "text": plain(lang.t().slack_retry, 75),
             "value": conversation.id,
         } ] }),
         );
@@ -859,7 +854,7 @@ mod tests {
         StoredAnalysis {
             engine: "rules".into(),
             overall_score: derived.overall,
-            qualification: format!("{:?}", derived.qualification).to_lowercase(),
+            qualification: derived.qualification.as_str().to_owned(),
             pain_score: outputs.buyer.pain.score,
             decision_score: outputs.buyer.decision.score,
             champion_score: outputs.buyer.champion.score,

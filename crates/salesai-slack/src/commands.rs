@@ -24,28 +24,13 @@ use crate::jobs::ReportJob;
 use crate::reply::{form, ok_json};
 use crate::text::Language;
 
-/// Usage of each command.
-pub const ANALYZE_USAGE: &str = "*/analyze* — a conversation's status and scores\n• `/analyze <case number or id>` — status and scores\n• `/analyze <case number> rerun` — run the analysis again";
-/// Usage of `/opportunity`.
-pub const OPPORTUNITY_USAGE: &str = "*/opportunity* — customers\n• `/opportunity <customer number or name>` — look one up, with its latest score and conversations\n• `/opportunity list` — the newest customers\n• `/opportunity create <customer number> <name>` — add a customer";
-/// Usage of `/report`.
-pub const REPORT_USAGE: &str = "*/report* — summaries of the last 7 days\n• `/report` — yours: uploads, average score, weakest dimension\n• `/report team` — the team's, for managers";
-
-/// `/salesai` usage.
-pub const SALESAI_USAGE: &str =
-    "*/salesai login* — a one-time link that signs you in to the web app (only you see it)";
-const SALESAI_USAGE_ZH: &str = "*/salesai login* — 產生一次性網頁登入連結（只有您看得到）";
-
-const ANALYZE_USAGE_ZH: &str = "*/analyze* — 查詢對話狀態與分數\n• `/analyze <案件編號或 id>` — 狀態與分數\n• `/analyze <案件編號> rerun` — 重新分析";
-const OPPORTUNITY_USAGE_ZH: &str = "*/opportunity* — 客戶\n• `/opportunity <客戶編號或名稱>` — 查詢客戶、最新分數與對話\n• `/opportunity list` — 最新客戶\n• `/opportunity create <客戶編號> <名稱>` — 新增客戶";
-const REPORT_USAGE_ZH: &str = "*/report* — 最近 7 天摘要\n• `/report` — 我的：上傳數、平均分數、最弱面向\n• `/report team` — 團隊（主管）";
-
 fn usage(lang: Language, command: &str) -> &'static str {
+    let m = lang.t();
     match command {
-        "/analyze" => lang.pick(ANALYZE_USAGE, ANALYZE_USAGE_ZH),
-        "/opportunity" => lang.pick(OPPORTUNITY_USAGE, OPPORTUNITY_USAGE_ZH),
-        "/salesai" => lang.pick(SALESAI_USAGE, SALESAI_USAGE_ZH),
-        _ => lang.pick(REPORT_USAGE, REPORT_USAGE_ZH),
+        "/analyze" => m.slack_usage_analyze,
+        "/opportunity" => m.slack_usage_opportunity,
+        "/salesai" => m.slack_usage_salesai,
+        _ => m.slack_usage_report,
     }
 }
 
@@ -76,9 +61,7 @@ pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
             // Slack shows a 200's text to the user; a 5xx shows a generic failure.
             (
                 StatusCode::OK,
-                axum::Json(ephemeral(lang.pick("salesai could not answer just now (its database is unavailable). Try again in a minute.",
-                    "salesai 目前無法回應（資料庫無法使用），請一分鐘後再試。",
-                ))),
+                axum::Json(ephemeral(lang.t().salesai_could_not_answer_just_now)),
             )
                 .into_response()
         }
@@ -97,11 +80,9 @@ async fn answer(
     if !COMMANDS.contains(&command) {
         return Ok(format!(
             "{}\n\n{}\n\n{}\n\n{}\n\n{}",
-            lang.pick(
-                "salesai does not know {command}.",
-                "salesai 不認得 {command}。"
-            )
-            .replace("{command}", &escape(command)),
+            lang.t()
+                .salesai_does_not_know_command
+                .replace("{command}", &escape(command)),
             usage(lang, "/analyze"),
             usage(lang, "/opportunity"),
             usage(lang, "/report"),
@@ -142,12 +123,7 @@ async fn login(
         return Ok(usage(lang, "/salesai").to_owned());
     }
     if slack.config.public_base_url.is_none() {
-        return Ok(lang
-            .pick(
-                "The web app's address is not configured; ask an admin to set SALESAI_PUBLIC_URL.",
-                "尚未設定網頁版的網址，請管理員設定 SALESAI_PUBLIC_URL。",
-            )
-            .to_owned());
+        return Ok(lang.t().web_app_s_address_is_not.to_owned());
     }
     match who {
         SlackUser::Known(person) => crate::jobs::login_link(slack, lang, &person.user.id).await,
@@ -165,12 +141,7 @@ async fn login(
                     lang: Some(lang.code().to_owned()),
                 }))
                 .await?;
-            Ok(lang
-                .pick(
-                    "⏳ Looking up your Slack account…",
-                    "⏳ 正在查詢您的 Slack 帳號…",
-                )
-                .to_owned())
+            Ok(lang.t().looking_up_your_slack_account.to_owned())
         }
     }
 }
@@ -201,20 +172,18 @@ async fn analyze(
     let Some(c) = found else {
         return Ok(format!(
             "{}\n\n{}",
-            lang.pick(
-                "No conversation {target} that you can see.",
-                "找不到您可查看的對話 {target}。"
-            )
-            .replace("{target}", &escape(target)),
+            lang.t()
+                .no_conversation_target_that_you_can
+                .replace("{target}", &escape(target)),
             usage(lang, "/analyze")
         ));
     };
     if rerun {
         return Ok(match pipeline::reanalyze(store, &c).await {
-            Ok(_) => lang.pick("🔁 Re-running the analysis of {case}; the result updates its card in the thread.",
-                "🔁 正在重新分析 {case}，結果會更新討論串中的卡片。",
-            )
-            .replace("{case}", c.case_number.as_str()),
+            Ok(_) => lang
+                .t()
+                .re_running_analysis_of_case_result
+                .replace("{case}", c.case_number.as_str()),
             Err(RestartError::Conflict(msg) | RestartError::Invalid(msg)) => escape(&msg),
             Err(RestartError::Store(err)) => return Err(err),
         });
@@ -271,15 +240,12 @@ async fn opportunity(
         return Ok(usage.to_owned());
     }
     let reach = principal.reach();
-    let score_word = lang.pick("score", "分數");
+    let score_word = lang.t().score_2;
     let (first, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     if first.eq_ignore_ascii_case("list") && rest.trim().is_empty() {
         let list = store.search_opportunities("", 10, &reach).await?;
         if list.is_empty() {
-            return Ok(lang.pick("No customers of yours yet. Add one with `/opportunity create <customer number> <name>`.",
-                "您還沒有客戶。用 `/opportunity create <客戶編號> <名稱>` 新增。",
-            )
-            .into());
+            return Ok(lang.t().no_customers_of_yours_yet_add.into());
         }
         let rows: Vec<String> = list
             .iter()
@@ -295,7 +261,7 @@ async fn opportunity(
             .collect();
         return Ok(format!(
             "*{}*\n{}",
-            lang.pick("Newest customers", "最新客戶"),
+            lang.t().newest_customers,
             rows.join("\n")
         ));
     }
@@ -305,11 +271,9 @@ async fn opportunity(
         let Ok(number) = CustomerNumber::parse(number) else {
             return Ok(format!(
                 "{}\n\n{usage}",
-                lang.pick(
-                    "`{number}` is not a customer number (letters, digits, - and _).",
-                    "`{number}` 不是客戶編號（英數字、- 與 _）。"
-                )
-                .replace("{number}", &escape(number))
+                lang.t()
+                    .number_is_not_customer_number_letters
+                    .replace("{number}", &escape(number))
             ));
         };
         let name: String = name
@@ -319,10 +283,7 @@ async fn opportunity(
             .take(200)
             .collect();
         if name.is_empty() {
-            return Ok(format!(
-                "{}\n\n{usage}",
-                lang.pick("Give the customer a name.", "請輸入客戶名稱。")
-            ));
+            return Ok(format!("{}\n\n{usage}", lang.t().give_customer_name));
         }
         let channel = f.get("channel_id").map(String::as_str).unwrap_or_default();
         let line = slack
@@ -337,16 +298,16 @@ async fn opportunity(
             {
                 Ok(o) => format!(
                     "✅ {} `{}` {} ({}).",
-                    lang.pick("Created", "已建立"),
+                    lang.t().created,
                     escape(&o.customer_number),
                     escape(&o.company_name),
                     escape(slack.app.product_line(&o.product_line).name_in(lang))
                 ),
                 // Said without the other customer's name, which may be another team's.
-                Err(StoreError::Conflict(_)) => lang.pick("Customer number {number} is taken already; look it up with `/opportunity {number}`, or choose another number.",
-                    "客戶編號 {number} 已被使用；用 `/opportunity {number}` 查詢，或改用其他編號。",
-                )
-                .replace("{number}", number.as_str()),
+                Err(StoreError::Conflict(_)) => lang
+                    .t()
+                    .customer_number_number_is_taken_already
+                    .replace("{number}", number.as_str()),
                 Err(other) => return Err(other),
             },
         );
@@ -358,11 +319,9 @@ async fn opportunity(
     match found.as_slice() {
         [] => Ok(format!(
             "{}\n\n{usage}",
-            lang.pick(
-                "None of your customers matches “{text}”.",
-                "您的客戶中沒有符合「{text}」的。"
-            )
-            .replace("{text}", &escape(text))
+            lang.t()
+                .none_of_your_customers_matches_text
+                .replace("{text}", &escape(text))
         )),
         [o] => {
             let conversations = store
@@ -379,10 +338,10 @@ async fn opportunity(
                 escape(&o.customer_number),
                 escape(slack.app.product_line(&o.product_line).name_in(lang)),
                 escape(&o.status),
-                lang.pick("latest score", "最新分數"),
+                lang.t().latest_score,
                 o.latest_score.map_or("–".to_owned(), |s| s.to_string()),
                 o.conversations,
-                lang.pick("conversation(s)", "通對話")
+                lang.t().conversation_s
             );
             for c in conversations {
                 out.push_str(&format!(
@@ -396,7 +355,8 @@ async fn opportunity(
         }
         many => Ok(format!(
             "{}\n{}",
-            lang.pick("{n} customers match:", "{n} 位客戶符合：")
+            lang.t()
+                .n_customers_match
                 .replace("{n}", &many.len().to_string()),
             many.iter()
                 .map(|o| format!(
@@ -437,10 +397,8 @@ async fn report(
     });
     slack.app.store.enqueue(job).await?;
     Ok(if team {
-        lang.pick("⏳ Preparing the team report…", "⏳ 正在準備團隊報告…")
-            .into()
+        lang.t().preparing_team_report.into()
     } else {
-        lang.pick("⏳ Preparing your report…", "⏳ 正在準備你的報告…")
-            .into()
+        lang.t().preparing_your_report.into()
     })
 }

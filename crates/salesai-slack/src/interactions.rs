@@ -25,7 +25,7 @@ use crate::blocks::{
 };
 use crate::jobs::RespondJob;
 use crate::reply::{ack, form, ok_json};
-use crate::text::{Language, t};
+use crate::text::Language;
 
 pub(crate) async fn handle(slack: &Slack, body: &[u8]) -> Response {
     let fields = form(body);
@@ -106,12 +106,7 @@ async fn clicker_may_reach(
         && !crate::access::may_reach(store, &principal, conversation).await?
     {
         tracing::info!(event = "slack.action_denied", conversation_id = %conversation.id, slack_user_id = %slack_user, "a Slack action on a call out of reach was refused");
-        return Ok(Err(lang
-            .pick(
-                "This call belongs to a rep outside what you may see; nothing was done.",
-                "這通通話屬於您無權查看的業務，未執行任何動作。",
-            )
-            .to_owned()));
+        return Ok(Err(lang.t().this_call_belongs_to_rep_outside_2.to_owned()));
     }
     Ok(Ok(person.clone()))
 }
@@ -139,10 +134,7 @@ async fn open_upload(slack: &Slack, payload: &Value, action: &Value) -> Response
         payload,
         view,
         "upload",
-        lang.pick(
-            "The form did not open (Slack was slow or refused). Click *Analyze* again; nothing was lost.",
-            "表單沒有開啟（Slack 回應太慢或拒絕）。請再按一次「開始分析」，資料不會遺失。",
-        ),
+        lang.t().form_did_not_open_slack_was,
     )
     .await
 }
@@ -181,11 +173,9 @@ async fn refuse(slack: &Slack, payload: &Value, words: &str) -> Response {
 
 /// What a click on a call that is gone (or out of reach) is told.
 fn gone(lang: Language, id: &str) -> String {
-    lang.pick(
-        "Conversation {id} no longer exists.",
-        "對話 {id} 已不存在。",
-    )
-    .replace("{id}", &blocks::escape(id))
+    lang.t()
+        .conversation_id_no_longer_exists
+        .replace("{id}", &blocks::escape(id))
 }
 
 async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
@@ -207,9 +197,9 @@ async fn retry(slack: &Slack, payload: &Value, action: &Value) -> Response {
                     tracing::info!(event = "slack.retry", conversation_id = %restarted.id, resumes_at = restarted.resumes_at, "retry from Slack");
                     format!(
                         "🔁 {} {} — {}",
-                        t(lang, "case"),
+                        lang.t().slack_case,
                         conversation.case_number.as_str(),
-                        t(lang, "retrying")
+                        lang.t().slack_retrying
                     )
                 }
                 Err(RestartError::Conflict(msg) | RestartError::Invalid(msg)) => {
@@ -280,10 +270,7 @@ async fn open_speakers(slack: &Slack, payload: &Value, action: &Value) -> Respon
     }
     if speakers.is_empty() {
         if let Some(url) = payload["response_url"].as_str() {
-            let text = lang.pick(
-                "This call's transcript has no speakers to correct.",
-                "這通通話的逐字稿沒有可更正的說話者。",
-            );
+            let text = lang.t().this_call_s_transcript_has_no;
             respond_later(slack, url, blocks::ephemeral(text)).await;
         }
         return ack();
@@ -294,10 +281,7 @@ async fn open_speakers(slack: &Slack, payload: &Value, action: &Value) -> Respon
         payload,
         view,
         "speakers",
-        lang.pick(
-            "The form did not open (Slack was slow or refused). Click *Who is who?* again.",
-            "表單沒有開啟（Slack 回應太慢或拒絕）。請再按一次「誰是誰？」。",
-        ),
+        lang.t().form_did_not_open_slack_was_2,
     )
     .await
 }
@@ -322,7 +306,7 @@ async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
     };
     let lang = Language::of(&slack.app.product_line(&conversation.product_line).language);
     if speaker.is_empty() {
-        return modal_error(lang.pick("Choose the rep.", "請選擇業務。"));
+        return modal_error(lang.t().choose_rep);
     }
     // The same rule as the web app: the call's rep, a manager of their team, or an admin.
     let slack_user = payload["user"]["id"].as_str().unwrap_or_default();
@@ -348,9 +332,9 @@ async fn submit_speakers(slack: &Slack, payload: &Value) -> Response {
                 "response_action": "update",
                 "view": {
                     "type": "modal",
-                    "title": blocks::plain(t(lang, "speakers_title"), 24),
-                    "close": blocks::plain(t(lang, "close"), 24),
-                    "blocks": [blocks::section(t(lang, "speakers_done"))],
+                    "title": blocks::plain(lang.t().slack_speakers_title, 24),
+                    "close": blocks::plain(lang.t().slack_close, 24),
+                    "blocks": [blocks::section(lang.t().slack_speakers_done)],
                 },
             }))
         }

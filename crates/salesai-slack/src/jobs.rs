@@ -342,14 +342,15 @@ async fn refuse_early(slack: &Slack, file: &Value, lang: Language) -> Option<Str
     let size = file["size"].as_u64().unwrap_or(0);
     if size > limit {
         return Some(
-            crate::text::t(lang, "file_too_large")
+            lang.t()
+                .slack_file_too_large
                 .replace("{size}", &(size.div_ceil(1024 * 1024)).to_string())
                 .replace("{limit}", &(limit / (1024 * 1024)).to_string()),
         );
     }
     let head = peek(slack, file).await?;
     (sniff(&head).is_none() && !looks_like_html(&head))
-        .then(|| crate::text::t(lang, "not_a_call_file").to_owned())
+        .then(|| lang.t().slack_not_a_call_file.to_owned())
 }
 
 /// The first bytes of a Slack file (at most [`PEEK_BYTES`]), or `None` when they cannot be read
@@ -465,10 +466,7 @@ impl Handler for Report {
 
 /// What someone who is not a manager is told when they ask for the team's report.
 pub(crate) fn team_report_refusal(lang: Language) -> &'static str {
-    lang.pick(
-        "`/report team` is for managers. Ask an admin to give you the manager role; `/report` shows yours.",
-        "`/report team` 限主管使用。請管理員給你 manager 角色；`/report` 可看你自己的報告。",
-    )
+    lang.t().report_team_is_for_managers_ask
 }
 
 struct Login(Option<Arc<Slack>>);
@@ -545,12 +543,7 @@ pub(crate) async fn login_link(
     user_id: &str,
 ) -> Result<String, salesai_core::store::StoreError> {
     let Some(base) = &slack.config.public_base_url else {
-        return Ok(lang
-            .pick(
-                "The web app's address is not configured; ask an admin to set SALESAI_PUBLIC_URL.",
-                "尚未設定網頁版的網址，請管理員設定 SALESAI_PUBLIC_URL。",
-            )
-            .to_owned());
+        return Ok(lang.t().web_app_s_address_is_not.to_owned());
     };
     let path = salesai_core::access::issue_link(
         slack.app.store.as_ref(),
@@ -564,13 +557,7 @@ pub(crate) async fn login_link(
         .map(String::from)
         .unwrap_or(path);
     tracing::info!(event = "slack.login_link", user_id = %user_id, "sign-in link given in Slack");
-    Ok(format!(
-        "{}\n{link}",
-        lang.pick(
-            "🔑 Your sign-in link (works once, for 15 minutes; only you see this):",
-            "🔑 您的登入連結（僅能使用一次、15 分鐘內有效；只有您看得到）：",
-        )
-    ))
+    Ok(format!("{}\n{link}", lang.t().your_sign_in_link_works_once))
 }
 
 /// Averages over a set of conversations' analyses.
@@ -644,16 +631,16 @@ pub async fn build_report(
     let mut out = format!(
         "*{} — {}*\n{} *{}* · {} {} · {} {}",
         if mine {
-            lang.pick("Your report", "你的報告")
+            lang.t().your_report
         } else {
-            lang.pick("Team report", "團隊報告")
+            lang.t().team_report
         },
-        lang.pick("last 7 days", "最近 7 天"),
-        lang.pick("Uploads", "上傳"),
+        lang.t().last_7_days_2,
+        lang.t().uploads,
         total.uploads,
-        lang.pick("completed", "完成"),
+        lang.t().completed_2,
         total.completed,
-        lang.pick("failed", "失敗"),
+        lang.t().failed,
         total.failed
     );
     match total.avg(0) {
@@ -663,7 +650,7 @@ pub async fn build_report(
                 .expect("four dimensions");
             out.push_str(&format!(
                 "\n{} *{avg}/100* · {} {} · {} {} · {} {} · {} {}\n{}: *{}* ({})",
-                lang.pick("Average score", "平均分數"),
+                lang.t().average_score_2,
                 t("pain"),
                 total.avg(1).unwrap_or(0),
                 t("decision"),
@@ -672,18 +659,18 @@ pub async fn build_report(
                 total.avg(3).unwrap_or(0),
                 t("metrics"),
                 total.avg(4).unwrap_or(0),
-                lang.pick("Weakest dimension", "最弱面向"),
+                lang.t().weakest_dimension,
                 t(DIMENSIONS[weakest - 1]),
                 total.avg(weakest).unwrap_or(0)
             ));
         }
-        None => out.push_str(lang.pick("\nNo completed analyses yet.", "\n尚無完成的分析。")),
+        None => out.push_str(lang.t().no_completed_analyses_yet),
     }
     if !mine && !by_rep.is_empty() {
-        out.push_str(lang.pick("\n\n*By rep*", "\n\n*依業務*"));
+        out.push_str(lang.t().by_rep);
         for (rep_id, tally) in &by_rep {
             let name = if rep_id.is_empty() {
-                lang.pick("(no rep)", "（無業務）").to_owned()
+                lang.t().no_rep.to_owned()
             } else {
                 app.store
                     .get_user(rep_id)
@@ -696,8 +683,8 @@ pub async fn build_report(
                 "\n• {} — {} {}, {} {}",
                 blocks::escape(&name),
                 tally.uploads,
-                lang.pick("uploads", "次上傳"),
-                lang.pick("average", "平均"),
+                lang.t().uploads_2,
+                lang.t().average,
                 tally.avg(0).map_or("–".to_owned(), |a| a.to_string())
             ));
         }

@@ -77,13 +77,24 @@ pub enum Qualification {
 }
 
 impl Qualification {
-    /// A label for people.
-    pub fn label(self) -> &'static str {
+    /// The stored name (`strong`, `medium`, `weak`, `at_risk`; the serde name too).
+    pub fn as_str(self) -> &'static str {
         match self {
-            Qualification::Strong => "Strong",
-            Qualification::Medium => "Medium",
-            Qualification::Weak => "Weak",
-            Qualification::AtRisk => "At Risk",
+            Qualification::Strong => "strong",
+            Qualification::Medium => "medium",
+            Qualification::Weak => "weak",
+            Qualification::AtRisk => "at_risk",
+        }
+    }
+
+    /// Reads a stored name (`atrisk` and `at risk` are older spellings of `at_risk`).
+    pub fn parse(raw: &str) -> Option<Qualification> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "strong" => Some(Qualification::Strong),
+            "medium" => Some(Qualification::Medium),
+            "weak" => Some(Qualification::Weak),
+            "at_risk" | "atrisk" | "at risk" => Some(Qualification::AtRisk),
+            _ => None,
         }
     }
 }

@@ -62,13 +62,11 @@ pub async fn reference(
     }
     let body = html! {
         div.page-head {
-            h1 { (lang.pick("API reference", "API 參考")) }
+            h1 { (lang.t().api_reference) }
             p { a href="/api/v1/openapi.json" { "openapi.json" } " · OpenAPI 3.1" }
         }
         section.card {
-            p { (lang.pick(
-                "Every call needs a token: create one with salesai token create, then send it as Authorization: Bearer <token>. Errors are JSON: {\"error\": {\"code\", \"message\"}}.",
-                "每個呼叫都需要權杖：以 salesai token create 建立，並以 Authorization: Bearer <token> 傳送。錯誤以 JSON 回傳：{\"error\": {\"code\", \"message\"}}。")) }
+            p { (lang.t().every_call_needs_token_create_one) }
             pre.command { "curl -H \"Authorization: Bearer $SALESAI_TOKEN\" " (base) "/api/v1/conversations" }
         }
         @for (tag, description) in &tags {
@@ -83,12 +81,12 @@ pub async fn reference(
                         }
                         p.muted { (op["description"].as_str().unwrap_or_default()) }
                         @if let Some(params) = op["parameters"].as_array() {
-                            h4 { (lang.pick("Parameters", "參數")) }
+                            h4 { (lang.t().parameters) }
                             table.params { tbody {
                                 @for p in params {
                                     tr {
                                         td { code { (p["name"].as_str().unwrap_or_default()) } }
-                                        td.muted { (p["in"].as_str().unwrap_or_default()) @if p["required"] == Value::Bool(true) { " · " (lang.pick("required", "必填")) } }
+                                        td.muted { (p["in"].as_str().unwrap_or_default()) @if p["required"] == Value::Bool(true) { " · " (lang.t().required) } }
                                         td { (type_name(&p["schema"])) }
                                         td { (p["description"].as_str().unwrap_or_default()) }
                                     }
@@ -96,12 +94,12 @@ pub async fn reference(
                             } }
                         }
                         @if let Some(content) = op["requestBody"]["content"].as_object() {
-                            h4 { (lang.pick("Body", "請求內容")) }
+                            h4 { (lang.t().body) }
                             @for (media, c) in content {
                                 p { code { (media) } " · " (type_name(&c["schema"])) }
                             }
                         }
-                        h4 { (lang.pick("Responses", "回應")) }
+                        h4 { (lang.t().responses) }
                         ul.responses {
                             @if let Some(responses) = op["responses"].as_object() {
                                 @for (code, r) in responses {
@@ -119,12 +117,5 @@ pub async fn reference(
             }
         }
     };
-    page(
-        &viewer,
-        Nav::Other,
-        "/api",
-        lang.pick("API reference", "API 參考"),
-        body,
-    )
-    .into_response()
+    page(&viewer, Nav::Other, "/api", lang.t().api_reference, body).into_response()
 }

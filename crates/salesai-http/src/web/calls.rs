@@ -39,15 +39,7 @@ async fn reachable(app: &App, viewer: &Viewer, id: &str) -> Result<Conversation,
     viewer
         .may_reach(app, conversation.rep_user_id.as_deref())
         .await
-        .map_err(|_| {
-            PageError::forbidden(
-                lang,
-                lang.pick(
-                    "This call belongs to a rep outside what you can see. Ask them or their manager to share what you need.",
-                    "這通電話屬於您無權查看的業務。如有需要，請向該業務或其主管索取。",
-                ),
-            )
-        })?;
+        .map_err(|_| PageError::forbidden(lang, lang.t().this_call_belongs_to_rep_outside))?;
     Ok(conversation)
 }
 
@@ -78,23 +70,23 @@ fn customer(c: &Conversation) -> Markup {
 fn call_table(lang: Lang, app: &App, calls: &[CallRow], search: Option<&str>) -> Markup {
     html! {
         @if calls.is_empty() {
-            p.empty { (lang.pick("No calls here yet.", "目前沒有通話。")) }
+            p.empty { (lang.t().no_calls_here_yet) }
         } @else {
             table.calls {
                 thead { tr {
-                    th { (lang.pick("Date", "日期")) }
-                    th { (lang.pick("Customer", "客戶")) }
-                    th { (lang.pick("Rep", "業務")) }
-                    th.num { (lang.pick("Length", "長度")) }
-                    th { (lang.pick("Status", "狀態")) }
-                    th.num { (lang.pick("Score", "分數")) }
+                    th { (lang.t().date) }
+                    th { (lang.t().customer) }
+                    th { (lang.t().rep) }
+                    th.num { (lang.t().length) }
+                    th { (lang.t().status) }
+                    th.num { (lang.t().score) }
                 } }
                 tbody {
                     @for row in calls {
                         @let c = &row.conversation;
                         tr {
-                            td data-label=(lang.pick("Date", "日期")) { (call_when(c, app.time_zone)) }
-                            td.main data-label=(lang.pick("Customer", "客戶")) {
+                            td data-label=(lang.t().date) { (call_when(c, app.time_zone)) }
+                            td.main data-label=(lang.t().customer) {
                                 a href={ "/calls/" (c.id) } { (customer(c)) }
                                 div.sub { (c.case_number) " · " (lang.call_type(c.conversation_type.as_str())) }
                                 @if let (Some(hit), Some(term)) = (&row.hit, search) {
@@ -103,10 +95,10 @@ fn call_table(lang: Lang, app: &App, calls: &[CallRow], search: Option<&str>) ->
                                     }
                                 }
                             }
-                            td data-label=(lang.pick("Rep", "業務")) { (row.rep_name.as_deref().unwrap_or("—")) }
-                            td.num data-label=(lang.pick("Length", "長度")) { (row.duration_ms.map(clock).unwrap_or_else(|| "—".into())) }
-                            td data-label=(lang.pick("Status", "狀態")) { (status_pill(lang, c.status)) }
-                            td.num data-label=(lang.pick("Score", "分數")) { (score_badge(lang, row.score, row.qualification.as_deref())) }
+                            td data-label=(lang.t().rep) { (row.rep_name.as_deref().unwrap_or("—")) }
+                            td.num data-label=(lang.t().length) { (row.duration_ms.map(clock).unwrap_or_else(|| "—".into())) }
+                            td data-label=(lang.t().status) { (status_pill(lang, c.status)) }
+                            td.num data-label=(lang.t().score) { (score_badge(lang, row.score, row.qualification.as_deref())) }
                         }
                     }
                 }
@@ -203,40 +195,40 @@ pub async fn home(State(app): State<App>, viewer: Viewer) -> Result<Response, Pa
     let first_name = viewer.principal.name.clone();
     let body = html! {
         div.page-head {
-            h1 { (lang.pick("Hi, ", "嗨，")) (first_name) }
-            a.button.primary href="/calls" { (lang.pick("All calls", "所有通話")) }
+            h1 { (lang.t().hi) (first_name) }
+            a.button.primary href="/calls" { (lang.t().all_calls) }
         }
-        section.stats aria-label=(lang.pick("The last 7 days", "最近 7 天")) {
-            h2.visually-hidden { (lang.pick("The last 7 days", "最近 7 天")) }
-            div.stat { span.stat-value { (stats.total) } span.stat-label { (lang.pick("calls in 7 days", "7 天內通話")) } }
-            div.stat { span.stat-value { (stats.completed) } span.stat-label { (lang.pick("analysed", "已分析")) } }
-            div.stat { span.stat-value { (stats.in_progress) } span.stat-label { (lang.pick("in progress", "處理中")) } }
-            div.stat { span.stat-value { (stats.failed) } span.stat-label { (lang.pick("failed", "失敗")) } }
+        section.stats aria-label=(lang.t().last_7_days) {
+            h2.visually-hidden { (lang.t().last_7_days) }
+            div.stat { span.stat-value { (stats.total) } span.stat-label { (lang.t().calls_in_7_days) } }
+            div.stat { span.stat-value { (stats.completed) } span.stat-label { (lang.t().analysed) } }
+            div.stat { span.stat-value { (stats.in_progress) } span.stat-label { (lang.t().in_progress) } }
+            div.stat { span.stat-value { (stats.failed) } span.stat-label { (lang.t().failed) } }
             div.stat {
                 span.stat-value { (stats.average_score.map(|s| format!("{s:.0}")).unwrap_or_else(|| "—".into())) }
-                span.stat-label { (lang.pick("average score", "平均分數")) }
+                span.stat-label { (lang.t().average_score) }
             }
         }
         @if !failed.is_empty() || !low.is_empty() {
             section.card.attention {
-                h2 { (lang.pick("Needs attention", "需要注意")) }
+                h2 { (lang.t().needs_attention) }
                 @if !failed.is_empty() {
-                    h3 { (lang.pick("Failed — retry or check the file", "失敗 — 請重試或檢查檔案")) }
+                    h3 { (lang.t().failed_retry_or_check_file) }
                     (call_table(lang, &app, &failed, None))
                 }
                 @if !low.is_empty() {
-                    h3 { (lang.pick("Low scores — worth a look", "低分 — 值得檢視")) }
+                    h3 { (lang.t().low_scores_worth_look) }
                     (call_table(lang, &app, &low, None))
                 }
             }
         }
         section.card {
-            h2 { (if mine { lang.pick("My recent calls", "我最近的通話") } else { lang.pick("Recent calls", "最近的通話") }) }
+            h2 { (if mine { lang.t().my_recent_calls } else { lang.t().recent_calls }) }
             (call_table(lang, &app, &recent, None))
-            p { a href="/calls" { (lang.pick("See all calls →", "查看所有通話 →")) } }
+            p { a href="/calls" { (lang.t().see_all_calls) } }
         }
     };
-    Ok(page(&viewer, Nav::Home, "/", lang.pick("Home", "首頁"), body).into_response())
+    Ok(page(&viewer, Nav::Home, "/", lang.t().home, body).into_response())
 }
 
 /// The calls list's query string.
@@ -309,34 +301,22 @@ pub async fn list(
     let score = |v: &Option<String>| -> Result<Option<u8>, PageError> {
         some(v)
             .map(|s| s.parse::<u8>().ok().filter(|n| *n <= 100))
-            .map(|n| {
-                n.ok_or_else(|| {
-                    bad(lang.pick(
-                        "A score is a number from 0 to 100.",
-                        "分數須為 0 到 100 的數字。",
-                    ))
-                })
-            })
+            .map(|n| n.ok_or_else(|| bad(lang.t().score_is_number_from_0_to)))
             .transpose()
     };
     let date = |v: &Option<String>| -> Result<Option<chrono::DateTime<Utc>>, PageError> {
         some(v)
             .map(|s| {
-                day_start(s, app.time_zone).ok_or_else(|| {
-                    bad(lang.pick("Dates look like 2026-11-29.", "日期格式為 2026-11-29。"))
-                })
+                day_start(s, app.time_zone).ok_or_else(|| bad(lang.t().dates_look_like_2026_11_29))
             })
             .transpose()
     };
     let search = some(&q.q).map(|s| s.chars().take(200).collect::<String>());
     let sort = match some(&q.sort) {
         None => CallSort::Newest,
-        Some(raw) => CallSort::parse(raw).ok_or_else(|| {
-            bad(lang.pick(
-                "Sort by newest, oldest, score_high or score_low.",
-                "排序方式為 newest、oldest、score_high 或 score_low。",
-            ))
-        })?,
+        Some(raw) => {
+            CallSort::parse(raw).ok_or_else(|| bad(lang.t().sort_by_newest_oldest_score_high))?
+        }
     };
     let filter = ConversationFilter {
         reach: Some(viewer.reach()),
@@ -397,32 +377,32 @@ pub async fn list(
     let here = format!("/calls?{}", q.without_cursor());
     let body = html! {
         div.page-head {
-            h1 { (lang.pick("Calls", "通話")) }
+            h1 { (lang.t().calls) }
         }
         form.filters method="get" action="/calls" role="search" {
             div.search-row {
                 label.grow {
-                    span.visually-hidden { (lang.pick("Search", "搜尋")) }
+                    span.visually-hidden { (lang.t().search) }
                     input type="search" name="q" value=[search.as_deref()] maxlength="200"
-                        placeholder=(lang.pick("Search transcripts, customers, titles…", "搜尋逐字稿、客戶、標題…"));
+                        placeholder=(lang.t().search_transcripts_customers_titles);
                 }
-                button.primary type="submit" { (lang.pick("Search", "搜尋")) }
+                button.primary type="submit" { (lang.t().search) }
             }
             details.more-filters open[q.status.is_some() || q.rep.is_some() || q.qual.is_some() || q.min.is_some() || q.from.is_some()] {
-                summary { (lang.pick("Filters", "篩選")) }
+                summary { (lang.t().filters) }
                 div.filter-grid {
-                    label { (lang.pick("Status", "狀態"))
+                    label { (lang.t().status)
                         select name="status" {
-                            option value="" { (lang.pick("Any", "全部")) }
+                            option value="" { (lang.t().any) }
                             @for s in [ConversationStatus::Completed, ConversationStatus::Failed, ConversationStatus::Pending, ConversationStatus::Preparing, ConversationStatus::Transcribing, ConversationStatus::Analyzing] {
                                 option value=(s.as_str()) selected[selected(&q.status, s.as_str())] { (lang.status(s)) }
                             }
                         }
                     }
                     @if !people.is_empty() {
-                        label { (lang.pick("Rep", "業務"))
+                        label { (lang.t().rep)
                             select name="rep" {
-                                option value="" { (lang.pick("Anyone", "所有人")) }
+                                option value="" { (lang.t().anyone) }
                                 @for p in &people {
                                     option value=(p.user.id) selected[selected(&q.rep, &p.user.id)] { (p.user.display_name) }
                                 }
@@ -430,71 +410,71 @@ pub async fn list(
                         }
                     }
                     @if !teams.is_empty() {
-                        label { (lang.pick("Team", "團隊"))
+                        label { (lang.t().team)
                             select name="team" {
-                                option value="" { (lang.pick("Any", "全部")) }
+                                option value="" { (lang.t().any) }
                                 @for t in &teams { option value=(t) selected[selected(&q.team, t)] { (t) } }
                             }
                         }
                     }
-                    label { (lang.pick("Product line", "產品線"))
+                    label { (lang.t().product_line)
                         select name="line" {
-                            option value="" { (lang.pick("Any", "全部")) }
+                            option value="" { (lang.t().any) }
                             @for l in app.product_lines.iter() { option value=(l.id) selected[selected(&q.line, &l.id)] { (l.display_name) } }
                         }
                     }
-                    label { (lang.pick("Type", "類型"))
+                    label { (lang.t().type_)
                         select name="type" {
-                            option value="" { (lang.pick("Any", "全部")) }
+                            option value="" { (lang.t().any) }
                             @for t in ["discovery_call", "demo", "follow_up", "negotiation", "closing", "support"] {
                                 option value=(t) selected[selected(&q.kind, t)] { (lang.call_type(t)) }
                             }
                         }
                     }
-                    label { (lang.pick("Qualification", "資格"))
+                    label { (lang.t().qualification)
                         select name="qual" {
-                            option value="" { (lang.pick("Any", "全部")) }
+                            option value="" { (lang.t().any) }
                             @for b in ["strong", "medium", "weak", "atrisk"] {
                                 option value=(b) selected[selected(&q.qual, b)] { (lang.qualification(b)) }
                             }
                         }
                     }
-                    label { (lang.pick("Score from", "分數下限"))
+                    label { (lang.t().score_from)
                         input type="number" name="min" min="0" max="100" inputmode="numeric" value=[some(&q.min)]; }
-                    label { (lang.pick("Score to", "分數上限"))
+                    label { (lang.t().score_to)
                         input type="number" name="max" min="0" max="100" inputmode="numeric" value=[some(&q.max)]; }
-                    label { (lang.pick("From", "起始日期"))
+                    label { (lang.t().from)
                         input type="date" name="from" value=[some(&q.from)]; }
-                    label { (lang.pick("To", "結束日期"))
+                    label { (lang.t().to)
                         input type="date" name="to" value=[some(&q.to)]; }
-                    label { (lang.pick("Sort", "排序"))
+                    label { (lang.t().sort)
                         select name="sort" {
-                            @for (value, en, zh) in [
-                                ("newest", "Newest first", "最新優先"),
-                                ("oldest", "Oldest first", "最舊優先"),
-                                ("score_low", "Lowest score first", "分數低者優先"),
-                                ("score_high", "Highest score first", "分數高者優先"),
+                            @for (value, label) in [
+                                ("newest", lang.t().sort_newest_first),
+                                ("oldest", lang.t().sort_oldest_first),
+                                ("score_low", lang.t().sort_lowest_score_first),
+                                ("score_high", lang.t().sort_highest_score_first),
                             ] {
-                                option value=(value) selected[selected(&q.sort, value)] { (lang.pick(en, zh)) }
+                                option value=(value) selected[selected(&q.sort, value)] { (label) }
                             }
                         }
                     }
                 }
                 div.actions {
-                    button type="submit" { (lang.pick("Apply", "套用")) }
-                    a href="/calls" { (lang.pick("Clear", "清除")) }
+                    button type="submit" { (lang.t().apply) }
+                    a href="/calls" { (lang.t().clear) }
                 }
             }
         }
         section.card {
             (call_table(lang, &app, &calls, search.as_deref()))
-            nav.pager aria-label=(lang.pick("Pages", "分頁")) {
-                @if q.after.is_some() { a href=(here) { (lang.pick("← First page", "← 第一頁")) } }
-                @if let Some(next) = &next { a.button href=(next) rel="next" { (lang.pick("Older calls →", "較早的通話 →")) } }
+            nav.pager aria-label=(lang.t().pages) {
+                @if q.after.is_some() { a href=(here) { (lang.t().first_page) } }
+                @if let Some(next) = &next { a.button href=(next) rel="next" { (lang.t().older_calls) } }
             }
         }
     };
-    Ok(page(&viewer, Nav::Calls, &here, lang.pick("Calls", "通話"), body).into_response())
+    Ok(page(&viewer, Nav::Calls, &here, lang.t().calls, body).into_response())
 }
 
 /// Upload metadata kept for the system, not shown as call details.
@@ -524,9 +504,9 @@ fn output<T: serde::de::DeserializeOwned>(runs: &[AgentRun], agent: &str) -> Opt
 
 fn strategy_label(lang: Lang, s: Strategy) -> &'static str {
     match s {
-        Strategy::CloseNow => lang.pick("Close now", "立即成交"),
-        Strategy::SmallStep => lang.pick("Secure a small step", "爭取小承諾"),
-        Strategy::KeepWarm => lang.pick("Keep warm", "持續培養"),
+        Strategy::CloseNow => lang.t().close_now,
+        Strategy::SmallStep => lang.t().secure_small_step,
+        Strategy::KeepWarm => lang.t().keep_warm,
     }
 }
 
@@ -570,7 +550,7 @@ fn transcript_lines(
         let who = (s.speaker.as_deref(), s.role);
         if s.speaker.is_none() && s.attribution == Some(Attribution::Uncertain) {
             // Two at once, or a turn too short to place: said so, not guessed.
-            let _ = write!(out, "<b class=u>{}</b>", lang.pick("(overlap)", "（重疊）"));
+            let _ = write!(out, "<b class=u>{}</b>", lang.t().overlap);
         } else if who.0.is_some() && previous != Some(who) {
             // Short attributes: a 60-minute call has hundreds of speaker changes.
             out.push_str(match s.role {
@@ -581,7 +561,7 @@ fn transcript_lines(
                 let _ = write!(
                     out,
                     " title=\"{} {}%\"",
-                    lang.pick("inferred, confidence", "推測，信心"),
+                    lang.t().inferred_confidence,
                     s.confidence.unwrap_or(0)
                 );
             }
@@ -611,8 +591,8 @@ fn transcript_lines(
 
 fn role_name(lang: Lang, role: salesai_core::transcript::Role) -> &'static str {
     match role {
-        salesai_core::transcript::Role::Rep => lang.pick("Rep", "業務"),
-        salesai_core::transcript::Role::Customer => lang.pick("Customer", "客戶"),
+        salesai_core::transcript::Role::Rep => lang.t().rep,
+        salesai_core::transcript::Role::Customer => lang.t().customer,
     }
 }
 
@@ -644,55 +624,55 @@ fn talk_card(
     let mins = |ms: u64| clock(ms as i64);
     html! {
         section.card #talk {
-            h2 { (lang.pick("How the call was run", "通話節奏")) }
+            h2 { (lang.t().how_call_was_run) }
             @if let Some(st) = &stats {
                 @let flags = st.flags(targets);
                 @let warn = |hit: bool| if hit { " ⚠️" } else { "" };
                 dl.fields.talk {
-                    dt { (lang.pick("Rep's share of talk", "業務說話占比")) }
+                    dt { (lang.t().rep_s_share_of_talk) }
                     dd { (format!("{:.0}%", st.talk_ratio * 100.0)) (warn(flags.iter().any(|f| matches!(f, TalkFlag::TalksTooMuch | TalkFlag::TalksTooLittle))))
                         small.muted { " " (format!("{:.0}–{:.0}%", targets.talk_ratio_min * 100.0, targets.talk_ratio_max * 100.0)) } }
-                    dt { (lang.pick("Longest rep monologue", "業務最長獨白")) }
+                    dt { (lang.t().longest_rep_monologue) }
                     dd { (st.longest_monologue.map(|m| mins(m.duration_ms)).unwrap_or_else(|| "—".into())) (warn(flags.contains(&TalkFlag::LongMonologue)))
                         small.muted { " ≤ " (mins(targets.monologue_max_s * 1000)) } }
-                    dt { (lang.pick("Longest customer story", "客戶最長敘述")) }
+                    dt { (lang.t().longest_customer_story) }
                     dd { (st.longest_customer_story.map(|m| mins(m.duration_ms)).unwrap_or_else(|| "—".into())) (warn(flags.contains(&TalkFlag::ShortCustomerStory)))
                         small.muted { " ≥ " (mins(targets.story_min_s * 1000)) } }
-                    dt { (lang.pick("Interactivity", "互動頻率")) }
-                    dd { (format!("{:.1}", st.switches_per_minute)) (lang.pick(" switches/min", " 次換人/分鐘")) (warn(flags.contains(&TalkFlag::LowInteractivity)))
+                    dt { (lang.t().interactivity) }
+                    dd { (format!("{:.1}", st.switches_per_minute)) (lang.t().switches_min) (warn(flags.contains(&TalkFlag::LowInteractivity)))
                         small.muted { " ≥ " (targets.switches_min) } }
-                    dt { (lang.pick("Patience", "耐心停頓")) }
+                    dt { (lang.t().patience) }
                     dd { (st.patience_ms.map(|p| format!("{:.1} s", p as f64 / 1000.0)).unwrap_or_else(|| "—".into())) (warn(flags.contains(&TalkFlag::Impatient)))
                         small.muted { " ≥ " (format!("{:.1} s", targets.patience_min_ms as f64 / 1000.0)) } }
-                    dt { (lang.pick("Rep questions", "業務提問")) }
-                    dd { (st.rep_questions) " · " (format!("{:.0}", st.questions_per_hour)) (lang.pick("/hour", "/小時")) (warn(flags.contains(&TalkFlag::FewQuestions)))
+                    dt { (lang.t().rep_questions) }
+                    dd { (st.rep_questions) " · " (format!("{:.0}", st.questions_per_hour)) (lang.t().hour) (warn(flags.contains(&TalkFlag::FewQuestions)))
                         small.muted { " ≥ " (targets.questions_per_hour_min) } }
                     @if let Some(b) = st.business_share {
-                        dt { (lang.pick("Customer's business vs product", "客戶業務 vs 產品")) }
+                        dt { (lang.t().customer_s_business_vs_product) }
                         dd { (format!("{:.0}% / {:.0}%", b * 100.0, (1.0 - b) * 100.0)) }
                     }
                 }
                 @if st.inferred {
-                    p.muted { (lang.pick("Who spoke is inferred from the voices and what was said; correct it below if it is wrong.", "說話者是依聲音與內容推測的；如有錯誤，請在下方更正。")) }
+                    p.muted { (lang.t().who_spoke_is_inferred_from_voices) }
                 }
             } @else if c.media.times_estimated() {
-                p.muted { (lang.pick("The uploaded text had no times, so there are no talk figures.", "上傳的文字檔沒有時間，因此沒有談話數據。")) }
+                p.muted { (lang.t().uploaded_text_had_no_times_so) }
             } @else {
-                p.muted { (lang.pick("Nobody in this transcript is placed as rep or customer yet, so there are no talk figures.", "這份逐字稿還沒有區分業務與客戶，因此沒有談話數據。")) }
+                p.muted { (lang.t().nobody_in_this_transcript_is_placed) }
             }
             @if !speakers.is_empty() && matches!(c.status, ConversationStatus::Completed | ConversationStatus::Failed) {
                 details.edit-speakers {
-                    summary { (lang.pick("Who is who?", "誰是誰？")) }
+                    summary { (lang.t().who_is_who) }
                     @for (name, role, known) in &speakers {
                         form.inline-form method="post" action={ "/calls/" (c.id) "/speakers" } {
                             input type="hidden" name="csrf" value=(csrf);
                             input type="hidden" name="speaker" value=(name);
-                            span.speaker { (name) @if !known { small.muted { (lang.pick(" (inferred)", "（推測）")) } } }
-                            select name="role" aria-label=(lang.pick("Side", "身分")) {
-                                option value="rep" selected[*role == Some(salesai_core::transcript::Role::Rep)] { (lang.pick("Rep", "業務")) }
-                                option value="customer" selected[*role == Some(salesai_core::transcript::Role::Customer)] { (lang.pick("Customer", "客戶")) }
+                            span.speaker { (name) @if !known { small.muted { (lang.t().inferred) } } }
+                            select name="role" aria-label=(lang.t().side) {
+                                option value="rep" selected[*role == Some(salesai_core::transcript::Role::Rep)] { (lang.t().rep) }
+                                option value="customer" selected[*role == Some(salesai_core::transcript::Role::Customer)] { (lang.t().customer) }
                             }
-                            button type="submit" { (lang.pick("Save and analyse again", "儲存並重新分析")) }
+                            button type="submit" { (lang.t().save_and_analyse_again) }
                         }
                     }
                 }
@@ -726,7 +706,7 @@ pub async fn speakers(
         return Err(PageError::new(
             StatusCode::BAD_REQUEST,
             Some(lang),
-            lang.pick("Choose rep or customer.", "請選擇業務或客戶。"),
+            lang.t().choose_rep_or_customer,
         ));
     };
     match salesai_core::pipeline::correct_speaker(app.store.as_ref(), &c, &form.speaker, role).await
@@ -815,7 +795,7 @@ pub async fn show(
         }
         div.page-head.call-head {
             div {
-                p.crumbs { a href="/calls" { (lang.pick("Calls", "通話")) } " / " (c.case_number) }
+                p.crumbs { a href="/calls" { (lang.t().calls) } " / " (c.case_number) }
                 h1 { (customer(&c)) " " small.muted { (c.customer_number) } }
                 p.meta {
                     (status_pill(lang, c.status))
@@ -836,22 +816,22 @@ pub async fn show(
         }
         @if let Some(err) = &c.error {
             section.card.failure role="alert" {
-                h2 { (lang.pick("This call failed", "這通電話處理失敗")) }
+                h2 { (lang.t().this_call_failed) }
                 p { (salesai_core::pipeline::explain(lang.0, &err.code)) }
-                p.muted { code { (err.code) } " · " (lang.pick("stage", "階段")) " " (err.stage.as_str()) " · " (err.message) }
-                @if salesai_core::pipeline::retry_can_help(&err.code) { (action("retry", lang.pick("Retry", "重試"), "primary")) }
+                p.muted { code { (err.code) } " · " (lang.t().stage) " " (err.stage.as_str()) " · " (err.message) }
+                @if salesai_core::pipeline::retry_can_help(&err.code) { (action("retry", lang.t().retry, "primary")) }
             }
         }
         div.call-grid {
             div.call-main {
                 @if let (Some(a), Some(d)) = (&analysis, &derived) {
                     section.card #analysis {
-                        h2 { (lang.pick("What happened", "通話重點")) }
+                        h2 { (lang.t().what_happened) }
                         @if let Some(s) = &seller {
                             div.next-action {
-                                h3 { (lang.pick("Next action", "下一步")) " · " span.strategy { (strategy_label(lang, s.strategy)) } }
+                                h3 { (lang.t().next_action) " · " span.strategy { (strategy_label(lang, s.strategy)) } }
                                 p.lead { (s.next_action.action) }
-                                @if let Some(dl) = &s.next_action.deadline { p.muted { (lang.pick("When: ", "時間：")) (dl) } }
+                                @if let Some(dl) = &s.next_action.deadline { p.muted { (lang.t().when) (dl) } }
                                 @if let Some(script) = &s.next_action.script {
                                     p.script { "“" (script.trim().trim_matches(|c| matches!(c, '"' | '“' | '”' | '「' | '」'))) "”" }
                                 }
@@ -859,13 +839,13 @@ pub async fn show(
                         }
                         @if let Some(b) = &buyer {
                             @if b.pain.main_pain.is_some() || !b.pain.evidence.is_empty() {
-                                h3 { (lang.pick("The customer's pain", "客戶痛點")) }
+                                h3 { (lang.t().customer_s_pain) }
                                 @if let Some(p) = &b.pain.main_pain { p { (p) } }
-                                @if let Some(l) = &b.pain.quantified_loss { p.muted { (lang.pick("Loss: ", "損失：")) (l) } }
+                                @if let Some(l) = &b.pain.quantified_loss { p.muted { (lang.t().loss) (l) } }
                                 @for e in b.pain.evidence.iter().take(4) { (quote(&e.quote, e.start_ms)) }
                             }
                             @if !b.competitors.is_empty() {
-                                h3 { (lang.pick("Competitors", "競爭對手")) }
+                                h3 { (lang.t().competitors) }
                                 @for m in &b.competitors {
                                     div.competitor { strong { (m.name) } " · " span.muted { (m.attitude) } (quote(&m.quote, m.start_ms)) }
                                 }
@@ -874,59 +854,59 @@ pub async fn show(
                         div.charts {
                             figure {
                                 (chart::radar("PDCM", &[
-                                    (lang.pick("Pain", "痛點"), a.pain_score.value()),
-                                    (lang.pick("Decision", "決策"), a.decision_score.value()),
-                                    (lang.pick("Champion", "支持者"), a.champion_score.value()),
-                                    (lang.pick("Metrics", "量化"), a.metrics_score.value()),
+                                    (lang.t().pain, a.pain_score.value()),
+                                    (lang.t().decision, a.decision_score.value()),
+                                    (lang.t().champion, a.champion_score.value()),
+                                    (lang.t().metrics, a.metrics_score.value()),
                                 ]))
                                 figcaption { "PDCM" }
                             }
                             div {
                                 (chart::bars("PDCM", &[
-                                    (lang.pick("Pain", "痛點"), a.pain_score.value()),
-                                    (lang.pick("Decision", "決策"), a.decision_score.value()),
-                                    (lang.pick("Champion", "支持者"), a.champion_score.value()),
-                                    (lang.pick("Metrics", "量化"), a.metrics_score.value()),
+                                    (lang.t().pain, a.pain_score.value()),
+                                    (lang.t().decision, a.decision_score.value()),
+                                    (lang.t().champion, a.champion_score.value()),
+                                    (lang.t().metrics, a.metrics_score.value()),
                                 ]))
                                 @if let Some(s) = &seller {
                                     h4 { "SPIN" }
                                     (chart::bars("SPIN", &[
-                                        (lang.pick("Situation", "情境"), s.spin.situation.value()),
-                                        (lang.pick("Problem", "問題"), s.spin.problem.value()),
-                                        (lang.pick("Implication", "影響"), s.spin.implication.value()),
-                                        (lang.pick("Need-payoff", "需求效益"), s.spin.need_payoff.value()),
+                                        (lang.t().situation, s.spin.situation.value()),
+                                        (lang.t().problem, s.spin.problem.value()),
+                                        (lang.t().implication, s.spin.implication.value()),
+                                        (lang.t().need_payoff, s.spin.need_payoff.value()),
                                     ]))
                                 }
                             }
                         }
                         @if !d.risks.is_empty() {
-                            h3 { (lang.pick("Risks", "風險")) }
+                            h3 { (lang.t().risks) }
                             ul.risks { @for r in &d.risks { li class=(format!("sev-{:?}", r.severity).to_lowercase()) { (r.message) } } }
                         }
                     }
                     @if let Some(s) = &seller {
                         section.card {
-                            h2 { (lang.pick("Coaching", "教練建議")) }
+                            h2 { (lang.t().coaching) }
                             div.two {
-                                div { h3 { (lang.pick("Went well", "做得好")) }
-                                    @if s.strengths.is_empty() { p.muted { (lang.pick("Nothing stood out on this call.", "這通電話沒有特別突出的地方。")) } }
+                                div { h3 { (lang.t().went_well) }
+                                    @if s.strengths.is_empty() { p.muted { (lang.t().nothing_stood_out_on_this_call) } }
                                     @else { ul { @for x in &s.strengths { li { (x) } } } } }
-                                div { h3 { (lang.pick("To improve", "可改進")) }
-                                    @if s.improvements.is_empty() { p.muted { (lang.pick("Nothing to change.", "沒有需要改進的地方。")) } }
+                                div { h3 { (lang.t().to_improve) }
+                                    @if s.improvements.is_empty() { p.muted { (lang.t().nothing_to_change) } }
                                     @else { ul { @for x in &s.improvements { li { (x) } } } } }
                             }
                             @if let Some(co) = &coach {
                                 // The coach often restates the seller's improvements: only what it adds.
                                 @let added: Vec<&String> = co.coaching_notes.iter().filter(|n| !s.improvements.contains(n) && !s.strengths.contains(n)).collect();
                                 @if !added.is_empty() {
-                                    h3 { (lang.pick("Coach's notes", "教練筆記")) }
+                                    h3 { (lang.t().coach_s_notes) }
                                     ul.notes { @for n in added { li { (n) } } }
                                 }
                                 @if !co.objections.is_empty() {
-                                    h3 { (lang.pick("Objections", "異議")) }
+                                    h3 { (lang.t().objections) }
                                     @for o in &co.objections {
                                         div.objection {
-                                            span class=(if o.handled { "pill ok" } else { "pill warn" }) { (if o.handled { lang.pick("answered", "已回應") } else { lang.pick("not answered", "未回應") }) }
+                                            span class=(if o.handled { "pill ok" } else { "pill warn" }) { (if o.handled { lang.t().answered } else { lang.t().not_answered }) }
                                             (quote(&o.objection, o.start_ms))
                                         }
                                     }
@@ -939,52 +919,52 @@ pub async fn show(
                         @let generated = summary.as_ref().map(|s| s.meeting_notes_markdown.as_str()).unwrap_or_default();
                         @let shown = edited.as_ref().map(|e| e.markdown.as_str()).unwrap_or(generated);
                         section.card.notes-card #notes {
-                            h2 { (lang.pick("Meeting notes", "會議紀錄")) }
+                            h2 { (lang.t().meeting_notes) }
                             div.markdown { (super::markdown::render(shown)) }
                             @if let Some(e) = &edited {
                                 p.muted.edited {
-                                    (lang.pick("Edited by ", "編輯者："))
-                                    (e.edited_by_name.as_deref().unwrap_or(lang.pick("someone", "某位成員")))
+                                    (lang.t().edited_by)
+                                    (e.edited_by_name.as_deref().unwrap_or(lang.t().someone))
                                     " · " (when(e.edited_at, app.time_zone))
                                 }
                             }
                             details.edit-notes {
-                                summary { (lang.pick("Edit the notes", "編輯會議紀錄")) }
+                                summary { (lang.t().edit_notes) }
                                 form.stack method="post" action={ "/calls/" (c.id) "/notes" } {
                                     input type="hidden" name="csrf" value=(viewer.session.csrf_token);
-                                    label { (lang.pick("Markdown: # headings, - lists, **bold**. HTML is shown as text.", "Markdown 格式：# 標題、- 清單、**粗體**。HTML 會以文字顯示。"))
+                                    label { (lang.t().markdown_headings_lists_bold_html_is)
                                         textarea name="markdown" rows="14" maxlength="20000" { (shown) }
                                     }
                                     div.actions {
-                                        button.primary type="submit" name="action" value="save" { (lang.pick("Save the notes", "儲存會議紀錄")) }
+                                        button.primary type="submit" name="action" value="save" { (lang.t().save_notes) }
                                         @if edited.is_some() && summary.is_some() {
-                                            button type="submit" name="action" value="restore" { (lang.pick("Restore the generated notes", "還原為自動產生的紀錄")) }
+                                            button type="submit" name="action" value="restore" { (lang.t().restore_generated_notes) }
                                         }
                                     }
                                 }
                             }
                             @if let Some(sum) = &summary && !sum.follow_up_message.is_empty() {
-                                h3 { (lang.pick("Follow-up message", "追蹤訊息")) }
+                                h3 { (lang.t().follow_up_message) }
                                 p.script { (sum.follow_up_message) }
                             }
                         }
                     }
                     details.card {
-                        summary { h2 { (lang.pick("CRM fields and MEDDIC", "CRM 欄位與 MEDDIC")) } }
+                        summary { h2 { (lang.t().crm_fields_and_meddic) } }
                         dl.fields {
                             @if let Some(k) = &crm {
-                                dt { (lang.pick("Stage", "階段")) } dd { (k.stage) " (" (k.stage_confidence.value()) ")" }
-                                dt { (lang.pick("Budget", "預算")) } dd { (k.budget.as_deref().unwrap_or("—")) }
-                                dt { (lang.pick("Decision makers", "決策者")) } dd { (if k.decision_makers.is_empty() { "—".to_owned() } else { k.decision_makers.join(", ") }) }
-                                dt { (lang.pick("Timeline", "時程")) } dd { (k.timeline.as_deref().unwrap_or("—")) }
-                                dt { (lang.pick("Next steps", "後續步驟")) } dd { (if k.next_steps.is_empty() { "—".to_owned() } else { k.next_steps.join("; ") }) }
+                                dt { (lang.t().stage_2) } dd { (k.stage) " (" (k.stage_confidence.value()) ")" }
+                                dt { (lang.t().budget) } dd { (k.budget.as_deref().unwrap_or("—")) }
+                                dt { (lang.t().decision_makers) } dd { (if k.decision_makers.is_empty() { "—".to_owned() } else { k.decision_makers.join(", ") }) }
+                                dt { (lang.t().timeline) } dd { (k.timeline.as_deref().unwrap_or("—")) }
+                                dt { (lang.t().next_steps) } dd { (if k.next_steps.is_empty() { "—".to_owned() } else { k.next_steps.join("; ") }) }
                             }
                             @if let Some(x) = &context {
-                                dt { (lang.pick("Urgency", "急迫性")) } dd { (x.urgency.map(|u| format!("{u:?}")).unwrap_or_else(|| "—".into())) }
-                                dt { (lang.pick("Deadline", "期限")) } dd { (x.deadline.as_deref().unwrap_or("—")) }
+                                dt { (lang.t().urgency) } dd { (x.urgency.map(|u| format!("{u:?}")).unwrap_or_else(|| "—".into())) }
+                                dt { (lang.t().deadline) } dd { (x.deadline.as_deref().unwrap_or("—")) }
                             }
                             @if let Some(b) = &buyer {
-                                dt { (lang.pick("Deal probability", "成交機率")) } dd { (b.deal_probability.value()) "%" }
+                                dt { (lang.t().deal_probability) } dd { (b.deal_probability.value()) "%" }
                             }
                         }
                         h3 { "MEDDIC" }
@@ -999,9 +979,9 @@ pub async fn show(
                     }
                     @if viewer.principal.is_admin() {
                         details.card {
-                            summary { h2 { (lang.pick("How it was analysed", "分析方式")) } }
+                            summary { h2 { (lang.t().how_it_was_analysed) } }
                             table.agents {
-                                thead { tr { th { (lang.pick("Agent", "代理")) } th { (lang.pick("Engine", "引擎")) } th { (lang.pick("Model", "模型")) } th.num { (lang.pick("Tokens", "Token")) } th.num { (lang.pick("Time", "耗時")) } } }
+                                thead { tr { th { (lang.t().agent) } th { (lang.t().engine) } th { (lang.t().model) } th.num { (lang.t().tokens) } th.num { (lang.t().time) } } }
                                 tbody { @for r in &runs { tr {
                                     td { (r.agent) }
                                     td { (r.engine) @if let Some(f) = &r.fallback { br; small.muted { (f) } } }
@@ -1014,31 +994,31 @@ pub async fn show(
                     }
                 } @else if running {
                     section.card.progress {
-                        h2 { (lang.pick("Working on it", "處理中")) }
-                        p { (lang.pick("salesai is ", "salesai 正在")) (lang.status(c.status)) (lang.pick(". This page updates by itself.", "，此頁面會自動更新。")) }
+                        h2 { (lang.t().working_on_it) }
+                        p { (lang.t().salesai_is) (lang.status(c.status)) (lang.t().this_page_updates_by_itself) }
                     }
                 }
             }
             aside.call-side {
                 @if is_audio {
                     section.card.player-card #player {
-                        h2 { (lang.pick("Recording", "錄音")) }
+                        h2 { (lang.t().recording) }
                         audio #audio controls preload="metadata" src={ "/calls/" (c.id) "/audio" @if let Some(t) = sq.t { "#t=" (t) } } {
-                            a href={ "/calls/" (c.id) "/audio" } { (lang.pick("Download the recording", "下載錄音")) }
+                            a href={ "/calls/" (c.id) "/audio" } { (lang.t().download_recording) }
                         }
                     }
                 }
                 @if !transcript.is_empty() {
                     section.card.transcript-card {
-                        h2 { (lang.pick("Transcript", "逐字稿")) }
-                        @if estimated_times { p.muted { (lang.pick("Times are estimated: the uploaded text had none.", "時間為估計值：上傳的文字檔未含時間。")) } }
+                        h2 { (lang.t().transcript) }
+                        @if estimated_times { p.muted { (lang.t().times_are_estimated_uploaded_text_had) } }
                         ol.transcript #transcript { (transcript_lines(lang, &transcript, sq.t)) }
                     }
                 }
                 section.card {
-                    h2 { (lang.pick("Timeline", "處理歷程")) }
+                    h2 { (lang.t().timeline_2) }
                     ol.timeline {
-                        li { span { (lang.pick("Uploaded", "上傳")) } span.took {} time { (when(c.created_at, app.time_zone)) } }
+                        li { span { (lang.t().uploaded) } span.took {} time { (when(c.created_at, app.time_zone)) } }
                         @for (i, e) in events.iter().enumerate() {
                             li {
                                 span { (lang.status(e.status)) }
@@ -1053,13 +1033,13 @@ pub async fn show(
                     }
                 }
                 section.card {
-                    h2 { (lang.pick("Details", "詳細資料")) }
+                    h2 { (lang.t().details) }
                     dl.fields {
-                        dt { (lang.pick("Case", "案件")) } dd { (c.case_number) }
-                        dt { (lang.pick("Customer number", "客戶編號")) } dd { (c.customer_number) }
-                        dt { (lang.pick("Uploaded", "上傳時間")) } dd { (day(c.created_at, app.time_zone)) }
-                        @if let Some(name) = &c.media.file_name { dt { (lang.pick("File", "檔案")) } dd { (name) } }
-                        @if let Some(bytes) = c.media.bytes { dt { (lang.pick("Size", "大小")) } dd { (file_size(bytes)) } }
+                        dt { (lang.t().case) } dd { (c.case_number) }
+                        dt { (lang.t().customer_number) } dd { (c.customer_number) }
+                        dt { (lang.t().uploaded_2) } dd { (day(c.created_at, app.time_zone)) }
+                        @if let Some(name) = &c.media.file_name { dt { (lang.t().file) } dd { (name) } }
+                        @if let Some(bytes) = c.media.bytes { dt { (lang.t().size) } dd { (file_size(bytes)) } }
                         @if let Some(fields) = c.metadata.as_object() {
                             @for (k, v) in fields.iter().filter(|(k, _)| !INTERNAL_KEYS.contains(&k.as_str())) {
                                 @if let Some(text) = v.as_str().filter(|t| !t.is_empty()) {
@@ -1069,12 +1049,12 @@ pub async fn show(
                         }
                     }
                     div.actions {
-                        @if c.status == ConversationStatus::Completed { (action("reanalyze", lang.pick("Analyse again", "重新分析"), "")) }
+                        @if c.status == ConversationStatus::Completed { (action("reanalyze", lang.t().analyse_again, "")) }
                         @if viewer.principal.is_admin() {
                             details.danger {
-                                summary { (lang.pick("Delete…", "刪除…")) }
-                                p { (lang.pick("The call, its recording, transcript and analysis are deleted for good.", "通話、錄音、逐字稿與分析將永久刪除。")) }
-                                (action("delete", lang.pick("Yes, delete this call", "是，刪除這通電話"), "danger"))
+                                summary { (lang.t().delete) }
+                                p { (lang.t().call_its_recording_transcript_and_analysis) }
+                                (action("delete", lang.t().yes_delete_this_call, "danger"))
                             }
                         }
                     }
@@ -1172,10 +1152,7 @@ pub async fn audio(
         PageError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(lang),
-            lang.pick(
-                "The recording cannot be read from storage right now.",
-                "目前無法從儲存空間讀取錄音。",
-            ),
+            lang.t().recording_cannot_be_read_from_storage,
         )
     };
     let size = app
@@ -1305,10 +1282,7 @@ pub async fn notes(
                 return Err(PageError::new(
                     StatusCode::BAD_REQUEST,
                     Some(lang),
-                    lang.pick(
-                        "The notes are empty. Write something, or restore the generated notes.",
-                        "會議紀錄是空的。請填寫內容，或還原為自動產生的紀錄。",
-                    ),
+                    lang.t().notes_are_empty_write_something_or,
                 ));
             }
             match app
@@ -1332,7 +1306,7 @@ pub async fn notes(
             return Err(PageError::new(
                 StatusCode::BAD_REQUEST,
                 Some(lang),
-                lang.pick("Choose save or restore.", "請選擇儲存或還原。"),
+                lang.t().choose_save_or_restore,
             ));
         }
     }
@@ -1368,15 +1342,9 @@ pub async fn delete(
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;
     let lang = viewer.lang;
-    viewer.require(&[Role::Admin]).map_err(|_| {
-        PageError::forbidden(
-            lang,
-            lang.pick(
-                "Only an admin can delete a call.",
-                "只有管理員可以刪除通話。",
-            ),
-        )
-    })?;
+    viewer
+        .require(&[Role::Admin])
+        .map_err(|_| PageError::forbidden(lang, lang.t().only_admin_can_delete_call))?;
     let c = reachable(&app, &viewer, &id).await?;
     crate::routes::conversations::delete_with_upload(&app, &c)
         .await

@@ -32,10 +32,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
                 PageError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     Some(lang),
-                    lang.pick(
-                        "This form is too large to send. Shorten what you wrote.",
-                        "表單內容過長，請縮短後再送出。",
-                    ),
+                    lang.t().this_form_is_too_large_to,
                 )
             })?;
         if let Err(field) = check(&bytes) {
@@ -43,10 +40,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
                 StatusCode::BAD_REQUEST,
                 Some(lang),
                 &lang
-                    .pick(
-                        "The field {field} holds characters that are not text (a control character, or bytes that are not UTF-8). Remove them and send again.",
-                        "欄位 {field} 含有非文字的字元（控制字元或非 UTF-8 的位元組），請移除後再送出。",
-                    )
+                    .t()
+                    .field_field_holds_characters_that_are
                     .replace("{field}", &field),
             ));
         }
@@ -56,10 +51,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
             Err(rejection) => Err(PageError::new(
                 rejection.status(),
                 Some(lang),
-                lang.pick(
-                    "This form could not be read. Reload the page and try again.",
-                    "無法讀取這個表單，請重新整理頁面後再試。",
-                ),
+                lang.t().this_form_could_not_be_read,
             )),
         }
     }

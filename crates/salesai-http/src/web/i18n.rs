@@ -1,12 +1,15 @@
 //! The page language: the person's choice (a cookie set by the language switch), else the
 //! browser's `Accept-Language`, else Traditional Chinese (the team's language). Every text on a
-//! page is written as an English/Chinese pair at its place (`lang.pick(en, zh)`), so no page can
-//! ship with a text in one language only.
+//! page comes from the message catalogue (`lang.t().key`, `salesai_core::i18n`), whose build
+//! fails when a language lacks a text; values are shown by their label (`Label`), never their
+//! wire name.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use salesai_core::domain::ConversationStatus;
+use salesai_core::analysis::derive::Qualification;
+use salesai_core::domain::{ConversationStatus, ConversationType};
+use salesai_core::i18n::Label;
 use salesai_core::language::Language;
 
 /// The cookie that keeps the chosen language.
@@ -65,9 +68,9 @@ pub fn of_request(headers: &axum::http::HeaderMap) -> Language {
 }
 
 impl Lang {
-    /// The English or the Chinese text.
-    pub fn pick<'a>(self, en: &'a str, zh: &'a str) -> &'a str {
-        self.0.pick(en, zh)
+    /// The page's texts, from the message catalogue (`salesai_core::i18n`).
+    pub fn t(self) -> &'static salesai_core::i18n::Messages {
+        self.0.t()
     }
 
     /// The `lang` attribute of the page.
@@ -75,55 +78,24 @@ impl Lang {
         self.0.code()
     }
 
-    /// A conversation status for people.
+    /// A conversation status's label.
     pub fn status(self, status: ConversationStatus) -> &'static str {
-        let (en, zh) = match status {
-            ConversationStatus::Pending => ("Queued", "排隊中"),
-            ConversationStatus::Preparing => ("Preparing audio", "處理音檔中"),
-            ConversationStatus::Transcribing => ("Transcribing", "轉錄中"),
-            ConversationStatus::Analyzing => ("Analyzing", "分析中"),
-            ConversationStatus::Completed => ("Done", "完成"),
-            ConversationStatus::Failed => ("Failed", "失敗"),
-        };
-        self.0.pick(en, zh)
+        status.label(self.t())
     }
 
-    /// A qualification band as stored (`strong`, `medium`, `weak`, `atrisk`) for people.
+    /// A qualification band's label, from its stored name (`—` when there is none).
     pub fn qualification(self, band: &str) -> &'static str {
-        let (en, zh) = match band {
-            "strong" => ("Strong", "強"),
-            "medium" => ("Medium", "中"),
-            "weak" => ("Weak", "弱"),
-            "atrisk" | "at_risk" => ("At risk", "高風險"),
-            _ => ("—", "—"),
-        };
-        self.0.pick(en, zh)
+        Qualification::parse(band).map_or("—", |q| q.label(self.t()))
     }
 
-    /// A kind of call for people.
+    /// A kind of call's label, from its stored name.
     pub fn call_type(self, kind: &str) -> &'static str {
-        let (en, zh) = match kind {
-            "discovery_call" => ("Discovery", "初次探詢"),
-            "demo" => ("Demo", "產品展示"),
-            "follow_up" => ("Follow-up", "追蹤"),
-            "negotiation" => ("Negotiation", "議價"),
-            "closing" => ("Closing", "成交"),
-            "support" => ("Support", "售後支援"),
-            _ => ("Call", "通話"),
-        };
-        self.0.pick(en, zh)
+        ConversationType::parse(kind).map_or(self.t().call_type_other, |k| k.label(self.t()))
     }
 
-    /// A role for people.
+    /// A role's label.
     pub fn role(self, role: salesai_core::domain::Role) -> &'static str {
-        use salesai_core::domain::Role;
-        let (en, zh) = match role {
-            Role::Admin => ("Admin", "管理員"),
-            Role::Manager => ("Manager", "主管"),
-            Role::Service => ("Service", "服務帳號"),
-            Role::Rep => ("Rep", "業務"),
-        };
-        self.0.pick(en, zh)
+        role.label(self.t())
     }
 }
 

@@ -64,16 +64,16 @@ pub fn page(viewer: &Viewer, nav: Nav, here: &str, title: &str, body: Markup) ->
             html lang=(lang.code()) {
                 (head(lang, title))
                 body {
-                    a.skip href="#main" { (lang.pick("Skip to content", "跳到主要內容")) }
+                    a.skip href="#main" { (lang.t().skip_to_content) }
                     header.topbar {
                         a.brand href="/" { span.logo aria-hidden="true" { "◆" } " salesai" }
-                        nav.mainnav aria-label=(lang.pick("Main", "主選單")) {
-                            (item(Nav::Home, "/", lang.pick("Home", "首頁")))
-                            (item(Nav::Calls, "/calls", lang.pick("Calls", "通話")))
-                            (item(Nav::Upload, "/upload", lang.pick("Upload", "上傳")))
+                        nav.mainnav aria-label=(lang.t().main) {
+                            (item(Nav::Home, "/", lang.t().home))
+                            (item(Nav::Calls, "/calls", lang.t().calls))
+                            (item(Nav::Upload, "/upload", lang.t().upload))
                             @if viewer.principal.is_admin() {
-                                (item(Nav::People, "/people", lang.pick("People", "成員")))
-                                (item(Nav::Ops, "/ops", lang.pick("Operations", "維運")))
+                                (item(Nav::People, "/people", lang.t().people))
+                                (item(Nav::Ops, "/ops", lang.t().operations))
                             }
                         }
                         div.who {
@@ -83,7 +83,7 @@ pub fn page(viewer: &Viewer, nav: Nav, here: &str, title: &str, body: Markup) ->
                             (switch(lang, here))
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(viewer.session.csrf_token);
-                                button.link type="submit" { (lang.pick("Sign out", "登出")) }
+                                button.link type="submit" { (lang.t().sign_out) }
                             }
                         }
                     }

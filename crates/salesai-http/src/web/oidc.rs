@@ -160,51 +160,43 @@ impl Failure {
     }
 
     fn page(self, lang: Lang) -> PageError {
-        let (status, en, zh) = match self {
+        let (status, text) = match self {
             // salesai's own failure: the usual page for it (503 while the database is away).
             Failure::Store(e) => return e.into(),
             Failure::Provider(_) => (
                 StatusCode::BAD_GATEWAY,
-                "The sign-in provider did not answer properly. Try again in a minute, or ask an admin for a one-time sign-in link.",
-                "登入服務沒有正確回應。請稍後再試，或向管理員索取一次性登入連結。",
+                lang.t().signin_the_sign_in_provider_did,
             ),
             Failure::Invalid(_) => (
                 StatusCode::BAD_REQUEST,
-                "This sign-in could not be verified (it may have expired or been opened twice). Start again from the sign-in page.",
-                "無法驗證這次登入（可能已逾時或被開啟兩次）。請從登入頁重新開始。",
+                lang.t().signin_this_sign_in_could_not,
             ),
             Failure::Cancelled => (
                 StatusCode::FORBIDDEN,
-                "Sign-in was cancelled at the provider. Start again from the sign-in page.",
-                "您在登入服務取消了登入。請從登入頁重新開始。",
+                lang.t().signin_sign_in_was_cancelled_at,
             ),
             Failure::NotAllowed(_) => (
                 StatusCode::FORBIDDEN,
-                "You signed in, but salesai does not know this account. Ask an admin to invite your work e-mail.",
-                "登入成功，但 salesai 沒有這個帳號。請管理員邀請您的公司 Email。",
+                lang.t().signin_you_signed_in_but_salesai,
             ),
             Failure::Deactivated => (
                 StatusCode::FORBIDDEN,
-                "This account has been deactivated. Ask an admin if you need access again.",
-                "此帳號已停用。如需存取權限，請洽管理員。",
+                lang.t().signin_this_account_has_been_deactivated,
             ),
             Failure::Unverified => (
                 StatusCode::FORBIDDEN,
-                "Your sign-in provider did not confirm that this e-mail address is yours, so salesai cannot tell who you are. Verify the address with your provider, or ask an admin for a one-time sign-in link.",
-                "您的登入服務沒有確認這個 Email 屬於您，salesai 無法辨識您的身分。請先在登入服務驗證 Email，或向管理員索取一次性登入連結。",
+                lang.t().signin_your_sign_in_provider_did,
             ),
             Failure::OtherTenant(_) => (
                 StatusCode::FORBIDDEN,
-                "This account belongs to another organisation (company domain or Slack workspace) than the one this salesai serves. Sign in with your work account.",
-                "此帳號屬於其他組織（公司網域或 Slack 工作區），不是這個 salesai 服務的組織。請使用公司帳號登入。",
+                lang.t().signin_this_account_belongs_to_another,
             ),
             Failure::OtherAccount => (
                 StatusCode::FORBIDDEN,
-                "The person with this e-mail already signs in with another account at this provider. Use that account, or ask an admin.",
-                "使用此 Email 的人已綁定此登入服務的另一個帳號。請使用該帳號登入，或洽管理員。",
+                lang.t().signin_the_person_with_this_e,
             ),
         };
-        PageError::new(status, Some(lang), lang.pick(en, zh))
+        PageError::new(status, Some(lang), text)
     }
 }
 

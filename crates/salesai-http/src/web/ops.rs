@@ -24,15 +24,9 @@ const DEAD_SHOWN: u32 = 50;
 
 fn admins_only(viewer: &Viewer) -> Result<(), PageError> {
     let lang = viewer.lang;
-    viewer.require(&[Role::Admin]).map_err(|_| {
-        PageError::forbidden(
-            lang,
-            lang.pick(
-                "Only an admin runs operations.",
-                "只有管理員可以執行維運操作。",
-            ),
-        )
-    })
+    viewer
+        .require(&[Role::Admin])
+        .map_err(|_| PageError::forbidden(lang, lang.t().only_admin_runs_operations))
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,20 +65,16 @@ pub async fn show(
     let tz = app.time_zone;
     let body = html! {
         div.page-head {
-            h1 { (lang.pick("Operations", "維運")) }
-            p.muted { (lang.pick(
-                "What salesai doctor and salesai queue show, with the same actions.",
-                "與 salesai doctor、salesai queue 相同的資訊與操作。"))
-                " " a href="/api" { (lang.pick("API reference", "API 參考")) } }
+            h1 { (lang.t().operations) }
+            p.muted { (lang.t().what_salesai_doctor_and_salesai_queue)
+                " " a href="/api" { (lang.t().api_reference) } }
         }
         @if let Some(done) = &q.done { (notice(lang, done)) }
         section.card {
-            h2 { (lang.pick("Health", "健康檢查")) }
+            h2 { (lang.t().health) }
             @match &findings {
-                None => p.muted { (lang.pick(
-                    "The doctor does not run in this process; use salesai doctor.",
-                    "此程序未提供健康檢查；請執行 salesai doctor。")) },
-                Some(f) if f.is_empty() => p.all-clear { "✓ " (lang.pick("All clear: nothing needs attention.", "一切正常，沒有需要處理的事項。")) },
+                None => p.muted { (lang.t().doctor_does_not_run_in_this) },
+                Some(f) if f.is_empty() => p.all-clear { "✓ " (lang.t().all_clear_nothing_needs_attention) },
                 Some(f) => ul.findings {
                     @for finding in f {
                         li {
@@ -92,21 +82,21 @@ pub async fn show(
                             " " span.muted { (area(lang.0, &finding.area)) }
                             div.finding-title { strong { (finding.title_in(lang.0)) } }
                             @if !finding.evidence.is_empty() { div.sub { (finding.evidence_in(lang.0)) } }
-                            div.finding-action { (lang.pick("Do: ", "處理：")) code { (finding.action_in(lang.0).replace('`', "")) } }
+                            div.finding-action { (lang.t().do_) code { (finding.action_in(lang.0).replace('`', "")) } }
                         }
                     }
                 },
             }
         }
         section.card {
-            h2 { (lang.pick("Queues", "佇列")) }
+            h2 { (lang.t().queues) }
             table.ops {
                 thead { tr {
-                    th { (lang.pick("Queue", "佇列")) }
-                    th.num { (lang.pick("Waiting", "等待中")) }
-                    th.num { (lang.pick("Running", "執行中")) }
-                    th.num { (lang.pick("Dead", "失敗")) }
-                    th.num { (lang.pick("Oldest wait", "最久等待")) }
+                    th { (lang.t().queue) }
+                    th.num { (lang.t().waiting) }
+                    th.num { (lang.t().running) }
+                    th.num { (lang.t().dead) }
+                    th.num { (lang.t().oldest_wait) }
                     th {}
                 } }
                 tbody {
@@ -115,24 +105,24 @@ pub async fn show(
                         @let paused = settings.iter().find(|s| &s.name == name).is_some_and(|s| s.paused);
                         @let depth = |s: &str| row.and_then(|r| r.depth.get(s).copied()).unwrap_or(0);
                         tr {
-                            td.main data-label=(lang.pick("Queue", "佇列")) {
+                            td.main data-label=(lang.t().queue) {
                                 strong { (name) }
-                                @if paused { " " span.pill.warn { (lang.pick("paused", "已暫停")) } }
+                                @if paused { " " span.pill.warn { (lang.t().paused) } }
                                 @if let Some(r) = row && r.expired_leases > 0 {
-                                    " " span.pill.warn { (r.expired_leases) (lang.pick(" expired leases", " 個租約逾時")) }
+                                    " " span.pill.warn { (r.expired_leases) (lang.t().expired_leases) }
                                 }
                             }
-                            td.num data-label=(lang.pick("Waiting", "等待中")) { (depth("queued")) }
-                            td.num data-label=(lang.pick("Running", "執行中")) { (depth("running")) }
-                            td.num data-label=(lang.pick("Dead", "失敗")) { (depth("dead")) }
-                            td.num data-label=(lang.pick("Oldest wait", "最久等待")) { (duration(row.map(|r| r.oldest_waiting_secs).unwrap_or(0))) }
+                            td.num data-label=(lang.t().waiting) { (depth("queued")) }
+                            td.num data-label=(lang.t().running) { (depth("running")) }
+                            td.num data-label=(lang.t().dead) { (depth("dead")) }
+                            td.num data-label=(lang.t().oldest_wait) { (duration(row.map(|r| r.oldest_waiting_secs).unwrap_or(0))) }
                             td {
                                 form.inline method="post" action={ "/ops/queues/" (name) (if paused { "/resume" } else { "/pause" }) } {
                                     input type="hidden" name="csrf" value=(csrf);
                                     @if paused {
-                                        button.primary type="submit" { (lang.pick("Resume", "恢復")) }
+                                        button.primary type="submit" { (lang.t().resume) }
                                     } @else {
-                                        button type="submit" { (lang.pick("Pause", "暫停")) }
+                                        button type="submit" { (lang.t().pause) }
                                     }
                                 }
                             }
@@ -142,44 +132,44 @@ pub async fn show(
             }
             @if let Some(w) = stats.windows.iter().find(|w| w.window == "1h") {
                 p.muted {
-                    (lang.pick("Last hour: ", "過去一小時："))
-                    (w.completed) (lang.pick(" completed", " 完成"))
+                    (lang.t().last_hour)
+                    (w.completed) (lang.t().completed)
                     @for (code, n) in &w.failures_by_code { " · " code { (code) } " × " (n) }
                 }
             }
         }
         section.card #dead {
-            h2 { (lang.pick("Dead letters", "失敗的工作")) " " span.muted { "(" (dead.len()) @if dead.len() as u32 == DEAD_SHOWN { "+" } ")" } }
+            h2 { (lang.t().dead_letters) " " span.muted { "(" (dead.len()) @if dead.len() as u32 == DEAD_SHOWN { "+" } ")" } }
             @if dead.is_empty() {
-                p.muted { (lang.pick("No dead jobs.", "沒有失敗的工作。")) }
+                p.muted { (lang.t().no_dead_jobs) }
             } @else {
                 table.ops.dead {
                     thead { tr {
-                        th { (lang.pick("Job", "工作")) }
-                        th { (lang.pick("Error", "錯誤")) }
-                        th.num { (lang.pick("Attempts", "嘗試")) }
-                        th { (lang.pick("When", "時間")) }
+                        th { (lang.t().job) }
+                        th { (lang.t().error) }
+                        th.num { (lang.t().attempts) }
+                        th { (lang.t().when_2) }
                         th {}
                     } }
                     tbody {
                         @for job in &dead {
                             tr {
-                                td.main data-label=(lang.pick("Job", "工作")) {
+                                td.main data-label=(lang.t().job) {
                                     strong { "#" (job.id) " " (job.kind) }
                                     div.sub { (job.queue)
-                                        @if let Some(c) = &job.conversation_id { " · " a href={ "/calls/" (c) } { (lang.pick("the call", "該通話")) } }
+                                        @if let Some(c) = &job.conversation_id { " · " a href={ "/calls/" (c) } { (lang.t().call) } }
                                     }
                                 }
-                                td data-label=(lang.pick("Error", "錯誤")) {
+                                td data-label=(lang.t().error) {
                                     @if let Some(code) = &job.last_error_code { code { (code) } }
                                     @if let Some(msg) = &job.last_error_message { div.sub { (clip(msg, 240)) } }
                                 }
-                                td.num data-label=(lang.pick("Attempts", "嘗試")) { (job.attempts) "/" (job.max_attempts) }
-                                td data-label=(lang.pick("When", "時間")) { (when(job.updated_at, tz)) }
+                                td.num data-label=(lang.t().attempts) { (job.attempts) "/" (job.max_attempts) }
+                                td data-label=(lang.t().when_2) { (when(job.updated_at, tz)) }
                                 td {
                                     form.inline method="post" action={ "/ops/jobs/" (job.id) "/retry" } {
                                         input type="hidden" name="csrf" value=(csrf);
-                                        button type="submit" { (lang.pick("Retry", "重試")) }
+                                        button type="submit" { (lang.t().retry) }
                                     }
                                 }
                             }
@@ -189,43 +179,34 @@ pub async fn show(
             }
         }
         section.card {
-            h2 { (lang.pick("Retry or purge many", "批次重試或清除")) }
-            p.muted { (lang.pick(
-                "Choose at least one filter. You will see what would change before anything does.",
-                "請至少選擇一個條件。實際變更前會先顯示將受影響的工作。")) }
+            h2 { (lang.t().retry_or_purge_many) }
+            p.muted { (lang.t().choose_at_least_one_filter_you) }
             form.stack.bulk method="post" action="/ops/jobs" {
                 input type="hidden" name="csrf" value=(csrf);
                 div.filters {
-                    label { (lang.pick("Queue", "佇列"))
+                    label { (lang.t().queue)
                         select name="queue" {
-                            option value="" { (lang.pick("any", "全部")) }
+                            option value="" { (lang.t().any_2) }
                             @for name in &queues { option value=(name) { (name) } }
                         }
                     }
-                    label { (lang.pick("Status", "狀態"))
+                    label { (lang.t().status)
                         select name="status" {
-                            option value="" { (lang.pick("any", "全部")) }
+                            option value="" { (lang.t().any_2) }
                             @for s in ["dead", "completed", "queued"] { option value=(s) { (s) } }
                         }
                     }
-                    label { (lang.pick("Kind", "種類")) input name="kind" maxlength="100" placeholder="conversation.analyze"; }
-                    label { (lang.pick("Unchanged for (hours)", "多久未變動（小時）")) input type="number" name="older_than_hours" min="0" max="87600"; }
+                    label { (lang.t().kind) input name="kind" maxlength="100" placeholder="conversation.analyze"; }
+                    label { (lang.t().unchanged_for_hours) input type="number" name="older_than_hours" min="0" max="87600"; }
                 }
                 div.actions {
-                    button type="submit" name="action" value="retry" { (lang.pick("Retry dead jobs…", "重試失敗的工作…")) }
-                    button.danger type="submit" name="action" value="purge" { (lang.pick("Purge…", "清除…")) }
+                    button type="submit" name="action" value="retry" { (lang.t().retry_dead_jobs) }
+                    button.danger type="submit" name="action" value="purge" { (lang.t().purge) }
                 }
             }
         }
     };
-    Ok(page(
-        &viewer,
-        Nav::Ops,
-        "/ops",
-        lang.pick("Operations", "維運"),
-        body,
-    )
-    .into_response())
+    Ok(page(&viewer, Nav::Ops, "/ops", lang.t().operations, body).into_response())
 }
 
 fn severity(s: Severity) -> &'static str {
@@ -256,13 +237,10 @@ fn clip(text: &str, max: usize) -> String {
 fn notice(lang: Lang, done: &str) -> Markup {
     let (what, n) = done.split_once(':').unwrap_or((done, ""));
     let text = match what {
-        "paused" => format!("{}{n}", lang.pick("Paused ", "已暫停 ")),
-        "resumed" => format!("{}{n}", lang.pick("Resumed ", "已恢復 ")),
-        "retried" => format!(
-            "{}{n}",
-            lang.pick("Jobs queued again: ", "已重新排入的工作：")
-        ),
-        "purged" => format!("{}{n}", lang.pick("Jobs deleted: ", "已刪除的工作：")),
+        "paused" => format!("{}{n}", lang.t().paused_2),
+        "resumed" => format!("{}{n}", lang.t().resumed),
+        "retried" => format!("{}{n}", lang.t().jobs_queued_again),
+        "purged" => format!("{}{n}", lang.t().jobs_deleted),
         _ => return html! {},
     };
     html! { section.card.notice role="status" { p { (text) } } }
@@ -319,10 +297,7 @@ pub async fn retry_one(
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
             Some(lang),
-            lang.pick(
-                "No such dead job: only dead jobs can be retried (it may have been retried already).",
-                "找不到此失敗工作：只有失敗的工作可以重試（可能已被重試）。",
-            ),
+            lang.t().no_such_dead_job_only_dead,
         ));
     }
     tracing::info!(event = "queue.retried", count = 1, by = %viewer.principal.name, "dead job retried");
@@ -362,10 +337,7 @@ impl BulkForm {
                         PageError::new(
                             StatusCode::BAD_REQUEST,
                             Some(lang),
-                            lang.pick(
-                                "Hours must be a whole number up to 87600 (ten years).",
-                                "小時數必須是 0 到 87600（十年）之間的整數。",
-                            ),
+                            lang.t().hours_must_be_whole_number_up,
                         )
                     })?
                     * 3600,
@@ -401,7 +373,7 @@ pub async fn bulk(
             return Err(PageError::new(
                 StatusCode::BAD_REQUEST,
                 Some(lang),
-                lang.pick("Choose retry or purge.", "請選擇重試或清除。"),
+                lang.t().choose_retry_or_purge,
             ));
         }
     };
@@ -409,10 +381,7 @@ pub async fn bulk(
         return Err(PageError::new(
             StatusCode::BAD_REQUEST,
             Some(lang),
-            lang.pick(
-                "Choose at least one of queue, status, kind or age: an empty filter would touch every job.",
-                "請至少選擇佇列、狀態、種類或時間其中一項：空白條件會影響所有工作。",
-            ),
+            lang.t().choose_at_least_one_of_queue,
         ));
     }
     if !purge {
@@ -443,9 +412,9 @@ pub async fn bulk(
     };
     let csrf = &viewer.session.csrf_token;
     let title = if purge {
-        lang.pick("Purge jobs?", "清除工作？")
+        lang.t().purge_jobs
     } else {
-        lang.pick("Retry dead jobs?", "重試失敗的工作？")
+        lang.t().retry_dead_jobs_2
     };
     let preview: Vec<String> = affected
         .iter()
@@ -456,13 +425,13 @@ pub async fn bulk(
         div.page-head { h1 { (title) } }
         section.card {
             @if affected.is_empty() {
-                p { (lang.pick("No job matches: nothing would change.", "沒有符合條件的工作，不會有任何變更。")) }
-                p { a.button href="/ops" { (lang.pick("Back to operations", "回到維運")) } }
+                p { (lang.t().no_job_matches_nothing_would_change) }
+                p { a.button href="/ops" { (lang.t().back_to_operations) } }
             } @else {
                 p {
                     strong { (affected.len()) }
-                    @if purge { (lang.pick(" job(s) would be deleted for good: ", " 個工作將被永久刪除：")) }
-                    @else { (lang.pick(" dead job(s) would be queued again with fresh attempts: ", " 個失敗工作將重新排入並重新計算嘗試次數：")) }
+                    @if purge { (lang.t().job_s_would_be_deleted_for) }
+                    @else { (lang.t().dead_job_s_would_be_queued) }
                     (preview.join(", ")) @if affected.len() > 20 { " …" }
                 }
                 form method="post" action="/ops/jobs" {
@@ -475,11 +444,11 @@ pub async fn bulk(
                     input type="hidden" name="confirm" value="yes";
                     div.actions {
                         @if purge {
-                            button.danger type="submit" { (lang.pick("Delete them", "確定刪除")) }
+                            button.danger type="submit" { (lang.t().delete_them) }
                         } @else {
-                            button.primary type="submit" { (lang.pick("Retry them", "確定重試")) }
+                            button.primary type="submit" { (lang.t().retry_them) }
                         }
-                        a href="/ops" { (lang.pick("Cancel", "取消")) }
+                        a href="/ops" { (lang.t().cancel) }
                     }
                 }
             }
@@ -490,16 +459,17 @@ pub async fn bulk(
 
 /// A doctor finding's area in the page's language (a provider's name stays as it is).
 fn area(lang: salesai_core::language::Language, area: &str) -> String {
-    let zh = match area {
-        "database" => "資料庫",
-        "queue" => "佇列",
-        "processing" => "處理",
-        "storage" => "檔案儲存",
-        "providers" => "供應商",
-        "configuration" => "設定",
-        "security" => "安全",
-        "backups" => "備份",
+    let m = lang.t();
+    match area {
+        "database" => m.area_database,
+        "queue" => m.area_queue,
+        "processing" => m.area_processing,
+        "storage" => m.area_storage,
+        "providers" => m.area_providers,
+        "configuration" => m.area_configuration,
+        "security" => m.area_security,
+        "backups" => m.area_backups,
         other => other,
-    };
-    lang.pick(area, zh).to_owned()
+    }
+    .to_owned()
 }

@@ -19,12 +19,9 @@ use crate::auth::Authorize;
 
 fn admins_only(viewer: &Viewer) -> Result<(), PageError> {
     let lang = viewer.lang;
-    viewer.require(&[Role::Admin]).map_err(|_| {
-        PageError::forbidden(
-            lang,
-            lang.pick("Only an admin manages people.", "只有管理員可以管理成員。"),
-        )
-    })
+    viewer
+        .require(&[Role::Admin])
+        .map_err(|_| PageError::forbidden(lang, lang.t().only_admin_manages_people))
 }
 
 fn role_options(lang: Lang, current: Role) -> maud::Markup {
@@ -44,60 +41,60 @@ async fn render(
     let people = app.store.people().await?;
     let csrf = &viewer.session.csrf_token;
     let body = html! {
-        div.page-head { h1 { (lang.pick("People", "成員")) } }
+        div.page-head { h1 { (lang.t().people) } }
         @if let Some(n) = notice { (n) }
         section.card {
-            h2 { (lang.pick("Invite someone", "邀請成員")) }
+            h2 { (lang.t().invite_someone) }
             form.invite method="post" action="/people" {
                 input type="hidden" name="csrf" value=(csrf);
-                label { (lang.pick("E-mail", "Email")) input type="email" name="email" required maxlength="254"; }
-                label { (lang.pick("Name", "姓名")) input name="name" maxlength="200"; }
-                label { (lang.pick("Role", "角色")) select name="role" { (role_options(lang, Role::Rep)) } }
-                label { (lang.pick("Team", "團隊")) input name="team" maxlength="64"; }
-                button.primary type="submit" { (lang.pick("Create a sign-in link", "產生登入連結")) }
+                label { (lang.t().e_mail) input type="email" name="email" required maxlength="254"; }
+                label { (lang.t().name) input name="name" maxlength="200"; }
+                label { (lang.t().role) select name="role" { (role_options(lang, Role::Rep)) } }
+                label { (lang.t().team) input name="team" maxlength="64"; }
+                button.primary type="submit" { (lang.t().create_sign_in_link) }
             }
         }
         section.card {
             table.people {
                 thead { tr {
-                    th { (lang.pick("Person", "成員")) }
-                    th { (lang.pick("Role", "角色")) }
-                    th { (lang.pick("Team", "團隊")) }
-                    th { (lang.pick("Manages", "管理團隊")) }
-                    th { (lang.pick("Since", "加入")) }
+                    th { (lang.t().person) }
+                    th { (lang.t().role) }
+                    th { (lang.t().team) }
+                    th { (lang.t().manages) }
+                    th { (lang.t().since) }
                     th {}
                 } }
                 tbody {
                     @for p in &people {
                         @let form_id = format!("p-{}", p.user.id);
                         tr.inactive[!p.active] {
-                            td.main data-label=(lang.pick("Person", "成員")) {
+                            td.main data-label=(lang.t().person) {
                                 strong { (p.user.display_name) }
                                 @if let Some(e) = &p.user.email { div.sub { (e) } }
-                                @if !p.active { span.pill.status-failed { (lang.pick("deactivated", "已停用")) } }
+                                @if !p.active { span.pill.status-failed { (lang.t().deactivated) } }
                             }
-                            td data-label=(lang.pick("Role", "角色")) {
-                                select name="role" form=(form_id) aria-label=(lang.pick("Role", "角色")) { (role_options(lang, p.user.role)) }
+                            td data-label=(lang.t().role) {
+                                select name="role" form=(form_id) aria-label=(lang.t().role) { (role_options(lang, p.user.role)) }
                             }
-                            td data-label=(lang.pick("Team", "團隊")) {
-                                input name="team" form=(form_id) value=[p.team.as_deref()] maxlength="64" aria-label=(lang.pick("Team", "團隊"));
+                            td data-label=(lang.t().team) {
+                                input name="team" form=(form_id) value=[p.team.as_deref()] maxlength="64" aria-label=(lang.t().team);
                             }
-                            td data-label=(lang.pick("Manages", "管理團隊")) {
+                            td data-label=(lang.t().manages) {
                                 input name="manages" form=(form_id) value=(p.manages.join(", ")) maxlength="300"
-                                    placeholder=(lang.pick("teams, comma-separated", "團隊，以逗號分隔")) aria-label=(lang.pick("Manages", "管理團隊"));
+                                    placeholder=(lang.t().teams_comma_separated) aria-label=(lang.t().manages);
                             }
-                            td data-label=(lang.pick("Since", "加入")) { (day(p.created_at, app.time_zone)) }
+                            td data-label=(lang.t().since) { (day(p.created_at, app.time_zone)) }
                             td.row-actions {
                                 form #(form_id) method="post" action={ "/people/" (p.user.id) } {
                                     input type="hidden" name="csrf" value=(csrf);
-                                    button type="submit" name="do" value="save" { (lang.pick("Save", "儲存")) }
+                                    button type="submit" name="do" value="save" { (lang.t().save) }
                                     @if p.active {
-                                        button type="submit" name="do" value="link" { (lang.pick("Sign-in link", "登入連結")) }
+                                        button type="submit" name="do" value="link" { (lang.t().sign_in_link) }
                                         @if p.user.id != viewer.session.person.user.id {
-                                            button.danger type="submit" name="do" value="deactivate" { (lang.pick("Deactivate", "停用")) }
+                                            button.danger type="submit" name="do" value="deactivate" { (lang.t().deactivate) }
                                         }
                                     } @else {
-                                        button type="submit" name="do" value="activate" { (lang.pick("Reactivate", "重新啟用")) }
+                                        button type="submit" name="do" value="activate" { (lang.t().reactivate) }
                                     }
                                 }
                             }
@@ -107,14 +104,7 @@ async fn render(
             }
         }
     };
-    Ok(page(
-        viewer,
-        Nav::People,
-        "/people",
-        lang.pick("People", "成員"),
-        body,
-    )
-    .into_response())
+    Ok(page(viewer, Nav::People, "/people", lang.t().people, body).into_response())
 }
 
 /// `GET /people`.
@@ -127,9 +117,9 @@ fn link_notice(app: &App, headers: &HeaderMap, lang: Lang, who: &str, path: &str
     let link = app.link(path, &super::origin(headers));
     html! {
         section.card.notice role="status" {
-            h2 { (lang.pick("Sign-in link for ", "登入連結：")) (who) }
-            p { (lang.pick("Send this link to them. It works once, for 15 minutes, and is not shown again.", "請將此連結傳給對方。連結僅能使用一次、15 分鐘內有效，且不會再次顯示。")) }
-            input.copy type="text" readonly value=(link) aria-label=(lang.pick("Sign-in link", "登入連結"));
+            h2 { (lang.t().sign_in_link_for) (who) }
+            p { (lang.t().send_this_link_to_them_it) }
+            input.copy type="text" readonly value=(link) aria-label=(lang.t().sign_in_link);
         }
     }
 }
@@ -159,13 +149,7 @@ pub async fn invite(
     let role = Role::parse(&form.role)
         .ok()
         .filter(|r| *r != Role::Service)
-        .ok_or_else(|| {
-            PageError::new(
-                StatusCode::BAD_REQUEST,
-                Some(lang),
-                lang.pick("Pick a role.", "請選擇角色。"),
-            )
-        })?;
+        .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, Some(lang), lang.t().pick_role))?;
     let person = app
         .store
         .invite_person(
@@ -235,10 +219,7 @@ pub async fn change(
             return Err(PageError::new(
                 StatusCode::BAD_REQUEST,
                 Some(lang),
-                lang.pick(
-                    "You cannot deactivate yourself; ask another admin.",
-                    "無法停用自己，請由其他管理員操作。",
-                ),
+                lang.t().you_cannot_deactivate_yourself_ask_another,
             ));
         }
         "deactivate" => PersonChange {
@@ -258,7 +239,7 @@ pub async fn change(
             return Err(PageError::new(
                 StatusCode::BAD_REQUEST,
                 Some(lang),
-                lang.pick("Unknown action.", "未知的操作。"),
+                lang.t().unknown_action,
             ));
         }
     };

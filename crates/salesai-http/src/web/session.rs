@@ -114,10 +114,7 @@ pub fn refuse_cross_site(
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
             Some(lang),
-            lang.pick(
-                "Another site tried to act in your name; nothing was done.",
-                "其他網站嘗試以您的身分操作，已拒絕。",
-            ),
+            lang.t().another_site_tried_to_act_in,
         ));
     }
     Ok(())
@@ -153,10 +150,7 @@ impl Viewer {
             Err(PageError::new(
                 StatusCode::FORBIDDEN,
                 Some(self.lang),
-                self.lang.pick(
-                    "This form is out of date or did not come from salesai. Go back, reload the page and try again.",
-                    "這個表單已過期或並非來自 salesai。請返回、重新整理頁面後再試一次。",
-                ),
+                self.lang.t().this_form_is_out_of_date,
             ))
         }
     }
@@ -273,10 +267,7 @@ impl PageError {
         PageError::new(
             StatusCode::NOT_FOUND,
             Some(lang),
-            lang.pick(
-                "There is no such page or call. It may have been deleted.",
-                "找不到這個頁面或通話，可能已被刪除。",
-            ),
+            lang.t().there_is_no_such_page_or,
         )
     }
 
@@ -335,10 +326,7 @@ impl PageError {
             None => PageError::new(
                 status,
                 Some(lang),
-                lang.pick(
-                    "salesai cannot do this right now: its database or storage is not answering. Try again in a minute.",
-                    "salesai 目前無法完成此操作：資料庫或儲存空間沒有回應。請稍後再試。",
-                ),
+                lang.t().salesai_cannot_do_this_right_now,
             ),
         }
     }
@@ -350,12 +338,12 @@ impl IntoResponse for PageError {
             .lang
             .unwrap_or(Lang(salesai_core::language::Language::ZhTw));
         let title = match self.status {
-            StatusCode::NOT_FOUND => lang.pick("Not found", "找不到"),
-            StatusCode::FORBIDDEN => lang.pick("Not allowed", "沒有權限"),
-            StatusCode::BAD_REQUEST => lang.pick("Cannot do that", "無法處理"),
-            StatusCode::CONFLICT => lang.pick("Not now", "目前無法執行"),
-            StatusCode::TOO_MANY_REQUESTS => lang.pick("Too many tries", "嘗試次數過多"),
-            _ => lang.pick("Something went wrong", "發生錯誤"),
+            StatusCode::NOT_FOUND => lang.t().not_found,
+            StatusCode::FORBIDDEN => lang.t().not_allowed,
+            StatusCode::BAD_REQUEST => lang.t().cannot_do_that,
+            StatusCode::CONFLICT => lang.t().not_now,
+            StatusCode::TOO_MANY_REQUESTS => lang.t().too_many_tries,
+            _ => lang.t().something_went_wrong,
         };
         let body = super::layout::bare(
             lang,
@@ -366,7 +354,7 @@ impl IntoResponse for PageError {
                         p.error-code { (self.status.as_u16()) }
                         h1 { (title) }
                         p { (self.message) }
-                        p { a.button href="/" { (lang.pick("Go to the home page", "回到首頁")) } }
+                        p { a.button href="/" { (lang.t().go_to_home_page) } }
                     }
                 }
             },

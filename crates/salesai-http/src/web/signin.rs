@@ -53,29 +53,25 @@ pub async fn login_page(
         .map(|n| session::set_cookie(&app, NEXT_COOKIE, &session::encode(n), 3600, false));
     let page = bare(
         lang,
-        lang.pick("Sign in", "登入"),
+        lang.t().sign_in,
         html! {
             main.narrow {
                 section.card {
-                    h1 { (lang.pick("Sign in to salesai", "登入 salesai")) }
+                    h1 { (lang.t().sign_in_to_salesai) }
                     @if !app.sign_in.is_empty() {
                         div.sign-in-providers {
                             @for provider in app.sign_in.iter() {
                                 a.button.primary href={ "/login/oidc/" (provider.id) } {
-                                    (lang.pick("Sign in with ", "使用 ")) (provider.label) (lang.pick("", " 登入"))
+                                    (salesai_core::i18n::fill(lang.t().sign_in_with, &[("provider", &provider.label)]))
                                 }
                             }
                         }
-                        p.or-divider { span { (lang.pick("or", "或")) } }
+                        p.or-divider { span { (lang.t().or) } }
                     }
-                    p { (lang.pick(
-                        "salesai signs you in with a one-time link. Ask an admin to send you one:",
-                        "salesai 以一次性連結登入。請管理員為您產生連結：")) }
+                    p { (lang.t().salesai_signs_you_in_with_one) }
                     pre.command { "salesai users invite you@example.com --role rep" }
-                    p { (lang.pick("In Slack, type ", "在 Slack 中輸入 ")) code { "/salesai login" } (lang.pick(" for a link only you see.", "，即可取得只有您看得到的連結。")) }
-                    p.muted { (lang.pick(
-                        "The link works once, for 15 minutes, and brings you back to the page you wanted.",
-                        "連結僅能使用一次、15 分鐘內有效，登入後會回到您原本要開啟的頁面。")) }
+                    p { (lang.t().in_slack_type) code { "/salesai login" } (lang.t().for_link_only_you_see) }
+                    p.muted { (lang.t().link_works_once_for_15_minutes) }
                 }
             }
         },
@@ -128,41 +124,34 @@ pub async fn link_page(
     let body = match (link.purpose, &link.person) {
         (LinkPurpose::Setup, _) => html! {
             section.card {
-                h1 { (lang.pick("Welcome to salesai", "歡迎使用 salesai")) }
-                p { (lang.pick(
-                    "No one runs this salesai yet. You become its first admin: you can then invite your team.",
-                    "這個 salesai 尚無管理員。您將成為第一位管理員，之後可以邀請團隊成員。")) }
+                h1 { (lang.t().welcome_to_salesai) }
+                p { (lang.t().no_one_runs_this_salesai_yet) }
                 form.stack method="post" action=(action) {
-                    label { (lang.pick("Your name", "您的名字"))
+                    label { (lang.t().your_name)
                         input name="name" required maxlength="200" autocomplete="name"; }
-                    label { (lang.pick("Your work e-mail", "公司 Email"))
+                    label { (lang.t().your_work_e_mail)
                         input type="email" name="email" required maxlength="254" autocomplete="email"; }
-                    button.primary type="submit" { (lang.pick("Create my admin account", "建立管理員帳號")) }
+                    button.primary type="submit" { (lang.t().create_my_admin_account) }
                 }
             }
         },
         (LinkPurpose::Signin, Some(person)) => html! {
             section.card {
-                h1 { (lang.pick("Sign in", "登入")) }
-                p { (lang.pick("This link signs in", "此連結將登入")) }
+                h1 { (lang.t().sign_in) }
+                p { (lang.t().this_link_signs_in) }
                 p.identity {
                     strong { (person.user.display_name) }
                     @if let Some(email) = &person.user.email { br; span.muted { (email) } }
                 }
                 form method="post" action=(action) {
-                    button.primary type="submit" { (lang.pick("Continue", "繼續")) }
+                    button.primary type="submit" { (lang.t().continue_) }
                 }
-                p.muted { (lang.pick("Not you? Close this page.", "不是您嗎？請關閉此頁。")) }
+                p.muted { (lang.t().not_you_close_this_page) }
             }
         },
         (LinkPurpose::Signin, None) => return Ok(link_gone(lang)),
     };
-    Ok(bare(
-        lang,
-        lang.pick("Sign in", "登入"),
-        html! { main.narrow { (body) } },
-    )
-    .into_response())
+    Ok(bare(lang, lang.t().sign_in, html! { main.narrow { (body) } }).into_response())
 }
 
 fn link_gone(lang: Lang) -> Response {
@@ -170,14 +159,12 @@ fn link_gone(lang: Lang) -> Response {
         StatusCode::GONE,
         bare(
             lang,
-            lang.pick("Link expired", "連結已失效"),
+            lang.t().link_expired,
             html! {
                 main.narrow { section.card.error-card {
-                    h1 { (lang.pick("This link no longer works", "此連結已失效")) }
-                    p { (lang.pick(
-                        "Sign-in links work once and for a short time. Ask an admin for a new one.",
-                        "登入連結僅能使用一次且有效期很短，請向管理員索取新的連結。")) }
-                    p { a.button href="/login" { (lang.pick("How to sign in", "如何登入")) } }
+                    h1 { (lang.t().this_link_no_longer_works) }
+                    p { (lang.t().sign_in_links_work_once_and) }
+                    p { a.button href="/login" { (lang.t().how_to_sign_in) } }
                 } }
             },
         ),
@@ -261,10 +248,7 @@ pub async fn check_attempts(
         return Err(PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
             Some(lang),
-            lang.pick(
-                "Too many failed sign-in attempts from this address. Wait ten minutes and try again.",
-                "此位址的登入失敗次數過多，請等待十分鐘後再試。",
-            ),
+            lang.t().too_many_failed_sign_in_attempts,
         ));
     }
     Ok(())

@@ -27,47 +27,45 @@ pub async fn form(
     let line = app.product_line(q.line.as_deref().unwrap_or("default"));
     let today = super::i18n::day(chrono::Utc::now(), app.time_zone);
     let body = html! {
-        div.page-head { h1 { (lang.pick("Upload a call", "上傳通話")) } }
+        div.page-head { h1 { (lang.t().upload_call) } }
         section.card {
             form.line-picker method="get" action="/upload" {
-                label { (lang.pick("Product line", "產品線"))
+                label { (lang.t().product_line)
                     select name="line" data-autosubmit {
                         @for l in app.product_lines.iter() {
                             option value=(l.id) selected[l.id == line.id] { (l.display_name) }
                         }
                     }
                 }
-                noscript { button type="submit" { (lang.pick("Change", "變更")) } }
+                noscript { button type="submit" { (lang.t().change) } }
             }
             form.stack.upload #upload method="post" action="/upload" enctype="multipart/form-data" {
                 // The token comes first: the server checks it before it stores a byte.
                 input type="hidden" name="csrf" value=(viewer.session.csrf_token);
                 input type="hidden" name="product_line" value=(line.id);
                 label.drop {
-                    span { (lang.pick("Recording or transcript", "錄音檔或逐字稿")) }
+                    span { (lang.t().recording_or_transcript) }
                     input type="file" name="file" required
                         accept="audio/*,video/mp4,.m4a,.mp3,.wav,.ogg,.opus,.flac,.webm,.mp4,.vtt,.srt,.txt,.json";
-                    small.muted { (lang.pick(
-                        "MP3, M4A, WAV, OGG, FLAC, WebM, or a WebVTT, SRT, JSON or text transcript. Drop the file here or pick it.",
-                        "MP3、M4A、WAV、OGG、FLAC、WebM，或 WebVTT、SRT、JSON、純文字逐字稿。可拖放檔案或點選。")) }
+                    small.muted { (lang.t().mp3_m4a_wav_ogg_flac_webm) }
                 }
                 div.filter-grid {
-                    label { (lang.pick("Customer number", "客戶編號")) " *"
+                    label { (lang.t().customer_number) " *"
                         input name="customer_number" required maxlength="64" pattern="[A-Za-z0-9_-]+"; }
-                    label { (lang.pick("Customer name", "客戶名稱"))
+                    label { (lang.t().customer_name)
                         input name="customer_name" maxlength="200"; }
-                    label { (lang.pick("Type", "類型"))
+                    label { (lang.t().type_)
                         select name="type" {
                             @for t in ["discovery_call", "demo", "follow_up", "negotiation", "closing", "support"] {
                                 option value=(t) { (lang.call_type(t)) }
                             }
                         }
                     }
-                    label { (lang.pick("Date of the call", "通話日期"))
+                    label { (lang.t().date_of_call)
                         input type="date" name="conversation_date" value=(today); }
-                    label { (lang.pick("Title", "標題"))
+                    label { (lang.t().title)
                         input name="title" maxlength="200"; }
-                    label { (lang.pick("Contact name", "聯絡人"))
+                    label { (lang.t().contact_name)
                         input name="contact_name" maxlength="200"; }
                     @for f in &line.form {
                         label {
@@ -84,18 +82,11 @@ pub async fn form(
                     }
                 }
                 progress #upload-progress max="100" value="0" hidden {}
-                div.actions { button.primary type="submit" { (lang.pick("Upload and analyse", "上傳並分析")) } }
+                div.actions { button.primary type="submit" { (lang.t().upload_and_analyse) } }
             }
         }
     };
-    Ok(page(
-        &viewer,
-        Nav::Calls,
-        "/upload",
-        lang.pick("Upload a call", "上傳通話"),
-        body,
-    )
-    .into_response())
+    Ok(page(&viewer, Nav::Calls, "/upload", lang.t().upload_call, body).into_response())
 }
 
 /// `POST /upload`: receives the upload and opens its call page.

@@ -127,7 +127,7 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
     let analysis = StoredAnalysis {
         engine,
         overall_score: derived.overall,
-        qualification: format!("{:?}", derived.qualification).to_lowercase(),
+        qualification: derived.qualification.as_str().to_owned(),
         pain_score: outputs.buyer.pain.score,
         decision_score: outputs.buyer.decision.score,
         champion_score: outputs.buyer.champion.score,

@@ -260,7 +260,15 @@ pub fn report(
         "{} {}/100 · {}\n\n",
         t("總分", "Overall"),
         derived.overall.value(),
-        derived.qualification.label()
+        salesai_core::i18n::Label::label(
+            &derived.qualification,
+            if zh {
+                salesai_core::language::Language::ZhTw
+            } else {
+                salesai_core::language::Language::En
+            }
+            .t()
+        )
     ));
     out.push_str("PDCM\n");
     for (name, score) in [

@@ -230,7 +230,11 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
             language: language_name(language),
             strength: labels.strength,
             overall: i64::from(derived.overall.value()),
-            qualification: derived.qualification.label().to_owned(),
+            qualification: salesai_core::i18n::Label::label(
+                &derived.qualification,
+                salesai_core::language::Language::En.t(),
+            )
+            .to_owned(),
             facts: check(labels, &outputs),
             schema_valid,
             tokens,
