@@ -128,9 +128,9 @@ fn main() {
          #[derive(Debug)]\npub struct Messages {\n",
     );
     for (key, text) in &english.messages {
-        for line in text.lines() {
-            writeln!(out, "    /// {}", line.replace("*/", "* /")).unwrap();
-        }
+        // The English text, quoted on one line (as a literal: no Markdown is read into it).
+        let quoted = format!("{text:?}").replace('`', "'");
+        writeln!(out, "    /// English: `{quoted}`").unwrap();
         writeln!(out, "    pub {key}: &'static str,").unwrap();
     }
     out.push_str("}\n\n");
