@@ -52,16 +52,7 @@ pub fn is_local_path(path: &str) -> bool {
         && !path.chars().any(|c| c.is_control() || c == '\\')
 }
 
-/// Which conversations a principal reaches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Reach {
-    /// Every conversation: admins, service tokens, and tokens that belong to no person.
-    All,
-    /// The person's own calls and those of the reps in the teams they manage (managers).
-    Teams(String),
-    /// Only the person's own calls (reps).
-    Own(String),
-}
+pub use crate::domain::Reach;
 
 /// The caller of a request, however they proved who they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,10 +4,7 @@
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A validation failure, phrased for the person who sent the input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidInput(pub String);
+pub use crate::error::InvalidInput;
 
 /// The customer's number in the sales team's CRM: the only key an opportunity is found by.
 ///
@@ -597,6 +594,17 @@ pub struct Conversation {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Which conversations a principal reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reach {
+    /// Every conversation: admins, service tokens, and tokens that belong to no person.
+    All,
+    /// The person's own calls and those of the reps in the teams they manage (managers).
+    Teams(String),
+    /// Only the person's own calls (reps).
+    Own(String),
 }
 
 #[cfg(test)]

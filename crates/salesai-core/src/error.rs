@@ -135,6 +135,11 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// A validation failure, phrased for the person who sent the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod product_line;
 pub mod queue;
 pub mod speakers;
+pub mod speech;
 pub mod store;
 pub mod stt;
 pub mod talk;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::InvalidInput;
+use crate::error::InvalidInput;
 
 /// The queue that carries conversation processing (prepare, transcribe, analyse).
 pub const CONVERSATIONS: &str = "conversations";

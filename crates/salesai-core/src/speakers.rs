@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::rules::{is_pain_text, is_question, patterns};
+use crate::speech::{is_pain_text, is_question, patterns};
 use crate::transcript::{Attribution, Role, Segment};
 
 /// One stretch of a recording and who spoke in it, as the audio says.

@@ -104,7 +104,7 @@ pub struct ConversationFilter {
     pub offset: u32,
     /// Only calls the caller reaches (`None`: all).
     #[serde(default)]
-    pub reach: Option<crate::access::Reach>,
+    pub reach: Option<crate::domain::Reach>,
     /// Only calls of reps in this team.
     #[serde(default)]
     pub team: Option<String>,
@@ -531,7 +531,7 @@ pub trait Conversations: Send + Sync {
     /// Counts for the calls `reach` covers created since `since`.
     async fn call_stats(
         &self,
-        reach: &crate::access::Reach,
+        reach: &crate::domain::Reach,
         since: DateTime<Utc>,
     ) -> StoreResult<CallStats>;
 
@@ -643,7 +643,7 @@ pub trait Customers: Send + Sync {
         &self,
         query: &str,
         limit: u32,
-        reach: &crate::access::Reach,
+        reach: &crate::domain::Reach,
     ) -> StoreResult<Vec<Opportunity>>;
 
     /// Creates an opportunity; `Conflict` when the customer number is taken.

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::rules::{is_pain_text, is_question, patterns};
+use crate::speech::{is_pain_text, is_question, patterns};
 use crate::transcript::{Attribution, Role, Segment};
 
 /// A stretch of one side talking.

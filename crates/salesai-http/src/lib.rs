@@ -41,6 +41,7 @@ pub fn router_with(app: App, extra: Router) -> Router {
         .merge(web::routes())
         .with_state(app.clone())
         .merge(extra)
+        .fallback(web::not_found)
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -6,61 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::Language;
 use super::{AgentOutputs, Level};
-use crate::domain::{InvalidInput, Score};
+use crate::domain::Score;
 
-/// A product line's methodology pack: weights and thresholds, configuration rather than code.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Methodology {
-    /// Pain weight, percent.
-    pub pain_weight: u32,
-    /// Decision weight, percent.
-    pub decision_weight: u32,
-    /// Champion weight, percent.
-    pub champion_weight: u32,
-    /// Metrics weight, percent.
-    pub metrics_weight: u32,
-    /// Overall ≥ this is Strong.
-    pub strong_at: u8,
-    /// Overall ≥ this is Medium.
-    pub medium_at: u8,
-    /// Overall ≥ this is Weak; below is At Risk.
-    pub weak_at: u8,
-}
-
-impl Default for Methodology {
-    /// SPEC §4: Pain 35 %, Decision 25 %, Champion 25 %, Metrics 15 %; 70 / 50 / 30.
-    fn default() -> Self {
-        Methodology {
-            pain_weight: 35,
-            decision_weight: 25,
-            champion_weight: 25,
-            metrics_weight: 15,
-            strong_at: 70,
-            medium_at: 50,
-            weak_at: 30,
-        }
-    }
-}
-
-impl Methodology {
-    /// Weights must add up to 100 and thresholds must descend.
-    pub fn validate(&self) -> Result<(), InvalidInput> {
-        let total =
-            self.pain_weight + self.decision_weight + self.champion_weight + self.metrics_weight;
-        if total != 100 {
-            return Err(InvalidInput(format!(
-                "methodology weights add up to {total}, not 100"
-            )));
-        }
-        if !(self.strong_at > self.medium_at && self.medium_at > self.weak_at) {
-            return Err(InvalidInput(
-                "methodology thresholds must descend: strong > medium > weak".into(),
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::product_line::Methodology;
 
 /// How qualified the deal is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -287,9 +287,9 @@ impl Access for StoreImpl {
         run(async {
             let team = team_name(team)?;
             let mut tx = write_tx(&self.pool).await?;
-            let admins_before = lock_admins(&mut tx).await?;
+            let admins_before = super::admins::lock_admins(&mut tx).await?;
             let id = invite_in(&mut tx, &email, display_name, role).await?;
-            keep_an_admin(&mut tx, admins_before).await?;
+            super::admins::keep_an_admin(&mut tx, admins_before).await?;
             if team.is_some() {
                 crate::statement::query(sql!("UPDATE users SET team = $1 WHERE id = $2"))
                     .bind(&team)
@@ -313,7 +313,7 @@ impl Access for StoreImpl {
                 None => None,
             };
             let mut tx = write_tx(&self.pool).await?;
-            let admins_before = lock_admins(&mut tx).await?;
+            let admins_before = super::admins::lock_admins(&mut tx).await?;
             if person_in(&mut tx, id).await?.is_none() {
                 return Ok(None);
             }
@@ -388,7 +388,7 @@ impl Access for StoreImpl {
                 }
                 None => {}
             }
-            keep_an_admin(&mut tx, admins_before).await?;
+            super::admins::keep_an_admin(&mut tx, admins_before).await?;
             let person = person_in(&mut tx, id).await?;
             tx.commit().await?;
             Ok(person)
@@ -492,7 +492,7 @@ impl Access for StoreImpl {
             ))
             .fetch_all(&mut *tx)
             .await?;
-            let admins = lock_admins(&mut tx).await?;
+            let admins = super::admins::lock_admins(&mut tx).await?;
             if admins > 0 {
                 return Err(StoreError::Conflict(
                     "salesai has an admin already; ask them for a sign-in link \
@@ -634,40 +634,6 @@ async fn end_sessions_in(conn: &mut Conn, user_id: &str) -> R<u64> {
     .execute(&mut *conn)
     .await?;
     Ok(ended)
-}
-
-/// Locks the rows of the active admins (PostgreSQL; SQLite's one writer serialises anyway) and
-/// counts them, so two changes at once cannot each demote one of the last two admins.
-pub(super) async fn lock_admins(conn: &mut Conn) -> R<usize> {
-    Ok(crate::statement::query_scalar::<_, String>(sql!(
-        "SELECT id FROM users WHERE role = 'admin' AND deactivated_at IS NULL ORDER BY id FOR UPDATE"
-    ))
-    .fetch_all(&mut *conn)
-    .await?
-    .len())
-}
-
-/// Fails with `Conflict` when a change inside this transaction left no active admin where
-/// there was one (`before`, from [`lock_admins`]): an instance always keeps someone who can
-/// invite people and run it.
-pub(super) async fn keep_an_admin(conn: &mut Conn, before: usize) -> R<()> {
-    if before == 0 {
-        return Ok(());
-    }
-    let after: i64 = crate::statement::query_scalar(sql!(
-        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deactivated_at IS NULL"
-    ))
-    .fetch_one(&mut *conn)
-    .await?;
-    if after == 0 {
-        return Err(StoreError::Conflict(
-            "this is the only active admin; make someone else an admin first \
-             (salesai users role EMAIL admin, or the People page)"
-                .into(),
-        )
-        .into());
-    }
-    Ok(())
 }
 
 /// The person with this e-mail, created with `role` when there is none; an existing person's

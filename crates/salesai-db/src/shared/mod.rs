@@ -413,6 +413,7 @@ async fn unlease(
 // The capabilities, after the macros above so they can use them.
 #[path = "access.rs"]
 mod access;
+mod admins;
 #[path = "conversations.rs"]
 mod conversations;
 // PostgreSQL builds its indexed search pattern with it; SQLite does not.

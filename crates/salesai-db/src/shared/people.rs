@@ -75,7 +75,7 @@ impl People for StoreImpl {
     async fn set_user_role(&self, who: &str, role: Role) -> StoreResult<Option<User>> {
         let id: Option<String> = run(async {
             let mut tx = write_tx(&self.pool).await?;
-            let admins_before = super::access::lock_admins(&mut tx).await?;
+            let admins_before = super::admins::lock_admins(&mut tx).await?;
             let id = crate::statement::query_scalar(sql!(
                 "UPDATE users SET role = $1, updated_at = now() \
                  WHERE id = $2 OR email = $2 OR slack_user_id = $2 RETURNING id"
@@ -84,7 +84,7 @@ impl People for StoreImpl {
             .bind(who)
             .fetch_optional(&mut *tx)
             .await?;
-            super::access::keep_an_admin(&mut tx, admins_before).await?;
+            super::admins::keep_an_admin(&mut tx, admins_before).await?;
             tx.commit().await?;
             Ok(id)
         })

@@ -30,8 +30,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
 /// The language a request asks for.
 pub fn of_request(headers: &axum::http::HeaderMap) -> Language {
     // Set as `__Host-salesai_lang` over https, `salesai_lang` over http.
-    if let Some(chosen) = super::session::cookie(headers, &format!("__Host-{LANG_COOKIE}"))
-        .or_else(|| super::session::cookie(headers, LANG_COOKIE))
+    if let Some(chosen) = super::cookies::cookie(headers, &format!("__Host-{LANG_COOKIE}"))
+        .or_else(|| super::cookies::cookie(headers, LANG_COOKIE))
     {
         return Language::of(&chosen);
     }

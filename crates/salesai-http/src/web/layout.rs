@@ -4,7 +4,6 @@ use axum::response::Html;
 use maud::{DOCTYPE, Markup, html};
 
 use super::i18n::Lang;
-use super::session::Viewer;
 
 /// Which top-bar entry a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,21 +37,43 @@ fn head(lang: Lang, title: &str) -> Markup {
     }
 }
 
-/// The language switch: a link to the other language that comes back to `here`.
+/// The language switch: a link to each other language of the catalogue, coming back to
+/// `here`, each named in itself.
 fn switch(lang: Lang, here: &str) -> Markup {
-    let (code, label) = match lang.0 {
-        salesai_core::language::Language::ZhTw => ("en", "English"),
-        salesai_core::language::Language::En => ("zh-TW", "中文"),
-    };
     html! {
-        a.lang-switch href={ "/lang?to=" (code) "&next=" (super::session::encode(here)) } hreflang=(code) lang=(code) { (label) }
+        @for locale in salesai_core::i18n::LOCALES.iter().filter(|l| l.code != lang.code()) {
+            a.lang-switch href={ "/lang?to=" (locale.code) "&next=" (super::cookies::encode(here)) } hreflang=(locale.code) lang=(locale.code) { (locale.name) }
+        }
     }
 }
 
+/// What the frame of a page shows of the signed-in person.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// The page language.
+    pub lang: Lang,
+    /// Their name.
+    pub name: &'a str,
+    /// Their e-mail (a tooltip).
+    pub email: &'a str,
+    /// Their role.
+    pub role: salesai_core::domain::Role,
+    /// Whether the menu has the admin pages.
+    pub is_admin: bool,
+    /// The session's CSRF token (the sign-out form).
+    pub csrf: &'a str,
+}
+
+/// Whoever a page is for (the web session's `Viewer`).
+pub trait Framed {
+    /// What the frame shows of them.
+    fn frame(&self) -> Frame<'_>;
+}
+
 /// A page for a signed-in person.
-pub fn page(viewer: &Viewer, nav: Nav, here: &str, title: &str, body: Markup) -> Html<String> {
-    let lang = viewer.lang;
-    let person = &viewer.session.person;
+pub fn page(viewer: &impl Framed, nav: Nav, here: &str, title: &str, body: Markup) -> Html<String> {
+    let who = viewer.frame();
+    let lang = who.lang;
     let item = |target: Nav, href: &str, label: &str| {
         html! {
             a href=(href) aria-current=[(nav == target).then_some("page")] { (label) }
@@ -71,18 +92,18 @@ pub fn page(viewer: &Viewer, nav: Nav, here: &str, title: &str, body: Markup) ->
                             (item(Nav::Home, "/", lang.t().home))
                             (item(Nav::Calls, "/calls", lang.t().calls))
                             (item(Nav::Upload, "/upload", lang.t().upload))
-                            @if viewer.principal.is_admin() {
+                            @if who.is_admin {
                                 (item(Nav::People, "/people", lang.t().people))
                                 (item(Nav::Ops, "/ops", lang.t().operations))
                             }
                         }
                         div.who {
-                            span.person title=(person.user.email.clone().unwrap_or_default()) {
-                                (viewer.principal.name) " · " (lang.role(person.user.role))
+                            span.person title=(who.email) {
+                                (who.name) " · " (lang.role(who.role))
                             }
                             (switch(lang, here))
                             form.inline method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(viewer.session.csrf_token);
+                                input type="hidden" name="csrf" value=(who.csrf);
                                 button.link type="submit" { (lang.t().sign_out) }
                             }
                         }

@@ -9,12 +9,14 @@ mod apidocs;
 mod assets;
 mod calls;
 mod chart;
+mod cookies;
 mod form;
 mod i18n;
 mod layout;
 pub mod markdown;
 mod oidc;
 mod ops;
+mod page_error;
 mod people;
 mod session;
 mod signin;
@@ -65,6 +67,16 @@ pub fn routes() -> Router<App> {
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/assets/{file}", get(assets::serve))
+}
+
+/// Any path no route serves: the 404 page in the reader's language (the browser's own English
+/// error page otherwise); under `/api/` the API's JSON error instead.
+pub async fn not_found(lang: Lang, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if uri.path().starts_with("/api/") {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    page_error::PageError::not_found(lang).into_response()
 }
 
 /// The security headers of every response that is not the JSON API's: no inline script, no

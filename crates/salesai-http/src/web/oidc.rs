@@ -41,8 +41,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use super::cookies;
 use super::i18n::Lang;
-use super::session::{self, PageError};
+use super::session::PageError;
 
 /// The cookie that carries one sign-in attempt's state, nonce and PKCE verifier.
 const FLOW_COOKIE: &str = "salesai_oidc";
@@ -310,7 +311,7 @@ pub async fn start(
     Ok((
         [(
             header::SET_COOKIE,
-            session::set_cookie(&app, FLOW_COOKIE, &flow, FLOW_SECS, false),
+            cookies::set_cookie(&app, FLOW_COOKIE, &flow, FLOW_SECS, false),
         )],
         Redirect::to(url.as_str()),
     )
@@ -340,7 +341,7 @@ pub async fn callback(
     // would let any page lock its visitors out with `<img src=…/callback>`.
     let outcome = finish(&app, provider, &headers, &q).await;
     // The attempt is spent whatever happened.
-    let clear = session::set_cookie(&app, FLOW_COOKIE, "", 0, false);
+    let clear = cookies::set_cookie(&app, FLOW_COOKIE, "", 0, false);
     let mut response = match outcome {
         Ok(person_id) => {
             super::signin::signed_in(&app, &headers, &person_id, None, &provider.id).await?
@@ -364,7 +365,7 @@ async fn finish(
     headers: &HeaderMap,
     q: &CallbackQuery,
 ) -> Result<String, Failure> {
-    let flow = session::app_cookie(app, headers, FLOW_COOKIE)
+    let flow = cookies::app_cookie(app, headers, FLOW_COOKIE)
         .ok_or_else(|| Failure::Invalid("no sign-in attempt cookie".into()))?;
     let flow = verify_flow(provider, &flow)
         .ok_or_else(|| Failure::Invalid("the sign-in attempt cookie is not salesai's".into()))?;

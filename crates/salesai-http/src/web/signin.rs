@@ -14,6 +14,7 @@ use salesai_core::access::is_local_path;
 use salesai_core::store::{LinkPurpose, StoreError};
 use serde::Deserialize;
 
+use super::cookies;
 use super::i18n::{LANG_COOKIE, Lang};
 use super::layout::bare;
 use super::session::{self, CsrfForm, PageError, SESSION_COOKIE, Viewer};
@@ -35,7 +36,7 @@ pub async fn login_page(
     Query(q): Query<NextQuery>,
 ) -> Response {
     // Signed in already: straight on.
-    if let Some(secret) = session::app_cookie(&app, &headers, SESSION_COOKIE)
+    if let Some(secret) = cookies::app_cookie(&app, &headers, SESSION_COOKIE)
         && let Ok(Some(_)) = app
             .store
             .find_session(&salesai_core::token::hash_token(&secret), session::IDLE)
@@ -50,7 +51,7 @@ pub async fn login_page(
         .next
         .as_deref()
         .filter(|n| is_local_path(n) && *n != "/")
-        .map(|n| session::set_cookie(&app, NEXT_COOKIE, &session::encode(n), 3600, false));
+        .map(|n| cookies::set_cookie(&app, NEXT_COOKIE, &cookies::encode(n), 3600, false));
     let page = bare(
         lang,
         lang.t().sign_in,
@@ -279,7 +280,7 @@ pub async fn signed_in(
 ) -> Result<Response, PageError> {
     let cookie = session::start(app, person_id).await?;
     tracing::info!(event = "web.signed_in", user_id = %person_id, via, "signed in");
-    let wanted = session::app_cookie(app, headers, NEXT_COOKIE).map(|v| decode(&v));
+    let wanted = cookies::app_cookie(app, headers, NEXT_COOKIE).map(|v| decode(&v));
     let to = back
         .or(wanted)
         .filter(|b| is_local_path(b))
@@ -292,7 +293,7 @@ pub async fn signed_in(
     );
     h.append(
         header::SET_COOKIE,
-        session::set_cookie(app, NEXT_COOKIE, "", 0, false)
+        cookies::set_cookie(app, NEXT_COOKIE, "", 0, false)
             .parse()
             .expect("a cookie is a valid header"),
     );
@@ -329,7 +330,7 @@ fn signed_out(app: &App) -> Response {
     (
         [(
             header::SET_COOKIE,
-            session::set_cookie(app, SESSION_COOKIE, "", 0, false),
+            cookies::set_cookie(app, SESSION_COOKIE, "", 0, false),
         )],
         Redirect::to("/login"),
     )
@@ -361,7 +362,7 @@ pub async fn set_language(State(app): State<App>, Query(q): Query<LangQuery>) ->
     (
         [(
             header::SET_COOKIE,
-            session::set_cookie(&app, LANG_COOKIE, lang.code(), 365 * 24 * 3600, false),
+            cookies::set_cookie(&app, LANG_COOKIE, lang.code(), 365 * 24 * 3600, false),
         )],
         Redirect::to(&next),
     )

@@ -65,7 +65,7 @@ pub async fn run(config: &Config, burst: Burst, json: bool) -> anyhow::Result<Ex
         (1..=64).contains(&burst.nodes),
         "--nodes must be between 1 and 64"
     );
-    let (app, database, _scratch) = crate::cli::bench::stub_app(
+    let (app, database, _scratch) = crate::cli::bench_stub::stub_app(
         config,
         burst.database_url.as_deref(),
         burst.stt_ms,

@@ -7,6 +7,7 @@ mod bench_burst;
 mod bench_diarize;
 #[cfg(feature = "fake-slack")]
 mod bench_slack;
+mod bench_stub;
 mod bench_web;
 mod conversations;
 mod db;

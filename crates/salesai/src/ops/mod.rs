@@ -5,6 +5,7 @@
 pub mod doctor;
 pub mod jobs;
 pub mod monitor;
+pub mod period;
 pub mod prune;
 pub mod schedule;
 

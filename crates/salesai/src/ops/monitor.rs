@@ -423,7 +423,7 @@ pub async fn run_schedule(app: App, config: Config, stop: CancellationToken) {
                 tracing::warn!(event = "alert.schedule_failed", error = %err, "could not queue the alert evaluation");
             }
             if let Some(at) = settings.summary_at
-                && let Some(key) = crate::ops::schedule::due_key(SUMMARY, now, app.time_zone, at)
+                && let Some(key) = crate::ops::period::due_key(SUMMARY, now, app.time_zone, at)
             {
                 let job = NewJob::of(&SummaryRun {}).idempotency_key(key);
                 if let Err(err) = app.store.enqueue(job).await {

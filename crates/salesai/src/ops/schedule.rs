@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{NaiveTime, Utc};
 use salesai_core::queue::{Job, MAINTENANCE, NewJob};
 use salesai_core::{App, ErrorCode};
 use salesai_db::Database;
@@ -35,12 +35,7 @@ salesai_core::empty_job!(
     PurgeJobsRun = PURGE_JOBS, MAINTENANCE
 );
 
-/// The idempotency key `{kind}:{local date}` of a daily task due at `now`, or `None` before
-/// today's local time `at`.
-pub fn due_key(kind: &str, now: DateTime<Utc>, tz: chrono_tz::Tz, at: NaiveTime) -> Option<String> {
-    let local = now.with_timezone(&tz);
-    (local.time() >= at).then(|| format!("{kind}:{}", local.format("%Y-%m-%d")))
-}
+use super::period::due_key;
 
 /// Enqueues each daily task (`(local time, job)`) when it is due, every minute until `stop`.
 pub async fn run_daily_schedule(

@@ -13,13 +13,12 @@ use super::{
     MetricsAssessment, NextAction, Objection, PainAssessment, QuantifiedItem, SellerOutput, Spin,
     Strategy, SummaryOutput,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::domain::Score;
+use crate::speech::{is_pain_text, is_question, patterns};
 use crate::transcript::{Role, Segment, clock, is_cjk};
 
 pub mod numbers;
-pub mod patterns;
 
 use numbers::{Period, Quantity, Unit};
 
@@ -44,24 +43,7 @@ pub struct RulesInput<'a> {
     pub lexicon: &'a Lexicon,
 }
 
-/// A product line's additions to the rules engine: words its customers use for their pains and
-/// objections, and its own product names (never reported as a competitor).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Lexicon {
-    /// Extra pain words or phrases (matched case-insensitively as substrings).
-    #[serde(default)]
-    pub pain: Vec<String>,
-    /// Extra objection words or phrases.
-    #[serde(default)]
-    pub objection: Vec<String>,
-    /// The line's own product and brand names.
-    #[serde(default)]
-    pub own_products: Vec<String>,
-    /// Names that look like products in this trade but are not competitors.
-    #[serde(default)]
-    pub not_competitors: Vec<String>,
-}
+pub use crate::product_line::Lexicon;
 
 impl Lexicon {
     fn has(words: &[String], text: &str) -> bool {
@@ -152,30 +134,11 @@ fn sides(segments: &[Segment]) -> Vec<Side> {
         .collect()
 }
 
-/// A question: a question mark, or (with no closing punctuation, as speech-to-text often
-/// leaves it) an interrogative shape. A line closed with "。" or "." is a statement even when
-/// it holds an embedded question ("我不確定老闆會不會看。").
-pub(crate) fn is_question(text: &str) -> bool {
-    let t = text.trim();
-    if t.contains(['?', '？']) {
-        return true;
-    }
-    if t.ends_with(['。', '.', '!', '！']) {
-        return false;
-    }
-    patterns::QUESTION.is_match(t)
-}
-
 /// How well a line states a buying timeline: an answer to "when", a future marker ("next",
 /// "by", "before", "下個月", "年底前") count for it; the past ("went up this year", "去年") against.
 fn timeline_rank(text: &str, asked_when: bool) -> i32 {
     2 * i32::from(asked_when) + i32::from(patterns::FUTURE.is_match(text))
         - 2 * i32::from(patterns::PAST.is_match(text))
-}
-
-pub(crate) fn is_pain_text(text: &str) -> bool {
-    (patterns::PAIN_EN.is_match(text) || patterns::PAIN_ZH.is_match(text))
-        && !patterns::NOT_PAIN.is_match(text)
 }
 
 fn evidence(segment: &Segment) -> Evidence {
