@@ -127,21 +127,10 @@ fn expand(rest: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
 
 /// Resolves a named path from `module` to the module path it reaches (the longest known
 /// module prefix), `None` outside the crate.
-fn resolve(
-    module: &ModPath,
-    named: &[String],
-    modules: &BTreeSet<ModPath>,
-    is_mod_rs: bool,
-) -> Option<ModPath> {
+fn resolve(module: &ModPath, named: &[String], modules: &BTreeSet<ModPath>) -> Option<ModPath> {
     let mut base: ModPath = match named.first().map(String::as_str) {
         Some("crate") => Vec::new(),
-        Some("self") => {
-            if is_mod_rs {
-                module.clone()
-            } else {
-                module.clone()
-            }
-        }
+        Some("self") => module.clone(),
         Some("super") => {
             let mut b = module.clone();
             b.pop();
@@ -174,9 +163,6 @@ fn graph(src: &Path) -> BTreeMap<ModPath, BTreeSet<ModPath>> {
     let mut out: BTreeMap<ModPath, BTreeSet<ModPath>> = BTreeMap::new();
     for file in &files {
         let module = module_of(src, file);
-        let is_mod_rs = file
-            .file_name()
-            .is_some_and(|n| n == "mod.rs" || n == "lib.rs" || n == "main.rs");
         let text = std::fs::read_to_string(file).unwrap();
         // Non-test code only, without comments.
         let code: String = text
@@ -316,8 +302,7 @@ fn the_checker_sees_loops_grouped_imports_and_parents() {
         resolve(
             &calls,
             &["super".into(), "i18n".into(), "Lang".into()],
-            &modules,
-            true
+            &modules
         ),
         Some(vec!["web".to_owned(), "i18n".to_owned()])
     );
