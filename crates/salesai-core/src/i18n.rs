@@ -134,6 +134,31 @@ impl Label for crate::analysis::Level {
     }
 }
 
+impl Label for crate::report::DealStage {
+    fn label(&self, m: &'static Messages) -> &'static str {
+        use crate::report::DealStage as D;
+        match self {
+            D::Qualification => m.deal_stage_qualification,
+            D::NeedsAnalysis => m.deal_stage_needs_analysis,
+            D::Proposal => m.deal_stage_proposal,
+            D::Negotiation => m.deal_stage_negotiation,
+            D::ClosedWon => m.deal_stage_closed_won,
+            D::ClosedLost => m.deal_stage_closed_lost,
+        }
+    }
+}
+
+impl Label for crate::report::Attitude {
+    fn label(&self, m: &'static Messages) -> &'static str {
+        use crate::report::Attitude as A;
+        match self {
+            A::Positive => m.attitude_positive,
+            A::Neutral => m.attitude_neutral,
+            A::Negative => m.attitude_negative,
+        }
+    }
+}
+
 impl crate::language::Language {
     /// This language's texts.
     pub fn t(self) -> &'static Messages {

@@ -24,6 +24,7 @@ pub mod net;
 pub mod pipeline;
 pub mod product_line;
 pub mod queue;
+pub mod report;
 pub mod speakers;
 pub mod speech;
 pub mod store;

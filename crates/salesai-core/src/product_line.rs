@@ -13,9 +13,9 @@ use crate::language::Language;
 pub struct ProductLine {
     /// Its id, as used in uploads and URLs.
     pub id: String,
-    /// Its name for people (the id when absent).
+    /// Its name for people, in each language (the id when absent).
     #[serde(default)]
-    pub display_name: String,
+    pub display_name: LocalText,
     /// The case-number prefix.
     pub case_prefix: String,
     /// `zh-TW` or `en`: the language of messages and of the rules engine's text.
@@ -68,8 +68,8 @@ pub enum SlackReply {
 pub struct FormField {
     /// The key its answer is stored under in the conversation's metadata.
     pub id: String,
-    /// The label, in the line's language.
-    pub label: String,
+    /// The label, in one or each language.
+    pub label: LocalText,
     /// Must it be answered.
     #[serde(default)]
     pub required: bool,
@@ -84,8 +84,82 @@ pub struct FormField {
 pub struct FormOption {
     /// The stored value.
     pub value: String,
-    /// What people see.
-    pub label: String,
+    /// What people see, in one or each language.
+    pub label: LocalText,
+}
+
+/// A text of a product line's file for people, in one language or each: `"Beauty"` (shown
+/// as is whatever the reader's language) or `{ en = "Beauty", zh-TW = "美業" }`, read in the
+/// reader's language, else the same primary language, else the line's own, else English.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocalText {
+    /// Language tag → text; the empty tag holds a text given without a language.
+    texts: std::collections::BTreeMap<String, String>,
+}
+
+impl LocalText {
+    /// A text in no particular language.
+    pub fn plain(text: &str) -> LocalText {
+        LocalText {
+            texts: [(String::new(), text.to_owned())].into_iter().collect(),
+        }
+    }
+
+    /// The text for a reader of `code` (see the type's documentation).
+    pub fn get(&self, code: &str) -> &str {
+        let primary = |c: &str| {
+            c.split(['-', '_'])
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        };
+        self.texts
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(code))
+            .or_else(|| {
+                self.texts
+                    .iter()
+                    .find(|(k, _)| !k.is_empty() && primary(k) == primary(code))
+            })
+            .or_else(|| self.texts.get_key_value(""))
+            .or_else(|| self.texts.get_key_value("en"))
+            .or_else(|| self.texts.iter().next())
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Whether it holds no text at all.
+    pub fn is_empty(&self) -> bool {
+        self.texts.values().all(|t| t.trim().is_empty())
+    }
+
+    /// The languages it is written in (`None` for a text given without one).
+    pub fn languages(&self) -> Vec<&str> {
+        self.texts.keys().map(String::as_str).collect()
+    }
+}
+
+impl Serialize for LocalText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.texts.get("") {
+            Some(plain) if self.texts.len() == 1 => s.serialize_str(plain),
+            _ => self.texts.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LocalText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Plain(String),
+            Each(std::collections::BTreeMap<String, String>),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Plain(text) => LocalText::plain(&text),
+            Either::Each(texts) => LocalText { texts },
+        })
+    }
 }
 
 impl ProductLine {
@@ -99,18 +173,19 @@ impl ProductLine {
     pub fn stt_prompt(&self) -> Option<String> {
         match &self.vocabulary {
             Some(v) if !v.trim().is_empty() => Some(v.trim().to_owned()),
-            _ => (!self.competitors.is_empty())
-                .then(|| format!("{}, {}", self.display_name, self.competitors.join(", "))),
+            _ => (!self.competitors.is_empty()).then(|| {
+                format!(
+                    "{}, {}",
+                    self.display_name.get(&self.language),
+                    self.competitors.join(", ")
+                )
+            }),
         }
     }
 
-    /// Its name for a reader of `lang`: the display name, else the id.
-    pub fn name_in(&self, _lang: Language) -> &str {
-        if self.display_name.trim().is_empty() {
-            &self.id
-        } else {
-            &self.display_name
-        }
+    /// Its name for a reader of `lang`.
+    pub fn name_in(&self, lang: Language) -> &str {
+        self.display_name.get(lang.code())
     }
 
     /// The rules engine's language.
@@ -220,7 +295,7 @@ pub fn parse_line(file: &str, text: &str) -> Result<ProductLine, LineFileError> 
         line.stt_language = if line.language == "zh-TW" { "zh" } else { "en" }.into();
     }
     if line.display_name.is_empty() {
-        line.display_name = line.id.clone();
+        line.display_name = LocalText::plain(&line.id);
     }
     line.methodology.validate().map_err(|e| {
         err(
@@ -237,7 +312,7 @@ pub fn parse_line(file: &str, text: &str) -> Result<ProductLine, LineFileError> 
                 format!("form field id {:?} is empty or used twice", field.id),
             ));
         }
-        if field.label.trim().is_empty() {
+        if field.label.is_empty() {
             return Err(err(
                 text.find(&format!("\"{}\"", field.id))
                     .map(|at| line_of(text, at)),
@@ -463,7 +538,7 @@ required = true
     #[test]
     fn a_team_folder_adds_and_overrides_lines() {
         let ichef = builtin_file("ichef").unwrap().replace(
-            "display_name = \"iCHEF\"",
+            "display_name = { zh-TW = \"iCHEF 餐飲\", en = \"iCHEF restaurants\" }",
             "display_name = \"iCHEF Taiwan\"",
         );
         let lines = with_files(&[
@@ -480,7 +555,53 @@ required = true
             fitness.stt_prompt().as_deref(),
             Some("FitDesk, GymPro, Zumba")
         );
-        assert_eq!(find(&lines, "ichef").unwrap().display_name, "iCHEF Taiwan");
+        // A name given in one language serves every reader.
+        let ichef = find(&lines, "ichef").unwrap();
+        assert_eq!(ichef.display_name.get("zh-TW"), "iCHEF Taiwan");
+        assert_eq!(ichef.display_name.get("en"), "iCHEF Taiwan");
+    }
+
+    #[test]
+    fn texts_are_read_in_the_readers_language() {
+        let lines = builtin();
+        let beauty = find(&lines, "beauty").unwrap();
+        assert_eq!(beauty.display_name.get("zh-TW"), "美業");
+        assert_eq!(beauty.display_name.get("en"), "Beauty");
+        assert_eq!(
+            beauty.display_name.get("zh-Hant"),
+            "美業",
+            "same primary language"
+        );
+        assert_eq!(beauty.display_name.get("ja"), "Beauty", "else English");
+        let field = &beauty.form[0];
+        assert_eq!(field.label.get("en"), "Type of salon");
+        assert_eq!(field.options[0].label.get("zh-TW"), "美髮");
+        // Every built-in line speaks both languages everywhere a person reads it.
+        for line in builtin() {
+            for text in std::iter::once(&line.display_name)
+                .chain(line.form.iter().map(|f| &f.label))
+                .chain(
+                    line.form
+                        .iter()
+                        .flat_map(|f| f.options.iter().map(|o| &o.label)),
+                )
+            {
+                // (A number range says the same in every language.)
+                if !text.get("en").chars().any(char::is_alphabetic) {
+                    continue;
+                }
+                let mut langs = text.languages();
+                langs.sort();
+                assert_eq!(langs, vec!["en", "zh-TW"], "{}: {text:?}", line.id);
+            }
+        }
+        // A file's text round-trips as it was written.
+        let plain: LocalText =
+            toml::from_str::<std::collections::BTreeMap<String, LocalText>>("x = \"Solo\"")
+                .unwrap()
+                .remove("x")
+                .unwrap();
+        assert_eq!(plain, LocalText::plain("Solo"));
     }
 
     #[test]

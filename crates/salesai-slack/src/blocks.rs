@@ -171,12 +171,12 @@ fn fields(lang: Language, line: &ProductLine) -> Vec<Field> {
     for f in &line.form {
         out.push(Field {
             id: f.id.clone(),
-            label: f.label.clone(),
+            label: f.label.get(lang.code()).to_owned(),
             required: f.required,
             options: f
                 .options
                 .iter()
-                .map(|o| (o.value.clone(), o.label.clone()))
+                .map(|o| (o.value.clone(), o.label.get(lang.code()).to_owned()))
                 .collect(),
             email: false,
         });
@@ -190,7 +190,7 @@ pub fn upload_modal(lang: Language, line: &ProductLine, file: &FileRef) -> Value
         "📎 *{}* · {} · {}",
         escape(&truncate(&file.name, 200)),
         human_size(file.size),
-        escape(&line.display_name)
+        escape(line.name_in(lang))
     ))];
     for Field {
         id,
@@ -373,6 +373,29 @@ pub struct CardFacts<'a> {
         salesai_core::talk::TalkStats,
         Vec<salesai_core::talk::TalkFlag>,
     )>,
+}
+
+impl<'a> CardFacts<'a> {
+    /// What the card shows of a call's report; `None` before it is analysed.
+    pub fn of(
+        report: &'a salesai_core::report::CallReport,
+        report_url: Option<String>,
+    ) -> Option<CardFacts<'a>> {
+        let analysis = report.analysis.as_ref()?;
+        Some(CardFacts {
+            conversation: &report.conversation,
+            analysis: &analysis.scores,
+            buyer: analysis.buyer.clone(),
+            seller: analysis.seller.clone(),
+            coach: analysis.coach.clone(),
+            report_url,
+            fallbacks: report.fallbacks(),
+            talk: report
+                .talk
+                .as_ref()
+                .map(|t| (t.stats.clone(), t.flags.clone())),
+        })
+    }
 }
 
 /// The card's one line of talk analytics; a figure out of its healthy range carries ⚠️.

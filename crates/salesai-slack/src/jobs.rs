@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use salesai_core::access::Reach;
-use salesai_core::analysis::{BuyerOutput, CoachOutput, SellerOutput};
 use salesai_core::blob::{BlobKey, StoreLimitedError, Stored, store_limited};
 use salesai_core::domain::{Conversation, ConversationStatus, Media, Role};
 use salesai_core::media::{looks_like_html, sniff};
@@ -877,15 +876,6 @@ impl Handler for Notify {
     }
 }
 
-fn agent<T: serde::de::DeserializeOwned>(
-    runs: &[salesai_core::store::AgentRun],
-    name: &str,
-) -> Option<T> {
-    runs.iter()
-        .find(|r| r.agent == name)
-        .and_then(|r| serde_json::from_value(r.output.clone()).ok())
-}
-
 /// Brings a conversation's Slack thread up to date: the status message (posted once, then
 /// updated in place), the completion card (posted once per conversation; a re-analysis
 /// updates it), and one notice per failure. Every post goes through [`post_once`], so a crash
@@ -947,31 +937,15 @@ pub async fn notify(slack: &Slack, c: &Conversation) -> Result<(), JobError> {
     };
     match c.status {
         ConversationStatus::Completed => {
-            let Some(analysis) = app.store.get_analysis(&c.id).await.map_err(db)? else {
+            let report = salesai_core::report::CallReport::load(
+                app.store.as_ref(),
+                c.clone(),
+                &app.talk_targets,
+            )
+            .await
+            .map_err(db)?;
+            let Some(facts) = CardFacts::of(&report, slack.report_url(&c.id)) else {
                 return Ok(());
-            };
-            let runs = app.store.get_agent_outputs(&c.id).await.map_err(db)?;
-            let transcript = app.store.get_transcript(&c.id).await.map_err(db)?;
-            // Estimated times (a plain-text upload) would make every timed figure up.
-            let talk = salesai_core::talk::analyze(&transcript)
-                .filter(|_| !c.media.times_estimated())
-                .map(|stats| {
-                    let flags = stats.flags(&app.talk_targets);
-                    (stats, flags)
-                });
-            let facts = CardFacts {
-                talk,
-                conversation: c,
-                analysis: &analysis,
-                buyer: agent::<BuyerOutput>(&runs, "buyer"),
-                seller: agent::<SellerOutput>(&runs, "seller"),
-                coach: agent::<CoachOutput>(&runs, "coach"),
-                report_url: slack.report_url(&c.id),
-                fallbacks: runs
-                    .iter()
-                    .filter(|r| r.fallback.is_some())
-                    .map(|r| r.agent.clone())
-                    .collect(),
             };
             let card = blocks::completed(lang, &facts);
             // Exactly one completion message: a re-analysis updates it.

@@ -99,6 +99,17 @@ pub enum Level {
     High,
 }
 
+impl Level {
+    /// The wire name (`low`, `medium`, `high`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+        }
+    }
+}
+
 /// The context agent's output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContextOutput {

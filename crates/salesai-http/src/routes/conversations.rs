@@ -336,31 +336,11 @@ pub struct ConversationDetail {
     pub estimated_times: bool,
     /// Its analysis, once analysed.
     pub analysis: Option<AnalysisBody>,
-    /// How the rep ran the call, once the transcript's speakers have sides.
-    pub talk: Option<TalkBody>,
-}
-
-/// Talk analytics of one call.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct TalkBody {
-    /// The figures.
-    pub stats: salesai_core::talk::TalkStats,
-    /// The figures outside their healthy range.
-    pub flags: Vec<salesai_core::talk::TalkFlag>,
-    /// The healthy ranges they were checked against (`SALESAI_TALK_TARGETS`).
-    pub targets: salesai_core::talk::TalkTargets,
-}
-
-impl TalkBody {
-    /// The figures of a transcript, when its speakers have sides.
-    pub fn of(app: &App, segments: &[salesai_core::transcript::Segment]) -> Option<TalkBody> {
-        let stats = salesai_core::talk::analyze(segments)?;
-        Some(TalkBody {
-            flags: stats.flags(&app.talk_targets),
-            stats,
-            targets: app.talk_targets.clone(),
-        })
-    }
+    /// How the rep ran the call, once the transcript's speakers have sides (and its times are
+    /// real).
+    pub talk: Option<salesai_core::report::TalkReport>,
+    /// Agents whose stored output could not be read (analyse the call again to rebuild them).
+    pub unreadable: Vec<String>,
 }
 
 /// A transcript.
@@ -734,41 +714,45 @@ async fn show(
     caller
         .may_reach(&app, conversation.rep_user_id.as_deref())
         .await?;
-    let store = &app.store;
-    let events = store.stage_events(&conversation.id).await?;
-    let transcript = store.get_transcript(&conversation.id).await?;
-    let analysis = store.get_analysis(&conversation.id).await?;
-    let agents: BTreeMap<String, AgentRun> = store
-        .get_agent_outputs(&conversation.id)
-        .await?
-        .into_iter()
+    let report =
+        salesai_core::report::CallReport::load(app.store.as_ref(), conversation, &app.talk_targets)
+            .await?;
+    let agents: BTreeMap<String, AgentRun> = report
+        .runs
+        .iter()
         .map(|run| {
             (
                 run.agent.clone(),
                 AgentRun {
-                    engine: run.engine,
-                    model: run.model,
+                    engine: run.engine.clone(),
+                    model: run.model.clone(),
                     latency_ms: run.latency_ms,
                     prompt_tokens: run.prompt_tokens,
                     completion_tokens: run.completion_tokens,
-                    fallback: run.fallback,
-                    output: run.output,
+                    fallback: run.fallback.clone(),
+                    output: run.output.clone(),
                 },
             )
         })
         .collect();
+    let estimated_times = report.estimated_times();
+    let status = report.conversation.status;
     Ok(Json(ConversationDetail {
-        talk: TalkBody::of(&app, &transcript).filter(|_| !conversation.media.times_estimated()),
-        stage: conversation.status,
-        progress: progress(conversation.status),
-        error: conversation.error.clone(),
-        stages: events,
+        talk: report.talk,
+        stage: status,
+        progress: progress(status),
+        error: report.conversation.error.clone(),
+        stages: report.events,
         transcript: TranscriptBody {
-            segments: transcript,
+            segments: report.transcript,
         },
-        estimated_times: conversation.media.times_estimated(),
-        analysis: analysis.map(|scores| AnalysisBody { scores, agents }),
-        conversation: public(conversation),
+        estimated_times,
+        unreadable: report.unreadable,
+        analysis: report.analysis.map(|a| AnalysisBody {
+            scores: a.scores,
+            agents,
+        }),
+        conversation: public(report.conversation),
     }))
 }
 

@@ -66,9 +66,16 @@ pub async fn reference(
             p { a href="/api/v1/openapi.json" { "openapi.json" } " · OpenAPI 3.1" }
         }
         section.card {
-            p { (lang.t().every_call_needs_token_create_one) }
+            p { (super::i18n::with_code(lang.t().every_call_needs_token_create_one, &[
+                ("create", "salesai token create"),
+                ("header", "Authorization: Bearer <token>"),
+                ("shape", "{\"error\": {\"code\", \"message\"}}"),
+            ])) }
             pre.command { "curl -H \"Authorization: Bearer $SALESAI_TOKEN\" " (base) "/api/v1/conversations" }
         }
+        @if lang.code() != "en" { p.muted { (lang.t().api_reference_is_in_english) } }
+        // The reference is the API's own documentation, written in English with the code.
+        div lang="en" {
         @for (tag, description) in &tags {
             section.card.api-group {
                 h2 { (tag) " " span.muted { (description) } }
@@ -115,6 +122,7 @@ pub async fn reference(
                     }
                 }
             }
+        }
         }
     };
     page(&viewer, Nav::Other, "/api", lang.t().api_reference, body).into_response()

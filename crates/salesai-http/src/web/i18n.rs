@@ -99,6 +99,28 @@ impl Lang {
     }
 }
 
+/// A catalogue text whose `{placeholders}` are commands or codes, each shown as `<code>` (typed
+/// as is, in every language); the text around them is escaped.
+pub fn with_code(text: &str, codes: &[(&str, &str)]) -> maud::Markup {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let name = &rest[open + 1..open + close];
+        let Some((_, code)) = codes.iter().find(|(n, _)| *n == name) else {
+            out.push_str(&maud::html! { (rest[..open + close + 1]) }.into_string());
+            rest = &rest[open + close + 1..];
+            continue;
+        };
+        out.push_str(&maud::html! { (rest[..open]) code { (code) } }.into_string());
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(&maud::html! { (rest) }.into_string());
+    maud::PreEscaped(out)
+}
+
 /// A time in the team's time zone, as `2026-11-29 14:05`.
 pub fn when(at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
     at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()

@@ -66,14 +66,14 @@ pub async fn show(
     let body = html! {
         div.page-head {
             h1 { (lang.t().operations) }
-            p.muted { (lang.t().what_salesai_doctor_and_salesai_queue)
+            p.muted { (super::i18n::with_code(lang.t().what_salesai_doctor_and_salesai_queue, &[("doctor", "salesai doctor"), ("queue", "salesai queue")]))
                 " " a href="/api" { (lang.t().api_reference) } }
         }
         @if let Some(done) = &q.done { (notice(lang, done)) }
         section.card {
             h2 { (lang.t().health) }
             @match &findings {
-                None => p.muted { (lang.t().doctor_does_not_run_in_this) },
+                None => p.muted { (super::i18n::with_code(lang.t().doctor_does_not_run_in_this, &[("doctor", "salesai doctor")])) },
                 Some(f) if f.is_empty() => p.all-clear { "✓ " (lang.t().all_clear_nothing_needs_attention) },
                 Some(f) => ul.findings {
                     @for finding in f {
@@ -106,7 +106,7 @@ pub async fn show(
                         @let depth = |s: &str| row.and_then(|r| r.depth.get(s).copied()).unwrap_or(0);
                         tr {
                             td.main data-label=(lang.t().queue) {
-                                strong { (name) }
+                                strong { (queue_label(lang, name)) }
                                 @if paused { " " span.pill.warn { (lang.t().paused) } }
                                 @if let Some(r) = row && r.expired_leases > 0 {
                                     " " span.pill.warn { (r.expired_leases) (lang.t().expired_leases) }
@@ -155,14 +155,19 @@ pub async fn show(
                         @for job in &dead {
                             tr {
                                 td.main data-label=(lang.t().job) {
-                                    strong { "#" (job.id) " " (job.kind) }
-                                    div.sub { (job.queue)
+                                    strong { "#" (job.id) " " code { (job.kind) } }
+                                    div.sub { (queue_label(lang, &job.queue))
                                         @if let Some(c) = &job.conversation_id { " · " a href={ "/calls/" (c) } { (lang.t().call) } }
                                     }
                                 }
                                 td data-label=(lang.t().error) {
-                                    @if let Some(code) = &job.last_error_code { code { (code) } }
-                                    @if let Some(msg) = &job.last_error_message { div.sub { (clip(msg, 240)) } }
+                                    @if let Some(code) = &job.last_error_code {
+                                        div { (salesai_core::pipeline::explain(lang.0, code)) }
+                                        div.sub { code { (code) } }
+                                    }
+                                    @if let Some(msg) = &job.last_error_message {
+                                        details.technical { summary { (lang.t().technical_details) } code { (clip(msg, 240)) } }
+                                    }
                                 }
                                 td.num data-label=(lang.t().attempts) { (job.attempts) "/" (job.max_attempts) }
                                 td data-label=(lang.t().when_2) { (when(job.updated_at, tz)) }
@@ -187,13 +192,13 @@ pub async fn show(
                     label { (lang.t().queue)
                         select name="queue" {
                             option value="" { (lang.t().any_2) }
-                            @for name in &queues { option value=(name) { (name) } }
+                            @for name in &queues { option value=(name) { (queue_label(lang, name)) } }
                         }
                     }
                     label { (lang.t().status)
                         select name="status" {
                             option value="" { (lang.t().any_2) }
-                            @for s in ["dead", "completed", "queued"] { option value=(s) { (s) } }
+                            @for (s, label) in [("dead", lang.t().job_status_dead), ("completed", lang.t().job_status_completed), ("queued", lang.t().job_status_queued)] { option value=(s) { (label) } }
                         }
                     }
                     label { (lang.t().kind) input name="kind" maxlength="100" placeholder="conversation.analyze"; }
@@ -455,6 +460,17 @@ pub async fn bulk(
         }
     };
     Ok(page(&viewer, Nav::Ops, "/ops", title, body).into_response())
+}
+
+/// A queue's name for people (a queue salesai does not know keeps its name).
+fn queue_label(lang: Lang, name: &str) -> String {
+    let m = lang.t();
+    match name {
+        "conversations" => m.queue_conversations.to_owned(),
+        "notifications" => m.queue_notifications.to_owned(),
+        "maintenance" => m.queue_maintenance.to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 /// A doctor finding's area in the page's language (a provider's name stays as it is).

@@ -70,7 +70,6 @@ pub async fn login_page(
                         p.or-divider { span { (lang.t().or) } }
                     }
                     p { (lang.t().salesai_signs_you_in_with_one) }
-                    pre.command { "salesai users invite you@example.com --role rep" }
                     p { (lang.t().in_slack_type) code { "/salesai login" } (lang.t().for_link_only_you_see) }
                     p.muted { (lang.t().link_works_once_for_15_minutes) }
                 }

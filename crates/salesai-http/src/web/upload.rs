@@ -33,7 +33,7 @@ pub async fn form(
                 label { (lang.t().product_line)
                     select name="line" data-autosubmit {
                         @for l in app.product_lines.iter() {
-                            option value=(l.id) selected[l.id == line.id] { (l.display_name) }
+                            option value=(l.id) selected[l.id == line.id] { (l.name_in(lang.0)) }
                         }
                     }
                 }
@@ -69,13 +69,13 @@ pub async fn form(
                         input name="contact_name" maxlength="200"; }
                     @for f in &line.form {
                         label {
-                            (f.label) @if f.required { " *" }
+                            (f.label.get(lang.code())) @if f.required { " *" }
                             @if f.options.is_empty() {
                                 input name=(f.id) required[f.required] maxlength="500";
                             } @else {
                                 select name=(f.id) required[f.required] {
                                     option value="" { "—" }
-                                    @for o in &f.options { option value=(o.value) { (o.label) } }
+                                    @for o in &f.options { option value=(o.value) { (o.label.get(lang.code())) } }
                                 }
                             }
                         }

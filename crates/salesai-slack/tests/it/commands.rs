@@ -54,7 +54,7 @@ async fn slash_commands_answer_and_explain_themselves(db: &TestDb) {
         .await,
     );
     assert!(
-        created.contains("已建立 `C-500` Blue Harbor Cafe (iCHEF)"),
+        created.contains("已建立 `C-500` Blue Harbor Cafe (iCHEF 餐飲)"),
         "{created}"
     );
     let again = text(

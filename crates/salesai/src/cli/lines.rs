@@ -80,7 +80,7 @@ pub async fn run(config: &Config, command: LinesCommand) -> anyhow::Result<ExitC
                 println!(
                     "{:<12} {:<16} {:<6} {:<6} {:>4} {:>11}  {source}",
                     line.id,
-                    line.display_name,
+                    line.name_in(line.rules_language()),
                     line.case_prefix,
                     line.language,
                     line.form.len(),

@@ -300,7 +300,7 @@ pub async fn list(
                     label { (lang.t().product_line)
                         select name="line" {
                             option value="" { (lang.t().any) }
-                            @for l in app.product_lines.iter() { option value=(l.id) selected[selected(&q.line, &l.id)] { (l.display_name) } }
+                            @for l in app.product_lines.iter() { option value=(l.id) selected[selected(&q.line, &l.id)] { (l.name_in(lang.0)) } }
                         }
                     }
                     label { (lang.t().type_)

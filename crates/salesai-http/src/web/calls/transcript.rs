@@ -2,7 +2,6 @@
 //! figures with the "Who is who?" correction).
 
 use maud::{Markup, html};
-use salesai_core::App;
 use salesai_core::domain::{Conversation, ConversationStatus};
 
 use super::super::i18n::{Lang, clock};
@@ -84,15 +83,13 @@ pub(super) fn role_name(lang: Lang, role: salesai_core::transcript::Role) -> &'s
 /// the form that corrects who is who (which re-runs the analysis).
 pub(super) fn talk_card(
     lang: Lang,
-    app: &App,
     c: &Conversation,
     csrf: &str,
     segments: &[salesai_core::transcript::Segment],
+    talk: Option<&salesai_core::report::TalkReport>,
 ) -> Markup {
     use salesai_core::talk::TalkFlag;
-    // Estimated times (a plain-text upload) would make every timed figure up.
-    let stats = salesai_core::talk::analyze(segments).filter(|_| !c.media.times_estimated());
-    let targets = &app.talk_targets;
+    let stats = talk.map(|t| &t.stats);
     let mut speakers: Vec<(&str, Option<salesai_core::transcript::Role>, bool)> = Vec::new();
     for s in segments {
         if let Some(name) = s.speaker.as_deref()
@@ -109,8 +106,9 @@ pub(super) fn talk_card(
     html! {
         section.card #talk {
             h2 { (lang.t().how_call_was_run) }
-            @if let Some(st) = &stats {
-                @let flags = st.flags(targets);
+            @if let (Some(st), Some(t)) = (stats, talk) {
+                @let flags = &t.flags;
+                @let targets = &t.targets;
                 @let warn = |hit: bool| if hit { " ⚠️" } else { "" };
                 dl.fields.talk {
                     dt { (lang.t().rep_s_share_of_talk) }
