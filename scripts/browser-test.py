@@ -285,6 +285,31 @@ def main():
         else:
             print("  note: no --whisper; the recording step is skipped")
 
+        print("4b. a recording that cannot be transcribed fails; its manager sees why in words, and no Retry that cannot help")
+        broken = os.path.join(work, "broken.wav")
+        with open(broken, "wb") as f:
+            # A WAV header over noise: sniffed as a recording, refused by the decoder.
+            f.write(b"RIFF" + (36 + 4000).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+                    + bytes([0x55] * 16) + b"data" + (4000).to_bytes(4, "little") + os.urandom(4000))
+        failed_call = upload(ann, env, broken, "C-300", "Broken Bistro")
+        wait_for(lambda: (ann.get(f"{env.base}/calls/{failed_call}"),
+                          ann.run("return document.querySelector('.failure') !== null"))[1],
+                 "the broken recording to fail", 120)
+        env.salesai("users", "invite", "mia@example.com", "--role", "manager", "--team", "north",
+                    "--manages", "north")
+        mia = current = browser("zh-TW")
+        sign_in(mia, env.link("mia@example.com"))
+        mia.get(f"{env.base}/calls/{failed_call}")
+        failure = mia.text(".failure")
+        check("GROQ_API_KEY" not in failure and "SALESAI_STT_BASE_URL" not in failure,
+              f"a manager is not shown setting names: {failure}")
+        check("STT_NOT_CONFIGURED" not in failure, f"nor error codes: {failure}")
+
+        print("4c. the filters open without stretching the search button")
+        ann.get(f"{env.base}/calls?status=completed")
+        heights = ann.run("var b = document.querySelector('.search-row button'); var i = document.querySelector('.search-row input'); return [b.getBoundingClientRect().height, i.getBoundingClientRect().height];")
+        check(heights[0] <= heights[1] * 1.5, f"the search button is as tall as the box: {heights}")
+
         print("5. another team's rep gets the 403 page")
         bob = current = browser("en")
         sign_in(bob, env.link("bob@example.com", "rep", "south"))
@@ -315,7 +340,7 @@ def main():
 
         print("screenshots")
         current = None
-        shots = screenshots(env, args.out, text_call, audio_call)
+        shots = screenshots(env, args.out, text_call, audio_call, failed_call)
         print(f"{len(shots)} screenshots in {os.path.abspath(args.out)}")
         print("browser tests passed")
     except (Failed, RuntimeError) as e:
@@ -339,7 +364,7 @@ def main():
         shutil.rmtree(env.data, ignore_errors=True)
 
 
-def screenshots(env, out, text_call, audio_call):
+def screenshots(env, out, text_call, audio_call, failed_call):
     widths = {"desktop": 1366, "phone": 390}
     shots = []
 
@@ -383,6 +408,17 @@ def screenshots(env, out, text_call, audio_call):
             shoot(rep, f"{code}-rep-home")
         finally:
             rep.close()
+        mia = Browser(lang=lang)
+        try:
+            sign_in(mia, env.link("mia@example.com"))
+            mia.get(f"{env.base}/calls/{failed_call}")
+            shoot(mia, f"{code}-failed-call-manager")
+            mia.get(f"{env.base}/calls?status=completed")
+            shoot(mia, f"{code}-calls-filters-open")
+            mia.get(f"{env.base}/no/such/page")
+            shoot(mia, f"{code}-404")
+        finally:
+            mia.close()
     return shots
 
 

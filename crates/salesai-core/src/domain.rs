@@ -596,6 +596,14 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Conversation {
+    /// When the call happened as lists order, filter and count it: the date given at upload,
+    /// else the upload time (the store's `call_at` column is the same expression).
+    pub fn call_at(&self) -> DateTime<Utc> {
+        self.conversation_date.unwrap_or(self.created_at)
+    }
+}
+
 /// Which conversations a principal reaches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reach {

@@ -134,6 +134,17 @@ impl Label for crate::analysis::Level {
     }
 }
 
+impl Label for crate::report::Standing {
+    fn label(&self, m: &'static Messages) -> &'static str {
+        use crate::report::Standing as S;
+        match self {
+            S::Won => m.deal_stage_closed_won,
+            S::Lost => m.deal_stage_closed_lost,
+            S::Band(band) => band.label(m),
+        }
+    }
+}
+
 impl Label for crate::report::DealStage {
     fn label(&self, m: &'static Messages) -> &'static str {
         use crate::report::DealStage as D;

@@ -210,6 +210,49 @@ impl CallReport {
     }
 }
 
+impl AnalysisReport {
+    /// The CRM agent's pipeline stage, when it gave one this release reads.
+    pub fn stage(&self) -> Option<DealStage> {
+        self.crm.as_ref().and_then(|c| DealStage::parse(&c.stage))
+    }
+
+    /// How the deal stands, in the one word a headline shows: won or lost once the CRM agent
+    /// says it closed (a lost deal is not "at risk": it is over), else the qualification band.
+    pub fn standing(&self) -> Option<Standing> {
+        Standing::of(self.stage(), self.qualification)
+    }
+}
+
+/// How a call's deal stands, for a headline (the call page's score, the Slack card).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The deal closed won.
+    Won,
+    /// The deal closed lost.
+    Lost,
+    /// Open, in this qualification band.
+    Band(Qualification),
+}
+
+impl Standing {
+    /// A listed call's standing, as its call page says it.
+    pub fn of_call(row: &crate::store::CallRow) -> Option<Standing> {
+        Standing::of(
+            row.stage.as_deref().and_then(DealStage::parse),
+            row.qualification.as_deref().and_then(Qualification::parse),
+        )
+    }
+
+    /// From the CRM stage and the band: a closed deal is won or lost whatever its band.
+    pub fn of(stage: Option<DealStage>, band: Option<Qualification>) -> Option<Standing> {
+        match stage {
+            Some(DealStage::ClosedWon) => Some(Standing::Won),
+            Some(DealStage::ClosedLost) => Some(Standing::Lost),
+            _ => band.map(Standing::Band),
+        }
+    }
+}
+
 /// Where a deal stands in the CRM's pipeline, as the CRM agent judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -132,8 +132,8 @@ proptest! {
     #[test]
     fn cursors_decode_anything_and_round_trip(raw in "\\PC{0,80}", us in -62_000_000_000_000_000i64..250_000_000_000_000_000, id in "[a-f0-9-]{1,64}", score in prop::option::of(0u8..=100)) {
         let _ = CallCursor::decode(&raw);
-        if let Some(created_at) = chrono::DateTime::from_timestamp_micros(us) {
-            let cursor = CallCursor { created_at, id, score };
+        if let Some(call_at) = chrono::DateTime::from_timestamp_micros(us) {
+            let cursor = CallCursor { call_at, id, score };
             prop_assert_eq!(CallCursor::decode(&cursor.encode()), Some(cursor));
         }
     }

@@ -181,7 +181,8 @@ async fn pg_columns(
 ) -> StoreResult<Vec<(String, String)>> {
     crate::statement::query_as(
         "SELECT column_name::text, data_type::text FROM information_schema.columns \
-         WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+         WHERE table_schema = current_schema() AND table_name = $1 AND is_generated = 'NEVER' \
+         ORDER BY ordinal_position",
     )
     .bind(table)
     .fetch_all(conn)
@@ -226,7 +227,14 @@ pub async fn export(db: &Database, out: &mut (dyn Write + Send)) -> StoreResult<
                     &serde_json::json!({ "table": table, "columns": columns }),
                 )?;
                 let mut acc = Acc::default();
-                let sql = format!("SELECT * FROM \"{table}\" ORDER BY {order}");
+                // The columns by name: `SELECT *` would also read the generated ones, which
+                // `pragma_table_info` leaves out (and a restore could not write).
+                let names = columns
+                    .iter()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("SELECT {names} FROM \"{table}\" ORDER BY {order}");
                 let mut rows = crate::statement::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(map)? {
                     let mut values = Vec::with_capacity(row.columns().len());

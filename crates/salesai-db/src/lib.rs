@@ -73,6 +73,27 @@ pub const POOL_IDLE: Duration = Duration::from_secs(30);
 /// sooner is handed out as it is (sqlx would ping every one: a round trip per statement).
 pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
+/// Whether a connection given back to the pool may serve again: not when it is still inside a
+/// transaction. A transaction dropped after a failed statement is rolled back on the way back
+/// (SQLite's worker does it after this check, so it is flushed with a ping first); when that
+/// rollback fails too — a full disk makes SQLite end the transaction itself, and the `ROLLBACK`
+/// then finds none — the connection would refuse every later `BEGIN` ("begin_with at non-zero
+/// transaction depth") until the process restarts. Such a connection is closed instead and the
+/// pool opens a fresh one.
+pub(crate) async fn still_usable<C: sqlx::Connection>(conn: &mut C) -> Result<bool, sqlx::Error> {
+    if conn.is_in_transaction() {
+        conn.ping().await?;
+    }
+    let usable = !conn.is_in_transaction();
+    if !usable {
+        tracing::warn!(
+            event = "db.connection_discarded",
+            "a pooled connection was left inside a transaction its rollback could not end; it is closed and replaced"
+        );
+    }
+    Ok(usable)
+}
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {

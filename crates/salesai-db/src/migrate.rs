@@ -50,6 +50,7 @@ macro_rules! migrations {
             (12, "0012", "call_score"),
             (13, "0013", "search_grams"),
             (14, "0014", "identities"),
+            (15, "0015", "call_date"),
         ])
     };
     ($dialect:literal, [$(($version:literal, $stem:literal, $name:literal)),* $(,)?]) => {

@@ -30,6 +30,36 @@ const PHRASES: &[&str] = &[
     "報表現在都是月底才手工整理，看不到即時營收",
 ];
 
+/// The derived scores every synthetic analysis carries: the rules engine's, for a call made of
+/// [`PHRASES`], as an SQL string literal (a real analysis always has them; the call page and
+/// the report read them).
+fn sample_derived() -> String {
+    use salesai_core::analysis::derive::derive_in;
+    use salesai_core::analysis::rules::{RulesInput, analyze};
+    use salesai_core::language::Language;
+    let segments: Vec<salesai_core::transcript::Segment> = PHRASES
+        .iter()
+        .enumerate()
+        .map(|(i, text)| salesai_core::transcript::Segment {
+            speaker: Some(if i % 2 == 0 { "業務" } else { "客戶" }.into()),
+            start_ms: i as u64 * 5000,
+            end_ms: i as u64 * 5000 + 4800,
+            text: (*text).into(),
+            ..Default::default()
+        })
+        .collect();
+    let outputs = analyze(&RulesInput {
+        segments: &segments,
+        competitors: &[],
+        metadata: &serde_json::json!({}),
+        language: Language::ZhTw,
+        lexicon: &Default::default(),
+    });
+    let derived = derive_in(&outputs, &Default::default(), Language::ZhTw);
+    let json = serde_json::to_string(&derived).expect("derived scores serialise");
+    format!("'{}'", json.replace('\'', "''"))
+}
+
 /// How many synthetic people carry the calls, in four teams.
 pub const REPS: u32 = 20;
 
@@ -157,10 +187,11 @@ pub async fn calls(
              SELECT {cid}, 'rules', (c.i * 37) % 101, \
              CASE WHEN (c.i * 37) % 101 >= 75 THEN 'strong' WHEN (c.i * 37) % 101 >= 50 THEN 'medium' \
                   WHEN (c.i * 37) % 101 >= 25 THEN 'weak' ELSE 'atrisk' END, \
-             (c.i * 11) % 101, (c.i * 13) % 101, (c.i * 17) % 101, (c.i * 19) % 101, '{{}}', {created} \
+             (c.i * 11) % 101, (c.i * 13) % 101, (c.i * 17) % 101, (c.i * 19) % 101, {derived}, {created} \
              FROM c WHERE c.i % 50 NOT IN (7, 9) {conflict}",
             c = series("c", from, to),
             cid = id("c.i"),
+            derived = sample_derived(),
         ),
         format!(
             "{recursive} {c}, {s} INSERT INTO transcript_segments (conversation_id, seq, speaker, start_ms, end_ms, text) \

@@ -78,6 +78,20 @@ impl TestDb {
         })
     }
 
+    /// The database at `url` (one a test started itself, e.g. a private PostgreSQL server it
+    /// stops and starts), migrated.
+    pub async fn at(url: &str) -> TestDb {
+        let database = Database::connect(url, &ConnectOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+        let (database, _) = database.migrate().await.expect("migrate");
+        TestDb {
+            database,
+            url: url.to_owned(),
+            _dir: None,
+        }
+    }
+
     /// The database as a `Store`.
     pub fn store(&self) -> Arc<dyn Store> {
         self.database.store()

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use salesai_core::analysis::derive::Qualification;
 use salesai_core::analysis::{BuyerOutput, CoachOutput, SellerOutput};
 use salesai_core::domain::{Conversation, CustomerNumber};
 use salesai_core::i18n::Label;
@@ -357,6 +356,8 @@ pub struct CardFacts<'a> {
     pub conversation: &'a Conversation,
     /// Its analysis.
     pub analysis: &'a StoredAnalysis,
+    /// How the deal stands: won, lost, or its qualification band.
+    pub standing: Option<salesai_core::report::Standing>,
     /// The buyer agent's output, when readable.
     pub buyer: Option<BuyerOutput>,
     /// The seller agent's output, when readable.
@@ -385,6 +386,7 @@ impl<'a> CardFacts<'a> {
         Some(CardFacts {
             conversation: &report.conversation,
             analysis: &analysis.scores,
+            standing: analysis.standing(),
             buyer: analysis.buyer.clone(),
             seller: analysis.seller.clone(),
             coach: analysis.coach.clone(),
@@ -502,9 +504,7 @@ pub fn speakers_modal(
 pub fn completed(lang: Language, facts: &CardFacts<'_>) -> Value {
     let a = facts.analysis;
     let c = facts.conversation;
-    let qualification = Qualification::parse(&a.qualification)
-        .map_or("—", |q| q.label(lang.t()))
-        .to_owned();
+    let qualification = facts.standing.map_or("—", |s| s.label(lang.t())).to_owned();
     let title = format!(
         "{} · {} {}",
         lang.t().slack_done_title,
@@ -872,6 +872,13 @@ mod tests {
         })
     }
 
+    use salesai_core::analysis::derive::Qualification;
+
+    /// The standing of an open deal: its band.
+    fn band(a: &StoredAnalysis) -> Option<salesai_core::report::Standing> {
+        Qualification::parse(&a.qualification).map(salesai_core::report::Standing::Band)
+    }
+
     fn stored(outputs: &AgentOutputs) -> StoredAnalysis {
         let derived = derive(outputs, &Default::default());
         StoredAnalysis {
@@ -894,6 +901,7 @@ mod tests {
             &CardFacts {
                 conversation: &c,
                 analysis: &a,
+                standing: band(&a),
                 buyer: Some(outputs.buyer.clone()),
                 seller: Some(outputs.seller.clone()),
                 coach: Some(outputs.coach.clone()),
@@ -935,6 +943,35 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_deal_reads_lost_not_at_risk() {
+        let out = outputs(Language::ZhTw, ZH_CALL, &[]);
+        let c = conversation("ichef", ConversationStatus::Completed);
+        let mut a = stored(&out);
+        a.qualification = "at_risk".into();
+        for (standing, shows, hides) in [
+            (band(&a), "高風險", "失單"),
+            (Some(salesai_core::report::Standing::Lost), "失單", "高風險"),
+        ] {
+            let card = completed(
+                Language::ZhTw,
+                &CardFacts {
+                    conversation: &c,
+                    analysis: &a,
+                    standing,
+                    buyer: None,
+                    seller: None,
+                    coach: None,
+                    report_url: None,
+                    fallbacks: Vec::new(),
+                    talk: None,
+                },
+            );
+            let text = card["text"].as_str().unwrap();
+            assert!(text.contains(shows) && !text.contains(hides), "{text}");
+        }
+    }
+
+    #[test]
     fn agents_that_fell_back_are_named_on_the_card() {
         let out = outputs(Language::ZhTw, ZH_CALL, &[]);
         let c = conversation("ichef", ConversationStatus::Completed);
@@ -944,6 +981,7 @@ mod tests {
             &CardFacts {
                 conversation: &c,
                 analysis: &a,
+                standing: band(&a),
                 buyer: Some(out.buyer.clone()),
                 seller: Some(out.seller.clone()),
                 coach: Some(out.coach.clone()),
@@ -1004,6 +1042,7 @@ mod tests {
                 &CardFacts {
                     conversation: c,
                     analysis: &a,
+                    standing: band(&a),
                     buyer: Some(out.buyer.clone()),
                     seller: Some(out.seller.clone()),
                     coach: Some(out.coach.clone()),
@@ -1308,6 +1347,7 @@ mod tests {
                 &CardFacts {
                     conversation: &c,
                     analysis: &a,
+                    standing: band(&a),
                     buyer: None,
                     seller: None,
                     coach: None,

@@ -22,6 +22,64 @@ use chrono::{DateTime, Utc};
 use salesai_core::queue::{Job, JobKind};
 use salesai_core::{App, ErrorCode};
 
+/// Runs a store write again while the database does not answer — an outage, a full disk —
+/// from 200 ms, doubling to every 2 s, for at most `limit` or until `stop` is cancelled: for
+/// what must not be lost once it was paid for (an agent's answer, a chunk's transcript, a
+/// job's end), so a job goes on as soon as the database is back instead of failing and paying
+/// its provider again. Errors that are not the database's (a conflict, bad input) are returned
+/// at once.
+pub(crate) async fn until_stored<T, F, Fut>(
+    what: &str,
+    limit: std::time::Duration,
+    stop: Option<&tokio_util::sync::CancellationToken>,
+    write: F,
+) -> salesai_core::store::StoreResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = salesai_core::store::StoreResult<T>>,
+{
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(200);
+    let mut tries = 0u32;
+    let stopped = || stop.is_some_and(|s| s.is_cancelled());
+    loop {
+        match write().await {
+            Ok(value) => {
+                if tries > 0 {
+                    tracing::info!(
+                        event = "db.write_settled",
+                        what,
+                        tries,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "written once the database answered"
+                    );
+                }
+                return Ok(value);
+            }
+            Err(err)
+                if err.code() == ErrorCode::DatabaseError
+                    && started.elapsed() < limit
+                    && !stopped() =>
+            {
+                tries += 1;
+                if tries == 1 {
+                    tracing::warn!(event = "db.write_retrying", what, error = %err, "could not write; retrying until the database answers");
+                }
+                match stop {
+                    Some(stop) => tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancelled() => return Err(err),
+                    },
+                    None => tokio::time::sleep(wait).await,
+                }
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// This machine's host name (`node` when it has none): the first part of a default worker id.
 pub fn node_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -247,6 +247,13 @@ async fn queue_loop(
     }
 }
 
+/// The longest a job's end is retried while the database cannot record it (see
+/// [`crate::until_stored`]): the job stays in the in-flight map meanwhile, so the heartbeat
+/// keeps its lease once the database is back, and it is settled then — not left to run out
+/// its lease and run (and pay its providers) a second time. Past this another node may have
+/// taken it over; the recording then finds the lease lost.
+const SETTLE_FOR: Duration = Duration::from_secs(300);
+
 /// Runs one job and records its outcome. A job cut off by the end of the grace period returns
 /// without recording anything: its lease stays in the in-flight map for shutdown to release.
 /// A job that succeeds while `more()` says the worker may go on is completed with its queue's
@@ -290,13 +297,22 @@ async fn run_one(
     let store = &shared.app.store;
     let mut next = None;
     let (outcome, code) = match result {
-        Ok(()) => match if more() {
-            store
-                .complete_and_claim(&lease, &job.queue, &lease.worker_id, 1)
-                .await
-        } else {
-            store.complete(&lease).await.map(|done| (done, Vec::new()))
-        } {
+        Ok(()) => match crate::until_stored(
+            "job completion",
+            SETTLE_FOR,
+            Some(&shared.hard_stop),
+            || async {
+                if more() {
+                    store
+                        .complete_and_claim(&lease, &job.queue, &lease.worker_id, 1)
+                        .await
+                } else {
+                    store.complete(&lease).await.map(|done| (done, Vec::new()))
+                }
+            },
+        )
+        .await
+        {
             Ok((done, claimed)) => {
                 next = claimed.into_iter().find_map(|j| j.lease().map(|l| (j, l)));
                 if let Some((j, l)) = &next {
@@ -311,12 +327,19 @@ async fn run_one(
                 }
             }
             Err(err) => {
-                error!(event = "job.record_failed", job_id = job.id, error_code = %err.code(), error = %err, "could not record completion; the lease will expire and the job run again");
+                error!(event = "job.record_failed", job_id = job.id, error_code = %err.code(), error = %err, "could not record completion before shutdown; the lease will expire and the job run again");
                 ("record_failed", err.code().to_string())
             }
         },
         Err(JobError::RetryAt { at, code, message }) => {
-            match store.reschedule(&lease, at, code.as_str(), &message).await {
+            match crate::until_stored(
+                "job reschedule",
+                SETTLE_FOR,
+                Some(&shared.hard_stop),
+                || store.reschedule(&lease, at, code.as_str(), &message),
+            )
+            .await
+            {
                 Ok(_) => {
                     info!(event = "job.rescheduled", job_id = job.id, queue = %job.queue, kind = %job.kind, error_code = %code, run_at = %at, "job rescheduled")
                 }
@@ -337,7 +360,11 @@ async fn run_one(
                 message: message.clone(),
                 retryable,
             };
-            match store.fail(&lease, &failure).await {
+            match crate::until_stored("job failure", SETTLE_FOR, Some(&shared.hard_stop), || {
+                store.fail(&lease, &failure)
+            })
+            .await
+            {
                 Ok(FailOutcome::Retrying { run_at }) => {
                     warn!(event = "job.failed", job_id = job.id, queue = %job.queue, kind = %job.kind, attempt = job.attempts, error_code = %code, error = %message, run_at = %run_at, duration_ms, "job failed; will retry");
                     ("retrying", code.to_string())

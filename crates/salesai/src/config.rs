@@ -63,7 +63,7 @@ pub struct ConfigArgs {
 /// The database: flags, environment variables and `salesai.toml` keys.
 #[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct DatabaseSettings {
-    /// Folder for the embedded database and blobs [default: ./data]
+    /// Folder for the embedded database and blobs
     #[arg(
         long,
         env = "SALESAI_DATA_DIR",
@@ -83,7 +83,6 @@ pub struct DatabaseSettings {
     )]
     pub database_url: Option<String>,
     /// Most connections in the database pool, opened on demand and closed after 30 s unused
-    /// [default: 4]
     #[arg(
         long,
         env = "SALESAI_DB_MAX_CONNECTIONS",
@@ -93,7 +92,7 @@ pub struct DatabaseSettings {
     )]
     pub db_max_connections: Option<u32>,
     /// DATABASE_URL is PgBouncer in transaction pooling mode: unnamed statements, each in a
-    /// transaction; migrations then need a direct URL [default: false]
+    /// transaction; migrations then need a direct URL
     #[arg(
         long,
         env = "SALESAI_DB_PGBOUNCER",
@@ -125,7 +124,7 @@ pub struct StorageSettings {
         hide = true
     )]
     pub s3_endpoint: Option<String>,
-    /// S3 region ("auto" for R2) [default: auto]
+    /// S3 region ("auto" for R2)
     #[arg(
         long,
         env = "SALESAI_S3_REGION",
@@ -153,10 +152,10 @@ pub struct StorageSettings {
         hide = true
     )]
     pub s3_secret_access_key: Option<String>,
-    /// Allow http:// S3 endpoints (local MinIO) [default: false]
+    /// Allow http:// S3 endpoints (local MinIO)
     #[arg(long, env = "SALESAI_S3_ALLOW_HTTP", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub s3_allow_http: Option<bool>,
-    /// Virtual-hosted-style S3 requests instead of path style [default: false]
+    /// Virtual-hosted-style S3 requests instead of path style
     #[arg(long, env = "SALESAI_S3_VIRTUAL_HOSTED_STYLE", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub s3_virtual_hosted_style: Option<bool>,
 }
@@ -202,7 +201,7 @@ pub struct SttSettings {
         hide = true
     )]
     pub stt_model: Option<String>,
-    /// Chunks sent to speech-to-text at once per node [default: 4]
+    /// Chunks sent to speech-to-text at once per node
     #[arg(
         long,
         env = "SALESAI_STT_CONCURRENCY",
@@ -211,7 +210,7 @@ pub struct SttSettings {
         hide = true
     )]
     pub stt_concurrency: Option<usize>,
-    /// Longest chunk sent to speech-to-text, seconds [default: 600]
+    /// Longest chunk sent to speech-to-text, seconds
     #[arg(
         long,
         env = "SALESAI_STT_MAX_CHUNK_SECS",
@@ -220,7 +219,7 @@ pub struct SttSettings {
         hide = true
     )]
     pub stt_max_chunk_secs: Option<u64>,
-    /// Largest chunk sent to speech-to-text, megabytes [default: 24]
+    /// Largest chunk sent to speech-to-text, megabytes
     #[arg(
         long,
         env = "SALESAI_STT_MAX_CHUNK_MB",
@@ -238,7 +237,7 @@ pub struct SttSettings {
         hide = true
     )]
     pub stt_requests_per_minute: Option<u32>,
-    /// Seconds before a speech-to-text request times out [default: 180]
+    /// Seconds before a speech-to-text request times out
     #[arg(
         long,
         env = "SALESAI_STT_TIMEOUT_SECS",
@@ -300,7 +299,7 @@ pub struct LlmSettings {
         hide = true
     )]
     pub llm_agent_models: Option<Vec<String>>,
-    /// Seconds before an LLM request times out [default: 120]
+    /// Seconds before an LLM request times out
     #[arg(
         long,
         env = "SALESAI_LLM_TIMEOUT_SECS",
@@ -309,7 +308,7 @@ pub struct LlmSettings {
         hide = true
     )]
     pub llm_timeout_secs: Option<u64>,
-    /// Fail the analysis when an agent's LLM answer is still invalid after a repair (or the LLM keeps failing), instead of taking that agent from the rules engine [default: false]
+    /// Fail the analysis when an agent's LLM answer is still invalid after a repair (or the LLM keeps failing), instead of taking that agent from the rules engine
     #[arg(long, env = "SALESAI_ANALYSIS_STRICT", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub analysis_strict: Option<bool>,
     /// Folder of product-line files (<id>.toml) adding to or overriding the built-in lines
@@ -344,7 +343,7 @@ pub struct LlmSettings {
 /// The web server: flags, environment variables and `salesai.toml` keys.
 #[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct WebSettings {
-    /// Largest upload accepted, in megabytes [default: 500]
+    /// Largest upload accepted, in megabytes
     #[arg(
         long,
         env = "SALESAI_MAX_UPLOAD_MB",
@@ -353,7 +352,7 @@ pub struct WebSettings {
         hide = true
     )]
     pub max_upload_mb: Option<u64>,
-    /// Address the HTTP server listens on [default: 127.0.0.1:3000]
+    /// Address the HTTP server listens on
     #[arg(
         long,
         env = "SALESAI_BIND",
@@ -399,7 +398,7 @@ pub struct WebSettings {
         hide = true
     )]
     pub oidc_client_secret: Option<String>,
-    /// What the single sign-on button says [default: Single sign-on]
+    /// What the single sign-on button says
     #[arg(
         long,
         env = "SALESAI_OIDC_NAME",
@@ -450,7 +449,7 @@ pub struct AlertsSettings {
         hide = true
     )]
     pub slack_webhook_url: Option<String>,
-    /// Seconds between alert evaluations (one per interval across all nodes) [default: 60]
+    /// Seconds between alert evaluations (one per interval across all nodes)
     #[arg(
         long,
         env = "SALESAI_ALERT_INTERVAL_SECS",
@@ -459,7 +458,7 @@ pub struct AlertsSettings {
         hide = true
     )]
     pub alert_interval_secs: Option<u64>,
-    /// Minutes a cleared alert stays quiet if it returns [default: 30]
+    /// Minutes a cleared alert stays quiet if it returns
     #[arg(
         long,
         env = "SALESAI_ALERT_COOLDOWN_MINS",
@@ -468,7 +467,7 @@ pub struct AlertsSettings {
         hide = true
     )]
     pub alert_cooldown_mins: Option<u64>,
-    /// Alert when more than this percentage of job attempts fail in 10 minutes (P1) [default: 5]
+    /// Alert when more than this percentage of job attempts fail in 10 minutes (P1)
     #[arg(
         long,
         env = "SALESAI_ALERT_FAILURE_RATE",
@@ -477,7 +476,7 @@ pub struct AlertsSettings {
         hide = true
     )]
     pub alert_failure_rate: Option<f64>,
-    /// Alert when a queue has more jobs waiting (P2) [default: 100]
+    /// Alert when a queue has more jobs waiting (P2)
     #[arg(
         long,
         env = "SALESAI_ALERT_QUEUE_DEPTH",
@@ -486,7 +485,7 @@ pub struct AlertsSettings {
         hide = true
     )]
     pub alert_queue_depth: Option<u64>,
-    /// Alert when a job or a conversation waits longer, minutes (P2) [default: 20]
+    /// Alert when a job or a conversation waits longer, minutes (P2)
     #[arg(
         long,
         env = "SALESAI_ALERT_MAX_WAIT_MINS",
@@ -495,7 +494,7 @@ pub struct AlertsSettings {
         hide = true
     )]
     pub alert_max_wait_mins: Option<u64>,
-    /// Alert when more Slack requests fail their signature in 10 minutes (P2) [default: 20]
+    /// Alert when more Slack requests fail their signature in 10 minutes (P2)
     #[arg(
         long,
         env = "SALESAI_ALERT_SIGNATURE_FAILURES",
@@ -504,7 +503,7 @@ pub struct AlertsSettings {
         hide = true
     )]
     pub alert_signature_failures: Option<u64>,
-    /// Statements averaging longer than this are slow (P2), milliseconds [default: 500]
+    /// Statements averaging longer than this are slow (P2), milliseconds
     #[arg(
         long,
         env = "SALESAI_ALERT_SLOW_QUERY_MS",
@@ -547,7 +546,7 @@ pub struct SlackSettings {
         hide = true
     )]
     pub slack_bot_token: Option<String>,
-    /// Slack Web API base; files download only from its host when overridden [default: https://slack.com/api/]
+    /// Slack Web API base; files download only from its host when overridden
     #[arg(
         long,
         env = "SLACK_API_URL",
@@ -565,7 +564,7 @@ pub struct SlackSettings {
         hide = true
     )]
     pub slack_channels: Option<String>,
-    /// Product line of recordings sent to the app in a DM [default: default]
+    /// Product line of recordings sent to the app in a DM
     #[arg(
         long,
         env = "SLACK_DM_PRODUCT_LINE",
@@ -574,7 +573,7 @@ pub struct SlackSettings {
         hide = true
     )]
     pub slack_dm_product_line: Option<String>,
-    /// Largest file downloaded from Slack, in megabytes [default: 500]
+    /// Largest file downloaded from Slack, in megabytes
     #[arg(
         long,
         env = "SLACK_MAX_DOWNLOAD_MB",
@@ -602,7 +601,7 @@ pub struct SlackSettings {
         hide = true
     )]
     pub slack_client_secret: Option<String>,
-    /// Slack's OpenID Connect issuer [default: https://slack.com]
+    /// Slack's OpenID Connect issuer
     #[arg(
         long,
         env = "SLACK_OIDC_ISSUER",
@@ -644,7 +643,7 @@ pub struct WorkerSettings {
         hide = true
     )]
     pub worker_queues: Option<Vec<String>>,
-    /// Milliseconds an idle worker waits before polling again [default: 250]
+    /// Milliseconds an idle worker waits before polling again
     #[arg(
         long,
         env = "SALESAI_WORKER_POLL_MS",
@@ -653,7 +652,7 @@ pub struct WorkerSettings {
         hide = true
     )]
     pub worker_poll_ms: Option<u64>,
-    /// Seconds shutdown waits for running jobs before returning them to the queue [default: 30]
+    /// Seconds shutdown waits for running jobs before returning them to the queue
     #[arg(
         long,
         env = "SALESAI_SHUTDOWN_GRACE_SECS",
@@ -676,10 +675,10 @@ pub struct ScheduleSettings {
         hide = true
     )]
     pub prune_completed_older_than: Option<String>,
-    /// The scheduled retention deletes only the audio, keeping transcript and analysis [default: false]
+    /// The scheduled retention deletes only the audio, keeping transcript and analysis
     #[arg(long, env = "SALESAI_PRUNE_AUDIO_ONLY", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub prune_audio_only: Option<bool>,
-    /// Local time of the scheduled retention run (HH:MM) [default: 04:00]
+    /// Local time of the scheduled retention run (HH:MM)
     #[arg(
         long,
         env = "SALESAI_PRUNE_AT",
@@ -688,7 +687,7 @@ pub struct ScheduleSettings {
         hide = true
     )]
     pub prune_at: Option<String>,
-    /// Days completed jobs are kept before the daily purge deletes them; 0 keeps them forever [default: 7]
+    /// Days completed jobs are kept before the daily purge deletes them; 0 keeps them forever
     #[arg(
         long,
         env = "SALESAI_JOBS_KEEP_DAYS",
@@ -697,7 +696,7 @@ pub struct ScheduleSettings {
         hide = true
     )]
     pub jobs_keep_days: Option<u64>,
-    /// Local time of the daily purge of completed jobs (HH:MM) [default: 04:30]
+    /// Local time of the daily purge of completed jobs (HH:MM)
     #[arg(
         long,
         env = "SALESAI_JOBS_PURGE_AT",
@@ -724,7 +723,7 @@ pub struct ScheduleSettings {
         hide = true
     )]
     pub backup_dir: Option<PathBuf>,
-    /// Scheduled backups to keep [default: 7]
+    /// Scheduled backups to keep
     #[arg(
         long,
         env = "SALESAI_BACKUP_KEEP",
@@ -738,7 +737,7 @@ pub struct ScheduleSettings {
 /// Logs and time: flags, environment variables and `salesai.toml` keys.
 #[derive(clap::Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct LogSettings {
-    /// The team's time zone (IANA name) for case-number months and daily reports [default: Asia/Taipei]
+    /// The team's time zone (IANA name) for case-number months and daily reports
     #[arg(
         long,
         env = "SALESAI_TIME_ZONE",
@@ -747,7 +746,7 @@ pub struct LogSettings {
         hide = true
     )]
     pub time_zone: Option<String>,
-    /// Log format: json or text [default: json]
+    /// Log format: json or text
     #[arg(
         long,
         env = "SALESAI_LOG_FORMAT",
@@ -938,14 +937,17 @@ impl Config {
                 }
                 Ok(PruneSchedule {
                     older_than,
-                    audio_only: args.schedules.prune_audio_only.unwrap_or(false),
+                    audio_only: args
+                        .schedules
+                        .prune_audio_only
+                        .unwrap_or(default::PRUNE_AUDIO_ONLY),
                     at: parse_time(
                         "SALESAI_PRUNE_AT",
                         &args
                             .schedules
                             .prune_at
                             .clone()
-                            .unwrap_or_else(|| "04:00".into()),
+                            .unwrap_or_else(|| default::PRUNE_AT.into()),
                     )?,
                 })
             })
@@ -963,13 +965,17 @@ impl Config {
                 })
             })
             .transpose()?;
-        let backup_keep = args.schedules.backup_keep.unwrap_or(7).max(1);
+        let backup_keep = args
+            .schedules
+            .backup_keep
+            .unwrap_or(default::BACKUP_KEEP)
+            .max(1);
         let backup_dir = args.schedules.backup_dir.clone();
         let data_dir = args
             .database
             .data_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from("./data"));
+            .unwrap_or_else(|| PathBuf::from(default::DATA_DIR));
         let configured_url = args.database.database_url.clone().filter(|s| !s.is_empty());
         let database_configured = configured_url.is_some();
         let database_url = configured_url
@@ -997,22 +1003,25 @@ impl Config {
                 .storage
                 .s3_region
                 .clone()
-                .unwrap_or_else(|| "auto".into()),
+                .unwrap_or_else(|| default::S3_REGION.into()),
             access_key_id: args.storage.s3_access_key_id.clone(),
             secret_access_key: args
                 .storage
                 .s3_secret_access_key
                 .clone()
                 .map(SecretString::from),
-            allow_http: args.storage.s3_allow_http.unwrap_or(false),
-            virtual_hosted_style: args.storage.s3_virtual_hosted_style.unwrap_or(false),
+            allow_http: args.storage.s3_allow_http.unwrap_or(default::S3_ALLOW_HTTP),
+            virtual_hosted_style: args
+                .storage
+                .s3_virtual_hosted_style
+                .unwrap_or(default::S3_VIRTUAL_HOSTED_STYLE),
         };
         let blob = BlobConfig::parse(&blob_url, s3).map_err(anyhow::Error::msg)?;
         let time_zone_name = args
             .logs
             .time_zone
             .clone()
-            .unwrap_or_else(|| "Asia/Taipei".into());
+            .unwrap_or_else(|| default::TIME_ZONE.into());
         let time_zone: chrono_tz::Tz = time_zone_name.parse().map_err(|_| {
             anyhow::anyhow!(
                 "unknown time zone {time_zone_name:?}; use an IANA name such as Asia/Taipei or Europe/Berlin"
@@ -1022,7 +1031,7 @@ impl Config {
             .logs
             .log_format
             .clone()
-            .unwrap_or_else(|| "json".into())
+            .unwrap_or_else(|| default::LOG_FORMAT.into())
             .as_str()
         {
             "json" => LogFormat::Json,
@@ -1045,7 +1054,7 @@ impl Config {
                 .schedules
                 .jobs_purge_at
                 .clone()
-                .unwrap_or_else(|| "04:30".into()),
+                .unwrap_or_else(|| default::JOBS_PURGE_AT.into()),
         )?;
         Ok(Config {
             create_database: false,
@@ -1055,8 +1064,8 @@ impl Config {
             db_max_connections: args
                 .database
                 .db_max_connections
-                .unwrap_or(salesai_db::DEFAULT_POOL_MAX),
-            db_pgbouncer: args.database.db_pgbouncer.unwrap_or(false),
+                .unwrap_or(default::DB_MAX_CONNECTIONS),
+            db_pgbouncer: args.database.db_pgbouncer.unwrap_or(default::DB_PGBOUNCER),
             blob_url,
             blob,
             stt: {
@@ -1066,14 +1075,14 @@ impl Config {
                     max_ms: bounded(
                         "SALESAI_STT_MAX_CHUNK_SECS",
                         args.stt.stt_max_chunk_secs,
-                        600,
+                        default::STT_MAX_CHUNK_SECS,
                         10,
                         7200,
                     )? * 1000,
                     max_bytes: bounded(
                         "SALESAI_STT_MAX_CHUNK_MB",
                         args.stt.stt_max_chunk_mb,
-                        24,
+                        default::STT_MAX_CHUNK_MB,
                         1,
                         1024,
                     )? * 1024
@@ -1089,9 +1098,15 @@ impl Config {
                             api_key: key.map(SecretString::from),
                             model: model.clone().unwrap_or_else(|| default_model.to_owned()),
                             timeout: std::time::Duration::from_secs(
-                                args.stt.stt_timeout_secs.unwrap_or(180),
+                                args.stt
+                                    .stt_timeout_secs
+                                    .unwrap_or(default::STT_TIMEOUT_SECS),
                             ),
-                            max_concurrency: args.stt.stt_concurrency.unwrap_or(4).max(1),
+                            max_concurrency: args
+                                .stt
+                                .stt_concurrency
+                                .unwrap_or(default::STT_CONCURRENCY)
+                                .max(1),
                             limits,
                             requests_per_minute: args.stt.stt_requests_per_minute,
                         }
@@ -1134,8 +1149,11 @@ impl Config {
                     }
                     agent_models.insert(agent.to_owned(), agent_model.trim().to_owned());
                 }
-                let timeout =
-                    std::time::Duration::from_secs(args.llm.llm_timeout_secs.unwrap_or(120));
+                let timeout = std::time::Duration::from_secs(
+                    args.llm
+                        .llm_timeout_secs
+                        .unwrap_or(default::LLM_TIMEOUT_SECS),
+                );
                 let make = |provider: &str,
                             base_url: String,
                             key: Option<String>,
@@ -1152,7 +1170,7 @@ impl Config {
                         timeout,
                         strict: args
                             .llm.analysis_strict
-                            .unwrap_or(false),
+                            .unwrap_or(default::ANALYSIS_STRICT),
                     })
                 };
                 match (base, gemini) {
@@ -1175,11 +1193,11 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("SALESAI_TALK_TARGETS: {e}"))?,
                 None => salesai_core::talk::TalkTargets::default(),
             },
-            max_upload_mb: args.web.max_upload_mb.unwrap_or(500),
+            max_upload_mb: args.web.max_upload_mb.unwrap_or(default::MAX_UPLOAD_MB),
             bind: args
                 .web
                 .bind
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+                .unwrap_or_else(|| SocketAddr::from(default::BIND_ADDR)),
             time_zone,
             log_format,
             log: args.logs.log.clone(),
@@ -1189,8 +1207,14 @@ impl Config {
                 .clone()
                 .unwrap_or_else(default_worker_id),
             worker_queues,
-            worker_poll_ms: args.workers.worker_poll_ms.unwrap_or(250),
-            shutdown_grace_secs: args.workers.shutdown_grace_secs.unwrap_or(30),
+            worker_poll_ms: args
+                .workers
+                .worker_poll_ms
+                .unwrap_or(default::WORKER_POLL_MS),
+            shutdown_grace_secs: args
+                .workers
+                .shutdown_grace_secs
+                .unwrap_or(default::SHUTDOWN_GRACE_SECS),
             slack,
             sign_in: sign_in_providers(args)?,
             trusted_proxies: salesai_core::net::IpRange::parse_list(
@@ -1206,7 +1230,7 @@ impl Config {
             jobs_keep_days: bounded(
                 "SALESAI_JOBS_KEEP_DAYS",
                 args.schedules.jobs_keep_days,
-                7,
+                default::JOBS_KEEP_DAYS,
                 0,
                 3660,
             )?,
@@ -1234,8 +1258,7 @@ fn slack_config(
         ),
         (Some(s), Some(t)) => (s, t),
     };
-    let api = pick(&args.slack.slack_api_url)
-        .unwrap_or_else(|| salesai_slack::DEFAULT_API_URL.to_owned());
+    let api = pick(&args.slack.slack_api_url).unwrap_or_else(|| default::SLACK_API_URL.to_owned());
     let api_url = url::Url::parse(&api)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -1245,8 +1268,8 @@ fn slack_config(
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     let lines = salesai_core::product_line::builtin();
-    let dm_product_line =
-        pick(&args.slack.slack_dm_product_line).unwrap_or_else(|| "default".into());
+    let dm_product_line = pick(&args.slack.slack_dm_product_line)
+        .unwrap_or_else(|| default::SLACK_DM_PRODUCT_LINE.into());
     for line in channels.values().chain(std::iter::once(&dm_product_line)) {
         salesai_core::product_line::find(&lines, line).map_err(|e| {
             anyhow::anyhow!(
@@ -1265,7 +1288,7 @@ fn slack_config(
         max_download_bytes: bounded(
             "SLACK_MAX_DOWNLOAD_MB",
             args.slack.slack_max_download_mb,
-            500,
+            default::SLACK_MAX_DOWNLOAD_MB,
             1,
             10_240,
         )? * 1024
@@ -1366,7 +1389,7 @@ fn sign_in_providers(args: &ConfigArgs) -> anyhow::Result<Vec<salesai_core::acce
                 issuer: issuer_url(
                     "SLACK_OIDC_ISSUER",
                     pick(&args.slack.slack_oidc_issuer)
-                        .unwrap_or_else(|| "https://slack.com".into()),
+                        .unwrap_or_else(|| default::SLACK_OIDC_ISSUER.into()),
                 )?,
                 client_id,
                 client_secret,
@@ -1386,7 +1409,7 @@ fn sign_in_providers(args: &ConfigArgs) -> anyhow::Result<Vec<salesai_core::acce
             providers.push(salesai_core::access::OidcProvider {
                 tenant,
                 id: "sso".into(),
-                label: pick(&args.web.oidc_name).unwrap_or_else(|| "Single sign-on".into()),
+                label: pick(&args.web.oidc_name).unwrap_or_else(|| default::OIDC_NAME.into()),
                 issuer,
                 client_id,
                 client_secret,
@@ -1432,7 +1455,10 @@ fn alert_settings(args: &ConfigArgs) -> anyhow::Result<AlertSettings> {
                 .ok_or_else(|| anyhow::anyhow!("SLACK_WEBHOOK_URL is not an http(s) URL"))
         })
         .transpose()?;
-    let rate = args.alerts.alert_failure_rate.unwrap_or(5.0);
+    let rate = args
+        .alerts
+        .alert_failure_rate
+        .unwrap_or(default::ALERT_FAILURE_RATE);
     if !(0.0..=100.0).contains(&rate) {
         bail!("SALESAI_ALERT_FAILURE_RATE is a percentage (0–100), got {rate}");
     }
@@ -1441,30 +1467,40 @@ fn alert_settings(args: &ConfigArgs) -> anyhow::Result<AlertSettings> {
         interval: std::time::Duration::from_secs(bounded(
             "SALESAI_ALERT_INTERVAL_SECS",
             args.alerts.alert_interval_secs,
-            60,
+            default::ALERT_INTERVAL_SECS,
             1,
             86_400,
         )?),
         cooldown: chrono::Duration::minutes(bounded(
             "SALESAI_ALERT_COOLDOWN_MINS",
             args.alerts.alert_cooldown_mins,
-            30,
+            default::ALERT_COOLDOWN_MINS,
             0,
             10_080,
         )? as i64),
         thresholds: salesai_core::doctor::Thresholds {
             failure_rate: rate / 100.0,
-            queue_depth: args.alerts.alert_queue_depth.unwrap_or(100),
+            queue_depth: args
+                .alerts
+                .alert_queue_depth
+                .unwrap_or(default::ALERT_QUEUE_DEPTH),
             max_wait_secs: 60
                 * bounded(
                     "SALESAI_ALERT_MAX_WAIT_MINS",
                     args.alerts.alert_max_wait_mins,
-                    20,
+                    default::ALERT_MAX_WAIT_MINS,
                     1,
                     10_080,
                 )?,
-            signature_failures: args.alerts.alert_signature_failures.unwrap_or(20),
-            slow_query_ms: args.alerts.alert_slow_query_ms.unwrap_or(500.0).max(1.0),
+            signature_failures: args
+                .alerts
+                .alert_signature_failures
+                .unwrap_or(default::ALERT_SIGNATURE_FAILURES),
+            slow_query_ms: args
+                .alerts
+                .alert_slow_query_ms
+                .unwrap_or(default::ALERT_SLOW_QUERY_MS)
+                .max(1.0),
         },
         summary_at: args
             .alerts
@@ -1495,6 +1531,96 @@ impl ConfigArgs {
         out.config = self.config.clone();
         Ok(out)
     }
+}
+
+/// Every setting's default that is one value, written once: [`Config::load`] falls back to it,
+/// and `salesai help settings` and `salesai config` show it (through [`shown_defaults`]).
+/// Defaults that are a rule (the database in the data folder, the model of the provider) stay
+/// in the setting's help.
+pub mod default {
+    pub const DB_MAX_CONNECTIONS: u32 = salesai_db::DEFAULT_POOL_MAX;
+    pub const DB_PGBOUNCER: bool = false;
+    pub const DATA_DIR: &str = "./data";
+    pub const S3_REGION: &str = "auto";
+    pub const S3_ALLOW_HTTP: bool = false;
+    pub const S3_VIRTUAL_HOSTED_STYLE: bool = false;
+    pub const STT_CONCURRENCY: usize = 4;
+    pub const STT_MAX_CHUNK_SECS: u64 = 600;
+    pub const STT_MAX_CHUNK_MB: u64 = 24;
+    pub const STT_TIMEOUT_SECS: u64 = 180;
+    pub const LLM_TIMEOUT_SECS: u64 = 120;
+    pub const ANALYSIS_STRICT: bool = false;
+    pub const MAX_UPLOAD_MB: u64 = 500;
+    pub const BIND_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 3000);
+    pub const OIDC_NAME: &str = "Single sign-on";
+    pub const ALERT_INTERVAL_SECS: u64 = 60;
+    pub const ALERT_COOLDOWN_MINS: u64 = 30;
+    pub const ALERT_FAILURE_RATE: f64 = 5.0;
+    pub const ALERT_QUEUE_DEPTH: u64 = 100;
+    pub const ALERT_MAX_WAIT_MINS: u64 = 20;
+    pub const ALERT_SIGNATURE_FAILURES: u64 = 20;
+    pub const ALERT_SLOW_QUERY_MS: f64 = 500.0;
+    pub const SLACK_API_URL: &str = salesai_slack::DEFAULT_API_URL;
+    pub const SLACK_DM_PRODUCT_LINE: &str = "default";
+    pub const SLACK_MAX_DOWNLOAD_MB: u64 = 500;
+    pub const SLACK_OIDC_ISSUER: &str = "https://slack.com";
+    pub const WORKER_POLL_MS: u64 = 250;
+    pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+    pub const PRUNE_AUDIO_ONLY: bool = false;
+    pub const PRUNE_AT: &str = "04:00";
+    pub const JOBS_KEEP_DAYS: u64 = 7;
+    pub const JOBS_PURGE_AT: &str = "04:30";
+    pub const BACKUP_KEEP: usize = 7;
+    pub const TIME_ZONE: &str = "Asia/Taipei";
+    pub const LOG_FORMAT: &str = "json";
+}
+
+/// The defaults of [`default`] by setting key, as `salesai help settings` shows them.
+fn shown_defaults() -> Vec<(&'static str, String)> {
+    use default::*;
+    vec![
+        ("db_max_connections", DB_MAX_CONNECTIONS.to_string()),
+        ("db_pgbouncer", DB_PGBOUNCER.to_string()),
+        ("data_dir", DATA_DIR.to_string()),
+        ("s3_region", S3_REGION.to_string()),
+        ("s3_allow_http", S3_ALLOW_HTTP.to_string()),
+        (
+            "s3_virtual_hosted_style",
+            S3_VIRTUAL_HOSTED_STYLE.to_string(),
+        ),
+        ("stt_concurrency", STT_CONCURRENCY.to_string()),
+        ("stt_max_chunk_secs", STT_MAX_CHUNK_SECS.to_string()),
+        ("stt_max_chunk_mb", STT_MAX_CHUNK_MB.to_string()),
+        ("stt_timeout_secs", STT_TIMEOUT_SECS.to_string()),
+        ("llm_timeout_secs", LLM_TIMEOUT_SECS.to_string()),
+        ("analysis_strict", ANALYSIS_STRICT.to_string()),
+        ("max_upload_mb", MAX_UPLOAD_MB.to_string()),
+        ("bind", std::net::SocketAddr::from(BIND_ADDR).to_string()),
+        ("oidc_name", OIDC_NAME.to_string()),
+        ("alert_interval_secs", ALERT_INTERVAL_SECS.to_string()),
+        ("alert_cooldown_mins", ALERT_COOLDOWN_MINS.to_string()),
+        ("alert_failure_rate", ALERT_FAILURE_RATE.to_string()),
+        ("alert_queue_depth", ALERT_QUEUE_DEPTH.to_string()),
+        ("alert_max_wait_mins", ALERT_MAX_WAIT_MINS.to_string()),
+        (
+            "alert_signature_failures",
+            ALERT_SIGNATURE_FAILURES.to_string(),
+        ),
+        ("alert_slow_query_ms", ALERT_SLOW_QUERY_MS.to_string()),
+        ("slack_api_url", SLACK_API_URL.to_string()),
+        ("slack_dm_product_line", SLACK_DM_PRODUCT_LINE.to_string()),
+        ("slack_max_download_mb", SLACK_MAX_DOWNLOAD_MB.to_string()),
+        ("slack_oidc_issuer", SLACK_OIDC_ISSUER.to_string()),
+        ("worker_poll_ms", WORKER_POLL_MS.to_string()),
+        ("shutdown_grace_secs", SHUTDOWN_GRACE_SECS.to_string()),
+        ("prune_audio_only", PRUNE_AUDIO_ONLY.to_string()),
+        ("prune_at", PRUNE_AT.to_string()),
+        ("jobs_keep_days", JOBS_KEEP_DAYS.to_string()),
+        ("jobs_purge_at", JOBS_PURGE_AT.to_string()),
+        ("backup_keep", BACKUP_KEEP.to_string()),
+        ("time_zone", TIME_ZONE.to_string()),
+        ("log_format", LOG_FORMAT.to_string()),
+    ]
 }
 
 /// Every shared setting as clap knows it — key, flag, environment variable, help (with its
@@ -1553,16 +1679,23 @@ pub fn settings() -> Vec<SettingInfo> {
             LogSettings::augment_args(clap::Command::new("logs")),
         ),
     ];
+    let defaults = shown_defaults();
     groups
         .iter()
         .flat_map(|(subsystem, command)| {
+            let defaults = &defaults;
             command.get_arguments().filter_map(move |arg| {
+                let key = arg.get_id().as_str().to_owned();
+                let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if let Some((_, value)) = defaults.iter().find(|(k, _)| *k == key) {
+                    help = format!("{help} [default: {value}]");
+                }
                 Some(SettingInfo {
                     subsystem,
-                    key: arg.get_id().as_str().to_owned(),
                     flag: format!("--{}", arg.get_long()?),
                     env: arg.get_env()?.to_string_lossy().into_owned(),
-                    help: arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                    key,
+                    help,
                     secret: arg.is_hide_env_values_set(),
                 })
             })
@@ -1711,6 +1844,38 @@ fn default_worker_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_default_is_written_once_and_shown() {
+        let settings = settings();
+        for (key, value) in shown_defaults() {
+            let s = settings
+                .iter()
+                .find(|s| s.key == key)
+                .unwrap_or_else(|| panic!("{key} is not a setting"));
+            assert_eq!(
+                s.help.matches("[default: ").count(),
+                1,
+                "{key}: its help names a default of its own beside the code's: {}",
+                s.help
+            );
+            assert_eq!(default_of(&s.help), Some(value.as_str()), "{key}");
+        }
+        // `salesai config` shows the value the code uses.
+        let report = ConfigArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            ..Default::default()
+        }
+        .report(|_| None)
+        .unwrap();
+        assert!(
+            report.contains(&format!(
+                "stt_timeout_secs             default  {}",
+                default::STT_TIMEOUT_SECS
+            )),
+            "{report}"
+        );
+    }
 
     #[test]
     fn defaults_need_nothing() {

@@ -43,6 +43,7 @@ impl PgStore {
             // every statement. A connection back in the pool for less than a second was just
             // working; only one idle longer is checked (and replaced when the server is gone).
             .test_before_acquire(false)
+            .after_release(|conn, _| Box::pin(crate::still_usable(conn)))
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
                     if meta.idle_for < crate::PING_AFTER_IDLE {
@@ -167,6 +168,8 @@ type DbRow = PgRow;
 type Conn = PgConnection;
 type Pool = PinnedPool;
 type StoreImpl = PgStore;
+/// A job whose lease ran out, as the reaper moved it: id, new status, the message, queue, attempts.
+type Expired = (i64, String, String, String, i64);
 /// How a time is bound: `timestamptz`.
 type Time = DateTime<Utc>;
 
@@ -182,6 +185,9 @@ const TRANSCRIPT_INDEX_SUFFIX: &str = " ESCAPE '\\'";
 /// this, or the planner reads every matching line of every call to check a few calls' lines;
 /// the primary key `(conversation_id, seq)` does.
 const LINE_MATCHES: &str = "s.text ILIKE ";
+/// A listed call's CRM stage as the CRM agent gave it (`NULL` before the analysis).
+const CRM_STAGE: &str = "(SELECT o.output ->> 'stage' FROM agent_outputs o \
+     WHERE o.conversation_id = conversations.id AND o.agent = 'crm') AS stage";
 /// The conversation ids whose summary matches an indexed pattern (migration 0009).
 const SUMMARY_INDEX_SUBQUERY: &str = "SELECT conversation_id FROM agent_outputs \
      WHERE agent = 'summary' AND lower(output ->> 'meeting_notes_markdown') LIKE ";
@@ -389,7 +395,7 @@ async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
 /// Moves jobs whose lease ran out back to the queue or to dead, recording each in the job's
 /// history, in one statement: SKIP LOCKED lets several nodes reap at once without waiting on
 /// each other. Returns `(id, new status, message)` of each.
-async fn reap_expired(conn: &mut Conn) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+async fn reap_expired(conn: &mut Conn) -> Result<Vec<Expired>, sqlx::Error> {
     crate::statement::query_as(
         "WITH expired AS ( \
              SELECT id, attempts, max_attempts, locked_by FROM jobs \
@@ -405,8 +411,9 @@ async fn reap_expired(conn: &mut Conn) -> Result<Vec<(i64, String, String)>, sql
                run_at = now(), last_error_code = 'LEASE_EXPIRED', \
                last_error_message = 'lease expired while held by ' || COALESCE(expired.locked_by, '?'), \
                locked_by = NULL, lease_expires_at = NULL, updated_at = now() \
-             FROM expired WHERE jobs.id = expired.id RETURNING jobs.id, jobs.status, jobs.last_error_message) \
-         SELECT id, status, last_error_message FROM moved",
+             FROM expired WHERE jobs.id = expired.id \
+             RETURNING jobs.id, jobs.status, jobs.last_error_message, jobs.queue, jobs.attempts) \
+         SELECT id, status, last_error_message, queue, attempts::bigint FROM moved",
     )
     .fetch_all(&mut *conn)
     .await

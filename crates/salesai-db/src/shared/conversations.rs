@@ -1,41 +1,28 @@
-//! Conversations and their pipeline state, and customers, on both backends.
+//! Conversations and their pipeline state, on both backends.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use salesai_core::access::Reach;
 use salesai_core::domain::{
     CaseNumber, Conversation, ConversationStatus, CreatedConversation, Media, NewConversation,
-    Opportunity, StageError,
+    StageError,
 };
 use salesai_core::queue::NewJob;
 use salesai_core::store::{
     AgentRun, CallCursor, CallRow, CallSort, CallStats, ChunkTranscript, ConversationFilter,
-    Conversations, Customers, PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult,
-    StoredAnalysis,
+    Conversations, PruneCandidate, SearchHit, StageEvent, StoreError, StoreResult, StoredAnalysis,
 };
 use salesai_core::transcript::{Attribution, Role, SearchGrams, Segment};
 use sqlx::{QueryBuilder, Row};
 
 use super::super::{Conn, Db, StoreImpl, db_time, insert_segments, time, write_tx};
-use super::{
-    conversation_from_row, enqueue_in, grams, not_found, notify_in, opportunity_from_row,
-    stage_event_in,
-};
+use super::{conversation_from_row, enqueue_in, grams, not_found, notify_in, stage_event_in};
 use crate::error::{Fail, R, run};
 
 /// Every conversation query starts here.
 macro_rules! conversation_select {
     () => {
         concat!("SELECT ", conversation_columns!(), " FROM conversations")
-    };
-}
-
-macro_rules! opportunity_select {
-    () => {
-        "SELECT o.id, o.customer_number, o.company_name, o.product_line, o.owner_user_id, o.status, \
-         o.latest_score, o.created_at, \
-         (SELECT COUNT(*) FROM conversations c WHERE c.opportunity_id = o.id) AS conversations \
-         FROM opportunities o"
     };
 }
 
@@ -199,11 +186,13 @@ fn push_filter(
         }
         qb.push(")");
     }
+    // A period is the calls held in it: by the call's date (the upload time when none was
+    // given), the same column the list is ordered by.
     if let Some(from) = filter.from {
-        qb.push(" AND created_at >= ").push_bind(db_time(from));
+        qb.push(" AND call_at >= ").push_bind(db_time(from));
     }
     if let Some(to) = filter.to {
-        qb.push(" AND created_at < ").push_bind(db_time(to));
+        qb.push(" AND call_at < ").push_bind(db_time(to));
     }
     if let Some(pattern) = filter.search.as_deref().and_then(like_pattern) {
         qb.push(
@@ -242,8 +231,10 @@ fn push_filter(
         }
         qb.push(")");
     }
-    // The order and, for keyset paging, "after the cursor" in that order. Within a score (and
-    // for newest/oldest) the creation time and id break ties, so every call has one place.
+    // The order and, for keyset paging, "after the cursor" in that order: by the call's date
+    // (`call_at`: the date given at upload, else the upload time). Within a score (and for
+    // newest/oldest) the call's date and then the id (a UUIDv7: upload order) break ties, so
+    // every call has one place.
     let (newer_first, score) = match filter.sort {
         CallSort::Newest => (true, None),
         CallSort::Oldest => (false, None),
@@ -255,7 +246,7 @@ fn push_filter(
         qb.push(" AND ").push(SCORE_OF).push(" IS NOT NULL");
     }
     if let Some(after) = &filter.after {
-        let at = db_time(after.created_at);
+        let at = db_time(after.call_at);
         let (time_op, id_op) = if newer_first { ("<", "<") } else { (">", ">") };
         // First a plain bound on the order's leading column, which the index serves as where
         // to start; the exact "after" below is an OR that neither planner can start from, so
@@ -268,7 +259,7 @@ fn push_filter(
                     .push_bind(i32::from(last));
             }
             _ => {
-                qb.push(" AND created_at ")
+                qb.push(" AND call_at ")
                     .push(if newer_first { "<= " } else { ">= " })
                     .push_bind(at);
             }
@@ -285,11 +276,11 @@ fn push_filter(
                 .push_bind(i32::from(last))
                 .push(" AND (");
         }
-        qb.push("created_at ")
+        qb.push("call_at ")
             .push(time_op)
             .push(" ")
             .push_bind(at)
-            .push(" OR (created_at = ")
+            .push(" OR (call_at = ")
             .push_bind(at)
             .push(" AND id ")
             .push(id_op)
@@ -305,9 +296,9 @@ fn push_filter(
         qb.push(SCORE_OF).push(" ").push(direction).push(", ");
     }
     qb.push(if newer_first {
-        "created_at DESC, id DESC"
+        "call_at DESC, id DESC"
     } else {
-        "created_at ASC, id ASC"
+        "call_at ASC, id ASC"
     });
     qb.push(" LIMIT ")
         .push_bind(i64::from(filter.limit.clamp(1, 500)));
@@ -355,7 +346,7 @@ async fn by_key(
         offset: filter.offset - 1,
         ..filter.clone()
     };
-    let mut qb = QueryBuilder::<Db>::new("SELECT created_at, id, ");
+    let mut qb = QueryBuilder::<Db>::new("SELECT call_at, id, ");
     qb.push(if by_score {
         SCORE_OF
     } else {
@@ -369,7 +360,7 @@ async fn by_key(
     Ok(Some(ConversationFilter {
         offset: 0,
         after: Some(CallCursor {
-            created_at: time(&row, "created_at")?,
+            call_at: time(&row, "call_at")?,
             id: row.try_get("id")?,
             score: row
                 .try_get::<Option<i32>, _>("score")?
@@ -616,9 +607,10 @@ impl Conversations for StoreImpl {
                  (SELECT qualification FROM analyses a WHERE a.conversation_id = conversations.id) AS qualification, \
                  (SELECT display_name FROM users u WHERE u.id = conversations.rep_user_id) AS rep_name, \
                  (SELECT end_ms FROM transcript_segments s WHERE s.conversation_id = conversations.id \
-                  ORDER BY seq DESC LIMIT 1) AS last_end_ms FROM "
+                  ORDER BY seq DESC LIMIT 1) AS last_end_ms, "
             ));
-            qb.push("conversations WHERE TRUE");
+            qb.push(super::super::CRM_STAGE)
+                .push(" FROM conversations WHERE TRUE");
             let transcript = transcript_match(&self.pool, filter.search.as_deref()).await?;
             let Some(filter) = &by_key(&self.pool, filter, &transcript).await? else {
                 return Ok(Vec::new());
@@ -633,6 +625,7 @@ impl Conversations for StoreImpl {
                         .try_get::<Option<i32>, _>("score")?
                         .map(|s| s.clamp(0, 100) as u8),
                     qualification: row.try_get("qualification")?,
+                    stage: row.try_get("stage")?,
                     rep_name: row
                         .try_get::<Option<String>, _>("rep_name")?
                         .filter(|n| !n.is_empty()),
@@ -687,7 +680,9 @@ impl Conversations for StoreImpl {
                  FROM conversations WHERE TRUE",
             );
             push_reach(&mut qb, reach);
-            qb.push(" AND created_at >= ").push_bind(db_time(since));
+            // The calls held since then, by the call's date: a call uploaded today that was held
+            // three weeks ago is not one of this week's.
+            qb.push(" AND call_at >= ").push_bind(db_time(since));
             let row = qb.build().fetch_one(&self.pool).await?;
             let count =
                 |name: &str| -> R<i64> { Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0)) };
@@ -1159,121 +1154,5 @@ impl Conversations for StoreImpl {
             Ok(job.id)
         })
         .await
-    }
-}
-
-#[async_trait]
-impl Customers for StoreImpl {
-    async fn get_opportunity(&self, customer_number: &str) -> StoreResult<Option<Opportunity>> {
-        run(async {
-            crate::statement::query(sql!(concat!(
-                opportunity_select!(),
-                " WHERE o.customer_number = $1"
-            )))
-            .bind(customer_number)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(opportunity_from_row)
-            .transpose()
-        })
-        .await
-    }
-
-    async fn search_opportunities(
-        &self,
-        query: &str,
-        limit: u32,
-        reach: &Reach,
-    ) -> StoreResult<Vec<Opportunity>> {
-        // The people whose customers a reach covers, over `$3`: a customer is theirs when one
-        // of them owns it or has a call with it.
-        macro_rules! within {
-            ($people:literal) => {
-                concat!(
-                    " AND (o.owner_user_id IN (",
-                    $people,
-                    ") OR EXISTS (SELECT 1 FROM conversations c \
-                     WHERE c.opportunity_id = o.id AND c.rep_user_id IN (",
-                    $people,
-                    ")))"
-                )
-            };
-        }
-        macro_rules! search {
-            ($within:expr) => {
-                sql!(concat!(
-                    opportunity_select!(),
-                    " WHERE ($1 = '' OR o.customer_number = $1 \
-                     OR strpos(lower(o.company_name), lower($1)) > 0)",
-                    $within,
-                    " ORDER BY o.created_at DESC, o.id LIMIT $2"
-                ))
-            };
-        }
-        let limit = i64::from(limit.clamp(1, 500));
-        run(async {
-            let rows = match reach {
-                Reach::All => {
-                    crate::statement::query(search!(""))
-                        .bind(query)
-                        .bind(limit)
-                        .fetch_all(&self.pool)
-                        .await?
-                }
-                Reach::Own(user) => {
-                    crate::statement::query(search!(within!("SELECT $3")))
-                        .bind(query)
-                        .bind(limit)
-                        .bind(user)
-                        .fetch_all(&self.pool)
-                        .await?
-                }
-                Reach::Teams(user) => {
-                    crate::statement::query(search!(within!(
-                        "SELECT $3 UNION SELECT u.id FROM users u \
-                         JOIN team_managers m ON m.team = u.team WHERE m.user_id = $3"
-                    )))
-                    .bind(query)
-                    .bind(limit)
-                    .bind(user)
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-            };
-            rows.iter().map(opportunity_from_row).collect()
-        })
-        .await
-    }
-
-    async fn create_opportunity(
-        &self,
-        customer_number: &str,
-        company_name: &str,
-        product_line: &str,
-        owner_user_id: Option<&str>,
-    ) -> StoreResult<Opportunity> {
-        run(async {
-            crate::statement::query(sql!(
-                "INSERT INTO opportunities (id, customer_number, company_name, product_line, owner_user_id, \
-                 status_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, now(), now(), now())"
-            ))
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(customer_number)
-            .bind(company_name)
-            .bind(product_line)
-            .bind(owner_user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| match crate::error::is_unique_violation(&e) {
-                true => StoreError::Conflict(format!("customer {customer_number} already exists")).into(),
-                false => Fail::from(e),
-            })?;
-            Ok(())
-        })
-        .await?;
-        self.get_opportunity(customer_number)
-            .await?
-            .ok_or_else(|| not_found(format!("opportunity {customer_number}")))
     }
 }

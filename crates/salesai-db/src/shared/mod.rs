@@ -419,14 +419,20 @@ mod conversations;
 // PostgreSQL builds its indexed search pattern with it; SQLite does not.
 #[allow(unused_imports)]
 pub(super) use conversations::like_pattern;
+#[path = "customers.rs"]
+mod customers;
 #[path = "grams.rs"]
 pub(super) mod grams;
 #[path = "notes.rs"]
 mod notes;
+#[path = "operations.rs"]
+mod operations;
 #[path = "people.rs"]
 mod people;
 #[path = "queue.rs"]
 mod queue;
+#[path = "slack.rs"]
+mod slack;
 #[path = "voices.rs"]
 mod voices;
 

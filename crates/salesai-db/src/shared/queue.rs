@@ -328,13 +328,27 @@ impl JobQueue for StoreImpl {
             let mut tx = write_tx(&self.pool).await?;
             let moved = super::super::reap_expired(&mut tx).await?;
             let mut reaped = Reaped::default();
-            for (id, status, message) in moved {
+            for (id, status, message, queue, attempts) in moved {
                 if status == "dead" {
                     reaped.dead += 1;
                     fail_conversation_of_dead_job_in(&mut tx, id, "LEASE_EXPIRED", &message)
                         .await?;
                 } else {
+                    // A lost worker is a failed attempt like any other: the job waits out the
+                    // queue's backoff, so one that kills its worker every time (a file that
+                    // crashes the decoder) spends its attempts over minutes, not seconds.
                     reaped.requeued += 1;
+                    let settings = settings_in(&mut tx, &queue).await?;
+                    let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+                    let delay = backoff_delay(&settings, attempts, rand::rng().random::<f64>());
+                    crate::statement::query(sql!(
+                        "UPDATE jobs SET run_at = now() + make_interval(secs => $1) \
+                         WHERE id = $2 AND status = 'queued'"
+                    ))
+                    .bind(delay.as_secs_f64())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
             tx.commit().await?;

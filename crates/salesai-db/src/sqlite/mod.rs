@@ -62,6 +62,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.clamp(2, 8))
             .acquire_timeout(options.acquire_timeout)
+            .after_release(|conn, _| Box::pin(crate::still_usable(conn)))
             .connect_with(connect)
             .await
             .map_err(|e| {
@@ -97,6 +98,8 @@ type DbRow = SqliteRow;
 type Conn = SqliteConnection;
 type Pool = SqlitePool;
 type StoreImpl = SqliteStore;
+/// A job whose lease ran out, as the reaper moved it: id, new status, the message, queue, attempts.
+type Expired = (i64, String, String, String, i64);
 /// How a time is bound: integer milliseconds.
 type Time = i64;
 
@@ -109,6 +112,9 @@ const TRANSCRIPT_INDEX_SUBQUERY: &str = "SELECT s.conversation_id FROM transcrip
 const TRANSCRIPT_INDEX_SUFFIX: &str = "";
 /// One line `s` of a known call against a lower-cased `LIKE` pattern (bound after it).
 const LINE_MATCHES: &str = "lower(s.text) LIKE ";
+/// A listed call's CRM stage as the CRM agent gave it (`NULL` before the analysis).
+const CRM_STAGE: &str = "(SELECT CASE WHEN json_valid(o.output) THEN json_extract(o.output, '$.stage') END \
+     FROM agent_outputs o WHERE o.conversation_id = conversations.id AND o.agent = 'crm') AS stage";
 /// The conversation ids whose summary matches an indexed pattern (migration 0009).
 const SUMMARY_INDEX_SUBQUERY: &str = "SELECT conversation_id FROM summary_fts WHERE text LIKE ";
 /// One call's summary output `o` against a lower-cased `LIKE` pattern.
@@ -276,7 +282,7 @@ async fn extend_leases(pool: &Pool, leases: &[Lease]) -> Result<u64, sqlx::Error
 
 /// Moves jobs whose lease ran out back to the queue or to dead, recording each in the job's
 /// history; returns `(id, new status, message)` of each.
-async fn reap_expired(conn: &mut Conn) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+async fn reap_expired(conn: &mut Conn) -> Result<Vec<Expired>, sqlx::Error> {
     crate::statement::query(sql!(
         "INSERT INTO job_attempts (job_id, attempt, worker_id, outcome, error_code, error_message, finished_at) \
          SELECT id, attempts, locked_by, 'lease_expired', 'LEASE_EXPIRED', \
@@ -292,7 +298,8 @@ async fn reap_expired(conn: &mut Conn) -> Result<Vec<(i64, String, String)>, sql
            run_at = now(), last_error_code = 'LEASE_EXPIRED', \
            last_error_message = 'lease expired while held by ' || COALESCE(locked_by, '?'), \
            locked_by = NULL, lease_expires_at = NULL, updated_at = now() \
-         WHERE status = 'running' AND lease_expires_at < now() RETURNING id, status, last_error_message"
+         WHERE status = 'running' AND lease_expires_at < now() \
+         RETURNING id, status, last_error_message, queue, attempts"
     ))
     .fetch_all(&mut *conn)
     .await

@@ -370,11 +370,7 @@ async fn calls_list_filters_by_reach_search_and_keyset(db: &TestDb) {
             break;
         }
         let last = &page.last().unwrap().conversation;
-        after = Some(CallCursor {
-            created_at: last.created_at,
-            id: last.id.clone(),
-            score: None,
-        });
+        after = Some(CallCursor::after(last, None));
         let encoded = after.as_ref().unwrap().encode();
         assert_eq!(CallCursor::decode(&encoded), after);
         seen.extend(page.into_iter().map(|c| c.conversation.id));
@@ -667,7 +663,7 @@ async fn short_chinese_terms_are_answered_from_the_gram_index(db: &TestDb) {
     store.save_transcript(&long, &lines(&many)).await.unwrap();
     let migrator = db.database.migrator();
     migrator.down_to(12).await.unwrap();
-    assert_eq!(migrator.up().await.unwrap(), vec![13, 14]);
+    assert_eq!(migrator.up().await.unwrap(), vec![13, 14, 15]);
     assert_eq!(search("斑馬").await, these(&[3]));
     assert_eq!(search("馬上").await, these(&[2]));
     assert_eq!(search("斑").await, these(&[1, 3]));
@@ -846,11 +842,10 @@ async fn the_calls_list_sorts_and_pages_in_every_order(db: &TestDb) {
                     .await
                     .unwrap();
                 let Some(last) = page.last() else { break };
-                after = Some(CallCursor {
-                    created_at: last.conversation.created_at,
-                    id: last.conversation.id.clone(),
-                    score: last.score.filter(|_| sort.by_score()),
-                });
+                after = Some(CallCursor::after(
+                    &last.conversation,
+                    last.score.filter(|_| sort.by_score()),
+                ));
                 let encoded = after.as_ref().unwrap().encode();
                 assert_eq!(CallCursor::decode(&encoded), after, "{encoded}");
                 seen.extend(page.iter().map(|c| (c.conversation.id.clone(), c.score)));
@@ -1233,5 +1228,124 @@ async fn an_account_at_a_provider_is_one_person_for_good(db: &TestDb) {
             IdentityMatch::Known(p) if p.active
         ),
         "dan-1 was never linked, so dan-2 may be"
+    );
+}
+
+story!(calls_uploaded_out_of_order_list_by_the_call_date);
+async fn calls_uploaded_out_of_order_list_by_the_call_date(db: &TestDb) {
+    // Six calls uploaded today in this order, held on the dates given (days ago); two carry
+    // no date and count from their upload. Two were held on the same day: upload order
+    // breaks the tie.
+    let held: [(&str, Option<i64>); 6] = [
+        ("D-0", Some(1)),
+        ("D-1", Some(21)),
+        ("D-2", None),
+        ("D-3", Some(4)),
+        ("D-4", Some(4)),
+        ("D-5", Some(30)),
+    ];
+    let store = db.store();
+    let today = Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let mut ids = std::collections::HashMap::new();
+    for (customer, days_ago) in held {
+        let mut new = new_conversation(customer, None);
+        new.conversation_date = days_ago.map(|d| today - chrono::Duration::days(d));
+        let id = store.create_conversation(new).await.unwrap().id;
+        ids.insert(id, customer);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let names = |calls: Vec<salesai_core::domain::Conversation>| -> Vec<&str> {
+        calls.iter().map(|c| ids[&c.id]).collect()
+    };
+    let newest_first = ["D-2", "D-0", "D-4", "D-3", "D-1", "D-5"];
+    let list = |filter: ConversationFilter| {
+        let store = store.clone();
+        async move { store.list_conversations(&filter).await.unwrap() }
+    };
+    assert_eq!(
+        names(
+            list(ConversationFilter {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+        ),
+        newest_first,
+        "newest call first, not newest upload"
+    );
+    let mut oldest_first = newest_first;
+    oldest_first.reverse();
+    assert_eq!(
+        names(
+            list(ConversationFilter {
+                limit: 50,
+                sort: salesai_core::store::CallSort::Oldest,
+                ..Default::default()
+            })
+            .await
+        ),
+        oldest_first
+    );
+    // The web list (list_calls) agrees, walked one call a page by cursor and by offset.
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_calls(&ConversationFilter {
+                limit: 1,
+                after: after.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        let encoded = CallCursor::after(&last.conversation, None).encode();
+        after = CallCursor::decode(&encoded);
+        walked.push(ids[&last.conversation.id]);
+    }
+    assert_eq!(walked, newest_first, "keyset pages by the call's date");
+    for (offset, want) in newest_first.iter().enumerate() {
+        let page = list(ConversationFilter {
+            limit: 1,
+            offset: offset as u32,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(names(page), [*want], "offset {offset}");
+    }
+    // A period is the calls held in it.
+    let week = list(ConversationFilter {
+        limit: 50,
+        from: Some(today - chrono::Duration::days(7)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(week), ["D-2", "D-0", "D-4", "D-3"]);
+    let before = list(ConversationFilter {
+        limit: 50,
+        to: Some(today - chrono::Duration::days(4)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(before), ["D-1", "D-5"], "`to` is exclusive");
+    // Home's "last 7 days" counts the four held this week, not the six uploaded.
+    let stats = store
+        .call_stats(&Reach::All, today - chrono::Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(stats.total, 4);
+    // A backup leaves the computed date out and the restore computes it again.
+    let mut out = Vec::new();
+    salesai_db::backup::export(&db.database, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        !text.contains("call_at"),
+        "the generated column is not exported"
     );
 }

@@ -88,11 +88,11 @@ async fn migrations_are_checked(db: &TestDb) {
     let created = db.store().create_conversation(new.clone()).await.unwrap();
     assert_eq!(
         migrator.down_to(5).await.unwrap(),
-        vec![14, 13, 12, 11, 10, 9, 8, 7, 6]
+        vec![15, 14, 13, 12, 11, 10, 9, 8, 7, 6]
     );
     assert_eq!(
         migrator.up().await.unwrap(),
-        vec![6, 7, 8, 9, 10, 11, 12, 13, 14]
+        vec![6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     );
     let back = db
         .store()
@@ -109,7 +109,7 @@ async fn migrations_are_checked(db: &TestDb) {
     // Down to zero and up again: the down migrations really undo the schema.
     assert_eq!(
         migrator.down_to(3).await.unwrap(),
-        vec![14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4]
+        vec![15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4]
     );
     assert!(
         fallback_column_is_gone(db).await,
@@ -125,7 +125,7 @@ async fn migrations_are_checked(db: &TestDb) {
     assert!(db.store().list_jobs(&JobFilter::default()).await.is_err());
     assert_eq!(
         migrator.up().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     );
     assert!(db.store().slack_messages("x").await.unwrap().is_empty());
     db.store().enqueue(job("noop")).await.unwrap();
@@ -517,9 +517,12 @@ story!(a_worker_lost_on_every_attempt_fails_the_conversation_once);
 async fn a_worker_lost_on_every_attempt_fails_the_conversation_once(db: &TestDb) {
     use salesai_core::domain::{ConversationStatus, SlackThread};
     let store = db.store();
+    // A lost worker waits out the backoff like any failure; 1 ms here.
     let settings = QueueSettings {
         lease_secs: 1,
         max_attempts: 2,
+        backoff_base_ms: 1,
+        backoff_max_ms: 1,
         ..QueueSettings::defaults_for(CONVERSATIONS)
     };
     store.put_queue_settings(&settings).await.unwrap();
@@ -815,9 +818,12 @@ async fn later_stages_of_earlier_calls_are_claimed_first(db: &TestDb) {
 story!(expired_leases_return_jobs);
 async fn expired_leases_return_jobs(db: &TestDb) {
     let store = db.store();
+    // A lost worker is a failed attempt: the job waits the queue's backoff (200–400 ms here).
     let settings = QueueSettings {
         lease_secs: 1,
         max_attempts: 2,
+        backoff_base_ms: 400,
+        backoff_max_ms: 400,
         ..QueueSettings::defaults_for(CONVERSATIONS)
     };
     store.put_queue_settings(&settings).await.unwrap();
@@ -830,8 +836,23 @@ async fn expired_leases_return_jobs(db: &TestDb) {
     assert_eq!(extended, 1);
     assert_eq!(store.reap_expired_leases().await.unwrap().requeued, 0);
     tokio::time::sleep(Duration::from_millis(1300)).await;
+    let before_reap = Utc::now();
     let reaped = store.reap_expired_leases().await.unwrap();
     assert_eq!((reaped.requeued, reaped.dead), (1, 0));
+    let run_at = store.get_job(id).await.unwrap().unwrap().job.run_at;
+    assert!(
+        run_at >= before_reap + chrono::Duration::milliseconds(200),
+        "the lost attempt backs off: runs at {run_at}, reaped at {before_reap}"
+    );
+    assert!(
+        store
+            .claim(CONVERSATIONS, "eager", 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before its backoff"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
     assert!(
         !store.complete(&first[0].lease().unwrap()).await.unwrap(),
         "old lease is void"

@@ -41,22 +41,101 @@ pub fn routes() -> Router<App> {
 
 const UPLOADERS: &[Role] = &[Role::Admin, Role::Service, Role::Rep, Role::Manager];
 
-/// The fields an upload may carry besides the file and its product line's form.
-const UPLOAD_FIELDS: &[&str] = &[
-    "customer_number",
-    "customer_name",
-    "product_line",
-    "type",
-    "conversation_type",
-    "conversation_date",
-    "title",
-    "rep_email",
-    "rep_slack_id",
-    "speaker_channels",
-    "contact_name",
-    "contact_phone",
-    "contact_email",
+/// One part an upload may carry besides its product line's form. The handler accepts exactly
+/// these (and the form's fields) and the OpenAPI document describes them from this list, so
+/// the reference cannot name a field the server does not read.
+pub struct UploadField {
+    /// The part's name.
+    pub name: &'static str,
+    /// What it holds, for the reference.
+    pub description: &'static str,
+    /// Whether every upload must send it.
+    pub required: bool,
+    /// A file part (the recording or transcript), not a text field.
+    pub file: bool,
+    /// Another name the same part is accepted under (not documented on its own).
+    pub alias_of: Option<&'static str>,
+}
+
+const fn text(name: &'static str, description: &'static str) -> UploadField {
+    UploadField {
+        name,
+        description,
+        required: false,
+        file: false,
+        alias_of: None,
+    }
+}
+
+const fn alias(name: &'static str, of: &'static str, file: bool) -> UploadField {
+    UploadField {
+        name,
+        description: "",
+        required: false,
+        file,
+        alias_of: Some(of),
+    }
+}
+
+/// Every part of an upload besides the product line's own form fields.
+pub const UPLOAD_PARTS: &[UploadField] = &[
+    UploadField {
+        name: "audio",
+        description: "The recording (mp3, m4a, wav, ogg, opus, webm, flac, mp4) or transcript (txt, vtt, srt, json) as a file part; also accepted as `transcript` or `file`. Send it last: the fields before it are read first.",
+        required: true,
+        file: true,
+        alias_of: None,
+    },
+    alias("transcript", "audio", true),
+    alias("file", "audio", true),
+    UploadField {
+        name: "customer_number",
+        description: "The customer's number in your CRM (letters, digits, - and _).",
+        required: true,
+        file: false,
+        alias_of: None,
+    },
+    text(
+        "customer_name",
+        "The customer's name; kept from the first call when left out.",
+    ),
+    text(
+        "product_line",
+        "The product line id (default: default); its form's fields may follow.",
+    ),
+    text(
+        "type",
+        "The kind of call: discovery_call (default), demo, follow_up, negotiation, closing, support. Also accepted as `conversation_type`.",
+    ),
+    alias("conversation_type", "type", false),
+    text(
+        "conversation_date",
+        "When the call was held: YYYY-MM-DD or RFC 3339, 1990 to today. Lists order and filter by it (the upload time when left out).",
+    ),
+    text("title", "A short title."),
+    text(
+        "rep_email",
+        "The rep's e-mail, to credit the call to them (admins and service tokens; a person's token uploads as that person).",
+    ),
+    text("rep_slack_id", "The rep's Slack user id, like rep_email."),
+    text(
+        "speaker_channels",
+        "A stereo recording with one side per channel: rep_left or rep_right. Leave it out for a mixed recording.",
+    ),
+    text("contact_name", "The customer's contact person."),
+    text("contact_phone", "The contact's phone."),
+    text("contact_email", "The contact's e-mail."),
 ];
+
+/// Whether `name` is one of [`UPLOAD_PARTS`]' text fields (under its name or an alias).
+fn is_upload_field(name: &str) -> bool {
+    UPLOAD_PARTS.iter().any(|p| !p.file && p.name == name)
+}
+
+/// Whether `name` is the file part (under its name or an alias).
+fn is_upload_file(name: &str) -> bool {
+    UPLOAD_PARTS.iter().any(|p| p.file && p.name == name)
+}
 
 /// The metadata key of an upload's request fingerprint: salesai's own bookkeeping, not shown
 /// in the API (keys starting with `_` never are).
@@ -422,7 +501,7 @@ pub(crate) async fn receive(
                 continue;
             }
             match name.as_str() {
-                "audio" | "transcript" | "file" => {
+                file if is_upload_file(file) => {
                     if upload.is_some() {
                         return Err(ApiError::BadRequest(
                             "send exactly one `audio` or `transcript` file part".into(),
@@ -493,11 +572,16 @@ async fn build(
     // Every field is one salesai reads: a misspelt or unknown one is refused with the list,
     // never kept as if it had been understood.
     for name in fields.keys() {
-        if !UPLOAD_FIELDS.contains(&name.as_str()) && !line.form.iter().any(|f| f.id == *name) {
+        if !is_upload_field(name) && !line.form.iter().any(|f| f.id == *name) {
             let form: Vec<&str> = line.form.iter().map(|f| f.id.as_str()).collect();
             return Err(ApiError::BadRequest(format!(
                 "unknown field {name:?}; send the documented fields ({}) or product line {}'s form ({})",
-                UPLOAD_FIELDS.join(", "),
+                UPLOAD_PARTS
+                    .iter()
+                    .filter(|p| !p.file)
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 line.id,
                 if form.is_empty() {
                     "none".to_owned()
@@ -768,9 +852,10 @@ pub struct ListParams {
     rep: Option<String>,
     /// Only this customer's calls.
     customer_number: Option<String>,
-    /// Created at or after (YYYY-MM-DD or RFC 3339).
+    /// Held on or after (YYYY-MM-DD or RFC 3339): the call's `conversation_date`, else its
+    /// upload time. The list is newest call first by the same date.
     from: Option<String>,
-    /// Created before (YYYY-MM-DD or RFC 3339).
+    /// Held before (YYYY-MM-DD or RFC 3339), by the same date as `from`.
     to: Option<String>,
     /// Page size, 1–500 (default 50); anything else is refused.
     limit: Option<u32>,
@@ -841,14 +926,10 @@ async fn list(
     };
     let conversations = app.store.list_conversations(&filter).await?;
     let full = conversations.len() as u32 == limit;
-    let next_after = conversations.last().filter(|_| full).map(|c| {
-        salesai_core::store::CallCursor {
-            created_at: c.created_at,
-            id: c.id.clone(),
-            score: None,
-        }
-        .encode()
-    });
+    let next_after = conversations
+        .last()
+        .filter(|_| full)
+        .map(|c| salesai_core::store::CallCursor::after(c, None).encode());
     Ok(Json(ConversationList {
         next_offset: (full && filter.after.is_none()).then(|| offset + limit),
         next_after,

@@ -67,22 +67,21 @@ where
     }
 }
 
-/// Readiness: the database answers, blob storage answers, the queue tables are readable (one
-/// keyed read: `/ready` is polled often and must stay cheap however many jobs there are).
-/// How long a storage write probe's answer stands: `/ready` is polled every few seconds, and
-/// storage is written at most this often.
-const STORAGE_PROBE_EVERY: Duration = Duration::from_secs(30);
+/// How long a storage write probe's success stands: `/ready` is polled every few seconds, and
+/// storage is written at most this often while it works. A failure is never reused: the next
+/// `/ready` probes again, so a node is back in its load balancer as soon as storage is.
+const STORAGE_OK_FOR: Duration = Duration::from_secs(2);
 
 /// Whether storage takes a write: a few bytes written to `probes/ready`, at most once per
-/// [`STORAGE_PROBE_EVERY`] per process (the answer in between is the last one). A folder that
-/// became read-only or full, or a bucket whose credentials lost write access, fails here
-/// while reads still work.
+/// [`STORAGE_OK_FOR`] per process while it succeeds (the answer in between is the last one),
+/// and at every `/ready` while it fails. A folder that became read-only or full, or a bucket
+/// whose credentials lost write access, fails here while reads still work.
 async fn storage_writable(app: &App) -> Result<(), String> {
     let mut last = app.storage_probe.lock().await;
-    if let Some((at, result)) = last.as_ref()
-        && at.elapsed() < STORAGE_PROBE_EVERY
+    if let Some((at, Ok(()))) = last.as_ref()
+        && at.elapsed() < STORAGE_OK_FOR
     {
-        return result.clone();
+        return Ok(());
     }
     let key = BlobKey::parse("probes/ready").expect("static key is valid");
     let bytes = bytes::Bytes::from_static(b"salesai ready probe\n");
@@ -99,9 +98,19 @@ async fn storage_writable(app: &App) -> Result<(), String> {
     result
 }
 
+/// Readiness: the database takes a write, blob storage takes a write, the queue tables are
+/// readable (one keyed read: `/ready` is polled often and must stay cheap however many jobs
+/// there are).
 async fn ready(State(app): State<App>) -> impl IntoResponse {
     let (database, storage, queue) = tokio::join!(
-        check(app.store.ping()),
+        // A write, not a ping: a SQLite node whose disk is full answers reads and refuses
+        // every upload and job; it is not ready.
+        check(async {
+            app.store.ping().await?;
+            app.store
+                .set_fact("ready_probe", &chrono::Utc::now().to_rfc3339())
+                .await
+        }),
         check(storage_writable(&app)),
         check(
             app.store

@@ -40,8 +40,8 @@ pub struct ErrorBody {
 /// An error's code and message.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ErrorDetail {
-    /// A stable code: `BAD_REQUEST`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `CONFLICT`,
-    /// `PAYLOAD_TOO_LARGE`, `UNSUPPORTED_MEDIA`, `UNAVAILABLE`, `INTERNAL`.
+    /// A stable code for programs (`INVALID_INPUT`, `NOT_FOUND`, `AUDIO_TOO_LARGE`, …); each
+    /// response lists the codes it can carry.
     pub code: String,
     /// What went wrong and what to do, for a person.
     pub message: String,
@@ -123,20 +123,28 @@ pub fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         "The queue: conversations, notifications, maintenance",
     )];
     let job = &[("id", "The job id")];
+    // The upload's parts, from the list the handler accepts.
+    let documented = conversations::UPLOAD_PARTS
+        .iter()
+        .filter(|p| p.alias_of.is_none());
+    let mut properties = serde_json::Map::new();
+    for part in documented.clone() {
+        properties.insert(
+            part.name.to_owned(),
+            if part.file {
+                json!({"type": "string", "contentMediaType": "application/octet-stream",
+                       "description": part.description})
+            } else {
+                json!({"type": "string", "description": part.description})
+            },
+        );
+    }
+    let required: Vec<&str> = documented.filter(|p| p.required).map(|p| p.name).collect();
     let upload_body = json!({
         "type": "object",
-        "required": ["file", "customer_number"],
-        "properties": {
-            "file": {"type": "string", "contentMediaType": "application/octet-stream",
-                     "description": "The recording (mp3, m4a, wav, ogg, opus, webm, flac) or transcript (txt, vtt, srt, json). Send it last: the fields before it are read first."},
-            "customer_number": {"type": "string", "description": "The customer's number in your CRM (letters, digits, - and _)."},
-            "customer_name": {"type": "string"},
-            "product_line": {"type": "string", "description": "The product line id (default: default)."},
-            "conversation_type": {"type": "string", "description": "discovery_call, demo, follow_up, negotiation, …"},
-            "title": {"type": "string"},
-            "conversation_date": {"type": "string", "description": "YYYY-MM-DD or RFC 3339."},
-        },
-        "additionalProperties": {"type": "string", "description": "The product line's own fields."}
+        "required": required,
+        "properties": properties,
+        "additionalProperties": {"type": "string", "description": "The product line's own form fields (see product_lines/*.toml); any other name is refused."}
     });
     vec![
         Operation {
@@ -221,7 +229,7 @@ pub fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
                 "Accepted",
                 Some((json, g.subschema_for::<conversations::Accepted>())),
             ),
-            errors: &[400, 413, 415],
+            errors: &[400, 413, 415, 422],
         },
         Operation {
             method: "get",
@@ -513,8 +521,15 @@ fn status_text(code: u16) -> &'static str {
         403 => "The token's role or reach does not allow this",
         404 => "Not found",
         409 => "Not in a state that allows this",
-        413 => "Larger than SALESAI_MAX_UPLOAD_MB",
-        415 => "Not a recording or transcript salesai reads",
+        413 => {
+            "Too large: an upload over SALESAI_MAX_UPLOAD_MB (AUDIO_TOO_LARGE), or a JSON body over 2 MB"
+        }
+        415 => {
+            "Not a recording or transcript salesai reads, or a JSON body sent without `Content-Type: application/json`"
+        }
+        422 => {
+            "Well-formed but not what this operation takes (an unknown or mistyped field), or an Idempotency-Key reused for a different upload (IDEMPOTENCY_KEY_REUSED)"
+        }
         503 => "The database or storage is unavailable; retry later",
         _ => "Error",
     }
@@ -574,14 +589,27 @@ fn build() -> Value {
         if !matches!(op.access, Access::Public) {
             errors.extend([401, 403]);
         }
+        // What the framework refuses before the handler runs: a query or a path (a job id
+        // that is not a number) it cannot read; a JSON
+        // body that is not JSON, not labelled JSON, too large, or not the operation's shape.
+        if op.query.is_some() || !op.path_params.is_empty() {
+            errors.push(400);
+        }
+        if matches!(op.body, Some((media, _)) if media == "application/json") {
+            errors.extend([400, 413, 415, 422]);
+        }
         errors.push(503);
         errors.sort_unstable();
         errors.dedup();
         for code in errors {
+            // The error body, with the codes this status can carry (from the list the
+            // server's own errors are checked against).
+            let schema = json!({"allOf": [error, {"properties": {"error": {"properties": {
+                "code": {"enum": crate::error::codes_for(code)}}}}}]});
             responses.insert(
                 code.to_string(),
                 json!({"description": status_text(code),
-                       "content": {"application/json": {"schema": error}}}),
+                       "content": {"application/json": {"schema": schema}}}),
             );
         }
         let mut operation = json!({

@@ -188,7 +188,7 @@ pub async fn show(
             p.muted { (lang.t().choose_at_least_one_filter_you) }
             form.stack.bulk method="post" action="/ops/jobs" {
                 input type="hidden" name="csrf" value=(csrf);
-                div.filters {
+                div.ops-filters {
                     label { (lang.t().queue)
                         select name="queue" {
                             option value="" { (lang.t().any_2) }

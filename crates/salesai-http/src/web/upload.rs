@@ -8,8 +8,15 @@ use maud::html;
 use salesai_core::App;
 use serde::Deserialize;
 
+use salesai_core::store::ConversationFilter;
+
+use crate::auth::Authorize;
+
 use super::layout::{Nav, page};
 use super::session::{PageError, Viewer};
+
+/// How many of the caller's customers the form offers to pick from (most recent first).
+const CUSTOMER_CHOICES: u32 = 200;
 
 #[derive(Debug, Deserialize)]
 pub struct UploadQuery {
@@ -24,7 +31,33 @@ pub async fn form(
     Query(q): Query<UploadQuery>,
 ) -> Result<Response, PageError> {
     let lang = viewer.lang;
-    let line = app.product_line(q.line.as_deref().unwrap_or("default"));
+    let me = &viewer.session.person.user.id;
+    // The line asked for; else the one this person used last; else the configured default.
+    let last_line = match &q.line {
+        Some(_) => None,
+        None => app
+            .store
+            .list_calls(&ConversationFilter {
+                rep_user_id: Some(me.clone()),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .next()
+            .map(|c| c.conversation.product_line),
+    };
+    let line = app.product_line(
+        q.line
+            .as_deref()
+            .or(last_line.as_deref())
+            .unwrap_or("default"),
+    );
+    // The customers this person may upload for, to pick from (a new number is typed).
+    let customers = app
+        .store
+        .search_opportunities("", CUSTOMER_CHOICES, &viewer.reach())
+        .await?;
     let today = super::i18n::day(chrono::Utc::now(), app.time_zone);
     let body = html! {
         div.page-head { h1 { (lang.t().upload_call) } }
@@ -45,13 +78,21 @@ pub async fn form(
                 input type="hidden" name="product_line" value=(line.id);
                 label.drop {
                     span { (lang.t().recording_or_transcript) }
-                    input type="file" name="file" required
+                    input type="file" name="audio" required
                         accept="audio/*,video/mp4,.m4a,.mp3,.wav,.ogg,.opus,.flac,.webm,.mp4,.vtt,.srt,.txt,.json";
                     small.muted { (lang.t().mp3_m4a_wav_ogg_flac_webm) }
                 }
                 div.filter-grid {
                     label { (lang.t().customer_number) " *"
-                        input name="customer_number" required maxlength="64" pattern="[A-Za-z0-9_-]+"; }
+                        input name="customer_number" required maxlength="64" pattern="[A-Za-z0-9_-]+"
+                            list="customers" autocomplete="off";
+                        small.muted { (lang.t().pick_a_customer_or_type_a_new_number) }
+                    }
+                    datalist #customers {
+                        @for c in &customers {
+                            option value=(c.customer_number) { (c.company_name) }
+                        }
+                    }
                     label { (lang.t().customer_name)
                         input name="customer_name" maxlength="200"; }
                     label { (lang.t().type_)
@@ -86,7 +127,7 @@ pub async fn form(
             }
         }
     };
-    Ok(page(&viewer, Nav::Calls, "/upload", lang.t().upload_call, body).into_response())
+    Ok(page(&viewer, Nav::Upload, "/upload", lang.t().upload_call, body).into_response())
 }
 
 /// `POST /upload`: receives the upload and opens its call page.

@@ -360,3 +360,231 @@ async fn every_api_route_answers_each_kind_of_token(db: &TestDb) {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Checks one answer against the document: its status is the operation's success or one of
+/// its listed errors, and an error's code is in that response's `code` enum.
+fn conforms(
+    doc: &Value,
+    method: &str,
+    path: &str,
+    status: u16,
+    body: &str,
+) -> Result<Option<String>, String> {
+    let op = &doc["paths"][path][method.to_lowercase()];
+    let Some(response) = op["responses"].get(status.to_string()) else {
+        return Err(format!(
+            "{method} {path} answered {status}, which the document does not list: {body}"
+        ));
+    };
+    if status < 400 {
+        return Ok(None);
+    }
+    let code = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .ok_or_else(|| format!("{method} {path} {status}: not the JSON error: {body}"))?;
+    let listed = &response["content"]["application/json"]["schema"]["allOf"][1]["properties"]["error"]
+        ["properties"]["code"]["enum"];
+    if !listed
+        .as_array()
+        .is_some_and(|codes| codes.iter().any(|c| c == code.as_str()))
+    {
+        return Err(format!(
+            "{method} {path} {status} carried {code}, not one of {listed}: {body}"
+        ));
+    }
+    Ok(Some(format!("{status} {code}")))
+}
+
+story!(every_error_the_api_answers_is_in_the_document);
+async fn every_error_the_api_answers_is_in_the_document(db: &TestDb) {
+    // Hostile and careless requests to every documented operation: no token, a rep's token,
+    // unknown ids, broken and mislabelled JSON, unknown fields, bad queries, bad uploads. Each
+    // answer's status must be listed for its operation and its code in that status's enum,
+    // and the codes the issue found missing must all have been seen.
+    let t = TestApp::spawn(db).await;
+    let admin = t.token("admin", Role::Admin).await;
+    let rep = t.token("rep", Role::Rep).await;
+    let doc: Value = t
+        .client
+        .get(format!("{}/api/v1/openapi.json", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    let mut wrong = Vec::new();
+    let mut check = |method: &str, path: &str, status: u16, body: String| match conforms(
+        &doc, method, path, status, &body,
+    ) {
+        Ok(Some(pair)) => {
+            seen.insert(pair);
+        }
+        Ok(None) => {}
+        Err(e) => wrong.push(e),
+    };
+    for (method, path) in documented(&doc) {
+        let op = &doc["paths"][&path][method.to_lowercase()];
+        if op
+            .get("security")
+            .is_some_and(|s| s == &serde_json::json!([]))
+        {
+            continue;
+        }
+        let url = |id: &str| {
+            format!(
+                "{}{}",
+                t.base,
+                path.replace("{id}", id).replace("{name}", id)
+            )
+        };
+        let json_body = op["requestBody"]["content"]
+            .get("application/json")
+            .is_some();
+        let mut probes: Vec<reqwest::RequestBuilder> = vec![
+            t.client.request(method.parse().unwrap(), url("x1")),
+            t.client
+                .request(method.parse().unwrap(), url("x1"))
+                .bearer_auth(&rep),
+            t.client
+                .request(method.parse().unwrap(), url("no-such-thing"))
+                .bearer_auth(&admin),
+        ];
+        if op
+            .get("parameters")
+            .is_some_and(|p| p.as_array().unwrap().iter().any(|p| p["in"] == "query"))
+        {
+            probes.push(
+                t.client
+                    .request(
+                        method.parse().unwrap(),
+                        format!("{}?limit=many&zzz=1", url("conversations")),
+                    )
+                    .bearer_auth(&admin),
+            );
+        }
+        if json_body {
+            let at = url("conversations");
+            for (content_type, body) in [
+                ("application/json", "{".to_owned()),
+                ("text/plain", "{}".to_owned()),
+                ("application/json", r#"{"zzz": 1}"#.to_owned()),
+                (
+                    "application/json",
+                    r#"{"state": 5, "all": "yes"}"#.to_owned(),
+                ),
+                ("application/json", format!("\"{}\"", "x".repeat(3 << 20))),
+            ] {
+                probes.push(
+                    t.client
+                        .request(method.parse().unwrap(), &at)
+                        .bearer_auth(&admin)
+                        .header("content-type", content_type)
+                        .body(body),
+                );
+            }
+        }
+        for probe in probes {
+            // A body over the limit is refused before it is read: the server may close the
+            // connection while the client still writes, which the client sees as an error.
+            // The same request again until the answer is read.
+            let mut tries = 0;
+            let response = loop {
+                tries += 1;
+                match probe.try_clone().unwrap().send().await {
+                    Ok(r) => break r,
+                    Err(e) if tries < 10 => {
+                        let _ = e;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("{method} {path}: {e}"),
+                }
+            };
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            check(&method, &path, status, body);
+        }
+    }
+    // Uploads: no file, an unknown field, a file that is not a call, the same key for a
+    // different upload.
+    let upload = |form: reqwest::multipart::Form| {
+        t.client
+            .post(format!("{}/api/v1/conversations", t.base))
+            .bearer_auth(&admin)
+            .multipart(form)
+    };
+    let call = || {
+        reqwest::multipart::Part::bytes(b"Rep: hello\nCustomer: we lose orders".to_vec())
+            .file_name("call.txt")
+            .mime_str("text/plain")
+            .unwrap()
+    };
+    let probes = vec![
+        upload(reqwest::multipart::Form::new().text("customer_number", "C-1")),
+        upload(
+            reqwest::multipart::Form::new()
+                .text("customer_number", "C-1")
+                .text("colour", "red")
+                .part("audio", call()),
+        ),
+        upload(
+            reqwest::multipart::Form::new()
+                .text("customer_number", "C-1")
+                .part(
+                    "audio",
+                    reqwest::multipart::Part::bytes(vec![0x4d, 0x5a, 0x90, 0, 3, 0, 0, 0])
+                        .file_name("setup.exe")
+                        .mime_str("application/octet-stream")
+                        .unwrap(),
+                ),
+        ),
+        upload(
+            reqwest::multipart::Form::new()
+                .text("customer_number", "C-1")
+                .part("audio", call()),
+        )
+        .header("idempotency-key", "same-key"),
+        upload(
+            reqwest::multipart::Form::new()
+                .text("customer_number", "C-2")
+                .part("audio", call()),
+        )
+        .header("idempotency-key", "same-key"),
+    ];
+    for probe in probes {
+        let response = probe.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        check("POST", "/api/v1/conversations", status, body);
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    for pair in [
+        "400 INVALID_INPUT",
+        "401 UNAUTHORIZED",
+        "403 FORBIDDEN",
+        "404 NOT_FOUND",
+        "413 PAYLOAD_TOO_LARGE",
+        "415 UNSUPPORTED_MEDIA_TYPE",
+        "422 UNPROCESSABLE",
+        "422 IDEMPOTENCY_KEY_REUSED",
+    ] {
+        assert!(seen.contains(pair), "never seen {pair}: {seen:?}");
+    }
+    // The upload's documented parts are the names the server reads (`audio`, `type`), not
+    // their aliases.
+    let parts = doc["paths"]["/api/v1/conversations"]["post"]["requestBody"]["content"]
+        ["multipart/form-data"]["schema"]["properties"]
+        .as_object()
+        .unwrap();
+    for name in ["audio", "customer_number", "type", "conversation_date"] {
+        assert!(parts.contains_key(name), "{name} is not documented");
+    }
+    for alias in ["file", "conversation_type", "transcript"] {
+        assert!(
+            !parts.contains_key(alias),
+            "{alias} is an alias, not a field"
+        );
+    }
+}

@@ -107,7 +107,12 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
         for (agent, result) in runs {
             match result {
                 Ok(run) => {
-                    store.save_agent_output(id, &run).await.map_err(db)?;
+                    // Paid for: kept through a database outage rather than asked again.
+                    crate::until_stored("agent output", super::KEEP_PAID_FOR, None, || {
+                        store.save_agent_output(id, &run)
+                    })
+                    .await
+                    .map_err(db)?;
                     tracing::info!(event = "agent.completed", conversation_id = %id, agent = agent.as_str(), engine = %run.engine, latency_ms = run.latency_ms, prompt_tokens = run.prompt_tokens, completion_tokens = run.completion_tokens, "agent completed");
                     done.insert(agent, run.output);
                 }

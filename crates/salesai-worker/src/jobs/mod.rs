@@ -108,6 +108,11 @@ where
     result
 }
 
+/// How long a job waits for the database to keep what a provider was paid for (an agent's
+/// answer, a chunk's transcript) before it fails and is retried: its lease is renewed
+/// meanwhile, so no other node takes the job over.
+pub(crate) const KEEP_PAID_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Maps a store failure to a retryable job error.
 pub fn db(err: salesai_core::store::StoreError) -> JobError {
     JobError::from_code(err.code(), err.to_string())

@@ -464,22 +464,22 @@ async fn transcribe_chunk(app: &App, id: &str, payload: ChunkJob) -> Result<(), 
         };
         let latency_ms = started.elapsed().as_millis() as i64;
         tracing::info!(event = "stt.chunk_transcribed", conversation_id = %id, chunk = payload.index, segments = segments.len(), latency_ms, provider = stt.provider(), "chunk transcribed");
-        store
-            .save_chunk_transcript(
-                id,
-                &ChunkTranscript {
-                    channel: payload.channel,
-                    index: payload.index,
-                    start_ms: payload.start_ms,
-                    end_ms: payload.end_ms,
-                    provider: stt.provider().to_owned(),
-                    model: Some(stt.model().to_owned()),
-                    segments,
-                    latency_ms: Some(latency_ms),
-                },
-            )
-            .await
-            .map_err(db)?;
+        let chunk = ChunkTranscript {
+            channel: payload.channel,
+            index: payload.index,
+            start_ms: payload.start_ms,
+            end_ms: payload.end_ms,
+            provider: stt.provider().to_owned(),
+            model: Some(stt.model().to_owned()),
+            segments,
+            latency_ms: Some(latency_ms),
+        };
+        // Paid for: kept through a database outage rather than transcribed again.
+        crate::until_stored("chunk transcript", super::KEEP_PAID_FOR, None, || {
+            store.save_chunk_transcript(id, &chunk)
+        })
+        .await
+        .map_err(db)?;
     }
     // The last chunk to finish hands over to the merge (idempotent: keyed by the plan).
     let saved = store.get_chunk_transcripts(id).await.map_err(db)?;

@@ -113,14 +113,7 @@ pub async fn run(
         .await?
         .into_iter()
         .next()
-        .map(|c| {
-            CallCursor {
-                created_at: c.created_at,
-                id: c.id,
-                score: None,
-            }
-            .encode()
-        })
+        .map(|c| CallCursor::after(&c, None).encode())
         .unwrap_or_default();
     let a_call = salesai_db::seed::call_id(calls.saturating_sub(1) / 2);
     let q = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();

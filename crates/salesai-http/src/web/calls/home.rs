@@ -18,6 +18,7 @@ use super::list::call_table;
 pub async fn home(State(app): State<App>, viewer: Viewer) -> Result<Response, PageError> {
     let lang = viewer.lang;
     let reach = viewer.reach();
+    // The week is the calls held in it (by the call's date), like every list.
     let week_ago = Utc::now() - chrono::Duration::days(7);
     let stats = app.store.call_stats(&reach, week_ago).await?;
     let recent = app
@@ -32,8 +33,9 @@ pub async fn home(State(app): State<App>, viewer: Viewer) -> Result<Response, Pa
         .store
         .list_calls(&ConversationFilter {
             reach: Some(reach.clone()),
+            // However long ago the call was held: a failure waits for someone until it is
+            // retried or deleted (newest call first, five at most).
             status: Some(ConversationStatus::Failed),
-            from: Some(Utc::now() - chrono::Duration::days(14)),
             limit: 5,
             ..Default::default()
         })
@@ -79,10 +81,22 @@ pub async fn home(State(app): State<App>, viewer: Viewer) -> Result<Response, Pa
                 }
             }
         }
-        section.card {
-            h2 { (if mine { lang.t().my_recent_calls } else { lang.t().recent_calls }) }
-            (call_table(lang, &app, &recent, None))
-            p { a href="/calls" { (lang.t().see_all_calls) } }
+        @if recent.is_empty() {
+            // Nothing yet: where the first call comes from.
+            section.card.empty-state {
+                h2 { (lang.t().no_calls_yet) }
+                p { (lang.t().upload_a_recording_or_a_transcript_and) }
+                p.actions {
+                    a.button.primary href="/upload" { (lang.t().upload_your_first_call) }
+                }
+                p.muted { (lang.t().or_drop_a_recording_into_slack) }
+            }
+        } @else {
+            section.card {
+                h2 { (if mine { lang.t().my_recent_calls } else { lang.t().recent_calls }) }
+                (call_table(lang, &app, &recent, None))
+                p { a href="/calls" { (lang.t().see_all_calls) } }
+            }
         }
     };
     Ok(page(&viewer, Nav::Home, "/", lang.t().home, body).into_response())

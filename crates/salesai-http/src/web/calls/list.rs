@@ -52,7 +52,7 @@ pub(super) fn call_table(lang: Lang, app: &App, calls: &[CallRow], search: Optio
                             td data-label=(lang.t().rep) { (row.rep_name.as_deref().unwrap_or("—")) }
                             td.num data-label=(lang.t().length) { (row.duration_ms.map(clock).unwrap_or_else(|| "—".into())) }
                             td data-label=(lang.t().status) { (status_pill(lang, c.status)) }
-                            td.num data-label=(lang.t().score) { (score_badge(lang, row.score, row.qualification.as_deref())) }
+                            td.num data-label=(lang.t().score) { (score_badge(lang, row.score, salesai_core::report::Standing::of_call(row))) }
                         }
                     }
                 }
@@ -220,12 +220,7 @@ pub async fn list(
     let next = (calls.len() as u32 == PAGE_SIZE).then(|| {
         let last_row = &calls[calls.len() - 1];
         let last = &last_row.conversation;
-        let cursor = CallCursor {
-            created_at: last.created_at,
-            id: last.id.clone(),
-            score: last_row.score.filter(|_| sort.by_score()),
-        }
-        .encode();
+        let cursor = CallCursor::after(last, last_row.score.filter(|_| sort.by_score())).encode();
         let rest = q.without_cursor();
         format!(
             "/calls?{}{}after={}",

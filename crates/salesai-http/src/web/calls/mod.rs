@@ -5,6 +5,8 @@
 use maud::{Markup, html};
 use salesai_core::App;
 use salesai_core::domain::{Conversation, ConversationStatus};
+use salesai_core::i18n::Label;
+use salesai_core::report::Standing;
 
 use super::chart;
 use super::i18n::{Lang, when};
@@ -47,11 +49,12 @@ pub(super) fn status_pill(lang: Lang, status: ConversationStatus) -> Markup {
     html! { span class=(format!("pill status-{}", status.as_str())) { (lang.status(status)) } }
 }
 
-pub(super) fn score_badge(lang: Lang, score: Option<u8>, band: Option<&str>) -> Markup {
+pub(super) fn score_badge(lang: Lang, score: Option<u8>, standing: Option<Standing>) -> Markup {
+    let word = standing.map(|s| s.label(lang.t()));
     html! {
         @match score {
-            Some(s) => span class=(format!("score tone-{}", chart::tone(s))) title=(band.map(|b| lang.qualification(b)).unwrap_or("")) {
-                strong { (s) } @if let Some(b) = band { " " small { (lang.qualification(b)) } }
+            Some(s) => span class=(format!("score tone-{}", chart::tone(s))) title=(word.unwrap_or("")) {
+                strong { (s) } @if let Some(w) = word { " " small { (w) } }
             },
             None => span.score.none { "—" },
         }

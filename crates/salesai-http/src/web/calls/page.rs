@@ -129,7 +129,7 @@ pub fn render(v: &CallPage<'_>) -> Markup {
             @if let Some(a) = &r.analysis {
                 div class=(format!("big-score tone-{}", chart::tone(a.scores.overall_score.value()))) {
                     span.big-number { (a.scores.overall_score.value()) }
-                    span.big-label { (a.qualification.map_or("—", |q| q.label(m))) }
+                    span.big-label { (a.standing().map_or("—", |s| s.label(m))) }
                 }
             }
         }

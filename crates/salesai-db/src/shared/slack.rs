@@ -1,0 +1,68 @@
+//! What the Slack adapter remembers (posted messages, users' languages, events seen), on both
+//! backends.
+
+use async_trait::async_trait;
+use salesai_core::store::{SlackState, StoreResult};
+
+use super::super::StoreImpl;
+use crate::error::run;
+
+#[async_trait]
+impl SlackState for StoreImpl {
+    async fn slack_messages(
+        &self,
+        conversation_id: &str,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        run(async {
+            Ok(crate::statement::query_as(sql!(
+                "SELECT kind, channel_id, ts FROM slack_messages WHERE conversation_id = $1 ORDER BY created_at, kind"
+            ))
+            .bind(conversation_id)
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn put_slack_message(
+        &self,
+        conversation_id: &str,
+        kind: &str,
+        channel_id: &str,
+        ts: &str,
+    ) -> StoreResult<bool> {
+        run(async {
+            let changed = crate::statement::query(sql!(
+                "INSERT INTO slack_messages (conversation_id, kind, channel_id, ts, created_at) \
+                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT (conversation_id, kind) DO UPDATE \
+                 SET channel_id = excluded.channel_id, ts = excluded.ts \
+                 WHERE slack_messages.ts = '' AND excluded.ts <> ''"
+            ))
+            .bind(conversation_id)
+            .bind(kind)
+            .bind(channel_id)
+            .bind(ts)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool> {
+        run(async {
+            let changed = crate::statement::query(sql!(
+                "INSERT INTO external_events (source, event_id, received_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (source, event_id) DO NOTHING"
+            ))
+            .bind(source)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
