@@ -8,6 +8,7 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use salesai_core::queue::NewJob;
+use salesai_core::store::{DeliveryTaken, SlackDelivery};
 use serde_json::{Value, json};
 
 use crate::Slack;
@@ -36,27 +37,23 @@ pub(crate) async fn handle(slack: &Slack, headers: &HeaderMap, body: &[u8]) -> R
                 metrics.slack_request(kind, "ignored");
                 return ack();
             }
-            let mut created = false;
-            for job in files {
-                match slack.app.store.enqueue(job).await {
-                    Ok(e) => created |= e.created,
-                    Err(err) => {
-                        // Slack retries a 5xx, and the enqueue is idempotent: nothing is lost.
-                        tracing::error!(event = "slack.event_failed", error = %err, "could not queue a shared file; Slack will retry");
-                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-                    }
-                }
-            }
             let event_id = envelope["event_id"].as_str().unwrap_or_default();
-            let first_delivery = if event_id.is_empty() {
-                true
-            } else {
-                slack
-                    .app
-                    .store
-                    .record_external_event("slack.event", event_id)
-                    .await
-                    .unwrap_or(true)
+            // In the database before Slack hears 200, committed with whatever other events
+            // arrived meanwhile (the inbox); the enqueue is idempotent, so a 503 and Slack's
+            // retry lose nothing.
+            let delivery = SlackDelivery {
+                jobs: files,
+                event_id: Some(event_id.to_owned()).filter(|id| !id.is_empty()),
+            };
+            let DeliveryTaken {
+                created,
+                first_delivery,
+            } = match slack.inbox().take(delivery).await {
+                Ok(taken) => taken,
+                Err(err) => {
+                    tracing::error!(event = "slack.event_failed", error = %err, "could not queue a shared file; Slack will retry");
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
             };
             let outcome = if created { "handled" } else { "duplicate" };
             metrics.slack_request(kind, outcome);

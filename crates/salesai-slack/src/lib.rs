@@ -17,6 +17,7 @@ pub mod blocks;
 pub mod check;
 mod commands;
 mod events;
+mod inbox;
 mod interactions;
 pub mod jobs;
 mod reply;
@@ -151,6 +152,9 @@ pub struct Slack {
     pub config: Arc<SlackConfig>,
     /// The Web API.
     pub client: WebClient,
+    /// Where `/slack/events` deliveries are committed together (started on first use, on the
+    /// server's runtime).
+    inbox: Arc<std::sync::OnceLock<inbox::Inbox>>,
 }
 
 /// The Web API client for a configuration: timeouts, and redirects followed only to hosts
@@ -185,7 +189,14 @@ impl Slack {
             app,
             config: Arc::new(config),
             client,
+            inbox: Arc::default(),
         })
+    }
+
+    /// The events inbox (see [`inbox`]).
+    pub(crate) fn inbox(&self) -> &inbox::Inbox {
+        self.inbox
+            .get_or_init(|| inbox::Inbox::start(self.app.store.clone()))
     }
 
     /// The full report's URL for a conversation — its page in the web app, which asks the rep

@@ -32,4 +32,30 @@ pub trait SlackState: Send + Sync {
     /// Records that an external event (a Slack event id, a file id) was handled; false when it
     /// already was, on any node.
     async fn record_external_event(&self, source: &str, event_id: &str) -> StoreResult<bool>;
+
+    /// Takes Slack event deliveries in one transaction: each one's jobs enqueued (idempotent by
+    /// their keys) and its event id recorded. One answer per delivery, in order. All or none:
+    /// a failure takes none of them.
+    async fn take_deliveries(
+        &self,
+        deliveries: &[SlackDelivery],
+    ) -> StoreResult<Vec<DeliveryTaken>>;
+}
+
+/// One Slack event as it must be in the database before Slack is answered.
+#[derive(Debug, Clone)]
+pub struct SlackDelivery {
+    /// The jobs it asks for (a prompt per shared file).
+    pub jobs: Vec<crate::queue::NewJob>,
+    /// Slack's event id, when it has one.
+    pub event_id: Option<String>,
+}
+
+/// What a delivery became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryTaken {
+    /// Whether any of its jobs was new (not a repeat of a file already taken).
+    pub created: bool,
+    /// Whether its event id was seen here for the first time.
+    pub first_delivery: bool,
 }

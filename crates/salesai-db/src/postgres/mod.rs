@@ -89,6 +89,12 @@ pub struct PinnedPool {
 }
 
 impl PinnedPool {
+    /// The pool for one statement that writes outside a transaction: on PostgreSQL the pool
+    /// itself (SQLite's twin takes the process's writer lock).
+    pub fn writes(&self) -> &PinnedPool {
+        self
+    }
+
     /// A transaction on a pooled connection.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.inner.begin().await
@@ -283,6 +289,17 @@ async fn release(held: Held) -> Result<(), sqlx::Error> {
         Held::Conn(_) => Ok(()),
         Held::Pinned(tx) => tx.commit().await,
     }
+}
+
+/// A connection for a few statements that write outside a store transaction: on PostgreSQL
+/// what [`hold`] gives (its row locks order the writers).
+async fn hold_to_write(pool: &Pool) -> Result<Held, sqlx::Error> {
+    hold(pool).await
+}
+
+/// Ends what [`hold_to_write`] gave.
+async fn release_written(held: Held) -> Result<(), sqlx::Error> {
+    release(held).await
 }
 
 /// A statement of the shared code (already PostgreSQL), kept for the process's life.

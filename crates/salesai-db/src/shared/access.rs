@@ -407,7 +407,7 @@ impl Access for StoreImpl {
             .bind(link.purpose.as_str())
             .bind(&link.return_to)
             .bind(db_time(link.expires_at))
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -542,7 +542,7 @@ impl Access for StoreImpl {
             .bind(&session.user_id)
             .bind(&session.csrf_token)
             .bind(db_time(session.expires_at))
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -598,7 +598,7 @@ impl Access for StoreImpl {
                 "UPDATE web_sessions SET ended_at = now() WHERE id_hash = $1 AND ended_at IS NULL"
             ))
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })

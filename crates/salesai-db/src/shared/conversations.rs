@@ -819,7 +819,7 @@ impl Conversations for StoreImpl {
             ))
             .bind(format)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -874,7 +874,7 @@ impl Conversations for StoreImpl {
             .bind(salesai_core::intake::without_nul(serde_json::to_value(&chunk.segments)?))
             .bind(chunk.latency_ms.map(|v| v as i32))
             .bind(chunk.channel as i32)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -1103,7 +1103,7 @@ impl Conversations for StoreImpl {
         run(async {
             let changed = crate::statement::query(sql!("DELETE FROM conversations WHERE id = $1"))
                 .bind(id)
-                .execute(&self.pool)
+                .execute(self.pool.writes())
                 .await?
                 .rows_affected();
             Ok(changed == 1)
@@ -1117,7 +1117,7 @@ impl Conversations for StoreImpl {
                 "UPDATE conversations SET blob_key = NULL, updated_at = now() WHERE id = $1"
             ))
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })

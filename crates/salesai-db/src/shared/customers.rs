@@ -119,7 +119,7 @@ impl Customers for StoreImpl {
             .bind(company_name)
             .bind(product_line)
             .bind(owner_user_id)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await
             .map_err(|e| match crate::error::is_unique_violation(&e) {
                 true => StoreError::Conflict(format!("customer {customer_number} already exists")).into(),

@@ -65,7 +65,7 @@ impl MeetingNotes for StoreImpl {
             .bind(markdown)
             .bind(edited_by)
             .bind(db_time(chrono::Utc::now()))
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -78,7 +78,7 @@ impl MeetingNotes for StoreImpl {
                 "DELETE FROM meeting_notes WHERE conversation_id = $1"
             ))
             .bind(conversation_id)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(done.rows_affected() > 0)
         })

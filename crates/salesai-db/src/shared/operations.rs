@@ -63,7 +63,7 @@ impl Operations for StoreImpl {
             .bind(db_time(i.opened_at))
             .bind(i.resolved_at.map(db_time))
             .bind(i.notified_at.map(db_time))
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -86,7 +86,7 @@ impl Operations for StoreImpl {
             .bind(name)
             .bind(minute)
             .bind(delta)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -114,7 +114,7 @@ impl Operations for StoreImpl {
             ))
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -151,7 +151,7 @@ impl Operations for StoreImpl {
             Ok(
                 crate::statement::query(sql!("DELETE FROM node_counters WHERE minute < $1"))
                     .bind(before_minute)
-                    .execute(&self.pool)
+                    .execute(self.pool.writes())
                     .await?
                     .rows_affected(),
             )

@@ -51,7 +51,7 @@ impl People for StoreImpl {
                 ))
                 .bind(name)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(self.pool.writes())
                 .await?;
             }
             if let Some(email) = email.map(str::trim).filter(|e| e.contains('@')) {
@@ -61,7 +61,7 @@ impl People for StoreImpl {
                 ))
                 .bind(email)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(self.pool.writes())
                 .await?;
             }
             Ok(())
@@ -213,7 +213,7 @@ impl People for StoreImpl {
             .bind(token.role.as_str())
             .bind(&token.token_hash)
             .bind(&token.user_id)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool.writes())
             .await
             .map_err(|e| match crate::error::is_unique_violation(&e) {
                 true => StoreError::InvalidInput(format!(
@@ -238,7 +238,7 @@ impl People for StoreImpl {
                 token_columns!()
             )))
             .bind(token_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool.writes())
             .await?
             .as_ref()
             .map(token_from_row)
@@ -271,7 +271,7 @@ impl People for StoreImpl {
             ))
             .bind(name_or_id)
             .bind(name_or_id.parse::<i64>().ok())
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?
             .rows_affected();
             Ok(changed > 0)

@@ -144,7 +144,7 @@ impl JobQueue for StoreImpl {
                 .bind(worker_id)
                 .bind(queue)
                 .bind(i64::from(max.max(1)))
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool.writes())
                 .await?;
             let mut jobs = rows.iter().map(job_from_row).collect::<R<Vec<_>>>()?;
             jobs.sort_by_key(|j| (j.priority, j.id));
@@ -155,9 +155,9 @@ impl JobQueue for StoreImpl {
 
     async fn complete(&self, lease: &Lease) -> StoreResult<bool> {
         run(async {
-            let mut conn = hold(&self.pool).await?;
+            let mut conn = super::super::hold_to_write(&self.pool).await?;
             let done = complete_in(&mut conn, lease).await?;
-            release(conn).await?;
+            super::super::release_written(conn).await?;
             Ok(done)
         })
         .await
@@ -403,7 +403,7 @@ impl JobQueue for StoreImpl {
             .bind(settings.backoff_base_ms as i64)
             .bind(settings.backoff_max_ms as i64)
             .bind(settings.lease_secs as i64)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })

@@ -2,9 +2,10 @@
 //! backends.
 
 use async_trait::async_trait;
-use salesai_core::store::{SlackState, StoreResult};
+use salesai_core::store::{DeliveryTaken, SlackDelivery, SlackState, StoreResult};
 
-use super::super::StoreImpl;
+use super::super::{StoreImpl, write_tx};
+use super::enqueue_in;
 use crate::error::run;
 
 #[async_trait]
@@ -42,10 +43,47 @@ impl SlackState for StoreImpl {
             .bind(kind)
             .bind(channel_id)
             .bind(ts)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?
             .rows_affected();
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn take_deliveries(
+        &self,
+        deliveries: &[SlackDelivery],
+    ) -> StoreResult<Vec<DeliveryTaken>> {
+        run(async {
+            let mut tx = write_tx(&self.pool).await?;
+            let mut taken = Vec::with_capacity(deliveries.len());
+            for delivery in deliveries {
+                let mut created = false;
+                for job in &delivery.jobs {
+                    created |= enqueue_in(&mut tx, job).await?.created;
+                }
+                let first_delivery = match &delivery.event_id {
+                    Some(id) => {
+                        crate::statement::query(sql!(
+                            "INSERT INTO external_events (source, event_id, received_at) \
+                             VALUES ('slack.event', $1, now()) ON CONFLICT (source, event_id) DO NOTHING"
+                        ))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1
+                    }
+                    None => true,
+                };
+                taken.push(DeliveryTaken {
+                    created,
+                    first_delivery,
+                });
+            }
+            tx.commit().await?;
+            Ok(taken)
         })
         .await
     }
@@ -58,7 +96,7 @@ impl SlackState for StoreImpl {
             ))
             .bind(source)
             .bind(event_id)
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?
             .rows_affected();
             Ok(changed == 1)

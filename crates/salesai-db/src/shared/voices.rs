@@ -31,7 +31,7 @@ impl Voices for StoreImpl {
             .bind(conversation_id)
             .bind(&json)
             .bind(db_time(chrono::Utc::now()))
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })
@@ -78,7 +78,7 @@ impl Voices for StoreImpl {
             .bind(profile.seconds.round().min(f64::from(i32::MAX)) as i32)
             .bind(profile.calls.min(i32::MAX as u32) as i32)
             .bind(db_time(chrono::Utc::now()))
-            .execute(&self.pool)
+            .execute(self.pool.writes())
             .await?;
             Ok(())
         })

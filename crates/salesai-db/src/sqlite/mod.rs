@@ -18,14 +18,17 @@ use salesai_core::transcript::Segment;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::ConnectOptions;
+
+mod writer;
+pub use writer::{WritePool, WriteTx};
 
 /// The SQLite implementation of the store's capabilities.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pool: WritePool,
 }
 
 /// Milliseconds since the epoch, now.
@@ -71,23 +74,29 @@ impl SqliteStore {
                     path.display()
                 ))
             })?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool: WritePool::new(pool, options.acquire_timeout),
+        })
     }
 
     /// The same database on a new pool, this one closed (see [`crate::Database::migrate`]).
     pub(crate) async fn reopen(&self) -> StoreResult<SqliteStore> {
-        let options = self.pool.options().clone();
-        let connect = (*self.pool.connect_options()).clone();
-        self.pool.close().await;
+        let inner = self.pool.inner();
+        let options = inner.options().clone();
+        let wait = options.get_acquire_timeout();
+        let connect = (*inner.connect_options()).clone();
+        inner.close().await;
         let pool = options.connect_with(connect).await.map_err(|e| {
             StoreError::Unavailable(format!("cannot reopen the SQLite database: {e}"))
         })?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool: WritePool::new(pool, wait),
+        })
     }
 
     /// The connection pool, for migrations and diagnostics.
     pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        self.pool.inner()
     }
 }
 
@@ -96,7 +105,7 @@ impl SqliteStore {
 type Db = Sqlite;
 type DbRow = SqliteRow;
 type Conn = SqliteConnection;
-type Pool = SqlitePool;
+type Pool = WritePool;
 type StoreImpl = SqliteStore;
 /// A job whose lease ran out, as the reaper moved it: id, new status, the message, queue, attempts.
 type Expired = (i64, String, String, String, i64);
@@ -165,18 +174,29 @@ fn opt_time(row: &DbRow, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Er
     Ok(row.try_get::<Option<i64>, _>(column)?.map(from_ms))
 }
 
-async fn write_tx(pool: &Pool) -> Result<Transaction<'static, Db>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
+async fn write_tx(pool: &Pool) -> Result<WriteTx, sqlx::Error> {
+    pool.write_tx().await
 }
 
 /// A connection for a few statements outside a store transaction (see the PostgreSQL twin).
 async fn hold(pool: &Pool) -> Result<sqlx::pool::PoolConnection<Db>, sqlx::Error> {
-    pool.acquire().await
+    pool.inner().acquire().await
 }
 
 /// Gives back what [`hold`] gave.
 async fn release(_conn: sqlx::pool::PoolConnection<Db>) -> Result<(), sqlx::Error> {
     Ok(())
+}
+
+/// A connection for a few statements that write outside a store transaction: on SQLite a
+/// write transaction, holding the process's writer lock (see [`writer`]).
+async fn hold_to_write(pool: &Pool) -> Result<WriteTx, sqlx::Error> {
+    pool.write_tx().await
+}
+
+/// Ends what [`hold_to_write`] gave.
+async fn release_written(tx: WriteTx) -> Result<(), sqlx::Error> {
+    tx.commit().await
 }
 
 /// A statement of the shared code, translated once and kept for the process's life.

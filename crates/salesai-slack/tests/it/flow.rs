@@ -908,3 +908,54 @@ async fn a_lost_answer_does_not_repeat_the_prompt(db: &TestDb) {
         "the retry looked in the thread before posting again"
     );
 }
+
+story!(a_burst_of_events_is_taken_together_and_each_once);
+async fn a_burst_of_events_is_taken_together_and_each_once(db: &TestDb) {
+    // Sixty events at once (the inbox commits them in a few transactions), then each one
+    // delivered again (Slack's retry): sixty prompt jobs, every request answered 200, and the
+    // repeats recorded as repeats.
+    use salesai_core::queue::JobFilter;
+    let h = Harness::start(db).await;
+    let send = |round: &'static str| {
+        let h = &h;
+        async move {
+            let answers = futures_util::future::join_all((0..60).map(|i| async move {
+                h.event(
+                    &format!("EvBurst{i}"),
+                    file_shared(&format!("F0BURST{i:02}"), EN_CHANNEL, "U0REP"),
+                    &[(
+                        "x-slack-retry-num",
+                        if round == "again" { "1" } else { "0" },
+                    )],
+                )
+                .await
+                .status()
+            }))
+            .await;
+            assert!(answers.iter().all(|s| *s == 200), "{round}: {answers:?}");
+        }
+    };
+    send("first").await;
+    send("again").await;
+    let prompts = h
+        .app
+        .store
+        .list_jobs(&JobFilter {
+            kind: Some("slack.prompt".into()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(prompts.len(), 60, "one prompt job per file");
+    for i in 0..60 {
+        assert!(
+            !h.app
+                .store
+                .record_external_event("slack.event", &format!("EvBurst{i}"))
+                .await
+                .unwrap(),
+            "EvBurst{i} was recorded"
+        );
+    }
+}
