@@ -252,6 +252,10 @@ pub enum Strategy {
     KeepWarm,
 }
 
+/// The metadata key under which the analysis is given the day the call was held
+/// (`YYYY-MM-DD`, in the team's time zone): "next Tuesday" is resolved against it.
+pub const CALL_DATE_KEY: &str = "_call_date";
+
 /// The next thing the rep should do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NextAction {

@@ -64,6 +64,19 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
             .map_err(db)?;
     }
     let line = app.product_line(&conversation.product_line);
+    // The agents resolve "next Tuesday" against the day the call was held, in the team's
+    // time zone (`_` keys are salesai's own, never shown as upload fields).
+    let mut metadata = conversation.metadata.clone();
+    if let Some(fields) = metadata.as_object_mut() {
+        let day = conversation
+            .call_at()
+            .with_timezone(&app.time_zone)
+            .date_naive();
+        fields.insert(
+            salesai_core::analysis::CALL_DATE_KEY.into(),
+            serde_json::json!(day.to_string()),
+        );
+    }
     let mut done: BTreeMap<Agent, serde_json::Value> = BTreeMap::new();
     for run in store.get_agent_outputs(id).await.map_err(db)? {
         if let Some(agent) = salesai_core::analysis::AGENTS
@@ -89,7 +102,7 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
                 .filter_map(|need| done.get(need).map(|v| (*need, v.clone())))
                 .collect();
             let segments = &segments;
-            let metadata = &conversation.metadata;
+            let metadata = &metadata;
             async move {
                 let context = AgentContext {
                     segments,

@@ -556,7 +556,7 @@ fn analyze_a_transcript_with_no_keys() {
         json["agents"]["summary"]["meeting_notes_markdown"]
             .as_str()
             .unwrap()
-            .contains("## Your challenges")
+            .contains("## What we heard")
     );
 
     std::fs::write(dir.path().join("x.pdf"), b"%PDF-1.7\x00\x01").unwrap();

@@ -19,6 +19,8 @@ use crate::speech::{is_pain_text, is_question, patterns};
 use crate::transcript::{Role, Segment, clock, is_cjk};
 
 pub mod numbers;
+pub mod write;
+use write::amount;
 
 use numbers::{Period, Quantity, Unit};
 
@@ -163,20 +165,6 @@ fn score(value: f64) -> Score {
     Score::new(value.round().clamp(0.0, 100.0) as i64).expect("clamped")
 }
 
-/// A money amount as people read it: "4,000", "35,000".
-fn amount(value: f64) -> String {
-    let whole = value.round() as i64;
-    let digits = whole.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if whole < 0 { format!("-{out}") } else { out }
-}
-
 /// A person who decides or influences, as found in the call.
 #[derive(Debug, Clone, PartialEq)]
 struct Person {
@@ -238,9 +226,16 @@ struct Findings<'a> {
     switch_concerns: Vec<&'a Segment>,
     roi: Vec<&'a Segment>,
     spin: [u32; 4],
+    /// SPIN questions by kind, each weighted by how fully the customer answered it.
+    spin_weight: [f64; 4],
+    /// Questions that uncovered a problem: problem questions, and any question the customer
+    /// answered with a pain.
+    problem_found: u32,
     competitors: Vec<CompetitorMention>,
     dm_from_form: Option<bool>,
     sides: Vec<Side>,
+    /// The day the call was held (from the metadata's [`super::CALL_DATE_KEY`]).
+    call_date: Option<chrono::NaiveDate>,
 }
 
 impl<'a> Findings<'a> {
@@ -371,9 +366,16 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
         switch_concerns: Vec::new(),
         roi: Vec::new(),
         spin: [0; 4],
+        spin_weight: [0.0; 4],
+        problem_found: 0,
         competitors: Vec::new(),
         dm_from_form: form_flag(input.metadata, "decision_maker_present"),
         sides: sides.clone(),
+        call_date: input
+            .metadata
+            .get(super::CALL_DATE_KEY)
+            .and_then(|d| d.as_str())
+            .and_then(|d| d.parse().ok()),
     };
     let own_products: Vec<String> = input
         .lexicon
@@ -666,9 +668,23 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
                 &*patterns::SPIN_IMPLICATION,
                 &*patterns::SPIN_NEED,
             ];
-            // The most specific kind a question matches.
+            // The most specific kind a question matches; answered when the customer's next line
+            // says something (not a bare yes or no). A question of any kind that the customer
+            // answers with a pain uncovered a problem too.
+            let reply = segments
+                .get(index + 1)
+                .filter(|n| sides[index + 1] != Side::Rep && n.text.chars().count() >= 6);
+            // How fully it was answered: half for the question, up to half more as the
+            // customer's reply grows to a full sentence (30 characters).
+            let answered =
+                0.5 + 0.5 * reply.map_or(0.0, |r| (r.text.chars().count() as f64 / 30.0).min(1.0));
             if let Some(kind) = (0..4).rev().find(|k| kinds[*k].is_match(text)) {
                 f.spin[kind] += 1;
+                f.spin_weight[kind] += answered;
+            }
+            if !kinds[1].is_match(text) && reply.is_some_and(|r| is_pain_text(&r.text)) {
+                f.problem_found += 1;
+                f.spin_weight[1] += 0.5 * answered;
             }
         }
         if rep && patterns::CLOSE_ASK.is_match(text) && side != Side::Customer {
@@ -893,6 +909,108 @@ fn money_losses<'a, 'b>(f: &'b Findings<'a>) -> impl Iterator<Item = &'b Said<'a
     f.losses.iter().filter(|l| l.quantity.unit == Unit::Money)
 }
 
+/// The pains as the writer states them: each distinct pain line's kind, with the monthly
+/// figure said on it (a loss said on another line goes to the first pain).
+fn pain_facts(f: &Findings<'_>) -> Vec<write::PainFact> {
+    let losses: Vec<&Said<'_>> = money_losses(f).collect();
+    let mut pains: Vec<write::PainFact> = distinct(f.pains.iter().map(|(s, _)| *s))
+        .into_iter()
+        .map(|s| write::PainFact {
+            kind: write::pain_kind(&s.text),
+            monthly: losses
+                .iter()
+                .find(|l| std::ptr::eq(l.segment, s))
+                .and_then(|l| l.quantity.monthly()),
+        })
+        .collect();
+    // A figure said on a line of no known kind belongs to the pain it measures: the first
+    // known one without a figure of its own.
+    let mut i = 0;
+    while i < pains.len() {
+        if pains[i].kind.is_none()
+            && pains[i].monthly.is_some()
+            && let Some(j) = pains
+                .iter()
+                .position(|p| p.kind.is_some() && p.monthly.is_none())
+        {
+            pains[j].monthly = pains[i].monthly;
+            pains.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    let placed = pains.iter().any(|p| p.monthly.is_some());
+    if !placed && let Some(loss) = losses.first() {
+        let monthly = loss.quantity.monthly();
+        match pains.first_mut() {
+            Some(first) => first.monthly = monthly,
+            None => pains.push(write::PainFact {
+                kind: write::pain_kind(&loss.segment.text),
+                monthly,
+            }),
+        }
+    }
+    // Known kinds first: they say more.
+    pains.sort_by_key(|p| p.kind.is_none());
+    pains
+}
+
+/// Everything the writer needs, from the findings.
+fn facts(
+    f: &Findings<'_>,
+    buyer: &BuyerOutput,
+    strategy: Strategy,
+    lang: Language,
+) -> write::Facts {
+    let step = f.agreed.first().map(|(proposal, accept)| {
+        let text = format!("{} {}", proposal.text, accept.text);
+        let lower = text.to_lowercase();
+        write::StepFact {
+            kind: write::step_kind(&text),
+            when: write::when_of(&[&accept.text, &proposal.text], f.call_date, lang),
+            via: ["DocuSign", "pilot", "Zoom", "Teams", "Google Meet"]
+                .iter()
+                .find(|v| lower.contains(&v.to_lowercase()))
+                .map(|v| (*v).to_owned()),
+        }
+    });
+    let price_words = [
+        "貴",
+        "便宜",
+        "價錢",
+        "預算不",
+        "price",
+        "expensive",
+        "cheaper",
+        "cost too",
+        "a lot",
+    ];
+    write::Facts {
+        lang,
+        lost: f.is_lost(),
+        pains: pain_facts(f),
+        step,
+        decider: f.people.iter().map(Person::label).find(|l| !l.is_empty()),
+        decider_present: f.has_authority(),
+        budget: f
+            .budget
+            .iter()
+            .find_map(|(_, q)| q.as_ref().map(|q| q.upper)),
+        timeline: f
+            .timeline
+            .first()
+            .and_then(|s| write::when_of(&[&s.text], None, lang))
+            .map(|w| w.said),
+        competitors: buyer.competitors.iter().map(|c| c.name.clone()).collect(),
+        price_objection: f.objections.iter().any(|o| {
+            let t = o.text.to_lowercase();
+            price_words.iter().any(|w| t.contains(w))
+        }),
+        close_now: strategy == Strategy::CloseNow,
+        put_off: !f.put_off.is_empty(),
+    }
+}
+
 fn buyer(f: &Findings<'_>, lang: Language) -> BuyerOutput {
     let loss = money_losses(f).next().or_else(|| f.losses.first());
     let quantified_loss = loss.map(|l| shorten(&l.segment.text, 160));
@@ -1076,7 +1194,7 @@ fn buyer(f: &Findings<'_>, lang: Language) -> BuyerOutput {
         pain: PainAssessment {
             score: pain_score,
             level: pain_level.into(),
-            main_pain: main_pain(f).map(|s| shorten(&s.text, 160)),
+            main_pain: pain_facts(f).first().map(|p| write::pain_sentence(p, lang)),
             quantified_loss,
             evidence: pain_segments.iter().take(3).map(|s| evidence(s)).collect(),
         },
@@ -1162,26 +1280,41 @@ fn pick_step_quote<'a>(proposal: &'a Segment, accept: &'a Segment) -> &'a Segmen
     }
 }
 
-fn step_text(proposal: &Segment, accept: &Segment) -> String {
-    if std::ptr::eq(proposal, accept) {
-        shorten(&accept.text, 120)
-    } else {
-        format!(
-            "{} — {}",
-            shorten(&proposal.text, 90),
-            shorten(&accept.text, 60)
-        )
-    }
+/// A step agreed, as a sentence: when (as said, and the date) and what.
+fn step_sentence(f: &Findings<'_>, proposal: &Segment, accept: &Segment, lang: Language) -> String {
+    let text = format!("{} {}", proposal.text, accept.text);
+    let lower = text.to_lowercase();
+    let step = write::StepFact {
+        kind: write::step_kind(&text),
+        when: write::when_of(&[&accept.text, &proposal.text], f.call_date, lang),
+        via: ["DocuSign", "pilot"]
+            .iter()
+            .find(|v| lower.contains(&v.to_lowercase()))
+            .map(|v| (*v).to_owned()),
+    };
+    write::step_sentence(&step, lang)
 }
 
 fn seller(f: &Findings<'_>, buyer: &BuyerOutput, lang: Language) -> SellerOutput {
-    let part = |n: u32| score(f64::from(n) * 34.0);
+    // Each stage on 0–100: every question counts by how fully it was answered (a bare
+    // question half, a full answer whole), against what a call of this length should hold
+    // (a stage every ~20 lines), saturating — so the four stages spread over the scale with
+    // the questions asked instead of stepping 0, 34, 68.
+    let expected = (f.segments.len() as f64 / 20.0).max(1.0);
+    let part = |weight: f64| score(100.0 * (1.0 - (-1.1 * weight / expected).exp()));
+    let problem_asked = f.spin[1] + f.problem_found;
     let spin = Spin {
-        situation: part(f.spin[0]),
-        problem: part(f.spin[1]),
-        implication: part(f.spin[2]),
-        need_payoff: part(f.spin[3]),
-        completion: score(f.spin.iter().filter(|n| **n > 0).count() as f64 * 25.0),
+        situation: part(f.spin_weight[0]),
+        problem: part(f.spin_weight[1]),
+        implication: part(f.spin_weight[2]),
+        need_payoff: part(f.spin_weight[3]),
+        completion: score(
+            [f.spin[0], problem_asked, f.spin[2], f.spin[3]]
+                .iter()
+                .filter(|n| **n > 0)
+                .count() as f64
+                * 25.0,
+        ),
     };
     // A small-step close counts: the rep asked for a commitment and got a date.
     let asked = !f.close_asks.is_empty() || f.agreed_next_step();
@@ -1208,64 +1341,11 @@ fn seller(f: &Findings<'_>, buyer: &BuyerOutput, lang: Language) -> SellerOutput
     } else {
         Strategy::KeepWarm
     };
-    let agreed = f.agreed.first().map(|(p, a)| step_text(p, a));
-    let next_action = match (strategy, &agreed) {
-        (Strategy::KeepWarm, _) if f.is_lost() => NextAction {
-            action: zh(
-                lang,
-                "記錄落選原因，三個月後再聯繫",
-                "record why we lost and check back in three months",
-            ),
-            script: None,
-            deadline: Some(zh(lang, "3 個月後", "in 3 months")),
-        },
-        (_, Some(step)) => NextAction {
-            action: match lang {
-                Language::ZhTw => format!("照約定進行下一步並事先準備：{step}"),
-                Language::En => format!("prepare for and hold the agreed next step: {step}"),
-            },
-            script: Some(zh(
-                lang,
-                "「跟您確認一下我們約好的時間，我會把您提到的問題整理好一起帶過去。」",
-                "\"Just confirming the time we agreed — I'll bring answers to everything you raised.\"",
-            )),
-            deadline: Some(zh(lang, "約定時間前", "before the agreed time")),
-        },
-        (Strategy::CloseNow, None) => NextAction {
-            action: zh(
-                lang,
-                "48 小時內送出報價並約簽約時間",
-                "send the quote within 48 hours and book the signing",
-            ),
-            script: Some(zh(
-                lang,
-                "「依您提到的狀況，我們下週一就能幫您上線，今天先把合約確認好好嗎？」",
-                "\"Based on what you told me, we can have you live next Monday — shall we confirm the agreement today?\"",
-            )),
-            deadline: Some(zh(lang, "2 天內", "within 2 days")),
-        },
-        (Strategy::SmallStep, None) => NextAction {
-            action: zh(
-                lang,
-                "安排試用或與決策者的示範",
-                "set up a trial or a demo with the decision maker",
-            ),
-            script: Some(zh(
-                lang,
-                "「要不要先試用一週，讓老闆也看看實際效果？」",
-                "\"How about a one-week trial so the decision maker can see the results first-hand?\"",
-            )),
-            deadline: Some(zh(lang, "1 週內", "within 1 week")),
-        },
-        (Strategy::KeepWarm, None) => NextAction {
-            action: zh(
-                lang,
-                "寄送案例分享並約下次聯繫時間",
-                "send a relevant case study and agree on a next touchpoint",
-            ),
-            script: None,
-            deadline: Some(zh(lang, "2 週內", "within 2 weeks")),
-        },
+    let (action, script, deadline) = write::next_action(&facts(f, buyer, strategy, lang));
+    let next_action = NextAction {
+        action,
+        script,
+        deadline,
     };
     let mut strengths = Vec::new();
     let mut improvements = Vec::new();
@@ -1276,7 +1356,7 @@ fn seller(f: &Findings<'_>, buyer: &BuyerOutput, lang: Language) -> SellerOutput
             "explored the customer's current situation",
         ));
     }
-    if f.spin[1] > 0 {
+    if f.spin[1] > 0 || f.problem_found > 0 {
         strengths.push(zh(lang, "有挖掘客戶問題", "asked about problems"));
     }
     if f.spin[2] > 0 {
@@ -1318,6 +1398,63 @@ fn seller(f: &Findings<'_>, buyer: &BuyerOutput, lang: Language) -> SellerOutput
             "讓客戶自己說出解決後的好處",
             "let the customer state the payoff (Need-payoff)",
         ));
+    }
+    // A call below the strong band always has something to work on: its weakest dimension.
+    let overall = (f64::from(buyer.pain.score.value())
+        + f64::from(buyer.decision.score.value())
+        + f64::from(buyer.champion.score.value())
+        + f64::from(buyer.metrics.score.value()))
+        / 4.0;
+    if improvements.is_empty() && overall < 75.0 && !f.is_lost() {
+        let dims = [
+            (
+                buyer.pain.score.value(),
+                zh(
+                    lang,
+                    "再追問痛點的細節與發生頻率",
+                    "dig deeper into the pain: how often, and who it hurts",
+                ),
+            ),
+            (
+                buyer.decision.score.value(),
+                zh(
+                    lang,
+                    "確認誰做決定、預算多少、何時要用",
+                    "pin down who decides, the budget and the date they need it by",
+                ),
+            ),
+            (
+                buyer.champion.score.value(),
+                zh(
+                    lang,
+                    "找出客戶內部願意幫忙推動的人",
+                    "find the person inside who will push for this",
+                ),
+            ),
+            (
+                buyer.metrics.score.value(),
+                if money_losses(f).next().is_some() {
+                    zh(
+                        lang,
+                        "把每月損失換算成回本時間，讓客戶自己說出值不值得",
+                        "turn the monthly loss into a payback time and let the customer say whether it's worth it",
+                    )
+                } else {
+                    zh(
+                        lang,
+                        "請客戶把損失換算成每月金額",
+                        "ask the customer to put a monthly figure on the loss",
+                    )
+                },
+            ),
+        ];
+        if let Some((_, advice)) = dims.into_iter().min_by_key(|(v, _)| *v) {
+            improvements.push(advice);
+        }
+    }
+    if lang == Language::En {
+        strengths = strengths.into_iter().map(write::capital).collect();
+        improvements = improvements.into_iter().map(write::capital).collect();
     }
     SellerOutput {
         progress_score: progress,
@@ -1396,71 +1533,36 @@ fn crm(f: &Findings<'_>, buyer: &BuyerOutput, lang: Language) -> CrmOutput {
             .agreed
             .iter()
             .take(3)
-            .map(|(p, a)| step_text(p, a))
+            .map(|(p, a)| step_sentence(f, p, a, lang))
             .collect(),
     }
 }
 
 fn summary(
     f: &Findings<'_>,
+    buyer: &BuyerOutput,
     seller: &SellerOutput,
     crm: &CrmOutput,
     lang: Language,
 ) -> SummaryOutput {
-    let bullets = |items: Vec<String>, empty: &str| {
-        if items.is_empty() {
-            format!("- {empty}\n")
-        } else {
-            items.iter().map(|i| format!("- {i}\n")).collect()
-        }
-    };
-    let challenges: Vec<String> = distinct(f.pains.iter().map(|(s, _)| *s))
-        .into_iter()
-        .take(4)
-        .map(|s| shorten(&s.text, 140))
-        .collect();
-    let agreed: Vec<String> = crm.next_steps.clone();
-    let (h1, h2, h3, h4, none) = match lang {
-        Language::ZhTw => (
-            "## 您目前的挑戰",
-            "## 我們如何協助",
-            "## 本次確認事項",
-            "## 後續待辦",
-            "（本次未提及）",
-        ),
-        Language::En => (
-            "## Your challenges",
-            "## How we help",
-            "## What we agreed",
-            "## Next steps",
-            "(not discussed)",
-        ),
-    };
-    let notes = format!(
-        "{h1}\n{}\n{h2}\n- {}\n\n{h3}\n{}\n{h4}\n- {}\n",
-        bullets(challenges, none),
-        seller.next_action.action,
-        bullets(agreed.clone(), none),
-        seller.next_action.action,
-    );
-    let follow_up = match lang {
-        Language::ZhTw => format!(
-            "謝謝您今天撥空！依我們的討論，下一步是：{}。有任何問題歡迎隨時跟我說。",
-            seller.next_action.action
-        ),
-        Language::En => format!(
-            "Thank you for your time today! As discussed, the next step is to {}. Let me know if any questions come up.",
-            seller.next_action.action
-        ),
-    };
+    let facts = facts(f, buyer, seller.strategy, lang);
+    let notes = write::meeting_notes(&facts, &seller.next_action.action);
+    let follow_up = write::follow_up(&facts);
+    let mut action_items = vec![ActionItem {
+        owner: "us".into(),
+        item: seller.next_action.action.clone(),
+    }];
+    if let Some(item) = write::customer_commitment(&facts) {
+        action_items.push(ActionItem {
+            owner: "customer".into(),
+            item,
+        });
+    }
     SummaryOutput {
         meeting_notes_markdown: notes,
         follow_up_message: follow_up,
-        key_decisions: agreed,
-        action_items: vec![ActionItem {
-            owner: "us".into(),
-            item: seller.next_action.action.clone(),
-        }],
+        key_decisions: crm.next_steps.clone(),
+        action_items,
     }
 }
 
@@ -1556,6 +1658,9 @@ fn coach(
         Language::ZhTw => "「這個問題每個月大概讓您損失多少？如果能省下來，對您代表什麼？」".to_owned(),
         Language::En => "\"Roughly what does that cost you each month? What would it mean for you to get that back?\"".to_owned(),
     }];
+    if lang == Language::En {
+        notes = notes.into_iter().map(write::capital).collect();
+    }
     CoachOutput {
         manager_attention: alert.severity == Level::High,
         alert,
@@ -1574,7 +1679,7 @@ pub fn analyze(input: &RulesInput<'_>) -> AgentOutputs {
     let buyer = buyer(&f, lang);
     let seller = seller(&f, &buyer, lang);
     let crm = crm(&f, &buyer, lang);
-    let summary = summary(&f, &seller, &crm, lang);
+    let summary = summary(&f, &buyer, &seller, &crm, lang);
     let coach = coach(&f, &buyer, &seller, lang);
     AgentOutputs {
         context,
@@ -1674,7 +1779,7 @@ mod tests {
         assert!(
             out.summary
                 .meeting_notes_markdown
-                .contains("## Your challenges")
+                .contains("## What we heard")
         );
         let derived = super::super::derive::derive(&out, &Default::default());
         assert!(derived.overall.value() > 50, "{derived:?}");
@@ -1703,11 +1808,7 @@ mod tests {
         );
         assert_eq!(out.buyer.champion.attitude.as_deref(), Some("negative"));
         assert_eq!(out.coach.alert.kind, "missing_decision_maker");
-        assert!(
-            out.summary
-                .meeting_notes_markdown
-                .contains("## 您目前的挑戰")
-        );
+        assert!(out.summary.meeting_notes_markdown.contains("## 我們聽到的"));
         assert!(
             out.coach
                 .objections
