@@ -68,6 +68,13 @@ pub static NAME_THEN_ROLE: LazyLock<Regex> = LazyLock::new(|| {
 pub static TITLED_NAME: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b((?i:mr|ms|mrs|dr)\.?\s+[A-Z][a-z]+)"));
 
+/// A relative named as "my …" (who may hold the decision in a family business).
+pub static KIN_EN: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\bmy (brother|sister|wife|husband|business partner|partner|dad|father|mom|mother|son|daughter|uncle|aunt|cousin)\b",
+    )
+});
+
 /// Authority words: someone signs, approves, decides.
 pub static AUTHORITY: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -152,7 +159,7 @@ pub static BUDGET: LazyLock<Regex> = LazyLock::new(|| {
 /// A time: a day, a date, a relative period, a deadline.
 pub static TIME: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(today|tonight|tomorrow|this (week|weekend|month|quarter|year|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|fall|autumn|winter)|next (week|month|quarter|year|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|fall|autumn|winter|season|time)|(in|within|over) (the )?(next )?(a|\w+|\d+|a few|a couple( of)?|couple of) (days?|weeks?|months?|quarters?|years?)|(the )?week of|the (first|second|third|fourth|fifth|\w+teenth|twelfth|tenth|eleventh|twentieth|\w+ieth|\d+(st|nd|rd|th))|end of (the |this |next )?(week|month|quarter|year|q[1-4])|q[1-4]|(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?|(january|february|march|april|june|july|august|september|october|november|december)|\d{1,2}(:\d{2})? ?(am|pm)|(morning|afternoon|evening)|asap|as soon as possible|deadline|by the \d+(st|nd|rd|th)|\d+(st|nd|rd|th) of)\b|今天|明天|後天|今晚|這(個)?(週|周|禮拜|星期|月|季)|下(個|一)?(週|周|禮拜|星期|月|季)|下下(週|周|禮拜|個月)|(週|周|禮拜|星期)[一二三四五六日天]|[一二三四五六七八九十兩\d]+(到[一二三四五六七八九十兩\d]+)?(個)?(月|週|周|禮拜|星期|天)(內|之內|後|以後|左右)|月底|月初|年底|年初|年前|年後|過年|農曆年|開幕|[\d一二三四五六七八九十]+月[\d一二三四五六七八九十]+(號|日)|[\d一二三四五六七八九十]+月(底|初|中)|[一二三四五六七八九十\d]+號|(上午|下午|晚上|早上|中午)|[一二三四五六七八九十兩\d]+點|盡快|越快越好|馬上",
+        r"(?i)\b(today|tonight|tomorrow|this (week|weekend|month|quarter|year|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|fall|autumn|winter)|next (week|month|quarter|year|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|fall|autumn|winter|season|time)|(in|within|over) (the )?(next )?(a|\w+|\d+|a few|a couple( of)?|couple of) (days?|weeks?|months?|quarters?|years?)|(the )?week of|the (first|second|third|fourth|fifth|\w+teenth|twelfth|tenth|eleventh|twentieth|\w+ieth|\d+(st|nd|rd|th))|end of (the |this |next )?(week|month|quarter|year|q[1-4])|q[1-4]|(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?|(january|february|march|april|june|july|august|september|october|november|december)|\d{1,2}(:\d{2})? ?(am|pm)|(morning|afternoon|evening)|asap|as soon as possible|deadline|by the \d+(st|nd|rd|th)|\d+(st|nd|rd|th) of|labor day|memorial day|thanksgiving|christmas|new year'?s?|busy season|holiday (season|rush|peak)|black friday|tax season|back to school)\b|今天|明天|後天|今晚|這(個)?(週|周|禮拜|星期|月|季)|下(個|一)?(週|周|禮拜|星期|月|季)|下下(週|周|禮拜|個月)|(週|周|禮拜|星期)[一二三四五六日天]|[一二三四五六七八九十兩\d]+(到[一二三四五六七八九十兩\d]+)?(個)?(月|週|周|禮拜|星期|天)(內|之內|後|以後|左右)|月底|月初|年底|年初|年前|年後|過年|農曆年|中秋|端午|母親節|旺季|開學|開幕|[\d一二三四五六七八九十]+月[\d一二三四五六七八九十]+(號|日)|[\d一二三四五六七八九十]+月(底|初|中)|[一二三四五六七八九十\d]+號|(上午|下午|晚上|早上|中午)|[一二三四五六七八九十兩\d]+點|盡快|越快越好|馬上",
     )
 });
 
@@ -247,6 +254,14 @@ pub static COMPETITOR_EN_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// A product tried, replaced or chosen: "we trialed Samsara", "the POS we're replacing is
+/// Toast", "decided to go with Mindbody".
+pub static COMPETITOR_EN_CHOSEN: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?i:trialed|trialled|piloted|replacing|dropping|leaving|go with|going with|decided on|(?:pos|system|software|tool|app|platform|vendor) (?:we're|we are) (?:replacing|using|on|leaving) is)\s+([A-Z][\w&'.-]*(?:\s+[A-Z][\w&-]*)?)",
+    )
+});
+
 /// "from ABC Roofing" when the line is about a quote, an estimate or a demo.
 pub static COMPETITOR_EN_FROM: LazyLock<Regex> =
     LazyLock::new(|| re(r"\bfrom\s+([A-Z][\w&'-]*(?:\s+[A-Z][\w&-]*){0,2})"));
@@ -260,7 +275,7 @@ pub static OFFER_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 
 /// "饗賓的系統", "客立樂POS": a name right before the word for a system.
 pub static COMPETITOR_ZH_SYSTEM: LazyLock<Regex> =
-    LazyLock::new(|| re(r"([\p{Han}A-Za-z0-9]{2,8})的?(?:系統|平台|POS)"));
+    LazyLock::new(|| re(r"([\p{Han}A-Za-z0-9.]{2,8})\s?的?(?:系統|平台|POS)"));
 
 /// Brand-shaped words anywhere: inner capitals ("QuickBooks", "CrowdStrike", "iCHEF") or
 /// letters with digits ("eats365").

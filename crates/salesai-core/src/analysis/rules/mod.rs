@@ -463,7 +463,10 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
             if kin && !(patterns::DEFERS.is_match(text) || patterns::AUTHORITY.is_match(text)) {
                 continue;
             }
-            if kin && c.get(1).is_none() && matches!(role.as_str(), "姐" | "哥" | "先生") {
+            // A bare 哥/姐 is only someone when it is "my" one ("我哥是股東").
+            let mine = text.contains(&format!("我{role}"));
+            if kin && c.get(1).is_none() && matches!(role.as_str(), "姐" | "哥" | "先生") && !mine
+            {
                 continue;
             }
             let name = c.get(1).map(|s| format!("{}{}", s.as_str(), role));
@@ -474,6 +477,26 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
                     role: Some(role),
                 },
             );
+        }
+
+        // A relative who decides: "my brother signs anything over five grand", or named in
+        // one line and deciding in the next ("my husband handles that." — "he decides").
+        if customer {
+            let kin = patterns::KIN_EN.captures(text).map(|c| c[1].to_lowercase());
+            let decides = patterns::AUTHORITY.is_match(text) || patterns::DEFERS.is_match(text);
+            let kin_before = previous
+                .filter(|_| decides)
+                .and_then(|p| patterns::KIN_EN.captures(&p.text))
+                .map(|c| c[1].to_lowercase());
+            if let Some(kin) = kin.filter(|_| decides).or(kin_before) {
+                push_person(
+                    &mut f.people,
+                    Person {
+                        name: None,
+                        role: Some(kin),
+                    },
+                );
+            }
         }
 
         if customer {
@@ -744,6 +767,7 @@ fn find<'a>(input: &RulesInput<'a>) -> Findings<'a> {
         candidates.extend(
             patterns::COMPETITOR_EN_SUBJECT
                 .captures_iter(text)
+                .chain(patterns::COMPETITOR_EN_CHOSEN.captures_iter(text))
                 .map(|c| c[1].to_owned()),
         );
         candidates.extend(

@@ -451,6 +451,13 @@ fn read_english(tokens: &[Token<'_>], i: usize) -> Option<(Number, usize)> {
             // "twenty-five"
         } else if t.text == "half" && any && j > i {
             current += 0.5;
+        } else if t.text == "and"
+            && any
+            && tokens.get(j + 1).is_some_and(|n| n.text == "a")
+            && tokens.get(j + 2).is_some_and(|n| n.text == "half")
+        {
+            // "two and a half grand": the half is read next.
+            j += 1;
         } else if let Some(scale) =
             english_scale(t.text).filter(|_| any && !matches!(t.text, "m" | "k"))
         {
@@ -703,6 +710,8 @@ const COUNT_NOUNS: &[&str] = &[
     "成",
     "%",
 ];
+/// Words after a bare number that make it money ("18,000 set aside", "120k approved").
+const MONEY_AFTER: &[&str] = &["approved", "budgeted", "allocated", "earmarked", "aside"];
 /// Verbs and nouns that make a nearby bare number money ("we pay 300 a month").
 const MONEY_CONTEXT: &[&str] = &[
     "cost",
@@ -731,6 +740,8 @@ const MONEY_CONTEXT: &[&str] = &[
     "invoice",
     "bill",
     "afford",
+    "bleeding",
+    "aside",
     "waste",
     "wasting",
     "花",
@@ -934,8 +945,17 @@ fn classify(
         unit_end += 1;
     }
     let period = period_near(text, tokens, start, unit_end);
+    // "two and a half grand": grand is money whatever comes after it.
+    let grand = tokens[start..end].iter().any(|t| t.text == "grand");
+    // "a hundred and twenty thousand approved for tooling", "eighteen thousand set aside".
+    let money_word_after = tokens[end..]
+        .iter()
+        .take(3)
+        .any(|t| MONEY_AFTER.contains(&t.text));
     let is_money = prefix_currency
         || suffix_currency
+        || grand
+        || (!count && money_word_after && number.value >= 100.0)
         || (!count && big_chinese)
         || (!count && number.k)
         || (!count && money_word_near && number.value >= 10.0)
@@ -1068,5 +1088,30 @@ mod tests {
         assert!(q.is_empty() || q[0].unit != Unit::Money, "{q:?}");
         let q = quantities("about 20% of orders");
         assert_eq!(q[0].unit, Unit::Percent);
+    }
+}
+
+#[cfg(test)]
+mod said_in_words {
+    use super::money;
+
+    #[test]
+    fn amounts_said_in_words_are_money() {
+        let first = |t: &str| money(t).first().map(|q| q.value);
+        assert_eq!(
+            first("we're bleeding two and a half grand a month"),
+            Some(2500.0)
+        );
+        assert_eq!(
+            first("We have a hundred and twenty thousand approved for tooling"),
+            Some(120_000.0)
+        );
+        assert_eq!(
+            first("We set aside about eighteen thousand for this year."),
+            Some(18_000.0)
+        );
+        assert_eq!(first("硬體加第一年大概十四萬八以內"), Some(148_000.0));
+        assert_eq!(first("一個月大概兩萬五跑掉"), Some(25_000.0));
+        assert_eq!(first("we have eighteen tables"), None);
     }
 }
