@@ -19,6 +19,7 @@ use salesai_db::story;
 mod bad_input;
 mod oidc;
 mod openapi;
+mod renderings;
 mod scan;
 
 mod serve;
