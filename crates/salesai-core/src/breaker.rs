@@ -235,6 +235,9 @@ impl Analyzer for GuardedAnalyzer {
     fn strict(&self) -> bool {
         self.inner.strict()
     }
+    fn budget(&self) -> Option<std::time::Duration> {
+        self.inner.budget()
+    }
     async fn run(
         &self,
         agent: Agent,

@@ -44,6 +44,9 @@ pub struct LlmConfig {
     pub agent_models: BTreeMap<String, String>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// The most one analysis waits on the LLM in all; past it the agents still waiting take
+    /// their part from the rules engine (`SALESAI_LLM_BUDGET_SECS`).
+    pub budget: Duration,
     /// Fail an agent whose answer is still invalid after the repair instead of taking its
     /// output from the rules engine (`SALESAI_ANALYSIS_STRICT`).
     pub strict: bool,
@@ -106,6 +109,18 @@ fn failed(code: ErrorCode, message: impl Into<String>) -> CallError {
         message: message.into(),
         retry_at: None,
     })
+}
+
+/// The most tokens an agent's answer may take: its schema's size with room for its longest
+/// lists and sentences (a full answer of a 60-minute call stays well inside), in either
+/// language.
+pub fn max_tokens(agent: Agent) -> u32 {
+    match agent {
+        Agent::Context => 600,
+        Agent::Crm => 900,
+        Agent::Buyer | Agent::Seller | Agent::Coach => 1_500,
+        Agent::Summary => 1_800,
+    }
 }
 
 impl LlmAnalyzer {
@@ -186,7 +201,10 @@ impl LlmAnalyzer {
         mode: u8,
         conversation: &[Value],
     ) -> Result<Reply, CallError> {
-        let mut body = json!({ "model": model, "messages": conversation, "temperature": 0 });
+        // The answer is capped to what the agent's schema needs: a model that rambles (a small
+        // local one can write thousands of tokens) is cut off instead of running for minutes.
+        let mut body = json!({ "model": model, "messages": conversation, "temperature": 0,
+                               "max_tokens": max_tokens(agent) });
         match mode {
             JSON_SCHEMA => {
                 body["response_format"] = json!({
@@ -205,14 +223,21 @@ impl LlmAnalyzer {
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
+        // No answer in time and no answer at all (nothing listening, the connection cut) are
+        // both a provider that did not answer: TIMEOUT, which the analysis stops waiting for
+        // on its last attempt.
         let response = request.send().await.map_err(|e| {
             failed(
-                if e.is_timeout() {
+                if e.is_timeout() || e.is_connect() || e.is_request() {
                     ErrorCode::Timeout
                 } else {
                     ErrorCode::LlmApiError
                 },
-                format!("{} request failed: {e}", self.config.provider),
+                if e.is_connect() {
+                    format!("{} unreachable: {e}", self.config.provider)
+                } else {
+                    format!("{} request failed: {e}", self.config.provider)
+                },
             )
         })?;
         let status = response.status().as_u16();
@@ -358,6 +383,10 @@ impl Analyzer for LlmAnalyzer {
 
     fn strict(&self) -> bool {
         self.config.strict
+    }
+
+    fn budget(&self) -> Option<Duration> {
+        Some(self.config.budget)
     }
 
     async fn run(

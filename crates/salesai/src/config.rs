@@ -308,6 +308,15 @@ pub struct LlmSettings {
         hide = true
     )]
     pub llm_timeout_secs: Option<u64>,
+    /// Seconds one analysis may wait on the LLM in all (every agent's calls); past it the agents still waiting take their part from the rules engine, marked
+    #[arg(
+        long,
+        env = "SALESAI_LLM_BUDGET_SECS",
+        global = true,
+        help_heading = "Settings",
+        hide = true
+    )]
+    pub llm_budget_secs: Option<u64>,
     /// Fail the analysis when an agent's LLM answer is still invalid after a repair (or the LLM keeps failing), instead of taking that agent from the rules engine
     #[arg(long, env = "SALESAI_ANALYSIS_STRICT", global = true, value_parser = BoolishValueParser::new(), help_heading = "Settings", hide = true)]
     pub analysis_strict: Option<bool>,
@@ -1168,6 +1177,13 @@ impl Config {
                         })?,
                         agent_models: agent_models.clone(),
                         timeout,
+                        budget: std::time::Duration::from_secs(bounded(
+                            "SALESAI_LLM_BUDGET_SECS",
+                            args.llm.llm_budget_secs,
+                            default::LLM_BUDGET_SECS,
+                            10,
+                            86_400,
+                        )?),
                         strict: args
                             .llm.analysis_strict
                             .unwrap_or(default::ANALYSIS_STRICT),
@@ -1548,7 +1564,8 @@ pub mod default {
     pub const STT_MAX_CHUNK_SECS: u64 = 600;
     pub const STT_MAX_CHUNK_MB: u64 = 24;
     pub const STT_TIMEOUT_SECS: u64 = 180;
-    pub const LLM_TIMEOUT_SECS: u64 = 120;
+    pub const LLM_TIMEOUT_SECS: u64 = 60;
+    pub const LLM_BUDGET_SECS: u64 = 900;
     pub const ANALYSIS_STRICT: bool = false;
     pub const MAX_UPLOAD_MB: u64 = 500;
     pub const BIND_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 3000);
@@ -1593,6 +1610,7 @@ fn shown_defaults() -> Vec<(&'static str, String)> {
         ("stt_max_chunk_mb", STT_MAX_CHUNK_MB.to_string()),
         ("stt_timeout_secs", STT_TIMEOUT_SECS.to_string()),
         ("llm_timeout_secs", LLM_TIMEOUT_SECS.to_string()),
+        ("llm_budget_secs", LLM_BUDGET_SECS.to_string()),
         ("analysis_strict", ANALYSIS_STRICT.to_string()),
         ("max_upload_mb", MAX_UPLOAD_MB.to_string()),
         ("bind", std::net::SocketAddr::from(BIND_ADDR).to_string()),

@@ -51,6 +51,13 @@ pub trait Analyzer: Send + Sync + 'static {
         false
     }
 
+    /// How long one analysis may wait on this engine in all (every agent's calls together)
+    /// before the agents still waiting take their part from the rules engine; `None`: no
+    /// limit (the rules engine itself).
+    fn budget(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Runs one agent and returns its validated output.
     async fn run(&self, agent: Agent, context: AgentContext<'_>)
     -> Result<AgentRun, AnalyzerError>;

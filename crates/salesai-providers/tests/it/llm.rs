@@ -192,6 +192,7 @@ fn analyzer_with(base: &str, strict: bool) -> LlmAnalyzer {
             model: "small-model".into(),
             agent_models,
             timeout: Duration::from_millis(2_500),
+            budget: Duration::from_secs(60),
             strict,
         },
         Prompts::embedded(),

@@ -77,6 +77,7 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
             serde_json::json!(day.to_string()),
         );
     }
+    let budget = Budget::start(app);
     let mut done: BTreeMap<Agent, serde_json::Value> = BTreeMap::new();
     for run in store.get_agent_outputs(id).await.map_err(db)? {
         if let Some(agent) = salesai_core::analysis::AGENTS
@@ -103,6 +104,7 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
                 .collect();
             let segments = &segments;
             let metadata = &metadata;
+            let budget = &budget;
             async move {
                 let context = AgentContext {
                     segments,
@@ -110,7 +112,7 @@ async fn analyze(app: &App, id: &str, last_attempt: bool) -> Result<(), JobError
                     product_line: line,
                     prior: &prior,
                 };
-                let result = run_agent(app, *agent, context, last_attempt).await;
+                let result = run_agent(app, *agent, context, last_attempt, budget).await;
                 (*agent, result)
             }
         }))
@@ -209,10 +211,42 @@ async fn run_agent(
     agent: Agent,
     context: AgentContext<'_>,
     last_attempt: bool,
+    budget: &Budget,
 ) -> Result<salesai_core::store::AgentRun, salesai_core::analysis::engine::AnalyzerError> {
     let mut call = 1;
     loop {
-        match app.analyzer.run(agent, context).await {
+        // Past the budget, or once the provider proved unreachable or too slow on this last
+        // attempt: no more waiting — the rules engine's part, with the reason.
+        if let Some(reason) = budget.spent() {
+            if app.analyzer.strict() {
+                return Err(salesai_core::analysis::engine::AnalyzerError {
+                    code: ErrorCode::Timeout,
+                    message: reason,
+                    retry_at: None,
+                });
+            }
+            tracing::warn!(event = "agent.budget_fallback", agent = agent.as_str(), reason = %reason, "the agent takes its part from the rules engine");
+            return Ok(rules_fallback(agent, &context, reason));
+        }
+        let attempt = match budget.remaining() {
+            Some(left) => {
+                match tokio::time::timeout(left, app.analyzer.run(agent, context)).await {
+                    Ok(result) => result,
+                    Err(_) => continue,
+                }
+            }
+            None => app.analyzer.run(agent, context).await,
+        };
+        match attempt {
+            Err(err)
+                if last_attempt && err.code == ErrorCode::Timeout && !app.analyzer.strict() =>
+            {
+                budget.give_up(format!(
+                    "the LLM did not answer on the last attempt ({}); no agent waits for it again in this analysis",
+                    err.message
+                ));
+                continue;
+            }
             Ok(run) => return Ok(run),
             Err(err)
                 if call < AGENT_CALLS
@@ -224,20 +258,84 @@ async fn run_agent(
                 tokio::time::sleep(wait).await;
                 call += 1;
             }
+            // On the last attempt a long wait (a provider's pause, a far Retry-After) helps no
+            // one: the agent takes the rules engine's part now, and so do the others.
+            Err(err)
+                if last_attempt
+                    && !app.analyzer.strict()
+                    && err.retry_at.is_some_and(|at| {
+                        at > chrono::Utc::now() + chrono::Duration::seconds(LONGEST_WAIT_SECS)
+                    }) =>
+            {
+                let reason = format!(
+                    "the LLM asked to wait until {} on the last attempt: {}",
+                    err.retry_at.map(|at| at.to_rfc3339()).unwrap_or_default(),
+                    err.message
+                );
+                budget.give_up(reason.clone());
+                return Ok(rules_fallback(agent, &context, reason));
+            }
             Err(err) if fall_back(app, &err, last_attempt) => {
-                return Ok(rules_fallback(
-                    agent,
-                    &context,
-                    format!(
-                        "the LLM kept failing for this agent: {}: {}",
-                        err.code, err.message
-                    ),
-                ));
+                let reason = format!(
+                    "the LLM kept failing for this agent: {}: {}",
+                    err.code, err.message
+                );
+                // A provider that does not answer at all will not answer the next agent either.
+                if last_attempt && err.code == ErrorCode::Timeout {
+                    budget.give_up(reason.clone());
+                }
+                return Ok(rules_fallback(agent, &context, reason));
             }
             Err(err) => return Err(err),
         }
     }
 }
+
+/// One analysis's wait on its engine: when the budget ends, and whether the provider already
+/// proved unreachable or too slow on the job's last attempt (then no agent waits again).
+struct Budget {
+    until: Option<std::time::Instant>,
+    seconds: u64,
+    gave_up: std::sync::Mutex<Option<String>>,
+}
+
+impl Budget {
+    fn start(app: &App) -> Budget {
+        let budget = app.analyzer.budget();
+        Budget {
+            until: budget.map(|b| std::time::Instant::now() + b),
+            seconds: budget.map_or(0, |b| b.as_secs()),
+            gave_up: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn remaining(&self) -> Option<std::time::Duration> {
+        self.until
+            .map(|u| u.saturating_duration_since(std::time::Instant::now()))
+    }
+
+    /// Why no agent should wait any more, if so.
+    fn spent(&self) -> Option<String> {
+        if let Some(reason) = self.gave_up.lock().ok().and_then(|g| g.clone()) {
+            return Some(reason);
+        }
+        self.remaining().filter(|r| r.is_zero()).map(|_| {
+            format!(
+                "the analysis's LLM budget of {} s (SALESAI_LLM_BUDGET_SECS) ran out",
+                self.seconds
+            )
+        })
+    }
+
+    fn give_up(&self, reason: String) {
+        if let Ok(mut g) = self.gave_up.lock() {
+            g.get_or_insert(reason);
+        }
+    }
+}
+
+/// The longest a provider's requested wait is honoured on a job's last attempt.
+const LONGEST_WAIT_SECS: i64 = 30;
 
 /// Calls an agent gets within one attempt of the job before the attempt fails.
 pub const AGENT_CALLS: u32 = 3;

@@ -1490,3 +1490,83 @@ async fn a_preparation_rerun_after_the_call_moved_on_queues_no_second_analysis(d
     assert_eq!(job.job.status, JobStatus::Completed, "{job:?}");
     assert_eq!(analyses(&app).await, 1, "the analysis is queued once");
 }
+
+/// An LLM that accepts every call and never answers, with a one-second budget per analysis.
+struct SilentLlm {
+    calls: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl salesai_core::analysis::engine::Analyzer for SilentLlm {
+    fn engine(&self) -> &'static str {
+        "llm"
+    }
+
+    fn budget(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
+    async fn run(
+        &self,
+        _agent: salesai_core::analysis::Agent,
+        _context: salesai_core::analysis::engine::AgentContext<'_>,
+    ) -> Result<salesai_core::store::AgentRun, salesai_core::analysis::engine::AnalyzerError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        unreachable!("never answers")
+    }
+}
+
+story!(an_llm_that_never_answers_gives_way_to_the_rules_engine_within_the_budget);
+async fn an_llm_that_never_answers_gives_way_to_the_rules_engine_within_the_budget(db: &TestDb) {
+    use salesai_core::domain::ConversationStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app(db, &dir);
+    let analyzer = Arc::new(SilentLlm {
+        calls: Default::default(),
+    });
+    app.analyzer = analyzer.clone();
+    let created = analyze_conversation(
+        &app,
+        "Customer: We lose orders every night.\nRep: Shall we start a trial on Friday?\nCustomer: Friday works.",
+    )
+    .await;
+    let mut registry = builtin();
+    salesai_worker::register_pipeline(&mut registry);
+    let (token, handle) = spawn_worker(&app, registry, "w-silent");
+    let mut conversation = None;
+    for _ in 0..1500 {
+        let c = app
+            .store
+            .get_conversation(&created.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(
+            c.status,
+            ConversationStatus::Completed | ConversationStatus::Failed
+        ) {
+            conversation = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel();
+    handle.await.unwrap();
+    let conversation = conversation.expect("the analysis ended: the budget is not waited past");
+    assert_eq!(conversation.status, ConversationStatus::Completed);
+    let outputs = app.store.get_agent_outputs(&created.id).await.unwrap();
+    assert_eq!(outputs.len(), 6);
+    for o in &outputs {
+        let reason = o.fallback.as_deref().unwrap_or_default();
+        assert!(
+            o.engine == "rules" && reason.contains("SALESAI_LLM_BUDGET_SECS"),
+            "{}: {reason}",
+            o.agent
+        );
+    }
+    assert!(
+        analyzer.calls.load(std::sync::atomic::Ordering::SeqCst) <= 6,
+        "no agent is called again once the budget is spent"
+    );
+}

@@ -139,6 +139,28 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
         })
         .await?;
 
+    // A one-shot run has no later attempt to wait for: on its own scratch database the first
+    // attempt is the last, so an LLM that fails or stops answering gives way to the rules
+    // engine (marked, with the reason) instead of retrying for minutes.
+    if !config.database_configured {
+        let settings = salesai_core::queue::QueueSettings {
+            max_attempts: 1,
+            ..app
+                .store
+                .get_queue_settings(salesai_core::queue::CONVERSATIONS)
+                .await?
+        };
+        app.store.put_queue_settings(&settings).await?;
+    }
+    // What the analysis waits for, said while it waits.
+    let waiting_for = config.llm.as_ref().map(|llm| {
+        let host = url::Url::parse(&llm.base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| llm.base_url.clone());
+        (format!("{} at {host}", llm.model), llm.budget, llm.timeout)
+    });
+
     // Run the pipeline here, showing each stage as it passes.
     let token = CancellationToken::new();
     let options = salesai_worker::WorkerOptions {
@@ -154,6 +176,8 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
     ));
     let started = Instant::now();
     let mut last = None;
+    let mut analyzing_since: Option<Instant> = None;
+    let mut said_at = Instant::now();
     let conversation = loop {
         let conversation = app
             .store
@@ -169,6 +193,27 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
                 );
             }
             last = Some(conversation.status);
+            if conversation.status == ConversationStatus::Analyzing {
+                analyzing_since = Some(Instant::now());
+                said_at = Instant::now() - Duration::from_secs(10);
+            }
+        }
+        // Every 5 s of analysis: which agents answered, what it waits for, until when.
+        if let (Some(since), Some((what, budget, per_call))) = (analyzing_since, &waiting_for)
+            && !args.json
+            && conversation.status == ConversationStatus::Analyzing
+            && said_at.elapsed() >= Duration::from_secs(5)
+        {
+            said_at = Instant::now();
+            let done = app.store.get_agent_outputs(&created.id).await?.len();
+            let until = chrono::Local::now()
+                + chrono::Duration::from_std(budget.saturating_sub(since.elapsed()))
+                    .unwrap_or_default();
+            eprintln!(
+                "           waiting for the LLM ({what}): {done} of 6 agents answered; each call waits up to {} s, and at {} the agents still waiting take the rules engine's part",
+                per_call.as_secs(),
+                until.format("%H:%M:%S")
+            );
         }
         if matches!(
             conversation.status,
@@ -209,7 +254,14 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
         .await?
         .context("completed without an analysis")?;
     let mut object = serde_json::Map::new();
+    // Agents whose part came from the rules engine, and why (the first reason given).
+    let mut stood_in: Vec<String> = Vec::new();
+    let mut why: Option<String> = None;
     for run in app.store.get_agent_outputs(&created.id).await? {
+        if let Some(reason) = &run.fallback {
+            stood_in.push(run.agent.clone());
+            why.get_or_insert_with(|| reason.clone());
+        }
         object.insert(run.agent, run.output);
     }
     let outputs: AgentOutputs = serde_json::from_value(serde_json::Value::Object(object))?;
@@ -234,6 +286,18 @@ pub async fn run(config: &Config, args: AnalyzeArgs) -> anyhow::Result<ExitCode>
                 line.rules_language() == salesai_core::analysis::rules::Language::ZhTw
             )
         );
+        if let Some(why) = &why {
+            let zh = line.rules_language() == salesai_core::analysis::rules::Language::ZhTw;
+            println!(
+                "\n{} {}: {why}",
+                if zh {
+                    "規則引擎代替 LLM 完成了："
+                } else {
+                    "The rules engine stood in for the LLM on:"
+                },
+                stood_in.join(", ")
+            );
+        }
     }
     database.close().await;
     Ok(ExitCode::SUCCESS)
