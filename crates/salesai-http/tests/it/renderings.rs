@@ -180,3 +180,53 @@ async fn the_page_the_api_and_the_slack_card_agree_on_every_figure(db: &TestDb) 
     let word = salesai_core::i18n::Label::label(&standing, Language::En.t());
     assert!(card.contains(word) && html.contains(word), "{word}");
 }
+
+story!(a_call_waiting_for_its_llm_says_until_when);
+async fn a_call_waiting_for_its_llm_says_until_when(db: &TestDb) {
+    use salesai_core::domain::ConversationStatus;
+    use salesai_core::queue::{CONVERSATIONS, NewJob};
+    let t = TestApp::spawn(db).await;
+    let store = t.app.store.clone();
+    let cast = Cast::invite(&store, Role::Rep).await;
+    let mut new = new_call_for(&cast.amy.user.id);
+    new.first_job = NewJob::new(
+        CONVERSATIONS,
+        salesai_core::pipeline::ANALYZE,
+        serde_json::json!({}),
+    );
+    let created = store.create_conversation(new).await.unwrap();
+    store
+        .set_conversation_status(&created.id, ConversationStatus::Analyzing, None)
+        .await
+        .unwrap();
+    let job = store
+        .claim(CONVERSATIONS, "w", 1)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    store
+        .reschedule(
+            &job.lease().unwrap(),
+            chrono::Utc::now() + chrono::Duration::minutes(5),
+            "RATE_LIMITED",
+            "the LLM failed broadly and is paused",
+        )
+        .await
+        .unwrap();
+    let browser = t.sign_in(&cast.ada.user.id).await;
+    for (lang, words) in [("en", "the analysis continues at"), ("zh-TW", "分析會在")] {
+        let html = t
+            .client
+            .get(format!("{}/calls/{}", t.base, created.id))
+            .header(COOKIE, &browser.cookie)
+            .header("accept-language", lang)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains(words), "{lang}: the page says until when");
+    }
+}

@@ -62,6 +62,9 @@ pub struct CallPage<'a> {
     /// Speech-to-text is configured now (a recording that failed for the lack of it may be
     /// retried only then).
     pub stt_configured: bool,
+    /// While the analysis waits for its LLM (a provider's pause or `Retry-After`): until when,
+    /// and whether that is its last attempt (then the rules engine stands in after it).
+    pub waiting: Option<(chrono::DateTime<chrono::Utc>, bool)>,
 }
 
 /// `GET /calls/{id}`: the whole call on one page.
@@ -74,6 +77,28 @@ pub async fn show(
     let c = reachable(&app, &viewer, &id).await?;
     let report = CallReport::load(app.store.as_ref(), c, &app.talk_targets).await?;
     let c = &report.conversation;
+    // The analysis waiting on its provider: its job queued for later after a rate limit or a
+    // provider's pause.
+    let waiting = if c.status == salesai_core::domain::ConversationStatus::Analyzing {
+        app.store
+            .list_jobs(&salesai_core::queue::JobFilter {
+                conversation_id: Some(c.id.clone()),
+                status: Some(salesai_core::queue::JobStatus::Queued),
+                kind: Some(salesai_core::pipeline::ANALYZE.into()),
+                limit: Some(1),
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .find(|j| {
+                j.run_at > chrono::Utc::now()
+                    && j.last_error_code.as_deref()
+                        == Some(salesai_core::ErrorCode::RateLimited.as_str())
+            })
+            .map(|j| (j.run_at, j.attempts + 1 >= j.max_attempts))
+    } else {
+        None
+    };
     let view = CallPage {
         report: &report,
         line: app.product_line(&c.product_line),
@@ -83,6 +108,7 @@ pub async fn show(
         csrf: &viewer.session.csrf_token,
         is_admin: viewer.principal.is_admin(),
         stt_configured: app.stt.is_some(),
+        waiting,
     };
     let title = if c.customer_name.is_empty() {
         c.case_number.to_string()
@@ -145,6 +171,11 @@ pub fn render(v: &CallPage<'_>) -> Markup {
                     section.card.progress {
                         h2 { (m.working_on_it) }
                         p { (m.salesai_is) (lang.status(c.status)) (m.this_page_updates_by_itself) }
+                        @if let Some((until, last)) = v.waiting {
+                            p.notice role="status" {
+                                (fill(if last { m.waiting_for_the_llm_then_rules } else { m.waiting_for_the_llm_until }, &[("time", &when(until, v.tz))]))
+                            }
+                        }
                     }
                 }
             }
